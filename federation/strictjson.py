@@ -1,0 +1,123 @@
+"""Strict JSON intake: the first thing every byte string from outside goes through.
+
+RFC 8259 leaves duplicate names, huge numbers and unpaired surrogates to implementations; RFC 7493
+(I-JSON) and RFC 8785 forbid them because two parsers could then read one document two ways, and a
+signature over it would mean different things to different verifiers. Everything here is checked
+before any other processing, and each rejection is a ``StrictJsonError`` with its own reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from federation.errors import StrictJsonError
+
+# I-JSON (RFC 7493 §2.2): integers outside this range cannot be exchanged exactly.
+MAX_SAFE_INTEGER = 2**53 - 1
+
+# Unicode bidirectional formatting characters (Trojan Source, CVE-2021-42574). They are legitimate in
+# Arabic prose, so they are refused only in identifiers, where they can make two ids look alike.
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+@dataclass(frozen=True, slots=True)
+class JsonLimits:
+    """Limits applied by :func:`loads`. Defaults suit one envelope; batches pass larger ones."""
+
+    max_bytes: int = 256 * 1024
+    max_depth: int = 32
+
+
+DEFAULT_LIMITS = JsonLimits()
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise StrictJsonError(f"duplicate member name {k!r}", reason="duplicate-key")
+            seen.add(k)
+    return obj
+
+
+def _constant(name: str) -> Any:
+    raise StrictJsonError(f"{name} is not a JSON number", reason="non-finite-number")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):  # 1e400 overflows to infinity: not an IEEE double
+        raise StrictJsonError(f"number {text} is out of range", reason="number-out-of-range")
+    return value
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_constant, parse_float=_float)
+
+
+def _check_tree(value: Any, max_depth: int) -> None:
+    """Walk the parsed document once: depth, lone surrogates, integer range."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            _check_text(node)
+        elif isinstance(node, bool) or node is None or isinstance(node, float):
+            continue
+        elif isinstance(node, int):
+            if not -MAX_SAFE_INTEGER <= node <= MAX_SAFE_INTEGER:
+                raise StrictJsonError(f"integer {node} is outside the I-JSON range", reason="number-out-of-range")
+        else:
+            if depth > max_depth:
+                raise StrictJsonError(f"nesting deeper than {max_depth}", reason="too-deep")
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    _check_text(k)
+                    stack.append((v, depth + 1))
+            else:
+                stack.extend((v, depth + 1) for v in node)
+
+
+def _check_text(s: str) -> None:
+    if s.isascii():
+        return
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise StrictJsonError("string holds an unpaired surrogate escape", reason="lone-surrogate") from e
+
+
+def loads(data: bytes, limits: JsonLimits = DEFAULT_LIMITS) -> Any:
+    """Parse ``data`` as strict JSON.
+
+    Raises:
+        StrictJsonError: with reason too-large, invalid-utf8, bom, malformed-json, duplicate-key,
+            non-finite-number, number-out-of-range, lone-surrogate or too-deep.
+    """
+    if len(data) > limits.max_bytes:
+        raise StrictJsonError(f"document of {len(data)} bytes exceeds {limits.max_bytes}", reason="too-large")
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise StrictJsonError("byte order mark before JSON text (RFC 8259 §8.1)", reason="bom")
+    try:
+        text = data.decode("utf-8")  # strict: also refuses encoded surrogates and overlongs
+    except UnicodeDecodeError as e:
+        raise StrictJsonError(f"invalid UTF-8 at byte {e.start}", reason="invalid-utf8") from e
+    try:
+        value = _DECODER.decode(text)
+    except StrictJsonError:
+        raise
+    except RecursionError as e:
+        raise StrictJsonError(f"nesting deeper than {limits.max_depth}", reason="too-deep") from e
+    except ValueError as e:
+        raise StrictJsonError(f"not JSON: {e}", reason="malformed-json") from e
+    _check_tree(value, limits.max_depth)
+    return value
+
+
+def check_identifier(name: str, value: str) -> None:
+    """Refuse bidirectional controls (and other invisible format characters) in an identifier."""
+    if any(c in BIDI_CONTROLS for c in value):
+        raise StrictJsonError(f"{name} contains a bidirectional control character", reason="bidi-in-identifier")

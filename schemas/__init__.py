@@ -1,0 +1,5 @@
+"""The JSON Schema documents of IPDN Exchange, shipped as package data (see federation.schemas)."""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
