@@ -122,6 +122,12 @@ _ReferenceValidator = jsonschema.validators.extend(
 )
 
 
+def _keyword(error: Any) -> str:
+    """The failing keyword, named as the reference names it (a bad property name is propertyNames)."""
+    name = getattr(error.kind, "name", None)
+    return str(name) if name else str(error.schema_path[-1])
+
+
 # -- the schema set --------------------------------------------------------------------------------------
 
 
@@ -182,8 +188,7 @@ class SchemaSet:
         if v.is_valid(body):
             issues = []
         else:
-            issues = [Issue(pointer(e.instance_path), str(e.schema_path[-1]) if e.schema_path else "", e.message)
-                      for e in v.iter_errors(body)]
+            issues = [Issue(pointer(e.instance_path), _keyword(e), e.message) for e in v.iter_errors(body)]
         return issues or list(RULES[self.kind_of[sid]](body))
 
     def validate_reference(self, kind_or_id: str, body: Any) -> list[Issue]:
@@ -192,7 +197,9 @@ class SchemaSet:
         v = self._ref.get(sid)
         if v is None:
             v = self._ref[sid] = _ReferenceValidator(self.documents[sid], registry=self._ref_registry)
-        issues = [Issue(pointer(e.absolute_path), str(e.validator), e.message) for e in v.iter_errors(body)]
+        issues = [Issue(pointer(e.absolute_path),
+                        "propertyNames" if "propertyNames" in e.absolute_schema_path else str(e.validator), e.message)
+                  for e in v.iter_errors(body)]
         return issues or list(RULES[self.kind_of[sid]](body))
 
     def guess_kind(self, body: Any) -> str | None:

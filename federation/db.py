@@ -1,0 +1,71 @@
+"""Database plumbing shared by the hub's and the node's stores (nothing else imports SQLAlchemy).
+
+Embedded default: SQLite in WAL mode through aiosqlite, zero set-up. Past one machine: PostgreSQL
+through asyncpg. The schema is owned by Alembic migrations, applied on start (``migrate``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def make_engine(url: str, *, durable: bool = True) -> AsyncEngine:
+    """An async engine; SQLite gets WAL, foreign keys, a busy timeout and fsync at commit.
+
+    ``durable`` (the default) sets ``synchronous=FULL``: a commit survives power loss, which is what
+    an acknowledgement promises. Group commit keeps the fsync cost per batch, not per envelope.
+    """
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def _alembic_config(script_location: Path, version_table: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location))
+    cfg.attributes["version_table"] = version_table
+    return cfg
+
+
+async def migrate(engine: AsyncEngine, script_location: Path, version_table: str, revision: str = "head") -> None:
+    """Upgrade the database to ``revision`` (idempotent; run at every start)."""
+    cfg = _alembic_config(script_location, version_table)
+
+    def upgrade(conn: Connection) -> None:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+    async with engine.begin() as conn:
+        await conn.run_sync(upgrade)
+
+
+async def current_revision(engine: AsyncEngine, script_location: Path, version_table: str) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    def read(conn: Connection) -> str | None:
+        ctx = MigrationContext.configure(conn, opts={"version_table": version_table})
+        return ctx.get_current_revision()
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(read)

@@ -1,0 +1,76 @@
+"""HTTP plumbing shared by the hub and the node (aiohttp): RFC 9457 problems and JSON responses.
+
+Handlers raise domain errors (``IpdnError``) or :class:`Problem`; one middleware turns them into
+``application/problem+json`` responses, so no handler builds an error body by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from federation import strictjson
+from federation.errors import IpdnError, StrictJsonError, TrustError
+
+PROBLEM_BASE = "https://schemas.ipdn.network/problems/"
+log = logging.getLogger("ipdn.http")
+
+
+class Problem(Exception):
+    """An HTTP error with an RFC 9457 body; ``reason`` becomes the last segment of ``type``."""
+
+    def __init__(self, status: int, reason: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.reason, self.detail, self.extra = status, reason, detail, extra
+
+
+def problem_body(status: int, reason: str, detail: str, **extra: Any) -> dict[str, Any]:
+    title = reason.replace("-", " ").capitalize()
+    return {"type": PROBLEM_BASE + reason, "title": title, "status": status, "detail": detail, "reason": reason,
+            **extra}
+
+
+def problem_response(status: int, reason: str, detail: str, **extra: Any) -> web.Response:
+    return web.Response(status=status, content_type="application/problem+json",
+                        text=json.dumps(problem_body(status, reason, detail, **extra), ensure_ascii=False))
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, content_type="application/json", headers=headers,
+                        text=json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+
+
+@web.middleware
+async def problems_middleware(request: web.Request,
+                              handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Problem as p:
+        return problem_response(p.status, p.reason, p.detail, **p.extra)
+    except TrustError as e:
+        return problem_response(403, e.reason, e.message)
+    except IpdnError as e:
+        return problem_response(422 if not isinstance(e, StrictJsonError) else 400, e.reason, e.message)
+    except web.HTTPException as e:
+        if e.status >= 400 and e.content_type != "application/problem+json":
+            return problem_response(e.status, e.reason.lower().replace(" ", "-"), e.text or e.reason)
+        raise
+
+
+def parse_json(data: bytes, limits: strictjson.JsonLimits) -> Any:
+    """Strict JSON from a request body: a 400 problem with the reason (413 past the size limit)."""
+    try:
+        return strictjson.loads(data, limits)
+    except StrictJsonError as e:
+        raise Problem(413 if e.reason == "too-large" else 400, e.reason, e.message) from e
+
+
+async def read_json(request: web.Request, limits: strictjson.JsonLimits) -> Any:
+    """The request body as strict JSON (see :func:`parse_json`)."""
+    if request.content_length is not None and request.content_length > limits.max_bytes:
+        raise Problem(413, "too-large", f"body over {limits.max_bytes} bytes")
+    return parse_json(await request.read(), limits)

@@ -1,0 +1,51 @@
+"""Builders shared by tests and benchmarks: example records and envelopes in a chain."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from federation.envelope import Envelope, Payload, format_time, sign_envelope
+from federation.keys import PublicKey, SigningKey
+from federation.schemas import SCHEMA_ROOT, default_schemas
+
+EXAMPLES = SCHEMA_ROOT / "examples"
+
+
+def example_paths(kind: str, valid: bool = True) -> list[Path]:
+    return sorted((EXAMPLES / kind / ("valid" if valid else "invalid")).glob("*.json"))
+
+
+def example_bodies(kind: str) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text(encoding="utf-8")) for p in example_paths(kind)]
+
+
+@dataclass
+class Member:
+    """A member with a key and its own chain; ``publish`` makes the next envelope."""
+
+    code: str
+    key: SigningKey = field(default_factory=SigningKey.generate)
+    seq: int = 0
+    prev: str | None = None
+
+    @property
+    def public(self) -> PublicKey:
+        return PublicKey(self.key.public.key, self.key.kid, member=self.code)
+
+    def publish(self, body: dict[str, Any] | None, *, kind: str = "cultural-event", record_id: str | None = None,
+                version: int = 1, issued: datetime | None = None, schema: str | None = None,
+                key: SigningKey | None = None) -> Envelope:
+        self.seq += 1
+        payload = Payload(
+            origin=self.code, seq=self.seq, prev=self.prev,
+            record_id=record_id or f"{self.code}:r{self.seq}", version=version, kind=kind,
+            schema=schema or default_schemas().schema_id(kind), op="put" if body is not None else "delete",
+            issued_at=format_time(issued or datetime.now(UTC)), body=body,
+        )
+        env = sign_envelope(key or self.key, payload)
+        self.prev = env.hash
+        return env
