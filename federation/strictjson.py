@@ -9,6 +9,7 @@ before any other processing, and each rejection is a ``StrictJsonError`` with it
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,39 +56,42 @@ def _float(text: str) -> float:
     return value
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_constant, parse_float=_float)
+def _int(text: str) -> int:
+    value = int(text)
+    if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        raise StrictJsonError(f"integer {text} is outside the I-JSON range", reason="number-out-of-range")
+    return value
 
 
-def _check_tree(value: Any, max_depth: int) -> None:
-    """Walk the parsed document once: depth, lone surrogates, integer range."""
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_constant, parse_float=_float, parse_int=_int)
+# A lone surrogate can only come from an escape; documents without one skip the string walk.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _check_depth(value: Any, max_depth: int) -> None:
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, str):
-            _check_text(node)
-        elif isinstance(node, bool) or node is None or isinstance(node, float):
-            continue
-        elif isinstance(node, int):
-            if not -MAX_SAFE_INTEGER <= node <= MAX_SAFE_INTEGER:
-                raise StrictJsonError(f"integer {node} is outside the I-JSON range", reason="number-out-of-range")
-        else:
-            if depth > max_depth:
-                raise StrictJsonError(f"nesting deeper than {max_depth}", reason="too-deep")
-            if isinstance(node, dict):
-                for k, v in node.items():
-                    _check_text(k)
-                    stack.append((v, depth + 1))
-            else:
-                stack.extend((v, depth + 1) for v in node)
+        if depth > max_depth:
+            raise StrictJsonError(f"nesting deeper than {max_depth}", reason="too-deep")
+        children = node.values() if type(node) is dict else node
+        stack.extend((c, depth + 1) for c in children if type(c) is dict or type(c) is list)
 
 
-def _check_text(s: str) -> None:
-    if s.isascii():
-        return
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise StrictJsonError("string holds an unpaired surrogate escape", reason="lone-surrogate") from e
+def _check_strings(value: Any) -> None:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if type(node) is str:
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise StrictJsonError("string holds an unpaired surrogate escape", reason="lone-surrogate") from e
+        elif type(node) is dict:
+            stack.extend(node)
+            stack.extend(node.values())
+        elif type(node) is list:
+            stack.extend(node)
 
 
 def loads(data: bytes, limits: JsonLimits = DEFAULT_LIMITS) -> Any:
@@ -113,11 +117,15 @@ def loads(data: bytes, limits: JsonLimits = DEFAULT_LIMITS) -> Any:
         raise StrictJsonError(f"nesting deeper than {limits.max_depth}", reason="too-deep") from e
     except ValueError as e:
         raise StrictJsonError(f"not JSON: {e}", reason="malformed-json") from e
-    _check_tree(value, limits.max_depth)
+    # Fewer brackets than the limit cannot nest past it (a C-speed count spares most walks).
+    if text.count("[") + text.count("{") > limits.max_depth:
+        _check_depth(value, limits.max_depth)
+    if _SURROGATE_ESCAPE.search(text):
+        _check_strings(value)
     return value
 
 
 def check_identifier(name: str, value: str) -> None:
     """Refuse bidirectional controls (and other invisible format characters) in an identifier."""
-    if any(c in BIDI_CONTROLS for c in value):
+    if not value.isascii() and not BIDI_CONTROLS.isdisjoint(value):
         raise StrictJsonError(f"{name} contains a bidirectional control character", reason="bidi-in-identifier")
