@@ -259,25 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("files", nargs="+", type=Path, metavar="FILE")
     f.set_defaults(func=cmd_verify)
 
-    for register in _service_commands():
-        register(sub)
+    # The services' commands live with the services (imported here, not by the protocol core).
+    from federation.hub.cli import register as register_hub
+    from node.cli import register as register_node
+
+    register_hub(sub)
+    register_node(sub)
     return p
-
-
-def _service_commands() -> list[Any]:
-    """Sub-commands of the services, registered by their own packages (imported lazily)."""
-    regs = []
-    try:
-        from federation.hub.cli import register as hub
-        regs.append(hub)
-    except ImportError:
-        pass
-    try:
-        from node.cli import register as node
-        regs.append(node)
-    except ImportError:
-        pass
-    return regs
 
 
 def main(argv: Sequence[str] | None = None) -> int:

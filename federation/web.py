@@ -59,6 +59,9 @@ async def problems_middleware(request: web.Request,
         if e.status >= 400 and e.content_type != "application/problem+json":
             return problem_response(e.status, e.reason.lower().replace(" ", "-"), e.text or e.reason)
         raise
+    except Exception:  # a bug: logged with its trace, answered without one
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return problem_response(500, "internal-error", "the server failed; the error is logged")
 
 
 def parse_json(data: bytes, limits: strictjson.JsonLimits) -> Any:

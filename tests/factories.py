@@ -49,3 +49,21 @@ class Member:
         env = sign_envelope(key or self.key, payload)
         self.prev = env.hash
         return env
+
+
+def push_request(member: Member, envelopes: list[Any], hub_url: str, *, created: int | None = None,
+                 key: SigningKey | None = None) -> tuple[bytes, dict[str, str]]:
+    """A push body and its RFC 9421 headers, as a node sends them."""
+    import secrets
+    import time
+
+    from federation import httpsig
+
+    body = json.dumps({"envelopes": [e.to_dict() if isinstance(e, Envelope) else e for e in envelopes]}).encode()
+    headers = {"Content-Type": "application/json"}
+    signer = key or member.key
+    headers.update(httpsig.sign_request("POST", hub_url.rstrip("/") + "/api/v1/envelopes", headers, body,
+                                        private_key=signer.key, keyid=signer.kid,
+                                        created=int(time.time()) if created is None else created,
+                                        nonce=secrets.token_urlsafe(12)))
+    return body, headers

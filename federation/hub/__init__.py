@@ -1,0 +1,1 @@
+"""The chair's hub: registry, ingest of members' envelopes, the log, pull."""

@@ -1,0 +1,141 @@
+"""The hub's HTTP interface (aiohttp): parse and authenticate, then hand over to HubService."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from federation import httpsig, strictjson
+from federation.hub.config import HubConfig
+from federation.hub.service import HubService
+from federation.hub.store import HubStore
+from federation.registry import load_registry
+from federation.schemas import default_schemas
+from federation.web import Problem, json_response, parse_json, problems_middleware
+
+log = logging.getLogger("ipdn.hub")
+
+CONFIG = web.AppKey("config", HubConfig)
+SERVICE = web.AppKey("service", HubService)
+REPLAYS = web.AppKey("replays", httpsig.ReplayCache)
+
+
+def authenticate_push(request: web.Request, body: bytes) -> str:
+    """The member a push comes from, by its RFC 9421 signature (401 problem otherwise)."""
+    service = request.app[SERVICE]
+    reg = service.registry.registry
+    keys = reg.member_keys()
+    active = {m.code for m in reg.members if m.status == "active"}
+    now = int(time.time())
+
+    def resolve(kid: str) -> Any:
+        k = keys.get(kid)
+        return k.key if k is not None and k.member in active and k.valid_at(service.clock()) else None
+
+    target = reg.hub_url.rstrip("/") + request.raw_path  # the public URI, never Host/X-Forwarded-*
+    try:
+        sig = httpsig.verify_request(request.method, target, request.headers, body, resolve_key=resolve, now=now,
+                                     max_skew=request.app[CONFIG].replay_window)
+        request.app[REPLAYS].check_and_remember(sig.keyid, sig.signature, sig.created, now)
+    except httpsig.HttpSignatureError as e:
+        raise Problem(401, e.reason, str(e)) from e
+    return str(keys[sig.keyid].member)
+
+
+async def post_envelopes(request: web.Request) -> web.Response:
+    cfg = request.app[CONFIG]
+    service = request.app[SERVICE]
+    body = await request.read()
+    member = authenticate_push(request, body)
+    doc = parse_json(body, strictjson.JsonLimits(max_bytes=cfg.max_batch_bytes, max_depth=4))
+    envelopes = doc.get("envelopes") if isinstance(doc, dict) else None
+    if not isinstance(envelopes, list) or set(doc) != {"envelopes"}:
+        raise Problem(400, "malformed-batch", 'a push is {"envelopes": [...]}')
+    max_batch = service.registry.registry.policies.max_batch
+    if len(envelopes) > max_batch:
+        raise Problem(413, "batch-too-large", f"{len(envelopes)} envelopes; at most {max_batch} per push")
+    outcomes = await service.ingest(member, envelopes)
+    return json_response({"results": [o.to_dict(i) for i, o in enumerate(outcomes)], "log_size": service.size})
+
+
+def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Problem(400, "bad-parameter", f"{name} must be an integer") from None
+    if not lo <= value <= hi:
+        raise Problem(400, "bad-parameter", f"{name} must be between {lo} and {hi}")
+    return value
+
+
+async def get_log(request: web.Request) -> web.Response:
+    cfg = request.app[CONFIG]
+    service = request.app[SERVICE]
+    after = _int_param(request, "after", 0, 0, 2**53)
+    limit = _int_param(request, "limit", 100, 1, cfg.page_limit)
+    wait = _int_param(request, "wait", 0, 0, int(cfg.max_wait))
+    rows = await service.read_log(after, limit, wait)
+    # Stored envelopes are our own compact ASCII JSON: spliced in as they are, never re-encoded.
+    entries = ",".join(f'{{"position":{p},"envelope":{env.decode("ascii")}}}' for p, env in rows)
+    nxt = rows[-1][0] if rows else after
+    # A full page never changes (positions are final); a partial one grows as the log does.
+    cache = "public, max-age=31536000, immutable" if len(rows) == limit else "no-cache"
+    return web.Response(text=f'{{"entries":[{entries}],"next":{nxt},"size":{service.size}}}',
+                        content_type="application/json", headers={"Cache-Control": cache})
+
+
+async def get_registry(request: web.Request) -> web.Response:
+    reg = request.app[SERVICE].registry
+    return web.Response(body=reg.to_bytes(), content_type="application/json",
+                        headers={"Cache-Control": "no-cache", "ETag": f'"{reg.hash}"'})
+
+
+async def get_status(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    reg = service.registry.registry
+    held = await service.store.counts_by_origin()
+    refused = await service.store.quarantine_counts()
+    members = []
+    for m in reg.members:
+        act = service.activity.get(m.code)
+        head = service.heads.get(m.code)
+        members.append({
+            "code": m.code, "names": m.names, "role": m.role, "status": m.status,
+            "envelopes": held.get(m.code, 0), "head_seq": head.seq if head else 0,
+            "refused": sum(n for (mm, _), n in refused.items() if mm == m.code),
+            "last_push_at": act.last_push_at.isoformat() if act and act.last_push_at else None,
+        })
+    return json_response({"role": "hub", "hub_url": reg.hub_url, "registry_version": reg.version,
+                          "log_size": service.size, "quarantine": sum(refused.values()), "members": members})
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG]
+    store = await HubStore.open(cfg.db_url)
+    service = HubService(store, load_registry(cfg.registry_path), default_schemas(), writer_batch=cfg.writer_batch)
+    await service.start()
+    app[SERVICE] = service
+    log.info("hub ready: log size %d, registry v%d", service.size, service.registry.registry.version)
+    yield
+    await service.stop()
+    await store.close()
+
+
+def create_app(config: HubConfig) -> web.Application:
+    app = web.Application(middlewares=[problems_middleware], client_max_size=config.max_batch_bytes)
+    app[CONFIG] = config
+    app[REPLAYS] = httpsig.ReplayCache(window=config.replay_window)
+    app.cleanup_ctx.append(_lifecycle)
+    app.router.add_post("/api/v1/envelopes", post_envelopes)
+    app.router.add_get("/api/v1/log", get_log)
+    app.router.add_get("/api/v1/registry", get_registry)
+    app.router.add_get("/api/v1/status", get_status)
+    return app
+

@@ -1,0 +1,107 @@
+"""``ipdn hub init`` and ``ipdn hub serve``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from federation.hub.config import HubConfig
+from federation.keys import PublicKey, SigningKey, load_public_jwk
+from federation.registry import genesis
+
+# Display names of the network's institutions, used when a founder's key file carries only its code.
+KNOWN_INSTITUTIONS: dict[str, dict[str, str]] = {
+    "QA": {"en": "Katara – Cultural Village Foundation", "ar": "المؤسسة العامة للحي الثقافي – كتارا"},
+    "TR": {"en": "Yunus Emre Institute", "tr": "Yunus Emre Enstitüsü"},
+    "KR": {"en": "Korea Foundation", "ko": "한국국제교류재단"},
+    "HU": {"en": "Balassi Institute", "hu": "Balassi Intézet"},
+    "TW": {"en": "Taiwan public diplomacy institution"},
+    "NG": {"en": "Nigerian public diplomacy institution"},
+    "SG": {"en": "Singapore public diplomacy institution"},
+    "MX": {"en": "Mexican public diplomacy institution", "es": "Institución mexicana de diplomacia pública"},
+    "MZ": {"en": "Mozambican public diplomacy institution", "pt": "Instituição moçambicana de diplomacia pública"},
+    "PH": {"en": "Philippine public diplomacy institution"},
+}
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from federation.cli import UsageError
+
+    hub_dir: Path = args.dir
+    if (hub_dir / "registry.json").exists():
+        raise UsageError(f"{hub_dir} already holds a hub (registry.json exists)")
+    founders: list[tuple[PublicKey, dict[str, str]]] = []
+    for path in args.founder:
+        pub = load_public_jwk(path)
+        code = pub.member or path.name.split(".")[0].upper()
+        if len(code) != 2 or not code.isalpha():
+            raise UsageError(f"{path}: cannot tell the member code (expected ipdn_member in the JWK or CODE.pub.jwk.json)")
+        founders.append((PublicKey(pub.key, pub.kid, member=code.upper()),
+                         KNOWN_INSTITUTIONS.get(code.upper(), {"en": code.upper()})))
+    if len({p.member for p, _ in founders}) != len(founders):
+        raise UsageError("a founder is listed twice")
+    hub_dir.mkdir(parents=True, exist_ok=True)
+    hub_key = SigningKey.generate()
+    hub_key.save(hub_dir / "hub.key.pem")
+    signed = genesis(hub_key=hub_key, hub_url=args.url.rstrip("/"), founders=founders, chair=args.chair)
+    (hub_dir / "registry.json").write_bytes(signed.to_bytes() + b"\n")
+    settings: dict[str, Any] = {"hub": {"port": args.port or _port_of(args.url)}}
+    if args.db_url:
+        settings["hub"]["db_url"] = args.db_url
+    (hub_dir / "hub.toml").write_text(tomli_w.dumps(settings))
+    print(f"hub initialised in {hub_dir}: registry v1 with {len(founders)} founders "
+          f"({', '.join(str(p.member) for p, _ in founders)}), hub key {hub_key.kid}")
+    print(f"give {hub_dir / 'registry.json'} to each founder's node operator (ipdn node init --registry ...)")
+    return 0
+
+
+def _port_of(url: str) -> int:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 8440)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from federation.hub.app import create_app
+
+    cfg = HubConfig.load(args.dir, host=args.host, port=args.port)
+    if not cfg.registry_path.exists():
+        from federation.cli import UsageError
+
+        raise UsageError(f"{args.dir} is not a hub directory (run ipdn hub init first)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    web.run_app(create_app(cfg), host=cfg.host, port=cfg.port, print=None, access_log=None,
+                shutdown_timeout=5, loop=asyncio.new_event_loop())
+    return 0
+
+
+def register(sub: Any) -> None:
+    hub = sub.add_parser("hub", help="the chair's hub: init, serve")
+    hs = hub.add_subparsers(dest="hub_command", required=True, metavar="COMMAND")
+
+    i = hs.add_parser("init", help="create the hub key and the genesis registry",
+                      formatter_class=argparse.RawDescriptionHelpFormatter,
+                      epilog="example:\n  ipdn hub init --dir hub --url https://hub.ipdn.network "
+                             "--founder keys/QA.pub.jwk.json --founder keys/KR.pub.jwk.json")
+    i.add_argument("--dir", required=True, type=Path)
+    i.add_argument("--url", required=True, help="the hub's public base URL, as nodes will reach it")
+    i.add_argument("--founder", required=True, action="append", type=Path, metavar="JWK.json",
+                   help="a founding member's public key (repeat)")
+    i.add_argument("--chair", help="member code of the chair (default: the first founder)")
+    i.add_argument("--port", type=int, help="port to listen on (default: the URL's)")
+    i.add_argument("--db-url", help="SQLAlchemy URL (default: SQLite in the hub directory)")
+    i.set_defaults(func=cmd_init)
+
+    s = hs.add_parser("serve", help="run the hub", epilog="example: ipdn hub serve --dir hub --port 8440")
+    s.add_argument("--dir", required=True, type=Path)
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.set_defaults(func=cmd_serve)

@@ -1,0 +1,179 @@
+"""The hub's store: the only hub module that speaks SQL.
+
+The log is a total order of accepted envelopes; positions are assigned by the single writer as
+``max + 1`` inside the committing transaction (never by a database sequence, whose values can be
+skipped), so the log has no gaps and a full page of it never changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from federation import db
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "hub_alembic_version"
+
+meta = sa.MetaData()
+log = sa.Table(
+    "log", meta,
+    sa.Column("position", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("origin", sa.String(2)), sa.Column("seq", sa.BigInteger), sa.Column("hash", sa.String(64)),
+    sa.Column("record_id", sa.String(80)), sa.Column("version", sa.BigInteger), sa.Column("kind", sa.String(64)),
+    sa.Column("op", sa.String(8)), sa.Column("kid", sa.String(64)), sa.Column("envelope", sa.LargeBinary),
+    sa.Column("received_at", sa.DateTime(timezone=True)),
+)
+quarantine = sa.Table(
+    "quarantine", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("received_at", sa.DateTime(timezone=True)), sa.Column("member", sa.String(2)),
+    sa.Column("origin", sa.String(2)), sa.Column("seq", sa.BigInteger), sa.Column("hash", sa.String(64)),
+    sa.Column("reason", sa.String(64)), sa.Column("detail", sa.Text), sa.Column("conflicts_with", sa.BigInteger),
+    sa.Column("envelope", sa.LargeBinary),
+)
+registry_versions = sa.Table(
+    "registry_versions", meta,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False), sa.Column("hash", sa.String(64)),
+    sa.Column("document", sa.LargeBinary), sa.Column("stored_at", sa.DateTime(timezone=True)),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LogRow:
+    """An accepted envelope about to be appended (position assigned at commit)."""
+
+    origin: str
+    seq: int
+    hash: str
+    record_id: str
+    version: int
+    kind: str
+    op: str
+    kid: str
+    envelope: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRow:
+    member: str | None
+    origin: str | None
+    seq: int | None
+    hash: str | None
+    reason: str
+    detail: str
+    envelope: bytes
+    conflicts_with: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """What the log holds at one (origin, seq)."""
+
+    position: int
+    hash: str
+
+
+class HubStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    async def open(cls, url: str) -> HubStore:
+        engine = db.make_engine(url)
+        await db.migrate(engine, MIGRATIONS, VERSION_TABLE)
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def heads(self) -> dict[str, tuple[int, str]]:
+        """Each origin's last (seq, hash) in the log."""
+        last = sa.select(log.c.origin, sa.func.max(log.c.seq).label("seq")).group_by(log.c.origin).subquery()
+        q = sa.select(log.c.origin, log.c.seq, log.c.hash).join(
+            last, sa.and_(log.c.origin == last.c.origin, log.c.seq == last.c.seq))
+        async with self.engine.connect() as conn:
+            return {r.origin: (r.seq, r.hash) for r in await conn.execute(q)}
+
+    async def size(self) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(sa.select(sa.func.coalesce(sa.func.max(log.c.position), 0)))).scalar_one())
+
+    async def held(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], Held]:
+        """What the log holds at each (origin, seq) asked for (absent keys: nothing held)."""
+        if not keys:
+            return {}
+        out: dict[tuple[str, int], Held] = {}
+        async with self.engine.connect() as conn:
+            for origin in {o for o, _ in keys}:
+                seqs = [s for o, s in keys if o == origin]
+                q = sa.select(log.c.seq, log.c.position, log.c.hash).where(
+                    log.c.origin == origin, log.c.seq.in_(seqs))
+                for r in await conn.execute(q):
+                    out[(origin, r.seq)] = Held(r.position, r.hash)
+        return out
+
+    async def commit(self, rows: Sequence[LogRow], rejected: Sequence[QuarantineRow], now: datetime) -> list[int]:
+        """Append ``rows`` to the log and keep ``rejected``, in one transaction; the new positions.
+
+        The caller is the hub's single writer, so ``max(position) + 1`` cannot race within a process.
+        """
+        async with self.engine.begin() as conn:
+            start = int((await conn.execute(sa.select(sa.func.coalesce(sa.func.max(log.c.position), 0)))).scalar_one())
+            positions = list(range(start + 1, start + 1 + len(rows)))
+            if rows:
+                await conn.execute(log.insert(), [
+                    {"position": p, "origin": r.origin, "seq": r.seq, "hash": r.hash, "record_id": r.record_id,
+                     "version": r.version, "kind": r.kind, "op": r.op, "kid": r.kid, "envelope": r.envelope,
+                     "received_at": now} for p, r in zip(positions, rows, strict=True)])
+            if rejected:
+                await conn.execute(quarantine.insert(), [
+                    {"received_at": now, "member": q.member, "origin": q.origin, "seq": q.seq, "hash": q.hash,
+                     "reason": q.reason, "detail": q.detail, "conflicts_with": q.conflicts_with,
+                     "envelope": q.envelope} for q in rejected])
+        return positions
+
+    async def read_log(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        q = sa.select(log.c.position, log.c.envelope).where(log.c.position > after).order_by(
+            log.c.position).limit(limit)
+        async with self.engine.connect() as conn:
+            return [(r.position, r.envelope) for r in await conn.execute(q)]
+
+    async def quarantined(self, *, member: str | None = None, reason: str | None = None,
+                          limit: int = 100) -> list[dict[str, object]]:
+        q = sa.select(quarantine).order_by(quarantine.c.id.desc()).limit(limit)
+        if member:
+            q = q.where(quarantine.c.member == member)
+        if reason:
+            q = q.where(quarantine.c.reason == reason)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(q)]
+
+    async def counts_by_origin(self) -> dict[str, int]:
+        q = sa.select(log.c.origin, sa.func.count()).group_by(log.c.origin)
+        async with self.engine.connect() as conn:
+            return {o: int(n) for o, n in await conn.execute(q)}
+
+    async def quarantine_counts(self) -> dict[tuple[str | None, str], int]:
+        q = sa.select(quarantine.c.member, quarantine.c.reason, sa.func.count()).group_by(
+            quarantine.c.member, quarantine.c.reason)
+        async with self.engine.connect() as conn:
+            return {(m, r): int(n) for m, r, n in await conn.execute(q)}
+
+    async def save_registry(self, version: int, hash_: str, document: bytes, now: datetime) -> None:
+        async with self.engine.begin() as conn:
+            exists = (await conn.execute(sa.select(registry_versions.c.hash).where(
+                registry_versions.c.version == version))).scalar_one_or_none()
+            if exists is None:
+                await conn.execute(registry_versions.insert().values(
+                    version=version, hash=hash_, document=document, stored_at=now))
+
+    async def latest_registry(self) -> bytes | None:
+        q = sa.select(registry_versions.c.document).order_by(registry_versions.c.version.desc()).limit(1)
+        async with self.engine.connect() as conn:
+            return (await conn.execute(q)).scalar_one_or_none()

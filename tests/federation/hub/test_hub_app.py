@@ -1,0 +1,214 @@
+"""The hub over HTTP (in-process aiohttp server, real SQLite store): push, pull, refusals, quarantine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from federation.hub.app import SERVICE, create_app
+from federation.hub.config import HubConfig
+from federation.keys import SigningKey
+from federation.registry import genesis
+from tests.factories import Member, example_bodies, push_request
+
+HUB_URL = "http://hub.test"
+
+
+@pytest.fixture
+def members() -> dict[str, Member]:
+    return {c: Member(c) for c in ("QA", "KR", "TR")}
+
+
+@pytest.fixture
+def hub_dir(tmp_path: Path, members: dict[str, Member]) -> Path:
+    signed = genesis(hub_key=SigningKey.generate(), hub_url=HUB_URL,
+                     founders=[(m.public, {"en": c}) for c, m in members.items()])
+    (tmp_path / "registry.json").write_bytes(signed.to_bytes())
+    return tmp_path
+
+
+@pytest.fixture
+async def hub(aiohttp_client: Any, hub_dir: Path) -> Any:
+    return await aiohttp_client(create_app(HubConfig.load(hub_dir)))
+
+
+@pytest.fixture
+def body() -> dict[str, Any]:
+    return example_bodies("cultural-event")[0]
+
+
+async def push(hub: Any, member: Member, envelopes: list[Any], **kw: Any) -> tuple[int, dict[str, Any]]:
+    data, headers = push_request(member, envelopes, HUB_URL, **kw)
+    r = await hub.post("/api/v1/envelopes", data=data, headers=headers)
+    return r.status, await r.json()
+
+
+async def quarantine(hub: Any) -> list[dict[str, Any]]:
+    return await hub.server.app[SERVICE].store.quarantined()
+
+
+class TestPush:
+    async def test_accepted_then_duplicate(self, hub: Any, members: dict[str, Member], body: dict) -> None:
+        """A push is acknowledged with log positions; re-sending it answers duplicate, same positions."""
+        qa = members["QA"]
+        envs = [qa.publish(body), qa.publish(body)]
+        status, doc = await push(hub, qa, envs)
+        assert status == 200
+        assert [(r["status"], r["position"]) for r in doc["results"]] == [("accepted", 1), ("accepted", 2)]
+        status, doc = await push(hub, qa, envs)
+        assert [(r["status"], r["position"]) for r in doc["results"]] == [("duplicate", 1), ("duplicate", 2)]
+        assert doc["log_size"] == 2
+
+    async def test_concurrent_pushes_group_committed_without_gaps(self, hub: Any, members: dict[str, Member],
+                                                                  body: dict) -> None:
+        """Pushes from three members at once all land, and the log positions are 1..n without gaps."""
+        batches = [(m, [m.publish(body) for _ in range(20)]) for m in members.values()]
+        results = await asyncio.gather(*(push(hub, m, envs) for m, envs in batches))
+        positions = sorted(r["position"] for _, doc in results for r in doc["results"])
+        assert positions == list(range(1, 61))
+
+    async def test_unsigned_push_refused(self, hub: Any, members: dict[str, Member], body: dict) -> None:
+        """A push without an HTTP message signature is refused with a problem document."""
+        r = await hub.post("/api/v1/envelopes", json={"envelopes": [members["QA"].publish(body).to_dict()]})
+        assert r.status == 401 and r.content_type == "application/problem+json"
+        assert (await r.json())["reason"] == "signature-missing"
+
+    async def test_replayed_request_refused(self, hub: Any, members: dict[str, Member], body: dict) -> None:
+        """The same signed request sent twice is refused the second time."""
+        data, headers = push_request(members["QA"], [members["QA"].publish(body)], HUB_URL)
+        assert (await hub.post("/api/v1/envelopes", data=data, headers=headers)).status == 200
+        r = await hub.post("/api/v1/envelopes", data=data, headers=headers)
+        assert r.status == 401 and (await r.json())["reason"] == "signature-replayed"
+
+    async def test_stale_signature_refused(self, hub: Any, members: dict[str, Member], body: dict) -> None:
+        """A request signed 10 minutes ago is outside the allowed skew."""
+        status, doc = await push(hub, members["QA"], [members["QA"].publish(body)], created=int(time.time()) - 600)
+        assert status == 401 and doc["reason"] == "signature-expired"
+
+    async def test_push_signed_by_non_member_refused(self, hub: Any, members: dict[str, Member], body: dict) -> None:
+        """A key outside the registry cannot push."""
+        status, doc = await push(hub, members["QA"], [members["QA"].publish(body)], key=SigningKey.generate())
+        assert status == 401 and doc["reason"] == "unknown-key"
+
+    async def test_body_swapped_after_signing_refused(self, hub: Any, members: dict[str, Member], body: dict) -> None:
+        """A body altered in transit no longer matches the signed Content-Digest."""
+        qa = members["QA"]
+        data, headers = push_request(qa, [qa.publish(body)], HUB_URL)
+        other = json.dumps({"envelopes": [qa.publish(body).to_dict()]}).encode()
+        r = await hub.post("/api/v1/envelopes", data=other, headers=headers)
+        assert r.status == 401 and (await r.json())["reason"] == "content-digest-mismatch"
+
+    async def test_oversized_batch_refused(self, hub: Any, members: dict[str, Member], body: dict) -> None:
+        """More envelopes than the registry's max_batch is a 413, and nothing is appended."""
+        env = members["QA"].publish(body).to_dict()
+        status, doc = await push(hub, members["QA"], [env] * 501)
+        assert status == 413 and doc["reason"] == "batch-too-large"
+
+
+class TestRefusals:
+    async def test_envelope_altered_in_transit_refused_and_quarantined(self, hub: Any, members: dict[str, Member],
+                                                                      body: dict) -> None:
+        """An envelope whose payload was changed fails its signature; it is kept with the reason."""
+        qa = members["QA"]
+        env = qa.publish(body).to_dict()
+        other = qa.publish({**body, "status": "cancelled"}).to_dict()
+        forged = {**env, "payload": other["payload"]}
+        status, doc = await push(hub, qa, [forged])
+        assert doc["results"][0]["status"] == "rejected"
+        assert doc["results"][0]["problem"]["reason"] == "bad-signature"
+        [q] = await quarantine(hub)
+        assert q["reason"] == "bad-signature" and json.loads(q["envelope"]) == forged
+
+    async def test_out_of_chain_order_refused(self, hub: Any, members: dict[str, Member], body: dict) -> None:
+        """Envelope 2 before envelope 1 is a chain gap; after 1 arrives, 2 is accepted on re-send."""
+        qa = members["QA"]
+        first, second = qa.publish(body), qa.publish(body)
+        _, doc = await push(hub, qa, [second])
+        assert doc["results"][0]["problem"]["reason"] == "chain-gap"
+        _, doc = await push(hub, qa, [first, second])
+        assert [r["status"] for r in doc["results"]] == ["accepted", "accepted"]
+
+    async def test_fork_kept_as_evidence(self, hub: Any, members: dict[str, Member], body: dict) -> None:
+        """A second, different envelope with a number already held is refused and kept with what it conflicts with."""
+        qa = members["QA"]
+        await push(hub, qa, [qa.publish(body)])
+        twin = Member("QA", key=qa.key)
+        _, doc = await push(hub, qa, [twin.publish({**body, "status": "cancelled"})])
+        assert doc["results"][0]["problem"]["reason"] == "chain-fork"
+        [q] = await quarantine(hub)
+        assert q["reason"] == "chain-fork" and q["conflicts_with"] == 1
+
+    async def test_other_members_envelope_refused(self, hub: Any, members: dict[str, Member], body: dict) -> None:
+        """A member pushes only its own envelopes."""
+        _, doc = await push(hub, members["QA"], [members["KR"].publish(body)])
+        assert doc["results"][0]["problem"]["reason"] == "not-own-envelope"
+
+    async def test_schema_invalid_envelope_refused_with_pointers(self, hub: Any, members: dict[str, Member],
+                                                                 body: dict) -> None:
+        """A signed but schema-invalid record is refused with each error's JSON pointer."""
+        qa = members["QA"]
+        _, doc = await push(hub, qa, [qa.publish({**body, "event_type": "gala"})])
+        problem = doc["results"][0]["problem"]
+        assert problem["reason"] == "schema-invalid" and problem["errors"][0]["pointer"] == "/event_type"
+
+    async def test_one_bad_envelope_does_not_sink_the_batch(self, hub: Any, members: dict[str, Member],
+                                                            body: dict) -> None:
+        """Each envelope gets its own answer."""
+        qa = members["QA"]
+        _, doc = await push(hub, qa, [qa.publish(body), {"protected": "x"}])
+        assert [r["status"] for r in doc["results"]] == ["accepted", "rejected"]
+
+
+class TestPull:
+    async def test_log_in_order_with_envelopes(self, hub: Any, members: dict[str, Member], body: dict) -> None:
+        """GET /log returns entries after a position, each with its envelope as pushed."""
+        qa = members["QA"]
+        envs = [qa.publish(body) for _ in range(3)]
+        await push(hub, qa, envs)
+        r = await hub.get("/api/v1/log", params={"after": 1, "limit": 10})
+        doc = await r.json()
+        assert [e["position"] for e in doc["entries"]] == [2, 3] and doc["next"] == 3 and doc["size"] == 3
+        assert doc["entries"][0]["envelope"] == envs[1].to_dict()
+        assert r.headers["Cache-Control"] == "no-cache"
+
+    async def test_full_page_is_immutable(self, hub: Any, members: dict[str, Member], body: dict) -> None:
+        """A full page can never change, so it may be cached for a year."""
+        qa = members["QA"]
+        await push(hub, qa, [qa.publish(body) for _ in range(2)])
+        r = await hub.get("/api/v1/log", params={"after": 0, "limit": 2})
+        assert "immutable" in r.headers["Cache-Control"]
+
+    async def test_long_poll_wakes_on_push(self, hub: Any, members: dict[str, Member], body: dict) -> None:
+        """A waiting pull answers as soon as an envelope is committed, not at its timeout."""
+        qa = members["QA"]
+        waiting = asyncio.create_task(hub.get("/api/v1/log", params={"after": 0, "wait": 20}))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        t = time.monotonic()
+        await push(hub, qa, [qa.publish(body)])
+        r = await asyncio.wait_for(waiting, 5)
+        assert len((await r.json())["entries"]) == 1 and time.monotonic() - t < 2
+
+    @pytest.mark.parametrize("query", [{"after": "-1"}, {"after": "x"}, {"limit": "0"}, {"limit": "100000"}])
+    async def test_bad_parameters_are_problems(self, hub: Any, query: dict[str, str]) -> None:
+        """Out-of-range or non-numeric parameters get a 400 problem."""
+        r = await hub.get("/api/v1/log", params=query)
+        assert r.status == 400 and (await r.json())["reason"] == "bad-parameter"
+
+    async def test_registry_served_signed(self, hub: Any, hub_dir: Path) -> None:
+        """The registry is served byte for byte as signed."""
+        r = await hub.get("/api/v1/registry")
+        assert await r.read() == (hub_dir / "registry.json").read_bytes()
+
+    async def test_status_lists_members(self, hub: Any, members: dict[str, Member], body: dict) -> None:
+        """Status shows every member with its envelope count and refusals."""
+        qa = members["QA"]
+        await push(hub, qa, [qa.publish(body), qa.publish({**body, "status": "nope"})])
+        doc = await (await hub.get("/api/v1/status")).json()
+        by = {m["code"]: m for m in doc["members"]}
+        assert by["QA"]["envelopes"] == 1 and by["QA"]["refused"] == 1 and by["KR"]["envelopes"] == 0
