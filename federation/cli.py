@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from federation import strictjson
-from federation.envelope import Envelope, Payload, format_time, sign_envelope
-from federation.errors import IpdnError
+from federation.envelope import ORIGIN_RE, Envelope, Payload, format_time, sign_envelope
+from federation.errors import IpdnError, StrictJsonError
 from federation.keys import PublicKey, SigningKey, load_public_jwk
 from federation.schemas import default_schemas
 from federation.verify import ChainHead, check_chain, keys_resolver, verify_envelope
@@ -38,12 +38,12 @@ def read_documents(path: Path) -> Iterator[tuple[str, Any]]:
         data = path.read_bytes()
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror}") from e
-    lines = [ln for ln in data.split(b"\n")]
+    lines = data.split(b"\n")
     if path.suffix not in (".jsonl", ".ndjson"):
         try:
             yield str(path), strictjson.loads(data, FILE_LIMITS)
             return
-        except strictjson.StrictJsonError as e:
+        except StrictJsonError as e:
             if sum(1 for ln in lines if ln.strip()) < 2:
                 yield str(path), e
                 return
@@ -51,7 +51,7 @@ def read_documents(path: Path) -> Iterator[tuple[str, Any]]:
         if line.strip():
             try:
                 yield f"{path}:{n}", strictjson.loads(line)
-            except strictjson.StrictJsonError as e:
+            except StrictJsonError as e:
                 yield f"{path}:{n}", e
 
 
@@ -77,7 +77,7 @@ def _is_jws(doc: Any) -> bool:
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     member = args.member.upper()
-    if not strictjson_country(member):
+    if not ORIGIN_RE.fullmatch(member):
         raise UsageError("--member is an ISO 3166-1 alpha-2 code such as QA")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -91,10 +91,6 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     jwk_path.write_text(json.dumps(pub.to_jwk(), indent=2) + "\n")
     print(f"{key_path}\n{jwk_path}\nkid {key.kid}")
     return 0
-
-
-def strictjson_country(code: str) -> bool:
-    return len(code) == 2 and code.isascii() and code.isalpha() and code.isupper()
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -260,8 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(func=cmd_verify)
 
     # The services' commands live with the services (imported here, not by the protocol core).
-    from federation.hub.cli import register as register_hub
     from node.cli import register as register_node
+
+    from federation.hub.cli import register as register_hub
 
     register_hub(sub)
     register_node(sub)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,3 +26,48 @@ def vectors() -> Path:
 @pytest.fixture
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+PG_ADMIN = os.environ.get("IPDN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+async def _pg_admin() -> Any:
+    """A connection to the test cluster, or a skip (a failure when CI=true) saying why not."""
+    import asyncpg
+
+    try:
+        return await asyncpg.connect(PG_ADMIN, timeout=3)
+    except (OSError, asyncpg.PostgresError) as e:
+        msg = f"PostgreSQL not reachable at {PG_ADMIN} ({e}); start it or set IPDN_TEST_PG"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI requires PostgreSQL: {msg}")
+        pytest.skip(msg)
+
+
+@contextlib.asynccontextmanager
+async def pg_database() -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database (its SQLAlchemy URL), dropped afterwards."""
+    admin = await _pg_admin()
+    name = f"ipdn_test_{uuid.uuid4().hex[:12]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    async with pg_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Each storage test runs on the embedded default and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    else:
+        async with pg_database() as url:
+            yield url

@@ -40,7 +40,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         pub = load_public_jwk(path)
         code = pub.member or path.name.split(".")[0].upper()
         if len(code) != 2 or not code.isalpha():
-            raise UsageError(f"{path}: cannot tell the member code (expected ipdn_member in the JWK or CODE.pub.jwk.json)")
+            raise UsageError(f"{path}: cannot tell the member code (ipdn_member in the JWK, or CODE.pub.jwk.json)")
         founders.append((PublicKey(pub.key, pub.kid, member=code.upper()),
                          KNOWN_INSTITUTIONS.get(code.upper(), {"en": code.upper()})))
     if len({p.member for p, _ in founders}) != len(founders):

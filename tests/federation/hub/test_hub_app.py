@@ -33,8 +33,8 @@ def hub_dir(tmp_path: Path, members: dict[str, Member]) -> Path:
 
 
 @pytest.fixture
-async def hub(aiohttp_client: Any, hub_dir: Path) -> Any:
-    return await aiohttp_client(create_app(HubConfig.load(hub_dir)))
+async def hub(aiohttp_client: Any, hub_dir: Path, db_url: str) -> Any:
+    return await aiohttp_client(create_app(HubConfig.load(hub_dir, db_url=db_url)))
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ class TestPush:
     async def test_body_swapped_after_signing_refused(self, hub: Any, members: dict[str, Member], body: dict) -> None:
         """A body altered in transit no longer matches the signed Content-Digest."""
         qa = members["QA"]
-        data, headers = push_request(qa, [qa.publish(body)], HUB_URL)
+        _data, headers = push_request(qa, [qa.publish(body)], HUB_URL)
         other = json.dumps({"envelopes": [qa.publish(body).to_dict()]}).encode()
         r = await hub.post("/api/v1/envelopes", data=other, headers=headers)
         assert r.status == 401 and (await r.json())["reason"] == "content-digest-mismatch"
@@ -118,7 +118,7 @@ class TestRefusals:
         env = qa.publish(body).to_dict()
         other = qa.publish({**body, "status": "cancelled"}).to_dict()
         forged = {**env, "payload": other["payload"]}
-        status, doc = await push(hub, qa, [forged])
+        _status, doc = await push(hub, qa, [forged])
         assert doc["results"][0]["status"] == "rejected"
         assert doc["results"][0]["problem"]["reason"] == "bad-signature"
         [q] = await quarantine(hub)
