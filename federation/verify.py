@@ -68,21 +68,25 @@ def keys_resolver(keys: Mapping[str, PublicKey]) -> KeyResolver:
     return keys.get
 
 
-def check_chain(env: Envelope, head: ChainHead | None) -> Failure | None:
-    """Where ``env`` stands against the receiver's chain head for its origin (None: it extends it).
+def chain_position(seq: int, prev: str | None, head: ChainHead | None) -> Failure | None:
+    """Where envelope (seq, prev) stands against a receiver's chain head (None: it extends it).
 
     An envelope at or below the head is ``chain-stale``: the caller looks up what it holds at that
     number to tell a duplicate (same hash) from a fork (different hash).
     """
-    p = env.payload
     expected = 1 if head is None else head.seq + 1
-    if p.seq > expected:
-        return Failure("chain", "chain-gap", f"seq {p.seq} after {expected - 1}: envelopes are missing")
-    if p.seq < expected:
-        return Failure("chain", "chain-stale", f"seq {p.seq} is at or below the chain head {expected - 1}")
-    if head is not None and p.prev != head.hash:
-        return Failure("chain", "chain-fork", f"seq {p.seq} names prev {p.prev}, the chain has {head.hash}")
+    if seq > expected:
+        return Failure("chain", "chain-gap", f"seq {seq} after {expected - 1}: envelopes are missing")
+    if seq < expected:
+        return Failure("chain", "chain-stale", f"seq {seq} is at or below the chain head {expected - 1}")
+    if head is not None and prev != head.hash:
+        return Failure("chain", "chain-fork", f"seq {seq} names prev {prev}, the chain has {head.hash}")
     return None
+
+
+def check_chain(env: Envelope, head: ChainHead | None) -> Failure | None:
+    """:func:`chain_position` of a parsed envelope."""
+    return chain_position(env.payload.seq, env.payload.prev, head)
 
 
 def verify_envelope(

@@ -14,7 +14,6 @@ from federation.hub.config import HubConfig
 from federation.hub.service import HubService
 from federation.hub.store import HubStore
 from federation.registry import load_registry
-from federation.schemas import default_schemas
 from federation.web import Problem, json_response, parse_json, problems_middleware
 
 log = logging.getLogger("ipdn.hub")
@@ -119,7 +118,8 @@ async def get_status(request: web.Request) -> web.Response:
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG]
     store = await HubStore.open(cfg.db_url)
-    service = HubService(store, load_registry(cfg.registry_path), default_schemas(), writer_batch=cfg.writer_batch)
+    service = HubService(store, load_registry(cfg.registry_path), writer_batch=cfg.writer_batch,
+                         verify_workers=cfg.verify_workers)
     await service.start()
     app[SERVICE] = service
     log.info("hub ready: log size %d, registry v%d", service.size, service.registry.registry.version)

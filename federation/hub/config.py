@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ class HubConfig:
     max_wait: float = 30.0  # long-poll seconds, at most
     writer_batch: int = 5000  # envelopes per group commit, at most
     replay_window: int = 300  # seconds an HTTP signature's created may differ from now
+    verify_workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # 0: verify in the event loop
 
     @property
     def key_path(self) -> Path:

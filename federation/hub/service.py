@@ -14,18 +14,17 @@ import asyncio
 import contextlib
 import json
 import logging
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from federation import strictjson
-from federation.envelope import Envelope
-from federation.errors import IpdnError
 from federation.hub.store import HubStore, LogRow, QuarantineRow
+from federation.hub.verifier import Checked, check_batch
 from federation.registry import SignedRegistry
-from federation.schemas import SchemaSet
-from federation.verify import ChainHead, Failure, check_chain, verify_envelope
+from federation.verify import ChainHead, Failure, chain_position
 from federation.web import problem_body
 
 log = logging.getLogger("ipdn.hub")
@@ -55,14 +54,16 @@ class Outcome:
         return {"index": index, "status": self.status, "position": self.position, "hash": self.hash}
 
 
+# Batches at least this large are verified in worker processes; smaller ones in the event loop.
+PARALLEL_MIN = 64
+
+
 @dataclass(slots=True)
 class _Pending:
     """A verified envelope (or an intake failure) waiting for the writer."""
 
     member: str
-    raw: bytes
-    env: Envelope | None
-    failures: list[Failure]
+    checked: Checked
     future: asyncio.Future[Outcome] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -75,12 +76,13 @@ class MemberActivity:
 
 
 class HubService:
-    def __init__(self, store: HubStore, registry: SignedRegistry, schemas: SchemaSet, *,
-                 clock: Clock = utcnow, writer_batch: int = 5000) -> None:
+    def __init__(self, store: HubStore, registry: SignedRegistry, *, clock: Clock = utcnow,
+                 writer_batch: int = 5000, verify_workers: int = 0) -> None:
         self.store = store
         self.registry = registry
-        self.schemas = schemas
         self.clock = clock
+        self.verify_workers = verify_workers
+        self._pool: ProcessPoolExecutor | None = None
         self.writer_batch = writer_batch
         self.heads: dict[str, ChainHead] = {}
         self.size = 0
@@ -95,8 +97,16 @@ class HubService:
         await self.store.save_registry(self.registry.registry.version, self.registry.hash,
                                        self.registry.to_bytes(), self.clock())
         self._writer = asyncio.create_task(self._write_loop(), name="hub-writer")
+        if self.verify_workers > 0:
+            # spawn, not fork: the parent runs an event loop and database threads.
+            self._pool = ProcessPoolExecutor(self.verify_workers, mp_context=multiprocessing.get_context("spawn"))
+            loop = asyncio.get_running_loop()
+            await asyncio.gather(*(loop.run_in_executor(self._pool, check_batch, self.registry.to_bytes(), "", [],
+                                                        self.clock()) for _ in range(self.verify_workers)))
 
     async def stop(self) -> None:
+        if self._pool:
+            self._pool.shutdown(wait=True, cancel_futures=True)
         if self._writer:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -110,24 +120,17 @@ class HubService:
     async def ingest(self, member: str, envelopes: list[Any]) -> list[Outcome]:
         """Verify and durably append a member's batch; one outcome per envelope, in order."""
         now = self.clock()
-        keys = self.registry.registry.member_keys()
-        skew = self.registry.registry.policies.clock_skew_seconds
-        limits = strictjson.JsonLimits(max_bytes=self.registry.registry.policies.max_envelope_bytes)
-        pending = []
-        for obj in envelopes:
-            raw = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
-            try:
-                env = Envelope.from_dict(obj, limits)
-            except IpdnError as e:
-                pending.append(_Pending(member, raw, None, [Failure("intake", e.reason, e.message)]))
-                continue
-            result = verify_envelope(env, keys=keys.get, schemas=self.schemas, now=now,
-                                     max_future_skew=timedelta(seconds=skew))
-            failures = result.failures
-            if env.payload.origin != member:
-                failures = [*failures, Failure("origin", "not-own-envelope",
-                                               f"{member} pushed an envelope of {env.payload.origin}")]
-            pending.append(_Pending(member, env.to_bytes(), env, failures))
+        registry = self.registry.to_bytes()
+        if self._pool and len(envelopes) >= PARALLEL_MIN:
+            step = -(-len(envelopes) // self.verify_workers)
+            loop = asyncio.get_running_loop()
+            parts = await asyncio.gather(*(
+                loop.run_in_executor(self._pool, check_batch, registry, member, envelopes[i:i + step], now)
+                for i in range(0, len(envelopes), step)))
+            checked = [c for part in parts for c in part]
+        else:
+            checked = check_batch(registry, member, envelopes, now)
+        pending = [_Pending(member, c) for c in checked]
         activity = self.member_activity(member)
         activity.last_push_at = now
         await self._queue.put(pending)
@@ -159,44 +162,38 @@ class HubService:
 
     async def _commit(self, batch: list[_Pending]) -> None:
         heads = dict(self.heads)  # tentative until the commit succeeds
-        stale = [(p.env.payload.origin, p.env.payload.seq) for p in batch if p.env and not p.failures]
-        held = await self.store.held(stale)
+        held = await self.store.held([(c.origin, c.seq) for p in batch if not (c := p.checked).failures
+                                      and c.origin is not None and c.seq is not None])
         rows: list[LogRow] = []
         rejected: list[QuarantineRow] = []
         outcomes: list[tuple[_Pending, Outcome, int | None]] = []  # the int: index into rows
         in_batch: dict[tuple[str, int], tuple[str, int]] = {}  # (origin, seq) -> (hash, row index)
         for p in batch:
-            if p.env is None or p.failures:
-                o = self._reject(p, p.failures, rejected)
-                outcomes.append((p, o, None))
+            c = p.checked
+            if c.failures or c.origin is None or c.seq is None or c.hash is None:
+                outcomes.append((p, self._reject(p, list(c.failures), rejected), None))
                 continue
-            env, pl = p.env, p.env.payload
-            key = (pl.origin, pl.seq)
-            chain = check_chain(env, heads.get(pl.origin))
+            key = (c.origin, c.seq)
+            chain = chain_position(c.seq, c.prev, heads.get(c.origin))
             if chain is None:
-                rows.append(LogRow(pl.origin, pl.seq, env.hash, pl.record_id, pl.version, pl.kind, pl.op,
-                                   env.kid, env.to_bytes()))
-                heads[pl.origin] = ChainHead(pl.seq, env.hash)
-                in_batch[key] = (env.hash, len(rows) - 1)
-                outcomes.append((p, Outcome("accepted", env.hash), len(rows) - 1))
-            elif chain.reason == "chain-stale":
-                if key in held and held[key].hash == env.hash:
-                    outcomes.append((p, Outcome("duplicate", env.hash, held[key].position), None))
-                elif key in in_batch and in_batch[key][0] == env.hash:
-                    outcomes.append((p, Outcome("accepted", env.hash), in_batch[key][1]))
-                else:
-                    conflict = held[key].position if key in held else None
-                    fork = Failure("chain", "chain-fork", f"another envelope is held at {pl.origin} seq {pl.seq}")
-                    outcomes.append((p, self._reject(p, [fork], rejected, conflict), None))
+                rows.append(LogRow(c.origin, c.seq, c.hash, c.record_id, c.version, c.kind, c.op, c.kid, c.wire))
+                heads[c.origin] = ChainHead(c.seq, c.hash)
+                in_batch[key] = (c.hash, len(rows) - 1)
+                outcomes.append((p, Outcome("accepted", c.hash), len(rows) - 1))
+            elif chain.reason == "chain-stale" and key in held and held[key].hash == c.hash:
+                outcomes.append((p, Outcome("duplicate", c.hash, held[key].position), None))
+            elif chain.reason == "chain-stale" and key in in_batch and in_batch[key][0] == c.hash:
+                outcomes.append((p, Outcome("accepted", c.hash), in_batch[key][1]))
             else:
-                conflict = None
-                if chain.reason == "chain-fork":
-                    head = heads[pl.origin]
-                    held_head = (await self.store.held([(pl.origin, head.seq)])).get((pl.origin, head.seq))
-                    conflict = held_head.position if held_head else None
-                outcomes.append((p, self._reject(p, [chain], rejected, conflict), None))
-        now = self.clock()
-        positions = await self.store.commit(rows, rejected, now)
+                if chain.reason == "chain-stale":
+                    chain = Failure("chain", "chain-fork", f"another envelope is held at {c.origin} seq {c.seq}")
+                    at = key
+                else:  # a gap, or a fork against the head: evidence points at the head
+                    at = (c.origin, heads[c.origin].seq) if c.origin in heads else key
+                conflict = held.get(at) or (await self.store.held([at])).get(at)
+                outcomes.append((p, self._reject(p, [chain], rejected, conflict.position if conflict else None),
+                                 None))
+        positions = await self.store.commit(rows, rejected, self.clock())
         # Durable: now update the in-memory view and answer.
         self.heads = heads
         if positions:
@@ -211,18 +208,16 @@ class HubService:
 
     def _reject(self, p: _Pending, failures: list[Failure], rejected: list[QuarantineRow],
                 conflicts_with: int | None = None) -> Outcome:
+        c = p.checked
         first = failures[0]
         detail = "; ".join(f"{f.check}: {f.message}" for f in failures)
         errors = [i.to_dict() for f in failures for i in f.issues]
-        pl = p.env.payload if p.env else None
         rejected.append(QuarantineRow(
-            member=p.member, origin=pl.origin if pl else None, seq=pl.seq if pl else None,
-            hash=p.env.hash if p.env else None, reason=first.reason,
+            member=p.member, origin=c.origin, seq=c.seq, hash=c.hash, reason=first.reason,
             detail=json.dumps({"failures": [{"check": f.check, "reason": f.reason, "message": f.message}
                                             for f in failures], "errors": errors}, ensure_ascii=False),
-            envelope=p.raw, conflicts_with=conflicts_with))
-        return Outcome("rejected", p.env.hash if p.env else None, reason=first.reason, detail=detail,
-                       errors=errors or None)
+            envelope=c.wire, conflicts_with=conflicts_with if first.reason == "chain-fork" else None))
+        return Outcome("rejected", c.hash, reason=first.reason, detail=detail, errors=errors or None)
 
     # -- pull -------------------------------------------------------------------------------------------
 

@@ -34,7 +34,8 @@ def hub_dir(tmp_path: Path, members: dict[str, Member]) -> Path:
 
 @pytest.fixture
 async def hub(aiohttp_client: Any, hub_dir: Path, db_url: str) -> Any:
-    return await aiohttp_client(create_app(HubConfig.load(hub_dir, db_url=db_url)))
+    # Verification in the event loop here; TestParallelVerification covers the worker processes.
+    return await aiohttp_client(create_app(HubConfig.load(hub_dir, db_url=db_url, verify_workers=0)))
 
 
 @pytest.fixture
@@ -108,6 +109,20 @@ class TestPush:
         env = members["QA"].publish(body).to_dict()
         status, doc = await push(hub, members["QA"], [env] * 501)
         assert status == 413 and doc["reason"] == "batch-too-large"
+
+
+class TestParallelVerification:
+    async def test_worker_processes_give_the_same_answers(self, aiohttp_client: Any, hub_dir: Path,
+                                                          members: dict[str, Member], body: dict) -> None:
+        """A large batch verified across worker processes is answered exactly as in-process verification."""
+        hub = await aiohttp_client(create_app(HubConfig.load(hub_dir, verify_workers=2)))
+        qa = members["QA"]
+        envs: list[Any] = [qa.publish(body) for _ in range(100)]
+        envs[50] = qa.publish({**body, "status": "nope"})  # refused; 51.. then have a gap
+        status, doc = await push(hub, qa, envs)
+        assert status == 200
+        reasons = [r["status"] if r["status"] != "rejected" else r["problem"]["reason"] for r in doc["results"]]
+        assert reasons == ["accepted"] * 50 + ["schema-invalid"] + ["chain-gap"] * 49
 
 
 class TestRefusals:
