@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -90,6 +93,28 @@ async def get_log(request: web.Request) -> web.Response:
                         content_type="application/json", headers={"Cache-Control": cache})
 
 
+def require_operator(request: web.Request) -> None:
+    """Bearer operator token (compared as SHA-256 digests, in constant time)."""
+    expected = request.app[CONFIG].operator_token_sha256
+    auth = request.headers.get("Authorization", "")
+    given = hashlib.sha256(auth.removeprefix("Bearer ").encode()).hexdigest()
+    if not expected or not auth.startswith("Bearer ") or not hmac.compare_digest(given, expected):
+        raise Problem(401, "operator-token-required", "this needs the hub operator's bearer token")
+
+
+async def get_quarantine(request: web.Request) -> web.Response:
+    """Refused inputs, newest first, each with its reason and the bytes exactly as they arrived."""
+    require_operator(request)
+    limit = _int_param(request, "limit", 100, 1, 1000)
+    rows = await request.app[SERVICE].store.quarantined(
+        member=request.query.get("member"), reason=request.query.get("reason"), limit=limit)
+    items = [{**{k: v for k, v in r.items() if k not in ("envelope", "detail", "received_at")},
+              "received_at": r["received_at"].isoformat() if r["received_at"] else None,
+              "detail": json.loads(str(r["detail"])), "envelope": bytes(r["envelope"]).decode("utf-8", "replace")}
+             for r in rows]
+    return json_response({"items": items})
+
+
 async def get_registry(request: web.Request) -> web.Response:
     reg = request.app[SERVICE].registry
     return web.Response(body=reg.to_bytes(), content_type="application/json",
@@ -137,5 +162,6 @@ def create_app(config: HubConfig) -> web.Application:
     app.router.add_get("/api/v1/log", get_log)
     app.router.add_get("/api/v1/registry", get_registry)
     app.router.add_get("/api/v1/status", get_status)
+    app.router.add_get("/api/v1/quarantine", get_quarantine)
     return app
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import logging
+import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +53,19 @@ def cmd_init(args: argparse.Namespace) -> int:
     hub_key.save(hub_dir / "hub.key.pem")
     signed = genesis(hub_key=hub_key, hub_url=args.url.rstrip("/"), founders=founders, chair=args.chair)
     (hub_dir / "registry.json").write_bytes(signed.to_bytes() + b"\n")
-    settings: dict[str, Any] = {"hub": {"port": args.port or _port_of(args.url)}}
+    token = secrets.token_urlsafe(32)
+    fd = os.open(hub_dir / "operator.token", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    settings: dict[str, Any] = {"hub": {"port": args.port or _port_of(args.url),
+                                        "operator_token_sha256": hashlib.sha256(token.encode()).hexdigest()}}
     if args.db_url:
         settings["hub"]["db_url"] = args.db_url
     (hub_dir / "hub.toml").write_text(tomli_w.dumps(settings))
     print(f"hub initialised in {hub_dir}: registry v1 with {len(founders)} founders "
           f"({', '.join(str(p.member) for p, _ in founders)}), hub key {hub_key.kid}")
     print(f"give {hub_dir / 'registry.json'} to each founder's node operator (ipdn node init --registry ...)")
+    print(f"the hub operator's token is in {hub_dir / 'operator.token'}")
     return 0
 
 

@@ -24,6 +24,7 @@ class HubConfig:
     max_wait: float = 30.0  # long-poll seconds, at most
     writer_batch: int = 5000  # envelopes per group commit, at most
     replay_window: int = 300  # seconds an HTTP signature's created may differ from now
+    operator_token_sha256: str = ""  # the plaintext is in operator.token, never in this file or a log
     verify_workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # 0: verify in the event loop
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -35,7 +36,8 @@ def hub_dir(tmp_path: Path, members: dict[str, Member]) -> Path:
 @pytest.fixture
 async def hub(aiohttp_client: Any, hub_dir: Path, db_url: str) -> Any:
     # Verification in the event loop here; TestParallelVerification covers the worker processes.
-    return await aiohttp_client(create_app(HubConfig.load(hub_dir, db_url=db_url, verify_workers=0)))
+    return await aiohttp_client(create_app(HubConfig.load(hub_dir, db_url=db_url, verify_workers=0,
+                                                          operator_token_sha256=hashlib.sha256(b"tok").hexdigest())))
 
 
 @pytest.fixture
@@ -157,6 +159,17 @@ class TestRefusals:
         assert doc["results"][0]["problem"]["reason"] == "chain-fork"
         [q] = await quarantine(hub)
         assert q["reason"] == "chain-fork" and q["conflicts_with"] == 1
+
+    async def test_quarantine_shown_to_operator_only(self, hub: Any, members: dict[str, Member], body: dict) -> None:
+        """Operators list refusals with reason and the bytes as they arrived; others get 401."""
+        qa = members["QA"]
+        await push(hub, qa, [qa.publish({**body, "event_type": "gala"})])
+        assert (await hub.get("/api/v1/quarantine")).status == 401
+        assert (await hub.get("/api/v1/quarantine", headers={"Authorization": "Bearer nope"})).status == 401
+        r = await hub.get("/api/v1/quarantine", params={"member": "QA"}, headers={"Authorization": "Bearer tok"})
+        [item] = (await r.json())["items"]
+        assert item["reason"] == "schema-invalid" and item["detail"]["errors"][0]["pointer"] == "/event_type"
+        assert json.loads(item["envelope"])["signature"]
 
     async def test_other_members_envelope_refused(self, hub: Any, members: dict[str, Member], body: dict) -> None:
         """A member pushes only its own envelopes."""
