@@ -16,6 +16,7 @@ from federation import strictjson
 from federation.envelope import ORIGIN_RE, Envelope, Payload, format_time, sign_envelope
 from federation.errors import IpdnError, StrictJsonError
 from federation.keys import PublicKey, SigningKey, load_public_jwk
+from federation.registry import load_registry_keys
 from federation.schemas import default_schemas
 from federation.verify import ChainHead, check_chain, keys_resolver, verify_envelope
 
@@ -164,20 +165,27 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     keys: dict[str, PublicKey] = {}
+    files: list[Path] = list(args.files)
+    # `--keys A.jwk B.jwk export.jsonl` reads naturally but argparse gives --keys every path:
+    # whatever is not a public JWK is an input file.
     for path in args.keys or []:
-        k = load_public_jwk(path)
+        try:
+            k = load_public_jwk(path)
+        except IpdnError:
+            files.append(path)
+            continue
         keys[k.kid] = k
     if args.registry:
-        from federation.registry import load_registry_keys  # the registry arrives with the federation
-
         keys.update(load_registry_keys(args.registry))
     if not keys:
         raise UsageError("give --keys JWK.json... or --registry FILE")
+    if not files:
+        raise UsageError("no envelope files to verify")
     schemas = default_schemas()
     now = datetime.now(UTC)
     heads: dict[str, ChainHead] = {}
     good = bad = 0
-    for path in args.files:
+    for path in files:
         for where, doc in read_documents(path):
             if isinstance(doc, IpdnError):
                 bad += 1
@@ -252,13 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--keys", nargs="+", type=Path, metavar="JWK.json")
     f.add_argument("--registry", type=Path, metavar="FILE", help="a signed registry document")
     f.add_argument("-q", "--quiet", action="store_true")
-    f.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    f.add_argument("files", nargs="*", type=Path, metavar="FILE")
     f.set_defaults(func=cmd_verify)
 
     # The services' commands live with the services (imported here, not by the protocol core).
-    from node.cli import register as register_node
-
     from federation.hub.cli import register as register_hub
+    from node.cli import register as register_node
 
     register_hub(sub)
     register_node(sub)

@@ -41,7 +41,8 @@ def free(port: int) -> int:
 
 
 def http(method: str, url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
-    req = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode())
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, method=method, data=data)  # noqa: S310 (loopback URLs we built)
     req.add_header("Content-Type", "application/json")
     if token:
         req.add_header("Authorization", f"Bearer {token}")
@@ -104,7 +105,8 @@ class Demo:
                        url=f"http://127.0.0.1:{port}")
         print(f"hub  {hub_url}/api/v1/status")
         for m, port in self.ports.items():
-            print(f"{m}   http://127.0.0.1:{port}/api/v1/records   (operator token in {self.root / m / 'operator.token'})")
+            token_file = self.root / m / "operator.token"
+            print(f"{m}   http://127.0.0.1:{port}/api/v1/records   (operator token in {token_file})")
 
         published: list[tuple[str, str]] = []
         t0 = time.monotonic()

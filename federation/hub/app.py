@@ -153,11 +153,16 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await store.close()
 
 
+async def _wake_readers(app: web.Application) -> None:
+    app[SERVICE].wake_readers()
+
+
 def create_app(config: HubConfig) -> web.Application:
     app = web.Application(middlewares=[problems_middleware], client_max_size=config.max_batch_bytes)
     app[CONFIG] = config
     app[REPLAYS] = httpsig.ReplayCache(window=config.replay_window)
     app.cleanup_ctx.append(_lifecycle)
+    app.on_shutdown.append(_wake_readers)
     app.router.add_post("/api/v1/envelopes", post_envelopes)
     app.router.add_get("/api/v1/log", get_log)
     app.router.add_get("/api/v1/registry", get_registry)

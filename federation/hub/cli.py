@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import logging
 import os
@@ -88,7 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.dir} is not a hub directory (run ipdn hub init first)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     web.run_app(create_app(cfg), host=cfg.host, port=cfg.port, print=None, access_log=None,
-                shutdown_timeout=5, loop=asyncio.new_event_loop())
+                shutdown_timeout=5)
     return 0
 
 

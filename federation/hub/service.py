@@ -90,6 +90,7 @@ class HubService:
         self._queue: asyncio.Queue[list[_Pending]] = asyncio.Queue()
         self._changed = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def start(self) -> None:
         self.heads = {o: ChainHead(s, h) for o, (s, h) in (await self.store.heads()).items()}
@@ -104,7 +105,13 @@ class HubService:
             await asyncio.gather(*(loop.run_in_executor(self._pool, check_batch, self.registry.to_bytes(), "", [],
                                                         self.clock()) for _ in range(self.verify_workers)))
 
+    def wake_readers(self) -> None:
+        """Answer every waiting long-poll now (at shutdown, so clients reconnect elsewhere at once)."""
+        self._closing = True
+        self._changed.set()
+
     async def stop(self) -> None:
+        self.wake_readers()
         if self._pool:
             self._pool.shutdown(wait=True, cancel_futures=True)
         if self._writer:
@@ -223,7 +230,7 @@ class HubService:
 
     async def read_log(self, after: int, limit: int, wait: float) -> list[tuple[int, bytes]]:
         """Entries after ``after``; with ``wait`` > 0, hold until there are some (long-poll)."""
-        if wait > 0 and self.size <= after:
+        if wait > 0 and self.size <= after and not self._closing:
             changed = self._changed
             try:
                 await asyncio.wait_for(changed.wait(), timeout=wait)

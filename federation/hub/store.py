@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -145,7 +146,7 @@ class HubStore:
             return [(r.position, r.envelope) for r in await conn.execute(q)]
 
     async def quarantined(self, *, member: str | None = None, reason: str | None = None,
-                          limit: int = 100) -> list[dict[str, object]]:
+                          limit: int = 100) -> list[dict[str, Any]]:
         q = sa.select(quarantine).order_by(quarantine.c.id.desc()).limit(limit)
         if member:
             q = q.where(quarantine.c.member == member)

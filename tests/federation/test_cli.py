@@ -63,7 +63,8 @@ class TestSignVerify:
         code, out, _ = run(capsys, "verify", "--keys", str(keys / "QA.pub.jwk.json"), str(tmp_path / "env.json"))
         assert code == 0 and "OK QA seq 1" in out
 
-    def test_flipped_byte_fails_with_reason(self, keys: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def test_flipped_byte_fails_with_reason(self, keys: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
         """One flipped byte in a signed envelope makes verify exit 1 and name why."""
         _, out, _ = run(capsys, "sign", "--key", str(keys / "QA.key.pem"), "--origin", "QA", "--kind",
                         "cultural-event", "--seq", "1", str(example_paths("cultural-event")[0]))

@@ -1,0 +1,223 @@
+"""The node's HTTP API (aiohttp): authoring for the operator, reading for partners, status.
+
+Handlers parse and authenticate, the service decides, the store persists. Writes need the operator's
+bearer token (compared as SHA-256 digests in constant time); reads need none. Every error is an
+RFC 9457 problem: ``problems_middleware`` for protocol errors, :func:`_node_problems` for the
+node's own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Set
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from federation import strictjson
+from federation.envelope import Envelope
+from federation.errors import IpdnError
+from federation.keys import SigningKey
+from federation.registry import load_registry
+from federation.web import Problem, json_response, problem_response, problems_middleware, read_json
+from node.config import NodeConfig
+from node.errors import (
+    BadQueryError,
+    InvalidRecordError,
+    NotOwnRecordError,
+    OperatorAuthError,
+    RecordDeletedError,
+    RecordNotFoundError,
+)
+from node.service import NodeService, check_membership
+from node.store import NodeStore, StoredRecord
+from node.sync import SyncEngine
+
+CONFIG = web.AppKey("config", NodeConfig)
+SERVICE = web.AppKey("service", NodeService)
+ENGINE = web.AppKey("engine", SyncEngine)
+
+_STATUS: dict[type[IpdnError], int] = {
+    BadQueryError: 400, OperatorAuthError: 401, NotOwnRecordError: 403, RecordNotFoundError: 404,
+    RecordDeletedError: 409, InvalidRecordError: 422,
+}
+
+
+@web.middleware
+async def _node_problems(request: web.Request,
+                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except tuple(_STATUS) as e:
+        extra: dict[str, Any] = {}
+        if isinstance(e, InvalidRecordError):
+            extra["errors"] = [i.to_dict() for i in e.issues]
+        resp = problem_response(_STATUS[type(e)], e.reason, e.message, **extra)
+        if isinstance(e, OperatorAuthError):
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="ipdn-node"'
+        return resp
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+
+
+def _authorize(request: web.Request) -> None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    digest = hashlib.sha256(token.strip().encode()).hexdigest()
+    expected = request.app[CONFIG].operator_token_hash
+    if scheme.lower() != "bearer" or not token.strip() or not hmac.compare_digest(digest, expected):
+        raise OperatorAuthError("publishing needs this node's operator token (Authorization: Bearer ...)")
+
+
+async def _read_object(request: web.Request, required: Set[str], optional: Set[str] = frozenset()) -> dict[str, Any]:
+    limits = strictjson.JsonLimits(max_bytes=request.app[CONFIG].max_request_bytes)
+    doc = await read_json(request, limits)
+    if not isinstance(doc, dict) or not required <= set(doc) or set(doc) - required - optional:
+        want = ", ".join(sorted(required)) + (f" (optional {', '.join(sorted(optional))})" if optional else "")
+        raise Problem(400, "malformed-request", f"the request body is a JSON object with members {want}")
+    return doc
+
+
+def _published(env: Envelope) -> dict[str, Any]:
+    p = env.payload
+    return {"record_id": p.record_id, "version": p.version, "seq": p.seq, "hash": env.hash,
+            "envelope": env.to_dict()}
+
+
+def _item(rec: StoredRecord) -> dict[str, Any]:
+    return {"record_id": rec.record_id, "origin": rec.origin, "kind": rec.kind, "version": rec.version,
+            "op": rec.op, "status": rec.status, "seq": rec.seq, "hash": rec.hash, "issued_at": rec.issued_at,
+            "body": rec.body, "envelope": json.loads(rec.envelope)}
+
+
+def _record_url(record_id: str) -> str:
+    return "/api/v1/records/" + quote(record_id, safe="")
+
+
+def _time(when: datetime | None) -> str | None:
+    return when.isoformat().replace("+00:00", "Z") if when else None
+
+
+# -- authoring -----------------------------------------------------------------------------------------
+
+
+async def create_record(request: web.Request) -> web.Response:
+    _authorize(request)
+    doc = await _read_object(request, {"kind", "body"})
+    if not isinstance(doc["kind"], str):
+        raise Problem(400, "malformed-request", "kind is a string such as cultural-event")
+    env = await request.app[SERVICE].create(doc["kind"], doc["body"])
+    return json_response(_published(env), status=201, headers={"Location": _record_url(env.payload.record_id)})
+
+
+async def update_record(request: web.Request) -> web.Response:
+    _authorize(request)
+    doc = await _read_object(request, {"body"})
+    env = await request.app[SERVICE].update(request.match_info["record_id"], doc["body"])
+    return json_response(_published(env))
+
+
+async def cancel_record(request: web.Request) -> web.Response:
+    _authorize(request)
+    reason = None
+    if request.can_read_body:
+        reason = (await _read_object(request, set(), {"reason"})).get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise Problem(400, "malformed-request", "reason is a string")
+    env = await request.app[SERVICE].cancel(request.match_info["record_id"], reason)
+    return json_response(_published(env))
+
+
+async def delete_record(request: web.Request) -> web.Response:
+    _authorize(request)
+    env = await request.app[SERVICE].delete(request.match_info["record_id"])
+    return json_response(_published(env))
+
+
+async def retry_outbox(request: web.Request) -> web.Response:
+    _authorize(request)
+    return json_response({"requeued": await request.app[SERVICE].retry_rejected()})
+
+
+# -- reading -------------------------------------------------------------------------------------------
+
+
+async def get_record(request: web.Request) -> web.Response:
+    return json_response(_item(await request.app[SERVICE].get(request.match_info["record_id"])))
+
+
+async def list_records(request: web.Request) -> web.Response:
+    config, q = request.app[CONFIG], request.query
+    try:
+        limit = int(q.get("limit", config.page_size))
+        since = datetime.fromisoformat(q["updated_since"]) if q.get("updated_since") else None
+    except ValueError as e:
+        raise BadQueryError(f"limit is an integer and updated_since an RFC 3339 time: {e}") from e
+    if not 1 <= limit <= config.max_page_size:
+        raise BadQueryError(f"limit is between 1 and {config.max_page_size}")
+    if since is not None and since.tzinfo is None:
+        raise BadQueryError("updated_since needs an offset or Z")
+    items, next_cursor = await request.app[SERVICE].list_records(
+        kind=q.get("kind") or None, origin=q.get("origin") or None, updated_since=since,
+        cursor=q.get("cursor") or None, limit=limit)
+    return json_response({"items": [_item(r) for r in items], "next_cursor": next_cursor})
+
+
+async def status(request: web.Request) -> web.Response:
+    service, engine = request.app[SERVICE], request.app[ENGINE]
+    counts = await service.counts()
+    reg, state = service.registry.registry, engine.state
+    return json_response({
+        "role": "node", "member": service.member, "registry_version": reg.version,
+        "hub": {"url": reg.hub_url, "reachable": state.reachable, "last_push_at": _time(state.last_push_at),
+                "last_pull_at": _time(state.last_pull_at), "last_error": state.last_error,
+                "last_error_at": _time(state.last_error_at), "log_size": state.log_size},
+        "outbox": {"pending": counts.outbox.get("pending", 0), "rejected": counts.outbox.get("rejected", 0),
+                   "accepted": counts.outbox.get("accepted", 0)},
+        "cursor": await service.cursor(),
+        "records": {"own": counts.own, "received": counts.received},
+        "quarantine": counts.quarantine,
+        "alarms": await service.alarms(),
+        "time": _time(datetime.now(UTC)),
+    })
+
+
+# -- the application -----------------------------------------------------------------------------------
+
+
+def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
+    """The node's web application. Its cleanup context opens the store and owns the sync loops
+    (``sync=False`` opens the engine without starting its loops, for tests that drive it by hand)."""
+    app = web.Application(client_max_size=config.max_request_bytes, middlewares=[problems_middleware, _node_problems])
+    app[CONFIG] = config
+
+    async def services(app: web.Application) -> AsyncIterator[None]:
+        key = SigningKey.load(config.key_path)
+        registry = load_registry(config.registry_path)
+        check_membership(registry.registry, config.member, key.kid)
+        store = await NodeStore.open(config.db_url, config.member)
+        service = NodeService(store=store, key=key, member=config.member, registry=registry,
+                              registry_path=config.registry_path)
+        engine = SyncEngine(config, service, store)
+        app[SERVICE], app[ENGINE] = service, engine
+        await engine.start(loops=sync)
+        try:
+            yield
+        finally:
+            await engine.stop()
+            await store.close()
+
+    app.cleanup_ctx.append(services)
+    app.router.add_post("/api/v1/records", create_record)
+    app.router.add_get("/api/v1/records", list_records)
+    app.router.add_get("/api/v1/records/{record_id}", get_record)
+    app.router.add_put("/api/v1/records/{record_id}", update_record)
+    app.router.add_delete("/api/v1/records/{record_id}", delete_record)
+    app.router.add_post("/api/v1/records/{record_id}/cancel", cancel_record)
+    app.router.add_post("/api/v1/outbox/retry", retry_outbox)
+    app.router.add_get("/api/v1/status", status)
+    return app

@@ -1,0 +1,110 @@
+"""The node's configuration: one frozen dataclass, read from ``{dir}/node.toml`` and the environment.
+
+Every field can be overridden by an environment variable ``IPDN_NODE_<FIELD>`` (upper case), e.g.
+``IPDN_NODE_DB_URL`` or ``IPDN_NODE_PORT``; the environment wins over the file. Relative paths are
+relative to the node directory. The operator token itself lives only in ``operator.token`` (mode
+0600); the configuration holds its SHA-256, so reading the configuration never reveals it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from federation import db
+from node.errors import ConfigError
+
+CONFIG_FILE = "node.toml"
+TOKEN_FILE = "operator.token"  # noqa: S105  (a file name, not a secret)
+REGISTRY_FILE = "registry.json"
+ENV_PREFIX = "IPDN_NODE_"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    member: str
+    dir: Path
+    key_path: Path
+    registry_path: Path
+    operator_token_hash: str = field(repr=False)  # SHA-256 hex of the token; not secret, still not shown
+    db_url: str = ""  # default: SQLite in the node directory (filled in by __post_init__)
+    host: str = "127.0.0.1"
+    port: int = 8441
+
+    # -- limits of the HTTP API ------------------------------------------------------------------------
+    max_request_bytes: int = 1024 * 1024  # a record body is a few KB; the envelope limit is 256 KiB
+    page_size: int = 50  # records per page when the partner does not ask
+    max_page_size: int = 500
+
+    # -- sync with the hub -----------------------------------------------------------------------------
+    push_batch: int = 100  # envelopes per push (also capped by the registry's max_batch)
+    pull_limit: int = 500  # log entries asked for per pull
+    long_poll_wait: int = 25  # seconds the hub may hold a pull (the hub allows at most 30)
+    min_poll_interval: float = 1.0  # seconds between empty pulls, should the hub not hold them
+    registry_refresh: float = 60.0  # seconds between registry fetches
+    backoff_base: float = 0.5  # seconds; full jitter, doubled per failure ...
+    backoff_cap: float = 30.0  # ... up to this
+    connect_timeout: float = 10.0
+    request_timeout: float = 30.0  # per request, on top of the long-poll wait
+    max_response_bytes: int = 256 * 1024 * 1024  # a full log page of envelopes at their size limit
+
+    def __post_init__(self) -> None:
+        if not self.db_url:
+            object.__setattr__(self, "db_url", db.sqlite_url(self.dir / "node.db"))
+
+
+_PATHS = ("dir", "key_path", "registry_path")
+_TYPES: dict[str, type] = {f.name: {"int": int, "float": float}.get(str(f.type), str)
+                           for f in dataclasses.fields(NodeConfig)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = _TYPES[name]
+    try:
+        if kind is int and not isinstance(value, bool):
+            return int(value)
+        if kind is float and not isinstance(value, bool):
+            return float(value)
+        if kind is str and isinstance(value, str):
+            return value
+    except ValueError:
+        pass
+    raise ConfigError(f"{name}: {value!r} is not a valid {kind.__name__}")
+
+
+def load_config(node_dir: Path, env: Mapping[str, str] | None = None, **overrides: Any) -> NodeConfig:
+    """Read ``node_dir/node.toml``, apply ``IPDN_NODE_*`` variables, then ``overrides`` (CLI flags).
+
+    Raises:
+        ConfigError: the file is missing or malformed, a key is unknown, or a value has the wrong type.
+    """
+    env = os.environ if env is None else env
+    path = node_dir / CONFIG_FILE
+    try:
+        values: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror} (run `ipdn node init` first)") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from e
+    unknown = set(values) - set(_TYPES)
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
+    values.setdefault("dir", str(node_dir))
+    for name in _TYPES:
+        if ENV_PREFIX + name.upper() in env:
+            values[name] = env[ENV_PREFIX + name.upper()]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    missing = {"member", "key_path", "registry_path", "operator_token_hash"} - set(values)
+    if missing:
+        raise ConfigError(f"{path}: missing keys {sorted(missing)}")
+    typed = {k: _coerce(k, v) for k, v in values.items()}
+    base = Path(typed["dir"])
+    for name in _PATHS:
+        typed[name] = base / typed[name] if name != "dir" else base
+    return NodeConfig(**typed)
+

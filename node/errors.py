@@ -1,0 +1,76 @@
+"""Errors of the node service, grouped by whose fault they are (as federation/errors.py).
+
+The HTTP layer maps them to RFC 9457 problems: input errors 4xx, hub errors only ever reach the
+status page (the node keeps working while the hub is away).
+"""
+
+from __future__ import annotations
+
+from federation.errors import InputError, IpdnError, SchemaError
+from federation.schemas import Issue
+
+# -- bad input from the operator -----------------------------------------------------------------------
+
+
+class InvalidRecordError(SchemaError):
+    """A record body fails its schema or its kind's rules; nothing was stored."""
+
+    def __init__(self, message: str, issues: list[Issue]) -> None:
+        super().__init__(message)
+        self.issues = issues
+
+
+class BadQueryError(InputError):
+    """A query parameter (cursor, limit, date) cannot be read."""
+
+    reason = "bad-query"
+
+
+class OperatorAuthError(IpdnError):
+    """No operator token, or not this node's."""
+
+    reason = "unauthorized"
+
+
+class RecordNotFoundError(IpdnError):
+    reason = "record-not-found"
+
+
+class NotOwnRecordError(IpdnError):
+    """Only the origin may publish a new version of a record (its record_id prefix names it)."""
+
+    reason = "not-own-record"
+
+
+class RecordDeletedError(IpdnError):
+    """The record is a tombstone: it can be restored by an update, not cancelled."""
+
+    reason = "record-deleted"
+
+
+# -- our own configuration ----------------------------------------------------------------------------
+
+
+class ConfigError(IpdnError):
+    reason = "bad-config"
+
+
+# -- the hub, over the network ------------------------------------------------------------------------
+
+
+class HubError(IpdnError):
+    """Talking to the hub failed; the sync loops back off and retry."""
+
+    reason = "hub-error"
+
+
+class HubUnavailableError(HubError):
+    """Connection refused or reset, timeout, or a 5xx/429 answer: worth retrying as is."""
+
+    reason = "hub-unavailable"
+
+
+class HubProtocolError(HubError):
+    """The hub answered something the protocol does not allow (or refused our request with a 4xx)."""
+
+    reason = "hub-protocol"

@@ -1,0 +1,339 @@
+"""The node's store: the only node module that speaks SQL.
+
+It keeps every envelope the node holds (its own and those pulled from the hub, byte for byte), the
+current version of each record, the outbox of own envelopes not yet acknowledged by the hub, the
+pull cursor, and the quarantine of envelopes refused or kept as evidence. Decisions (which version
+wins, what is a fork) are the service's; this module writes what it is told, each call in one
+transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from federation import db
+from federation.envelope import Envelope
+from federation.verify import ChainHead
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "node_alembic_version"
+CURSOR_KEY = "cursor"
+
+meta = sa.MetaData()
+envelopes = sa.Table(
+    "envelopes", meta,
+    sa.Column("origin", sa.String(2), primary_key=True), sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("hash", sa.String(64)), sa.Column("record_id", sa.String(80)), sa.Column("version", sa.BigInteger),
+    sa.Column("kind", sa.String(64)), sa.Column("op", sa.String(8)), sa.Column("envelope", sa.LargeBinary),
+    sa.Column("issued_at", sa.String(32)), sa.Column("received_at", sa.DateTime(timezone=True)),
+    sa.Column("position", sa.BigInteger),
+)
+records = sa.Table(
+    "records", meta,
+    sa.Column("record_id", sa.String(80), primary_key=True), sa.Column("origin", sa.String(2)),
+    sa.Column("kind", sa.String(64)), sa.Column("version", sa.BigInteger), sa.Column("op", sa.String(8)),
+    sa.Column("status", sa.String(32)), sa.Column("title", sa.Text), sa.Column("body", sa.Text),
+    sa.Column("hash", sa.String(64)), sa.Column("seq", sa.BigInteger), sa.Column("issued_at", sa.String(32)),
+    sa.Column("updated_at", sa.DateTime(timezone=True)), sa.Column("envelope", sa.LargeBinary),
+)
+outbox = sa.Table(
+    "outbox", meta,
+    sa.Column("seq", sa.BigInteger, primary_key=True), sa.Column("state", sa.String(16)),
+    sa.Column("position", sa.BigInteger), sa.Column("reason", sa.String(64)), sa.Column("detail", sa.Text),
+    sa.Column("attempts", sa.Integer), sa.Column("last_attempt_at", sa.DateTime(timezone=True)),
+)
+sync_state = sa.Table(
+    "sync_state", meta, sa.Column("key", sa.String(64), primary_key=True), sa.Column("value", sa.Text),
+)
+quarantine = sa.Table(
+    "quarantine", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("received_at", sa.DateTime(timezone=True)), sa.Column("origin", sa.String(2)),
+    sa.Column("seq", sa.BigInteger), sa.Column("hash", sa.String(64)), sa.Column("position", sa.BigInteger),
+    sa.Column("reason", sa.String(64)), sa.Column("detail", sa.Text), sa.Column("envelope", sa.LargeBinary),
+)
+
+PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
+
+
+def _utc(when: datetime) -> datetime:
+    """Everything is stored and compared in UTC: SQLite keeps no offset (and hands back naive values)."""
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """The current version of a record (a tombstone has op ``delete``, status ``deleted``, no body)."""
+
+    record_id: str
+    origin: str
+    kind: str
+    version: int
+    op: str
+    status: str
+    title: str | None
+    body: dict[str, Any] | None
+    hash: str
+    seq: int
+    issued_at: str
+    updated_at: datetime
+    envelope: bytes
+
+    @classmethod
+    def from_row(cls, r: Any) -> StoredRecord:
+        return cls(r.record_id, r.origin, r.kind, r.version, r.op, r.status, r.title,
+                   json.loads(r.body) if r.body is not None else None, r.hash, r.seq, r.issued_at,
+                   _utc(r.updated_at), r.envelope)
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRow:
+    reason: str
+    detail: str
+    envelope: bytes
+    origin: str | None = None
+    seq: int | None = None
+    hash: str | None = None
+    position: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    seq: int
+    state: str
+    position: int | None
+    reason: str | None
+    detail: str | None
+    attempts: int
+    envelope: bytes
+
+
+@dataclass(slots=True)
+class Changes:
+    """What applying one page of the hub's log writes, in one transaction with the new cursor."""
+
+    cursor: int
+    envelopes: list[tuple[Envelope, int]] = field(default_factory=list)  # new envelopes, with log position
+    records: dict[str, Envelope] = field(default_factory=dict)  # record_id -> its new current version
+    own_positions: list[tuple[int, int]] = field(default_factory=list)  # own (seq, position) seen in the log
+    quarantine: list[QuarantineRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    own: int
+    received: int
+    quarantine: int
+    outbox: dict[str, int]
+
+
+def _title(body: dict[str, Any] | None) -> str | None:
+    title = body.get("title") if body else None
+    if isinstance(title, dict):
+        return next((t for t in title.values() if isinstance(t, str)), None)
+    return title if isinstance(title, str) else None
+
+
+def _envelope_values(env: Envelope, now: datetime, position: int | None) -> dict[str, Any]:
+    p = env.payload
+    return {"origin": p.origin, "seq": p.seq, "hash": env.hash, "record_id": p.record_id, "version": p.version,
+            "kind": p.kind, "op": p.op, "envelope": env.to_bytes(), "issued_at": p.issued_at, "received_at": now,
+            "position": position}
+
+
+def _record_values(env: Envelope, now: datetime) -> dict[str, Any]:
+    p = env.payload
+    deleted = p.op == "delete"
+    status = "deleted" if deleted or p.body is None else str(p.body.get("status", ""))
+    return {"record_id": p.record_id, "origin": p.origin, "kind": p.kind, "version": p.version, "op": p.op,
+            "status": status, "title": _title(p.body),
+            "body": None if p.body is None else json.dumps(p.body, ensure_ascii=False),
+            "hash": env.hash, "seq": p.seq, "issued_at": p.issued_at, "updated_at": now,
+            "envelope": env.to_bytes()}
+
+
+class NodeStore:
+    def __init__(self, engine: AsyncEngine, member: str) -> None:
+        self.engine = engine
+        self.member = member  # the node's own origin: its outbox holds only these envelopes
+
+    @classmethod
+    async def open(cls, url: str, member: str) -> NodeStore:
+        engine = db.make_engine(url)
+        await db.migrate(engine, MIGRATIONS, VERSION_TABLE)
+        return cls(engine, member)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- chains --------------------------------------------------------------------------------------
+
+    async def heads(self, origins: Sequence[str]) -> dict[str, ChainHead]:
+        """The last envelope held from each origin asked for (absent: nothing held)."""
+        if not origins:
+            return {}
+        last = (sa.select(envelopes.c.origin, sa.func.max(envelopes.c.seq).label("seq"))
+                .where(envelopes.c.origin.in_(set(origins))).group_by(envelopes.c.origin).subquery())
+        q = sa.select(envelopes.c.origin, envelopes.c.seq, envelopes.c.hash).join(
+            last, sa.and_(envelopes.c.origin == last.c.origin, envelopes.c.seq == last.c.seq))
+        async with self.engine.connect() as conn:
+            return {r.origin: ChainHead(r.seq, r.hash) for r in await conn.execute(q)}
+
+    async def held(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
+        """The hash held at each (origin, seq) asked for (absent keys: nothing held)."""
+        out: dict[tuple[str, int], str] = {}
+        async with self.engine.connect() as conn:
+            for origin in {o for o, _ in keys}:
+                q = sa.select(envelopes.c.seq, envelopes.c.hash).where(
+                    envelopes.c.origin == origin, envelopes.c.seq.in_([s for o, s in keys if o == origin]))
+                out.update({(origin, r.seq): r.hash for r in await conn.execute(q)})
+        return out
+
+    # -- records -------------------------------------------------------------------------------------
+
+    async def current_versions(self, record_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """(version, hash) of the current version of each record asked for."""
+        if not record_ids:
+            return {}
+        q = sa.select(records.c.record_id, records.c.version, records.c.hash).where(
+            records.c.record_id.in_(set(record_ids)))
+        async with self.engine.connect() as conn:
+            return {r.record_id: (r.version, r.hash) for r in await conn.execute(q)}
+
+    async def get_record(self, record_id: str) -> StoredRecord | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(records).where(records.c.record_id == record_id))).first()
+        return StoredRecord.from_row(row) if row is not None else None
+
+    async def list_records(self, *, kind: str | None = None, origin: str | None = None,
+                           updated_since: datetime | None = None, after: tuple[datetime, str] | None = None,
+                           limit: int) -> list[StoredRecord]:
+        """Records in (updated_at, record_id) order, starting after the key ``after``."""
+        q = sa.select(records).order_by(records.c.updated_at, records.c.record_id).limit(limit)
+        if kind is not None:
+            q = q.where(records.c.kind == kind)
+        if origin is not None:
+            q = q.where(records.c.origin == origin)
+        if updated_since is not None:
+            q = q.where(records.c.updated_at >= _utc(updated_since))
+        if after is not None:
+            at, rid = _utc(after[0]), after[1]
+            q = q.where(sa.or_(records.c.updated_at > at,
+                               sa.and_(records.c.updated_at == at, records.c.record_id > rid)))
+        async with self.engine.connect() as conn:
+            return [StoredRecord.from_row(r) for r in await conn.execute(q)]
+
+    @staticmethod
+    async def _put_record(conn: AsyncConnection, env: Envelope, now: datetime) -> None:
+        values = _record_values(env, now)
+        done = await conn.execute(records.update().where(records.c.record_id == values["record_id"]).values(values))
+        if done.rowcount == 0:
+            await conn.execute(records.insert().values(values))
+
+    # -- writes --------------------------------------------------------------------------------------
+
+    async def author(self, env: Envelope, now: datetime) -> None:
+        """Keep an envelope this node signed: the envelope, the record's new version, an outbox entry."""
+        now = _utc(now)
+        async with self.engine.begin() as conn:
+            await conn.execute(envelopes.insert().values(_envelope_values(env, now, None)))
+            await self._put_record(conn, env, now)
+            await conn.execute(outbox.insert().values(seq=env.payload.seq, state=PENDING, attempts=0))
+
+    async def apply(self, changes: Changes, now: datetime) -> None:
+        """Write one applied page of the log and move the cursor, all or nothing."""
+        now = _utc(now)
+        async with self.engine.begin() as conn:
+            if changes.envelopes:
+                await conn.execute(envelopes.insert(), [_envelope_values(e, now, pos) for e, pos in changes.envelopes])
+            for env in changes.records.values():
+                await self._put_record(conn, env, now)
+            await self._accept_own(conn, changes.own_positions)
+            if changes.quarantine:
+                await conn.execute(quarantine.insert(), [
+                    {"received_at": now, "origin": q.origin, "seq": q.seq, "hash": q.hash, "position": q.position,
+                     "reason": q.reason, "detail": q.detail, "envelope": q.envelope} for q in changes.quarantine])
+            await self._set_state(conn, CURSOR_KEY, str(changes.cursor))
+
+    async def _accept_own(self, conn: AsyncConnection, positions: Sequence[tuple[int, int]]) -> None:
+        """The hub holds these own envelopes at these log positions: durably accepted."""
+        for seq, position in positions:
+            await conn.execute(envelopes.update().where(envelopes.c.origin == self.member, envelopes.c.seq == seq)
+                               .values(position=position))
+            await conn.execute(outbox.update().where(outbox.c.seq == seq)
+                               .values(state=ACCEPTED, position=position, reason=None, detail=None))
+
+    @staticmethod
+    async def _set_state(conn: AsyncConnection, key: str, value: str) -> None:
+        done = await conn.execute(sync_state.update().where(sync_state.c.key == key).values(value=value))
+        if done.rowcount == 0:
+            await conn.execute(sync_state.insert().values(key=key, value=value))
+
+    async def cursor(self) -> int:
+        """The position of the last log entry applied (0: none yet)."""
+        async with self.engine.connect() as conn:
+            value = (await conn.execute(sa.select(sync_state.c.value).where(
+                sync_state.c.key == CURSOR_KEY))).scalar_one_or_none()
+        return int(value) if value is not None else 0
+
+    # -- outbox --------------------------------------------------------------------------------------
+
+    async def outbox(self, state: str, limit: int) -> list[OutboxRow]:
+        """Outbox entries in one state, in seq order, with the envelope bytes to push."""
+        q = (sa.select(outbox, envelopes.c.envelope)
+             .join(envelopes, sa.and_(envelopes.c.origin == self.member, envelopes.c.seq == outbox.c.seq))
+             .where(outbox.c.state == state).order_by(outbox.c.seq).limit(limit))
+        async with self.engine.connect() as conn:
+            return [OutboxRow(r.seq, r.state, r.position, r.reason, r.detail, r.attempts, r.envelope)
+                    for r in await conn.execute(q)]
+
+    async def record_push(self, seqs: Sequence[int], *, accepted: Sequence[tuple[int, int]] = (),
+                          rejected: tuple[int, str, str] | None = None, now: datetime) -> None:
+        """One push attempt of ``seqs``: which the hub accepted (seq, position), which it rejected."""
+        now = _utc(now)
+        async with self.engine.begin() as conn:
+            if seqs:
+                await conn.execute(outbox.update().where(outbox.c.seq.in_(list(seqs)))
+                                   .values(attempts=outbox.c.attempts + 1, last_attempt_at=now))
+            await self._accept_own(conn, accepted)
+            if rejected is not None:
+                seq, reason, detail = rejected
+                await conn.execute(outbox.update().where(outbox.c.seq == seq)
+                                   .values(state=REJECTED, reason=reason, detail=detail))
+
+    async def retry_rejected(self) -> int:
+        """Put rejected outbox entries back in the queue (an operator's decision); how many."""
+        async with self.engine.begin() as conn:
+            done = await conn.execute(outbox.update().where(outbox.c.state == REJECTED).values(state=PENDING))
+        return int(done.rowcount)
+
+    # -- status --------------------------------------------------------------------------------------
+
+    async def counts(self) -> Counts:
+        async with self.engine.connect() as conn:
+            by_origin = {o: int(n) for o, n in await conn.execute(
+                sa.select(records.c.origin, sa.func.count()).group_by(records.c.origin))}
+            held = int((await conn.execute(sa.select(sa.func.count()).select_from(quarantine))).scalar_one())
+            states = {s: int(n) for s, n in await conn.execute(
+                sa.select(outbox.c.state, sa.func.count()).group_by(outbox.c.state))}
+        own = by_origin.pop(self.member, 0)
+        return Counts(own=own, received=sum(by_origin.values()), quarantine=held, outbox=states)
+
+    async def quarantine_counts(self) -> dict[str, int]:
+        q = sa.select(quarantine.c.reason, sa.func.count()).group_by(quarantine.c.reason)
+        async with self.engine.connect() as conn:
+            return {r: int(n) for r, n in await conn.execute(q)}
+
+    async def quarantined(self, limit: int = 100) -> list[QuarantineRow]:
+        q = sa.select(quarantine).order_by(quarantine.c.id.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            return [QuarantineRow(r.reason, r.detail, r.envelope, r.origin, r.seq, r.hash, r.position)
+                    for r in await conn.execute(q)]

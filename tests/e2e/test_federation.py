@@ -1,0 +1,194 @@
+"""End to end: real hub and node processes on loopback, talking HTTP, storing in real databases."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from federation.keys import SigningKey
+from federation.registry import load_registry
+from federation.schemas import default_schemas
+from federation.verify import verify_envelope
+from tests.e2e.harness import Federation, http
+from tests.factories import Member, example_bodies, push_request
+
+pytestmark = pytest.mark.e2e
+
+
+def event(i: int = 0) -> dict[str, Any]:
+    return example_bodies("cultural-event")[i % len(example_bodies("cultural-event"))]
+
+
+def verified_offline(f: Federation, item: dict[str, Any]) -> bool:
+    """Verify an item's envelope as a partner would: registry file, no hub, no node."""
+    reg = load_registry(f.root / "hub" / "registry.json").registry
+    from datetime import UTC, datetime
+
+    result = verify_envelope(json.dumps(item["envelope"]).encode(), keys=reg.member_keys().get,
+                             schemas=default_schemas(), now=datetime.now(UTC))
+    return result.ok and result.envelope is not None and result.envelope.payload.body == item["body"]
+
+
+class TestSync:
+    def test_published_record_visible_and_verified_everywhere(self, fed: Federation) -> None:
+        """Published at QA, the record appears at KR and TR, and its envelope verifies offline."""
+        doc = fed.publish("QA", "cultural-event", event())
+        for m in ("KR", "TR"):
+            item = fed.wait_record(m, doc["record_id"])
+            assert item["origin"] == "QA" and item["body"] == event()
+            assert verified_offline(fed, item)
+
+    def test_update_cancel_and_delete_propagate(self, fed: Federation) -> None:
+        """An update, then a cancellation, then a tombstone reach the other nodes in order."""
+        rid = fed.publish("QA", "cultural-event", event())["record_id"]
+        token = fed.tokens["QA"]
+        changed = {**event(), "title": {**event()["title"], "en": "Sixth General Assembly (updated)"}}
+        assert http("PUT", fed.url("QA") + f"/api/v1/records/{rid}", {"body": changed}, token=token)[0] == 200
+        assert fed.wait_record("KR", rid, version=2)["body"]["title"]["en"].endswith("(updated)")
+        code, _ = http("POST", fed.url("QA") + f"/api/v1/records/{rid}/cancel", {"reason": "venue closed"},
+                       token=token)
+        assert code == 200
+        assert fed.wait_record("TR", rid, version=3)["body"]["status"] == "cancelled"
+        assert http("DELETE", fed.url("QA") + f"/api/v1/records/{rid}", token=token)[0] == 200
+        gone = fed.wait_record("KR", rid, version=4)
+        assert gone["op"] == "delete" and gone["body"] is None and verified_offline(fed, gone)
+
+    def test_records_from_every_member_reach_every_node(self, fed: Federation) -> None:
+        """Each member publishes; every node ends with all records, none twice."""
+        ids = [fed.publish(m, "cultural-event", event(i))["record_id"] for i, m in enumerate(fed.members * 2)]
+        for m in fed.members:
+            for rid in ids:
+                fed.wait_record(m, rid)
+            listed = [r["record_id"] for r in fed.records(m)]
+            assert sorted(listed) == sorted(ids)
+
+
+class TestFaults:
+    def test_node_killed_and_restarted_resumes_without_loss_or_duplicates(self, fed_sqlite: Federation) -> None:
+        """KR is killed; QA publishes 30 records; KR restarts and ends with exactly those 30."""
+        f = fed_sqlite.start_all()
+        try:
+            f.kill("KR")
+            ids = [f.publish("QA", "cultural-event", event(i))["record_id"] for i in range(30)]
+            f.start("KR")
+            for rid in ids:
+                f.wait_record("KR", rid)
+            assert sorted(r["record_id"] for r in f.records("KR")) == sorted(ids)
+        finally:
+            f.close()
+
+    def test_node_keeps_authoring_while_hub_is_down_and_catches_up(self, fed_sqlite: Federation) -> None:
+        """With the hub stopped, QA still publishes and serves; when it returns, KR gets everything."""
+        f = fed_sqlite.start_all()
+        try:
+            f.stop("hub")
+            ids = [f.publish("QA", "cultural-event", event(i))["record_id"] for i in range(5)]
+            assert f.record("QA", ids[0])[0] == 200
+            f.start("hub")
+            for rid in ids:
+                f.wait_record("KR", rid, timeout=60)
+        finally:
+            f.close()
+
+    def test_hub_killed_mid_push_loses_no_acknowledged_envelope(self, fed_sqlite: Federation) -> None:
+        """A pusher streams envelopes while the hub is SIGKILLed and restarted: every acknowledged one is in
+        the log afterwards, at its acknowledged position, exactly once."""
+        f = fed_sqlite
+        f.start("hub")
+        qa = Member("QA", key=SigningKey.load(f.root / "keys" / "QA.key.pem"))
+        envs = [qa.publish(event(i)) for i in range(400)]
+        acked: dict[str, int] = {}
+        stop = threading.Event()
+
+        def pusher() -> None:
+            i = 0
+            while i < len(envs) and not stop.is_set():
+                data, headers = push_request(qa, envs[i:i + 20], f.hub_url)
+                try:
+                    code, doc = http("POST", f.hub_url + "/api/v1/envelopes", data=data, headers=headers, timeout=5)
+                except OSError:
+                    time.sleep(0.05)
+                    continue
+                if code != 200:
+                    time.sleep(0.05)
+                    continue
+                for r in doc["results"]:
+                    assert r["status"] in ("accepted", "duplicate"), r
+                    acked[r["hash"]] = r["position"]
+                i += 20
+
+        t = threading.Thread(target=pusher)
+        t.start()
+        try:
+            while len(acked) < 100 and t.is_alive():
+                time.sleep(0.01)
+            f.kill("hub")
+            time.sleep(0.3)
+            f.start("hub")
+            t.join(timeout=120)
+            _code, doc = http("GET", f.hub_url + "/api/v1/log?after=0&limit=1000")
+        finally:
+            stop.set()
+            f.close()
+        log = {e["position"]: e["envelope"] for e in doc["entries"]}
+        assert len(acked) == 400
+        assert sorted(log) == list(range(1, 401))  # no gaps, no duplicates
+        by_hash = {envs[i].hash: i for i in range(400)}
+        for h, pos in acked.items():
+            assert log[pos] == envs[by_hash[h]].to_dict()
+
+
+class TestRefusals:
+    @pytest.fixture
+    def hub_only(self, fed_sqlite: Federation) -> Any:
+        fed_sqlite.start("hub")
+        yield fed_sqlite
+        fed_sqlite.close()
+
+    def quarantine(self, f: Federation) -> list[dict[str, Any]]:
+        code, doc = http("GET", f.hub_url + "/api/v1/quarantine", token=f.tokens["hub"])
+        assert code == 200
+        return list(doc["items"])
+
+    def push(self, f: Federation, member: Member, envs: list[Any], **kw: Any) -> tuple[int, Any]:
+        data, headers = push_request(member, envs, f.hub_url, **kw)
+        return http("POST", f.hub_url + "/api/v1/envelopes", data=data, headers=headers)
+
+    def test_attacks_refused_with_reasons_and_kept(self, hub_only: Federation) -> None:
+        """Altered in transit, signed by a non-member, replayed, out of chain order, schema-invalid:
+        each refused with its reason, and each envelope refusal kept in the quarantine."""
+        f = hub_only
+        qa = Member("QA", key=SigningKey.load(f.root / "keys" / "QA.key.pem"))
+        first, second = qa.publish(event()), qa.publish(event(1))
+
+        altered = {**first.to_dict(), "payload": second.to_dict()["payload"]}
+        _, doc = self.push(f, qa, [altered])
+        assert doc["results"][0]["problem"]["reason"] == "bad-signature"
+
+        intruder = Member("QA")  # claims QA, holds another key
+        _, doc = self.push(f, qa, [intruder.publish(event())])
+        assert doc["results"][0]["problem"]["reason"] == "key-unknown"
+
+        code, doc = self.push(f, qa, [first], key=SigningKey.generate())
+        assert code == 401 and doc["reason"] == "unknown-key"
+
+        data, headers = push_request(qa, [first], f.hub_url)
+        assert http("POST", f.hub_url + "/api/v1/envelopes", data=data, headers=headers)[0] == 200
+        code, doc = http("POST", f.hub_url + "/api/v1/envelopes", data=data, headers=headers)
+        assert code == 401 and doc["reason"] == "signature-replayed"
+
+        third = qa.publish(event(2))
+        _, doc = self.push(f, qa, [third])  # second is missing
+        assert doc["results"][0]["problem"]["reason"] == "chain-gap"
+
+        bad = Member("QA", key=qa.key, seq=qa.seq, prev=qa.prev).publish({**event(), "status": "postponed-ish"})
+        _, doc = self.push(f, qa, [second, third, bad])
+        assert [r["status"] for r in doc["results"]][:2] == ["accepted", "accepted"]
+        assert doc["results"][2]["problem"]["reason"] == "schema-invalid"
+
+        reasons = sorted(q["reason"] for q in self.quarantine(f))
+        assert reasons == ["bad-signature", "chain-gap", "key-unknown", "schema-invalid"]
