@@ -78,6 +78,12 @@ class VerificationError(TrustError):
 # -- our own configuration or files ------------------------------------------------------------------
 
 
+class ConfigError(IpdnError):
+    """A service's configuration file, environment or flags are wrong."""
+
+    reason = "bad-config"
+
+
 class KeyFileError(IpdnError):
     """A key file cannot be read or holds something other than an Ed25519 key."""
 

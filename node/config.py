@@ -8,16 +8,14 @@ relative to the node directory. The operator token itself lives only in ``operat
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from federation import db
-from node.errors import ConfigError
+from federation.errors import ConfigError
+from federation.settings import load_settings
 
 CONFIG_FILE = "node.toml"
 TOKEN_FILE = "operator.token"  # noqa: S105  (a file name, not a secret)
@@ -58,23 +56,7 @@ class NodeConfig:
             object.__setattr__(self, "db_url", db.sqlite_url(self.dir / "node.db"))
 
 
-_PATHS = ("dir", "key_path", "registry_path")
-_TYPES: dict[str, type] = {f.name: {"int": int, "float": float}.get(str(f.type), str)
-                           for f in dataclasses.fields(NodeConfig)}
-
-
-def _coerce(name: str, value: Any) -> Any:
-    kind = _TYPES[name]
-    try:
-        if kind is int and not isinstance(value, bool):
-            return int(value)
-        if kind is float and not isinstance(value, bool):
-            return float(value)
-        if kind is str and isinstance(value, str):
-            return value
-    except ValueError:
-        pass
-    raise ConfigError(f"{name}: {value!r} is not a valid {kind.__name__}")
+_PATHS = ("key_path", "registry_path")
 
 
 def load_config(node_dir: Path, env: Mapping[str, str] | None = None, **overrides: Any) -> NodeConfig:
@@ -83,28 +65,14 @@ def load_config(node_dir: Path, env: Mapping[str, str] | None = None, **override
     Raises:
         ConfigError: the file is missing or malformed, a key is unknown, or a value has the wrong type.
     """
-    env = os.environ if env is None else env
-    path = node_dir / CONFIG_FILE
     try:
-        values: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror} (run `ipdn node init` first)") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: {e}") from e
-    unknown = set(values) - set(_TYPES)
-    if unknown:
-        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
-    values.setdefault("dir", str(node_dir))
-    for name in _TYPES:
-        if ENV_PREFIX + name.upper() in env:
-            values[name] = env[ENV_PREFIX + name.upper()]
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    missing = {"member", "key_path", "registry_path", "operator_token_hash"} - set(values)
-    if missing:
-        raise ConfigError(f"{path}: missing keys {sorted(missing)}")
-    typed = {k: _coerce(k, v) for k, v in values.items()}
+        typed = load_settings(NodeConfig, node_dir / CONFIG_FILE, env_prefix=ENV_PREFIX, env=env,
+                              overrides={"dir": str(node_dir), **overrides},
+                              required=("member", "key_path", "registry_path", "operator_token_hash"))
+    except ConfigError as e:
+        raise ConfigError(f"{e.message} (a node directory is made by `ipdn node init`)") from e
     base = Path(typed["dir"])
+    typed["dir"] = base
     for name in _PATHS:
-        typed[name] = base / typed[name] if name != "dir" else base
+        typed[name] = base / typed[name]
     return NodeConfig(**typed)
-

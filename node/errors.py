@@ -6,7 +6,7 @@ status page (the node keeps working while the hub is away).
 
 from __future__ import annotations
 
-from federation.errors import InputError, IpdnError, SchemaError
+from federation.errors import ConfigError, InputError, IpdnError, SchemaError
 from federation.schemas import Issue
 
 # -- bad input from the operator -----------------------------------------------------------------------
@@ -48,11 +48,7 @@ class RecordDeletedError(IpdnError):
     reason = "record-deleted"
 
 
-# -- our own configuration ----------------------------------------------------------------------------
-
-
-class ConfigError(IpdnError):
-    reason = "bad-config"
+__all__ = ["ConfigError"]  # the node's configuration errors are the shared kind (federation.settings)
 
 
 # -- the hub, over the network ------------------------------------------------------------------------

@@ -56,10 +56,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     fd = os.open(hub_dir / "operator.token", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
-    settings: dict[str, Any] = {"hub": {"port": args.port or _port_of(args.url),
-                                        "operator_token_sha256": hashlib.sha256(token.encode()).hexdigest()}}
+    settings: dict[str, Any] = {"port": args.port or _port_of(args.url),
+                                "operator_token_sha256": hashlib.sha256(token.encode()).hexdigest()}
     if args.db_url:
-        settings["hub"]["db_url"] = args.db_url
+        settings["db_url"] = args.db_url
     (hub_dir / "hub.toml").write_text(tomli_w.dumps(settings))
     print(f"hub initialised in {hub_dir}: registry v1 with {len(founders)} founders "
           f"({', '.join(str(p.member) for p, _ in founders)}), hub key {hub_key.kid}")

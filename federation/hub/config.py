@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import tomllib
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from federation import db
-
-_CASTS: dict[str, Any] = {"int": int, "float": float}
+from federation.settings import load_settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,20 +35,17 @@ class HubConfig:
         return self.dir / "registry.json"
 
     @classmethod
-    def load(cls, directory: Path, **overrides: Any) -> HubConfig:
-        """Defaults, then ``hub.toml``, then environment, then explicit overrides (CLI flags)."""
+    def load(cls, directory: Path, env: Mapping[str, str] | None = None, **overrides: Any) -> HubConfig:
+        """Defaults, then ``hub.toml``, then ``IPDN_HUB_*`` variables, then explicit overrides (flags).
+
+        Raises:
+            ConfigError: see :func:`federation.settings.load_settings`.
+        """
         directory = directory.resolve()
-        values: dict[str, Any] = {}
-        toml = directory / "hub.toml"
-        if toml.exists():
-            values.update(tomllib.loads(toml.read_text()).get("hub", {}))
-        for f in fields(cls):
-            env = os.environ.get(f"IPDN_HUB_{f.name.upper()}")
-            if env is not None and f.name != "dir":
-                values[f.name] = _CASTS.get(str(f.type), str)(env)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        values.pop("dir", None)
-        cfg = cls(dir=directory, **values)
+        values = load_settings(cls, directory / "hub.toml", env_prefix="IPDN_HUB_", env=env,
+                               overrides={**overrides, "dir": str(directory)}, missing_ok=True)
+        values["dir"] = directory
+        cfg = cls(**values)
         if not cfg.db_url:
             cfg = replace(cfg, db_url=db.sqlite_url(directory / "hub.db"))
         return cfg
