@@ -87,13 +87,13 @@ class Federation:
             self.tokens[m] = (self.root / m / "operator.token").read_text().strip()
         return self
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, env: dict[str, str] | None = None) -> None:
         kind = "hub" if name == "hub" else "node"
         port = self.hub_port if name == "hub" else self.ports[name]
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 (kept open for the process)
         self.procs[name] = subprocess.Popen(
             [IPDN, kind, "serve", "--dir", str(self.root / name), "--port", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})})
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.procs[name].poll() is not None:

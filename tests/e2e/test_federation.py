@@ -68,16 +68,26 @@ class TestSync:
 
 
 class TestFaults:
-    def test_node_killed_and_restarted_resumes_without_loss_or_duplicates(self, fed_sqlite: Federation) -> None:
-        """KR is killed; QA publishes 30 records; KR restarts and ends with exactly those 30."""
+    def test_node_killed_mid_sync_resumes_without_loss_or_duplicates(self, fed_sqlite: Federation) -> None:
+        """KR is down while QA publishes 60 records; KR restarts pulling 5 per page, is SIGKILLed while
+        catching up, restarts again, and ends with exactly those 60, its cursor at the log's end."""
         f = fed_sqlite.start_all()
         try:
             f.kill("KR")
-            ids = [f.publish("QA", "cultural-event", event(i))["record_id"] for i in range(30)]
-            f.start("KR")
+            ids = [f.publish("QA", "cultural-event", event(i))["record_id"] for i in range(60)]
+            small_pages = {"IPDN_NODE_PULL_LIMIT": "5"}
+            f.start("KR", env=small_pages)
+            deadline = time.monotonic() + 30
+            while http("GET", f.url("KR") + "/api/v1/status")[1]["cursor"] < 10 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            killed_at = http("GET", f.url("KR") + "/api/v1/status")[1]["cursor"]
+            f.kill("KR")
+            assert 10 <= killed_at < 60  # really mid-sync
+            f.start("KR", env=small_pages)
             for rid in ids:
                 f.wait_record("KR", rid)
             assert sorted(r["record_id"] for r in f.records("KR")) == sorted(ids)
+            assert http("GET", f.url("KR") + "/api/v1/status")[1]["quarantine"] == 0
         finally:
             f.close()
 
