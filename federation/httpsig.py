@@ -2,7 +2,8 @@
 
 A member node signs each push to the hub with its Ed25519 key; the hub verifies the signature, the
 body's digest, the signature's age and that it has not been seen before. Everything here is pure:
-strings, bytes and an injected clock in, values or typed errors out.
+strings, bytes and an injected clock in, values or typed errors out. RFC 8941 Structured Fields are
+parsed and serialized by ``http_sf``.
 
 What is covered
     Derived components ``@method``, ``@target-uri``, ``@authority``, ``@scheme``, ``@path`` and
@@ -13,22 +14,11 @@ What is covered
     else is refused as malformed rather than half-understood.
 
 Why not the ``http-message-signatures`` package
-    It was evaluated first and does reproduce RFC 9421 B.2.6. It is not used here because:
-
-    * Its verifier reads the wall clock (``datetime.now()`` inside ``validate_created_and_expires``),
-      so the skew check cannot take an injected ``now`` without overriding its methods.
-    * Every verification failure is one ``InvalidSignature`` with a message string; telling an
-      expired signature from an unknown key from a bad signature (our error slugs and RFC 9457
-      reasons) would mean matching on message text.
-    * It works on a duck-typed ``requests``-like message object (``.method``, ``.url``, mutable
-      ``.headers``) and builds the signature base in a private method (``_build_signature_base``);
-      we need a public ``signature_base`` over plain values for conformance tests and for the
-      aiohttp server side.
-    * Its internals are untyped, so it would leak ``Any`` into this strictly typed module.
-
-    The subset needed here is small: a strict RFC 8941 Dictionary parser, the signature base of
-    §2.5 and the checks of §3.2. The tests check interoperability against the package in both
-    directions, and this module's parser against ``http_sf`` (the package's RFC 8941 parser).
+    It reproduces RFC 9421 B.2.6, and the tests check interoperability with it both ways, but its
+    verifier reads the wall clock (no injected ``now`` for the skew check), reports every failure
+    as one ``InvalidSignature`` (telling an expired signature from an unknown key from a bad one
+    would mean matching message text), builds the signature base in a private method over a
+    ``requests``-like message object, and is untyped.
 
 Using it on the hub (aiohttp): pass ``request.method``, the public target URI (the configured
 public base URL plus ``request.raw_path``, never a value taken from Host or X-Forwarded-* headers),
@@ -39,20 +29,19 @@ one line is refused if this module has to read it.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import heapq
 import hmac
 import ipaddress
 import re
-import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, TypeAlias, cast
 
+import http_sf
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from http_sf.types import BareItemType, DictionaryType, InnerListType, ItemType, ParamsType
 
 __all__ = [
     "DEFAULT_COMPONENTS",
@@ -145,286 +134,39 @@ class ReplayedSignatureError(HttpSignatureError):
     reason = "signature-replayed"
 
 
-# -- RFC 8941 structured fields: the parts used here ------------------------------------------------------
+# -- RFC 8941 structured fields, through http_sf ----------------------------------------------------------
+
+#: A parsed dictionary member or inner-list item: (bare item or inner list, parameters).
+_Member: TypeAlias = tuple[BareItemType | list[ItemType], ParamsType]
 
 
-@dataclass(frozen=True)
-class _Token:
-    """An sf-token (kept apart from sf-string so the two are never confused)."""
-
-    value: str
+def _member(value: ItemType | InnerListType) -> _Member:
+    # http_sf.parse always yields (value, parameters) pairs; this only narrows the declared type.
+    return value if isinstance(value, tuple) else (value, {})
 
 
-_BareItem: TypeAlias = bool | int | float | str | bytes | _Token
-_Params: TypeAlias = dict[str, _BareItem]
+def _refuse_duplicate(key: str, context: str) -> None:
+    raise ValueError(f"duplicate {context} key {key!r}")
 
 
-@dataclass(frozen=True)
-class _Item:
-    value: _BareItem
-    params: _Params
+def _parse_dictionary(text: str) -> dict[str, _Member]:
+    """Parse an RFC 8941 Dictionary field value; raises ``ValueError``.
 
-
-@dataclass(frozen=True)
-class _InnerList:
-    items: tuple[_Item, ...]
-    params: _Params
-
-
-_LCALPHA = frozenset(string.ascii_lowercase)
-_DIGITS = frozenset(string.digits)
-_KEY_FIRST = _LCALPHA | {"*"}
-_KEY_REST = _LCALPHA | _DIGITS | frozenset("_-.*")
-_TCHAR = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~")
-_TOKEN_FIRST = frozenset(string.ascii_letters + "*")
-_TOKEN_REST = _TCHAR | {":", "/"}
-_B64_CHARS = frozenset(string.ascii_letters + string.digits + "+/=")
-_MAX_INTEGER = 999_999_999_999_999  # RFC 8941 §3.3.1: at most 15 digits
-
-
-class _SfParser:
-    """A strict RFC 8941 §4.2 parser for Dictionaries.
-
-    Stricter than the RFC in one way only: a duplicated dictionary key or parameter name fails
-    instead of the last one winning, so two parties can never read one field differently.
-    RFC 9651 additions (Dates, Display Strings) are not accepted. Raises ``ValueError``.
+    Stricter than the RFC in one way: a repeated dictionary key or parameter fails instead of the
+    last one winning, so two parties can never read one field differently.
     """
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.pos = 0
-
-    def _peek(self) -> str:
-        return self.text[self.pos] if self.pos < len(self.text) else ""
-
-    def _fail(self, what: str) -> ValueError:
-        return ValueError(f"{what} at offset {self.pos}")
-
-    def _skip(self, chars: str) -> None:
-        while self.pos < len(self.text) and self.text[self.pos] in chars:
-            self.pos += 1
-
-    def parse_dictionary(self) -> dict[str, _Item | _InnerList]:
-        # §4.2: discard leading SP, parse, discard trailing SP, nothing may remain.
-        self._skip(" ")
-        result: dict[str, _Item | _InnerList] = {}
-        if self.pos == len(self.text):
-            return result
-        while True:
-            # §4.2.2
-            key = self._parse_key()
-            if key in result:
-                raise self._fail(f"duplicate dictionary key {key!r}")
-            if self._peek() == "=":
-                self.pos += 1
-                result[key] = self._parse_item_or_inner_list()
-            else:
-                result[key] = _Item(True, self._parse_parameters())
-            self._skip(" \t")
-            if self.pos == len(self.text):
-                return result
-            if self._peek() != ",":
-                raise self._fail("expected ','")
-            self.pos += 1
-            self._skip(" \t")
-            if self.pos == len(self.text):
-                raise self._fail("trailing ','")
-
-    def _parse_item_or_inner_list(self) -> _Item | _InnerList:
-        # §4.2.1.1
-        if self._peek() == "(":
-            return self._parse_inner_list()
-        return self._parse_item()
-
-    def _parse_inner_list(self) -> _InnerList:
-        # §4.2.1.2
-        self.pos += 1
-        items: list[_Item] = []
-        while self.pos < len(self.text):
-            self._skip(" ")
-            if self._peek() == ")":
-                self.pos += 1
-                return _InnerList(tuple(items), self._parse_parameters())
-            items.append(self._parse_item())
-            if self._peek() not in (" ", ")"):
-                raise self._fail("expected ' ' or ')' in inner list")
-        raise self._fail("unterminated inner list")
-
-    def _parse_item(self) -> _Item:
-        # §4.2.3
-        value = self._parse_bare_item()
-        return _Item(value, self._parse_parameters())
-
-    def _parse_bare_item(self) -> _BareItem:
-        # §4.2.3.1
-        c = self._peek()
-        if c == "-" or c in _DIGITS:
-            return self._parse_number()
-        if c == '"':
-            return self._parse_string()
-        if c in _TOKEN_FIRST:
-            return self._parse_token()
-        if c == ":":
-            return self._parse_byte_sequence()
-        if c == "?":
-            return self._parse_boolean()
-        raise self._fail("expected an item")
-
-    def _parse_parameters(self) -> _Params:
-        # §4.2.3.2
-        params: _Params = {}
-        while self._peek() == ";":
-            self.pos += 1
-            self._skip(" ")
-            key = self._parse_key()
-            if key in params:
-                raise self._fail(f"duplicate parameter {key!r}")
-            value: _BareItem = True
-            if self._peek() == "=":
-                self.pos += 1
-                value = self._parse_bare_item()
-            params[key] = value
-        return params
-
-    def _parse_key(self) -> str:
-        # §4.2.3.3
-        if self._peek() not in _KEY_FIRST:
-            raise self._fail("expected a key")
-        start = self.pos
-        self.pos += 1
-        while self._peek() in _KEY_REST:
-            self.pos += 1
-        return self.text[start : self.pos]
-
-    def _parse_number(self) -> int | float:
-        # §4.2.4
-        start = self.pos
-        if self._peek() == "-":
-            self.pos += 1
-        if self._peek() not in _DIGITS:
-            raise self._fail("expected a digit")
-        digits_start = self.pos
-        is_decimal = False
-        while self.pos < len(self.text):
-            c = self.text[self.pos]
-            if c in _DIGITS:
-                self.pos += 1
-            elif c == "." and not is_decimal:
-                if self.pos - digits_start > 12:
-                    raise self._fail("decimal has more than 12 integer digits")
-                is_decimal = True
-                self.pos += 1
-            else:
-                break
-            length = self.pos - digits_start
-            if not is_decimal and length > 15:
-                raise self._fail("integer has more than 15 digits")
-            if is_decimal and length > 16:
-                raise self._fail("decimal is too long")
-        text = self.text[start : self.pos]
-        if not is_decimal:
-            return int(text)
-        if text.endswith(".") or len(text.rpartition(".")[2]) > 3:
-            raise self._fail("decimal must have 1 to 3 fraction digits")
-        return float(text)
-
-    def _parse_string(self) -> str:
-        # §4.2.5
-        self.pos += 1
-        out: list[str] = []
-        while self.pos < len(self.text):
-            c = self.text[self.pos]
-            self.pos += 1
-            if c == "\\":
-                nxt = self._peek()
-                if nxt not in ('"', "\\"):
-                    raise self._fail("bad escape in string")
-                out.append(nxt)
-                self.pos += 1
-            elif c == '"':
-                return "".join(out)
-            elif not " " <= c <= "~":
-                raise self._fail("non-printable or non-ASCII character in string")
-            else:
-                out.append(c)
-        raise self._fail("unterminated string")
-
-    def _parse_token(self) -> _Token:
-        # §4.2.6
-        start = self.pos
-        self.pos += 1
-        while self._peek() in _TOKEN_REST:
-            self.pos += 1
-        return _Token(self.text[start : self.pos])
-
-    def _parse_byte_sequence(self) -> bytes:
-        # §4.2.7; missing "=" padding is tolerated as the RFC asks, misplaced padding is not.
-        self.pos += 1
-        end = self.text.find(":", self.pos)
-        if end < 0:
-            raise self._fail("unterminated byte sequence")
-        content = self.text[self.pos : end]
-        if not set(content) <= _B64_CHARS:
-            raise self._fail("bad character in byte sequence")
-        unpadded = content.rstrip("=")
-        if "=" in unpadded or len(content) - len(unpadded) > 2 or (content and not unpadded):
-            raise self._fail("bad padding in byte sequence")
-        try:
-            value = base64.b64decode(unpadded + "=" * (-len(unpadded) % 4), validate=True)
-        except binascii.Error as e:
-            raise self._fail("byte sequence is not base64") from e
-        self.pos = end + 1
-        return value
-
-    def _parse_boolean(self) -> bool:
-        # §4.2.8
-        self.pos += 1
-        c = self._peek()
-        if c not in ("0", "1"):
-            raise self._fail("expected ?0 or ?1")
-        self.pos += 1
-        return c == "1"
-
-
-def _parse_dictionary(text: str) -> dict[str, _Item | _InnerList]:
-    """Parse an RFC 8941 Dictionary field value; raises ``ValueError``."""
-    return _SfParser(text).parse_dictionary()
-
-
-def _serialize_string(value: str) -> str:
-    # RFC 8941 §4.1.6
-    if not all(" " <= c <= "~" for c in value):
-        raise ValueError(f"not serializable as an sf-string: {value!r}")
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _serialize_integer(value: int) -> str:
-    # RFC 8941 §4.1.4
-    if isinstance(value, bool) or not -_MAX_INTEGER <= value <= _MAX_INTEGER:
-        raise ValueError(f"not serializable as an sf-integer: {value!r}")
-    return str(value)
-
-
-def _serialize_byte_sequence(value: bytes) -> str:
-    # RFC 8941 §4.1.8
-    return ":" + base64.b64encode(value).decode("ascii") + ":"
-
-
-def _is_key(value: str) -> bool:
-    return bool(value) and value[0] in _KEY_FIRST and all(c in _KEY_REST for c in value[1:])
+    parsed = http_sf.parse(text.encode("ascii"), tltype="dictionary", on_duplicate_key=_refuse_duplicate)
+    return {key: _member(value) for key, value in cast(DictionaryType, parsed).items()}
 
 
 # -- RFC 9530 Content-Digest --------------------------------------------------------------------------
 
-_DIGESTS: dict[str, Callable[[bytes], bytes]] = {
-    "sha-256": lambda body: hashlib.sha256(body).digest(),
-    "sha-512": lambda body: hashlib.sha512(body).digest(),
-}
+_DIGESTS = {"sha-256": "sha256", "sha-512": "sha512"}  # RFC 9530 algorithm key -> hashlib name
 
 
 def content_digest(body: bytes) -> str:
     """The Content-Digest field value for ``body`` (RFC 9530 §2), SHA-256: ``sha-256=:<base64>:``."""
-    return "sha-256=" + _serialize_byte_sequence(_DIGESTS["sha-256"](body))
+    return http_sf.ser({"sha-256": hashlib.sha256(body).digest()})
 
 
 def verify_content_digest(header: str | None, body: bytes) -> None:
@@ -443,18 +185,14 @@ def verify_content_digest(header: str | None, body: bytes) -> None:
         members = _parse_dictionary(header)
     except ValueError as e:
         raise ContentDigestError(f"Content-Digest is not a structured-field dictionary: {e}") from e
-    checked = 0
-    for algorithm, member in members.items():
-        digest = _DIGESTS.get(algorithm)
-        if digest is None:
-            continue
-        if not isinstance(member, _Item) or not isinstance(member.value, bytes):
-            raise ContentDigestError(f"Content-Digest {algorithm} is not a byte sequence")
-        if not hmac.compare_digest(member.value, digest(body)):
-            raise ContentDigestError(f"Content-Digest {algorithm} does not match the body")
-        checked += 1
-    if checked == 0:
+    checked = [(algorithm, value) for algorithm, (value, _) in members.items() if algorithm in _DIGESTS]
+    if not checked:
         raise ContentDigestError("Content-Digest lists no supported algorithm (sha-256, sha-512)")
+    for algorithm, value in checked:
+        if not isinstance(value, bytes):
+            raise ContentDigestError(f"Content-Digest {algorithm} is not a byte sequence")
+        if not hmac.compare_digest(value, hashlib.new(_DIGESTS[algorithm], body).digest()):
+            raise ContentDigestError(f"Content-Digest {algorithm} does not match the body")
 
 
 # -- RFC 9421 signature parameters and base -----------------------------------------------------------
@@ -485,117 +223,82 @@ class SignatureParams:
     order: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in _PARAM_NAMES:
+        for name in self._present():
             value = getattr(self, name)
-            if value is None:
-                continue
             if name in _INT_PARAMS:
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise ValueError(f"signature parameter {name} must be a non-negative integer")
-                _serialize_integer(value)
-            else:
-                if not isinstance(value, str):
-                    raise ValueError(f"signature parameter {name} must be a string")
-                _serialize_string(value)
+            elif not isinstance(value, str):
+                raise ValueError(f"signature parameter {name} must be a string")
         if self.order and sorted(self.order) != sorted(self._present()):
             raise ValueError(f"order {self.order!r} does not name exactly the present parameters")
+        self.serialize()  # http_sf refuses integers of more than 15 digits and non-printable strings
 
     def _present(self) -> tuple[str, ...]:
         return tuple(n for n in _PARAM_NAMES if getattr(self, n) is not None)
 
     def serialize(self) -> str:
         """The parameters as they follow the inner list: ``;created=1618884473;keyid="k"``."""
-        out: list[str] = []
-        for name in self.order or self._present():
-            value = getattr(self, name)
-            text = _serialize_integer(value) if name in _INT_PARAMS else _serialize_string(value)
-            out.append(f";{name}={text}")
-        return "".join(out)
+        return "".join(f";{name}={http_sf.ser(getattr(self, name))}" for name in self.order or self._present())
 
 
 _DERIVED = frozenset({"@method", "@target-uri", "@authority", "@scheme", "@path", "@query"})
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
-_URI_CHARS = frozenset(string.ascii_letters + string.digits + "-._~:/?#[]@!$&'()*+,;=%")
-_PCT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_REG_NAME = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=%]+")
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")  # a token, lower-cased
+_URI = re.compile(r"(?:[A-Za-z0-9\-._~:/?\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})+")  # RFC 3986, no fragment
+_HTTP_URI = re.compile(r"(?P<scheme>https?)://(?P<authority>[^/?]*)(?P<path>[^?]*)(?:\?(?P<query>.*))?", re.I)
+_AUTHORITY = re.compile(r"(?P<host>\[[^\]]*\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::(?P<port>[0-9]*))?")
 
 
-@dataclass(frozen=True)
-class _Target:
-    uri: str
-    scheme: str
-    authority: str
-    path: str
-    query: str
-
-
-def _parse_target(target_uri: str) -> _Target:
-    """Split an absolute http(s) target URI (RFC 9110 §4.2) into the values of §2.2's components.
+def _derived_components(method: str, target_uri: str) -> dict[str, str]:
+    """The values of RFC 9421 §2.2's derived components for a request to an absolute http(s) URI.
 
     No percent-decoding and no dot-segment removal: components carry the URI as sent. Userinfo and
-    fragments are refused because they are never part of a request target.
+    fragments are refused because they are never part of a request target (RFC 9110 §4.2).
     """
-    if not target_uri or not set(target_uri) <= _URI_CHARS or _PCT.search(target_uri):
-        raise SignatureMalformedError(f"target URI is not an encoded URI: {target_uri!r}")
-    if "#" in target_uri:
-        raise SignatureMalformedError("target URI must not have a fragment")
-    scheme, sep, rest = target_uri.partition("://")
-    if not sep or not _SCHEME.fullmatch(scheme) or scheme.lower() not in _DEFAULT_PORTS:
-        raise SignatureMalformedError(f"target URI must be absolute http or https: {target_uri!r}")
-    scheme = scheme.lower()
-    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
-    authority, path_query = rest[:cut], rest[cut:]
-    path, _, query = path_query.partition("?")
-    if "@" in authority:
-        raise SignatureMalformedError("target URI must not have userinfo")
-    if authority.startswith("["):
-        host, bracket, port_part = authority[1:].partition("]")
+    if not _TOKEN.fullmatch(method):
+        raise SignatureMalformedError(f"method is not an HTTP token: {method!r}")
+    uri = _HTTP_URI.fullmatch(target_uri) if _URI.fullmatch(target_uri) else None
+    if uri is None:
+        raise SignatureMalformedError(f"target URI must be an encoded absolute http(s) URI: {target_uri!r}")
+    authority = _AUTHORITY.fullmatch(uri["authority"])
+    if authority is None:
+        raise SignatureMalformedError(f"target URI has a bad authority or userinfo: {target_uri!r}")
+    host, port, scheme = authority["host"].lower(), authority["port"], uri["scheme"].lower()
+    if host.startswith("["):
         try:
-            ipaddress.IPv6Address(host)
+            ipaddress.IPv6Address(host[1:-1])
         except ValueError as e:
-            raise SignatureMalformedError(f"target URI has a bad IPv6 host: {authority!r}") from e
-        if not bracket or (port_part and not port_part.startswith(":")):
-            raise SignatureMalformedError(f"target URI has a bad authority: {authority!r}")
-        host, port = f"[{host}]", port_part[1:] if port_part else None
-    else:
-        host, colon, port_text = authority.partition(":")
-        port = port_text if colon else None
-    if not host or (not host.startswith("[") and not _REG_NAME.fullmatch(host)):
-        raise SignatureMalformedError(f"target URI has no valid host: {target_uri!r}")
-    if port is not None and not port.isdigit() and port != "":
-        raise SignatureMalformedError(f"target URI has a bad port: {target_uri!r}")
+            raise SignatureMalformedError(f"target URI has a bad IPv6 host: {target_uri!r}") from e
     # §2.2.3 and RFC 9110 §4.2.3: lowercase host, no port when empty or the scheme's default.
-    norm_authority = host.lower()
     if port and port.lstrip("0") != _DEFAULT_PORTS[scheme]:
-        norm_authority += ":" + port
-    return _Target(uri=target_uri, scheme=scheme, authority=norm_authority, path=path, query=query)
+        host += ":" + port
+    return {
+        "@method": method,  # §2.2.1, as sent (methods are case-sensitive)
+        "@target-uri": target_uri,  # §2.2.2
+        "@authority": host,  # §2.2.3
+        "@scheme": scheme,  # §2.2.4
+        "@path": uri["path"] or "/",  # §2.2.6: an empty path is "/"
+        "@query": "?" + (uri["query"] or ""),  # §2.2.7: "?" alone when there is no query
+    }
 
 
-def _derived_value(name: str, method: str, target: _Target) -> str:
-    if name == "@method":  # §2.2.1, as sent (methods are case-sensitive)
-        return method
-    if name == "@target-uri":  # §2.2.2
-        return target.uri
-    if name == "@authority":  # §2.2.3
-        return target.authority
-    if name == "@scheme":  # §2.2.4
-        return target.scheme
-    if name == "@path":  # §2.2.6: an empty path is "/"
-        return target.path or "/"
-    # §2.2.7 @query: "?" plus the query, "?" alone when there is none
-    return "?" + target.query
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """The one value of a header field, looked up case-insensitively; None when absent."""
+    values = [v for k, v in headers.items() if k.lower() == name]
+    if len(values) > 1:
+        raise SignatureMalformedError(f"header field {name!r} appears on more than one header line")
+    return values[0] if values else None
 
 
 def _field_value(headers: Mapping[str, str], name: str) -> str:
-    """The value of one header field for the signature base (RFC 9421 §2.1), looked up case-insensitively."""
-    values = [v for k, v in headers.items() if k.lower() == name]
-    if not values:
+    """The value of a covered header field for the signature base (RFC 9421 §2.1)."""
+    value = _header(headers, name)
+    if value is None:
         raise SignatureMalformedError(f"covered header field {name!r} is not in the request")
-    if len(values) > 1:
-        raise SignatureMalformedError(f"covered header field {name!r} appears more than once")
     # §2.1: strip leading and trailing whitespace, and replace obsolete line folding with one space.
-    value = re.sub(r"\r\n[ \t]+", " ", values[0]).strip(" \t")
+    value = re.sub(r"\r\n[ \t]+", " ", value).strip(" \t")
     if not all(" " <= c <= "~" or c == "\t" for c in value):
         raise SignatureMalformedError(f"header field {name!r} has control or non-ASCII characters")
     return value
@@ -605,12 +308,12 @@ def _check_component(name: str) -> None:
     if name.startswith("@"):
         if name not in _DERIVED:
             raise SignatureMalformedError(f"unsupported derived component {name!r}")
-    elif not name or not set(name) <= _TCHAR or name != name.lower():
+    elif not _FIELD_NAME.fullmatch(name):
         raise SignatureMalformedError(f"component {name!r} is not a lower-case field name")
 
 
 def _signature_params_value(components: Sequence[str], params: SignatureParams) -> str:
-    return "(" + " ".join(f'"{c}"' for c in components) + ")" + params.serialize()
+    return "(" + " ".join(http_sf.ser(c) for c in components) + ")" + params.serialize()
 
 
 def signature_base(
@@ -632,18 +335,13 @@ def signature_base(
     """
     if isinstance(components, str):
         raise SignatureMalformedError("components must be a sequence of names, not one string")
-    if not method or not set(method) <= _TCHAR:
-        raise SignatureMalformedError(f"method is not an HTTP token: {method!r}")
-    target = _parse_target(target_uri)
+    derived = _derived_components(method, target_uri)
+    if len(set(components)) != len(components):  # §2.5 step 2.1
+        raise SignatureMalformedError(f"a component identifier is covered twice: {list(components)}")
     lines: list[str] = []
-    seen: set[str] = set()
     for name in components:
         _check_component(name)
-        # §2.5 step 2.1: a component identifier must not be covered twice.
-        if name in seen:
-            raise SignatureMalformedError(f"component {name!r} is covered twice")
-        seen.add(name)
-        value = _derived_value(name, method, target) if name.startswith("@") else _field_value(headers, name)
+        value = derived[name] if name.startswith("@") else _field_value(headers, name)
         lines.append(f'"{name}": {value}')
     lines.append(f'"@signature-params": {_signature_params_value(components, params)}')
     return "\n".join(lines)
@@ -657,17 +355,16 @@ def format_signature_headers(
     Raises:
         ValueError: ``label`` is not an sf-key or a component name is invalid.
     """
-    if not _is_key(label):
-        raise ValueError(f"signature label must be an sf-key (lower-case): {label!r}")
+    try:
+        signature_field = http_sf.ser({label: signature})
+    except ValueError as e:
+        raise ValueError(f"signature label must be an sf-key (lower-case): {label!r}") from e
     for name in components:
         try:
             _check_component(name)
         except SignatureMalformedError as e:
             raise ValueError(str(e)) from e
-    return {
-        "Signature-Input": f"{label}={_signature_params_value(components, params)}",
-        "Signature": f"{label}={_serialize_byte_sequence(signature)}",
-    }
+    return {"Signature-Input": f"{label}={_signature_params_value(components, params)}", "Signature": signature_field}
 
 
 # -- signing ------------------------------------------------------------------------------------------
@@ -727,16 +424,7 @@ class VerifiedSignature:
     nonce: str | None = None
 
 
-def _single_header(headers: Mapping[str, str], name: str) -> str | None:
-    values = [v for k, v in headers.items() if k.lower() == name]
-    if len(values) > 1:
-        raise SignatureMalformedError(f"{name} appears on more than one header line")
-    return values[0] if values else None
-
-
-def _select(
-    inputs: dict[str, _Item | _InnerList], signatures: dict[str, _Item | _InnerList], label: str | None
-) -> str:
+def _select(inputs: Mapping[str, object], signatures: Mapping[str, object], label: str | None) -> str:
     if label is not None:
         if label not in inputs or label not in signatures:
             raise SignatureMissingError(f"no signature labelled {label!r}")
@@ -751,53 +439,36 @@ def _select(
     return only
 
 
-def _parse_components(member: _Item | _InnerList) -> tuple[str, ...]:
-    if not isinstance(member, _InnerList):
+def _parse_components(items: BareItemType | list[ItemType]) -> tuple[str, ...]:
+    if not isinstance(items, list):
         raise SignatureMalformedError("Signature-Input member is not an inner list")
     components: list[str] = []
-    for item in member.items:
-        if not isinstance(item.value, str):
+    for item in items:
+        name, params = _member(item)
+        if not isinstance(name, str):
             raise SignatureMalformedError("covered component identifiers must be sf-strings")
-        if item.params:
-            raise SignatureMalformedError(f"component parameters are not supported: {sorted(item.params)}")
-        _check_component(item.value)
-        components.append(item.value)
+        if params:
+            raise SignatureMalformedError(f"component parameters are not supported: {sorted(params)}")
+        _check_component(name)
+        components.append(name)
     return tuple(components)
 
 
-def _parse_params(raw: _Params) -> tuple[SignatureParams, int, str]:
+def _parse_params(raw: ParamsType) -> tuple[SignatureParams, int, str]:
     """The signature parameters, and the required ``created`` and ``keyid`` among them."""
-    ints: dict[str, int] = {}
-    strs: dict[str, str] = {}
-    for name, value in raw.items():
-        if name not in _PARAM_NAMES:
-            raise SignatureMalformedError(f"unknown signature parameter {name!r}")
-        if name in _INT_PARAMS:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise SignatureMalformedError(f"signature parameter {name} must be an integer")
-            ints[name] = value
-        elif isinstance(value, str):
-            strs[name] = value
-        else:
-            raise SignatureMalformedError(f"signature parameter {name} must be a string")
-    created, keyid = ints.get("created"), strs.get("keyid")
-    if created is None or keyid is None:
-        raise SignatureMalformedError("signature parameters created and keyid are required")
+    unknown = sorted(set(raw) - set(_PARAM_NAMES))
+    if unknown:
+        raise SignatureMalformedError(f"unknown signature parameters {unknown}")
     try:
-        params = SignatureParams(
-            created=created,
-            keyid=keyid,
-            alg=strs.get("alg"),
-            nonce=strs.get("nonce"),
-            expires=ints.get("expires"),
-            tag=strs.get("tag"),
-            order=tuple(raw),  # the sender's order is part of what was signed
-        )
+        # SignatureParams checks the types; the sender's order is part of what was signed.
+        params = SignatureParams(**cast("dict[str, Any]", raw), order=tuple(raw))
     except ValueError as e:
         raise SignatureMalformedError(str(e)) from e
-    if params.alg is not None and params.alg != ALGORITHM:
+    if params.created is None or params.keyid is None:
+        raise SignatureMalformedError("signature parameters created and keyid are required")
+    if params.alg not in (None, ALGORITHM):
         raise SignatureMalformedError(f"unsupported signature algorithm {params.alg!r}")
-    return params, created, keyid
+    return params, params.created, params.keyid
 
 
 def verify_request(
@@ -834,8 +505,8 @@ def verify_request(
     if max_skew < 0:
         raise ValueError("max_skew must not be negative")
     # 1. Find the signature (§3.2 steps 1-3).
-    input_text = _single_header(headers, "signature-input")
-    signature_text = _single_header(headers, "signature")
+    input_text = _header(headers, "signature-input")
+    signature_text = _header(headers, "signature")
     if input_text is None and signature_text is None:
         raise SignatureMissingError("the request has no Signature-Input and no Signature")
     if input_text is None or signature_text is None:
@@ -846,17 +517,12 @@ def verify_request(
     except ValueError as e:
         raise SignatureMalformedError(f"not a structured-field dictionary: {e}") from e
     chosen = _select(inputs, signatures, label)
-    signature_member = signatures[chosen]
-    if (
-        not isinstance(signature_member, _Item)
-        or not isinstance(signature_member.value, bytes)
-        or signature_member.params
-    ):
+    signature, signature_params = signatures[chosen]
+    if not isinstance(signature, bytes) or signature_params:
         raise SignatureMalformedError("Signature member is not a byte sequence")
-    signature = signature_member.value
-    input_member = inputs[chosen]
-    components = _parse_components(input_member)
-    params, created, keyid = _parse_params(input_member.params)
+    covered, raw_params = inputs[chosen]
+    components = _parse_components(covered)
+    params, created, keyid = _parse_params(raw_params)
 
     # 2. Coverage: the verifier's policy, before any expensive work (§3.2 step 4, §7.2.1).
     missing = [c for c in required if c not in components]
@@ -888,12 +554,7 @@ def verify_request(
         verify_content_digest(_field_value(headers, "content-digest"), body)
 
     return VerifiedSignature(
-        keyid=keyid,
-        created=created,
-        label=chosen,
-        signature=signature,
-        components=components,
-        nonce=params.nonce,
+        keyid=keyid, created=created, label=chosen, signature=signature, components=components, nonce=params.nonce
     )
 
 
