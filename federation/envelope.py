@@ -136,6 +136,11 @@ class Envelope:
     def to_dict(self) -> dict[str, str]:
         return self.jws.to_dict()
 
+    @property
+    def leaf(self) -> bytes:
+        """The log's Merkle leaf input: the compact JWS serialization (PROTOCOL.md §11)."""
+        return leaf_bytes(self.to_dict())
+
     def to_bytes(self) -> bytes:
         """The wire bytes (compact JSON; the JWS members are ASCII so this is stable)."""
         return json.dumps(self.to_dict(), separators=(",", ":")).encode("ascii")
@@ -158,6 +163,11 @@ class Envelope:
     @classmethod
     def from_bytes(cls, data: bytes, limits: strictjson.JsonLimits = strictjson.DEFAULT_LIMITS) -> Envelope:
         return cls.from_dict(strictjson.loads(data, limits), limits)
+
+
+def leaf_bytes(jws_obj: dict[str, str]) -> bytes:
+    """``protected.payload.signature`` (RFC 7515 §7.1) of an envelope's JWS members, as received."""
+    return f"{jws_obj['protected']}.{jws_obj['payload']}.{jws_obj['signature']}".encode("ascii")
 
 
 def sign_envelope(key: SigningKey, payload: Payload) -> Envelope:

@@ -28,6 +28,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 
+from federation.errors import TrustError
+
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
@@ -61,10 +63,13 @@ _LEAF_PREFIX = b"\x00"
 _NODE_PREFIX = b"\x01"
 
 
-class MerkleProofError(Exception):
+class MerkleProofError(TrustError):
     """A Merkle inclusion or consistency proof does not verify, or its inputs are malformed."""
 
-    reason: str = "merkle-proof-invalid"
+    reason = "merkle-proof-invalid"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
 
 
 class InclusionProofError(MerkleProofError):
@@ -389,6 +394,19 @@ class Frontier:
 
     def __repr__(self) -> str:
         return f"Frontier(size={self._size}, root={self.root().hex()})"
+
+
+def node_reads(build: Callable[[NodeGetter], object]) -> list[tuple[int, int]]:
+    """The (level, index) nodes ``build`` reads, found by a dry run: which nodes a proof needs depends
+    only on the sizes and indices, never on hash values, so a store can fetch them all in one query."""
+    reads: list[tuple[int, int]] = []
+
+    def record(level: int, index: int) -> bytes:
+        reads.append((level, index))
+        return EMPTY_ROOT  # any 32 bytes
+
+    build(record)
+    return reads
 
 
 # -- helpers ----------------------------------------------------------------------------------------------

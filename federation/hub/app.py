@@ -12,10 +12,12 @@ from typing import Any
 
 from aiohttp import web
 
-from federation import httpsig, strictjson
+from federation import httpsig, merkle, strictjson
+from federation.checkpoint import parse_checkpoint
 from federation.hub.config import HubConfig
 from federation.hub.service import HubService
 from federation.hub.store import HubStore
+from federation.keys import SigningKey
 from federation.registry import load_registry
 from federation.web import Problem, json_response, parse_json, problems_middleware
 
@@ -61,7 +63,10 @@ async def post_envelopes(request: web.Request) -> web.Response:
     if len(envelopes) > max_batch:
         raise Problem(413, "batch-too-large", f"{len(envelopes)} envelopes; at most {max_batch} per push")
     outcomes = await service.ingest(member, envelopes)
-    return json_response({"results": [o.to_dict(i) for i, o in enumerate(outcomes)], "log_size": service.size})
+    # The checkpoint now covers every accepted or duplicate envelope of this push (PROTOCOL.md §8.2).
+    checkpoint = service.checkpoint.to_dict() if service.checkpoint else None
+    return json_response({"results": [o.to_dict(i) for i, o in enumerate(outcomes)], "log_size": service.size,
+                          "checkpoint": checkpoint})
 
 
 def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -91,6 +96,67 @@ async def get_log(request: web.Request) -> web.Response:
     cache = "public, max-age=31536000, immutable" if len(rows) == limit else "no-cache"
     return web.Response(text=f'{{"entries":[{entries}],"next":{nxt},"size":{service.size}}}',
                         content_type="application/json", headers={"Cache-Control": cache})
+
+
+async def get_checkpoint(request: web.Request) -> web.Response:
+    """The latest checkpoint (or the one for ?size=N) with every member co-signature held."""
+    service = request.app[SERVICE]
+    size = _int_param(request, "size", -1, 1, 2**53) if "size" in request.query else None
+    doc = await service.store.checkpoint(size)
+    if doc is None:
+        raise Problem(404, "no-checkpoint", "no checkpoint for that size" if size else "the log is empty")
+    signed = parse_checkpoint(json.loads(doc))
+    for entry in await service.store.cosignatures(signed.checkpoint.size):
+        signed = signed.with_signature(entry)
+    cache = "public, max-age=31536000, immutable" if size else "no-cache"
+    return json_response(signed.to_dict(), headers={"Cache-Control": cache})
+
+
+async def _proof(service: HubService, build: Any) -> list[str]:
+    needed = merkle.node_reads(build)
+    nodes = await service.store.nodes(needed)
+    return [h.hex() for h in build(lambda lv, ix: nodes[(lv, ix)])]
+
+
+async def get_inclusion_proof(request: web.Request) -> web.Response:
+    """RFC 9162 inclusion proof of leaf ``index`` (0-based: log position - 1) in the tree of ``size``."""
+    service = request.app[SERVICE]
+    size = _int_param(request, "size", service.size, 1, max(1, service.size))
+    index = _int_param(request, "index", 0, 0, size - 1)
+    proof = await _proof(service, lambda get: merkle.inclusion_proof(index, size, get))
+    return json_response({"index": index, "size": size, "proof": proof},
+                         headers={"Cache-Control": "public, max-age=31536000, immutable"})
+
+
+async def get_consistency_proof(request: web.Request) -> web.Response:
+    """RFC 9162 consistency proof between the trees of sizes ``from`` and ``to``."""
+    service = request.app[SERVICE]
+    to = _int_param(request, "to", service.size, 1, max(1, service.size))
+    frm = _int_param(request, "from", 1, 1, to)
+    proof = await _proof(service, lambda get: merkle.consistency_proof(frm, to, get))
+    return json_response({"from": frm, "to": to, "proof": proof},
+                         headers={"Cache-Control": "public, max-age=31536000, immutable"})
+
+
+async def post_cosignature(request: web.Request) -> web.Response:
+    """A member's co-signature of a checkpoint it verified (witnessing), pushed with its RFC 9421 signature."""
+    service = request.app[SERVICE]
+    body = await request.read()
+    member = authenticate_push(request, body)
+    doc = parse_json(body, strictjson.JsonLimits(max_bytes=16 * 1024, max_depth=3))
+    if not isinstance(doc, dict) or set(doc) != {"size", "signature"} or not isinstance(doc["signature"], dict):
+        raise Problem(400, "malformed-cosignature", 'a co-signature is {"size": N, "signature": {...}}')
+    size = doc["size"]
+    held = await service.store.checkpoint(size) if type(size) is int else None
+    if held is None:
+        raise Problem(404, "no-checkpoint", f"no checkpoint of size {size}")
+    signed = parse_checkpoint(json.loads(held)).with_signature(doc["signature"])
+    keys = {k: v for k, v in service.registry.registry.member_keys().items() if v.member == member}
+    if member not in signed.verify(service.registry.registry.hub_public_keys(), keys):
+        raise Problem(422, "bad-cosignature", f"the signature is not {member}'s over checkpoint {size}")
+    kid = signed.signers()[-1]
+    await service.store.add_cosignature(size, kid, member, doc["signature"], service.clock())
+    return json_response({"size": size, "member": member, "cosigned": True}, status=201)
 
 
 def require_operator(request: web.Request) -> None:
@@ -143,8 +209,8 @@ async def get_status(request: web.Request) -> web.Response:
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG]
     store = await HubStore.open(cfg.db_url)
-    service = HubService(store, load_registry(cfg.registry_path), writer_batch=cfg.writer_batch,
-                         verify_workers=cfg.verify_workers)
+    service = HubService(store, load_registry(cfg.registry_path), SigningKey.load(cfg.key_path),
+                         writer_batch=cfg.writer_batch, verify_workers=cfg.verify_workers)
     await service.start()
     app[SERVICE] = service
     log.info("hub ready: log size %d, registry v%d", service.size, service.registry.registry.version)
@@ -168,5 +234,9 @@ def create_app(config: HubConfig) -> web.Application:
     app.router.add_get("/api/v1/registry", get_registry)
     app.router.add_get("/api/v1/status", get_status)
     app.router.add_get("/api/v1/quarantine", get_quarantine)
+    app.router.add_get("/api/v1/log/checkpoint", get_checkpoint)
+    app.router.add_get("/api/v1/log/proof/inclusion", get_inclusion_proof)
+    app.router.add_get("/api/v1/log/proof/consistency", get_consistency_proof)
+    app.router.add_post("/api/v1/log/cosignatures", post_cosignature)
     return app
 

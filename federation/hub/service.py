@@ -21,8 +21,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from federation.hub.store import HubStore, LogRow, QuarantineRow
+from federation import merkle
+from federation.checkpoint import SignedCheckpoint, parse_checkpoint, sign_checkpoint
+from federation.envelope import leaf_bytes
+from federation.hub.store import CheckpointRow, HubStore, LogRow, QuarantineRow
 from federation.hub.verifier import Checked, check_batch
+from federation.keys import SigningKey
 from federation.registry import SignedRegistry
 from federation.verify import ChainHead, Failure, chain_position
 from federation.web import problem_body
@@ -76,10 +80,13 @@ class MemberActivity:
 
 
 class HubService:
-    def __init__(self, store: HubStore, registry: SignedRegistry, *, clock: Clock = utcnow,
+    def __init__(self, store: HubStore, registry: SignedRegistry, hub_key: SigningKey, *, clock: Clock = utcnow,
                  writer_batch: int = 5000, verify_workers: int = 0) -> None:
         self.store = store
         self.registry = registry
+        self.hub_key = hub_key
+        self.frontier = merkle.Frontier()
+        self.checkpoint: SignedCheckpoint | None = None
         self.clock = clock
         self.verify_workers = verify_workers
         self._pool: ProcessPoolExecutor | None = None
@@ -95,6 +102,7 @@ class HubService:
     async def start(self) -> None:
         self.heads = {o: ChainHead(s, h) for o, (s, h) in (await self.store.heads()).items()}
         self.size = await self.store.size()
+        await self._restore_tree()
         await self.store.save_registry(self.registry.registry.version, self.registry.hash,
                                        self.registry.to_bytes(), self.clock())
         self._writer = asyncio.create_task(self._write_loop(), name="hub-writer")
@@ -104,6 +112,29 @@ class HubService:
             loop = asyncio.get_running_loop()
             await asyncio.gather(*(loop.run_in_executor(self._pool, check_batch, self.registry.to_bytes(), "", [],
                                                         self.clock()) for _ in range(self.verify_workers)))
+
+    async def _restore_tree(self) -> None:
+        """Rebuild the Merkle frontier from stored nodes (O(log n) reads); a log written before the tree
+        existed (schema 0001) gets its nodes computed once, and a checkpoint for its size."""
+        leaves = await self.store.leaf_count()
+        keys = merkle.node_reads(lambda get: merkle.Frontier.restore(leaves, get))
+        stored = await self.store.nodes(keys)
+        self.frontier = merkle.Frontier.restore(leaves, lambda lv, ix: stored[(lv, ix)])
+        while self.frontier.size < self.size:
+            rows = await self.store.read_log(self.frontier.size, 1000)
+            nodes = [n for _, env in rows for n in self.frontier.append(merkle.leaf_hash(_leaf_of(env)))]
+            await self.store.save_nodes(nodes)
+        latest = await self.store.checkpoint()
+        if latest is not None:
+            self.checkpoint = parse_checkpoint(json.loads(latest))
+        if self.size and (self.checkpoint is None or self.checkpoint.checkpoint.size != self.size):
+            row, self.checkpoint = self._sign_checkpoint(self.size, self.frontier)
+            await self.store.save_checkpoint(row)
+
+    def _sign_checkpoint(self, size: int, frontier: merkle.Frontier) -> tuple[CheckpointRow, SignedCheckpoint]:
+        now = self.clock()
+        signed = sign_checkpoint(self.registry.registry.network, size, frontier.root(), self.hub_key, now)
+        return CheckpointRow(size, signed.checkpoint.root, now, signed.to_bytes()), signed
 
     def wake_readers(self) -> None:
         """Answer every waiting long-poll now (at shutdown, so clients reconnect elsewhere at once)."""
@@ -183,7 +214,8 @@ class HubService:
             key = (c.origin, c.seq)
             chain = chain_position(c.seq, c.prev, heads.get(c.origin))
             if chain is None:
-                rows.append(LogRow(c.origin, c.seq, c.hash, c.record_id, c.version, c.kind, c.op, c.kid, c.wire))
+                rows.append(LogRow(c.origin, c.seq, c.hash, c.record_id, c.version, c.kind, c.op, c.kid, c.wire,
+                                   c.leaf))
                 heads[c.origin] = ChainHead(c.seq, c.hash)
                 in_batch[key] = (c.hash, len(rows) - 1)
                 outcomes.append((p, Outcome("accepted", c.hash), len(rows) - 1))
@@ -200,9 +232,15 @@ class HubService:
                 conflict = held.get(at) or (await self.store.held([at])).get(at)
                 outcomes.append((p, self._reject(p, [chain], rejected, conflict.position if conflict else None),
                                  None))
-        positions = await self.store.commit(rows, rejected, self.clock())
+        frontier = merkle.Frontier.from_list(self.frontier.to_list())  # tentative, like the heads
+        nodes = [n for r in rows for n in frontier.append(merkle.leaf_hash(r.leaf))]
+        checkpoint = self._sign_checkpoint(self.size + len(rows), frontier) if rows else None
+        positions = await self.store.commit(rows, rejected, self.clock(), size=self.size, nodes=nodes,
+                                            checkpoint=checkpoint[0] if checkpoint else None)
         # Durable: now update the in-memory view and answer.
         self.heads = heads
+        if checkpoint:
+            self.frontier, self.checkpoint = frontier, checkpoint[1]
         if positions:
             self.size = positions[-1]
             self._changed.set()
@@ -238,3 +276,8 @@ class HubService:
                 return []
         return await self.store.read_log(after, limit)
 
+
+
+def _leaf_of(envelope: bytes) -> bytes:
+    """The Merkle leaf input of a stored envelope (its compact JWS)."""
+    return leaf_bytes(json.loads(envelope))

@@ -38,6 +38,22 @@ quarantine = sa.Table(
     sa.Column("reason", sa.String(64)), sa.Column("detail", sa.Text), sa.Column("conflicts_with", sa.BigInteger),
     sa.Column("envelope", sa.LargeBinary),
 )
+merkle_nodes = sa.Table(
+    "merkle_nodes", meta,
+    sa.Column("level", sa.Integer, primary_key=True), sa.Column("idx", sa.BigInteger, primary_key=True),
+    sa.Column("hash", sa.LargeBinary(32)),
+)
+checkpoints = sa.Table(
+    "checkpoints", meta,
+    sa.Column("size", sa.BigInteger, primary_key=True), sa.Column("root", sa.String(64)),
+    sa.Column("issued_at", sa.DateTime(timezone=True)), sa.Column("document", sa.LargeBinary),
+)
+cosignatures = sa.Table(
+    "cosignatures", meta,
+    sa.Column("size", sa.BigInteger, primary_key=True), sa.Column("kid", sa.String(64), primary_key=True),
+    sa.Column("member", sa.String(2)), sa.Column("protected", sa.Text), sa.Column("signature", sa.Text),
+    sa.Column("received_at", sa.DateTime(timezone=True)),
+)
 registry_versions = sa.Table(
     "registry_versions", meta,
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False), sa.Column("hash", sa.String(64)),
@@ -58,6 +74,7 @@ class LogRow:
     op: str
     kid: str
     envelope: bytes
+    leaf: bytes = b""  # Merkle leaf input; not stored (derivable from envelope)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +87,18 @@ class QuarantineRow:
     detail: str
     envelope: bytes
     conflicts_with: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRow:
+    size: int
+    root: str
+    issued_at: datetime
+    document: bytes
+
+
+class LogConflictError(Exception):
+    """The log grew under the writer: another process writes to the same database."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,14 +148,26 @@ class HubStore:
                     out[(origin, r.seq)] = Held(r.position, r.hash)
         return out
 
-    async def commit(self, rows: Sequence[LogRow], rejected: Sequence[QuarantineRow], now: datetime) -> list[int]:
-        """Append ``rows`` to the log and keep ``rejected``, in one transaction; the new positions.
+    async def commit(self, rows: Sequence[LogRow], rejected: Sequence[QuarantineRow], now: datetime, *,
+                     size: int, nodes: Sequence[tuple[int, int, bytes]] = (),
+                     checkpoint: CheckpointRow | None = None) -> list[int]:
+        """Append ``rows`` after position ``size``, their Merkle nodes and the checkpoint that covers them,
+        and keep ``rejected``, all in one transaction; the new positions.
 
-        The caller is the hub's single writer, so ``max(position) + 1`` cannot race within a process.
+        Raises:
+            LogConflictError: the log does not end at ``size`` (nothing is written).
         """
         async with self.engine.begin() as conn:
             start = int((await conn.execute(sa.select(sa.func.coalesce(sa.func.max(log.c.position), 0)))).scalar_one())
+            if start != size:
+                raise LogConflictError(f"the log ends at {start}, the writer expected {size}")
             positions = list(range(start + 1, start + 1 + len(rows)))
+            if nodes:
+                await conn.execute(merkle_nodes.insert(), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes])
+            if checkpoint:
+                await conn.execute(checkpoints.insert().values(
+                    size=checkpoint.size, root=checkpoint.root, issued_at=checkpoint.issued_at,
+                    document=checkpoint.document))
             if rows:
                 await conn.execute(log.insert(), [
                     {"position": p, "origin": r.origin, "seq": r.seq, "hash": r.hash, "record_id": r.record_id,
@@ -165,6 +206,62 @@ class HubStore:
             quarantine.c.member, quarantine.c.reason)
         async with self.engine.connect() as conn:
             return {(m, r): int(n) for m, r, n in await conn.execute(q)}
+
+    async def save_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+        if nodes:
+            async with self.engine.begin() as conn:
+                await conn.execute(merkle_nodes.insert(), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes])
+
+    async def save_checkpoint(self, row: CheckpointRow) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(checkpoints.insert().values(size=row.size, root=row.root, issued_at=row.issued_at,
+                                                           document=row.document))
+
+    async def leaf_count(self) -> int:
+        q = sa.select(sa.func.count()).where(merkle_nodes.c.level == 0)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(q)).scalar_one())
+
+    async def nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """Stored Merkle nodes by (level, index); a proof needs O(log n) of them."""
+        out: dict[tuple[int, int], bytes] = {}
+        async with self.engine.connect() as conn:
+            for level in {lv for lv, _ in keys}:
+                idxs = [ix for lv, ix in keys if lv == level]
+                q = sa.select(merkle_nodes.c.idx, merkle_nodes.c.hash).where(
+                    merkle_nodes.c.level == level, merkle_nodes.c.idx.in_(idxs))
+                out.update({(level, r.idx): bytes(r.hash) for r in await conn.execute(q)})
+        return out
+
+    async def checkpoint(self, size: int | None = None) -> bytes | None:
+        """The checkpoint document for ``size`` (None: the latest)."""
+        q = sa.select(checkpoints.c.document)
+        q = q.where(checkpoints.c.size == size) if size is not None else q.order_by(checkpoints.c.size.desc()).limit(1)
+        async with self.engine.connect() as conn:
+            doc = (await conn.execute(q)).scalar_one_or_none()
+        return bytes(doc) if doc is not None else None
+
+    async def cosignatures(self, size: int) -> list[dict[str, str]]:
+        q = sa.select(cosignatures.c.protected, cosignatures.c.signature).where(
+            cosignatures.c.size == size).order_by(cosignatures.c.member)
+        async with self.engine.connect() as conn:
+            return [{"protected": r.protected, "signature": r.signature} for r in await conn.execute(q)]
+
+    async def add_cosignature(self, size: int, kid: str, member: str, entry: dict[str, str], now: datetime) -> None:
+        """Keep a member's co-signature (the first one per key and size; re-sending is harmless)."""
+        async with self.engine.begin() as conn:
+            held = (await conn.execute(sa.select(cosignatures.c.kid).where(
+                cosignatures.c.size == size, cosignatures.c.kid == kid))).first()
+            if held is None:
+                await conn.execute(cosignatures.insert().values(
+                    size=size, kid=kid, member=member, protected=entry["protected"], signature=entry["signature"],
+                    received_at=now))
+
+    async def latest_cosigned(self) -> dict[str, int]:
+        """Per member, the largest checkpoint size it co-signed (its last witnessed checkpoint)."""
+        q = sa.select(cosignatures.c.member, sa.func.max(cosignatures.c.size)).group_by(cosignatures.c.member)
+        async with self.engine.connect() as conn:
+            return {m: int(s) for m, s in await conn.execute(q)}
 
     async def save_registry(self, version: int, hash_: str, document: bytes, now: datetime) -> None:
         async with self.engine.begin() as conn:

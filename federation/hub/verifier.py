@@ -34,6 +34,7 @@ class Checked:
     kind: str = ""
     op: str = ""
     kid: str = ""
+    leaf: bytes = b""  # the Merkle leaf input (compact JWS)
 
 
 _registries: dict[bytes, SignedRegistry] = {}
@@ -66,5 +67,5 @@ def check_batch(registry: bytes, member: str, objs: list[object], now: datetime)
         if p.origin != member:
             failures.append(Failure("origin", "not-own-envelope", f"{member} pushed an envelope of {p.origin}"))
         out.append(Checked(env.to_bytes(), tuple(failures), p.origin, p.seq, p.prev, env.hash, p.record_id,
-                           p.version, p.kind, p.op, env.kid))
+                           p.version, p.kind, p.op, env.kid, env.leaf))
     return out

@@ -51,6 +51,7 @@ async def bare(members: dict[str, Member], per: dict[str, list], url: str, batch
     wires = [(e.kid, e.to_bytes()) for envs in per.values() for e in envs]
     t = time.perf_counter()
     rows: list[LogRow] = []
+    size = 0
     for kid, w in wires:
         doc = json.loads(w)
         payload = base64.urlsafe_b64decode(doc["payload"] + "==")
@@ -61,10 +62,10 @@ async def bare(members: dict[str, Member], per: dict[str, list], url: str, batch
         h = hashlib.sha256(payload).hexdigest()
         rows.append(LogRow(p["origin"], p["seq"], h, p["record_id"], p["version"], p["kind"], p["op"], kid, w))
         if len(rows) == batch:
-            await store.commit(rows, [], datetime.now(UTC))
+            size += len(await store.commit(rows, [], datetime.now(UTC), size=size))
             rows = []
     if rows:
-        await store.commit(rows, [], datetime.now(UTC))
+        await store.commit(rows, [], datetime.now(UTC), size=size)
     elapsed = time.perf_counter() - t
     await store.close()
     return len(wires) / elapsed
@@ -82,8 +83,10 @@ async def over_http(members: dict[str, Member], per: dict[str, list], root: Path
     url = f"http://127.0.0.1:{port}"
     hub_dir = root / f"hub-{port}"
     hub_dir.mkdir()
+    hub_key = SigningKey.generate()
+    hub_key.save(hub_dir / "hub.key.pem")
     (hub_dir / "registry.json").write_bytes(genesis(
-        hub_key=SigningKey.generate(), hub_url=url,
+        hub_key=hub_key, hub_url=url,
         founders=[(m.public, {"en": c}) for c, m in members.items()]).to_bytes())
     env = {**os.environ, **({"IPDN_HUB_DB_URL": db_url} if db_url else {})}
     proc = subprocess.Popen([str(Path(sys.executable).parent / "ipdn"), "hub", "serve", "--dir", str(hub_dir),

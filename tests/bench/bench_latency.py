@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.e2e.harness import Federation, http
+from tests.e2e.harness import Federation
 from tests.factories import example_bodies
 
 

@@ -24,6 +24,7 @@ from federation.merkle import (
     inclusion_proof,
     leaf_hash,
     node_hash,
+    node_reads,
     root,
     root_from_nodes,
     subtree_hash,
@@ -259,13 +260,24 @@ class TestInclusionProof:
 
 
 class TestVerifyInclusion:
-    def test_error_is_plain_exception_with_reason(self) -> None:
-        """Failures raise InclusionProofError, a MerkleProofError (an Exception) with a stable reason slug."""
+    def test_error_is_a_trust_error_with_reason(self) -> None:
+        """Failures raise InclusionProofError, a MerkleProofError (a TrustError) with a stable reason slug."""
+        from federation.errors import TrustError
+
         with pytest.raises(InclusionProofError) as e:
             verify_inclusion(leaf_hash(b"a"), 0, 1, [], leaf_hash(b"b"))
-        assert isinstance(e.value, MerkleProofError) and isinstance(e.value, Exception)
+        assert isinstance(e.value, MerkleProofError) and isinstance(e.value, TrustError)
         assert e.value.reason == "inclusion-proof-invalid"
-        assert MerkleProofError.__bases__ == (Exception,)
+
+    def test_node_reads_predicts_a_proofs_reads(self) -> None:
+        """The dry run names exactly the nodes the real proof then reads."""
+        entries = [leaf_hash(bytes([i])) for i in range(13)]
+        frontier, store = Frontier(), {}
+        for h in entries:
+            store.update({(lv, ix): nh for lv, ix, nh in frontier.append(h)})
+        seen: list[tuple[int, int]] = []
+        inclusion_proof(5, 13, lambda lv, ix: seen.append((lv, ix)) or store[(lv, ix)])
+        assert node_reads(lambda g: inclusion_proof(5, 13, g)) == seen
 
     def test_single_leaf_tree_needs_empty_proof(self) -> None:
         """In a tree of one leaf the leaf hash is the root and the proof is empty."""

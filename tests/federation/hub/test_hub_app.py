@@ -11,6 +11,9 @@ from typing import Any
 
 import pytest
 
+from federation import httpsig, merkle
+from federation.checkpoint import cosign, parse_checkpoint
+from federation.envelope import leaf_bytes
 from federation.hub.app import SERVICE, create_app
 from federation.hub.config import HubConfig
 from federation.keys import SigningKey
@@ -27,8 +30,9 @@ def members() -> dict[str, Member]:
 
 @pytest.fixture
 def hub_dir(tmp_path: Path, members: dict[str, Member]) -> Path:
-    signed = genesis(hub_key=SigningKey.generate(), hub_url=HUB_URL,
-                     founders=[(m.public, {"en": c}) for c, m in members.items()])
+    hub_key = SigningKey.generate()
+    hub_key.save(tmp_path / "hub.key.pem")
+    signed = genesis(hub_key=hub_key, hub_url=HUB_URL, founders=[(m.public, {"en": c}) for c, m in members.items()])
     (tmp_path / "registry.json").write_bytes(signed.to_bytes())
     return tmp_path
 
@@ -240,3 +244,83 @@ class TestPull:
         doc = await (await hub.get("/api/v1/status")).json()
         by = {m["code"]: m for m in doc["members"]}
         assert by["QA"]["envelopes"] == 1 and by["QA"]["refused"] == 1 and by["KR"]["envelopes"] == 0
+
+
+class TestVerifiableLog:
+    async def test_push_answer_carries_signed_checkpoint(self, hub: Any, members: dict[str, Member],
+                                                         body: dict) -> None:
+        """A push is answered with a hub-signed checkpoint whose tree covers the accepted envelopes."""
+        qa = members["QA"]
+        envs = [qa.publish(body) for _ in range(3)]
+        _, doc = await push(hub, qa, envs)
+        signed = parse_checkpoint(doc["checkpoint"])
+        reg = hub.server.app[SERVICE].registry.registry
+        assert signed.verify(reg.hub_public_keys(), reg.member_keys()) == []
+        assert signed.checkpoint.size == 3
+        assert signed.checkpoint.root_bytes == merkle.root([merkle.leaf_hash(e.leaf) for e in envs])
+
+    async def test_inclusion_proof_for_every_entry(self, hub: Any, members: dict[str, Member], body: dict) -> None:
+        """Every entry's inclusion proof verifies against the checkpoint root."""
+        qa, kr = members["QA"], members["KR"]
+        envs = [qa.publish(body) for _ in range(4)] + [kr.publish(body) for _ in range(3)]
+        await push(hub, qa, envs[:4])
+        await push(hub, kr, envs[4:])
+        cp = parse_checkpoint(await (await hub.get("/api/v1/log/checkpoint")).json()).checkpoint
+        assert cp.size == 7
+        for i, env in enumerate(envs):
+            doc = await (await hub.get("/api/v1/log/proof/inclusion", params={"index": i, "size": 7})).json()
+            merkle.verify_inclusion(merkle.leaf_hash(env.leaf), i, 7, [bytes.fromhex(h) for h in doc["proof"]],
+                                    cp.root_bytes)
+
+    async def test_consistency_between_checkpoints(self, hub: Any, members: dict[str, Member], body: dict) -> None:
+        """The checkpoint after a second push is provably an extension of the first."""
+        qa = members["QA"]
+        _, first = await push(hub, qa, [qa.publish(body) for _ in range(3)])
+        _, second = await push(hub, qa, [qa.publish(body) for _ in range(5)])
+        a, b = parse_checkpoint(first["checkpoint"]).checkpoint, parse_checkpoint(second["checkpoint"]).checkpoint
+        doc = await (await hub.get("/api/v1/log/proof/consistency", params={"from": a.size, "to": b.size})).json()
+        merkle.verify_consistency(a.size, b.size, a.root_bytes, b.root_bytes, [bytes.fromhex(h) for h in doc["proof"]])
+        old = await (await hub.get("/api/v1/log/checkpoint", params={"size": 3})).json()
+        assert parse_checkpoint(old).checkpoint == a
+
+    async def test_member_cosignature_published(self, hub: Any, members: dict[str, Member], body: dict) -> None:
+        """A member co-signs a checkpoint it verified; anyone then fetches it with that co-signature."""
+        qa, kr = members["QA"], members["KR"]
+        _, doc = await push(hub, qa, [qa.publish(body)])
+        signed = parse_checkpoint(doc["checkpoint"])
+        data = json.dumps({"size": 1, "signature": cosign(signed, kr.key)}).encode()
+        headers = {"Content-Type": "application/json", **httpsig.sign_request(
+            "POST", HUB_URL + "/api/v1/log/cosignatures", {"Content-Type": "application/json"}, data,
+            private_key=kr.key.key, keyid=kr.key.kid, created=int(time.time()), nonce="n1")}
+        r = await hub.post("/api/v1/log/cosignatures", data=data, headers=headers)
+        assert r.status == 201, await r.text()
+        reg = hub.server.app[SERVICE].registry.registry
+        fetched = parse_checkpoint(await (await hub.get("/api/v1/log/checkpoint")).json())
+        assert fetched.verify(reg.hub_public_keys(), reg.member_keys()) == ["KR"]
+
+    async def test_cosignature_by_other_key_refused(self, hub: Any, members: dict[str, Member], body: dict) -> None:
+        """A member cannot file a co-signature made with another member's (or no member's) key."""
+        qa, kr = members["QA"], members["KR"]
+        _, doc = await push(hub, qa, [qa.publish(body)])
+        forged = cosign(parse_checkpoint(doc["checkpoint"]), SigningKey.generate())
+        data = json.dumps({"size": 1, "signature": forged}).encode()
+        headers = {"Content-Type": "application/json", **httpsig.sign_request(
+            "POST", HUB_URL + "/api/v1/log/cosignatures", {"Content-Type": "application/json"}, data,
+            private_key=kr.key.key, keyid=kr.key.kid, created=int(time.time()), nonce="n2")}
+        r = await hub.post("/api/v1/log/cosignatures", data=data, headers=headers)
+        assert r.status == 422 and (await r.json())["reason"] == "bad-cosignature"
+
+    async def test_tree_restored_after_restart(self, aiohttp_client: Any, hub_dir: Path, members: dict[str, Member],
+                                               body: dict, db_url: str) -> None:
+        """A restarted hub rebuilds its tree from stored nodes and keeps extending the same log."""
+        qa = members["QA"]
+        cfg = HubConfig.load(hub_dir, db_url=db_url, verify_workers=0)
+        first = await aiohttp_client(create_app(cfg))
+        await push(first, qa, [qa.publish(body) for _ in range(5)])
+        await first.close()
+        second = await aiohttp_client(create_app(cfg))
+        _, doc = await push(second, qa, [qa.publish(body) for _ in range(2)])
+        cp = parse_checkpoint(doc["checkpoint"]).checkpoint
+        rows = await second.server.app[SERVICE].store.read_log(0, 100)
+        leaves = [merkle.leaf_hash(leaf_bytes(json.loads(env))) for _, env in rows]
+        assert cp.size == 7 and cp.root_bytes == merkle.root(leaves)
