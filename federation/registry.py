@@ -76,17 +76,25 @@ class Member:
     role: Literal["chair", "member", "observer"] = "member"
     status: Literal["applicant", "active", "suspended", "withdrawn"] = "active"
     keys: tuple[KeyEntry, ...] = ()
+    endpoint: str | None = None  # the member node's public URL, from its application
+    contact: dict[str, str] | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Member:
         if d.get("role") not in ROLES or d.get("status") not in STATUSES:
             raise RegistryError(f"member {d.get('code')}: bad role or status")
         return cls(code=d["code"], names=dict(d["names"]), role=d["role"], status=d["status"],
-                   keys=tuple(KeyEntry.from_dict(k) for k in d["keys"]))
+                   keys=tuple(KeyEntry.from_dict(k) for k in d["keys"]), endpoint=d.get("endpoint"),
+                   contact=dict(d["contact"]) if d.get("contact") else None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "names": self.names, "role": self.role, "status": self.status,
-                "keys": [k.to_dict() for k in self.keys]}
+        d: dict[str, Any] = {"code": self.code, "names": self.names, "role": self.role, "status": self.status,
+                             "keys": [k.to_dict() for k in self.keys]}
+        if self.endpoint:
+            d["endpoint"] = self.endpoint
+        if self.contact:
+            d["contact"] = self.contact
+        return d
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +107,8 @@ class Registry:
     members: tuple[Member, ...]
     policies: Policies = field(default_factory=Policies)
     network: str = "IPDN"
+    # How this version follows from the previous one: {"action", "documents": [signed inputs]} (§12).
+    change: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Registry:
@@ -106,7 +116,8 @@ class Registry:
             reg = cls(version=d["version"], issued_at=d["issued_at"], expires_at=d["expires_at"],
                       hub_url=d["hub"]["url"], hub_keys=tuple(KeyEntry.from_dict(k) for k in d["hub"]["keys"]),
                       members=tuple(Member.from_dict(m) for m in d["members"]),
-                      policies=Policies.from_dict(d.get("policies", {})), network=d.get("network", "IPDN"))
+                      policies=Policies.from_dict(d.get("policies", {})), network=d.get("network", "IPDN"),
+                      change=d.get("change"))
             parse_time(reg.issued_at)
             parse_time(reg.expires_at)
         except (KeyError, TypeError, AttributeError, IpdnError) as e:
@@ -122,7 +133,8 @@ class Registry:
         return {"network": self.network, "version": self.version, "issued_at": self.issued_at,
                 "expires_at": self.expires_at,
                 "hub": {"url": self.hub_url, "keys": [k.to_dict() for k in self.hub_keys]},
-                "members": [m.to_dict() for m in self.members], "policies": self.policies.to_dict()}
+                "members": [m.to_dict() for m in self.members], "policies": self.policies.to_dict(),
+                "change": self.change}
 
     def member(self, code: str) -> Member | None:
         return next((m for m in self.members if m.code == code), None)
