@@ -15,16 +15,18 @@ from aiohttp import web
 from federation import httpsig, merkle, strictjson
 from federation.checkpoint import parse_checkpoint
 from federation.hub.config import HubConfig
+from federation.hub.governance import GovernanceService
 from federation.hub.service import HubService
 from federation.hub.store import HubStore
 from federation.keys import SigningKey
-from federation.registry import load_registry
-from federation.web import Problem, json_response, parse_json, problems_middleware
+from federation.registry import load_registry, parse_registry
+from federation.web import Problem, json_response, parse_json, problems_middleware, read_json
 
 log = logging.getLogger("ipdn.hub")
 
 CONFIG = web.AppKey("config", HubConfig)
 SERVICE = web.AppKey("service", HubService)
+GOVERNANCE = web.AppKey("governance", GovernanceService)
 REPLAYS = web.AppKey("replays", httpsig.ReplayCache)
 
 
@@ -181,7 +183,30 @@ async def get_quarantine(request: web.Request) -> web.Response:
     return json_response({"items": items})
 
 
+async def post_governance(request: web.Request) -> web.Response:
+    """Signed governance documents (self-authenticating: no HTTP signature needed)."""
+    doc = await read_json(request, strictjson.JsonLimits(max_bytes=256 * 1024, max_depth=4))
+    if not isinstance(doc, dict) or set(doc) != {"documents"} or not isinstance(doc["documents"], list):
+        raise Problem(400, "malformed-request", 'a submission is {"documents": [...]}')
+    ids = await request.app[GOVERNANCE].submit(doc["documents"])
+    version = request.app[SERVICE].registry.registry.version
+    return json_response({"accepted": ids, "registry_version": version}, status=202)
+
+
+async def get_governance(request: web.Request) -> web.Response:
+    return json_response(await request.app[GOVERNANCE].overview())
+
+
 async def get_registry(request: web.Request) -> web.Response:
+    """The current registry, or ``?version=N`` (every version stays available, so nodes can follow
+    the chain one justified step at a time)."""
+    if "version" in request.query:
+        version = _int_param(request, "version", 1, 1, 2**31)
+        doc = await request.app[SERVICE].store.registry_version(version)
+        if doc is None:
+            raise Problem(404, "no-such-registry-version", f"no registry version {version}")
+        return web.Response(body=doc, content_type="application/json",
+                            headers={"Cache-Control": "public, max-age=31536000, immutable"})
     reg = request.app[SERVICE].registry
     return web.Response(body=reg.to_bytes(), content_type="application/json",
                         headers={"Cache-Control": "no-cache", "ETag": f'"{reg.hash}"'})
@@ -209,10 +234,15 @@ async def get_status(request: web.Request) -> web.Response:
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG]
     store = await HubStore.open(cfg.db_url)
-    service = HubService(store, load_registry(cfg.registry_path), SigningKey.load(cfg.key_path),
+    registry = load_registry(cfg.registry_path)
+    stored = await store.latest_registry()
+    if stored is not None and parse_registry(stored).registry.version > registry.registry.version:
+        registry = parse_registry(stored)  # decided while registry.json was not yet rewritten
+    service = HubService(store, registry, SigningKey.load(cfg.key_path),
                          writer_batch=cfg.writer_batch, verify_workers=cfg.verify_workers)
     await service.start()
     app[SERVICE] = service
+    app[GOVERNANCE] = GovernanceService(service, cfg.registry_path)
     log.info("hub ready: log size %d, registry v%d", service.size, service.registry.registry.version)
     yield
     await service.stop()
@@ -238,5 +268,7 @@ def create_app(config: HubConfig) -> web.Application:
     app.router.add_get("/api/v1/log/proof/inclusion", get_inclusion_proof)
     app.router.add_get("/api/v1/log/proof/consistency", get_consistency_proof)
     app.router.add_post("/api/v1/log/cosignatures", post_cosignature)
+    app.router.add_post("/api/v1/governance", post_governance)
+    app.router.add_get("/api/v1/governance", get_governance)
     return app
 

@@ -54,6 +54,12 @@ cosignatures = sa.Table(
     sa.Column("member", sa.String(2)), sa.Column("protected", sa.Text), sa.Column("signature", sa.Text),
     sa.Column("received_at", sa.DateTime(timezone=True)),
 )
+governance = sa.Table(
+    "governance", meta,
+    sa.Column("hash", sa.String(64), primary_key=True), sa.Column("type", sa.String(16)),
+    sa.Column("base", sa.Integer), sa.Column("subject", sa.String(64)), sa.Column("document", sa.LargeBinary),
+    sa.Column("received_at", sa.DateTime(timezone=True)), sa.Column("decided_in", sa.Integer),
+)
 registry_versions = sa.Table(
     "registry_versions", meta,
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False), sa.Column("hash", sa.String(64)),
@@ -270,6 +276,39 @@ class HubStore:
             if exists is None:
                 await conn.execute(registry_versions.insert().values(
                     version=version, hash=hash_, document=document, stored_at=now))
+
+    async def add_governance(self, hash_: str, type_: str, base: int, subject: str | None, document: bytes,
+                             now: datetime) -> bool:
+        """Keep a governance document (once; False when already held)."""
+        async with self.engine.begin() as conn:
+            if (await conn.execute(sa.select(governance.c.hash).where(governance.c.hash == hash_))).first():
+                return False
+            await conn.execute(governance.insert().values(hash=hash_, type=type_, base=base, subject=subject,
+                                                          document=document, received_at=now))
+            return True
+
+    async def governance_documents(self, base: int | None = None) -> list[dict[str, Any]]:
+        """Governance documents in arrival order (those made against ``base`` only, if given)."""
+        q = sa.select(governance).order_by(governance.c.received_at, governance.c.hash)
+        if base is not None:
+            q = q.where(governance.c.base == base)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(q)]
+
+    async def save_decision(self, version: int, hash_: str, document: bytes, used: Sequence[str],
+                            now: datetime) -> None:
+        """A new registry version and the documents it decided, in one transaction."""
+        async with self.engine.begin() as conn:
+            await conn.execute(registry_versions.insert().values(version=version, hash=hash_, document=document,
+                                                                 stored_at=now))
+            if used:
+                await conn.execute(governance.update().where(governance.c.hash.in_(used)).values(decided_in=version))
+
+    async def registry_version(self, version: int) -> bytes | None:
+        q = sa.select(registry_versions.c.document).where(registry_versions.c.version == version)
+        async with self.engine.connect() as conn:
+            doc = (await conn.execute(q)).scalar_one_or_none()
+        return bytes(doc) if doc is not None else None
 
     async def latest_registry(self) -> bytes | None:
         q = sa.select(registry_versions.c.document).order_by(registry_versions.c.version.desc()).limit(1)

@@ -1,0 +1,105 @@
+"""The hub's governance interface: documents in, justified registry versions out, an audit trail kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from federation.governance import check_transition, sign_document
+from federation.hub.app import create_app
+from federation.hub.config import HubConfig
+from federation.keys import SigningKey
+from federation.registry import genesis, parse_registry
+from tests.factories import Member, example_bodies, push_request
+
+HUB_URL = "http://hub.test"
+FOUNDERS = ("QA", "TR", "KR")
+
+
+@pytest.fixture
+def members() -> dict[str, Member]:
+    return {c: Member(c) for c in FOUNDERS}
+
+
+@pytest.fixture
+async def hub(aiohttp_client: Any, tmp_path: Path, members: dict[str, Member], db_url: str) -> Any:
+    hub_key = SigningKey.generate()
+    hub_key.save(tmp_path / "hub.key.pem")
+    reg = genesis(hub_key=hub_key, hub_url=HUB_URL, founders=[(m.public, {"en": c}) for c, m in members.items()])
+    (tmp_path / "registry.json").write_bytes(reg.to_bytes())
+    return await aiohttp_client(create_app(HubConfig.load(tmp_path, db_url=db_url, verify_workers=0)))
+
+
+async def submit(hub: Any, *docs: Any) -> tuple[int, Any]:
+    r = await hub.post("/api/v1/governance", json={"documents": [d.to_dict() for d in docs]})
+    return r.status, await r.json()
+
+
+def application(key: SigningKey, base: int = 1) -> Any:
+    return sign_document({"type": "application", "base": base, "member": "MZ",
+                          "names": {"pt": "Instituto Cultural de Moçambique", "en": "Mozambique Cultural Institute"},
+                          "endpoint": "https://ipdn.mz.example", "key": key.public.to_jwk()}, key)
+
+
+def vote(m: Member, subject: Any, base: int = 1) -> Any:
+    return sign_document({"type": "vote", "base": base, "proposal": subject.hash, "voter": m.code,
+                          "decision": "approve"}, m.key)
+
+
+class TestAdmissionOverHttp:
+    async def test_member_admitted_when_votes_reach_quorum(self, hub: Any, members: dict[str, Member],
+                                                           tmp_path: Path) -> None:
+        """Application, then votes: nothing changes until the second of three approves; then v2 lists MZ,
+        follows justifiably from v1, is served and written to registry.json, and MZ can push."""
+        mz_key = SigningKey.generate()
+        app_doc = application(mz_key)
+        assert (await submit(hub, app_doc))[0] == 202
+        await submit(hub, vote(members["QA"], app_doc))
+        overview = await (await hub.get("/api/v1/governance")).json()
+        assert overview["registry_version"] == 1
+        assert overview["pending"][0]["approve"] == ["QA"] and overview["pending"][0]["needed"] == 2
+        _, doc = await submit(hub, vote(members["TR"], app_doc))
+        assert doc["registry_version"] == 2
+        v1 = parse_registry(await (await hub.get("/api/v1/registry", params={"version": 1})).read())
+        v2 = parse_registry(await (await hub.get("/api/v1/registry")).read())
+        check_transition(v1, v2)
+        assert v2.registry.member("MZ") is not None
+        assert parse_registry((tmp_path / "registry.json").read_bytes()).registry.version == 2
+        mz = Member("MZ", key=mz_key)
+        data, headers = push_request(mz, [mz.publish(example_bodies("cultural-event")[0])], HUB_URL)
+        r = await hub.post("/api/v1/envelopes", data=data, headers=headers)
+        assert (await r.json())["results"][0]["status"] == "accepted"
+
+    async def test_admission_without_quorum_changes_nothing(self, hub: Any, members: dict[str, Member]) -> None:
+        """One approval of three: the registry stays at version 1."""
+        app_doc = application(SigningKey.generate())
+        await submit(hub, app_doc, vote(members["QA"], app_doc))
+        reg = parse_registry(await (await hub.get("/api/v1/registry")).read())
+        assert reg.registry.version == 1 and reg.registry.member("MZ") is None
+
+    async def test_vote_for_stale_registry_refused(self, hub: Any, members: dict[str, Member]) -> None:
+        """Documents made against another registry version are refused with the reason."""
+        app_doc = application(SigningKey.generate(), base=7)
+        status, doc = await submit(hub, app_doc)
+        assert status == 403 and doc["reason"] == "stale-governance-document"
+
+    async def test_audit_trail_keeps_every_document(self, hub: Any, members: dict[str, Member]) -> None:
+        """Every document received is listed with the version that decided it."""
+        app_doc = application(SigningKey.generate())
+        await submit(hub, app_doc, vote(members["QA"], app_doc), vote(members["KR"], app_doc))
+        trail = (await (await hub.get("/api/v1/governance")).json())["trail"]
+        assert [t["type"] for t in trail].count("vote") == 2
+        assert {t["decided_in"] for t in trail} == {2}
+
+    async def test_rotation_takes_effect_immediately(self, hub: Any, members: dict[str, Member]) -> None:
+        """A rotation signed by the current and the new key needs no vote."""
+        kr, new = members["KR"], SigningKey.generate()
+        body = {"type": "rotation", "base": 1, "member": "KR", "new_key": new.public.to_jwk()}
+        first = sign_document(body, kr.key)
+        second = sign_document(first.body, new)
+        _, doc = await submit(hub, first, second)
+        assert doc["registry_version"] == 2
+        reg = parse_registry(await (await hub.get("/api/v1/registry")).read()).registry
+        assert new.kid in reg.member_keys()
