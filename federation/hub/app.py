@@ -55,6 +55,11 @@ def authenticate_push(request: web.Request, body: bytes) -> str:
 async def post_envelopes(request: web.Request) -> web.Response:
     cfg = request.app[CONFIG]
     service = request.app[SERVICE]
+    reg = service.registry.registry
+    own = reg.hub_public_keys().get(service.hub_key.kid)
+    if own is None or not own.valid_at(service.clock()):
+        # After a handover this hub's key has ended: the log continues at the new hub, never here.
+        raise Problem(503, "hub-handed-over", f"this hub handed over to {reg.hub_url}", hub_url=reg.hub_url)
     body = await request.read()
     member = authenticate_push(request, body)
     doc = parse_json(body, strictjson.JsonLimits(max_bytes=cfg.max_batch_bytes, max_depth=4))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -91,6 +93,44 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """An incoming chair's hub key, made before the handover vote (its public JWK goes in the proposal)."""
+    from federation.cli import UsageError
+
+    args.dir.mkdir(parents=True, exist_ok=True)
+    if (args.dir / "hub.key.pem").exists():
+        raise UsageError(f"{args.dir / 'hub.key.pem'} exists")
+    key = SigningKey.generate()
+    key.save(args.dir / "hub.key.pem")
+    (args.dir / "hub.pub.jwk.json").write_text(json.dumps(key.public.to_jwk(), indent=2) + "\n")
+    print(f"{args.dir / 'hub.pub.jwk.json'}\nkid {key.kid}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Take over the log from the outgoing hub once the handover is decided."""
+    from federation.hub.handover import import_hub
+
+    cfg = HubConfig.load(args.dir)
+    if not (args.dir / "registry.json").exists():
+        from federation.cli import UsageError
+
+        raise UsageError(f"put the network's genesis registry (your trust anchor) in {args.dir / 'registry.json'}")
+    token = secrets.token_urlsafe(32)
+    size = asyncio.run(import_hub(args.dir, cfg.db_url, args.source))
+    if not (args.dir / "hub.toml").exists():
+        fd = os.open(args.dir / "operator.token", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        settings: dict[str, Any] = {"port": args.port or 8440,
+                                    "operator_token_sha256": hashlib.sha256(token.encode()).hexdigest()}
+        if args.db_url:
+            settings["db_url"] = args.db_url
+        (args.dir / "hub.toml").write_text(tomli_w.dumps(settings))
+    print(f"imported and verified {size} log entries; start it with: ipdn hub serve --dir {args.dir}")
+    return 0
+
+
 def register(sub: Any) -> None:
     hub = sub.add_parser("hub", help="the chair's hub: init, serve")
     hs = hub.add_subparsers(dest="hub_command", required=True, metavar="COMMAND")
@@ -107,6 +147,19 @@ def register(sub: Any) -> None:
     i.add_argument("--port", type=int, help="port to listen on (default: the URL's)")
     i.add_argument("--db-url", help="SQLAlchemy URL (default: SQLite in the hub directory)")
     i.set_defaults(func=cmd_init)
+
+    k = hs.add_parser("keygen", help="an incoming chair's hub key (before a handover)",
+                      epilog="example: ipdn hub keygen --dir newhub")
+    k.add_argument("--dir", required=True, type=Path)
+    k.set_defaults(func=cmd_keygen)
+
+    m = hs.add_parser("import", help="take over the log and registry from the outgoing hub, verifying all",
+                      epilog="example: ipdn hub import --dir newhub --from https://hub.qa.example")
+    m.add_argument("--dir", required=True, type=Path, help="holds hub.key.pem and the genesis registry.json")
+    m.add_argument("--from", dest="source", required=True, help="the outgoing hub's URL")
+    m.add_argument("--port", type=int)
+    m.add_argument("--db-url")
+    m.set_defaults(func=cmd_import)
 
     s = hs.add_parser("serve", help="run the hub", epilog="example: ipdn hub serve --dir hub --port 8440")
     s.add_argument("--dir", required=True, type=Path)

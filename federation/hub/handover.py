@@ -1,0 +1,116 @@
+"""Chair handover, the incoming side: import the outgoing hub's registry chain and log, verifying all.
+
+The incoming hub trusts nothing the outgoing one serves: it checks every registry version against its
+predecessor (signatures and governance, from the genesis its operator holds), requires the latest to
+name this hub (its key and URL), verifies every envelope and rebuilds the Merkle tree, and requires
+the root to equal the outgoing hub's latest signed checkpoint. Only then does it store the log, with
+the same positions, so nodes continue where they were with no re-sync.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from federation import merkle
+from federation.checkpoint import parse_checkpoint
+from federation.envelope import Envelope, leaf_bytes
+from federation.errors import TrustError
+from federation.governance import check_transition
+from federation.hub.store import CheckpointRow, HubStore, LogRow
+from federation.keys import SigningKey
+from federation.registry import SignedRegistry, load_registry, parse_registry
+from federation.schemas import default_schemas
+from federation.verify import ChainHead, check_chain, verify_envelope
+
+Fetch = Callable[[str], bytes]
+
+
+class HandoverError(TrustError):
+    reason = "handover-invalid"
+
+
+def http_fetch(base: str) -> Fetch:
+    def fetch(path: str) -> bytes:
+        with urllib.request.urlopen(base.rstrip("/") + path, timeout=60) as r:  # noqa: S310 (operator's URL)
+            return bytes(r.read())
+    return fetch
+
+
+def registry_chain(fetch: Fetch, anchor: SignedRegistry) -> list[SignedRegistry]:
+    """Every version after ``anchor`` up to the latest, each checked against its predecessor."""
+    latest = parse_registry(fetch("/api/v1/registry")).registry.version
+    chain = [anchor]
+    for v in range(anchor.registry.version + 1, latest + 1):
+        new = parse_registry(fetch(f"/api/v1/registry?version={v}"))
+        prev = chain[-1]
+        signer = prev.registry.hub_public_keys().get(new.document.kid)
+        if signer is None or not new.document.verify_with(signer):
+            raise HandoverError(f"registry v{v} is not signed by a hub key of v{v - 1}")
+        check_transition(prev, new)
+        chain.append(new)
+    return chain
+
+
+async def import_hub(hub_dir: Path, db_url: str, source: str, *, fetch: Fetch | None = None,
+                     progress: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> int:
+    """Import into ``hub_dir`` (holding hub.key.pem and the genesis registry.json); the log size."""
+    fetch = fetch or http_fetch(source)
+    key = SigningKey.load(hub_dir / "hub.key.pem")
+    chain = registry_chain(fetch, load_registry(hub_dir / "registry.json"))
+    latest = chain[-1]
+    if key.kid not in latest.registry.hub_public_keys():
+        raise HandoverError("the latest registry does not name this hub's key: the handover is not decided yet")
+    checkpoint = parse_checkpoint(json.loads(fetch("/api/v1/log/checkpoint")))
+    all_hub_keys = {k: v for r in chain for k, v in r.registry.hub_public_keys().items()}
+    checkpoint.verify(all_hub_keys, {})
+    size = checkpoint.checkpoint.size
+    store = await HubStore.open(db_url)
+    try:
+        if await store.size():
+            raise HandoverError("the target database already holds a log")
+        rows, nodes, frontier = [], [], merkle.Frontier()
+        keys = {k: v for r in chain for k, v in r.registry.member_keys().items()}
+        heads: dict[str, ChainHead] = {}
+        schemas, started = default_schemas(), time.monotonic()
+        after = 0
+        while after < size:
+            entries = json.loads(fetch(f"/api/v1/log?after={after}&limit=1000"))["entries"][: size - after]
+            if not entries:
+                raise HandoverError(f"the outgoing hub's log ends at {after}, its checkpoint says {size}")
+            for entry in entries:
+                if entry["position"] != after + 1:
+                    raise HandoverError(f"log positions jump from {after} to {entry['position']}")
+                env = Envelope.from_dict(entry["envelope"])
+                p = env.payload
+                failures = verify_envelope(env, keys=keys.get, schemas=schemas, now=p.issued).failures
+                chained = check_chain(env, heads.get(p.origin))
+                if chained:
+                    failures.append(chained)
+                if failures:
+                    raise HandoverError(f"position {after + 1}: {failures[0].reason}: {failures[0].message}")
+                heads[p.origin] = ChainHead(p.seq, env.hash)
+                leaf = leaf_bytes(entry["envelope"])
+                nodes += frontier.append(merkle.leaf_hash(leaf))
+                rows.append(LogRow(p.origin, p.seq, env.hash, p.record_id, p.version, p.kind, p.op, env.kid,
+                                   env.to_bytes(), leaf))
+                after += 1
+            elapsed = time.monotonic() - started
+            progress(f"verified {after}/{size} entries ({after / max(elapsed, 1e-9):,.0f}/s, "
+                     f"~{(size - after) * elapsed / after:.0f} s left)")
+        if frontier.root() != checkpoint.checkpoint.root_bytes:
+            raise HandoverError(f"the log's root at size {size} is not the outgoing hub's checkpoint root")
+        now = datetime.now(UTC)
+        await store.commit(rows, [], now, size=0, nodes=nodes, checkpoint=CheckpointRow(
+            size, checkpoint.checkpoint.root, now, checkpoint.to_bytes()) if size else None)
+        for reg in chain:
+            await store.save_registry(reg.registry.version, reg.hash, reg.to_bytes(), now)
+        (hub_dir / "registry.json").write_bytes(latest.to_bytes() + b"\n")
+        return size
+    finally:
+        await store.close()
