@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from federation import strictjson
+from federation import audit, strictjson
 from federation.envelope import ORIGIN_RE, Envelope, Payload, format_time, sign_envelope
 from federation.errors import IpdnError, StrictJsonError
 from federation.keys import PublicKey, SigningKey, load_public_jwk
-from federation.registry import load_registry_keys
+from federation.registry import load_registry, load_registry_keys
 from federation.schemas import default_schemas
 from federation.verify import ChainHead, check_chain, keys_resolver, verify_envelope
 
@@ -219,6 +219,27 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if bad or not good else 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    try:
+        fetch = audit.HttpFetcher(args.hub)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    registry = load_registry(args.registry).registry
+    previous = audit.load_checkpoint(args.from_checkpoint, registry) if args.from_checkpoint else None
+    progress = None if args.quiet else audit.Progress(sys.stderr)
+    report = audit.audit(fetch, registry, previous=previous, progress=progress)
+    for line in report.failure_lines():
+        print(line)
+    if not args.quiet:
+        print("\n".join(report.summary_lines(fetch.base_url)))
+    if args.save_checkpoint and report.ok and report.checkpoint is not None:
+        audit.save_checkpoint(report.checkpoint, args.save_checkpoint)
+    elif args.save_checkpoint:
+        why = "the audit failed" if not report.ok else "the log is empty"
+        print(f"not writing {args.save_checkpoint}: {why}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
 # -- parser --------------------------------------------------------------------------------------------
 
 
@@ -263,11 +284,23 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("files", nargs="*", type=Path, metavar="FILE")
     f.set_defaults(func=cmd_verify)
 
+    a = sub.add_parser("audit", help="audit a hub from outside: checkpoint, every envelope, Merkle root, consistency",
+                       epilog="example: ipdn audit --hub https://hub.ipdn.network --registry registry.json "
+                              "--from-checkpoint last.json --save-checkpoint last.json")
+    a.add_argument("--hub", required=True, metavar="URL", help="the hub's base URL")
+    a.add_argument("--registry", required=True, type=Path, metavar="FILE", help="the registry you trust")
+    a.add_argument("--from-checkpoint", type=Path, metavar="FILE", help="a checkpoint saved by an earlier audit")
+    a.add_argument("--save-checkpoint", type=Path, metavar="FILE", help="write the verified checkpoint here")
+    a.add_argument("-q", "--quiet", action="store_true", help="print failures only (no progress, no summary)")
+    a.set_defaults(func=cmd_audit)
+
     # The services' commands live with the services (imported here, not by the protocol core).
+    from federation.govcli import register as register_governance
     from federation.hub.cli import register as register_hub
     from node.cli import register as register_node
 
     register_hub(sub)
+    register_governance(sub)
     register_node(sub)
     return p
 

@@ -301,7 +301,8 @@ class TestHandover:
         reg = net.registry.registry
         assert reg.hub_url == "https://hub.tr.example" and new_hub.kid in reg.hub_public_keys()
         assert reg.member("TR").role == "chair" and reg.member("QA").role == "member"  # type: ignore[union-attr]
-        assert not reg.hub_public_keys()[net.hub.kid].valid_at(NOW + timedelta(seconds=5))
+        ended = datetime.fromisoformat(doc.body["issued_at"])
+        assert not reg.hub_public_keys()[net.hub.kid].valid_at(ended)
         # The next version is signed by the new hub, and nodes follow.
         following = next_version(net.registry, {"action": "renew", "documents": []}, new_hub)
         check_transition(net.registry, following)

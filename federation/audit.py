@@ -1,0 +1,428 @@
+"""``ipdn audit``: check a hub from outside, trusting nothing but a registry file.
+
+The auditor fetches the hub's latest signed checkpoint and checks the hub's signature (and which members co-signed
+it), downloads the whole log up to the checkpoint's size, verifies every envelope exactly as a node would
+(docs/PROTOCOL.md §5, with each origin's chain), recomputes the RFC 9162 Merkle root over every entry and compares it
+with the checkpoint's. Given the checkpoint of an earlier audit, it also checks the hub's consistency proof from that
+checkpoint to the new one, so a hub that rewrote or dropped history since then is caught even where every envelope
+still verifies.
+
+The audit itself (:func:`audit`) is a pure function of a ``fetch(path) -> bytes`` callable (the hub's HTTP interface,
+§8), the registry and a clock, so tests drive it with an in-memory hub; :class:`HttpFetcher` is the thin
+``urllib.request`` implementation the command uses. Nothing here raises for what the hub serves: every problem is an
+:class:`AuditFailure` in the :class:`AuditReport`. Only an unreachable hub raises (:class:`HubUnreachable`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.client import HTTPException
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+from federation import merkle, strictjson
+from federation.checkpoint import Checkpoint, CheckpointError, SignedCheckpoint, parse_checkpoint
+from federation.envelope import Envelope, leaf_bytes
+from federation.errors import IpdnError, StrictJsonError
+from federation.keys import PublicKey
+from federation.registry import Registry
+from federation.schemas import SchemaSet, default_schemas
+from federation.verify import ChainHead, verify_envelope
+
+__all__ = [
+    "PAGE_LIMIT",
+    "AuditFailure",
+    "AuditReport",
+    "Fetch",
+    "HttpFetcher",
+    "HubHttpError",
+    "HubUnreachable",
+    "Progress",
+    "audit",
+    "load_checkpoint",
+    "save_checkpoint",
+]
+
+PAGE_LIMIT = 1000
+"""Entries per log page (the hub's maximum, PROTOCOL.md §8.3)."""
+
+Fetch = Callable[[str], bytes]
+"""``fetch(path)``: the body of ``GET <hub><path>`` (path with its query, e.g. ``/api/v1/log?after=0&limit=1000``).
+
+Raises :class:`HubHttpError` for an HTTP error answer and :class:`HubUnreachable` when no answer came."""
+
+ProgressCallback = Callable[[int, int], None]
+"""``progress(done, total)``, called after every entry."""
+
+_UNKNOWN = ""  # the hash of a chain head whose envelope did not verify
+_DOC_LIMITS = strictjson.JsonLimits(max_bytes=1024 * 1024, max_depth=8)
+
+
+class HubUnreachable(IpdnError):
+    """The hub did not answer at all (connection refused, DNS, TLS, timeout): the audit could not run."""
+
+    reason = "hub-unreachable"
+
+
+class HubHttpError(IpdnError):
+    """The hub answered with an HTTP error; ``reason`` is the problem document's slug when it sent one."""
+
+    reason = "hub-error"
+
+    def __init__(self, path: str, status: int, message: str, *, reason: str | None = None) -> None:
+        super().__init__(f"GET {path}: HTTP {status}: {message}", reason=reason)
+        self.path, self.status = path, status
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFailure:
+    """One thing that did not verify. ``position`` is the log position it concerns, when it concerns one entry."""
+
+    reason: str
+    message: str
+    position: int | None = None
+    where: str = ""  # for failures about the log as a whole: "at size 40", "from 30 to 40"
+
+    def __str__(self) -> str:
+        if self.position is not None:
+            return f"position {self.position}: {self.reason}: {self.message}"
+        where = f" {self.where}" if self.where else ""
+        return f"{self.reason}{where}: {self.message}"
+
+
+@dataclass(slots=True)
+class AuditReport:
+    """What an audit found. ``ok`` only when the checkpoint, every entry, the root and any consistency proof verify."""
+
+    checkpoint: SignedCheckpoint | None = None  # the hub's checkpoint (None: the log is empty, or it did not parse)
+    checkpoint_valid: bool = False  # the hub's signature on it verified
+    log_size: int = 0  # the checkpoint's size: what was audited
+    entries_read: int = 0
+    entries_verified: int = 0  # entries whose every check passed
+    heads: dict[str, ChainHead] = field(default_factory=dict)  # per origin, after the last entry read
+    cosigners: list[str] = field(default_factory=list)
+    consistent_from: int | None = None  # size of the earlier checkpoint proven to be a prefix
+    failures: list[AuditFailure] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def failure_lines(self) -> list[str]:
+        return [str(f) for f in self.failures]
+
+    def summary_lines(self, hub: str = "") -> list[str]:
+        lines = [f"hub {hub}".rstrip()]
+        cp = self.checkpoint.checkpoint if self.checkpoint else None
+        if cp is None:
+            lines.append("log size 0: the hub holds no checkpoint (empty log)" if self.ok
+                         else "checkpoint: none verified")
+        else:
+            signed = "signed by the hub" if self.checkpoint_valid else "NOT signed by a hub key"
+            lines.append(f"log size {cp.size}, root {cp.root}, checkpoint issued {cp.issued_at}, {signed}")
+        lines.append(f"entries verified {self.entries_verified} of {self.log_size} ({self.entries_read} read)")
+        heads = ", ".join(f"{o} seq {h.seq}" for o, h in sorted(self.heads.items()))
+        lines.append(f"origins {len(self.heads)}: {heads or '-'}")
+        lines.append(f"co-signed by {', '.join(sorted(self.cosigners)) or 'no member'}")
+        if self.consistent_from is not None:
+            lines.append(f"consistent with the earlier checkpoint of size {self.consistent_from}")
+        lines.append(f"elapsed {self.elapsed:.1f} s")
+        lines.append("OK" if self.ok else f"FAILED: {len(self.failures)} failure(s)")
+        return lines
+
+
+# -- the audit -----------------------------------------------------------------------------------------------
+
+
+def audit(fetch: Fetch, registry: Registry, *, previous: Checkpoint | None = None, now: datetime | None = None,
+          schemas: SchemaSet | None = None, page_limit: int = PAGE_LIMIT, progress: ProgressCallback | None = None,
+          clock: Callable[[], float] = time.monotonic) -> AuditReport:
+    """Audit the hub behind ``fetch`` against ``registry`` (the only thing trusted).
+
+    ``previous`` is the checkpoint of an earlier audit (its hub signature already checked, see
+    :func:`load_checkpoint`): the hub must prove its current log extends it. Raises only
+    :class:`HubUnreachable` (from ``fetch``); everything else the hub does wrong is a failure in the report.
+    """
+    started = clock()
+    report = AuditReport()
+    try:
+        _audit(fetch, registry, report, previous, now or datetime.now(UTC), schemas or default_schemas(),
+               page_limit, progress)
+    except HubHttpError as e:
+        report.failures.append(AuditFailure(e.reason, e.message))
+    report.elapsed = clock() - started
+    return report
+
+
+def _audit(fetch: Fetch, registry: Registry, report: AuditReport, previous: Checkpoint | None, now: datetime,
+           schemas: SchemaSet, page_limit: int, progress: ProgressCallback | None) -> None:
+    fail = report.failures.append
+    signed = _fetch_checkpoint(fetch, registry, report)
+    if signed is None:
+        if not report.failures and previous is not None:  # the log is empty now, but was not
+            fail(AuditFailure("consistency-proof-invalid", "the hub now holds no checkpoint: a log never shrinks",
+                              where=f"from {previous.size} to 0"))
+        return
+    cp = signed.checkpoint
+    report.log_size = cp.size
+
+    # Every entry up to the checkpoint's size, each verified, each hashed into the tree.
+    frontier = merkle.Frontier()
+    skew = timedelta(seconds=registry.policies.clock_skew_seconds)
+    env_limits = strictjson.JsonLimits(max_bytes=registry.policies.max_envelope_bytes)
+    page_limits = strictjson.JsonLimits(max_bytes=page_limit * (registry.policies.max_envelope_bytes + 64) + 65536,
+                                        max_depth=8)
+    keys = registry.member_keys()
+    after = 0
+    while frontier.size < cp.size:
+        path = f"/api/v1/log?after={after}&limit={page_limit}"
+        entries = _page_entries(fetch(path), page_limits, after)
+        if isinstance(entries, AuditFailure):
+            fail(entries)
+            return
+        if not entries:
+            break
+        for entry in entries:
+            if frontier.size >= cp.size:
+                break
+            expected = frontier.size + 1
+            position = entry.get("position") if isinstance(entry, dict) else None
+            obj = entry.get("envelope") if isinstance(entry, dict) else None
+            if type(position) is not int or position <= after:
+                fail(AuditFailure("malformed-log-page", f"entry without a position above {after}", expected))
+                return
+            if position != expected:
+                fail(AuditFailure("position-gap", f"the hub served position {position} next: entries "
+                                                  f"{expected}..{position - 1} are missing", expected))
+            after = position
+            frontier.append(merkle.leaf_hash(_leaf(obj)))
+            report.entries_read += 1
+            if _verify_entry(obj, position, report, keys, schemas, now, skew, env_limits):
+                report.entries_verified += 1
+            if progress is not None:
+                progress(frontier.size, cp.size)
+            if previous is not None and frontier.size == previous.size and frontier.root() != previous.root_bytes:
+                fail(AuditFailure("history-rewritten", "the first entries no longer hash to the root of the earlier "
+                                  f"checkpoint ({previous.root})", where=f"at size {previous.size}"))
+
+    if frontier.size < cp.size:
+        fail(AuditFailure("log-truncated", f"the hub served {frontier.size} entries; its checkpoint covers {cp.size}",
+                          where=f"at size {frontier.size}"))
+    elif frontier.root() != cp.root_bytes:
+        fail(AuditFailure("root-mismatch", f"the entries hash to {frontier.root().hex()}, the checkpoint says "
+                          f"{cp.root}", where=f"at size {cp.size}"))
+    if previous is not None:
+        _check_consistency(fetch, previous, cp, report)
+
+
+def _fetch_checkpoint(fetch: Fetch, registry: Registry, report: AuditReport) -> SignedCheckpoint | None:
+    """The hub's latest checkpoint, its signature checked; None when it holds none (or it failed to verify)."""
+    fail = report.failures.append
+    try:
+        data = fetch("/api/v1/log/checkpoint")
+    except HubHttpError as e:
+        if e.status == 404 and e.reason == "no-checkpoint":
+            return None  # the log is empty
+        raise
+    try:
+        signed = parse_checkpoint(strictjson.loads(data, _DOC_LIMITS))
+    except (CheckpointError, StrictJsonError) as e:
+        fail(AuditFailure("checkpoint-invalid", f"the hub's checkpoint does not parse: {e.message}"))
+        return None
+    report.checkpoint = signed
+    try:
+        report.cosigners = signed.verify(registry.hub_public_keys(), registry.member_keys())
+    except CheckpointError as e:
+        fail(AuditFailure(e.reason, f"{e.message}: no hub key in the registry made its first signature"))
+        return None
+    report.checkpoint_valid = True
+    if signed.checkpoint.network != registry.network:
+        fail(AuditFailure("checkpoint-wrong-network", f"the checkpoint is for {signed.checkpoint.network!r}, "
+                                                      f"the registry for {registry.network!r}"))
+        return None
+    return signed
+
+
+def _page_entries(data: bytes, limits: strictjson.JsonLimits, after: int) -> list[Any] | AuditFailure:
+    where = f"after position {after}"
+    try:
+        doc = strictjson.loads(data, limits)
+    except StrictJsonError as e:
+        return AuditFailure(e.reason, f"log page: {e.message}", where=where)
+    if not isinstance(doc, dict) or not isinstance(doc.get("entries"), list):
+        return AuditFailure("malformed-log-page", 'a log page is {"entries": [...], "next", "size"}', where=where)
+    return list(doc["entries"])
+
+
+def _leaf(obj: Any) -> bytes:
+    """The Merkle leaf input of a served envelope: its compact JWS; anything else hashes as its JSON (and so
+    cannot match an honest tree)."""
+    if isinstance(obj, dict) and all(isinstance(obj.get(k), str) for k in ("protected", "payload", "signature")):
+        with contextlib.suppress(UnicodeEncodeError):
+            return leaf_bytes(obj)
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True).encode()
+
+
+def _verify_entry(obj: Any, position: int, report: AuditReport, keys: Mapping[str, PublicKey], schemas: SchemaSet,
+                  now: datetime, skew: timedelta, limits: strictjson.JsonLimits) -> bool:
+    """Verify one entry's envelope and its place in its origin's chain; record failures. True when all passed."""
+    try:
+        env = Envelope.from_dict(obj, limits)
+    except IpdnError as e:
+        report.failures.append(AuditFailure(e.reason, e.message, position))
+        return False
+    p = env.payload
+    head = report.heads.get(p.origin)
+    if head is not None and head.hash == _UNKNOWN and p.seq == head.seq + 1:
+        head = ChainHead(head.seq, p.prev or "")  # the entry before was not authentic: its true hash is unknown
+    result = verify_envelope(env, keys=keys.get, schemas=schemas, now=now, chain_head=head, check_chain_head=True,
+                             max_future_skew=skew)
+    for f in result.failures:
+        message = f.message
+        if f.reason == "chain-stale":
+            message += ": the log holds this origin's seq twice (a duplicate entry or a fork)"
+        report.failures.append(AuditFailure(f.reason, message, position))
+    # A stale entry leaves the head where it is; a gap or a fork moves it on, so one bad entry is reported once
+    # (a successor that chains on an authentic entry the hub replaced shows the break). An entry whose key or
+    # signature fails is not the origin's: its hash is not the one the origin's next envelope names.
+    if head is None or p.seq > head.seq:
+        authentic = not any(f.check in ("key", "signature") for f in result.failures)
+        report.heads[p.origin] = ChainHead(p.seq, env.hash if authentic else _UNKNOWN)
+    return result.ok
+
+
+def _check_consistency(fetch: Fetch, previous: Checkpoint, cp: Checkpoint, report: AuditReport) -> None:
+    where = f"from {previous.size} to {cp.size}"
+    fail = report.failures.append
+    if previous.size > cp.size:
+        fail(AuditFailure("consistency-proof-invalid", "the log is shorter than at the earlier audit: a log never "
+                          "shrinks", where=where))
+        return
+    if previous.size == 0:  # every log extends the empty one
+        report.consistent_from = 0
+        return
+    proof: list[bytes] = []
+    if previous.size < cp.size:
+        data = fetch(f"/api/v1/log/proof/consistency?from={previous.size}&to={cp.size}")
+        try:
+            doc = strictjson.loads(data, _DOC_LIMITS)
+            if not isinstance(doc, dict) or doc.get("from") != previous.size or doc.get("to") != cp.size \
+                    or not isinstance(doc.get("proof"), list):
+                raise ValueError('a consistency proof is {"from", "to", "proof": [hex, ...]} for the sizes asked')
+            proof = [bytes.fromhex(h) for h in doc["proof"]]
+        except (StrictJsonError, ValueError, TypeError) as e:
+            fail(AuditFailure("consistency-proof-invalid", f"the hub's proof does not parse: {e}", where=where))
+            return
+    try:
+        merkle.verify_consistency(previous.size, cp.size, previous.root_bytes, cp.root_bytes, proof)
+    except merkle.MerkleProofError as e:
+        fail(AuditFailure(e.reason, f"{e.message}: the hub rewrote or dropped history since the earlier checkpoint",
+                          where=where))
+        return
+    report.consistent_from = previous.size
+
+
+# -- checkpoint files ----------------------------------------------------------------------------------------
+
+
+def load_checkpoint(path: Path, registry: Registry) -> Checkpoint:
+    """A checkpoint saved by an earlier audit, its hub signature checked against the registry.
+
+    Raises:
+        CheckpointError: unreadable, not a checkpoint, or not signed by a hub key of the registry.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"cannot read {path}: {e.strerror}") from e
+    try:
+        signed = parse_checkpoint(strictjson.loads(data, _DOC_LIMITS))
+    except StrictJsonError as e:
+        raise CheckpointError(f"{path}: {e.message}") from e
+    signed.verify(registry.hub_public_keys(), {})
+    return signed.checkpoint
+
+
+def save_checkpoint(signed: SignedCheckpoint, path: Path) -> None:
+    """Write a verified checkpoint (with its co-signatures) for the next audit's ``--from-checkpoint``, atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(signed.to_bytes() + b"\n")
+    os.replace(tmp, path)
+
+
+# -- HTTP and progress -------------------------------------------------------------------------------------
+
+
+class HttpFetcher:
+    """:data:`Fetch` over HTTP(S) with ``urllib.request``: ``GET <base_url><path>``.
+
+    Raises ``ValueError`` at construction for a URL that is not http(s)://host[...].
+    """
+
+    def __init__(self, base_url: str, *, timeout: float = 60.0) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"--hub must be an http:// or https:// URL, not {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def __call__(self, path: str) -> bytes:
+        url = self.base_url + path
+        headers = {"Accept": "application/json", "User-Agent": "ipdn-audit"}
+        request = urllib.request.Request(url, headers=headers)  # noqa: S310 (scheme checked in __init__)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 (scheme checked)
+                return bytes(response.read())
+        except urllib.error.HTTPError as e:
+            raise _http_error(path, e) from e
+        except (urllib.error.URLError, OSError, HTTPException) as e:
+            why = e.reason if isinstance(e, urllib.error.URLError) else e
+            raise HubUnreachable(f"cannot reach {self.base_url}: {why}") from e
+
+
+def _http_error(path: str, e: urllib.error.HTTPError) -> HubHttpError:
+    reason, detail = None, str(e.reason)
+    with contextlib.suppress(OSError, ValueError, HTTPException):
+        problem = json.loads(e.read(65536))
+        if isinstance(problem, dict):
+            reason = problem.get("reason") if isinstance(problem.get("reason"), str) else None
+            detail = str(problem.get("detail") or detail)
+    return HubHttpError(path, e.code, detail, reason=reason)
+
+
+class Progress:
+    """A :data:`ProgressCallback` printing ``done/total, rate, time left`` to ``stream``, at most once per interval."""
+
+    def __init__(self, stream: TextIO, *, interval: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.stream, self.interval, self.clock = stream, interval, clock
+        self.started = clock()
+        self.last = self.started
+
+    def __call__(self, done: int, total: int) -> None:
+        t = self.clock()
+        if t - self.last < self.interval:
+            return
+        self.last = t
+        rate = done / (t - self.started) if t > self.started else 0.0
+        left = f", about {_duration((total - done) / rate)} left" if rate > 0 else ""
+        pct = 100.0 * done / total if total else 100.0
+        print(f"audit: {done}/{total} entries ({pct:.0f}%), {rate:,.0f}/s{left}", file=self.stream, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
