@@ -181,9 +181,43 @@ async def status(request: web.Request) -> web.Response:
         "cursor": await service.cursor(),
         "records": {"own": counts.own, "received": counts.received},
         "quarantine": counts.quarantine,
+        "log": await _log_status(request),
         "alarms": await service.alarms(),
         "time": _time(datetime.now(UTC)),
     })
+
+
+def _document(data: bytes | None) -> Any:
+    """Evidence as received: JSON when it is JSON, else text."""
+    if data is None:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data.decode("utf-8", "replace")
+
+
+async def _log_status(request: web.Request) -> dict[str, Any]:
+    """The log as this node verified it: the checkpoint accepted, witnessing, peers, evidence."""
+    service, state = request.app[SERVICE], request.app[ENGINE].state
+    accepted = await service.accepted_checkpoint()
+    evidence = await service.evidence(10)
+    return {
+        "checkpoint": accepted.to_dict() if accepted else None, "cosigned_size": state.cosigned_size,
+        "halted": bool(evidence),
+        "peers": [{**p, "checked_at": _time(p["checked_at"])} for p in state.peers.values()],
+        "evidence": [{"id": e.id, "reason": e.reason, "detail": e.detail, "at": _time(e.created_at),
+                      "accepted": _document(e.accepted), "offending": _document(e.offending)} for e in evidence],
+    }
+
+
+async def get_log_checkpoint(request: web.Request) -> web.Response:
+    """The last checkpoint this node verified and accepted, with its own co-signature: what it vouches for,
+    so partners, auditors and other nodes can compare views (a split view shows up as two roots)."""
+    doc = await request.app[SERVICE].witnessed_checkpoint()
+    if doc is None:
+        raise Problem(404, "no-checkpoint", "this node has not accepted a checkpoint of the hub's log yet")
+    return json_response(doc, headers={"Cache-Control": "no-cache"})
 
 
 # -- the application -----------------------------------------------------------------------------------
@@ -220,4 +254,5 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
     app.router.add_post("/api/v1/records/{record_id}/cancel", cancel_record)
     app.router.add_post("/api/v1/outbox/retry", retry_outbox)
     app.router.add_get("/api/v1/status", status)
+    app.router.add_get("/api/v1/log/checkpoint", get_log_checkpoint)
     return app

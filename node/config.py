@@ -51,9 +51,21 @@ class NodeConfig:
     request_timeout: float = 30.0  # per request, on top of the long-poll wait
     max_response_bytes: int = 256 * 1024 * 1024  # a full log page of envelopes at their size limit
 
+    # -- witnessing: other nodes whose accepted checkpoint this node compares with its own -----------------
+    peers: str = ""  # comma-separated base URLs, e.g. "https://ipdn.kr.example, https://ipdn.tr.example"
+    peer_interval: float = 60.0  # seconds between comparisons
+
     def __post_init__(self) -> None:
         if not self.db_url:
             object.__setattr__(self, "db_url", db.sqlite_url(self.dir / "node.db"))
+        for url in self.peer_urls:
+            if not url.startswith(("https://", "http://")):
+                raise ConfigError(f"peers: {url!r} is not an http(s) base URL")
+
+    @property
+    def peer_urls(self) -> tuple[str, ...]:
+        """The peer nodes' base URLs (``peers`` split at commas, blanks dropped)."""
+        return tuple(u.strip().rstrip("/") for u in self.peers.split(",") if u.strip())
 
 
 _PATHS = ("key_path", "registry_path")

@@ -6,7 +6,7 @@ status page (the node keeps working while the hub is away).
 
 from __future__ import annotations
 
-from federation.errors import ConfigError, InputError, IpdnError, SchemaError
+from federation.errors import ConfigError, InputError, IpdnError, SchemaError, TrustError
 from federation.schemas import Issue
 
 # -- bad input from the operator -----------------------------------------------------------------------
@@ -70,3 +70,26 @@ class HubProtocolError(HubError):
     """The hub answered something the protocol does not allow (or refused our request with a 4xx)."""
 
     reason = "hub-protocol"
+
+
+# -- the hub's log contradicts the math (DESIGN.md §5) ---------------------------------------------------
+
+
+class LogMisbehaviourError(TrustError):
+    """The hub's log, its checkpoints or its proofs contradict each other or what this node saw.
+
+    ``reason`` is the alarm's name (see node/logtrust.py); ``offending`` is the document that shows it,
+    as received (a checkpoint, a log entry), kept as evidence with the last checkpoint the node accepted.
+    """
+
+    reason = "log-inconsistent"
+
+    def __init__(self, message: str, *, reason: str, offending: bytes | None = None) -> None:
+        super().__init__(message, reason=reason)
+        self.offending = offending
+
+
+class LogHaltedError(IpdnError):
+    """Applying from the hub is halted: the node holds evidence of log misbehaviour (see its status)."""
+
+    reason = "log-halted"

@@ -10,6 +10,10 @@ registry and the node's chain head for its origin. What fails is quarantined wit
 the node carries on with the other origins; a gap or a fork means the hub or the origin misbehaves,
 so those origins stay where they are (their later envelopes fail the chain check too) and the
 status page raises an alarm. Per record the highest version wins; tombstones are kept.
+
+Every log entry, applied or quarantined, is also a leaf of the node's own Merkle frontier, saved with
+the cursor; node/logtrust.py and the sync engine compare it with the hub's signed checkpoints. Once
+the node holds evidence that the hub's log misbehaves, it applies nothing more from the hub.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from federation import jws
+from federation import jws, merkle
+from federation.checkpoint import Checkpoint, cosign
 from federation.envelope import TYP as ENVELOPE_TYP
 from federation.envelope import Envelope, Payload, format_time, sign_envelope
 from federation.errors import InputError, IpdnError, UnknownSchemaError
@@ -35,16 +40,19 @@ from federation.keys import SigningKey
 from federation.registry import Registry, RegistryError, SignedRegistry, accept_update, parse_registry
 from federation.schemas import SchemaSet, default_schemas
 from federation.verify import ChainHead, verify_envelope
+from node import logtrust
 from node.errors import (
     BadQueryError,
     ConfigError,
     HubProtocolError,
     InvalidRecordError,
+    LogHaltedError,
+    LogMisbehaviourError,
     NotOwnRecordError,
     RecordDeletedError,
     RecordNotFoundError,
 )
-from node.store import Changes, Counts, NodeStore, QuarantineRow, StoredRecord
+from node.store import Changes, Counts, EvidenceRow, LogView, NodeStore, QuarantineRow, StoredRecord
 
 log = logging.getLogger("ipdn.node")
 
@@ -252,6 +260,8 @@ class NodeService:
 
         Raises:
             HubProtocolError: the positions do not continue the log without a gap (nothing applied).
+            LogMisbehaviourError: an entry is no JWS, so no leaf of the log (nothing applied).
+            LogHaltedError: the node holds evidence against the hub's log (nothing applied).
         """
         positions = [p for p, _ in entries]
         if positions != list(range(after + 1, after + 1 + len(entries))):
@@ -260,6 +270,12 @@ class NodeService:
         if not entries:
             return report
         async with self._write:
+            await self.ensure_applying()
+            frontier = (await self.log_view()).frontier
+            if frontier is None or frontier.size != after:
+                raise RuntimeError(f"entries after {after} do not follow the stored cursor")
+            for position, obj in entries:  # every entry is a leaf, quarantined or not
+                frontier.append(logtrust.entry_leaf(position, obj))
             parsed: list[tuple[int, Envelope | IpdnError, Any]] = []
             for position, obj in entries:
                 try:
@@ -270,7 +286,7 @@ class NodeService:
             held = await self.store.held([(e.payload.origin, e.payload.seq) for e in envs])
             heads = await self.store.heads(list({e.payload.origin for e in envs}))
             versions = await self.store.current_versions([e.payload.record_id for e in envs])
-            changes = Changes(cursor=positions[-1])
+            changes = Changes(cursor=positions[-1], frontier=frontier)
             for position, env, obj in parsed:
                 if isinstance(env, IpdnError):
                     self._quarantine(changes, report, QuarantineRow(
@@ -326,6 +342,57 @@ class NodeService:
         changes.quarantine.append(row)
         report.quarantined.append(row.reason)
 
+    # -- the hub's log, checked against the math ------------------------------------------------------
+
+    async def log_view(self) -> LogView:
+        """The cursor, the frontier over every entry up to it, and the last checkpoint accepted.
+
+        A database from before the frontier was kept (revision 0001) gets it rebuilt once from the
+        envelopes and quarantine it holds by log position.
+
+        Raises:
+            LogMisbehaviourError: ``frontier-incomplete``: the held envelopes do not cover positions 1..cursor.
+        """
+        view = await self.store.log_view()
+        if view.frontier is not None:
+            return view
+        frontier = merkle.Frontier()
+        rows = await self.store.logged_envelopes(view.cursor) if view.cursor else []
+        if [p for p, _ in rows] != list(range(1, view.cursor + 1)):
+            raise LogMisbehaviourError(f"the entries held do not cover log positions 1..{view.cursor}: the frontier "
+                                       "cannot be rebuilt", reason="frontier-incomplete")
+        for position, data in rows:
+            frontier.append(logtrust.entry_leaf(position, json.loads(data)))
+        await self.store.save_frontier(view.cursor, frontier)
+        return LogView(view.cursor, frontier, view.checkpoint)
+
+    async def ensure_applying(self) -> None:
+        """Raises LogHaltedError if the node holds evidence against the hub's log."""
+        if held := await self.store.evidence(1):
+            raise LogHaltedError(f"applying from the hub is halted: {held[0].reason}: {held[0].detail}")
+
+    async def record_misbehaviour(self, error: LogMisbehaviourError, *, peer: str | None = None) -> None:
+        """Keep the evidence (the last checkpoint accepted and the offending document): the node applies
+        nothing more from the hub until an operator acts."""
+        detail = f"{error.message} (from peer {peer})" if peer else error.message
+        log.error("the hub's log misbehaves: %s: %s; applying from the hub is halted", error.reason, detail)
+        await self.store.add_evidence(EvidenceRow(error.reason, detail, (await self.store.log_view()).checkpoint,
+                                                  error.offending), self.clock())
+
+    async def accepted_checkpoint(self) -> Checkpoint | None:
+        """The last checkpoint of the hub's log this node verified and accepted."""
+        signed = logtrust.stored_checkpoint((await self.store.log_view()).checkpoint)
+        return signed.checkpoint if signed is not None else None
+
+    async def evidence(self, limit: int = 100) -> list[EvidenceRow]:
+        """Evidence of the hub's log misbehaving, newest first (any: applying from the hub is halted)."""
+        return await self.store.evidence(limit)
+
+    async def witnessed_checkpoint(self) -> dict[str, Any] | None:
+        """The last checkpoint accepted, with this node's co-signature added (what it vouches for)."""
+        signed = logtrust.stored_checkpoint((await self.store.log_view()).checkpoint)
+        return signed.with_signature(cosign(signed, self.key)).to_dict() if signed is not None else None
+
     # -- the registry ---------------------------------------------------------------------------------
 
     def accept_registry(self, data: bytes) -> bool:
@@ -373,6 +440,9 @@ class NodeService:
             out.append({"reason": row.reason or "rejected",
                         "detail": f"the hub rejected own envelope seq {row.seq}: {row.detail}; pushing is "
                                   "stopped until an operator retries (POST /api/v1/outbox/retry)"})
+        for held in await self.store.evidence(10):
+            out.append({"reason": held.reason, "detail": f"{held.detail}; evidence {held.id} kept, applying from "
+                                                         "the hub is halted"})
         for reason, n in sorted((await self.store.quarantine_counts()).items()):
             out.append({"reason": reason, "detail": f"{n} envelope(s) from the hub's log quarantined"})
         return out

@@ -2,7 +2,8 @@
 
 It keeps every envelope the node holds (its own and those pulled from the hub, byte for byte), the
 current version of each record, the outbox of own envelopes not yet acknowledged by the hub, the
-pull cursor, and the quarantine of envelopes refused or kept as evidence. Decisions (which version
+pull cursor with the node's Merkle frontier over every entry pulled, the last checkpoint accepted,
+the quarantine of envelopes refused or kept as evidence, and the evidence of log misbehaviour. Decisions (which version
 wins, what is a fork) are the service's; this module writes what it is told, each call in one
 transaction.
 """
@@ -19,13 +20,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from federation import db
+from federation import db, merkle
 from federation.envelope import Envelope
 from federation.verify import ChainHead
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "node_alembic_version"
 CURSOR_KEY = "cursor"
+FRONTIER_KEY = "frontier"  # JSON [[level, hex], ...] of merkle.Frontier.to_list(), written with the cursor
+CHECKPOINT_KEY = "checkpoint"  # the last checkpoint accepted, as received
 
 meta = sa.MetaData()
 envelopes = sa.Table(
@@ -59,6 +62,12 @@ quarantine = sa.Table(
     sa.Column("received_at", sa.DateTime(timezone=True)), sa.Column("origin", sa.String(2)),
     sa.Column("seq", sa.BigInteger), sa.Column("hash", sa.String(64)), sa.Column("position", sa.BigInteger),
     sa.Column("reason", sa.String(64)), sa.Column("detail", sa.Text), sa.Column("envelope", sa.LargeBinary),
+)
+checkpoint_evidence = sa.Table(
+    "checkpoint_evidence", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.DateTime(timezone=True)), sa.Column("reason", sa.String(64)),
+    sa.Column("detail", sa.Text), sa.Column("accepted", sa.LargeBinary), sa.Column("offending", sa.LargeBinary),
 )
 
 PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
@@ -125,6 +134,29 @@ class Changes:
     records: dict[str, Envelope] = field(default_factory=dict)  # record_id -> its new current version
     own_positions: list[tuple[int, int]] = field(default_factory=list)  # own (seq, position) seen in the log
     quarantine: list[QuarantineRow] = field(default_factory=list)
+    frontier: merkle.Frontier | None = None  # the Merkle frontier over every entry up to the cursor
+
+
+@dataclass(frozen=True, slots=True)
+class LogView:
+    """What the node saw of the hub's log: the cursor, the frontier over those entries (None: a database
+    from before the frontier was kept), and the last checkpoint it accepted, as received."""
+
+    cursor: int
+    frontier: merkle.Frontier | None
+    checkpoint: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceRow:
+    """Proof of the hub's misbehaviour: the last checkpoint accepted and the offending document, as received."""
+
+    reason: str
+    detail: str
+    accepted: bytes | None
+    offending: bytes | None
+    id: int | None = None
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +190,10 @@ def _record_values(env: Envelope, now: datetime) -> dict[str, Any]:
             "body": None if p.body is None else json.dumps(p.body, ensure_ascii=False),
             "hash": env.hash, "seq": p.seq, "issued_at": p.issued_at, "updated_at": now,
             "envelope": env.to_bytes()}
+
+
+def _frontier_json(frontier: merkle.Frontier) -> str:
+    return json.dumps([[level, h.hex()] for level, h in frontier.to_list()])
 
 
 class NodeStore:
@@ -262,6 +298,8 @@ class NodeStore:
                     {"received_at": now, "origin": q.origin, "seq": q.seq, "hash": q.hash, "position": q.position,
                      "reason": q.reason, "detail": q.detail, "envelope": q.envelope} for q in changes.quarantine])
             await self._set_state(conn, CURSOR_KEY, str(changes.cursor))
+            if changes.frontier is not None:
+                await self._set_state(conn, FRONTIER_KEY, _frontier_json(changes.frontier))
 
     async def _accept_own(self, conn: AsyncConnection, positions: Sequence[tuple[int, int]]) -> None:
         """The hub holds these own envelopes at these log positions: durably accepted."""
@@ -283,6 +321,56 @@ class NodeStore:
             value = (await conn.execute(sa.select(sync_state.c.value).where(
                 sync_state.c.key == CURSOR_KEY))).scalar_one_or_none()
         return int(value) if value is not None else 0
+
+    async def log_view(self) -> LogView:
+        """The cursor, the frontier and the last accepted checkpoint, read together."""
+        async with self.engine.connect() as conn:
+            state = {r.key: r.value for r in await conn.execute(sa.select(sync_state).where(
+                sync_state.c.key.in_([CURSOR_KEY, FRONTIER_KEY, CHECKPOINT_KEY])))}
+        frontier = state.get(FRONTIER_KEY)
+        checkpoint = state.get(CHECKPOINT_KEY)
+        return LogView(int(state.get(CURSOR_KEY, 0)),
+                       merkle.Frontier.from_list((lv, bytes.fromhex(h)) for lv, h in json.loads(frontier))
+                       if frontier is not None else None,
+                       checkpoint.encode() if checkpoint is not None else None)
+
+    async def save_frontier(self, cursor: int, frontier: merkle.Frontier) -> None:
+        """Keep a frontier rebuilt for ``cursor`` (a database from before 0002), unless the cursor moved."""
+        async with self.engine.begin() as conn:
+            current = (await conn.execute(sa.select(sync_state.c.value).where(
+                sync_state.c.key == CURSOR_KEY))).scalar_one_or_none()
+            if int(current or 0) == cursor:
+                await self._set_state(conn, FRONTIER_KEY, _frontier_json(frontier))
+
+    async def logged_envelopes(self, upto: int) -> list[tuple[int, bytes]]:
+        """(position, bytes) of every held or quarantined envelope at log positions 1..upto, in order."""
+        held = sa.select(envelopes.c.position, envelopes.c.envelope).where(
+            envelopes.c.position.is_not(None), envelopes.c.position <= upto)
+        refused = sa.select(quarantine.c.position, quarantine.c.envelope).where(
+            quarantine.c.position.is_not(None), quarantine.c.position <= upto)
+        async with self.engine.connect() as conn:  # a version conflict is both held and quarantined: once
+            rows = {int(r.position): bytes(r.envelope) for q in (held, refused) for r in await conn.execute(q)}
+        return sorted(rows.items())
+
+    async def accept_checkpoint(self, raw: bytes) -> None:
+        """Keep ``raw`` (as received) as the last checkpoint this node verified."""
+        async with self.engine.begin() as conn:
+            await self._set_state(conn, CHECKPOINT_KEY, raw.decode())
+
+    # -- evidence of log misbehaviour ----------------------------------------------------------------
+
+    async def add_evidence(self, row: EvidenceRow, now: datetime) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(checkpoint_evidence.insert().values(
+                created_at=_utc(now), reason=row.reason, detail=row.detail, accepted=row.accepted,
+                offending=row.offending))
+
+    async def evidence(self, limit: int = 100) -> list[EvidenceRow]:
+        """Evidence held, newest first (any row means applying from the hub is halted)."""
+        q = sa.select(checkpoint_evidence).order_by(checkpoint_evidence.c.id.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            return [EvidenceRow(r.reason, r.detail, r.accepted, r.offending, r.id, _utc(r.created_at))
+                    for r in await conn.execute(q)]
 
     # -- outbox --------------------------------------------------------------------------------------
 

@@ -1,11 +1,17 @@
-"""The sync engine: push the outbox to the hub, pull the hub's log, follow the registry.
+"""The sync engine: push the outbox to the hub, pull the hub's log, follow the registry, witness.
 
-Three loops, each owned by the app (started and cancelled by its cleanup context):
+Five loops, each owned by the app (started and cancelled by its cleanup context):
 
 - push: woken when authoring adds to the outbox (and once at start); sends pending own envelopes in
   seq order, in batches signed with RFC 9421, and records what the hub accepted. An own envelope
-  the hub rejects stops pushing (its successors chain on it) until an operator acts.
-- pull: long-polls ``GET /api/v1/log`` from the stored cursor and applies each page.
+  the hub rejects stops pushing (its successors chain on it) until an operator acts. The checkpoint
+  in the answer must include the first and the last own envelope acknowledged (inclusion proofs).
+- pull: long-polls ``GET /api/v1/log`` from the stored cursor and applies each page; when caught up
+  it checks the hub's latest checkpoint against the node's own Merkle frontier and the last checkpoint
+  it accepted (consistency proof), and accepts it. Evidence of misbehaviour stops this loop for good.
+- witness: co-signs each accepted checkpoint and sends the co-signature to the hub.
+- peers: compares the node's accepted checkpoint with the one each configured peer node serves
+  (split view: the hub showing members different histories).
 - registry: fetches the registry every ``registry_refresh`` seconds and moves forward when valid.
 
 A network failure or a 5xx answer backs off exponentially with full jitter (base 0.5 s, cap 30 s by
@@ -18,30 +24,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import aiohttp
 
 from federation import httpsig, strictjson
+from federation.checkpoint import SignedCheckpoint, cosign
 from federation.errors import IpdnError, StrictJsonError
 from federation.registry import RegistryError
+from node import logtrust
 from node.config import NodeConfig
-from node.errors import HubError, HubProtocolError, HubUnavailableError
+from node.errors import HubError, HubProtocolError, HubUnavailableError, LogHaltedError, LogMisbehaviourError
 from node.service import NodeService
-from node.store import PENDING, REJECTED, NodeStore
+from node.store import PENDING, REJECTED, NodeStore, OutboxRow
 
 log = logging.getLogger("ipdn.node.sync")
 
 ENVELOPES_PATH = "/api/v1/envelopes"
 LOG_PATH = "/api/v1/log"
 REGISTRY_PATH = "/api/v1/registry"
+CHECKPOINT_PATH = "/api/v1/log/checkpoint"  # the hub's, and the node's own (what it accepted, co-signed)
+INCLUSION_PATH = "/api/v1/log/proof/inclusion"
+CONSISTENCY_PATH = "/api/v1/log/proof/consistency"
+COSIGNATURES_PATH = "/api/v1/log/cosignatures"
 
 
 class Backoff:
@@ -70,6 +83,14 @@ class SyncState:
     last_error: str | None = None
     last_error_at: datetime | None = None
     log_size: int | None = None
+    cosigned_size: int | None = None  # the checkpoint whose co-signature the hub holds from this node
+    peers: dict[str, dict[str, Any]] = field(default_factory=dict)  # peer URL -> the last comparison
+
+
+@dataclass(frozen=True, slots=True)
+class PushAnswer:
+    results: dict[int, dict[str, Any]]  # the hub's result per index of the batch
+    checkpoint: bytes | None  # the signed checkpoint covering what it acknowledged (re-serialized)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +108,8 @@ class HubClient:
     def _url(self, path: str) -> str:
         return self.service.registry.registry.hub_url.rstrip("/") + path
 
-    async def _request(self, method: str, path: str, *, wait: float = 0, **kw: Any) -> bytes:
-        url = self._url(path)
+    async def _request(self, method: str, path: str, *, wait: float = 0, url: str | None = None, **kw: Any) -> bytes:
+        url = url or self._url(path)
         timeout = aiohttp.ClientTimeout(total=self.config.request_timeout + wait,
                                         connect=self.config.connect_timeout)
         try:
@@ -96,7 +117,7 @@ class HubClient:
                 body = await self._read(resp)
                 if resp.status >= 500 or resp.status == 429:
                     raise HubUnavailableError(f"{method} {url}: {resp.status} {_problem_text(body)}")
-                if resp.status != 200:
+                if not 200 <= resp.status < 300:
                     raise HubProtocolError(f"{method} {url}: {resp.status} {_problem_text(body)}")
                 return body
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
@@ -120,21 +141,50 @@ class HubClient:
     async def fetch_registry(self) -> bytes:
         return await self._request("GET", REGISTRY_PATH)
 
-    async def push(self, envelopes: Sequence[bytes]) -> dict[int, dict[str, Any]]:
-        """Send envelopes (their stored wire bytes, not re-serialized); the hub's result per index."""
-        body = b'{"envelopes":[' + b",".join(envelopes) + b"]}"
+    async def _signed_post(self, path: str, body: bytes) -> Any:
+        """POST ``body`` signed with the member key (RFC 9421, as a push); the JSON answer."""
         headers = {"Content-Type": "application/json"}
         key = self.service.key
         # The nonce makes every signature unique: a retry of the same batch within the same second is
         # not a replay to the hub.
-        headers.update(httpsig.sign_request("POST", self._url(ENVELOPES_PATH), headers, body,
+        headers.update(httpsig.sign_request("POST", self._url(path), headers, body,
                                             private_key=key.key, keyid=key.kid, created=int(time.time()),
                                             nonce=secrets.token_urlsafe(16)))
-        doc = self._json(await self._request("POST", ENVELOPES_PATH, data=body, headers=headers))
+        return self._json(await self._request("POST", path, data=body, headers=headers))
+
+    async def push(self, envelopes: Sequence[bytes]) -> PushAnswer:
+        """Send envelopes (their stored wire bytes, not re-serialized); the hub's result per index."""
+        doc = await self._signed_post(ENVELOPES_PATH, b'{"envelopes":[' + b",".join(envelopes) + b"]}")
         try:
-            return {int(r["index"]): r for r in doc["results"] if isinstance(r, dict)}
+            results = {int(r["index"]): r for r in doc["results"] if isinstance(r, dict)}
         except (KeyError, TypeError, ValueError) as e:
             raise HubProtocolError(f"push answer without results: {e}") from e
+        checkpoint = doc.get("checkpoint")
+        return PushAnswer(results, logtrust.dump(checkpoint) if checkpoint is not None else None)
+
+    async def checkpoint(self) -> bytes:
+        """The hub's latest signed checkpoint, as received."""
+        return await self._request("GET", CHECKPOINT_PATH)
+
+    async def peer_checkpoint(self, peer_url: str) -> bytes:
+        """The checkpoint a peer node accepted (with its co-signature), as received."""
+        return await self._request("GET", CHECKPOINT_PATH, url=peer_url.rstrip("/") + CHECKPOINT_PATH)
+
+    async def _proof(self, path: str, params: dict[str, int]) -> list[bytes]:
+        doc = self._json(await self._request("GET", path, params={k: str(v) for k, v in params.items()}))
+        if not isinstance(doc, dict) or any(doc.get(k) != v for k, v in params.items()):
+            raise HubProtocolError(f"{path} answered another proof than asked ({params})")
+        return logtrust.proof_hashes(doc.get("proof"))
+
+    async def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        return await self._proof(INCLUSION_PATH, {"index": index, "size": size})
+
+    async def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        return await self._proof(CONSISTENCY_PATH, {"from": first, "to": second})
+
+    async def post_cosignature(self, size: int, signature: dict[str, str]) -> None:
+        body = json.dumps({"size": size, "signature": signature}, separators=(",", ":")).encode()
+        await self._signed_post(COSIGNATURES_PATH, body)
 
     async def log(self, after: int, limit: int, wait: int) -> LogPage:
         params = {"after": str(after), "limit": str(limit), "wait": str(wait)}
@@ -166,6 +216,7 @@ class SyncEngine:
         self.client: HubClient | None = None
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._cosign_wanted = asyncio.Event()  # set when a checkpoint is accepted
 
     async def start(self, *, loops: bool = True) -> None:
         """Open the HTTP session and, unless ``loops`` is False (tests drive it by hand), the loops."""
@@ -174,8 +225,11 @@ class SyncEngine:
         self.client = HubClient(self._session, self.config, self.service)
         if loops:
             self.service.outbox_changed.set()  # push whatever a previous run left pending
-            self._tasks = [asyncio.create_task(loop(), name=f"ipdn-node-{loop.__name__}")
-                           for loop in (self._push_loop, self._pull_loop, self._registry_loop)]
+            self._cosign_wanted.set()  # the hub may not hold our co-signature of the last accepted checkpoint
+            loops_ = [self._push_loop, self._pull_loop, self._registry_loop, self._witness_loop]
+            if self.config.peer_urls:
+                loops_.append(self._peer_loop)
+            self._tasks = [asyncio.create_task(loop(), name=f"ipdn-node-{loop.__name__}") for loop in loops_]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -208,10 +262,11 @@ class SyncEngine:
             return False
         seqs = [row.seq for row in batch]
         try:
-            results = await self._hub.push([row.envelope for row in batch])
+            answer = await self._hub.push([row.envelope for row in batch])
         except HubError:
             await self.store.record_push(seqs, now=self.service.clock())
             raise
+        results = answer.results
         accepted: list[tuple[int, int]] = []
         rejected: tuple[int, str, str] | None = None
         for i, row in enumerate(batch):
@@ -231,14 +286,46 @@ class SyncEngine:
         if rejected is not None:
             log.error("the hub rejected own envelope seq %s: %s: %s; pushing stops until an operator acts",
                       *rejected)
+        await self.check_own_included(answer.checkpoint, batch, accepted)
         return rejected is None and len(batch) == limit
+
+    async def check_own_included(self, checkpoint: bytes | None, batch: Sequence[OutboxRow],
+                                 acknowledged: Sequence[tuple[int, int]]) -> None:
+        """The checkpoint of a push answer must include the first and the last own envelope acknowledged.
+
+        Two inclusion proofs per push, whatever the batch size: they pin both ends of the batch, and every
+        envelope (these included) is covered again when the pull loop reaches it, since the hub's checkpoint
+        must then have the root of the node's own frontier. A failure is kept as evidence.
+
+        Raises:
+            HubError: no checkpoint in the answer, or a proof could not be fetched (the push stays recorded).
+        """
+        if not acknowledged:
+            return
+        if checkpoint is None:
+            raise HubProtocolError("the push answer acknowledges envelopes without a checkpoint")
+        envelopes = {row.seq: row.envelope for row in batch}
+        try:
+            signed = logtrust.read_checkpoint(checkpoint, self.service.registry.registry)
+            size = signed.checkpoint.size
+            for seq, position in dict.fromkeys([acknowledged[0], acknowledged[-1]]):
+                leaf = logtrust.entry_leaf(position, json.loads(envelopes[seq]))
+                proof = await self._hub.inclusion_proof(position - 1, size) if 1 <= position <= size else []
+                logtrust.check_included(leaf, position, signed, proof, checkpoint)
+        except LogMisbehaviourError as e:
+            await self.service.record_misbehaviour(e)  # pushing goes on; applying from the hub stops
 
     async def pull_once(self, wait: int = 0) -> int:
         """Fetch and apply one page of the log after the stored cursor; the number of entries.
 
+        When the page reaches the end of the log, the hub's latest checkpoint is checked too
+        (:meth:`check_checkpoint`); evidence of misbehaviour is kept and halts applying.
+
         Raises:
             HubError: the hub could not be reached or answered out of protocol.
+            LogHaltedError: the node holds evidence against the hub's log (found now or before).
         """
+        await self.service.ensure_applying()
         after = await self.store.cursor()
         page = await self._hub.log(after, self.config.pull_limit, wait)
         if self.service.signed_by_unknown_keys(page.entries):
@@ -246,10 +333,112 @@ class SyncEngine:
             # envelopes would be quarantined and its chain would stop here.
             with contextlib.suppress(HubError, RegistryError):
                 await self.refresh_registry()
-        await self.service.apply_log(after, page.entries)
-        self.state.last_pull_at = self.service.clock()
-        self.state.log_size = page.size
+        try:
+            await self.service.apply_log(after, page.entries)
+            self.state.last_pull_at = self.service.clock()
+            self.state.log_size = page.size
+            if page.size is not None and after + len(page.entries) >= page.size:  # caught up
+                await self.check_checkpoint()
+        except LogMisbehaviourError as e:
+            await self.service.record_misbehaviour(e)
+            raise LogHaltedError(f"applying from the hub is halted: {e.reason}: {e.message}") from e
         return len(page.entries)
+
+    async def check_checkpoint(self) -> bool:
+        """Check the hub's latest checkpoint against what this node pulled; True if newly accepted.
+
+        It must not be smaller than the last checkpoint accepted (rollback). At the node's cursor its root
+        must be the root of the node's own frontier over every entry pulled, and it must extend the last
+        accepted checkpoint (consistency proof; redundant with the frontier, which only ever grows, but a
+        hub must be able to prove it). A larger one waits until the node has pulled that far. The one
+        accepted is kept as received and co-signed by the witness loop.
+
+        Raises:
+            HubError: unreachable, or not a checkpoint document / proof at all (retried).
+            LogMisbehaviourError: the caller keeps the evidence.
+        """
+        view = await self.service.log_view()
+        if view.cursor == 0 or view.frontier is None:
+            return False  # an empty log has no checkpoint
+        raw = await self._hub.checkpoint()
+        signed = logtrust.read_checkpoint(raw, self.service.registry.registry)
+        accepted = logtrust.stored_checkpoint(view.checkpoint)
+        cp = signed.checkpoint
+        if accepted is not None and cp.size < accepted.checkpoint.size:
+            raise LogMisbehaviourError(f"the hub's latest checkpoint has size {cp.size}, below the size "
+                                       f"{accepted.checkpoint.size} this node accepted",
+                                       reason="checkpoint-rollback", offending=raw)
+        if cp.size > view.cursor:
+            return False  # entries appended meanwhile: pull them first
+        if cp.size < view.cursor:
+            raise HubProtocolError(f"the hub's latest checkpoint (size {cp.size}) is behind the log it served "
+                                   f"({view.cursor} entries)")
+        if cp.root_bytes != view.frontier.root():
+            raise LogMisbehaviourError(f"checkpoint {cp.size} has root {cp.root}, the {cp.size} entries this node "
+                                       f"pulled have root {view.frontier.root().hex()}",
+                                       reason="log-inconsistent", offending=raw)
+        if accepted is not None:
+            if accepted.payload == signed.payload:
+                return False
+            old = accepted.checkpoint.size
+            proof = await self._hub.consistency_proof(old, cp.size) if old < cp.size else []
+            logtrust.check_consistent(accepted, signed, proof, raw)
+        await self.store.accept_checkpoint(raw)
+        self._cosign_wanted.set()
+        return True
+
+    async def cosign_once(self) -> bool:
+        """Send the hub this node's co-signature of the last checkpoint accepted (witnessing); True if sent.
+
+        Raises:
+            HubError.
+        """
+        signed = logtrust.stored_checkpoint((await self.store.log_view()).checkpoint)
+        if signed is None or self.state.cosigned_size == signed.checkpoint.size:
+            return False
+        await self._hub.post_cosignature(signed.checkpoint.size, cosign(signed, self.service.key))
+        self.state.cosigned_size = signed.checkpoint.size
+        return True
+
+    async def check_peers_once(self) -> None:
+        """Compare the accepted checkpoint with each peer's (split view); a contradiction is kept as evidence.
+
+        A peer that cannot be reached or serves no valid hub-signed checkpoint is the peer's problem: it is
+        shown on the status page, not as an alarm.
+        """
+        for url in self.config.peer_urls:
+            checked = {"url": url, "checked_at": self.service.clock(), "size": None, "root": None, "error": None}
+            try:
+                checked.update(await self.check_peer(url))
+            except LogMisbehaviourError as e:
+                await self.service.record_misbehaviour(e, peer=url)
+                checked["error"] = f"{e.reason}: {e.message}"
+            except HubError as e:
+                checked["error"] = f"{e.reason}: {e.message}"
+            self.state.peers[url] = checked
+
+    async def check_peer(self, url: str) -> dict[str, Any]:
+        """Compare the accepted checkpoint with the one peer ``url`` serves; its size and root.
+
+        Same size with another root is a split view; different sizes need the hub's consistency proof
+        between the two, and one that does not verify is a split view too.
+
+        Raises:
+            HubError: the peer or the hub could not answer (or the peer's document is not hub-signed).
+            LogMisbehaviourError: ``split-view``.
+        """
+        raw = await self._hub.peer_checkpoint(url)
+        try:
+            theirs = logtrust.read_checkpoint(raw, self.service.registry.registry, source=f"peer {url}")
+        except LogMisbehaviourError as e:  # a forgery shows the peer (or its path) misbehaving, not the hub
+            raise HubProtocolError(e.message, reason=e.reason) from e
+        ours = logtrust.stored_checkpoint((await self.store.log_view()).checkpoint)
+        if ours is not None:
+            first, second = sorted((ours, theirs), key=_size)
+            proof = [] if _size(first) == _size(second) else \
+                await self._hub.consistency_proof(_size(first), _size(second))
+            logtrust.check_consistent(first, second, proof, raw, reason="split-view")
+        return {"size": theirs.checkpoint.size, "root": theirs.checkpoint.root}
 
     async def refresh_registry(self) -> bool:
         """Fetch the registry and move to it if it is a valid successor; True if it changed.
@@ -265,9 +454,10 @@ class SyncEngine:
         self.state.reachable = True
 
     def _failed(self, e: Exception) -> None:
-        if isinstance(e, HubError):
+        if isinstance(e, IpdnError):
             log.warning("%s: %s", e.reason, e.message)
-            self.state.reachable = not isinstance(e, HubUnavailableError)
+            if isinstance(e, HubError):
+                self.state.reachable = not isinstance(e, HubUnavailableError)
             text = f"{e.reason}: {e.message}"
         else:
             log.exception("sync step failed")
@@ -298,6 +488,9 @@ class SyncEngine:
             started = loop.time()
             try:
                 n = await self.pull_once(self.config.long_poll_wait)
+            except LogHaltedError as e:  # evidence is kept; only an operator can decide what comes next
+                self._failed(e)
+                return
             except Exception as e:
                 self._failed(e)
                 await asyncio.sleep(backoff.next_delay())
@@ -307,6 +500,32 @@ class SyncEngine:
             idle = self.config.min_poll_interval - (loop.time() - started)
             if n == 0 and idle > 0:  # the hub answered an empty page without holding it
                 await asyncio.sleep(idle)
+
+    async def _witness_loop(self) -> None:
+        backoff = Backoff(self.config.backoff_base, self.config.backoff_cap, self.rng)
+        wanted = self._cosign_wanted
+        while True:
+            await wanted.wait()
+            wanted.clear()
+            try:
+                await self.cosign_once()
+            except HubUnavailableError as e:
+                self._failed(e)
+                await asyncio.sleep(backoff.next_delay())
+                wanted.set()
+            except Exception as e:  # refused: the next accepted checkpoint tries again
+                self._failed(e)
+            else:
+                backoff.reset()
+
+    async def _peer_loop(self) -> None:
+        while True:
+            try:
+                if not await self.store.evidence(1):  # once halted, the evidence is kept: stop comparing
+                    await self.check_peers_once()
+            except Exception as e:
+                self._failed(e)
+            await asyncio.sleep(self.config.peer_interval)
 
     async def _registry_loop(self) -> None:
         while True:
@@ -318,3 +537,7 @@ class SyncEngine:
             except Exception as e:
                 self._failed(e)
             await asyncio.sleep(self.config.registry_refresh)
+
+
+def _size(signed: SignedCheckpoint) -> int:
+    return signed.checkpoint.size

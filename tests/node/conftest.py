@@ -1,21 +1,27 @@
-"""Fixtures of the node tests: a small network (hub key, QA's node, KR publishing), a node directory."""
+"""Fixtures of the node tests: a small network (hub key, QA's node, KR publishing), a node directory,
+a fake hub (tests/node/fakehub.py) and an engine the test drives by hand."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestServer
 
 from federation.keys import SigningKey
-from federation.registry import SignedRegistry, genesis
+from federation.registry import SignedRegistry, genesis, load_registry
 from node.config import NodeConfig
 from node.service import NodeService
 from node.store import NodeStore
+from node.sync import SyncEngine
 from tests.factories import Member, example_bodies
+from tests.node.fakehub import FakeHub
 
 TOKEN = "test-operator-token"
 HUB_URL = "http://127.0.0.1:9"  # nothing listens there: tests that need a hub start a fake one
@@ -95,3 +101,35 @@ async def store(config: NodeConfig) -> AsyncIterator[NodeStore]:
 @pytest.fixture
 def service(store: NodeStore, qa: Member, registry: SignedRegistry, config: NodeConfig) -> NodeService:
     return NodeService(store=store, key=qa.key, member="QA", registry=registry, registry_path=config.registry_path)
+
+
+@dataclasses.dataclass
+class Net:
+    hub: FakeHub
+    server: TestServer
+    registry: SignedRegistry
+    config: NodeConfig
+
+
+@pytest.fixture
+async def net(aiohttp_server: Any, tmp_path: Path, hub_key: SigningKey, qa: Member, kr: Member) -> Net:
+    """A fake hub on a loopback port and QA's node directory whose registry points at it."""
+    hub = FakeHub(hub_key)
+    server = await aiohttp_server(hub.app())
+    hub.registry = make_registry(hub_key, str(server.make_url("/")), qa, kr)
+    return Net(hub, server, hub.registry, make_config(tmp_path, qa, hub.registry))
+
+
+@contextlib.asynccontextmanager
+async def driven_engine(config: NodeConfig) -> AsyncIterator[SyncEngine]:
+    """An engine with its session open and no loops running: the test drives it."""
+    store = await NodeStore.open(config.db_url, config.member)
+    service = NodeService(store=store, key=SigningKey.load(config.key_path), member=config.member,
+                          registry=load_registry(config.registry_path))
+    engine = SyncEngine(config, service, store)
+    await engine.start(loops=False)
+    try:
+        yield engine
+    finally:
+        await engine.stop()
+        await store.close()

@@ -121,6 +121,18 @@ class TestNodeConfig:
         config = load_config(tmp_path / "qa", env={})
         assert config.operator_token_hash not in repr(config)
 
+    def test_peers_from_file_or_environment(self, tmp_path: Path) -> None:
+        """``peers`` is a comma-separated list of base URLs, in node.toml or IPDN_NODE_PEERS (which wins)."""
+        base = 'member = "QA"\nkey_path = "k"\nregistry_path = "r"\noperator_token_hash = "h"\n'
+        (tmp_path / "node.toml").write_text(base + 'peers = "https://kr.example/, https://tr.example"\n')
+        assert load_config(tmp_path, env={}).peer_urls == ("https://kr.example", "https://tr.example")
+        env = {"IPDN_NODE_PEERS": "http://127.0.0.1:8442"}
+        assert load_config(tmp_path, env=env).peer_urls == ("http://127.0.0.1:8442",)
+        (tmp_path / "node.toml").write_text(base)
+        assert load_config(tmp_path, env={}).peer_urls == ()
+        with pytest.raises(ConfigError, match="peers"):
+            load_config(tmp_path, env={"IPDN_NODE_PEERS": "kr.example"})
+
     @pytest.mark.parametrize(("text", "env"), [
         ('member = "QA"\n', {}),  # keys missing
         ('member = "QA"\nkey_path = "k"\nregistry_path = "r"\noperator_token_hash = "h"\ncolour = 1\n', {}),

@@ -190,8 +190,9 @@ class TestApply:
         assert report.quarantined == ["key-unknown"]
 
     async def test_malformed_entry_quarantined(self, service: NodeService) -> None:
-        """A log entry that is not an envelope is kept with its intake reason; the cursor moves on."""
-        report = await service.apply_log(0, [(1, {"protected": "x"})])
+        """A log entry that is a JWS but not an envelope is kept with its intake reason; the cursor moves on
+        (one without the JWS members is no leaf of the log: tests/node/test_logtrust.py)."""
+        report = await service.apply_log(0, [(1, {"protected": "x", "payload": "y", "signature": "z"})])
         assert report.quarantined == ["malformed-envelope"] and await service.cursor() == 1
 
     async def test_version_conflict_kept_as_evidence(self, service: NodeService, kr: Member,

@@ -3,46 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from federation.keys import SigningKey
-from federation.registry import SignedRegistry, load_registry, sign_registry
+from federation.registry import sign_registry
 from node.app import ENGINE, SERVICE, create_app
 from node.config import NodeConfig
 from node.errors import HubProtocolError, HubUnavailableError
-from node.service import NodeService
-from node.store import ACCEPTED, PENDING, NodeStore
+from node.store import ACCEPTED, PENDING
 from node.sync import Backoff, SyncEngine
 from tests.factories import Member
-from tests.node.conftest import TOKEN, eventually, make_config, make_registry
-from tests.node.fakehub import FakeHub
+from tests.node.conftest import TOKEN, Net, driven_engine, eventually, make_config, make_registry
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@dataclasses.dataclass
-class Net:
-    hub: FakeHub
-    server: TestServer
-    registry: SignedRegistry
-    config: NodeConfig
-
-
-@pytest.fixture
-async def net(aiohttp_server: Any, tmp_path: Path, hub_key: SigningKey, qa: Member, kr: Member) -> Net:
-    """A fake hub on a loopback port and QA's node directory whose registry points at it."""
-    hub = FakeHub()
-    server = await aiohttp_server(hub.app())
-    hub.registry = make_registry(hub_key, str(server.make_url("/")), qa, kr)
-    return Net(hub, server, hub.registry, make_config(tmp_path, qa, hub.registry))
 
 
 async def status(client: TestClient) -> dict[str, Any]:
@@ -220,21 +199,6 @@ class TestHubClient:
             assert not pull.done()
             net.hub.append(kr.publish(event))
             assert await asyncio.wait_for(pull, 2) == 1
-
-
-@contextlib.asynccontextmanager
-async def driven_engine(config: NodeConfig) -> AsyncIterator[SyncEngine]:
-    """An engine with its session open and no loops running: the test drives it."""
-    store = await NodeStore.open(config.db_url, config.member)
-    service = NodeService(store=store, key=SigningKey.load(config.key_path), member=config.member,
-                          registry=load_registry(config.registry_path))
-    engine = SyncEngine(config, service, store)
-    await engine.start(loops=False)
-    try:
-        yield engine
-    finally:
-        await engine.stop()
-        await store.close()
 
 
 async def _when(doc: Any, cond: Any) -> Any:
