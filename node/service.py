@@ -36,6 +36,7 @@ from federation.checkpoint import Checkpoint, cosign
 from federation.envelope import TYP as ENVELOPE_TYP
 from federation.envelope import Envelope, Payload, format_time, sign_envelope
 from federation.errors import InputError, IpdnError, UnknownSchemaError
+from federation.governance import GovernanceError, check_transition
 from federation.keys import SigningKey
 from federation.registry import Registry, RegistryError, SignedRegistry, accept_update, parse_registry
 from federation.schemas import SchemaSet, default_schemas
@@ -406,9 +407,13 @@ class NodeService:
         """
         try:
             new = accept_update(self.registry, parse_registry(data), self.clock())
-        except RegistryError as e:
+            if new is not self.registry:
+                # Only one justified step at a time (PROTOCOL.md §12): the members' signed decisions,
+                # recomputed here, must give exactly this registry.
+                check_transition(self.registry, new)
+        except (RegistryError, GovernanceError) as e:
             self.registry_alarm = {"reason": e.reason, "detail": e.message}
-            raise
+            raise RegistryError(e.message, reason=e.reason) from e
         self.registry_alarm = None
         if new is self.registry:
             return False

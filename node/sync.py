@@ -39,7 +39,7 @@ import aiohttp
 from federation import httpsig, strictjson
 from federation.checkpoint import SignedCheckpoint, cosign
 from federation.errors import IpdnError, StrictJsonError
-from federation.registry import RegistryError
+from federation.registry import RegistryError, parse_registry
 from node import logtrust
 from node.config import NodeConfig
 from node.errors import HubError, HubProtocolError, HubUnavailableError, LogHaltedError, LogMisbehaviourError
@@ -138,8 +138,8 @@ class HubClient:
         except StrictJsonError as e:
             raise HubProtocolError(f"the hub's answer is not strict JSON: {e.message}") from e
 
-    async def fetch_registry(self) -> bytes:
-        return await self._request("GET", REGISTRY_PATH)
+    async def fetch_registry(self, version: int | None = None) -> bytes:
+        return await self._request("GET", REGISTRY_PATH + (f"?version={version}" if version else ""))
 
     async def _signed_post(self, path: str, body: bytes) -> Any:
         """POST ``body`` signed with the member key (RFC 9421, as a push); the JSON answer."""
@@ -446,7 +446,13 @@ class SyncEngine:
         Raises:
             HubError; RegistryError (rollback, freeze, bad signature: the service raises an alarm).
         """
-        return self.service.accept_registry(await self._hub.fetch_registry())
+        latest = await self._hub.fetch_registry()
+        target = parse_registry(latest).registry.version
+        changed = False
+        # A node several versions behind walks the chain one justified version at a time.
+        for version in range(self.service.registry.registry.version + 1, target):
+            changed |= self.service.accept_registry(await self._hub.fetch_registry(version))
+        return self.service.accept_registry(latest) or changed
 
     # -- the loops --------------------------------------------------------------------------------------
 

@@ -231,6 +231,7 @@ class TestApply:
 
 class TestRegistry:
     def _next(self, registry: SignedRegistry, hub_key: SigningKey, **over: Any) -> SignedRegistry:
+        over.setdefault("change", {"action": "renew", "documents": []})
         return sign_registry(dataclasses.replace(registry.registry, **over), hub_key)
 
     def test_newer_registry_accepted_and_kept(self, service: NodeService, registry: SignedRegistry,
@@ -240,6 +241,17 @@ class TestRegistry:
         assert service.accept_registry(v2.to_bytes()) is True
         assert service.registry.registry.version == 2
         assert service.registry_path is not None and service.registry_path.read_bytes() == v2.to_bytes()
+
+    async def test_hub_adds_member_without_votes_refused(self, service: NodeService, registry: SignedRegistry,
+                                                          hub_key: SigningKey) -> None:
+        """A hub-signed version whose members do not follow from signed decisions is refused (PROTOCOL §12)."""
+        reg = registry.registry
+        intruder = dataclasses.replace(reg.members[0], code="ZZ")
+        bogus = self._next(registry, hub_key, version=2, members=(*reg.members, intruder))
+        with pytest.raises(RegistryError) as e:
+            service.accept_registry(bogus.to_bytes())
+        assert e.value.reason == "unjustified-change" and service.registry.registry.version == 1
+        assert [a["reason"] for a in await service.alarms()] == ["unjustified-change"]
 
     async def test_registry_rollback_refused(self, service: NodeService, registry: SignedRegistry,
                                              hub_key: SigningKey) -> None:

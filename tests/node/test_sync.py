@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from federation.governance import next_version, sign_document
 from federation.keys import SigningKey
 from federation.registry import sign_registry
 from node.app import ENGINE, SERVICE, create_app
@@ -22,6 +23,7 @@ from tests.factories import Member
 from tests.node.conftest import TOKEN, Net, driven_engine, eventually, make_config, make_registry
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+RENEW = {"action": "renew", "documents": []}
 
 
 async def status(client: TestClient) -> dict[str, Any]:
@@ -116,13 +118,13 @@ class TestSyncLoops:
     async def test_registry_update_followed(self, aiohttp_client: Any, net: Net, hub_key: SigningKey) -> None:
         """A newer registry served by the hub becomes the node's trust anchor."""
         client = await aiohttp_client(create_app(net.config))
-        net.hub.registry = sign_registry(dataclasses.replace(net.registry.registry, version=2), hub_key)
+        net.hub.registry = sign_registry(dataclasses.replace(net.registry.registry, version=2, change=RENEW), hub_key)
         await eventually(lambda: _when(status(client), lambda d: d["registry_version"] == 2))
         assert net.config.registry_path.read_bytes() == net.hub.registry.to_bytes()
 
     async def test_registry_rollback_refused(self, aiohttp_client: Any, net: Net, hub_key: SigningKey) -> None:
         """A hub serving an older registry than the node holds is refused with an alarm."""
-        v2 = sign_registry(dataclasses.replace(net.registry.registry, version=2), hub_key)
+        v2 = sign_registry(dataclasses.replace(net.registry.registry, version=2, change=RENEW), hub_key)
         net.config.registry_path.write_bytes(v2.to_bytes())
         client = await aiohttp_client(create_app(net.config))
         doc = await eventually(lambda: _when(status(client), lambda d: d["alarms"]))
@@ -159,8 +161,12 @@ class TestPull:
         """An envelope from a member admitted after the node's last registry refresh is applied, not
         quarantined: the node fetches the registry first."""
         tr = Member("TR")
-        newer = make_registry(hub_key, net.registry.registry.hub_url, qa, kr, tr)
-        net.hub.registry = sign_registry(dataclasses.replace(newer.registry, version=2), hub_key)
+        app = sign_document({"type": "application", "base": 1, "member": "TR", "names": {"tr": "Yunus Emre"},
+                             "key": tr.key.public.to_jwk()}, tr.key)
+        votes = [sign_document({"type": "vote", "base": 1, "proposal": app.hash, "voter": m.code,
+                                "decision": "approve"}, m.key) for m in (qa, kr)]
+        net.hub.registry = next_version(net.registry, {"action": "admit", "documents": [
+            d.to_dict() for d in (app, *votes)]}, hub_key)
         net.hub.append(tr.publish(event, record_id="TR:a"))
         async with driven_engine(net.config) as engine:
             assert await engine.pull_once() == 1
