@@ -66,6 +66,11 @@ class Federation:
     def url(self, name: str) -> str:
         return self.hub_url if name == "hub" else f"http://127.0.0.1:{self.ports[name]}"
 
+    def add_hub(self, name: str) -> str:
+        """Room for another hub process (an incoming chair's): its port; its directory is root/name."""
+        self.ports[name] = free_port()
+        return self.url(name)
+
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         p = subprocess.run([IPDN, *args], capture_output=True, text=True, timeout=120)
         if p.returncode != 0:
@@ -88,7 +93,7 @@ class Federation:
         return self
 
     def start(self, name: str, env: dict[str, str] | None = None) -> None:
-        kind = "hub" if name == "hub" else "node"
+        kind = "hub" if name.startswith("hub") else "node"
         port = self.hub_port if name == "hub" else self.ports[name]
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 (kept open for the process)
         self.procs[name] = subprocess.Popen(
@@ -128,7 +133,7 @@ class Federation:
 
     def close(self) -> None:
         """SIGTERM to every process at once (nodes first), then wait for each."""
-        names = [n for n in self.procs if n != "hub"] + (["hub"] if "hub" in self.procs else [])
+        names = sorted(self.procs, key=lambda n: n.startswith("hub"))  # nodes first, then hubs
         for name in names:
             p = self.procs[name]
             if p.poll() is None:
