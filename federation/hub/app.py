@@ -223,14 +223,20 @@ async def get_status(request: web.Request) -> web.Response:
     held = await service.store.counts_by_origin()
     refused = await service.store.quarantine_counts()
     members = []
+    cosigned = await service.store.latest_cosigned()
+    now = service.clock()
     for m in reg.members:
         act = service.activity.get(m.code)
         head = service.heads.get(m.code)
+        valid = [k for k in (e.public(m.code) for e in m.keys) if k.valid_at(now)]
+        ends = [k.not_after for k in valid if k.not_after is not None]
         members.append({
             "code": m.code, "names": m.names, "role": m.role, "status": m.status,
             "envelopes": held.get(m.code, 0), "head_seq": head.seq if head else 0,
             "refused": sum(n for (mm, _), n in refused.items() if mm == m.code),
             "last_push_at": act.last_push_at.isoformat() if act and act.last_push_at else None,
+            "valid_keys": len(valid), "key_expires_at": min(ends).isoformat() if ends and len(ends) == len(valid)
+            else None, "last_cosigned_size": cosigned.get(m.code),
         })
     return json_response({"role": "hub", "hub_url": reg.hub_url, "registry_version": reg.version,
                           "log_size": service.size, "quarantine": sum(refused.values()), "members": members})
