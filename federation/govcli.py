@@ -148,12 +148,14 @@ def register(sub: Any) -> None:
     p.add_argument("--endpoint")
     p.add_argument("--email")
 
-    p = cmd("vote", cmd_vote, "an active member approves (or rejects) an application or proposal",
-            "ipdn governance vote --hub URL --member QA --key keys/QA.key.pem --proposal HASH")
-    p.add_argument("--member", required=True)
-    p.add_argument("--key", required=True, type=Path)
-    p.add_argument("--proposal", required=True, help="the hash printed when it was submitted (see list)")
-    p.add_argument("--reject", action="store_true")
+    for name, what in (("vote", "an active member approves (or rejects) an application or proposal"),
+                       ("admit", "an active member votes to admit an applicant (the hub admits at the quorum)")):
+        p = cmd(name, cmd_vote, what, f"ipdn governance {name} --hub URL --member QA --key keys/QA.key.pem "
+                                      "--proposal HASH")
+        p.add_argument("--member", required=True)
+        p.add_argument("--key", required=True, type=Path)
+        p.add_argument("--proposal", required=True, help="the hash printed when it was submitted (see list)")
+        p.add_argument("--reject", action="store_true")
 
     for action in ("suspend", "reinstate", "withdraw"):
         p = cmd(action, cmd_propose, f"propose to {action} a member (withdraw: a member may withdraw itself)",
