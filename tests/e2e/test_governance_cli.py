@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from federation.keys import SigningKey
-from federation.registry import parse_registry
+from federation.registry import Registry, parse_registry
 from tests.e2e.harness import IPDN, Federation, http
 from tests.factories import Member, example_bodies, push_request
 
@@ -22,8 +22,9 @@ def ipdn(*args: str) -> str:
     return p.stdout
 
 
-def registry(f: Federation) -> object:
+def registry(f: Federation) -> Registry:
     code, doc = http("GET", f.hub_url + "/api/v1/registry")
+    assert code == 200
     return parse_registry(json.dumps(doc).encode()).registry
 
 
@@ -42,7 +43,7 @@ def test_suspend_revoke_rotate_through_the_cli(tmp_path: Path) -> None:
             ipdn("governance", "vote", "--hub", f.hub_url, "--member", voter, "--key", str(keys / f"{voter}.key.pem"),
                  "--proposal", proposal)
         reg = registry(f)
-        assert reg.version == 2 and reg.member("TR").status == "suspended"  # type: ignore[attr-defined]
+        assert reg.version == 2 and reg.member("TR").status == "suspended"  # type: ignore[union-attr]
         assert "nothing pending" in ipdn("governance", "list", "--hub", f.hub_url)
 
         tr = Member("TR", key=SigningKey.load(keys / "TR.key.pem"))
@@ -54,14 +55,14 @@ def test_suspend_revoke_rotate_through_the_cli(tmp_path: Path) -> None:
         ipdn("governance", "revoke", "--hub", f.hub_url, "--member", "KR", "--key", str(keys / "KR.key.pem"),
              "--kid", kr_kid)
         reg = registry(f)
-        assert reg.version == 3 and reg.member_keys()[kr_kid].not_after is not None  # type: ignore[attr-defined]
+        assert reg.version == 3 and reg.member_keys()[kr_kid].not_after is not None
 
         ipdn("keygen", "--member", "QA", "--out", str(tmp_path / "new"))
         ipdn("governance", "rotate", "--hub", f.hub_url, "--member", "QA", "--key", str(keys / "QA.key.pem"),
              "--new-key", str(tmp_path / "new" / "QA.key.pem"))
         reg = registry(f)
         new_kid = SigningKey.load(tmp_path / "new" / "QA.key.pem").kid
-        assert reg.version == 4 and new_kid in reg.member_keys()  # type: ignore[attr-defined]
+        assert reg.version == 4 and new_kid in reg.member_keys()
         trail = http("GET", f.hub_url + "/api/v1/governance")[1]["trail"]
         assert sorted({t["decided_in"] for t in trail}) == [2, 3, 4]
     finally:
