@@ -69,3 +69,14 @@ async def current_revision(engine: AsyncEngine, script_location: Path, version_t
 
     async with engine.connect() as conn:
         return await conn.run_sync(read)
+
+
+def run_alembic_env() -> None:
+    """The body of every migrations/env.py here: run on the connection :func:`migrate` handed over."""
+    from alembic import context
+
+    connection = context.config.attributes["connection"]
+    context.configure(connection=connection, version_table=context.config.attributes["version_table"],
+                      render_as_batch=connection.dialect.name == "sqlite")
+    with context.begin_transaction():
+        context.run_migrations()

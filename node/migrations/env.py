@@ -1,9 +1,5 @@
 """Alembic environment: migrations run on the connection handed over by federation.db.migrate."""
 
-from alembic import context
+from federation.db import run_alembic_env
 
-connection = context.config.attributes["connection"]
-context.configure(connection=connection, version_table=context.config.attributes["version_table"],
-                  render_as_batch=connection.dialect.name == "sqlite")
-with context.begin_transaction():
-    context.run_migrations()
+run_alembic_env()
