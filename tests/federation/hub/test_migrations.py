@@ -1,0 +1,50 @@
+"""Hub schema upgrades: a log written before the Merkle tree existed gets its tree on the next start."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from federation import db, merkle
+from federation.checkpoint import parse_checkpoint
+from federation.envelope import leaf_bytes
+from federation.hub.service import HubService
+from federation.hub.store import MIGRATIONS, VERSION_TABLE, HubStore, log
+from federation.keys import SigningKey
+from federation.registry import genesis
+from tests.factories import Member, example_bodies
+
+
+class TestUpgradeFrom0001:
+    async def test_tree_and_checkpoint_backfilled(self, db_url: str) -> None:
+        """Entries stored under schema 0001 are hashed into the tree once, and a checkpoint is signed
+        whose root is the RFC 9162 root of exactly those entries."""
+        qa = Member("QA")
+        envs = [qa.publish(example_bodies("cultural-event")[0]) for _ in range(5)]
+        engine = db.make_engine(db_url)
+        await db.migrate(engine, MIGRATIONS, VERSION_TABLE, revision="0001")
+        async with engine.begin() as conn:
+            await conn.execute(log.insert(), [
+                {"position": i + 1, "origin": "QA", "seq": e.payload.seq, "hash": e.hash,
+                 "record_id": e.payload.record_id, "version": 1, "kind": "cultural-event", "op": "put",
+                 "kid": e.kid, "envelope": e.to_bytes(), "received_at": datetime.now(UTC)}
+                for i, e in enumerate(envs)])
+            assert "merkle_nodes" not in await conn.run_sync(lambda c: sa.inspect(c).get_table_names())
+        await engine.dispose()
+
+        store = await HubStore.open(db_url)  # upgrades to head
+        hub_key = SigningKey.generate()
+        reg = genesis(hub_key=hub_key, hub_url="http://hub.test", founders=[(qa.public, {"en": "QA"})])
+        service = HubService(store, reg, hub_key)
+        await service.start()
+        try:
+            signed = parse_checkpoint(json.loads(await store.checkpoint() or b"null"))
+            assert signed.checkpoint.size == 5
+            leaves = [merkle.leaf_hash(leaf_bytes(e.to_dict())) for e in envs]
+            assert signed.checkpoint.root_bytes == merkle.root(leaves)
+            assert await db.current_revision(store.engine, MIGRATIONS, VERSION_TABLE) == "0003"
+        finally:
+            await service.stop()
+            await store.close()
