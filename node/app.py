@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Set
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -21,19 +21,23 @@ from aiohttp import web
 from federation import strictjson
 from federation.envelope import Envelope
 from federation.errors import IpdnError
-from federation.keys import SigningKey
 from federation.registry import load_registry
 from federation.web import Problem, json_response, problem_response, problems_middleware, read_json
 from node.config import NodeConfig
 from node.errors import (
     BadQueryError,
+    HubProtocolError,
+    HubUnavailableError,
     InvalidRecordError,
+    KeyNotValidError,
     NotOwnRecordError,
     OperatorAuthError,
     RecordDeletedError,
     RecordNotFoundError,
+    RotationError,
 )
-from node.service import NodeService, check_membership
+from node.keys import MAX_EFFECTIVE_IN, OwnKeys
+from node.service import NodeService
 from node.store import NodeStore, StoredRecord
 from node.sync import SyncEngine
 
@@ -43,7 +47,8 @@ ENGINE = web.AppKey("engine", SyncEngine)
 
 _STATUS: dict[type[IpdnError], int] = {
     BadQueryError: 400, OperatorAuthError: 401, NotOwnRecordError: 403, RecordNotFoundError: 404,
-    RecordDeletedError: 409, InvalidRecordError: 422,
+    RecordDeletedError: 409, RotationError: 409, InvalidRecordError: 422, HubProtocolError: 502,
+    KeyNotValidError: 503, HubUnavailableError: 503,
 }
 
 
@@ -143,6 +148,25 @@ async def retry_outbox(request: web.Request) -> web.Response:
     return json_response({"requeued": await request.app[SERVICE].retry_rejected()})
 
 
+async def rotate_key(request: web.Request) -> web.Response:
+    """Start a key rotation (``{"effective_in": seconds}``, default 60): a new key, the rotation documents
+    submitted to the hub, the next registry fetched; the new key signs from ``effective`` on."""
+    _authorize(request)
+    effective_in: Any = 60
+    if request.can_read_body:
+        effective_in = (await _read_object(request, set(), {"effective_in"})).get("effective_in", 60)
+    limit = MAX_EFFECTIVE_IN.total_seconds()
+    if type(effective_in) not in (int, float) or not 0 <= effective_in <= limit:
+        raise Problem(400, "malformed-request", f"effective_in is a number of seconds, 0 to {limit:.0f}")
+    outcome = await request.app[ENGINE].rotate_key(timedelta(seconds=effective_in))
+    r = outcome.rotation
+    return json_response({"kid": r.kid, "file": r.file, "effective": r.effective, "base": r.base,
+                          "registry_version": outcome.registry_version,
+                          "hub_registry_version": outcome.hub_registry_version,
+                          "resubmitted": outcome.resubmitted, "documents": list(r.documents)},
+                         status=200 if outcome.resubmitted else 201)
+
+
 # -- reading -------------------------------------------------------------------------------------------
 
 
@@ -182,6 +206,7 @@ async def status(request: web.Request) -> web.Response:
         "records": {"own": counts.own, "received": counts.received},
         "quarantine": counts.quarantine,
         "log": await _log_status(request),
+        "keys": service.keys.describe(reg, service.clock()),
         "alarms": await service.alarms(),
         "time": _time(datetime.now(UTC)),
     })
@@ -230,12 +255,12 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
     app[CONFIG] = config
 
     async def services(app: web.Application) -> AsyncIterator[None]:
-        key = SigningKey.load(config.key_path)
+        keys = OwnKeys.load(config.member, config.key_path, config.dir)
         registry = load_registry(config.registry_path)
-        check_membership(registry.registry, config.member, key.kid)
+        keys.require_listed(registry.registry)
         store = await NodeStore.open(config.db_url, config.member)
-        service = NodeService(store=store, key=key, member=config.member, registry=registry,
-                              registry_path=config.registry_path)
+        service = NodeService(store=store, keys=keys, member=config.member, registry=registry,
+                              registry_path=config.registry_path, key_warn=timedelta(days=config.key_warn_days))
         engine = SyncEngine(config, service, store)
         app[SERVICE], app[ENGINE] = service, engine
         await engine.start(loops=sync)
@@ -253,6 +278,7 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
     app.router.add_delete("/api/v1/records/{record_id}", delete_record)
     app.router.add_post("/api/v1/records/{record_id}/cancel", cancel_record)
     app.router.add_post("/api/v1/outbox/retry", retry_outbox)
+    app.router.add_post("/api/v1/keys/rotate", rotate_key)
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/log/checkpoint", get_log_checkpoint)
     return app

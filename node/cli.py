@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import logging
 import os
 import secrets
+import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,7 @@ from federation.keys import SigningKey
 from federation.registry import parse_registry
 from node.config import CONFIG_FILE, REGISTRY_FILE, TOKEN_FILE, load_config
 from node.errors import ConfigError
-from node.service import check_membership
+from node.keys import MAX_EFFECTIVE_IN, OwnKeys
 from node.store import NodeStore
 
 
@@ -42,7 +46,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     signed = parse_registry(registry_bytes)
     key = SigningKey.load(args.key)
     try:
-        check_membership(signed.registry, member, key.kid)
+        OwnKeys(member, key).require_listed(signed.registry)
     except ConfigError as e:
         raise UsageError(e.message) from e
 
@@ -85,6 +89,45 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operator_url(node_dir: Path, url: str | None) -> str:
+    """The running node's base URL: ``url`` if given, else the host and port of its configuration."""
+    if url:
+        return url.rstrip("/")
+    config = load_config(node_dir)
+    host = "127.0.0.1" if config.host in ("", "0.0.0.0") else "::1" if config.host == "::" else config.host  # noqa: S104
+    return f"http://[{host}]:{config.port}" if ":" in host else f"http://{host}:{config.port}"
+
+
+def cmd_rotate_key(args: argparse.Namespace) -> int:
+    if not 0 <= args.effective_in <= MAX_EFFECTIVE_IN.total_seconds():
+        raise UsageError(f"--effective-in is 0 to {MAX_EFFECTIVE_IN.total_seconds():.0f} seconds")
+    try:
+        token = (args.dir / TOKEN_FILE).read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise UsageError(f"cannot read the operator token {args.dir / TOKEN_FILE}: {e.strerror}") from e
+    url = _operator_url(args.dir, args.url) + "/api/v1/keys/rotate"
+    req = urllib.request.Request(url, data=json.dumps({"effective_in": args.effective_in}).encode(),  # noqa: S310
+                                 method="POST", headers={"Content-Type": "application/json",
+                                                         "Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:  # noqa: S310 (the operator's own node)
+            doc = json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        try:
+            problem = json.loads(e.read())
+            print(f"ipdn node rotate-key: {problem.get('reason')}: {problem.get('detail')}", file=sys.stderr)
+        except ValueError:
+            print(f"ipdn node rotate-key: HTTP {e.code}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"ipdn node rotate-key: cannot reach the node at {url} (is it running?): {e}", file=sys.stderr)
+        return 1
+    print(f"{'resubmitted' if doc['resubmitted'] else 'submitted'} rotation to key {doc['kid']} ({doc['file']})\n"
+          f"effective {doc['effective']}: envelopes are signed with the current key until then, with the new one "
+          f"after\nregistry version {doc['registry_version']} (the hub published {doc['hub_registry_version']})")
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add the ``node`` command group to the ``ipdn`` sub-command parsers."""
     node = sub.add_parser("node", help="run a member's node (authoring, outbox, sync with the hub)",
@@ -110,3 +153,11 @@ def register(sub: Any) -> None:
     s.add_argument("--host", help="address to listen on (default from node.toml, 127.0.0.1)")
     s.add_argument("--port", type=int, help="port to listen on (default from node.toml, 8441)")
     s.set_defaults(func=cmd_serve)
+
+    r = nsub.add_parser("rotate-key", help="replace the running node's key: a new key takes over after a delay",
+                        epilog="example: ipdn node rotate-key --dir qa --effective-in 3600")
+    r.add_argument("--dir", required=True, type=Path, help="the node's directory (token, port)")
+    r.add_argument("--effective-in", type=float, default=60.0, metavar="SECONDS",
+                   help="seconds from now at which the new key takes over (default 60)")
+    r.add_argument("--url", help="the node's base URL (default: http://host:port from node.toml)")
+    r.set_defaults(func=cmd_rotate_key)

@@ -55,6 +55,9 @@ class NodeConfig:
     peers: str = ""  # comma-separated base URLs, e.g. "https://ipdn.kr.example, https://ipdn.tr.example"
     peer_interval: float = 60.0  # seconds between comparisons
 
+    # -- own keys ------------------------------------------------------------------------------------------
+    key_warn_days: float = 30.0  # status alarm key-expiring when the current key ends sooner, with no successor
+
     def __post_init__(self) -> None:
         if not self.db_url:
             object.__setattr__(self, "db_url", db.sqlite_url(self.dir / "node.db"))

@@ -48,6 +48,19 @@ class RecordDeletedError(IpdnError):
     reason = "record-deleted"
 
 
+class KeyNotValidError(IpdnError):
+    """None of the node's own keys is valid now by its registry: signing would only make envelopes
+    the hub and every member refuse, so the node authors nothing until one is (see node/keys.py)."""
+
+    reason = "key-not-valid"
+
+
+class RotationError(IpdnError):
+    """A key rotation cannot start (one is pending) or the hub refused it."""
+
+    reason = "rotation-refused"
+
+
 __all__ = ["ConfigError"]  # the node's configuration errors are the shared kind (federation.settings)
 
 

@@ -1,7 +1,8 @@
 """The node's decisions: authoring own records, applying envelopes pulled from the hub, the registry.
 
 Authoring validates first and stores nothing on failure; a valid record is signed as the next
-envelope of the node's own chain and kept (envelope, record, outbox entry) in one transaction. One
+envelope of the node's own chain, by the own key the registry says is valid at its ``issued_at``
+(node/keys.py; none valid: refused), and kept (envelope, record, outbox entry) in one transaction. One
 lock serializes every write that touches a chain, so own sequence numbers are gapless and an
 envelope pulled from the hub is never judged against a head that is about to move.
 
@@ -21,11 +22,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import os
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,17 +36,17 @@ from typing import Any
 from federation import jws, merkle
 from federation.checkpoint import Checkpoint, cosign
 from federation.envelope import TYP as ENVELOPE_TYP
-from federation.envelope import Envelope, Payload, format_time, sign_envelope
+from federation.envelope import Envelope, Payload, format_time, parse_time, sign_envelope
 from federation.errors import InputError, IpdnError, UnknownSchemaError
 from federation.governance import GovernanceError, check_transition
 from federation.keys import SigningKey
-from federation.registry import Registry, RegistryError, SignedRegistry, accept_update, parse_registry
+from federation.registry import RegistryError, SignedRegistry, accept_update, parse_registry
 from federation.schemas import SchemaSet, default_schemas
 from federation.verify import ChainHead, verify_envelope
 from node import logtrust
 from node.errors import (
     BadQueryError,
-    ConfigError,
+    HubError,
     HubProtocolError,
     InvalidRecordError,
     LogHaltedError,
@@ -53,6 +55,7 @@ from node.errors import (
     RecordDeletedError,
     RecordNotFoundError,
 )
+from node.keys import OwnKeys
 from node.store import Changes, Counts, EvidenceRow, LogView, NodeStore, QuarantineRow, StoredRecord
 
 log = logging.getLogger("ipdn.node")
@@ -65,19 +68,6 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def check_membership(registry: Registry, member: str, kid: str) -> None:
-    """The registry must list ``member`` with the key ``kid``, or the node cannot publish.
-
-    Raises:
-        ConfigError: the member or the key is not in the registry.
-    """
-    entry = registry.member(member)
-    if entry is None:
-        raise ConfigError(f"{member} is not a member in registry version {registry.version}")
-    if kid not in {k.public(member).kid for k in entry.keys}:
-        raise ConfigError(f"key {kid} is not one of {member}'s keys in registry version {registry.version}")
 
 
 @dataclass(slots=True)
@@ -103,19 +93,41 @@ def _decode_cursor(token: str) -> tuple[datetime, str]:
 
 
 class NodeService:
-    def __init__(self, *, store: NodeStore, key: SigningKey, member: str, registry: SignedRegistry,
+    def __init__(self, *, store: NodeStore, keys: OwnKeys, member: str, registry: SignedRegistry,
                  registry_path: Path | None = None, schemas: SchemaSet | None = None,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, key_warn: timedelta = timedelta(days=30)) -> None:
         self.store = store
-        self.key = key
+        self.keys = keys  # the member's keys this node holds; which one signs is theirs to say (node/keys.py)
         self.member = member
         self.registry = registry
         self.registry_path = registry_path  # where a newer registry is kept, so a restart cannot roll back
         self.registry_alarm: dict[str, str] | None = None
         self.schemas = schemas or default_schemas()
         self.clock = clock
+        self.key_warn = key_warn  # warn this long before the current key ends without a successor
+        # Fetches the hub's registry (set by the sync engine): tried once when no own key is valid.
+        self.refresh_registry: Callable[[], Awaitable[object]] | None = None
         self.outbox_changed = asyncio.Event()  # set when the outbox has something new to push
         self._write = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """Hold the write lock: nothing is authored or applied meanwhile (a key rotation in flight)."""
+        async with self._write:
+            yield
+
+    async def signing_key(self, when: datetime) -> SigningKey:
+        """The own key valid at ``when`` by the registry (node/keys.py). If there is none, the registry is
+        fetched once first: the hub may have published a rotation this node has not seen yet.
+
+        Raises:
+            KeyNotValidError: still none (signing would only make what the hub and members refuse).
+        """
+        key = self.keys.signing_key(self.registry.registry, when)
+        if key is None and self.refresh_registry is not None:
+            with contextlib.suppress(HubError, RegistryError):  # the registry alarm says why, if it matters
+                await self.refresh_registry()
+        return key or self.keys.require_signing_key(self.registry.registry, when)
 
     # -- authoring ------------------------------------------------------------------------------------
 
@@ -195,10 +207,13 @@ class NodeService:
         """Sign the next envelope of the own chain and keep it; the caller holds the write lock."""
         head = (await self.store.heads([self.member])).get(self.member)
         now = self.clock()
-        env = sign_envelope(self.key, Payload(
+        issued_at = format_time(now)
+        # The key valid at issued_at exactly as written (milliseconds), which is what verifiers check.
+        key = await self.signing_key(parse_time(issued_at))
+        env = sign_envelope(key, Payload(
             origin=self.member, seq=head.seq + 1 if head else 1, prev=head.hash if head else None,
             record_id=record_id, version=version, kind=kind, schema=self.schemas.schema_id(kind),
-            op="put" if body is not None else "delete", issued_at=format_time(now), body=body))
+            op="put" if body is not None else "delete", issued_at=issued_at, body=body))
         limit = self.registry.registry.policies.max_envelope_bytes
         if len(env.to_bytes()) > limit:  # the hub and every member would refuse it
             raise InputError(f"the signed envelope would exceed {limit} bytes", reason="too-large")
@@ -390,9 +405,13 @@ class NodeService:
         return await self.store.evidence(limit)
 
     async def witnessed_checkpoint(self) -> dict[str, Any] | None:
-        """The last checkpoint accepted, with this node's co-signature added (what it vouches for)."""
+        """The last checkpoint accepted, with this node's co-signature added (what it vouches for; without
+        it while no own key is valid)."""
         signed = logtrust.stored_checkpoint((await self.store.log_view()).checkpoint)
-        return signed.with_signature(cosign(signed, self.key)).to_dict() if signed is not None else None
+        if signed is None:
+            return None
+        key = self.keys.signing_key(self.registry.registry, self.clock())
+        return (signed.with_signature(cosign(signed, key)) if key is not None else signed).to_dict()
 
     # -- the registry ---------------------------------------------------------------------------------
 
@@ -434,10 +453,11 @@ class NodeService:
         return await self.store.cursor()
 
     async def alarms(self) -> list[dict[str, str]]:
-        """What an operator must look at: refused registries, rejected own envelopes, quarantine."""
+        """What an operator must look at: refused registries, own keys, rejected own envelopes, quarantine."""
         out: list[dict[str, str]] = []
         if self.registry_alarm:
             out.append(self.registry_alarm)
+        out += self.keys.alarms(self.registry.registry, self.clock(), self.key_warn)
         if self.registry.registry.expired(self.clock()):
             out.append({"reason": "registry-expired",
                         "detail": f"registry version {self.registry.registry.version} has expired"})

@@ -14,6 +14,9 @@ Five loops, each owned by the app (started and cancelled by its cleanup context)
   (split view: the hub showing members different histories).
 - registry: fetches the registry every ``registry_refresh`` seconds and moves forward when valid.
 
+Every signature the engine makes (push requests, co-signatures) is by the own key the registry says is
+valid now (node/keys.py); :meth:`SyncEngine.rotate_key` starts a key rotation at the hub.
+
 A network failure or a 5xx answer backs off exponentially with full jitter (base 0.5 s, cap 30 s by
 default, reset on success); authoring and serving go on meanwhile. All three loops share one
 ``aiohttp.ClientSession``; the hub's URL is read from the current registry at every request, so a
@@ -31,7 +34,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -42,7 +45,15 @@ from federation.errors import IpdnError, StrictJsonError
 from federation.registry import RegistryError, parse_registry
 from node import logtrust
 from node.config import NodeConfig
-from node.errors import HubError, HubProtocolError, HubUnavailableError, LogHaltedError, LogMisbehaviourError
+from node.errors import (
+    HubError,
+    HubProtocolError,
+    HubUnavailableError,
+    LogHaltedError,
+    LogMisbehaviourError,
+    RotationError,
+)
+from node.keys import Rotation, RotationState
 from node.service import NodeService
 from node.store import PENDING, REJECTED, NodeStore, OutboxRow
 
@@ -55,6 +66,7 @@ CHECKPOINT_PATH = "/api/v1/log/checkpoint"  # the hub's, and the node's own (wha
 INCLUSION_PATH = "/api/v1/log/proof/inclusion"
 CONSISTENCY_PATH = "/api/v1/log/proof/consistency"
 COSIGNATURES_PATH = "/api/v1/log/cosignatures"
+GOVERNANCE_PATH = "/api/v1/governance"
 
 
 class Backoff:
@@ -91,6 +103,14 @@ class SyncState:
 class PushAnswer:
     results: dict[int, dict[str, Any]]  # the hub's result per index of the batch
     checkpoint: bytes | None  # the signed checkpoint covering what it acknowledged (re-serialized)
+
+
+@dataclass(frozen=True, slots=True)
+class RotationOutcome:
+    rotation: Rotation
+    hub_registry_version: int  # the version the hub published for it
+    registry_version: int  # the version this node holds now (the same, unless fetching it failed)
+    resubmitted: bool  # an earlier rotation without answer was sent again, no new key made
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +162,13 @@ class HubClient:
         return await self._request("GET", REGISTRY_PATH + (f"?version={version}" if version else ""))
 
     async def _signed_post(self, path: str, body: bytes) -> Any:
-        """POST ``body`` signed with the member key (RFC 9421, as a push); the JSON answer."""
+        """POST ``body`` signed with the member key valid now (RFC 9421, as a push); the JSON answer.
+
+        Raises:
+            HubError; KeyNotValidError (no own key is valid now).
+        """
         headers = {"Content-Type": "application/json"}
-        key = self.service.key
+        key = await self.service.signing_key(self.service.clock())
         # The nonce makes every signature unique: a retry of the same batch within the same second is
         # not a replay to the hub.
         headers.update(httpsig.sign_request("POST", self._url(path), headers, body,
@@ -186,6 +210,15 @@ class HubClient:
         body = json.dumps({"size": size, "signature": signature}, separators=(",", ":")).encode()
         await self._signed_post(COSIGNATURES_PATH, body)
 
+    async def submit_governance(self, documents: Sequence[dict[str, str]]) -> dict[str, Any]:
+        """POST signed governance documents (self-authenticating, no HTTP signature); the hub's answer."""
+        body = json.dumps({"documents": list(documents)}, separators=(",", ":")).encode()
+        doc = self._json(await self._request("POST", GOVERNANCE_PATH, data=body,
+                                             headers={"Content-Type": "application/json"}))
+        if not isinstance(doc, dict):
+            raise HubProtocolError("the governance answer is not a JSON object")
+        return doc
+
     async def log(self, after: int, limit: int, wait: int) -> LogPage:
         params = {"after": str(after), "limit": str(limit), "wait": str(wait)}
         doc = self._json(await self._request("GET", LOG_PATH, params=params, wait=wait))
@@ -223,6 +256,7 @@ class SyncEngine:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(
             total=None, connect=self.config.connect_timeout))
         self.client = HubClient(self._session, self.config, self.service)
+        self.service.refresh_registry = self.refresh_registry  # tried when no own key is valid
         if loops:
             self.service.outbox_changed.set()  # push whatever a previous run left pending
             self._cosign_wanted.set()  # the hub may not hold our co-signature of the last accepted checkpoint
@@ -396,7 +430,8 @@ class SyncEngine:
         signed = logtrust.stored_checkpoint((await self.store.log_view()).checkpoint)
         if signed is None or self.state.cosigned_size == signed.checkpoint.size:
             return False
-        await self._hub.post_cosignature(signed.checkpoint.size, cosign(signed, self.service.key))
+        key = await self.service.signing_key(self.service.clock())
+        await self._hub.post_cosignature(signed.checkpoint.size, cosign(signed, key))
         self.state.cosigned_size = signed.checkpoint.size
         return True
 
@@ -453,6 +488,56 @@ class SyncEngine:
         for version in range(self.service.registry.registry.version + 1, target):
             changed |= self.service.accept_registry(await self._hub.fetch_registry(version))
         return self.service.accept_registry(latest) or changed
+
+    async def rotate_key(self, effective_in: timedelta) -> RotationOutcome:
+        """Replace the node's signing key: a new key takes over ``effective_in`` from now (PROTOCOL.md §12).
+
+        The registry is refreshed first (the rotation must be made against the hub's current version);
+        the new key and the rotation are saved in the node directory before the documents go to the hub,
+        which publishes the next registry version at once; the node then fetches it. Authoring waits
+        meanwhile, so nothing is signed between the submission and the new registry. Envelopes keep being
+        signed with the current key until ``effective``, then with the new one (node/keys.py).
+
+        A rotation whose submission got no answer (the hub may or may not hold it) is kept; running this
+        again while the registry has not moved resubmits it rather than starting another.
+
+        Raises:
+            RotationError: ``rotation-pending`` (one has not run its course) or ``rotation-refused``
+                (the hub refused it or did not decide it; the new key is forgotten).
+            KeyNotValidError: no own key is valid now, so none can sign the rotation.
+            HubError: the hub could not be reached or served a registry this node refuses.
+        """
+        try:
+            await self.refresh_registry()
+        except RegistryError as e:
+            raise HubProtocolError(f"the hub's registry is refused ({e.reason}: {e.message}): a rotation made "
+                                   "against it would not count", reason="registry-refused") from e
+        keys = self.service.keys
+        async with self.service.exclusive():
+            registry = self.service.registry.registry
+            now = self.service.clock()
+            pending = keys.pending_rotation(registry, now)
+            resubmitted = pending is not None and pending.state(registry, keys.member) is RotationState.UNDECIDED
+            rotation = pending if resubmitted and pending else keys.start_rotation(registry, now, effective_in)
+            try:
+                answer = await self._hub.submit_governance(rotation.documents)
+            except HubProtocolError as e:  # refused: never registered, so forgotten
+                keys.discard(rotation)
+                raise RotationError(f"the hub refused the rotation: {e.message}") from e
+            except HubUnavailableError as e:
+                raise HubUnavailableError(
+                    f"the rotation to {rotation.kid} may not have reached the hub ({e.message}); the key is kept and "
+                    "the node follows the registry: run rotate-key again to resubmit it") from e
+            version = answer.get("registry_version")
+            if type(version) is not int or version <= rotation.base:
+                keys.discard(rotation)
+                raise RotationError(f"the hub kept the rotation but published no registry version for it "
+                                    f"(still {version}); the new key is forgotten")
+            with contextlib.suppress(HubError, RegistryError):  # if not now, the registry loop fetches it
+                await self.refresh_registry()
+        log.info("key rotation to %s submitted (effective %s, registry version %s)", rotation.kid,
+                 rotation.effective, version)
+        return RotationOutcome(rotation, version, self.service.registry.registry.version, resubmitted)
 
     # -- the loops --------------------------------------------------------------------------------------
 

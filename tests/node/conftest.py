@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestServer
 from federation.keys import SigningKey
 from federation.registry import SignedRegistry, genesis, load_registry
 from node.config import NodeConfig
+from node.keys import OwnKeys
 from node.service import NodeService
 from node.store import NodeStore
 from node.sync import SyncEngine
@@ -100,7 +101,8 @@ async def store(config: NodeConfig) -> AsyncIterator[NodeStore]:
 
 @pytest.fixture
 def service(store: NodeStore, qa: Member, registry: SignedRegistry, config: NodeConfig) -> NodeService:
-    return NodeService(store=store, key=qa.key, member="QA", registry=registry, registry_path=config.registry_path)
+    return NodeService(store=store, keys=OwnKeys("QA", qa.key, directory=config.dir), member="QA", registry=registry,
+                       registry_path=config.registry_path)
 
 
 @dataclasses.dataclass
@@ -124,8 +126,9 @@ async def net(aiohttp_server: Any, tmp_path: Path, hub_key: SigningKey, qa: Memb
 async def driven_engine(config: NodeConfig) -> AsyncIterator[SyncEngine]:
     """An engine with its session open and no loops running: the test drives it."""
     store = await NodeStore.open(config.db_url, config.member)
-    service = NodeService(store=store, key=SigningKey.load(config.key_path), member=config.member,
-                          registry=load_registry(config.registry_path))
+    service = NodeService(store=store, keys=OwnKeys.load(config.member, config.key_path, config.dir),
+                          member=config.member, registry=load_registry(config.registry_path),
+                          registry_path=config.registry_path)
     engine = SyncEngine(config, service, store)
     await engine.start(loops=False)
     try:

@@ -6,6 +6,9 @@ requests until entries exist (long-poll). Its log is a real RFC 9162 Merkle tree
 signed with the hub key of the test registry (``federation.checkpoint.sign_checkpoint``), proofs come
 from ``federation.merkle``, and members' co-signatures are verified and kept.
 
+Governance submissions (``POST /api/v1/governance``) are decided as the real hub does, with
+``federation.governance.next_version``, and every registry version stays served (``?version=K``).
+
 Switches let a test take it down (503) or make it reject, and make it misbehave the ways a hub could:
 rewrite or drop an entry it already checkpointed, sign a checkpoint with another root, serve an older
 checkpoint, forge its signature, acknowledge a push without logging it, or show one node (one server
@@ -27,6 +30,8 @@ from federation import httpsig, jws, merkle
 from federation.canonical import canonical_bytes
 from federation.checkpoint import TYP, SignedCheckpoint, sign_checkpoint
 from federation.envelope import Envelope
+from federation.errors import IpdnError
+from federation.governance import GovernanceError, next_version, parse_document
 from federation.keys import SigningKey, b64u_encode
 from federation.registry import SignedRegistry
 from federation.schemas import default_schemas
@@ -45,6 +50,11 @@ class FakeHub:
         self.up = True  # False: every request answers 503
         self.reject_reason: str | None = None  # set: every pushed envelope is rejected with it
         self.push_requests = 0
+        self.push_keyids: list[str] = []  # the key that signed each authenticated request
+        self.history: dict[int, SignedRegistry] = {}  # registry versions replaced by governance decisions
+        self.governance: list[dict[str, Any]] = []  # every governance document received
+        self.governance_refusal: str | None = None  # set: refuse submissions with this reason (422)
+        self.governance_down = False  # True: governance submissions answer 503 and change nothing
         self.proof_requests: list[tuple[str, dict[str, str]]] = []
         self.cosignatures: dict[int, dict[str, dict[str, str]]] = {}  # size -> kid -> co-signature
         self.replay = httpsig.ReplayCache()
@@ -112,6 +122,7 @@ class FakeHub:
         app.router.add_get("/api/v1/log/proof/inclusion", self.get_inclusion_proof)
         app.router.add_get("/api/v1/log/proof/consistency", self.get_consistency_proof)
         app.router.add_post("/api/v1/log/cosignatures", self.post_cosignature)
+        app.router.add_post("/api/v1/governance", self.post_governance)
         app.on_shutdown.append(self._release)
         return app
 
@@ -122,21 +133,27 @@ class FakeHub:
         return None if self.up else problem_response(503, "hub-busy", "the fake hub is down")
 
     def _authenticate(self, request: web.Request, body: bytes) -> str | web.Response:
-        """The member an RFC 9421-signed request comes from, or a 401 answer."""
+        """The member an RFC 9421-signed request comes from (by a key valid now), or a 401 answer."""
         assert self.registry is not None
         keys = self.registry.registry.member_keys()
+        now = datetime.now(UTC)
         try:
             # The target is this front's own URL (a split-view front listens elsewhere than the registry's).
             sig = httpsig.verify_request(
                 request.method, str(request.url.origin()) + request.raw_path, request.headers, body,
-                resolve_key=lambda kid: keys[kid].key if kid in keys else None, now=int(time.time()))
+                resolve_key=lambda kid: keys[kid].key if kid in keys and keys[kid].valid_at(now) else None,
+                now=int(time.time()))
             self.replay.check_and_remember(sig.keyid, sig.signature, sig.created, int(time.time()))
         except httpsig.HttpSignatureError as e:
             return problem_response(401, e.reason, str(e))
+        self.push_keyids.append(sig.keyid)
         return str(keys[sig.keyid].member)
 
     async def get_registry(self, request: web.Request) -> web.Response:
         assert self.registry is not None
+        if "version" in request.query and int(request.query["version"]) in self.history:
+            return self._down() or web.Response(body=self.history[int(request.query["version"])].to_bytes(),
+                                                content_type="application/json")
         own = self.view_registries.get(request.app[VIEW], self.registry)
         body = self.served_registry or own.to_bytes()
         return self._down() or web.Response(body=body, content_type="application/json")
@@ -170,6 +187,36 @@ class FakeHub:
             results.append({"index": i, "status": "accepted", "position": position, "hash": env.hash})
         checkpoint = self.checkpoint(request.app[VIEW]).to_dict() if self.log else None
         return json_response({"results": results, "log_size": len(self.log), "checkpoint": checkpoint})
+
+    async def post_governance(self, request: web.Request) -> web.Response:
+        """Keep the documents and publish the version they decide, as the real hub (one subject per submission)."""
+        assert self.registry is not None
+        if self.governance_down:
+            return problem_response(503, "hub-busy", "the fake hub's governance is down")
+        if (down := self._down()) is not None:
+            return down
+        documents = json.loads(await request.read())["documents"]
+        self.governance += documents
+        if self.governance_refusal:
+            return problem_response(422, self.governance_refusal, "the fake hub refuses governance documents")
+        try:
+            docs = [parse_document(d) for d in documents]
+        except IpdnError as e:
+            return problem_response(422, e.reason, e.message)
+        version = self.registry.registry.version
+        if any(d.body["base"] != version for d in docs):
+            return problem_response(422, "stale-governance-document", f"the current version is {version}")
+        action = {"application": "admit", "rotation": "rotate", "revocation": "revoke"}.get(
+            docs[0].type, str(docs[0].body.get("action")))
+        try:
+            new = next_version(self.registry, {"action": action, "documents": documents}, self.key)
+        except GovernanceError:
+            pass  # kept, undecided (the real hub waits for more votes)
+        else:
+            self.history[version] = self.registry
+            self.registry = new
+        return json_response({"accepted": [d.hash for d in docs], "registry_version": self.registry.registry.version},
+                             status=202)
 
     async def get_log(self, request: web.Request) -> web.Response:
         if (down := self._down()) is not None:

@@ -224,7 +224,7 @@ class TestApply:
                                                     event: dict[str, Any], registry: SignedRegistry) -> None:
         """Heads and cursor come from the database: a new service instance continues the chain."""
         await service.apply_log(0, log_of(kr.publish(event)))
-        again = NodeService(store=store, key=service.key, member="QA", registry=registry)
+        again = NodeService(store=store, keys=service.keys, member="QA", registry=registry)
         report = await again.apply_log(await again.cursor(), log_of(kr.publish(event), start=2))
         assert report.applied == 1
 
