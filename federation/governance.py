@@ -112,17 +112,23 @@ def _member_key(registry: Registry, code: str, doc: Document, *, active: bool = 
     return m
 
 
+def check_vote(registry: Registry, vote: Document) -> None:
+    """A vote made against ``registry``, signed by an active member's valid key (GovernanceError if not)."""
+    if vote.type != "vote" or vote.body.get("base") != registry.version \
+            or vote.body.get("decision") not in ("approve", "reject"):
+        raise GovernanceError("not a vote at this registry version", reason="vote-mismatch")
+    _member_key(registry, str(vote.body.get("voter")), vote)
+
+
 def _approvals(registry: Registry, subject: Document, votes: list[Document]) -> None:
     """Enough distinct active members approved ``subject`` (by hash), each with a valid signature."""
     approvers = set()
     for v in votes:
-        if v.type != "vote" or v.body.get("proposal") != subject.hash or v.body.get("base") != registry.version:
-            raise GovernanceError("a vote is not for this proposal at this registry version",
-                                  reason="vote-mismatch")
-        voter = str(v.body.get("voter"))
-        _member_key(registry, voter, v)
+        check_vote(registry, v)
+        if v.body.get("proposal") != subject.hash:
+            raise GovernanceError("a vote is for another proposal", reason="vote-mismatch")
         if v.body.get("decision") == "approve":
-            approvers.add(voter)
+            approvers.add(str(v.body["voter"]))
     need = quorum(registry)
     if len(approvers) < need:
         raise GovernanceError(f"{len(approvers)} approvals; {need} needed", reason="quorum-not-met")

@@ -15,7 +15,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from federation.governance import Document, GovernanceError, next_version, parse_document, quorum
+from federation.governance import (
+    Document,
+    GovernanceError,
+    check_vote,
+    evolve,
+    next_version,
+    parse_document,
+    quorum,
+)
 from federation.hub.service import HubService
 
 log = logging.getLogger("ipdn.hub.governance")
@@ -47,6 +55,8 @@ class GovernanceService:
             if d.body["base"] != version:
                 raise GovernanceError(f"made for registry version {d.body['base']}; the current one is {version}",
                                       reason="stale-governance-document")
+            if d.type == "vote":  # refused at once, so that one bad vote cannot block a decision
+                check_vote(self.hub.registry.registry, d)
         ids = []
         for d in docs:
             subject = str(d.body.get("proposal")) if d.type == "vote" else d.hash
@@ -55,7 +65,27 @@ class GovernanceService:
                                             json.dumps(d.to_dict()).encode(), self.hub.clock())
         while await self.decide():
             pass
+        await self._explain(docs)
         return ids
+
+    async def _explain(self, submitted: list[Document]) -> None:
+        """A submitted subject that stays pending for any reason but missing votes will never pass:
+        say why (it stays in the audit trail).
+
+        Raises:
+            GovernanceError: the reason, e.g. bad-governance-signature for a forged rotation.
+        """
+        subjects, related = await self._pending()
+        for s in subjects:
+            if not any(d.hash == s.hash for d in submitted):
+                continue
+            action = _ACTIONS.get(s.type) or str(s.body.get("action"))
+            docs = [s, *related.get(s.hash, [])]
+            try:
+                evolve(self.hub.registry.registry, {"action": action, "documents": [d.to_dict() for d in docs]})
+            except GovernanceError as e:
+                if e.reason != "quorum-not-met":
+                    raise
 
     async def _pending(self) -> tuple[list[Document], dict[str, list[Document]]]:
         rows = await self.store.governance_documents(base=self.hub.registry.registry.version)

@@ -103,3 +103,27 @@ class TestAdmissionOverHttp:
         assert doc["registry_version"] == 2
         reg = parse_registry(await (await hub.get("/api/v1/registry")).read()).registry
         assert new.kid in reg.member_keys()
+
+
+class TestRefusals:
+    async def test_forged_vote_refused_at_once(self, hub: Any, members: dict[str, Member]) -> None:
+        """A vote signed by a key outside the registry is refused with the reason, and cannot block the
+        decision the real votes then make."""
+        app_doc = application(SigningKey.generate())
+        await submit(hub, app_doc)
+        forged = sign_document({"type": "vote", "base": 1, "proposal": app_doc.hash, "voter": "KR",
+                                "decision": "approve"}, SigningKey.generate())
+        status, doc = await submit(hub, forged)
+        assert status == 403 and doc["reason"] == "bad-governance-signature"
+        _, doc = await submit(hub, vote(members["QA"], app_doc), vote(members["TR"], app_doc))
+        assert doc["registry_version"] == 2
+
+    async def test_forged_rotation_explained(self, hub: Any, members: dict[str, Member]) -> None:
+        """A rotation not signed by the member's key never passes: the submitter is told why."""
+        new = SigningKey.generate()
+        body = {"type": "rotation", "base": 1, "member": "KR", "new_key": new.public.to_jwk()}
+        first = sign_document(body, SigningKey.generate())
+        status, doc = await submit(hub, first, sign_document(first.body, new))
+        assert status == 403 and doc["reason"] == "bad-governance-signature"
+        reg = parse_registry(await (await hub.get("/api/v1/registry")).read())
+        assert reg.registry.version == 1
