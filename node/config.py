@@ -54,6 +54,7 @@ class NodeConfig:
     # -- witnessing: other nodes whose accepted checkpoint this node compares with its own -----------------
     peers: str = ""  # comma-separated base URLs, e.g. "https://ipdn.kr.example, https://ipdn.tr.example"
     peer_interval: float = 60.0  # seconds between comparisons
+    witness_interval: float = 1.0  # seconds between co-signatures (each co-signs the latest checkpoint)
 
     # -- own keys ------------------------------------------------------------------------------------------
     key_warn_days: float = 30.0  # status alarm key-expiring when the current key ends sooner, with no successor

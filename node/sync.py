@@ -608,6 +608,9 @@ class SyncEngine:
                 self._failed(e)
             else:
                 backoff.reset()
+                # Co-sign the latest accepted checkpoint at most this often: witnessing every batch
+                # would cost the hub a write per node per batch and add nothing.
+                await asyncio.sleep(self.config.witness_interval)
 
     async def _peer_loop(self) -> None:
         while True:
