@@ -54,6 +54,7 @@ class NodeConfig:
     # -- witnessing: other nodes whose accepted checkpoint this node compares with its own -----------------
     peers: str = ""  # comma-separated base URLs, e.g. "https://ipdn.kr.example, https://ipdn.tr.example"
     peer_interval: float = 60.0  # seconds between comparisons
+    checkpoint_interval: float = 0.5  # seconds between checkpoint checks while entries keep arriving
     witness_interval: float = 1.0  # seconds between co-signatures (each co-signs the latest checkpoint)
 
     # -- own keys ------------------------------------------------------------------------------------------

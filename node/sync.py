@@ -250,6 +250,8 @@ class SyncEngine:
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._cosign_wanted = asyncio.Event()  # set when a checkpoint is accepted
+        self.unchecked = False  # caught up with entries whose checkpoint is not yet checked
+        self._last_check = float("-inf")
 
     async def start(self, *, loops: bool = True) -> None:
         """Open the HTTP session and, unless ``loops`` is False (tests drive it by hand), the loops."""
@@ -349,11 +351,13 @@ class SyncEngine:
         except LogMisbehaviourError as e:
             await self.service.record_misbehaviour(e)  # pushing goes on; applying from the hub stops
 
-    async def pull_once(self, wait: int = 0) -> int:
+    async def pull_once(self, wait: int = 0, *, every: float = 0.0) -> int:
         """Fetch and apply one page of the log after the stored cursor; the number of entries.
 
         When the page reaches the end of the log, the hub's latest checkpoint is checked too
-        (:meth:`check_checkpoint`); evidence of misbehaviour is kept and halts applying.
+        (:meth:`check_checkpoint`), at most once per ``every`` seconds (the loop's rate limit while
+        entries keep arriving; what is left unchecked is checked at the next due pull, and the
+        frontier covers every entry either way); evidence of misbehaviour is kept and halts applying.
 
         Raises:
             HubError: the hub could not be reached or answered out of protocol.
@@ -372,7 +376,11 @@ class SyncEngine:
             self.state.last_pull_at = self.service.clock()
             self.state.log_size = page.size
             if page.size is not None and after + len(page.entries) >= page.size:  # caught up
-                await self.check_checkpoint()
+                now = asyncio.get_running_loop().time()
+                self.unchecked = True
+                if now - self._last_check >= every:
+                    await self.check_checkpoint()
+                    self._last_check, self.unchecked = now, False
         except LogMisbehaviourError as e:
             await self.service.record_misbehaviour(e)
             raise LogHaltedError(f"applying from the hub is halted: {e.reason}: {e.message}") from e
@@ -577,8 +585,10 @@ class SyncEngine:
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
+            # With a checkpoint check still due, hold the long-poll only briefly so that it comes soon.
+            wait = 1 if self.unchecked else self.config.long_poll_wait
             try:
-                n = await self.pull_once(self.config.long_poll_wait)
+                n = await self.pull_once(wait, every=self.config.checkpoint_interval)
             except LogHaltedError as e:  # evidence is kept; only an operator can decide what comes next
                 self._failed(e)
                 return
