@@ -18,7 +18,7 @@ from federation.errors import IpdnError, StrictJsonError
 from federation.keys import PublicKey, SigningKey, load_public_jwk
 from federation.registry import load_registry, load_registry_keys
 from federation.schemas import default_schemas
-from federation.verify import ChainHead, check_chain, keys_resolver, verify_envelope
+from federation.verify import Failure, keys_resolver, verify_envelope
 
 FILE_LIMITS = strictjson.JsonLimits(max_bytes=512 * 1024 * 1024, max_depth=40)
 
@@ -65,6 +65,8 @@ def iter_envelope_objects(doc: Any) -> Iterator[Any]:
         yield from iter_envelope_objects(doc["items"])
     elif isinstance(doc, dict) and isinstance(doc.get("envelope"), dict):
         yield doc["envelope"]
+    elif isinstance(doc, dict) and isinstance(ext := doc.get("_ipdn"), dict) and isinstance(ext.get("envelope"), dict):
+        yield ext["envelope"]  # a JSON Feed item
     else:
         yield doc
 
@@ -183,7 +185,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise UsageError("no envelope files to verify")
     schemas = default_schemas()
     now = datetime.now(UTC)
-    heads: dict[str, ChainHead] = {}
+    chains: dict[str, dict[int, str]] = {}  # origin -> seq -> hash, as seen in this export
     good = bad = 0
     for path in files:
         for where, doc in read_documents(path):
@@ -201,11 +203,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
                     continue
                 result = verify_envelope(env, keys=keys_resolver(keys), schemas=schemas, now=now)
                 p = env.payload
-                # Within one export, consecutive envelopes of an origin must chain.
-                head = heads.get(p.origin)
-                if head is not None and (chain := check_chain(env, head)) is not None:
-                    result.failures.append(chain)
-                heads[p.origin] = ChainHead(p.seq, env.hash)
+                # An export may hold any subset of an origin's chain (a feed keeps the latest versions),
+                # but two envelopes that meet must agree: same number and hash, or n+1 naming n.
+                seen = chains.setdefault(p.origin, {})
+                held = seen.get(p.seq)
+                before = seen.get(p.seq - 1)
+                if (held is not None and held != env.hash) or (before is not None and p.prev != before):
+                    result.failures.append(Failure("chain", "chain-fork",
+                                                   f"{p.origin} seq {p.seq} disagrees with another envelope here"))
+                seen[p.seq] = env.hash
                 what = f"{p.origin} seq {p.seq} {p.record_id} v{p.version} {p.op}"
                 if result.ok:
                     good += 1

@@ -85,20 +85,26 @@ class TestSignVerify:
                            str(tmp_path / "env.json"))
         assert code == 1 and "key-not-origin" in out
 
-    def test_chain_in_json_lines_export(self, keys: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        """verify reads JSON Lines and checks each origin's envelopes chain; a missing one is named."""
-        lines, prev = [], None
-        for seq in (1, 2, 3):
+    def test_fork_in_json_lines_export_named(self, keys: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+        """verify reads JSON Lines; a subset of a chain is fine, but two envelopes that disagree (a second
+        seq 2, or a seq 3 naming another seq 2) are named as a fork."""
+        def sign(seq: int, prev: str | None, body: Path) -> tuple[str, str]:
             argv = ["sign", "--key", str(keys / "QA.key.pem"), "--origin", "QA", "--kind", "cultural-event",
-                    "--seq", str(seq), str(example_paths("cultural-event")[0])]
+                    "--seq", str(seq), "--record-id", f"QA:r{seq}", str(body)]
             _, out, err = run(capsys, *argv, *(["--prev", prev] if prev else []))
-            prev = err.split("hash ")[1].strip()
-            lines.append(out.strip())
-        (tmp_path / "all.jsonl").write_text("\n".join(lines) + "\n")
-        assert run(capsys, "verify", "--keys", str(keys / "QA.pub.jwk.json"), str(tmp_path / "all.jsonl"))[0] == 0
-        (tmp_path / "gap.jsonl").write_text("\n".join([lines[0], lines[2]]) + "\n")
-        code, out, _ = run(capsys, "verify", "--keys", str(keys / "QA.pub.jwk.json"), str(tmp_path / "gap.jsonl"))
-        assert code == 1 and "chain-gap" in out
+            return out.strip(), err.split("hash ")[1].strip()
+
+        events = example_paths("cultural-event")
+        one, h1 = sign(1, None, events[0])
+        _, h2 = sign(2, h1, events[0])
+        three, _ = sign(3, h2, events[0])
+        other_two, _ = sign(2, h1, events[1])
+        (tmp_path / "subset.jsonl").write_text("\n".join([one, three]) + "\n")
+        assert run(capsys, "verify", "--keys", str(keys / "QA.pub.jwk.json"), str(tmp_path / "subset.jsonl"))[0] == 0
+        (tmp_path / "fork.jsonl").write_text("\n".join([one, other_two, three]) + "\n")
+        code, out, _ = run(capsys, "verify", "--keys", str(keys / "QA.pub.jwk.json"), str(tmp_path / "fork.jsonl"))
+        assert code == 1 and "chain-fork" in out
 
     def test_refuses_to_sign_invalid_body(self, keys: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """sign never produces an envelope for an invalid record."""
