@@ -23,7 +23,7 @@ from federation.envelope import Envelope
 from federation.errors import IpdnError
 from federation.registry import load_registry
 from federation.web import Problem, json_response, problem_response, problems_middleware, read_json
-from node import feeds, oaipmh
+from node import feeds, oaipmh, pages
 from node.config import NodeConfig
 from node.errors import (
     BadQueryError,
@@ -283,5 +283,6 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
     app.router.add_get("/api/v1/status", status)
     oaipmh.register_routes(app)
     feeds.register_routes(app)
+    pages.register_routes(app)
     app.router.add_get("/api/v1/log/checkpoint", get_log_checkpoint)
     return app
