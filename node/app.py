@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from federation import strictjson
+from federation import openapi, strictjson
 from federation.envelope import Envelope
 from federation.errors import IpdnError
 from federation.registry import load_registry
@@ -284,5 +284,6 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
     oaipmh.register_routes(app)
     feeds.register_routes(app)
     pages.register_routes(app)
+    openapi.register_routes(app, "node")
     app.router.add_get("/api/v1/log/checkpoint", get_log_checkpoint)
     return app

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from federation import httpsig, merkle, strictjson
+from federation import httpsig, merkle, openapi, strictjson
 from federation.checkpoint import parse_checkpoint
 from federation.hub.config import HubConfig
 from federation.hub.governance import GovernanceService
@@ -281,5 +281,6 @@ def create_app(config: HubConfig) -> web.Application:
     app.router.add_post("/api/v1/log/cosignatures", post_cosignature)
     app.router.add_post("/api/v1/governance", post_governance)
     app.router.add_get("/api/v1/governance", get_governance)
+    openapi.register_routes(app, "hub")
     return app
 

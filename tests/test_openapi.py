@@ -1,0 +1,255 @@
+"""The OpenAPI 3.1 documents (federation/openapi.py) are valid, complete and true.
+
+- valid OpenAPI 3.1 (openapi-spec-validator);
+- every route each app registers is documented, and every documented operation is a route;
+- served at /api/v1/openapi.json with an ETag (304 on If-None-Match);
+- schemathesis, against a node and a hub serving on loopback ports with a few records, finds no server
+  error and no response the document does not describe (status code, content type, headers, schema).
+  It fuzzes the read operations (GET, and OAI-PMH's POST form); authoring needs signatures or would
+  change what the other examples read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from federation import openapi
+from federation.hub.app import create_app as create_hub_app
+from federation.hub.config import HubConfig
+from federation.keys import SigningKey
+from federation.registry import genesis
+from node.app import create_app as create_node_app
+from tests.factories import Member, example_bodies, push_request
+from tests.node.conftest import HUB_URL as NODE_HUB_URL
+from tests.node.conftest import TOKEN as NODE_TOKEN
+from tests.node.conftest import make_config, make_registry
+
+HUB_URL = "http://hub.test"
+HUB_TOKEN = "hub-operator-token"
+METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
+MAX_EXAMPLES = 50
+
+
+def with_openapi(app: web.Application, role: openapi.Role) -> web.Application:
+    """The app with /api/v1/openapi.json, whether create_app already registers it or not."""
+    if not any(r.resource is not None and r.resource.canonical == openapi.PATH for r in app.router.routes()):
+        openapi.register_routes(app, role)
+    return app
+
+
+def node_app(directory: Path) -> web.Application:
+    qa, kr = Member("QA"), Member("KR")
+    registry = make_registry(SigningKey.generate(), NODE_HUB_URL, qa, kr)
+    config = make_config(directory, qa, registry, db_url=f"sqlite+aiosqlite:///{directory / 'node.db'}")
+    return with_openapi(create_node_app(config, sync=False), "node")
+
+
+def hub_app(directory: Path, members: list[Member]) -> web.Application:
+    hub_key = SigningKey.generate()
+    hub_key.save(directory / "hub.key.pem")
+    signed = genesis(hub_key=hub_key, hub_url=HUB_URL, founders=[(m.public, {"en": m.code}) for m in members])
+    (directory / "registry.json").write_bytes(signed.to_bytes())
+    config = HubConfig.load(directory, db_url=f"sqlite+aiosqlite:///{directory / 'hub.db'}", verify_workers=0,
+                            operator_token_sha256=hashlib.sha256(HUB_TOKEN.encode()).hexdigest(), max_wait=1)
+    return with_openapi(create_hub_app(config), "hub")
+
+
+def app_routes(app: web.Application) -> set[tuple[str, str]]:
+    return {(r.method.lower(), r.resource.canonical) for r in app.router.routes() if r.resource is not None}
+
+
+def documented(doc: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(m, path) for path, item in doc["paths"].items() for m in item if m in METHODS}
+
+
+# -- the documents --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["node", "hub"])
+def test_valid_openapi_31(role: openapi.Role) -> None:
+    from openapi_spec_validator import OpenAPIV31SpecValidator
+
+    doc = openapi.document(role)
+    assert doc["openapi"] == "3.1.0"
+    OpenAPIV31SpecValidator(doc).validate()
+    json.dumps(doc)  # plain JSON
+    ids = [op["operationId"] for item in doc["paths"].values() for m, op in item.items() if m in METHODS]
+    assert len(ids) == len(set(ids))
+
+
+def test_unknown_role() -> None:
+    with pytest.raises(ValueError, match="role"):
+        openapi.document("partner")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("role", ["node", "hub"])
+def test_every_route_documented_and_every_path_routed(role: openapi.Role, tmp_path: Path) -> None:
+    app = node_app(tmp_path) if role == "node" else hub_app(tmp_path, [Member("QA")])
+    routes, doc = app_routes(app), documented(openapi.document(role))
+    gets = {p for m, p in routes if m == "get"}
+    heads = {p for m, p in routes if m == "head"}
+    assert heads <= gets, "HEAD is documented as implied by GET; a HEAD-only route needs its own operation"
+    routes = {(m, p) for m, p in routes if m != "head"}
+    assert routes - doc == set(), "routes missing from the OpenAPI document"
+    assert doc - routes == set(), "documented operations the app does not route"
+
+
+# -- serving and fuzzing ----------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def serve(app: web.Application) -> Iterator[str]:
+    """Run ``app`` on a loopback port in its own thread and event loop (schemathesis calls are blocking)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    runner = web.AppRunner(app)
+
+    def run(coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=30)
+
+    try:
+        run(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        run(site.start())
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        run(runner.cleanup())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+
+
+def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310 (loopback)
+    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310
+        return r.status, json.loads(r.read() or b"null")
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[str]]]:
+    """A node with records of both kinds, a cancelled (the first) and a deleted (the second) one: its URL and
+    the record ids."""
+    with serve(node_app(tmp_path_factory.mktemp("node"))) as url:
+        auth = {"Authorization": f"Bearer {NODE_TOKEN}", "Content-Type": "application/json"}
+        ids = []
+        for kind in ("cultural-event", "capacity-programme"):
+            for b in example_bodies(kind)[:3]:
+                status, doc = http("POST", f"{url}/api/v1/records", json.dumps({"kind": kind, "body": b}).encode(),
+                                   auth)
+                assert status == 201
+                ids.append(doc["record_id"])
+        http("POST", f"{url}/api/v1/records/{ids[0]}/cancel", b'{"reason": "rain"}', auth)
+        http("DELETE", f"{url}/api/v1/records/{ids[1]}", None, auth)
+        yield url, ids
+
+
+@pytest.fixture(scope="module")
+def node_url(node: tuple[str, list[str]]) -> str:
+    return node[0]
+
+
+@pytest.fixture(scope="module")
+def hub_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A hub whose log holds a few envelopes of two members."""
+    members = [Member("QA"), Member("KR")]
+    body = example_bodies("cultural-event")[0]
+    with serve(hub_app(tmp_path_factory.mktemp("hub"), members)) as url:
+        for m in members:
+            data, headers = push_request(m, [m.publish(body) for _ in range(3)], HUB_URL)
+            status, doc = http("POST", f"{url}/api/v1/envelopes", data, headers)
+            assert status == 200 and {r["status"] for r in doc["results"]} == {"accepted"}
+        yield url
+
+
+def test_served_with_etag(node_url: str, hub_url: str) -> None:
+    for role, url in (("node", node_url), ("hub", hub_url)):
+        with urllib.request.urlopen(f"{url}{openapi.PATH}", timeout=10) as r:  # noqa: S310 (loopback)
+            assert r.headers["Content-Type"].startswith("application/json")
+            assert json.loads(r.read()) == openapi.document(role)  # type: ignore[arg-type]
+            etag = r.headers["ETag"]
+        req = urllib.request.Request(f"{url}{openapi.PATH}", headers={"If-None-Match": etag})  # noqa: S310
+        with pytest.raises(urllib.error.HTTPError) as e:  # urllib treats 304 as an error
+            urllib.request.urlopen(req, timeout=10)  # noqa: S310
+        assert e.value.code == 304
+
+
+def _read_operations(role: openapi.Role) -> list[Any]:
+    """What schemathesis fuzzes: every GET, and OAI-PMH's POST (a read by form); with data outside the
+    document too where there is any to make (query parameters or a body)."""
+    doc = openapi.document(role)
+    out = []
+    for m, p in sorted(documented(doc)):
+        if m == "get" or (m, p) == ("post", "/oai"):
+            op = doc["paths"][p][m]
+            out.append(pytest.param(m, p, "positive", id=f"{m} {p} positive"))
+            if "requestBody" in op or any(x["in"] == "query" for x in op.get("parameters", [])):
+                out.append(pytest.param(m, p, "negative", id=f"{m} {p} negative"))
+    return out
+
+
+def _fuzz(role: openapi.Role, base_url: str, method: str, path: str, mode: str, headers: dict[str, str]) -> None:
+    import schemathesis
+    from hypothesis import HealthCheck, Phase, given, settings
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.generation.modes import GenerationMode
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_headers_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    schema = schemathesis.openapi.from_dict(openapi.document(role))
+    calls: list[Any] = []
+    operation = schema[path][method.upper()]
+    if mode == "positive":
+        checks = [not_a_server_error, status_code_conformance, content_type_conformance,
+                  response_headers_conformance, response_schema_conformance]
+    else:  # data outside the document: still no 5xx, and a documented status with a documented body
+        checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+    @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+    @given(case=operation.as_strategy(generation_mode=GenerationMode(mode)))
+    def run(case: Any) -> None:
+        calls.append(case.call_and_validate(base_url=base_url, headers=headers, checks=checks, timeout=10))
+
+    run()
+    assert calls, "no request was made"
+
+
+@pytest.mark.parametrize(("method", "path", "mode"), _read_operations("node"))
+def test_schemathesis_node(node_url: str, method: str, path: str, mode: str) -> None:
+    _fuzz("node", node_url, method, path, mode, {})
+
+
+def test_records_as_documented(node: tuple[str, list[str]]) -> None:
+    """Records that exist (live, cancelled, deleted), which random ids never hit, answer as documented."""
+    import schemathesis
+
+    url, ids = node
+    schema = schemathesis.openapi.from_dict(openapi.document("node"))
+    for rid in ids:
+        response = schema["/api/v1/records/{record_id}"]["GET"].Case(path_parameters={"record_id": rid})\
+            .call_and_validate(base_url=url)
+        assert response.status_code == 200
+    pages = [schema["/events/{record_id}"]["GET"].Case(path_parameters={"record_id": rid})
+             .call_and_validate(base_url=url).status_code for rid in ids]
+    assert pages == [200, 410, 200, 404, 404, 404]  # events: cancelled, deleted, live; then other kinds
+
+
+@pytest.mark.parametrize(("method", "path", "mode"), _read_operations("hub"))
+def test_schemathesis_hub(hub_url: str, method: str, path: str, mode: str) -> None:
+    _fuzz("hub", hub_url, method, path, mode, {"Authorization": f"Bearer {HUB_TOKEN}"})
