@@ -138,6 +138,9 @@ _PAGE_HEADERS = {"ETag": _header("strong validator"), "Cache-Control": _header("
                  "Content-Security-Policy": _header("default-src 'none' and the page's one stylesheet")}
 _IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False, "schema": _STR,
                   "description": "an ETag from an earlier answer: 304 if the rendering is still the same"}
+_READ_HEADERS = {"ETag": _header("strong validator of the body"),
+                 "Cache-Control": _header("public, max-age=60 (a list) or 300 (an item)"),
+                 "Access-Control-Allow-Origin": _header("*")}
 _ORIGIN = _query("origin", _STR, "a member code (ISO 3166-1 alpha-2, case-insensitive)")
 _STATUS = _query("status", _STR, "comma-separated record statuses (e.g. `scheduled,cancelled`; `deleted` in the "
                                  "JSON Feed and Atom)")
@@ -227,15 +230,31 @@ def _node_paths() -> dict[str, Any]:
                         _KIND, _query("origin", _STR, "a member code"),
                         _query("updated_since", {"type": "string", "format": "date-time"},
                                "RFC 3339 time with an offset or Z"),
+                        _query("country", {"type": "string", "pattern": "^[A-Za-z]{2}$"},
+                               "a participating country (also a venue's or a programme's eligible country)"),
+                        _query("from", _STR, "a day (YYYY-MM-DD) or RFC 3339 time: records whose event or "
+                                             "programme days end on or after it"),
+                        _query("to", _STR, "a day (YYYY-MM-DD) or RFC 3339 time: records whose days start on "
+                                           "or before it"),
+                        _query("lang", {"type": "string", "maxLength": 35}, "a language of the record's title"),
+                        _query("status", {"type": "string", "maxLength": 200}, "a record status, e.g. `cancelled`"),
+                        _query("tag", {"type": "string", "maxLength": 200}, "a tag (case-insensitive, whole)"),
+                        _query("q", {"type": "string", "maxLength": 500},
+                               "full text: every word in a title or description, any language"),
                         _query("limit", _int(1, 500, default=50), "page size (at most the node's `max_page_size`)"),
-                        _query("cursor", _STR, "`next_cursor` of the previous page; never expires")],
-                    "responses": {"200": _json(_ref("Page"), "A page of items"),
+                        _query("cursor", _STR, "`next_cursor` of the previous page; never expires"),
+                        _IF_NONE_MATCH],
+                    "responses": {"200": _json(_ref("Page"), "A page of items", _READ_HEADERS),
+                                  "304": {"description": "Not modified", "headers": _READ_HEADERS},
                                   "400": _problem("A parameter that cannot be read (`bad-query`)")}},
         },
         "/api/v1/records/{record_id}": {
             "parameters": [record_id],
             "get": {"operationId": "getRecord", "tags": ["reading"], "summary": "One record (a tombstone too)",
-                    "responses": {"200": _json(_ref("Item"), "The record"), "404": missing}},
+                    "parameters": [_IF_NONE_MATCH],
+                    "responses": {"200": _json(_ref("Item"), "The record", _READ_HEADERS),
+                                  "304": {"description": "Not modified", "headers": _READ_HEADERS},
+                                  "404": missing}},
             "put": {"operationId": "updateRecord", "tags": ["authoring"], "security": bearer,
                     "summary": "A new version of an own record",
                     "requestBody": body({**_obj(["body"], body={"type": "object"}), "additionalProperties": False}),

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Set
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -171,8 +172,51 @@ async def rotate_key(request: web.Request) -> web.Response:
 # -- reading -------------------------------------------------------------------------------------------
 
 
+LIST_CACHE, ITEM_CACHE = "public, max-age=60", "public, max-age=300"
+_COUNTRY_RE = re.compile(r"[A-Za-z]{2}")
+_LANG_RE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
+MAX_Q = 500
+
+
+def _cached(request: web.Request, resp: web.Response, cache_control: str) -> web.Response:
+    """A strong ETag over the body, ``Cache-Control`` and CORS for browser partners; 304 when
+    ``If-None-Match`` names the ETag (or is ``*``)."""
+    assert isinstance(resp.body, bytes)
+    etag = '"' + hashlib.sha256(resp.body).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": cache_control, "Access-Control-Allow-Origin": "*"}
+    wanted = {t.strip().removeprefix("W/") for t in request.headers.get("If-None-Match", "").split(",")}
+    if etag in wanted or "*" in wanted:
+        return web.Response(status=304, headers=headers)
+    resp.headers.update(headers)
+    return resp
+
+
 async def get_record(request: web.Request) -> web.Response:
-    return json_response(_item(await request.app[SERVICE].get(request.match_info["record_id"])))
+    resp = json_response(_item(await request.app[SERVICE].get(request.match_info["record_id"])))
+    return _cached(request, resp, ITEM_CACHE)
+
+
+def _day(name: str, value: str | None) -> date | None:
+    """``from``/``to``: a calendar day, or an RFC 3339 time (its day at its own offset)."""
+    if not value:
+        return None
+    try:
+        if len(value) == 10:
+            return date.fromisoformat(value)
+        when = datetime.fromisoformat(value)
+    except ValueError as e:
+        raise BadQueryError(f"{name} is a day (YYYY-MM-DD) or an RFC 3339 time: {e}") from e
+    if when.tzinfo is None:
+        raise BadQueryError(f"{name} as a time needs an offset or Z")
+    return when.date()
+
+
+def _matching(name: str, value: str | None, pattern: re.Pattern[str], what: str) -> str | None:
+    if not value:
+        return None
+    if not pattern.fullmatch(value):
+        raise BadQueryError(f"{name} is {what}")
+    return value
 
 
 async def list_records(request: web.Request) -> web.Response:
@@ -186,10 +230,26 @@ async def list_records(request: web.Request) -> web.Response:
         raise BadQueryError(f"limit is between 1 and {config.max_page_size}")
     if since is not None and since.tzinfo is None:
         raise BadQueryError("updated_since needs an offset or Z")
+    date_from, date_to = _day("from", q.get("from")), _day("to", q.get("to"))
+    if date_from and date_to and date_from > date_to:
+        raise BadQueryError("from is after to")
+    text = q.get("q") or None
+    if text is not None and len(text) > MAX_Q:
+        raise BadQueryError(f"q is at most {MAX_Q} characters")
+    for name in ("status", "tag"):
+        if len(q.get(name, "")) > 200:
+            raise BadQueryError(f"{name} is at most 200 characters")
+    if any("\x00" in v for v in q.values()):
+        raise BadQueryError("a parameter holds a NUL character")
     items, next_cursor = await request.app[SERVICE].list_records(
         kind=q.get("kind") or None, origin=q.get("origin") or None, updated_since=since,
-        cursor=q.get("cursor") or None, limit=limit)
-    return json_response({"items": [_item(r) for r in items], "next_cursor": next_cursor})
+        cursor=q.get("cursor") or None, limit=limit,
+        country=_matching("country", q.get("country"), _COUNTRY_RE, "a two-letter country code"),
+        date_from=date_from, date_to=date_to,
+        lang=_matching("lang", q.get("lang"), _LANG_RE, "a BCP 47 language tag"),
+        status=q.get("status") or None, tag=q.get("tag") or None, q=text)
+    resp = json_response({"items": [_item(r) for r in items], "next_cursor": next_cursor})
+    return _cached(request, resp, LIST_CACHE)
 
 
 async def status(request: web.Request) -> web.Response:

@@ -29,7 +29,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -238,8 +238,14 @@ class NodeService:
 
     async def list_records(self, *, kind: str | None = None, origin: str | None = None,
                            updated_since: datetime | None = None, cursor: str | None = None,
-                           limit: int) -> tuple[list[StoredRecord], str | None]:
+                           country: str | None = None, date_from: date | None = None, date_to: date | None = None,
+                           lang: str | None = None, status: str | None = None, tag: str | None = None,
+                           q: str | None = None, limit: int) -> tuple[list[StoredRecord], str | None]:
         """One page in (updated_at, record_id) order, and the cursor of the next page (None: no more).
+
+        Filters combine: ``country`` (participating, venue or eligible country), ``date_from``/``date_to``
+        (the record's local days overlap them), ``lang`` (a language of the title), ``status``, ``tag``
+        (case-insensitive), ``q`` (every word in a title or description, any language).
 
         The cursor is the key of the last item, so it never expires; a record updated meanwhile moves
         to the end and is seen again.
@@ -248,8 +254,10 @@ class NodeService:
             BadQueryError: the cursor was not issued by this node.
         """
         after = _decode_cursor(cursor) if cursor else None
-        items = await self.store.list_records(kind=kind, origin=origin, updated_since=updated_since,
-                                              after=after, limit=limit + 1)
+        items = await self.store.list_records(
+            kind=kind, origin=origin, updated_since=updated_since, after=after, country=country,
+            date_from=date_from.isoformat() if date_from else None, date_to=date_to.isoformat() if date_to else None,
+            lang=lang, status=status, tag=tag, q=q, limit=limit + 1)
         more = len(items) > limit
         items = items[:limit]
         return items, _encode_cursor(items[-1]) if more else None

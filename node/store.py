@@ -11,6 +11,7 @@ transaction.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,7 +47,13 @@ records = sa.Table(
     sa.Column("status", sa.String(32)), sa.Column("title", sa.Text), sa.Column("body", sa.Text),
     sa.Column("hash", sa.String(64)), sa.Column("seq", sa.BigInteger), sa.Column("issued_at", sa.String(32)),
     sa.Column("updated_at", sa.DateTime(timezone=True)), sa.Column("envelope", sa.LargeBinary),
+    # Derived from the body for searching (0003): first and last local calendar day (YYYY-MM-DD), and
+    # |-delimited lists of countries, lowercased tags and lowercased title languages; the searched text.
+    sa.Column("start_day", sa.String(10)), sa.Column("end_day", sa.String(10)), sa.Column("countries", sa.Text),
+    sa.Column("tags", sa.Text), sa.Column("langs", sa.Text), sa.Column("search", sa.Text),
 )
+# SQLite only: an FTS5 table over records.search (0003), kept in sync by _put_record.
+records_fts = sa.table("records_fts", sa.column("record_id", sa.String), sa.column("search", sa.Text))
 outbox = sa.Table(
     "outbox", meta,
     sa.Column("seq", sa.BigInteger, primary_key=True), sa.Column("state", sa.String(16)),
@@ -174,6 +181,53 @@ def _title(body: dict[str, Any] | None) -> str | None:
     return title if isinstance(title, str) else None
 
 
+def _strings(value: Any) -> list[str]:
+    """The strings of a language map (or a lone string)."""
+    if isinstance(value, dict):
+        return [v for v in value.values() if isinstance(v, str)]
+    return [value] if isinstance(value, str) else []
+
+
+def _day(value: Any) -> str | None:
+    return value[:10] if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value[:10]) else None
+
+
+def _joined(values: Sequence[str]) -> str:
+    """``|a|b|``: a value is matched as ``|a|`` (exactly, whatever it contains but |)."""
+    return "|" + "|".join(v.replace("|", " ") for v in values) + "|" if values else ""
+
+
+def search_values(body: dict[str, Any] | None) -> dict[str, Any]:
+    """The derived search columns of a record body (None: a tombstone, found by no filter of its body).
+
+    Dates are the local calendar days the body states (events' start/end, programmes'
+    start_date/end_date); countries the participating countries, the venue's country and a programme's
+    eligible countries; the searched text every language of the title and the description.
+    """
+    if not body:
+        return {"start_day": None, "end_day": None, "countries": "", "tags": "", "langs": "", "search": ""}
+    start = _day(body.get("start")) or _day(body.get("start_date"))
+    end = _day(body.get("end")) or _day(body.get("end_date")) or start
+    countries: list[str] = []
+    for key in ("participating_countries", "eligible_countries"):
+        countries += [c.upper() for c in body.get(key) or [] if isinstance(c, str)]
+    venue = body.get("venue")
+    if isinstance(venue, dict) and isinstance(venue.get("country"), str):
+        countries.append(venue["country"].upper())
+    tags = [t.lower() for t in body.get("tags") or [] if isinstance(t, str)]
+    title = body.get("title")
+    langs = [k.lower() for k, v in title.items() if isinstance(v, str)] if isinstance(title, dict) else []
+    text = "\n".join(_strings(title) + _strings(body.get("description")))
+    return {"start_day": start, "end_day": end, "countries": _joined(sorted(set(countries))),
+            "tags": _joined(sorted(set(tags))), "langs": _joined(sorted(set(langs))), "search": text}
+
+
+def fts_query(q: str) -> str | None:
+    """An FTS5 query matching every word of ``q`` (each quoted: no FTS syntax); None: no word."""
+    words = re.findall(r"\w+", q)
+    return " ".join('"' + w + '"' for w in words) if words else None
+
+
 def _envelope_values(env: Envelope, now: datetime, position: int | None) -> dict[str, Any]:
     p = env.payload
     return {"origin": p.origin, "seq": p.seq, "hash": env.hash, "record_id": p.record_id, "version": p.version,
@@ -189,7 +243,7 @@ def _record_values(env: Envelope, now: datetime) -> dict[str, Any]:
             "status": status, "title": _title(p.body),
             "body": None if p.body is None else json.dumps(p.body, ensure_ascii=False),
             "hash": env.hash, "seq": p.seq, "issued_at": p.issued_at, "updated_at": now,
-            "envelope": env.to_bytes()}
+            "envelope": env.to_bytes(), **search_values(p.body)}
 
 
 def _frontier_json(frontier: merkle.Frontier) -> str:
@@ -251,21 +305,52 @@ class NodeStore:
 
     async def list_records(self, *, kind: str | None = None, origin: str | None = None,
                            updated_since: datetime | None = None, after: tuple[datetime, str] | None = None,
-                           limit: int) -> list[StoredRecord]:
-        """Records in (updated_at, record_id) order, starting after the key ``after``."""
-        q = sa.select(records).order_by(records.c.updated_at, records.c.record_id).limit(limit)
+                           country: str | None = None, date_from: str | None = None, date_to: str | None = None,
+                           lang: str | None = None, status: str | None = None, tag: str | None = None,
+                           q: str | None = None, limit: int) -> list[StoredRecord]:
+        """Records in (updated_at, record_id) order, starting after the key ``after``, filtered.
+
+        ``date_from``/``date_to`` are calendar days (YYYY-MM-DD): records whose days overlap them;
+        ``q`` matches records whose titles or descriptions hold every word of it (any language).
+        """
+        q_ = sa.select(records).order_by(records.c.updated_at, records.c.record_id).limit(limit)
         if kind is not None:
-            q = q.where(records.c.kind == kind)
+            q_ = q_.where(records.c.kind == kind)
         if origin is not None:
-            q = q.where(records.c.origin == origin)
+            q_ = q_.where(records.c.origin == origin)
         if updated_since is not None:
-            q = q.where(records.c.updated_at >= _utc(updated_since))
+            q_ = q_.where(records.c.updated_at >= _utc(updated_since))
+        if country is not None:
+            q_ = q_.where(records.c.countries.contains(f"|{country.upper()}|", autoescape=True))
+        if tag is not None:
+            q_ = q_.where(records.c.tags.contains(f"|{tag.lower()}|", autoescape=True))
+        if lang is not None:
+            q_ = q_.where(records.c.langs.contains(f"|{lang.lower()}|", autoescape=True))
+        if status is not None:
+            q_ = q_.where(records.c.status == status)
+        if date_from is not None:
+            q_ = q_.where(records.c.end_day >= date_from)
+        if date_to is not None:
+            q_ = q_.where(records.c.start_day <= date_to)
+        if q is not None:
+            q_ = q_.where(self._matches(q))
         if after is not None:
             at, rid = _utc(after[0]), after[1]
-            q = q.where(sa.or_(records.c.updated_at > at,
-                               sa.and_(records.c.updated_at == at, records.c.record_id > rid)))
+            q_ = q_.where(sa.or_(records.c.updated_at > at,
+                                 sa.and_(records.c.updated_at == at, records.c.record_id > rid)))
         async with self.engine.connect() as conn:
-            return [StoredRecord.from_row(r) for r in await conn.execute(q)]
+            return [StoredRecord.from_row(r) for r in await conn.execute(q_)]
+
+    def _matches(self, q: str) -> sa.ColumnElement[bool]:
+        """Full text: FTS5 on SQLite, to_tsvector('simple', ...) (GIN-indexed) on PostgreSQL."""
+        if self.engine.dialect.name == "postgresql":
+            doc = sa.func.to_tsvector(sa.literal_column("'simple'::regconfig"), records.c.search)
+            return doc.op("@@")(sa.func.plainto_tsquery(sa.literal_column("'simple'::regconfig"), q))
+        match = fts_query(q)
+        if match is None:
+            return sa.false()
+        hits = sa.text("SELECT record_id FROM records_fts WHERE records_fts MATCH :fts").bindparams(fts=match)
+        return records.c.record_id.in_(hits.columns(sa.column("record_id")))
 
     @staticmethod
     async def _put_record(conn: AsyncConnection, env: Envelope, now: datetime) -> None:
@@ -273,6 +358,9 @@ class NodeStore:
         done = await conn.execute(records.update().where(records.c.record_id == values["record_id"]).values(values))
         if done.rowcount == 0:
             await conn.execute(records.insert().values(values))
+        if conn.dialect.name == "sqlite":  # the FTS5 table follows the record, in the same transaction
+            await conn.execute(records_fts.delete().where(records_fts.c.record_id == values["record_id"]))
+            await conn.execute(records_fts.insert().values(record_id=values["record_id"], search=values["search"]))
 
     # -- writes --------------------------------------------------------------------------------------
 
