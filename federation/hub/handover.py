@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from federation import merkle
+from federation.audit import Fetch, HttpFetcher
 from federation.checkpoint import parse_checkpoint
 from federation.envelope import Envelope, leaf_bytes
 from federation.errors import TrustError
@@ -28,18 +28,9 @@ from federation.registry import SignedRegistry, load_registry, parse_registry
 from federation.schemas import default_schemas
 from federation.verify import ChainHead, check_chain, verify_envelope
 
-Fetch = Callable[[str], bytes]
-
 
 class HandoverError(TrustError):
     reason = "handover-invalid"
-
-
-def http_fetch(base: str) -> Fetch:
-    def fetch(path: str) -> bytes:
-        with urllib.request.urlopen(base.rstrip("/") + path, timeout=60) as r:  # noqa: S310 (operator's URL)
-            return bytes(r.read())
-    return fetch
 
 
 def registry_chain(fetch: Fetch, anchor: SignedRegistry) -> list[SignedRegistry]:
@@ -60,7 +51,7 @@ def registry_chain(fetch: Fetch, anchor: SignedRegistry) -> list[SignedRegistry]
 async def import_hub(hub_dir: Path, db_url: str, source: str, *, fetch: Fetch | None = None,
                      progress: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> int:
     """Import into ``hub_dir`` (holding hub.key.pem and the genesis registry.json); the log size."""
-    fetch = fetch or http_fetch(source)
+    fetch = fetch or HttpFetcher(source)
     key = SigningKey.load(hub_dir / "hub.key.pem")
     chain = registry_chain(fetch, load_registry(hub_dir / "registry.json"))
     latest = chain[-1]

@@ -47,6 +47,16 @@ def http(method: str, url: str, body: Any = None, *, token: str | None = None, d
         return e.code, json.loads(raw) if raw else None
 
 
+def wait_for(what: str, check: Any, timeout: float = 30) -> Any:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not within {timeout} s")
+
+
 class Federation:
     """keys/, hub/ and one directory per member under ``root``; ``db_urls`` maps a name to a database URL."""
 

@@ -20,7 +20,7 @@ from federation.keys import SigningKey
 from federation.registry import SignedRegistry, parse_registry
 from federation.schemas import default_schemas
 from federation.verify import verify_envelope
-from tests.e2e.harness import IPDN, Federation, free_port, http
+from tests.e2e.harness import IPDN, Federation, free_port, http, wait_for
 from tests.factories import example_bodies
 
 pytestmark = pytest.mark.e2e
@@ -31,16 +31,6 @@ REFRESH = {"IPDN_NODE_REGISTRY_REFRESH": "1"}  # nodes fetch the registry every 
 def event(i: int = 0) -> dict[str, Any]:
     bodies = example_bodies("cultural-event")
     return bodies[i % len(bodies)]
-
-
-def wait_for(what: str, check: Any, timeout: float = 30) -> Any:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not within {timeout} s")
 
 
 def hub_registry(f: Federation) -> tuple[bytes, SignedRegistry]:

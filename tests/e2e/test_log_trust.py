@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 
 from federation.checkpoint import parse_checkpoint
 from federation.registry import load_registry
-from tests.e2e.harness import Federation, http
+from tests.e2e.harness import Federation, http, wait_for
 from tests.factories import example_bodies
 
 pytestmark = pytest.mark.e2e
-
-
-def wait_for(what: str, check: Any, timeout: float = 30) -> Any:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not within {timeout} s")
 
 
 class TestLogTrust:
