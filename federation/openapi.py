@@ -383,7 +383,8 @@ def _hub_schemas() -> dict[str, Any]:
             ["id", "received_at", "member", "reason", "detail", "envelope"], id={}, received_at=_TIME_OR_NULL,
             member=_STR_OR_NULL, origin=_STR_OR_NULL, seq={"type": ["integer", "null"]}, hash=_STR_OR_NULL,
             reason=_STR, detail={}, conflicts_with={"type": ["integer", "null"]},
-            envelope={"type": "string", "description": "the bytes as received"})}),
+            envelope={"type": "string", "description": "the bytes as received (invalid UTF-8 replaced)"},
+            sha256={"type": "string", "description": "SHA-256 (hex) of the bytes kept, exactly as received"})}),
         "Governance": _obj(["registry_version", "quorum", "pending", "trail"], registry_version=_int(1),
                            quorum=_int(0), pending={"type": "array", "items": {"type": "object"}},
                            trail={"type": "array", "items": {"type": "object"}}),
@@ -397,6 +398,9 @@ def _hub_paths() -> dict[str, Any]:
                         "(`signature-*`, `unknown-key`, `bad-signature`, `content-digest-mismatch`)")
     immutable = {"Cache-Control": _CACHE}
     big = _problem("Body over the limit (`too-large`, `batch-too-large`)")
+    slow = _problem("The body did not arrive within the hub's `body_timeout` (`request-timeout`)")
+    limited = {**_problem("The member sends faster than the hub's `push_rate` (`rate-limited`)"),
+               "headers": {"Retry-After": _header("seconds to wait before sending again")}}
     pos = 2**53
 
     def body(schema: dict[str, Any]) -> dict[str, Any]:
@@ -412,7 +416,7 @@ def _hub_paths() -> dict[str, Any]:
                      "responses": {"200": _json(_ref("PushResult"), "One result per envelope, in order"),
                                    "400": _problem("Not strict JSON or not a batch (`malformed-batch`)"),
                                    "401": unsigned, "403": _problem("Not the member's own envelopes"),
-                                   "413": big, "422": _problem("Refused"),
+                                   "408": slow, "413": big, "422": _problem("Refused"), "429": limited,
                                    "503": _problem("This hub handed over (`hub-handed-over`, with `hub_url`)")}},
         },
         "/api/v1/log": {
@@ -477,8 +481,9 @@ def _hub_paths() -> dict[str, Any]:
                      "responses": {"201": _json(_obj(["size", "member", "cosigned"], size=_int(1), member=_STR,
                                                      cosigned={"const": True}), "Kept"),
                                    "400": _problem("Not a co-signature (`malformed-cosignature`)"), "401": unsigned,
-                                   "404": _problem("No checkpoint of that size"), "413": big,
-                                   "422": _problem("Not that member's signature (`bad-cosignature`)")}},
+                                   "404": _problem("No checkpoint of that size"), "408": slow, "413": big,
+                                   "422": _problem("Not that member's signature (`bad-cosignature`)"),
+                                   "429": limited}},
         },
         "/api/v1/governance": {
             "post": {"operationId": "postGovernance", "tags": ["registry"],

@@ -6,6 +6,7 @@ Handlers raise domain errors (``IpdnError``) or :class:`Problem`; one middleware
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -19,13 +20,20 @@ from federation.errors import IpdnError, StrictJsonError, TrustError
 PROBLEM_BASE = "https://schemas.ipdn.network/problems/"
 log = logging.getLogger("ipdn.http")
 
+# Seconds a client has to send a request body, when the app sets no BODY_TIMEOUT. A client that sends
+# one byte a second (slowloris) would otherwise hold its connection and the handler for as long as it likes.
+DEFAULT_BODY_TIMEOUT = 60.0
+BODY_TIMEOUT = web.AppKey("body_timeout", float)
+
 
 class Problem(Exception):
     """An HTTP error with an RFC 9457 body; ``reason`` becomes the last segment of ``type``."""
 
-    def __init__(self, status: int, reason: str, detail: str, **extra: Any) -> None:
+    def __init__(self, status: int, reason: str, detail: str, *, headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:
         super().__init__(detail)
         self.status, self.reason, self.detail, self.extra = status, reason, detail, extra
+        self.headers = headers or {}
 
 
 def problem_body(status: int, reason: str, detail: str, **extra: Any) -> dict[str, Any]:
@@ -50,7 +58,9 @@ async def problems_middleware(request: web.Request,
     try:
         return await handler(request)
     except Problem as p:
-        return problem_response(p.status, p.reason, p.detail, **p.extra)
+        resp = problem_response(p.status, p.reason, p.detail, **p.extra)
+        resp.headers.update(p.headers)
+        return resp
     except TrustError as e:
         return problem_response(403, e.reason, e.message)
     except IpdnError as e:
@@ -72,8 +82,29 @@ def parse_json(data: bytes, limits: strictjson.JsonLimits) -> Any:
         raise Problem(413 if e.reason == "too-large" else 400, e.reason, e.message) from e
 
 
+async def read_body(request: web.Request, max_bytes: int, into: bytearray | None = None) -> bytes:
+    """The request body: at most ``max_bytes`` (413 ``too-large`` past it, read no further), received within
+    the app's ``BODY_TIMEOUT`` (408 ``request-timeout``; the connection is then closed). ``into`` collects
+    what arrived, also when refused, so a refusal can be kept as received.
+    """
+    buf = into if into is not None else bytearray()
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise Problem(413, "too-large", f"body of {request.content_length} bytes, over {max_bytes}")
+    timeout = request.app.get(BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                if len(buf) + len(chunk) > max_bytes:  # a chunked body without Content-Length
+                    buf.extend(chunk[:max_bytes - len(buf)])
+                    raise Problem(413, "too-large", f"body over {max_bytes} bytes")
+                buf.extend(chunk)
+    except TimeoutError:
+        request.protocol.close()  # no keep-alive: the rest of this body is not worth waiting for
+        raise Problem(408, "request-timeout", f"the body did not arrive within {timeout:g} s "
+                      f"({len(buf)} bytes received)") from None
+    return bytes(buf)
+
+
 async def read_json(request: web.Request, limits: strictjson.JsonLimits) -> Any:
-    """The request body as strict JSON (see :func:`parse_json`)."""
-    if request.content_length is not None and request.content_length > limits.max_bytes:
-        raise Problem(413, "too-large", f"body over {limits.max_bytes} bytes")
-    return parse_json(await request.read(), limits)
+    """The request body as strict JSON (see :func:`read_body` and :func:`parse_json`)."""
+    return parse_json(await read_body(request, limits.max_bytes), limits)

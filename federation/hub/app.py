@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from federation import httpsig, merkle, openapi, strictjson
 from federation.checkpoint import parse_checkpoint
+from federation.errors import IpdnError, StrictJsonError, TrustError
 from federation.hub.config import HubConfig
 from federation.hub.governance import GovernanceService
 from federation.hub.service import HubService
 from federation.hub.store import HubStore
 from federation.keys import SigningKey
+from federation.ratelimit import RateLimiter
 from federation.registry import load_registry, parse_registry
-from federation.web import Problem, json_response, parse_json, problems_middleware, read_json
+from federation.verify import Failure
+from federation.web import BODY_TIMEOUT, Problem, json_response, parse_json, problems_middleware, read_body, read_json
 
 log = logging.getLogger("ipdn.hub")
 
@@ -28,6 +33,65 @@ CONFIG = web.AppKey("config", HubConfig)
 SERVICE = web.AppKey("service", HubService)
 GOVERNANCE = web.AppKey("governance", GovernanceService)
 REPLAYS = web.AppKey("replays", httpsig.ReplayCache)
+MEMBER_LIMITS = web.AppKey("member_limits", RateLimiter)  # signed requests, per member
+REFUSAL_LIMITS = web.AppKey("refusal_limits", RateLimiter)  # unauthenticated refusals kept, per client address
+
+
+@dataclass
+class Intake:
+    """What a signed request brought so far: its bytes as received and, once authenticated, its member."""
+
+    received: bytearray = field(default_factory=bytearray)
+    member: str | None = None
+
+
+def _as_problem(e: Problem | IpdnError) -> Problem:
+    if isinstance(e, Problem):
+        return e
+    return Problem(403 if isinstance(e, TrustError) else 400 if isinstance(e, StrictJsonError) else 422,
+                   e.reason, e.message)
+
+
+def refusals_kept(handler: Callable[[web.Request, Intake], Awaitable[web.StreamResponse]]
+                  ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Keep every refused request of ``handler`` in the quarantine with its reason and bytes as received.
+
+    Not kept: 429 and 503 (load shed or handed over: not bad input), and refusals nobody authenticated past
+    the per-address budget (answered all the same), so that an outsider cannot turn refusals into writes.
+    """
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        intake = Intake()
+        try:
+            return await handler(request, intake)
+        except (Problem, IpdnError) as e:
+            problem = _as_problem(e)
+            if problem.status in (429, 503):
+                raise problem from None
+            app = request.app
+            cfg = app[CONFIG]
+            address = request.remote or "unknown"
+            if intake.member is None and app[REFUSAL_LIMITS].take(address, time.monotonic()) > 0:
+                log.warning("refusal from %s not kept (over its budget): %s", address, problem.reason)
+                raise problem from None
+            kept = bytes(intake.received[:cfg.quarantine_max_bytes])
+            await app[SERVICE].keep_refusal(intake.member, Failure("request", problem.reason, problem.detail), kept, {
+                "method": request.method, "path": request.path, "status": problem.status, "remote": address,
+                "content_length": request.content_length, "received_bytes": len(intake.received),
+                "kept_bytes": len(kept), "sha256": hashlib.sha256(intake.received).hexdigest()})
+            raise problem from None
+
+    return wrapped
+
+
+def limit_member(request: web.Request, member: str) -> None:
+    """Per-member rate limit of signed requests (429 with Retry-After past it)."""
+    limiter = request.app[MEMBER_LIMITS]
+    wait = limiter.take(member, time.monotonic())
+    if wait > 0:
+        raise Problem(429, "rate-limited", f"{member} sends more than {limiter.rate:g} signed requests a second",
+                      headers={"Retry-After": limiter.retry_after(wait)})
 
 
 def authenticate_push(request: web.Request, body: bytes) -> str:
@@ -52,7 +116,8 @@ def authenticate_push(request: web.Request, body: bytes) -> str:
     return str(keys[sig.keyid].member)
 
 
-async def post_envelopes(request: web.Request) -> web.Response:
+@refusals_kept
+async def post_envelopes(request: web.Request, intake: Intake) -> web.Response:
     cfg = request.app[CONFIG]
     service = request.app[SERVICE]
     reg = service.registry.registry
@@ -60,8 +125,9 @@ async def post_envelopes(request: web.Request) -> web.Response:
     if own is None or not own.valid_at(service.clock()):
         # After a handover this hub's key has ended: the log continues at the new hub, never here.
         raise Problem(503, "hub-handed-over", f"this hub handed over to {reg.hub_url}", hub_url=reg.hub_url)
-    body = await request.read()
-    member = authenticate_push(request, body)
+    body = await read_body(request, cfg.max_batch_bytes, into=intake.received)
+    member = intake.member = authenticate_push(request, body)
+    limit_member(request, member)
     doc = parse_json(body, strictjson.JsonLimits(max_bytes=cfg.max_batch_bytes, max_depth=4))
     envelopes = doc.get("envelopes") if isinstance(doc, dict) else None
     if not isinstance(envelopes, list) or set(doc) != {"envelopes"}:
@@ -145,12 +211,15 @@ async def get_consistency_proof(request: web.Request) -> web.Response:
                          headers={"Cache-Control": "public, max-age=31536000, immutable"})
 
 
-async def post_cosignature(request: web.Request) -> web.Response:
+@refusals_kept
+async def post_cosignature(request: web.Request, intake: Intake) -> web.Response:
     """A member's co-signature of a checkpoint it verified (witnessing), pushed with its RFC 9421 signature."""
     service = request.app[SERVICE]
-    body = await request.read()
-    member = authenticate_push(request, body)
-    doc = parse_json(body, strictjson.JsonLimits(max_bytes=16 * 1024, max_depth=3))
+    limits = strictjson.JsonLimits(max_bytes=16 * 1024, max_depth=3)
+    body = await read_body(request, limits.max_bytes, into=intake.received)
+    member = intake.member = authenticate_push(request, body)
+    limit_member(request, member)
+    doc = parse_json(body, limits)
     if not isinstance(doc, dict) or set(doc) != {"size", "signature"} or not isinstance(doc["signature"], dict):
         raise Problem(400, "malformed-cosignature", 'a co-signature is {"size": N, "signature": {...}}')
     size = doc["size"]
@@ -183,7 +252,8 @@ async def get_quarantine(request: web.Request) -> web.Response:
         member=request.query.get("member"), reason=request.query.get("reason"), limit=limit)
     items = [{**{k: v for k, v in r.items() if k not in ("envelope", "detail", "received_at")},
               "received_at": r["received_at"].isoformat() if r["received_at"] else None,
-              "detail": json.loads(str(r["detail"])), "envelope": bytes(r["envelope"]).decode("utf-8", "replace")}
+              "detail": json.loads(str(r["detail"])), "envelope": bytes(r["envelope"]).decode("utf-8", "replace"),
+              "sha256": hashlib.sha256(bytes(r["envelope"])).hexdigest()}
              for r in rows]
     return json_response({"items": items})
 
@@ -268,6 +338,9 @@ def create_app(config: HubConfig) -> web.Application:
     app = web.Application(middlewares=[problems_middleware], client_max_size=config.max_batch_bytes)
     app[CONFIG] = config
     app[REPLAYS] = httpsig.ReplayCache(window=config.replay_window)
+    app[MEMBER_LIMITS] = RateLimiter(config.push_rate, config.push_burst)
+    app[REFUSAL_LIMITS] = RateLimiter(config.refusal_rate, config.refusal_burst)
+    app[BODY_TIMEOUT] = config.body_timeout
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_wake_readers)
     app.router.add_post("/api/v1/envelopes", post_envelopes)

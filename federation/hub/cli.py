@@ -88,8 +88,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         raise UsageError(f"{args.dir} is not a hub directory (run ipdn hub init first)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # keepalive_timeout also bounds how long a new connection may take to send its request headers
+    # (aiohttp arms it at connect): a client trickling headers byte by byte is cut after idle_timeout.
     web.run_app(create_app(cfg), host=cfg.host, port=cfg.port, print=None, access_log=None,
-                shutdown_timeout=5)
+                shutdown_timeout=5, keepalive_timeout=cfg.idle_timeout)
     return 0
 
 

@@ -66,9 +66,10 @@ PARALLEL_MIN = 64
 class _Pending:
     """A verified envelope (or an intake failure) waiting for the writer."""
 
-    member: str
+    member: str | None  # None: a refused request nobody authenticated
     checked: Checked
     future: asyncio.Future[Outcome] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    request: dict[str, Any] | None = None  # for a refused request: what is known of it (kept in the detail)
 
 
 @dataclass
@@ -180,6 +181,16 @@ class HubService:
                 activity.accepted += 1
         return list(outcomes)
 
+    async def keep_refusal(self, member: str | None, failure: Failure, received: bytes,
+                           request: dict[str, Any]) -> None:
+        """Keep a refused request (not one envelope of a batch: the whole request) in the quarantine with
+        its bytes as received; through the single writer like everything the hub writes, answered once durable."""
+        pending = _Pending(member, Checked(received, (failure,)), request=request)
+        if member is not None:
+            self.member_activity(member).rejected += 1
+        await self._queue.put([pending])
+        await pending.future
+
     async def _write_loop(self) -> None:
         while True:
             batch = await self._queue.get()
@@ -260,7 +271,8 @@ class HubService:
         rejected.append(QuarantineRow(
             member=p.member, origin=c.origin, seq=c.seq, hash=c.hash, reason=first.reason,
             detail=json.dumps({"failures": [{"check": f.check, "reason": f.reason, "message": f.message}
-                                            for f in failures], "errors": errors}, ensure_ascii=False),
+                                            for f in failures], "errors": errors,
+                               **({"request": p.request} if p.request else {})}, ensure_ascii=False),
             envelope=c.wire, conflicts_with=conflicts_with if first.reason == "chain-fork" else None))
         return Outcome("rejected", c.hash, reason=first.reason, detail=detail, errors=errors or None)
 

@@ -1,0 +1,144 @@
+"""Abuse of the hub's intake (in-process app, real store): rate limits, slow and oversized bodies, and every
+refused request kept in the quarantine with its bytes as received (docs/adr/0006-faults-and-abuse.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from federation import httpsig
+from federation.hub.app import SERVICE, create_app
+from federation.hub.config import HubConfig
+from tests.factories import Member, example_bodies, push_request
+from tests.federation.hub.test_hub_app import HUB_URL, hub_dir, members  # noqa: F401 (fixtures)
+
+
+def hub_app(hub_dir: Path, db_url: str, **overrides: Any) -> Any:  # noqa: F811
+    return create_app(HubConfig.load(hub_dir, db_url=db_url, verify_workers=0, **overrides))
+
+
+async def quarantine(client: Any) -> list[dict[str, Any]]:
+    return list(await client.server.app[SERVICE].store.quarantined())
+
+
+def body() -> dict[str, Any]:
+    return example_bodies("cultural-event")[0]
+
+
+class TestRateLimits:
+    async def test_member_flooding_pushes_is_rate_limited(self, aiohttp_client: Any, hub_dir: Path,  # noqa: F811
+                                                          members: dict[str, Member], db_url: str) -> None:
+        """A member past its burst gets 429 with Retry-After; another member is served meanwhile; the
+        shed request is not bad input, so nothing of it is quarantined or appended."""
+        hub = await aiohttp_client(hub_app(hub_dir, db_url, push_rate=0.5, push_burst=3))
+        qa, kr = members["QA"], members["KR"]
+        codes = []
+        for _ in range(4):
+            data, headers = push_request(qa, [qa.publish(body())], HUB_URL)
+            r = await hub.post("/api/v1/envelopes", data=data, headers=headers)
+            codes.append(r.status)
+        assert codes == [200, 200, 200, 429]
+        assert r.content_type == "application/problem+json" and (await r.json())["reason"] == "rate-limited"
+        assert 1 <= int(r.headers["Retry-After"]) <= 2
+        data, headers = push_request(kr, [kr.publish(body())], HUB_URL)
+        assert (await hub.post("/api/v1/envelopes", data=data, headers=headers)).status == 200
+        assert hub.server.app[SERVICE].size == 4 and await quarantine(hub) == []
+
+    async def test_outsider_refusal_flood_not_kept_past_budget(self, aiohttp_client: Any,
+                                                               hub_dir: Path, db_url: str) -> None:  # noqa: F811
+        """Unsigned garbage is always answered with its reason, but only the per-address budget of it is
+        written to the quarantine: refusals cannot be turned into unbounded writes."""
+        hub = await aiohttp_client(hub_app(hub_dir, db_url, refusal_rate=0.01, refusal_burst=2))
+        for _ in range(5):
+            r = await hub.post("/api/v1/envelopes", data=b"garbage")
+            assert r.status == 401 and (await r.json())["reason"] == "signature-missing"
+        assert len(await quarantine(hub)) == 2
+
+
+class TestRefusalsKept:
+    async def test_unsigned_garbage_kept_with_bytes_as_received(self, aiohttp_client: Any, hub_dir: Path,  # noqa: F811
+                                                               db_url: str) -> None:
+        """A refused request is quarantined whole: reason, no member, its bytes and their digest."""
+        hub = await aiohttp_client(hub_app(hub_dir, db_url))
+        sent = b'{"envelopes": [\xff\xfe'
+        r = await hub.post("/api/v1/envelopes", data=sent)
+        assert r.status == 401
+        [q] = await quarantine(hub)
+        assert q["reason"] == "signature-missing" and q["member"] is None and bytes(q["envelope"]) == sent
+        request = json.loads(q["detail"])["request"]
+        assert request["status"] == 401 and request["sha256"] == hashlib.sha256(sent).hexdigest()
+
+    async def test_signed_malformed_batch_kept_under_its_member(self, aiohttp_client: Any, hub_dir: Path,  # noqa: F811
+                                                                members: dict[str, Member], db_url: str) -> None:
+        """A member's authenticated but malformed push is kept under that member; nothing is appended."""
+        hub = await aiohttp_client(hub_app(hub_dir, db_url))
+        qa = members["QA"]
+        data = b'{"envelopes": {"not": "a list"}}'
+        headers = {"Content-Type": "application/json", **httpsig.sign_request(
+            "POST", HUB_URL + "/api/v1/envelopes", {"Content-Type": "application/json"}, data,
+            private_key=qa.key.key, keyid=qa.key.kid, created=int(time.time()), nonce="n")}
+        r = await hub.post("/api/v1/envelopes", data=data, headers=headers)
+        assert r.status == 400 and (await r.json())["reason"] == "malformed-batch"
+        [q] = await quarantine(hub)
+        assert (q["member"], q["reason"], bytes(q["envelope"])) == ("QA", "malformed-batch", data)
+        assert hub.server.app[SERVICE].size == 0
+
+
+async def trickle(data: bytes, every: float) -> AsyncIterator[bytes]:
+    for i in range(len(data)):
+        yield data[i:i + 1]
+        await asyncio.sleep(every)
+
+
+class TestSlowAndLargeBodies:
+    async def test_slowloris_body_cut_after_timeout(self, aiohttp_client: Any, hub_dir: Path,  # noqa: F811
+                                                    db_url: str) -> None:
+        """A body sent a byte at a time is refused with 408 once the body timeout passes, and what arrived
+        is kept; the hub answers other clients meanwhile."""
+        hub = await aiohttp_client(hub_app(hub_dir, db_url, body_timeout=0.6))
+        slow = asyncio.create_task(hub.post("/api/v1/envelopes", data=trickle(b'{"envelopes":[' + b" " * 100, 0.1)))
+        await asyncio.sleep(0.2)
+        t = time.monotonic()
+        assert (await hub.get("/api/v1/status")).status == 200
+        assert time.monotonic() - t < 0.3
+        r = await asyncio.wait_for(slow, 10)
+        assert r.status == 408 and (await r.json())["reason"] == "request-timeout"
+        [q] = await quarantine(hub)
+        assert q["reason"] == "request-timeout" and b'{"envelopes":['.startswith(bytes(q["envelope"]))
+        assert len(bytes(q["envelope"])) >= 3
+
+    async def test_chunked_body_past_the_limit_refused_unread(self, aiohttp_client: Any, hub_dir: Path,  # noqa: F811
+                                                              db_url: str) -> None:
+        """A body without Content-Length is read only up to the limit, then refused with 413."""
+        hub = await aiohttp_client(hub_app(hub_dir, db_url, quarantine_max_bytes=1024))
+
+        async def endless() -> AsyncIterator[bytes]:
+            for _ in range(64):
+                yield b"[" * 1024
+
+        r = await hub.post("/api/v1/log/cosignatures", data=endless())
+        assert r.status == 413 and (await r.json())["reason"] == "too-large"
+        [q] = await quarantine(hub)
+        request = json.loads(q["detail"])["request"]
+        assert request["received_bytes"] == 16 * 1024 and len(bytes(q["envelope"])) == 1024
+
+    async def test_declared_oversized_body_refused_before_reading(self, aiohttp_client: Any, hub_dir: Path,  # noqa: F811
+                                                                  db_url: str) -> None:
+        """A Content-Length over the limit is refused at once with 413; not a byte of the body is read."""
+        hub = await aiohttp_client(hub_app(hub_dir, db_url, max_batch_bytes=1000))
+        r = await hub.post("/api/v1/envelopes", data=b"x" * 5000)
+        assert r.status == 413 and (await r.json())["reason"] == "too-large"
+        [q] = await quarantine(hub)
+        assert json.loads(q["detail"])["request"]["received_bytes"] == 0
+
+
+@pytest.fixture(autouse=True)
+def _quiet(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("ERROR", logger="ipdn.hub")
