@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -64,7 +66,8 @@ class Federation:
         self.root = root
         self.members = members
         self.db_urls = db_urls or {}
-        self.hub_port = free_port()
+        self.hub_port = free_port()  # the port in the registry's hub_url, where nodes send
+        self.hub_bind_port = self.hub_port  # where the hub listens (another port behind a proxy)
         self.ports = {m: free_port() for m in members}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.tokens: dict[str, str] = {}
@@ -73,8 +76,13 @@ class Federation:
     def hub_url(self) -> str:
         return f"http://127.0.0.1:{self.hub_port}"
 
+    @property
+    def hub_direct_url(self) -> str:
+        """The hub itself, bypassing whatever sits at hub_url."""
+        return f"http://127.0.0.1:{self.hub_bind_port}"
+
     def url(self, name: str) -> str:
-        return self.hub_url if name == "hub" else f"http://127.0.0.1:{self.ports[name]}"
+        return self.hub_direct_url if name == "hub" else f"http://127.0.0.1:{self.ports[name]}"
 
     def add_hub(self, name: str) -> str:
         """Room for another hub process (an incoming chair's): its port; its directory is root/name."""
@@ -89,22 +97,37 @@ class Federation:
 
     def init(self) -> Federation:
         keys = self.root / "keys"
-        for m in self.members:
-            self.cli("keygen", "--member", m, "--out", str(keys))
+        # The CLI processes of one step are independent: run them at once (each spends seconds importing).
+        with ThreadPoolExecutor(len(self.members)) as pool:
+            list(pool.map(lambda m: self.cli("keygen", "--member", m, "--out", str(keys)), self.members))
         founders = [a for m in self.members for a in ("--founder", str(keys / f"{m}.pub.jwk.json"))]
         hub_db = ["--db-url", self.db_urls["hub"]] if "hub" in self.db_urls else []
         self.cli("hub", "init", "--dir", str(self.root / "hub"), "--url", self.hub_url, *founders, *hub_db)
         self.tokens["hub"] = (self.root / "hub" / "operator.token").read_text().strip()
-        for m in self.members:
+
+        def node_init(m: str) -> None:
             db = ["--db-url", self.db_urls[m]] if m in self.db_urls else []
             self.cli("node", "init", "--dir", str(self.root / m), "--member", m, "--key", str(keys / f"{m}.key.pem"),
                      "--registry", str(self.root / "hub" / "registry.json"), "--port", str(self.ports[m]), *db)
+
+        with ThreadPoolExecutor(len(self.members)) as pool:
+            list(pool.map(node_init, self.members))
+        for m in self.members:
             self.tokens[m] = (self.root / m / "operator.token").read_text().strip()
         return self
 
+    def clone(self, root: Path) -> Federation:
+        """A copy of this initialised, stopped federation under ``root``: the same keys, registry, ports and
+        tokens, so that one ``init`` serves several tests run one after another (SQLite only)."""
+        shutil.copytree(self.root, root, dirs_exist_ok=True)
+        other = Federation(root, self.members, self.db_urls)
+        other.hub_port = other.hub_bind_port = self.hub_port
+        other.ports, other.tokens = dict(self.ports), dict(self.tokens)
+        return other
+
     def start(self, name: str, env: dict[str, str] | None = None) -> None:
         kind = "hub" if name.startswith("hub") else "node"
-        port = self.hub_port if name == "hub" else self.ports[name]
+        port = self.hub_bind_port if name == "hub" else self.ports[name]
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 (kept open for the process)
         self.procs[name] = subprocess.Popen(
             [IPDN, kind, "serve", "--dir", str(self.root / name), "--port", str(port)],

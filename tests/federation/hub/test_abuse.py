@@ -17,10 +17,10 @@ from federation import httpsig
 from federation.hub.app import SERVICE, create_app
 from federation.hub.config import HubConfig
 from tests.factories import Member, example_bodies, push_request
-from tests.federation.hub.test_hub_app import HUB_URL, hub_dir, members  # noqa: F401 (fixtures)
+from tests.federation.hub.test_hub_app import HUB_URL
 
 
-def hub_app(hub_dir: Path, db_url: str, **overrides: Any) -> Any:  # noqa: F811
+def hub_app(hub_dir: Path, db_url: str, **overrides: Any) -> Any:
     return create_app(HubConfig.load(hub_dir, db_url=db_url, verify_workers=0, **overrides))
 
 
@@ -33,7 +33,7 @@ def body() -> dict[str, Any]:
 
 
 class TestRateLimits:
-    async def test_member_flooding_pushes_is_rate_limited(self, aiohttp_client: Any, hub_dir: Path,  # noqa: F811
+    async def test_member_flooding_pushes_is_rate_limited(self, aiohttp_client: Any, hub_dir: Path,
                                                           members: dict[str, Member], db_url: str) -> None:
         """A member past its burst gets 429 with Retry-After; another member is served meanwhile; the
         shed request is not bad input, so nothing of it is quarantined or appended."""
@@ -52,7 +52,7 @@ class TestRateLimits:
         assert hub.server.app[SERVICE].size == 4 and await quarantine(hub) == []
 
     async def test_outsider_refusal_flood_not_kept_past_budget(self, aiohttp_client: Any,
-                                                               hub_dir: Path, db_url: str) -> None:  # noqa: F811
+                                                               hub_dir: Path, db_url: str) -> None:
         """Unsigned garbage is always answered with its reason, but only the per-address budget of it is
         written to the quarantine: refusals cannot be turned into unbounded writes."""
         hub = await aiohttp_client(hub_app(hub_dir, db_url, refusal_rate=0.01, refusal_burst=2))
@@ -63,7 +63,7 @@ class TestRateLimits:
 
 
 class TestRefusalsKept:
-    async def test_unsigned_garbage_kept_with_bytes_as_received(self, aiohttp_client: Any, hub_dir: Path,  # noqa: F811
+    async def test_unsigned_garbage_kept_with_bytes_as_received(self, aiohttp_client: Any, hub_dir: Path,
                                                                db_url: str) -> None:
         """A refused request is quarantined whole: reason, no member, its bytes and their digest."""
         hub = await aiohttp_client(hub_app(hub_dir, db_url))
@@ -75,7 +75,7 @@ class TestRefusalsKept:
         request = json.loads(q["detail"])["request"]
         assert request["status"] == 401 and request["sha256"] == hashlib.sha256(sent).hexdigest()
 
-    async def test_signed_malformed_batch_kept_under_its_member(self, aiohttp_client: Any, hub_dir: Path,  # noqa: F811
+    async def test_signed_malformed_batch_kept_under_its_member(self, aiohttp_client: Any, hub_dir: Path,
                                                                 members: dict[str, Member], db_url: str) -> None:
         """A member's authenticated but malformed push is kept under that member; nothing is appended."""
         hub = await aiohttp_client(hub_app(hub_dir, db_url))
@@ -98,7 +98,7 @@ async def trickle(data: bytes, every: float) -> AsyncIterator[bytes]:
 
 
 class TestSlowAndLargeBodies:
-    async def test_slowloris_body_cut_after_timeout(self, aiohttp_client: Any, hub_dir: Path,  # noqa: F811
+    async def test_slowloris_body_cut_after_timeout(self, aiohttp_client: Any, hub_dir: Path,
                                                     db_url: str) -> None:
         """A body sent a byte at a time is refused with 408 once the body timeout passes, and what arrived
         is kept; the hub answers other clients meanwhile."""
@@ -114,7 +114,7 @@ class TestSlowAndLargeBodies:
         assert q["reason"] == "request-timeout" and b'{"envelopes":['.startswith(bytes(q["envelope"]))
         assert len(bytes(q["envelope"])) >= 3
 
-    async def test_chunked_body_past_the_limit_refused_unread(self, aiohttp_client: Any, hub_dir: Path,  # noqa: F811
+    async def test_chunked_body_past_the_limit_refused_unread(self, aiohttp_client: Any, hub_dir: Path,
                                                               db_url: str) -> None:
         """A body without Content-Length is read only up to the limit, then refused with 413."""
         hub = await aiohttp_client(hub_app(hub_dir, db_url, quarantine_max_bytes=1024))
@@ -129,7 +129,7 @@ class TestSlowAndLargeBodies:
         request = json.loads(q["detail"])["request"]
         assert request["received_bytes"] == 16 * 1024 and len(bytes(q["envelope"])) == 1024
 
-    async def test_declared_oversized_body_refused_before_reading(self, aiohttp_client: Any, hub_dir: Path,  # noqa: F811
+    async def test_declared_oversized_body_refused_before_reading(self, aiohttp_client: Any, hub_dir: Path,
                                                                   db_url: str) -> None:
         """A Content-Length over the limit is refused at once with 413; not a byte of the body is read."""
         hub = await aiohttp_client(hub_app(hub_dir, db_url, max_batch_bytes=1000))
