@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from federation import strictjson
 from federation.errors import IpdnError, StrictJsonError, TrustError
@@ -102,6 +103,8 @@ async def read_body(request: web.Request, max_bytes: int, into: bytearray | None
         request.protocol.close()  # no keep-alive: the rest of this body is not worth waiting for
         raise Problem(408, "request-timeout", f"the body did not arrive within {timeout:g} s "
                       f"({len(buf)} bytes received)") from None
+    except (ConnectionError, HttpProcessingError) as e:  # the client went away mid-body: its fault, not ours
+        raise Problem(400, "incomplete-body", f"the body ended after {len(buf)} bytes: {e}") from None
     return bytes(buf)
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from federation.keys import PublicKey, SigningKey
+
 IPDN = str(Path(sys.executable).parent / "ipdn")
 
 
@@ -95,11 +97,18 @@ class Federation:
             raise RuntimeError(f"ipdn {' '.join(args)}: {p.returncode} {p.stderr.strip()[-500:]}")
         return p
 
-    def init(self) -> Federation:
+    def init(self, keys_given: dict[str, SigningKey] | None = None) -> Federation:
+        """``ipdn keygen``, ``hub init`` and ``node init`` for every member; ``keys_given``: these members' keys
+        instead of new ones (the test corpus is signed with fixed keys)."""
         keys = self.root / "keys"
+        keys.mkdir(parents=True, exist_ok=True)
+        for m, key in (keys_given or {}).items():
+            key.save(keys / f"{m}.key.pem")
+            (keys / f"{m}.pub.jwk.json").write_text(json.dumps(PublicKey(key.public.key, key.kid, member=m).to_jwk()))
+        new = [m for m in self.members if m not in (keys_given or {})]
         # The CLI processes of one step are independent: run them at once (each spends seconds importing).
-        with ThreadPoolExecutor(len(self.members)) as pool:
-            list(pool.map(lambda m: self.cli("keygen", "--member", m, "--out", str(keys)), self.members))
+        with ThreadPoolExecutor(max(1, len(new))) as pool:
+            list(pool.map(lambda m: self.cli("keygen", "--member", m, "--out", str(keys)), new))
         founders = [a for m in self.members for a in ("--founder", str(keys / f"{m}.pub.jwk.json"))]
         hub_db = ["--db-url", self.db_urls["hub"]] if "hub" in self.db_urls else []
         self.cli("hub", "init", "--dir", str(self.root / "hub"), "--url", self.hub_url, *founders, *hub_db)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from federation import httpsig
 from federation.hub.app import SERVICE, create_app
@@ -128,6 +129,33 @@ class TestSlowAndLargeBodies:
         [q] = await quarantine(hub)
         request = json.loads(q["detail"])["request"]
         assert request["received_bytes"] == 16 * 1024 and len(bytes(q["envelope"])) == 1024
+
+    async def test_client_vanishing_mid_body_is_a_refusal_not_a_crash(self, hub_dir: Path, db_url: str,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+        """A client that promises 1,000 bytes and hangs up after 40 is refused (kept, with the 40 bytes), and the
+        hub logs no internal error for it. (Served as ``ipdn hub serve`` does, without handler cancellation,
+        which aiohttp's test server turns on.)"""
+        runner = web.AppRunner(hub_app(hub_dir, db_url), handler_cancellation=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            port = runner.addresses[0][1]
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"POST /api/v1/envelopes HTTP/1.1\r\nHost: hub.test\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 1000\r\n\r\n" + b'{"envelopes":[' + b" " * 26)
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            writer.close()
+            store = runner.app[SERVICE].store
+            for _ in range(100):
+                if rows := await store.quarantined():
+                    break
+                await asyncio.sleep(0.05)
+            assert rows[0]["reason"] == "incomplete-body" and len(bytes(rows[0]["envelope"])) == 40
+            assert not [r for r in caplog.records if r.name == "ipdn.http" and r.levelname == "ERROR"]
+        finally:
+            await runner.cleanup()
 
     async def test_declared_oversized_body_refused_before_reading(self, aiohttp_client: Any, hub_dir: Path,
                                                                   db_url: str) -> None:
