@@ -90,8 +90,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # keepalive_timeout also bounds how long a new connection may take to send its request headers
     # (aiohttp arms it at connect): a client trickling headers byte by byte is cut after idle_timeout.
+    # lingering_time: after an early answer (408, 413), read what the client still sends for at most 2 s
+    # (so that it sees the answer), not aiohttp's 10.
     web.run_app(create_app(cfg), host=cfg.host, port=cfg.port, print=None, access_log=None,
-                shutdown_timeout=5, keepalive_timeout=cfg.idle_timeout)
+                shutdown_timeout=5, keepalive_timeout=cfg.idle_timeout, lingering_time=2.0)
     return 0
 
 

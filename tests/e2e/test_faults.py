@@ -10,7 +10,9 @@ node converges on the same records, and the hub's log passes ``ipdn audit``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import json
 import os
 import sqlite3
@@ -308,3 +310,68 @@ class TestFaultyNetwork:
         assert signed, "no signed request was replayed"
         assert all(r.status is None or r.status >= 400 for r in signed), [r for r in signed if r.status == 200]
 
+
+
+class TestSlowClients:
+    def test_slowloris_cannot_hold_the_hub(self, fed: Federation) -> None:
+        """150 connections trickle a byte every half second, half of them in the headers, half in the body. The
+        hub meanwhile answers others at once, takes a push, and cuts every slow connection: the header
+        tricklers after idle_timeout, the body tricklers with a 408 after body_timeout (kept in quarantine)."""
+        f = fed
+        f.start("hub", env={"IPDN_HUB_IDLE_TIMEOUT": "2", "IPDN_HUB_BODY_TIMEOUT": "2"})
+        hu = Member(PUSHER, key=SigningKey.load(f.root / "keys" / f"{PUSHER}.key.pem"))
+        outcomes, served = asyncio.run(_slowloris(f, hu, n=75, every=0.5))
+        assert all(t < 1.0 for t in served), served  # others were served at once, every time
+        headers, bodies = outcomes[:75], outcomes[75:]
+        assert all(cut is not None and cut < 2 + 2.5 for cut, _ in headers), headers  # idle_timeout + slack
+        assert all(cut is not None and cut < 2 + 2 + 2.5 and first.startswith(b"HTTP/1.1 408") for cut, first in bodies)
+        code, doc = http("GET", f.hub_direct_url + "/api/v1/quarantine?reason=request-timeout&limit=1000",
+                         token=f.tokens["hub"])
+        assert code == 200 and len(doc["items"]) == 75
+
+
+async def _slowloris(f: Federation, member: Member, n: int, every: float
+                     ) -> tuple[list[tuple[float | None, bytes]], list[float]]:
+    """Open ``n`` header tricklers and ``n`` body tricklers; meanwhile time status requests and a push. For
+    each trickler: the seconds until the hub closed it (None: never) and the first bytes it answered."""
+    loop = asyncio.get_running_loop()
+
+    async def trickle(head: bytes, rest: bytes) -> tuple[float | None, bytes]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", f.hub_bind_port)
+        opened = loop.time()
+        writer.write(head)
+        answer = asyncio.ensure_future(reader.read(100))
+        try:
+            for i in range(len(rest)):
+                if answer.done():
+                    break
+                writer.write(rest[i:i + 1])
+                await writer.drain()
+                await asyncio.wait([answer], timeout=every)
+            first = await asyncio.wait_for(answer, 10)
+            while await asyncio.wait_for(reader.read(4096), 10):  # read to the end: when does the hub close?
+                pass
+            return loop.time() - opened, first
+        except (ConnectionError, TimeoutError):
+            return (loop.time() - opened if answer.done() else None), answer.result() if answer.done() else b""
+        finally:
+            writer.transport.abort()
+
+    header_slow = [trickle(b"POST /api/v1/envelopes HTTP/1.1\r\n", b"Host: hub\r\nX-Slow: " + b"a" * 100)
+                   for _ in range(n)]
+    body_slow = [trickle(b"POST /api/v1/envelopes HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 1000\r\n\r\n", b'{"envelopes":[' + b" " * 900) for _ in range(n)]
+    slow = asyncio.gather(*header_slow, *body_slow)
+    await asyncio.sleep(1)
+    served = []
+    for i in range(5):
+        t = loop.time()
+        code, _ = await loop.run_in_executor(None, lambda: http("GET", f.hub_direct_url + "/api/v1/status"))
+        assert code == 200
+        data, headers = push_request(member, [member.publish(event(i))], f.hub_url)
+        code, doc = await loop.run_in_executor(None, functools.partial(
+            http, "POST", f.hub_direct_url + "/api/v1/envelopes", data=data, headers=headers))
+        assert code == 200 and doc["results"][0]["status"] == "accepted"
+        served.append(loop.time() - t)
+        await asyncio.sleep(0.2)
+    return list(await slow), served
