@@ -135,28 +135,35 @@ class Federation:
         return other
 
     def start(self, name: str, env: dict[str, str] | None = None) -> None:
-        kind = "hub" if name.startswith("hub") else "node"
-        port = self.hub_bind_port if name == "hub" else self.ports[name]
-        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 (kept open for the process)
-        self.procs[name] = subprocess.Popen(
-            [IPDN, kind, "serve", "--dir", str(self.root / name), "--port", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})})
+        self.start_many([name], env)
+
+    def start_many(self, names: list[str], env: dict[str, str] | None = None) -> None:
+        """Start these processes at once, then wait until each answers (each spends seconds importing)."""
+        for name in names:
+            kind = "hub" if name.startswith("hub") else "node"
+            port = self.hub_bind_port if name == "hub" else self.ports[name]
+            log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 (kept open for the process)
+            self.procs[name] = subprocess.Popen(
+                [IPDN, kind, "serve", "--dir", str(self.root / name), "--port", str(port)],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})})
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.procs[name].poll() is not None:
-                raise RuntimeError(f"{name} exited: {self.log(name)}")
-            try:
-                if http("GET", self.url(name) + "/api/v1/status", timeout=2)[0] == 200:
-                    return
-            except OSError:
-                pass
+        waiting = list(names)
+        while waiting and time.monotonic() < deadline:
+            for name in list(waiting):
+                if self.procs[name].poll() is not None:
+                    raise RuntimeError(f"{name} exited: {self.log(name)}")
+                try:
+                    if http("GET", self.url(name) + "/api/v1/status", timeout=2)[0] == 200:
+                        waiting.remove(name)
+                except OSError:
+                    pass
             time.sleep(0.05)
-        raise RuntimeError(f"{name} did not start: {self.log(name)}")
+        if waiting:
+            raise RuntimeError(f"{', '.join(waiting)} did not start: {self.log(waiting[0])}")
 
     def start_all(self) -> Federation:
         self.start("hub")
-        for m in self.members:
-            self.start(m)
+        self.start_many(self.members)
         return self
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
