@@ -74,9 +74,14 @@ class HubError(IpdnError):
 
 
 class HubUnavailableError(HubError):
-    """Connection refused or reset, timeout, or a 5xx/429 answer: worth retrying as is."""
+    """Connection refused or reset, timeout, or a 5xx/429 answer: worth retrying as is (after
+    ``retry_after`` seconds when the hub said so)."""
 
     reason = "hub-unavailable"
+
+    def __init__(self, message: str, *, reason: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after = retry_after
 
 
 class HubProtocolError(HubError):

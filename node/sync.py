@@ -136,7 +136,8 @@ class HubClient:
             async with self.session.request(method, url, timeout=timeout, **kw) as resp:
                 body = await self._read(resp)
                 if resp.status >= 500 or resp.status == 429:
-                    raise HubUnavailableError(f"{method} {url}: {resp.status} {_problem_text(body)}")
+                    raise HubUnavailableError(f"{method} {url}: {resp.status} {_problem_text(body)}",
+                                              retry_after=_retry_after(resp.headers.get("Retry-After")))
                 if not 200 <= resp.status < 300:
                     raise HubProtocolError(f"{method} {url}: {resp.status} {_problem_text(body)}")
                 return body
@@ -230,6 +231,19 @@ class HubClient:
         if not all(type(p) is int for p, _ in entries):
             raise HubProtocolError("log positions must be integers")
         return LogPage(entries, size if type(size) is int else None)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """RFC 9110 §10.2.3 Retry-After in delay-seconds (the hub's form); an HTTP-date or garbage: None."""
+    return float(value) if value is not None and value.strip().isdigit() else None
+
+
+def retry_delay(backoff: Backoff, error: Exception) -> float:
+    """The wait after a failure: the backoff's, or longer when the hub asked for it (429/503 Retry-After),
+    but never past the backoff's cap (a hub cannot park a node)."""
+    delay = backoff.next_delay()
+    asked = error.retry_after if isinstance(error, HubUnavailableError) else None
+    return max(delay, min(asked, backoff.cap)) if asked else delay
 
 
 def _problem_text(body: bytes) -> str:
@@ -574,7 +588,7 @@ class SyncEngine:
                     pass
             except Exception as e:  # a loop must outlive any one failure (logged, shown on status)
                 self._failed(e)
-                await asyncio.sleep(backoff.next_delay())
+                await asyncio.sleep(retry_delay(backoff, e))
                 changed.set()
             else:
                 self._ok()
@@ -594,7 +608,7 @@ class SyncEngine:
                 return
             except Exception as e:
                 self._failed(e)
-                await asyncio.sleep(backoff.next_delay())
+                await asyncio.sleep(retry_delay(backoff, e))
                 continue
             self._ok()
             backoff.reset()
@@ -612,7 +626,7 @@ class SyncEngine:
                 await self.cosign_once()
             except HubUnavailableError as e:
                 self._failed(e)
-                await asyncio.sleep(backoff.next_delay())
+                await asyncio.sleep(retry_delay(backoff, e))
                 wanted.set()
             except Exception as e:  # refused: the next accepted checkpoint tries again
                 self._failed(e)

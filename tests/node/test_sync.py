@@ -18,7 +18,7 @@ from node.app import ENGINE, SERVICE, create_app
 from node.config import NodeConfig
 from node.errors import HubProtocolError, HubUnavailableError
 from node.store import ACCEPTED, PENDING
-from node.sync import Backoff, SyncEngine
+from node.sync import Backoff, SyncEngine, retry_delay
 from tests.factories import Member
 from tests.node.conftest import TOKEN, Net, driven_engine, eventually, make_config, make_registry
 
@@ -48,6 +48,15 @@ class TestBackoff:
         """Each delay is drawn uniformly below the ceiling (here the draw is 0.25 of it)."""
         b = Backoff(0.5, 30.0, rng=lambda: 0.25)
         assert [b.next_delay() for _ in range(3)] == [0.125, 0.25, 0.5]
+
+    def test_hubs_retry_after_honoured_up_to_the_cap(self) -> None:
+        """A rate-limited node waits at least what the hub's Retry-After asks, but a hub cannot park it
+        past the backoff cap; other failures wait the backoff's delay."""
+        b = Backoff(0.5, 30.0, rng=lambda: 1.0)
+        assert retry_delay(b, HubUnavailableError("429", retry_after=7)) == 7
+        assert retry_delay(b, HubUnavailableError("429", retry_after=86400)) == 30
+        assert retry_delay(b, HubUnavailableError("reset")) == 2
+        assert retry_delay(b, HubProtocolError("401")) == 4
 
 
 class TestSyncLoops:
@@ -195,6 +204,22 @@ class TestHubClient:
         async with driven_engine(config) as engine:
             with pytest.raises(HubProtocolError, match="bad-signature"):
                 await engine.pull_once()
+
+    async def test_rate_limited_answer_carries_retry_after(self, aiohttp_server: Any, tmp_path: Path,
+                                                           hub_key: SigningKey, qa: Member) -> None:
+        """A 429 is transient (back off, retry), and the hub's Retry-After travels with it."""
+        async def limited(request: web.Request) -> web.Response:
+            return web.json_response({"reason": "rate-limited", "detail": "slow down"}, status=429,
+                                     headers={"Retry-After": "7"})
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", limited)
+        server = await aiohttp_server(app)
+        config = make_config(tmp_path, qa, make_registry(hub_key, str(server.make_url("/")), qa))
+        async with driven_engine(config) as engine:
+            with pytest.raises(HubUnavailableError, match="rate-limited") as caught:
+                await engine.pull_once()
+        assert caught.value.retry_after == 7
 
     async def test_long_poll_returns_when_entries_arrive(self, net: Net, kr: Member,
                                                          event: dict[str, Any]) -> None:
