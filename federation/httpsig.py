@@ -568,12 +568,17 @@ class ReplayCache:
     the skew check while ``now`` is within ``t ± max_skew``, so it is remembered until
     ``t + window``. Memory holds only signatures of that window. In memory and per process: hub
     workers behind a load balancer need a shared store with the same method. Not thread-safe.
+
+    ``since`` is when the cache started (the process's start): it has not seen what came before, so a
+    signature created earlier is refused as expired rather than taken on trust (a request captured before a
+    restart cannot be replayed after it). Honest clients sign each attempt when they send it.
     """
 
-    def __init__(self, window: int = 300) -> None:
+    def __init__(self, window: int = 300, *, since: int | None = None) -> None:
         if window < 0:
             raise ValueError("window must not be negative")
         self.window = window
+        self.since = since
         self._seen: set[tuple[str, bytes]] = set()
         self._expiry: list[tuple[int, str, bytes]] = []  # min-heap by the time an entry may go
 
@@ -595,10 +600,13 @@ class ReplayCache:
             ReplayedSignatureError: the same ``(keyid, signature)`` was remembered and is still
                 within the window.
             SignatureExpiredError, SignatureFromFutureError: ``created`` is outside
-                ``now ± window``, where this cache could not vouch for it.
+                ``now ± window`` or before ``since``, where this cache could not vouch for it.
         """
         if created < now - self.window:
             raise SignatureExpiredError("signature is older than the replay window")
+        if self.since is not None and created < self.since:
+            raise SignatureExpiredError("signature was created before this verifier started, so a replay cannot "
+                                        "be ruled out: sign the request again")
         if created > now + self.window:
             raise SignatureFromFutureError("signature is further in the future than the replay window")
         self._evict(now)

@@ -337,7 +337,7 @@ async def _wake_readers(app: web.Application) -> None:
 def create_app(config: HubConfig) -> web.Application:
     app = web.Application(middlewares=[problems_middleware], client_max_size=config.max_batch_bytes)
     app[CONFIG] = config
-    app[REPLAYS] = httpsig.ReplayCache(window=config.replay_window)
+    app[REPLAYS] = httpsig.ReplayCache(window=config.replay_window, since=int(time.time()))
     app[MEMBER_LIMITS] = RateLimiter(config.push_rate, config.push_burst)
     app[REFUSAL_LIMITS] = RateLimiter(config.refusal_rate, config.refusal_burst)
     app[BODY_TIMEOUT] = config.body_timeout

@@ -855,6 +855,14 @@ class TestReplayCache:
         with pytest.raises(ReplayedSignatureError):
             cache.check_and_remember(again.keyid, again.signature, again.created, NOW)
 
+    def test_signature_from_before_a_restart_refused(self) -> None:
+        """A cache started at ``since`` has not seen earlier signatures: one created before is refused as
+        expired (it may be a replay of a request the previous process accepted); one created since is taken."""
+        cache = ReplayCache(since=NOW)
+        with pytest.raises(SignatureExpiredError, match="before this verifier started"):
+            cache.check_and_remember("a", b"old", NOW - 1, NOW + 5)
+        cache.check_and_remember("a", b"new", NOW, NOW + 5)
+
     def test_new_signature_accepted(self) -> None:
         """A fresh signature by the same key (another created) is not a replay."""
         cache = ReplayCache()

@@ -63,6 +63,24 @@ class TestRateLimits:
         assert len(await quarantine(hub)) == 2
 
 
+class TestReplays:
+    async def test_request_replayed_after_hub_restart_refused(self, aiohttp_client: Any, hub_dir: Path,
+                                                             members: dict[str, Member], db_url: str) -> None:
+        """The replay cache lives in memory: a request captured before a restart, replayed after it within
+        the skew window, cannot be proven unseen, so it is refused (a real node signs every attempt anew)."""
+        qa = members["QA"]
+        first = await aiohttp_client(hub_app(hub_dir, db_url))
+        data, headers = push_request(qa, [qa.publish(body())], HUB_URL)
+        assert (await first.post("/api/v1/envelopes", data=data, headers=headers)).status == 200
+        await first.close()
+        await asyncio.sleep(1.1)  # created has whole seconds: restart in a later second
+        second = await aiohttp_client(hub_app(hub_dir, db_url))
+        r = await second.post("/api/v1/envelopes", data=data, headers=headers)
+        assert r.status == 401 and (await r.json())["reason"] == "signature-expired"
+        fresh_data, fresh_headers = push_request(qa, [qa.publish(body())], HUB_URL)
+        assert (await second.post("/api/v1/envelopes", data=fresh_data, headers=fresh_headers)).status == 200
+
+
 class TestRefusalsKept:
     async def test_unsigned_garbage_kept_with_bytes_as_received(self, aiohttp_client: Any, hub_dir: Path,
                                                                db_url: str) -> None:
