@@ -23,7 +23,14 @@ from federation import openapi, strictjson
 from federation.envelope import Envelope
 from federation.errors import IpdnError
 from federation.registry import load_registry
-from federation.web import Problem, json_response, problem_response, problems_middleware, read_json
+from federation.web import (
+    BODY_TIMEOUT,
+    Problem,
+    json_response,
+    problem_response,
+    problems_middleware,
+    read_json,
+)
 from node import feeds, oaipmh, pages
 from node.config import NodeConfig
 from node.errors import (
@@ -314,6 +321,7 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
     (``sync=False`` opens the engine without starting its loops, for tests that drive it by hand)."""
     app = web.Application(client_max_size=config.max_request_bytes, middlewares=[problems_middleware, _node_problems])
     app[CONFIG] = config
+    app[BODY_TIMEOUT] = config.body_timeout
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         keys = OwnKeys.load(config.member, config.key_path, config.dir)

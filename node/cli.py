@@ -85,7 +85,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # run_app turns SIGINT/SIGTERM into a clean shutdown: the cleanup context cancels and awaits the
     # sync loops and closes the store.
-    web.run_app(create_app(config), host=config.host, port=config.port, print=None)
+    # keepalive_timeout also cuts a client trickling its headers (docs/adr/0006-faults-and-abuse.md).
+    web.run_app(create_app(config), host=config.host, port=config.port, print=None,
+                keepalive_timeout=config.idle_timeout, lingering_time=2.0)
     return 0
 
 
