@@ -17,6 +17,7 @@ import http.client as http_client
 import json
 import os
 import sqlite3
+import statistics
 import subprocess
 import threading
 import time
@@ -212,7 +213,8 @@ class Authoring:
 
 
 class TestHubCrash:
-    def test_hub_sigkilled_during_sustained_push_loses_nothing_acknowledged(self, fed: Federation) -> None:
+    def test_hub_sigkilled_during_sustained_push_loses_nothing_acknowledged(self, fed: Federation,
+                                                                            record_property: Any) -> None:
         """While HU pushes 200 envelopes and three nodes author through their APIs, the hub is SIGKILLed twice
         and restarted on the same data: every acknowledged envelope is in the log at its acknowledged
         position, none twice, the log audits clean, and every node converges on the same records."""
@@ -226,17 +228,20 @@ class TestHubCrash:
             f.kill("hub")  # SIGKILL: no shutdown, no flush; whatever the writer had not committed is gone
             time.sleep(0.3)
             f.start("hub")
+            restarted = time.monotonic()
         pusher.thread.join(120)
         authoring.join()
         size = 200 + authoring.envelopes
         converged(f, size)
+        record_property("seconds_from_last_restart_to_convergence", round(time.monotonic() - restarted, 2))
         entries = check_log(f)
         assert len(entries) == size
         pusher.check(entries)
 
 
 class TestNodeCrash:
-    def test_node_sigkilled_while_applying_a_backlog_applies_each_envelope_once(self, fed: Federation) -> None:
+    def test_node_sigkilled_while_applying_a_backlog_applies_each_envelope_once(self, fed: Federation,
+                                                                                record_property: Any) -> None:
         """KR is down while 400 envelopes enter the log; it restarts pulling 20 per page and is SIGKILLed
         twice while applying; in the end it holds each exactly once, with the others' records."""
         f = fed
@@ -254,12 +259,15 @@ class TestNodeCrash:
             f.kill("KR")
             assert cursor < size  # really mid-apply
         f.start("KR", env={**FAST_SYNC, **small_pages})
+        restarted = time.monotonic()
         converged(f, size)
+        record_property("seconds_from_last_restart_to_convergence", round(time.monotonic() - restarted, 2))
         pusher.check(check_log(f))
 
 
 class TestOutage:
-    def test_outage_nodes_keep_authoring_everything_delivered_in_chain_order(self, fed: Federation) -> None:
+    def test_outage_nodes_keep_authoring_everything_delivered_in_chain_order(self, fed: Federation,
+                                                                             record_property: Any) -> None:
         """The hub is down for IPDN_FAULT_DOWN_SECONDS (default 20) while every node keeps publishing at a
         steady rate and serving its own records; when it returns, everything reaches the hub in each chain's
         order and every node."""
@@ -274,13 +282,17 @@ class TestOutage:
             assert status(f, m)["outbox"]["pending"] == authoring.envelopes // 3  # nothing left the node
             assert f.record(m, authoring.ids[m][-1])[0] == 200  # and it serves what it authored
         f.start("hub")
+        back = time.monotonic()
         converged(f, authoring.envelopes, timeout=60 + down / 5)
+        record_property("envelopes_authored_during_outage", authoring.envelopes)
+        record_property("seconds_from_hub_back_to_convergence", round(time.monotonic() - back, 2))
         entries = check_log(f)  # chain order per origin included
         assert len(entries) == authoring.envelopes
 
 
 class TestFaultyNetwork:
-    def test_faulty_network_converges_with_exactly_once_application(self, fed: Federation) -> None:
+    def test_faulty_network_converges_with_exactly_once_application(self, fed: Federation,
+                                                                    record_property: Any) -> None:
         """Between the nodes (and HU) and the hub, a proxy delays, drops, cuts requests and answers, and
         replays requests on new connections. The federation still converges: every envelope is in the log once,
         each node applied each once, and no replayed signed request was ever accepted."""
@@ -289,6 +301,7 @@ class TestFaultyNetwork:
         seed = int(os.environ.get("IPDN_FAULT_SEED", "8"))
         with FaultProxy(f.hub_port, f.hub_bind_port, seed=seed) as proxy:
             start(f, ["hub", *NODES])
+            began = time.monotonic()
             pusher = Pusher(f, 100, batch=10)
             pusher.thread.start()
             authoring = Authoring(f, per_node=15, every=0.15).start()
@@ -296,9 +309,11 @@ class TestFaultyNetwork:
             pusher.thread.join(120)
             size = 100 + authoring.envelopes
             converged(f, size, timeout=90)
+            record_property("seconds_to_convergence", round(time.monotonic() - began, 2))
             entries = check_log(f)
         assert len(entries) == size
         pusher.check(entries)
+        record_property("faults", dict(proxy.counts))
         for action in ("pass", "delay", "drop", "cut_request", "cut_response", "duplicate"):
             assert proxy.counts[action] > 0, f"no {action} happened: {proxy.counts}"
         signed = [r for r in proxy.replays if r.request_line.startswith("POST /api/v1/envelopes")
@@ -309,7 +324,7 @@ class TestFaultyNetwork:
 
 
 class TestSlowClients:
-    def test_slowloris_cannot_hold_the_hub(self, fed: Federation) -> None:
+    def test_slowloris_cannot_hold_the_hub(self, fed: Federation, record_property: Any) -> None:
         """150 connections trickle a byte every half second, half of them in the headers, half in the body. The
         hub meanwhile answers others at once, takes a push, and cuts every slow connection: the header
         tricklers after idle_timeout, the body tricklers with a 408 after body_timeout (kept in quarantine)."""
@@ -318,6 +333,7 @@ class TestSlowClients:
         hu = Member(PUSHER, key=SigningKey.load(f.root / "keys" / f"{PUSHER}.key.pem"))
         outcomes, served = asyncio.run(_slowloris(f, hu, n=75, every=0.5))
         assert all(t < 1.0 for t in served), served  # others were served at once, every time
+        record_property("median_seconds_status_plus_push_under_slowloris", round(statistics.median(served), 3))
         headers, bodies = outcomes[:75], outcomes[75:]
         assert all(cut is not None and cut < 2 + 2.5 for cut, _ in headers), headers  # idle_timeout + slack
         assert all(cut is not None and cut < 2 + 2 + 2.5 and first.startswith(b"HTTP/1.1 408") for cut, first in bodies)
