@@ -161,7 +161,7 @@ class Pusher:
             except (OSError, http_client.HTTPException, ValueError):  # refused, reset, cut short: send again
                 time.sleep(0.05)
                 continue
-            if code != 200:
+            if code != 200 or not isinstance(doc, dict):  # refused, or an answer cut inside its headers
                 time.sleep(0.05)
                 continue
             for r in doc["results"]:
