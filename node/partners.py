@@ -148,7 +148,7 @@ def presented_key(request: web.Request) -> str | None:
 
 def require_scope(request: web.Request, scope: str) -> Partner:
     """The authenticated partner, if it holds ``scope``; else a 401 (no key) or 403 (key without it)."""
-    partner = request.get(PARTNER, None)
+    partner: Partner | None = request.get(PARTNER, None)
     if partner is None:
         raise Problem(401, "partner-key-required", f"this needs a partner key with the {scope!r} scope "
                       "(Authorization: Bearer ipdn_pk_...)", headers={"WWW-Authenticate": REALM})
