@@ -28,7 +28,8 @@ BODY_TIMEOUT = web.AppKey("body_timeout", float)
 
 
 class Problem(Exception):
-    """An HTTP error with an RFC 9457 body; ``reason`` becomes the last segment of ``type``."""
+    """An HTTP error with an RFC 9457 body; ``reason`` becomes the last segment of ``type``. ``headers`` go on
+    the response (``Retry-After``, ``WWW-Authenticate``), ``extra`` members into the body."""
 
     def __init__(self, status: int, reason: str, detail: str, *, headers: dict[str, str] | None = None,
                  **extra: Any) -> None:

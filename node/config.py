@@ -36,10 +36,15 @@ class NodeConfig:
 
     # -- limits of the HTTP API ------------------------------------------------------------------------
     max_request_bytes: int = 1024 * 1024  # a record body is a few KB; the envelope limit is 256 KiB
-    body_timeout: float = 60.0  # seconds a client has to send a request body (408 after; docs/adr/0006)
+    body_timeout: float = 60.0  # seconds a client has to send a request body (408 after; docs/adr/0008)
     idle_timeout: float = 15.0  # seconds a connection may idle, or take to send its request line and headers
     page_size: int = 50  # records per page when the partner does not ask
     max_page_size: int = 500
+
+    # -- partners (node/partners.py) ------------------------------------------------------------------
+    public_read: bool = True  # off: records, feeds, OAI-PMH and event pages need a partner key with `read`
+    partner_rate_per_minute: int = 600  # per partner key, unless the key has its own rate
+    anonymous_rate_per_minute: int = 300  # per client address, for reading without a key
 
     # -- sync with the hub -----------------------------------------------------------------------------
     push_batch: int = 100  # envelopes per push (also capped by the registry's max_batch)
@@ -68,6 +73,8 @@ class NodeConfig:
         for url in self.peer_urls:
             if not url.startswith(("https://", "http://")):
                 raise ConfigError(f"peers: {url!r} is not an http(s) base URL")
+        if self.partner_rate_per_minute < 1 or self.anonymous_rate_per_minute < 1:
+            raise ConfigError("partner_rate_per_minute and anonymous_rate_per_minute are at least 1")
 
     @property
     def peer_urls(self) -> tuple[str, ...]:

@@ -80,20 +80,67 @@ def _port_of(url: str) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from federation.cli import UsageError
     from federation.hub.app import create_app
 
-    cfg = HubConfig.load(args.dir, host=args.host, port=args.port)
+    overrides = {k: v for k, v in (("workers", args.workers),) if v is not None}
+    cfg = HubConfig.load(args.dir, host=args.host, port=args.port, **overrides)
     if not cfg.registry_path.exists():
-        from federation.cli import UsageError
-
         raise UsageError(f"{args.dir} is not a hub directory (run ipdn hub init first)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if cfg.workers > 1:
+        if not cfg.db_url.startswith("postgresql"):
+            raise UsageError("several workers share one log only on PostgreSQL (set db_url); SQLite has one writer")
+        return _supervise(args.dir, cfg)
     # keepalive_timeout also bounds how long a new connection may take to send its request headers
     # (aiohttp arms it at connect): a client trickling headers byte by byte is cut after idle_timeout.
     # lingering_time: after an early answer (408, 413), read what the client still sends for at most 2 s
     # (so that it sees the answer), not aiohttp's 10.
     web.run_app(create_app(cfg), host=cfg.host, port=cfg.port, print=None, access_log=None,
-                shutdown_timeout=5, keepalive_timeout=cfg.idle_timeout, lingering_time=2.0)
+                shutdown_timeout=5, reuse_port=args.reuse_port, keepalive_timeout=cfg.idle_timeout,
+                lingering_time=2.0)
+    return 0
+
+
+def _supervise(hub_dir: Path, cfg: HubConfig) -> int:
+    """``workers`` hub processes on one address (SO_REUSEPORT: the kernel spreads connections), sharing the
+    PostgreSQL log. Migrations and first-start work run once here, before any worker starts; a worker that
+    dies is started again; SIGTERM/SIGINT stop them all."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from federation.hub.app import prepare
+
+    asyncio.run(prepare(cfg))
+    command = [sys.executable, "-m", "federation", "hub", "serve", "--dir", str(hub_dir), "--host", cfg.host,
+               "--port", str(cfg.port), "--workers", "1", "--reuse-port"]
+    procs = [subprocess.Popen(command) for _ in range(cfg.workers)]
+    stopping = False
+
+    def stop(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    logging.getLogger("ipdn.hub").info("hub: %d workers on %s:%d", cfg.workers, cfg.host, cfg.port)
+    while not stopping:
+        for i, p in enumerate(procs):
+            if p.poll() is not None and not stopping:
+                logging.getLogger("ipdn.hub").warning("worker %d exited (%s); starting it again", p.pid, p.returncode)
+                time.sleep(1)  # no tight loop when a worker cannot start at all
+                procs[i] = subprocess.Popen(command)
+        time.sleep(0.2)
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
     return 0
 
 
@@ -165,8 +212,14 @@ def register(sub: Any) -> None:
     m.add_argument("--db-url")
     m.set_defaults(func=cmd_import)
 
-    s = hs.add_parser("serve", help="run the hub", epilog="example: ipdn hub serve --dir hub --port 8440")
+    s = hs.add_parser("serve", help="run the hub",
+                      epilog="examples: ipdn hub serve --dir hub --port 8440\n"
+                             "  IPDN_HUB_DB_URL=postgresql+asyncpg://ipdn@db/ipdn ipdn hub serve --dir hub --workers 4",
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--dir", required=True, type=Path)
     s.add_argument("--host")
     s.add_argument("--port", type=int)
+    s.add_argument("--workers", type=int, help="hub processes on this address sharing the log "
+                                               "(PostgreSQL only; default from hub.toml, 1)")
+    s.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for the supervisor's workers
     s.set_defaults(func=cmd_serve)

@@ -25,11 +25,13 @@ class HubConfig:
     replay_window: int = 300  # seconds an HTTP signature's created may differ from now
     operator_token_sha256: str = ""  # the plaintext is in operator.token, never in this file or a log
     verify_workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # 0: verify in the event loop
-    # -- abuse (docs/adr/0006-faults-and-abuse.md) --------------------------------------------------------
+    workers: int = 1  # hub processes sharing one PostgreSQL log behind one address (federation/hub/service.py)
+    shared_poll: float = 2.0  # seconds: a worker re-checks the shared log at least this often, NOTIFY or not
+    # -- abuse (docs/adr/0008-faults-and-abuse.md) --------------------------------------------------------
     push_rate: float = 20.0  # signed requests (pushes, co-signatures) per second per member, sustained ...
     push_burst: float = 200.0  # ... and at once after a quiet spell; past it 429 with Retry-After
     refusal_rate: float = 2.0  # refused unsigned requests kept in quarantine per second per client address ...
-    refusal_burst: float = 100.0  # ... past it they are answered 429 and not kept (no write amplification)
+    refusal_burst: float = 100.0  # ... past it only answered, not kept (no write amplification)
     quarantine_max_bytes: int = 64 * 1024  # of a refused request's body, kept as received (the rest is counted)
     body_timeout: float = 60.0  # seconds a client has to send a request body (408 after)
     idle_timeout: float = 15.0  # seconds a connection may idle, or take to send its request line and headers

@@ -97,9 +97,9 @@ class Federation:
             raise RuntimeError(f"ipdn {' '.join(args)}: {p.returncode} {p.stderr.strip()[-500:]}")
         return p
 
-    def init(self, keys_given: dict[str, SigningKey] | None = None) -> Federation:
-        """``ipdn keygen``, ``hub init`` and ``node init`` for every member; ``keys_given``: these members' keys
-        instead of new ones (the test corpus is signed with fixed keys)."""
+    def init(self, *, nodes: bool = True, keys_given: dict[str, SigningKey] | None = None) -> Federation:
+        """``ipdn keygen``, ``hub init`` and (unless ``nodes`` is False) ``node init`` for every member;
+        ``keys_given``: these members' keys instead of new ones (the test corpus is signed with fixed keys)."""
         keys = self.root / "keys"
         keys.mkdir(parents=True, exist_ok=True)
         for m, key in (keys_given or {}).items():
@@ -119,9 +119,10 @@ class Federation:
             self.cli("node", "init", "--dir", str(self.root / m), "--member", m, "--key", str(keys / f"{m}.key.pem"),
                      "--registry", str(self.root / "hub" / "registry.json"), "--port", str(self.ports[m]), *db)
 
-        with ThreadPoolExecutor(len(self.members)) as pool:
-            list(pool.map(node_init, self.members))
-        for m in self.members:
+        with_nodes = self.members if nodes else []
+        with ThreadPoolExecutor(max(1, len(with_nodes))) as pool:
+            list(pool.map(node_init, with_nodes))
+        for m in with_nodes:
             self.tokens[m] = (self.root / m / "operator.token").read_text().strip()
         return self
 
