@@ -170,7 +170,8 @@ class TestRefusals:
 
     def test_attacks_refused_with_reasons_and_kept(self, hub_only: Federation) -> None:
         """Altered in transit, signed by a non-member, replayed, out of chain order, schema-invalid:
-        each refused with its reason, and each envelope refusal kept in the quarantine."""
+        each refused with its reason, and each refusal (of an envelope or a whole request) kept in the
+        quarantine."""
         f = hub_only
         qa = Member("QA", key=SigningKey.load(f.root / "keys" / "QA.key.pem"))
         first, second = qa.publish(event()), qa.publish(event(1))
@@ -200,5 +201,6 @@ class TestRefusals:
         assert [r["status"] for r in doc["results"]][:2] == ["accepted", "accepted"]
         assert doc["results"][2]["problem"]["reason"] == "schema-invalid"
 
-        reasons = sorted(q["reason"] for q in self.quarantine(f))
-        assert reasons == ["bad-signature", "chain-gap", "key-unknown", "schema-invalid"]
+        reasons = sorted(q["reason"] for q in self.quarantine(f))  # refused requests are kept too (ADR 8)
+        assert reasons == ["bad-signature", "chain-gap", "key-unknown", "schema-invalid", "signature-replayed",
+                           "unknown-key"]
