@@ -28,7 +28,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import jinja2
 from aiohttp import web
@@ -240,3 +240,26 @@ def template_env(directory: Path) -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.globals["direction"] = direction
     return env
+
+
+class StaticFiles:
+    """A fixed set of files (a page's stylesheet and script) served from a package directory: only the
+    names listed, read once, with a strong ETag; anything else is a 404 problem."""
+
+    TYPES: ClassVar[dict[str, str]] = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml",
+                                       ".png": "image/png"}
+
+    def __init__(self, directory: Path, names: Iterable[str]) -> None:
+        self.files = {n: (directory / n).read_bytes() for n in names}
+        self.etags = {n: '"' + hashlib.sha256(b).hexdigest()[:32] + '"' for n, b in self.files.items()}
+
+    async def handler(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name not in self.files:
+            raise Problem(404, "not-found", f"no static file {name!r}")
+        headers = {"ETag": self.etags[name], "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+        if self.etags[name] in request.headers.get("If-None-Match", ""):
+            return web.Response(status=304, headers=headers)
+        charset = "utf-8" if name.endswith((".css", ".js", ".svg")) else None
+        return web.Response(body=self.files[name], headers=headers, content_type=self.TYPES[Path(name).suffix],
+                            charset=charset)

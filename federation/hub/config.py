@@ -25,6 +25,14 @@ class HubConfig:
     replay_window: int = 300  # seconds an HTTP signature's created may differ from now
     operator_token_sha256: str = ""  # the plaintext is in operator.token, never in this file or a log
     verify_workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # 0: verify in the event loop
+    silent_after: float = 900.0  # seconds without a push or pull after which the dashboard flags a member
+    pull_flush_interval: float = 10.0  # seconds between writes of members' last pulls
+    live_interval: float = 2.0  # seconds between the dashboard's live updates, at most one per change
+    session_ttl: float = 8 * 3600  # dashboard sign-in lifetime
+
+    @property
+    def session_secret_path(self) -> Path:
+        return self.dir / "session.secret"
 
     @property
     def key_path(self) -> Path:

@@ -44,7 +44,7 @@ class TestUpgradeFrom0001:
             assert signed.checkpoint.size == 5
             leaves = [merkle.leaf_hash(leaf_bytes(e.to_dict())) for e in envs]
             assert signed.checkpoint.root_bytes == merkle.root(leaves)
-            assert await db.current_revision(store.engine, MIGRATIONS, VERSION_TABLE) == "0003"
+            assert await db.current_revision(store.engine, MIGRATIONS, VERSION_TABLE) == "0004"
         finally:
             await service.stop()
             await store.close()
