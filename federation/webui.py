@@ -242,15 +242,18 @@ def template_env(directory: Path) -> jinja2.Environment:
     return env
 
 
+SHARED_STATIC = Path(__file__).resolve().parent / "static"  # ipdn.css: the stylesheet of every operator page
+
+
 class StaticFiles:
-    """A fixed set of files (a page's stylesheet and script) served from a package directory: only the
-    names listed, read once, with a strong ETag; anything else is a 404 problem."""
+    """A fixed set of files (a page's stylesheet and script) served by name: only the files given, read
+    once, with a strong ETag; anything else is a 404 problem."""
 
     TYPES: ClassVar[dict[str, str]] = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml",
                                        ".png": "image/png"}
 
-    def __init__(self, directory: Path, names: Iterable[str]) -> None:
-        self.files = {n: (directory / n).read_bytes() for n in names}
+    def __init__(self, files: Iterable[Path]) -> None:
+        self.files = {p.name: p.read_bytes() for p in files}
         self.etags = {n: '"' + hashlib.sha256(b).hexdigest()[:32] + '"' for n, b in self.files.items()}
 
     async def handler(self, request: web.Request) -> web.StreamResponse:

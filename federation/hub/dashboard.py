@@ -43,6 +43,7 @@ from federation.hub.monitor import iso, utc
 from federation.web import Problem
 from federation.webui import (
     LANG_COOKIE,
+    SHARED_STATIC,
     Catalog,
     Session,
     SessionCodec,
@@ -66,7 +67,7 @@ PREFIX = "/dashboard"
 SESSION_COOKIE = "ipdn_hub_session"
 PRE_COOKIE = "ipdn_hub_signin"  # the sign-in form's CSRF token (double submit)
 LANGUAGES = ("en", "ar")
-STATIC = ("dashboard.css", "dashboard.js")
+STATIC = (SHARED_STATIC / "ipdn.css", HERE / "static" / "dashboard.js")
 MAX_NAME = 64
 # Compared against when the account does not exist, so that a wrong name costs as long as a wrong password.
 _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
@@ -402,7 +403,7 @@ def register(app: web.Application) -> None:
     env = template_env(HERE / "templates")
     app[STATE] = DashboardState(
         codec=SessionCodec(load_secret(config.session_secret_path), ttl=config.session_ttl), env=env,
-        catalog=Catalog(HERE / "templates" / "messages.json"), static=StaticFiles(HERE / "static", STATIC))
+        catalog=Catalog(HERE / "templates" / "messages.json"), static=StaticFiles(STATIC))
     app.on_shutdown.append(_close_streams)
     r = app.router
     r.add_get(PREFIX, overview)
