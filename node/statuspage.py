@@ -48,6 +48,7 @@ from node.store import OutboxRow
 log = logging.getLogger("ipdn.node.status")
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+STATIC = Path(__file__).resolve().parent / "static"
 PREFIX = "/status"
 SESSION_COOKIE = "ipdn_node_status"
 PRE_COOKIE = "ipdn_node_status_signin"
@@ -65,7 +66,7 @@ class StatusPage:
         self.status_document = status_document
         self.env = template_env(TEMPLATES)
         self.catalog = Catalog(TEMPLATES / "status_messages.json")
-        self.static = StaticFiles([SHARED_STATIC / "ipdn.css"])
+        self.static = StaticFiles([SHARED_STATIC / "ipdn.css", STATIC / "status.js"])
         self.throttle = SignInThrottle()
 
     # -- helpers -----------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from urllib.parse import urlencode
 
 import jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 from federation.envelope import Envelope
 from federation.errors import IpdnError
@@ -104,12 +105,19 @@ def pick_name(names: dict[str, str], lang: str) -> tuple[str, str]:
     return "und", ""
 
 
-def fmt_time(value: str | datetime | None) -> str:
-    """Times as ``YYYY-MM-DD HH:MM:SS`` UTC (the live script writes the same form)."""
-    if value is None:
-        return "–"
-    when = utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
-    return when.strftime("%Y-%m-%d %H:%M:%S") if when else "–"
+def fmt_time(value: str | datetime | None) -> Markup:
+    """A time as ``<time dir="ltr">YYYY-MM-DD HH:MM:SS</time>`` UTC: left to right in Arabic pages too (the live
+    script writes the same form)."""
+    when = utc(datetime.fromisoformat(value) if isinstance(value, str) else value) if value is not None else None
+    if when is None:
+        return Markup("–")
+    return Markup('<time dir="ltr" datetime="{}">{}</time>').format(iso(when), when.strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def term(catalog: Catalog, lang: str, kind: str, value: str) -> str:
+    """A registry word (a member's status or role) in the page's language when the catalog has it, else as is."""
+    texts = catalog.messages.get(f"{kind}_{value}")
+    return (texts.get(lang) or texts["en"]) if texts else value
 
 
 def fmt_num(value: Any) -> str:
@@ -129,7 +137,8 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
         lang=lang, dir=direction(lang), _=state.catalog.gettext(lang), session=session,
         operator=session.subject if session else None, csrf=session.csrf if session else "",
         path=request.path, here=lambda **q: request.path + "?" + urlencode({**query, **q}),
-        pick_name=lambda names: pick_name(names, lang), fmt_time=fmt_time, fmt_num=fmt_num, **context)
+        pick_name=lambda names: pick_name(names, lang), fmt_time=fmt_time, fmt_num=fmt_num,
+        term=lambda kind, value: term(state.catalog, lang, kind, value), **context)
     resp = web.Response(text=html, content_type="text/html", status=status)
     if request.query.get("lang") in LANGUAGES:
         set_cookie(resp, request, LANG_COOKIE, request.query["lang"], max_age=365 * 86400)

@@ -14,16 +14,27 @@
       `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
   };
   const num = (v) => (v === null || v === undefined ? "–" : String(Math.round(v)));
+  // Times go in a <time dir="ltr">, so that they read left to right in the Arabic page too.
+  const showTime = (cell, value, empty) => {
+    if (!value) { if (cell.textContent !== empty) { cell.textContent = empty; } return; }
+    let el = cell.querySelector("time");
+    if (!el) { el = document.createElement("time"); el.dir = "ltr"; cell.replaceChildren(el); }
+    el.dateTime = value;
+    el.textContent = time(value);
+  };
   const show = (cell, field, value) => {
-    if (field === "key_expires_at" && !value) { cell.textContent = table.dataset.noExpiry; return; }
-    const text = cell.dataset.format === "time" ? time(value) : num(value);
+    if (cell.dataset.format === "time") {
+      showTime(cell, value, field === "key_expires_at" ? table.dataset.noExpiry : "–");
+      return;
+    }
+    const text = num(value);
     const link = cell.querySelector("a");
     if (link && value) { link.textContent = text; } else if (cell.textContent !== text) { cell.textContent = text; }
   };
   const apply = (snap) => {
     document.querySelectorAll("[data-summary]").forEach((el) => {
       const key = el.dataset.summary;
-      el.textContent = el.dataset.format === "time" ? time(snap[key]) : num(snap[key]);
+      if (el.dataset.format === "time") { showTime(el, snap[key], "–"); } else { el.textContent = num(snap[key]); }
     });
     for (const m of snap.members) {
       const row = table.querySelector(`tr[data-member="${CSS.escape(m.code)}"]`);
