@@ -250,7 +250,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     last, quiet = "", 0.0
     try:
         while not state.closing.is_set():
-            snap = await monitor.snapshot()
+            snap = await monitor.snapshot(max_age=interval / 2)
             body = json.dumps({k: v for k, v in snap.items() if k != "time"}, ensure_ascii=False, sort_keys=True)
             if body != last:
                 await resp.write(f"event: status\ndata: {json.dumps(snap, ensure_ascii=False)}\n\n".encode())

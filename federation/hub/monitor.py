@@ -47,6 +47,7 @@ class Monitor:
     pulls: dict[str, tuple[datetime, int]] = field(default_factory=dict)
     _dirty: set[str] = field(default_factory=set)
     _flusher: asyncio.Task[None] | None = None
+    _cached: tuple[float, dict[str, Any]] | None = None
 
     async def start(self) -> None:
         self.pulls = {m: (utc(t) or t, c) for m, (t, c) in (await self.service.store.pulls()).items()}
@@ -83,8 +84,20 @@ class Monitor:
             except Exception:  # the figures are kept in memory meanwhile
                 log.exception("saving member pulls failed")
 
-    async def snapshot(self) -> dict[str, Any]:
-        """The hub's status: log, checkpoint and one entry per member (the JSON of ``GET /api/v1/status``)."""
+    async def snapshot(self, max_age: float = 0.0) -> dict[str, Any]:
+        """The hub's status: log, checkpoint and one entry per member (the JSON of ``GET /api/v1/status``).
+
+        ``max_age`` > 0 accepts one computed that many seconds ago at most: the dashboard's live streams share
+        one computation per interval however many operators watch.
+        """
+        loop = asyncio.get_running_loop()
+        if max_age > 0 and self._cached is not None and loop.time() - self._cached[0] <= max_age:
+            return self._cached[1]
+        snap = await self._compute()
+        self._cached = (loop.time(), snap)
+        return snap
+
+    async def _compute(self) -> dict[str, Any]:
         service, store = self.service, self.service.store
         reg = service.registry.registry
         now = utc(service.clock()) or datetime.now(UTC)
@@ -92,7 +105,7 @@ class Monitor:
         held = await store.counts_by_origin()
         refused = await store.quarantine_counts()
         cosigned = await store.latest_cosigned()
-        received = await store.last_received()
+        received = await store.last_received([m.code for m in reg.members])
         accepted_today, refused_today = await store.accepted_since(today), await store.refused_since(today)
         size = service.size
         cursors: dict[str, tuple[int, str]] = {}

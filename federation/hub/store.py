@@ -387,11 +387,16 @@ class HubStore:
         async with self.engine.connect() as conn:
             return {r.member: (r.last_pull_at, int(r.cursor)) for r in await conn.execute(sa.select(member_pulls))}
 
-    async def last_received(self) -> dict[str, datetime]:
-        """Per origin, when the hub last appended one of its envelopes."""
-        q = sa.select(log.c.origin, sa.func.max(log.c.received_at)).group_by(log.c.origin)
+    async def last_received(self, origins: Sequence[str]) -> dict[str, datetime]:
+        """Per origin, when the hub last appended one of its envelopes (one index probe each, on
+        ``ix_log_origin_received_at``, rather than a scan of the log)."""
+        out: dict[str, datetime] = {}
         async with self.engine.connect() as conn:
-            return {o: t for o, t in await conn.execute(q)}
+            for origin in origins:
+                q = sa.select(sa.func.max(log.c.received_at)).where(log.c.origin == origin)
+                if (when := (await conn.execute(q)).scalar_one_or_none()) is not None:
+                    out[origin] = when
+        return out
 
     async def accepted_since(self, since: datetime) -> dict[str, int]:
         q = sa.select(log.c.origin, sa.func.count()).where(log.c.received_at >= since).group_by(log.c.origin)

@@ -1,4 +1,5 @@
-"""Operator accounts for the dashboard, their audit trail, and each member's last signed pull.
+"""Operator accounts for the dashboard, their audit trail, each member's last signed pull, and the indexes
+the dashboard's per-member and per-day figures read through (federation/hub/monitor.py).
 
 Revision ID: 0004
 Revises: 0003
@@ -37,9 +38,14 @@ def upgrade() -> None:
         sa.Column("last_pull_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("cursor", sa.BigInteger, nullable=False),  # the `after` of its latest signed pull
     )
+    # Envelopes accepted today, and each member's last envelope (quarantine.received_at has one since 0001).
+    op.create_index("ix_log_received_at", "log", ["received_at"])
+    op.create_index("ix_log_origin_received_at", "log", ["origin", "received_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_log_origin_received_at", "log")
+    op.drop_index("ix_log_received_at", "log")
     op.drop_table("member_pulls")
     op.drop_table("operator_events")
     op.drop_table("operators")
