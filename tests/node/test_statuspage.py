@@ -3,6 +3,7 @@ that refuses what the node pushes."""
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -11,7 +12,9 @@ from aiohttp.test_utils import TestClient
 
 from node.app import ENGINE, create_app
 from node.statuspage import SESSION_COOKIE
+from tests.factories import Member
 from tests.node.conftest import TOKEN, Net, eventually
+from tests.node.test_logtrust import publish_n
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 XSS = "<script>alert(1)</script>"
@@ -96,6 +99,25 @@ class TestStatusPage:
         await node.get("/api/v1/records/QA:nothing")
         text = await (await node.get("/metrics")).text()
         assert 'route="/api/v1/records/{record_id}",status="404"' in text and "QA:nothing" not in text
+
+
+class TestAlarms:
+    async def test_checkpoint_inconsistency_raised_on_page_and_in_metrics(self, node: TestClient, net: Net, kr: Member,
+                                                                          event: dict[str, Any]) -> None:
+        """A hub signing a root that is not that of the entries it served halts the node: the status page shows the
+        log-inconsistent alarm and that applying is halted; the metrics say so for the alert rule."""
+        net.hub.checkpoint_root = os.urandom(32)
+        publish_n(net.hub, kr, event, 2)
+
+        async def halted() -> bool:
+            return bool((await _status(node))["log"]["halted"])
+
+        await eventually(halted)
+        assert (await sign_in(node)).status == 303
+        html = await (await node.get("/status?lang=en")).text()
+        assert "<code><bdi>log-inconsistent</bdi></code>" in html and 'class="alarm bad"' in html
+        text = await (await node.get("/metrics")).text()
+        assert "ipdn_node_log_halted 1.0" in text and 'ipdn_node_alarms{reason="log-inconsistent"} 1.0' in text
 
 
 async def _status(node: TestClient) -> dict[str, Any]:
