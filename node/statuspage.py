@@ -38,11 +38,11 @@ from federation.webui import (
     choose_language,
     direction,
     load_secret,
+    pick,
     secure_headers,
     set_cookie,
     template_env,
 )
-from node.feeds import pick
 from node.store import OutboxRow
 
 log = logging.getLogger("ipdn.node.status")

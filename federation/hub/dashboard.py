@@ -55,6 +55,7 @@ from federation.webui import (
     direction,
     hash_password,
     load_secret,
+    pick,
     secure_headers,
     set_cookie,
     template_env,
@@ -98,11 +99,8 @@ def _hub() -> Any:
 
 
 def pick_name(names: dict[str, str], lang: str) -> tuple[str, str]:
-    """The institution's name in the page's language, else English, else any: (language tag, name)."""
-    for tag in (lang, "en", *names):
-        if tag in names:
-            return tag, names[tag]
-    return "und", ""
+    """A name or title in the page's language, else English, else any: (language tag, text)."""
+    return pick(names, lang) or ("und", "")
 
 
 def fmt_time(value: str | datetime | None) -> Markup:
@@ -419,7 +417,7 @@ def register(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/sign-in", sign_in_page)
     r.add_post(f"{PREFIX}/sign-in", sign_in)
     r.add_post(f"{PREFIX}/sign-out", sign_out)
-    r.add_get(f"{PREFIX}/events", events)
+    r.add_get(f"{PREFIX}/events", events, allow_head=False)  # a stream has no head to give
     r.add_get(f"{PREFIX}/members/{{code}}", member_page)
     r.add_get(f"{PREFIX}/quarantine", quarantine_page)
     r.add_get(f"{PREFIX}/quarantine/{{id}}", quarantine_item)
