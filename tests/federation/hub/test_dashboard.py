@@ -153,7 +153,7 @@ class TestSignIn:
 
     async def test_forged_session_cookie_refused(self, hub: Any) -> None:
         """A session cookie not signed with the hub's secret opens nothing."""
-        value, _ = STATE and hub.server.app[STATE].codec.issue("amal", time.time())
+        value, _ = hub.server.app[STATE].codec.issue("amal", time.time())
         claims, _mac = value.split(".")
         hub.session.cookie_jar.update_cookies({SESSION_COOKIE: f"{claims}.{'A' * 43}"})
         assert (await hub.get("/dashboard", allow_redirects=False)).status == 303
