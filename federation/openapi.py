@@ -641,8 +641,9 @@ def document(role: Role) -> dict[str, Any]:
     schemes: dict[str, Any] = {"operatorToken": {
         "type": "http", "scheme": "bearer",
         "description": f"The {role} operator's token (`Authorization: Bearer ...`), compared as SHA-256 digests"}}
-    schemes["session"] = {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIES[role],
-                          "description": "The signed session cookie set by signing in (federation/webui.py)"}
+    if role in SESSION_COOKIES:
+        schemes["session"] = {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIES[role],
+                              "description": "The signed session cookie set by signing in (federation/webui.py)"}
     if role == "node":
         schemas = {**_common_schemas(), **_node_schemas()}
         paths = {**_node_paths(), **_status_page_paths(), **_metrics_path("node")}
