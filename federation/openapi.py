@@ -26,6 +26,7 @@ VERSION = "1.0.0"
 SCHEMAS_BASE = "https://schemas.ipdn.network/"
 
 _J = "application/json"
+SESSION_COOKIES = {"node": "ipdn_node_status", "hub": "ipdn_hub_session"}
 _PROBLEM = "application/problem+json"
 
 
@@ -126,6 +127,126 @@ def _openapi_path(role: Role) -> dict[str, Any]:
                     "content": {_J: {"schema": {"type": "object", "required": ["openapi", "info", "paths"]}}}},
             "304": {"description": "Not modified (If-None-Match matched the ETag)"},
         }}}
+
+
+# -- operator pages and metrics (hub dashboard, node status page) -------------------------------------------------
+
+_HTML = {"text/html": {"schema": _STR}}
+_UI_HEADERS = {"Content-Security-Policy": _header("script and style from this site's own files only, nothing inline"),
+               "X-Request-Id": _header("the request's id (the caller's when well-formed)")}
+_SEE_OTHER = {"description": "Not signed in (to the sign-in page), or done (to the next page)",
+              "headers": {"Location": _header("where to go next")}}
+_FORGED = _problem("A form without this session's anti-forgery token, or posted from another site (`csrf`)")
+
+
+def _page(op_id: str, summary: str, *, tag: str, params: list[dict[str, Any]] | None = None,
+          extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A signed-in HTML page: 200 with the page, 303 to the sign-in page without a session."""
+    return {"get": {"operationId": op_id, "tags": [tag], "summary": summary, "security": [{"session": []}],
+                    "parameters": [_query("lang", {"type": "string", "enum": ["en", "ar"]},
+                                          "the page's language (remembered in a cookie)"), *(params or [])],
+                    "responses": {"200": {"description": "The page", "headers": _UI_HEADERS, "content": _HTML},
+                                  "303": _SEE_OTHER, **(extra or {})}}}
+
+
+def _sign_in_paths(prefix: str, what: str, tag: str, secret: str, form: dict[str, Any]) -> dict[str, Any]:
+    body = {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+        **_obj(["csrf_token", *form], csrf_token=_STR, **form)}}}}
+    csrf_only = {"required": False, "content": {"application/x-www-form-urlencoded": {"schema": _obj(
+        ["csrf_token"], csrf_token=_STR)}}}
+    name = prefix.strip("/").title()
+    return {
+        f"{prefix}/sign-in": {
+            "get": {"operationId": f"get{name}SignIn", "tags": [tag], "summary": f"The sign-in form of {what}",
+                    "parameters": [_query("lang", {"type": "string", "enum": ["en", "ar"]}, "the page's language")],
+                    "responses": {"200": {"description": "The form; sets the form's anti-forgery cookie",
+                                          "headers": _UI_HEADERS, "content": _HTML},
+                                  "303": _SEE_OTHER}},
+            "post": {"operationId": f"post{name}SignIn", "tags": [tag], "requestBody": body,
+                     "summary": f"Sign in with {secret}: a session cookie (HttpOnly, SameSite=Strict, Secure "
+                                "behind TLS)",
+                     "responses": {"303": _SEE_OTHER,
+                                   "401": {"description": "Wrong credentials: the form again", "content": _HTML},
+                                   "403": _FORGED,
+                                   "429": {"description": "Locked after repeated failures: the form again",
+                                           "content": _HTML}}},
+        },
+        f"{prefix}/sign-out": {
+            "post": {"operationId": f"post{name}SignOut", "tags": [tag], "summary": "End the session",
+                     "security": [{"session": []}], "requestBody": csrf_only,
+                     "responses": {"303": _SEE_OTHER, "403": _FORGED}},
+        },
+        f"{prefix}/static/{{name}}": {
+            "get": {"operationId": f"get{name}Static", "tags": [tag], "summary": "The pages' stylesheet and script",
+                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": _STR}, _IF_NONE_MATCH],
+                    "responses": {"200": {"description": "The file", "headers": {"ETag": _header("strong")},
+                                          "content": {"text/css": {"schema": _STR},
+                                                      "text/javascript": {"schema": _STR}}},
+                                  "304": {"description": "Not modified"},
+                                  "404": _problem("No such file (`not-found`)")}},
+        },
+    }
+
+
+def _metrics_path(role: str) -> dict[str, Any]:
+    return {"/metrics": {"get": {
+        "operationId": "getMetrics", "tags": ["status"],
+        "summary": f"Prometheus metrics of the {role} (text exposition format; docs/operating-{role}.md lists them)",
+        "responses": {"200": {"description": "The metrics", "content": {"text/plain": {"schema": _STR}}}}}}}
+
+
+def _status_page_paths() -> dict[str, Any]:
+    tag = "status page"
+    return {
+        "/status": _page("getStatusPage", "The status page for the member's IT staff (hub reachable, outbox, "
+                                          "cursor, refusals with reasons, keys, alarms)", tag=tag),
+        "/status/retry": {"post": {
+            "operationId": "postStatusRetry", "tags": [tag], "security": [{"session": []}],
+            "summary": "Push the refused own envelopes again (as POST /api/v1/outbox/retry)",
+            "requestBody": {"required": False, "content": {"application/x-www-form-urlencoded": {"schema": _obj(
+                ["csrf_token"], csrf_token=_STR)}}},
+            "responses": {"303": _SEE_OTHER, "403": _FORGED}}},
+        **_sign_in_paths("/status", "the status page", tag, "the node's operator token", {"token": _STR}),
+    }
+
+
+def _dashboard_paths() -> dict[str, Any]:
+    tag, d = "dashboard", "/dashboard"
+    code = {"name": "code", "in": "path", "required": True, "schema": _STR, "description": "a member code"}
+    item = {"name": "id", "in": "path", "required": True, "schema": _STR, "description": "a quarantine item"}
+    when = {"type": "string", "description": "a date and time, UTC unless it says otherwise"}
+    missing = {"404": _problem("No such member or item (`no-such-member`, `no-such-item`)")}
+    return {
+        d: _page("getDashboard", "Every member's sync, live", tag=tag),
+        f"{d}/events": {"get": {
+            "operationId": "getDashboardEvents", "tags": [tag], "security": [{"session": []}],
+            "summary": "Server-sent events: `event: status` with the HubStatus JSON whenever it changes",
+            "responses": {"200": {"description": "An event stream", "content": {"text/event-stream": {
+                "schema": _STR}}},
+                "303": _SEE_OTHER, "401": _problem("Not signed in (`sign-in-required`)")}}},
+        f"{d}/members/{{code}}": _page("getDashboardMember", "A member's figures, recent envelopes and refusals",
+                                       tag=tag, params=[code], extra=missing),
+        f"{d}/quarantine": _page("getDashboardQuarantine", "Refused inputs, filtered", tag=tag, params=[
+            _query("member", _STR, "a member code"), _query("reason", _STR, "a reason slug"),
+            _query("since", when, "received at or after"), _query("until", when, "received before")],
+            extra={"400": _problem("A time that cannot be read (`bad-parameter`)")}),
+        f"{d}/quarantine/{{id}}": _page("getDashboardRefusal", "One refusal: its reason, checks and schema errors",
+                                        tag=tag, params=[item], extra=missing),
+        f"{d}/quarantine/{{id}}/raw": {"get": {
+            "operationId": "getDashboardRefusalRaw", "tags": [tag], "security": [{"session": []}],
+            "summary": "The refused input byte for byte, as a download", "parameters": [item],
+            "responses": {"200": {"description": "The bytes as received",
+                                  "headers": {"Content-Disposition": _header("attachment")},
+                                  "content": {"application/octet-stream": {"schema": _STR}}},
+                          "303": _SEE_OTHER, **missing}}},
+        f"{d}/checkpoint": _page("getDashboardCheckpoint", "The latest checkpoint and its co-signatures", tag=tag),
+        f"{d}/registry": _page("getDashboardRegistry", "Registry versions, governance and operators' trail",
+                               tag=tag),
+        f"{d}/throughput": _page("getDashboardThroughput", "Envelopes per minute over the last hour (SVG chart)",
+                                 tag=tag),
+        **_sign_in_paths(d, "the dashboard", tag, "an operator account (`ipdn hub operator add`)",
+                         {"name": _STR, "password": _STR}),
+    }
 
 
 # -- node ---------------------------------------------------------------------------------------------------
@@ -362,19 +483,33 @@ def _node_paths() -> dict[str, Any]:
 
 
 def _hub_schemas() -> dict[str, Any]:
-    member = _obj(["code", "names", "role", "status", "envelopes", "head_seq", "refused", "last_push_at"],
+    int_or_null: dict[str, Any] = {"type": ["integer", "null"]}
+    member = _obj(["code", "names", "role", "status", "envelopes", "head_seq", "refused", "accepted_today",
+                   "refused_today", "last_push_at", "last_pull_at", "cursor", "cursor_source", "lag_envelopes",
+                   "lag_seconds", "valid_keys", "key_expires_at", "last_cosigned_size", "silent"],
                   code=_STR, names={"type": "object"}, role=_STR, status=_STR, envelopes=_int(0), head_seq=_int(0),
-                  refused=_int(0), last_push_at=_TIME_OR_NULL, valid_keys=_int(0), key_expires_at=_TIME_OR_NULL,
-                  last_cosigned_size={"type": ["integer", "null"]})
+                  refused=_int(0), accepted_today=_int(0), refused_today=_int(0), last_push_at=_TIME_OR_NULL,
+                  last_pull_at={**_TIME_OR_NULL, "description": "its latest signed pull (docs/adr/0006)"},
+                  cursor={**int_or_null, "description": "how far it has read: the `after` of its latest signed "
+                                                        "pull, else its latest co-signed checkpoint"},
+                  cursor_source={"type": ["string", "null"], "enum": ["pull", "cosignature", None]},
+                  lag_envelopes=int_or_null,
+                  lag_seconds={"type": ["number", "null"], "description": "age of the oldest entry not read"},
+                  valid_keys=_int(0), key_expires_at=_TIME_OR_NULL, last_cosigned_size=int_or_null,
+                  silent={"type": "boolean", "description": "active, and no push or pull within `silent_after`"})
     result = _obj(["index", "status", "hash"], index=_int(0),
                   status={"type": "string", "enum": ["accepted", "duplicate", "rejected"]}, position=_int(1),
                   hash=_STR, problem=_ref("Problem"))
     return {
         "LogPage": _obj(["entries", "next", "size"], entries={"type": "array", "items": _obj(
             ["position", "envelope"], position=_int(1), envelope=_ref("Envelope"))}, next=_int(0), size=_int(0)),
-        "HubStatus": _obj(["role", "hub_url", "registry_version", "log_size", "quarantine", "members"],
+        "HubStatus": _obj(["role", "hub_url", "registry_version", "log_size", "quarantine", "time", "silent_after",
+                           "checkpoint", "members"],
                           role={"const": "hub"}, hub_url=_STR, registry_version=_int(1), log_size=_int(0),
-                          quarantine=_int(0), members={"type": "array", "items": member},
+                          quarantine=_int(0), time=_STR, silent_after={"type": "number"},
+                          checkpoint={"oneOf": [{"type": "null"}, _obj(["size", "root", "issued_at"], size=_int(0),
+                                                                       root=_STR, issued_at=_STR)]},
+                          members={"type": "array", "items": member},
                           worker=_int(1, description="the process id of the hub worker that answered (several share "
                                                      "one log on PostgreSQL)")),
         "PushResult": _obj(["results", "log_size", "checkpoint"], results={"type": "array", "items": result},
@@ -534,16 +669,21 @@ def document(role: Role) -> dict[str, Any]:
     schemes: dict[str, Any] = {"operatorToken": {
         "type": "http", "scheme": "bearer",
         "description": f"The {role} operator's token (`Authorization: Bearer ...`), compared as SHA-256 digests"}}
+    if role in SESSION_COOKIES:
+        schemes["session"] = {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIES[role],
+                              "description": "The signed session cookie set by signing in (federation/webui.py)"}
     if role == "node":
-        schemas, paths = {**_common_schemas(), **_node_schemas()}, _partner_read(_node_paths())
         schemes["partnerKey"] = {
             "type": "http", "scheme": "bearer",
             "description": "A partner API key `ipdn_pk_<id>_<secret>` issued by the node's operator (`ipdn node "
                            "partner add`), scopes `read` and/or `webhooks`; on GET it may instead be given as the "
                            "`key` query parameter (calendar apps, harvesters). Reading needs none while the node's "
                            "public read is on; a presented key is always checked."}
+        schemas = {**_common_schemas(), **_node_schemas()}
+        paths = {**_partner_read(_node_paths()), **_status_page_paths(), **_metrics_path("node")}
     elif role == "hub":
-        schemas, paths = {**_common_schemas(), **_hub_schemas()}, _hub_paths()
+        schemas = {**_common_schemas(), **_hub_schemas()}
+        paths = {**_hub_paths(), **_dashboard_paths(), **_metrics_path("hub")}
         schemes["httpSignature"] = {
             "type": "apiKey", "in": "header", "name": "Signature",
             "description": "RFC 9421 HTTP Message Signature by an active member's key (Ed25519), covering "

@@ -22,9 +22,10 @@ from aiohttp import web
 from federation import openapi, strictjson
 from federation.envelope import Envelope
 from federation.errors import IpdnError
+from federation.logs import access_middleware, request_id_middleware
 from federation.registry import load_registry
 from federation.web import Problem, json_response, problem_response, problems_middleware, read_json
-from node import feeds, oaipmh, pages, partners
+from node import feeds, oaipmh, pages, partners, statuspage
 from node.config import NodeConfig
 from node.errors import (
     BadQueryError,
@@ -39,6 +40,7 @@ from node.errors import (
     RotationError,
 )
 from node.keys import MAX_EFFECTIVE_IN, OwnKeys
+from node.metrics import NODE_METRICS, NodeMetrics
 from node.service import NodeService
 from node.store import NodeStore, StoredRecord
 from node.sync import SyncEngine
@@ -253,10 +255,15 @@ async def list_records(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    service, engine = request.app[SERVICE], request.app[ENGINE]
+    return json_response(await status_document(request.app))
+
+
+async def status_document(app: web.Application) -> dict[str, Any]:
+    """What the node knows about its sync: the status API, the status page and the metrics show this."""
+    service, engine = app[SERVICE], app[ENGINE]
     counts = await service.counts()
     reg, state = service.registry.registry, engine.state
-    return json_response({
+    return {
         "role": "node", "member": service.member, "registry_version": reg.version,
         "hub": {"url": reg.hub_url, "reachable": state.reachable, "last_push_at": _time(state.last_push_at),
                 "last_pull_at": _time(state.last_pull_at), "last_error": state.last_error,
@@ -266,11 +273,11 @@ async def status(request: web.Request) -> web.Response:
         "cursor": await service.cursor(),
         "records": {"own": counts.own, "received": counts.received},
         "quarantine": counts.quarantine,
-        "log": await _log_status(request),
+        "log": await _log_status(app),
         "keys": service.keys.describe(reg, service.clock()),
         "alarms": await service.alarms(),
         "time": _time(datetime.now(UTC)),
-    })
+    }
 
 
 def _document(data: bytes | None) -> Any:
@@ -283,9 +290,9 @@ def _document(data: bytes | None) -> Any:
         return data.decode("utf-8", "replace")
 
 
-async def _log_status(request: web.Request) -> dict[str, Any]:
+async def _log_status(app: web.Application) -> dict[str, Any]:
     """The log as this node verified it: the checkpoint accepted, witnessing, peers, evidence."""
-    service, state = request.app[SERVICE], request.app[ENGINE].state
+    service, state = app[SERVICE], app[ENGINE].state
     accepted = await service.accepted_checkpoint()
     evidence = await service.evidence(10)
     return {
@@ -312,10 +319,14 @@ async def get_log_checkpoint(request: web.Request) -> web.Response:
 def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
     """The node's web application. Its cleanup context opens the store and owns the sync loops
     (``sync=False`` opens the engine without starting its loops, for tests that drive it by hand)."""
-    # partner_middleware is outermost so that its own refusals (401, 429) carry CORS headers too.
-    app = web.Application(client_max_size=config.max_request_bytes,
-                          middlewares=[partners.partner_middleware, problems_middleware, _node_problems])
+    metrics = NodeMetrics()
+    # partner_middleware sits outside problems_middleware so that its own refusals (401, 429) carry CORS
+    # headers too, and inside the metrics so that they are counted.
+    app = web.Application(client_max_size=config.max_request_bytes, middlewares=[
+        request_id_middleware, access_middleware, metrics.base.middleware(), partners.partner_middleware,
+        problems_middleware, _node_problems])
     app[CONFIG] = config
+    app[NODE_METRICS] = metrics
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         keys = OwnKeys.load(config.member, config.key_path, config.dir)
@@ -350,4 +361,6 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
     pages.register_routes(app)
     openapi.register_routes(app, "node")
     app.router.add_get("/api/v1/log/checkpoint", get_log_checkpoint)
+    statuspage.register(app, status_document)
+    metrics.register(app, status_document)
     return app

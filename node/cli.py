@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import hashlib
 import json
-import logging
 import os
 import secrets
 import sys
@@ -80,13 +79,14 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from federation.logs import configure as configure_logging
     from node.app import create_app  # aiohttp's server parts only when serving
 
     config = load_config(args.dir, host=args.host, port=args.port)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()  # one JSON object per line, with request ids (federation/logs.py)
     # run_app turns SIGINT/SIGTERM into a clean shutdown: the cleanup context cancels and awaits the
-    # sync loops and closes the store.
-    web.run_app(create_app(config), host=config.host, port=config.port, print=None)
+    # sync loops and closes the store. Requests are logged by federation/logs.py, not aiohttp's access log.
+    web.run_app(create_app(config), host=config.host, port=config.port, print=None, access_log=None)
     return 0
 
 

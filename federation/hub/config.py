@@ -27,6 +27,14 @@ class HubConfig:
     verify_workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # 0: verify in the event loop
     workers: int = 1  # hub processes sharing one PostgreSQL log behind one address (federation/hub/service.py)
     shared_poll: float = 2.0  # seconds: a worker re-checks the shared log at least this often, NOTIFY or not
+    silent_after: float = 900.0  # seconds without a push or pull after which the dashboard flags a member
+    pull_flush_interval: float = 10.0  # seconds between writes of members' last pulls
+    live_interval: float = 2.0  # seconds between the dashboard's live updates, at most one per change
+    session_ttl: float = 8 * 3600  # dashboard sign-in lifetime
+
+    @property
+    def session_secret_path(self) -> Path:
+        return self.dir / "session.secret"
 
     @property
     def key_path(self) -> Path:
