@@ -1,0 +1,235 @@
+"""``ipdn node webhook ...``: the operator's view of partners' webhook subscriptions and their deliveries.
+
+The commands work on the node's database directly (whether the node runs or not): a running node sees a
+new or removed subscription at its next applied record, and an enabled subscription or requeued
+deliveries within ``webhook_poll_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from federation.cli import UsageError
+from federation.errors import InputError
+from federation.schemas import default_schemas
+from node import webhooks
+from node.config import load_config
+from node.store import NodeStore
+from node.webhook_store import ACTIVE, FAILED, OPERATOR, Delivery, Subscription, WebhookStore
+
+T = TypeVar("T")
+
+
+def _time(when: datetime | None) -> str | None:
+    return when.isoformat().replace("+00:00", "Z") if when else None
+
+
+def describe_subscription(sub: Subscription, *, secret: bool = False) -> dict[str, Any]:
+    """A subscription as the operator and its partner see it (the secret only when just made)."""
+    out: dict[str, Any] = {
+        "id": sub.id, "partner": sub.partner, "url": sub.url, "filters": sub.filters.to_dict(), "state": sub.state,
+        "created_at": _time(sub.created_at), "disabled": None, "failing_since": _time(sub.failing_since),
+        "last_success_at": _time(sub.last_success_at), "last_failure_at": _time(sub.last_failure_at)}
+    if sub.state != ACTIVE:
+        out["disabled"] = {"reason": sub.disabled_reason, "detail": sub.disabled_detail,
+                           "at": _time(sub.disabled_at)}
+    if secret:
+        out["secret"] = sub.secret
+    return out
+
+
+def describe_delivery(d: Delivery) -> dict[str, Any]:
+    return {"id": d.id, "subscription": d.subscription_id, "type": d.type, "record_id": d.record_id,
+            "version": d.version, "state": d.state, "attempts": d.attempts, "created_at": _time(d.created_at),
+            "next_attempt_at": _time(d.next_attempt_at), "delivered_at": _time(d.delivered_at),
+            "last_status": d.last_status, "last_error": d.last_error,
+            "tried": [{"attempt": a.attempt, "at": _time(a.at), "status": a.status, "error": a.error,
+                       "duration_ms": a.duration_ms} for a in d.tried]}
+
+
+def new_subscription(partner: str, url: Any, filters: Any, *, allow_loopback: bool, now: datetime) -> Subscription:
+    """A subscription checked and ready to store, with a fresh id and secret.
+
+    Raises:
+        WebhookUrlError: the URL breaks the rule (node/webhooks.py ``check_url``).
+        BadQueryError: a filter is malformed or names an unknown kind.
+    """
+    url = webhooks.check_url(url, allow_loopback=allow_loopback)
+    spec = webhooks.EventFilter.parse(filters, kinds=sorted(default_schemas().latest))
+    return Subscription(webhooks.new_id(webhooks.SUBSCRIPTION_PREFIX, now), partner, url, spec, webhooks.new_secret(),
+                        ACTIVE, now)
+
+
+def _with_store(args: argparse.Namespace, work: Callable[[WebhookStore], Awaitable[T]]) -> T:
+    config = load_config(args.dir)
+
+    async def run() -> T:
+        store = await NodeStore.open(config.db_url, config.member)
+        try:
+            return await work(store.webhooks)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    config = load_config(args.dir)
+    filters = {k: v for k in ("kind", "origin", "country", "lang", "status", "tag")
+               if (v := getattr(args, k)) is not None}
+    if args.type:
+        filters["types"] = args.type
+    try:
+        sub = new_subscription(args.partner, args.url, filters, allow_loopback=config.webhook_allow_loopback,
+                               now=datetime.now(UTC))
+    except InputError as e:
+        raise UsageError(e.message) from e
+    _with_store(args, lambda s: s.add_subscription(sub))
+    if args.json:
+        print(json.dumps(describe_subscription(sub, secret=True), indent=2))
+    else:
+        print(f"subscription {sub.id} for {sub.partner}: {sub.url}\nfilters {json.dumps(sub.filters.to_dict())}\n"
+              f"secret {sub.secret}\n(give the secret to the partner now: it is not shown again)")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    subs = _with_store(args, lambda s: s.subscriptions(args.partner))
+    if args.json:
+        print(json.dumps([describe_subscription(s) for s in subs], indent=2))
+        return 0
+    for sub in subs:
+        state = sub.state if sub.state == ACTIVE else f"DISABLED ({sub.disabled_reason} at {_time(sub.disabled_at)})"
+        failing = f" failing since {_time(sub.failing_since)}" if sub.failing_since else ""
+        print(f"{sub.id} {sub.partner} {state}{failing}\n  {sub.url} {json.dumps(sub.filters.to_dict())}")
+    if not subs:
+        print("no subscriptions", file=sys.stderr)
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    if not _with_store(args, lambda s: s.remove_subscription(args.id)):
+        raise UsageError(f"no subscription {args.id}")
+    print(f"removed {args.id} with its deliveries")
+    return 0
+
+
+def cmd_enable(args: argparse.Namespace) -> int:
+    async def work(store: WebhookStore) -> tuple[bool, int]:
+        if not await store.enable(args.id):
+            return False, 0
+        return True, await store.retry_failed(args.id, datetime.now(UTC)) if args.retry_failed else 0
+
+    found, requeued = _with_store(args, work)
+    if not found:
+        raise UsageError(f"no subscription {args.id}")
+    print(f"{args.id} enabled" + (f"; {requeued} failed deliveries queued again" if args.retry_failed else ""))
+    return 0
+
+
+def cmd_disable(args: argparse.Namespace) -> int:
+    done = _with_store(args, lambda s: s.disable(args.id, OPERATOR, args.reason, datetime.now(UTC)))
+    if not done:
+        raise UsageError(f"no active subscription {args.id}")
+    print(f"{args.id} disabled")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    n = _with_store(args, lambda s: s.retry_failed(args.id, datetime.now(UTC)))
+    print(f"{n} failed deliveries of {args.id} queued again")
+    return 0
+
+
+def cmd_deliveries(args: argparse.Namespace) -> int:
+    rows = _with_store(args, lambda s: s.deliveries(subscription_id=args.subscription,
+                                                    state=FAILED if args.failed else None, limit=args.limit))
+    if args.json:
+        print(json.dumps([describe_delivery(d) for d in rows], indent=2))
+        return 0
+    for d in rows:
+        when = _time(d.delivered_at) if d.delivered_at else f"next {_time(d.next_attempt_at)}" \
+            if d.next_attempt_at else _time(d.last_attempt_at)
+        print(f"{d.id} {d.subscription_id} {d.type} {d.record_id} v{d.version} {d.state.upper()} "
+              f"attempts {d.attempts} {when}")
+        if d.state != "delivered" and d.last_error:
+            print(f"  last: {d.last_error}")
+    if not rows:
+        print("no deliveries", file=sys.stderr)
+    return 0
+
+
+def register(nsub: Any) -> None:
+    """Add ``ipdn node webhook ...`` to the node command group."""
+    w = nsub.add_parser("webhook", help="partners' webhook subscriptions: add, list, remove, deliveries, enable",
+                        epilog="example: ipdn node webhook add --dir qa --partner museum "
+                               "--url https://hooks.museum.example/ipdn --kind cultural-event")
+    wsub = w.add_subparsers(dest="webhook_command", required=True, metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser, *, json_out: bool = False) -> None:
+        p.add_argument("--dir", required=True, type=Path, help="the node's directory")
+        if json_out:
+            p.add_argument("--json", action="store_true", help="print JSON")
+
+    a = wsub.add_parser("add", help="subscribe a partner's URL to record events (prints the secret once)",
+                        epilog="example: ipdn node webhook add --dir qa --partner museum --url "
+                               "https://hooks.museum.example/ipdn --country QA --type record.cancelled")
+    common(a, json_out=True)
+    a.add_argument("--partner", required=True, help="the partner's name (as its API key names it)")
+    a.add_argument("--url", required=True, help="where to POST: https:// (see docs/PROTOCOL.md §13)")
+    a.add_argument("--kind", help="only this record kind, e.g. cultural-event")
+    a.add_argument("--origin", help="only records of this member (country code)")
+    a.add_argument("--country", help="only records with this participating, venue or eligible country")
+    a.add_argument("--lang", help="only records titled in this language")
+    a.add_argument("--status", help="only records with this status (or that had it: a change away is sent)")
+    a.add_argument("--tag", help="only records with this tag")
+    a.add_argument("--type", action="append", choices=webhooks.EVENT_TYPES,
+                   help="only these event types (repeat; default all)")
+    a.set_defaults(func=cmd_add)
+
+    ls = wsub.add_parser("list", help="subscriptions, with their state and failure streak",
+                         epilog="example: ipdn node webhook list --dir qa --partner museum")
+    common(ls, json_out=True)
+    ls.add_argument("--partner", help="only this partner's")
+    ls.set_defaults(func=cmd_list)
+
+    r = wsub.add_parser("remove", help="delete a subscription and its deliveries",
+                        epilog="example: ipdn node webhook remove --dir qa sub_01JD...")
+    common(r)
+    r.add_argument("id")
+    r.set_defaults(func=cmd_remove)
+
+    d = wsub.add_parser("deliveries", help="recent deliveries, newest first, with the last error",
+                        epilog="example: ipdn node webhook deliveries --dir qa --failed --json")
+    common(d, json_out=True)
+    d.add_argument("--subscription", help="only this subscription's")
+    d.add_argument("--failed", action="store_true", help="only those that failed for good")
+    d.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    d.set_defaults(func=cmd_deliveries)
+
+    e = wsub.add_parser("enable", help="deliver to a disabled subscription again",
+                        epilog="example: ipdn node webhook enable --dir qa sub_01JD... --retry-failed")
+    common(e)
+    e.add_argument("id")
+    e.add_argument("--retry-failed", action="store_true", help="also queue its failed deliveries again")
+    e.set_defaults(func=cmd_enable)
+
+    x = wsub.add_parser("disable", help="stop delivering to a subscription (its queue is kept)",
+                        epilog="example: ipdn node webhook disable --dir qa sub_01JD... --reason 'partner asked'")
+    common(x)
+    x.add_argument("id")
+    x.add_argument("--reason", default="disabled by the node operator", help="shown to the partner")
+    x.set_defaults(func=cmd_disable)
+
+    t = wsub.add_parser("retry", help="queue a subscription's failed deliveries again (same webhook-id)",
+                        epilog="example: ipdn node webhook retry --dir qa sub_01JD...")
+    common(t)
+    t.add_argument("id")
+    t.set_defaults(func=cmd_retry)
