@@ -23,7 +23,7 @@ from federation.envelope import Envelope
 from federation.errors import IpdnError
 from federation.registry import load_registry
 from federation.web import Problem, json_response, problem_response, problems_middleware, read_json
-from node import feeds, oaipmh, pages
+from node import feeds, oaipmh, pages, partners
 from node.config import NodeConfig
 from node.delivery import WebhookWorker
 from node.errors import (
@@ -294,7 +294,9 @@ async def get_log_checkpoint(request: web.Request) -> web.Response:
 def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
     """The node's web application. Its cleanup context opens the store and owns the sync loops
     (``sync=False`` opens the engine without starting its loops, for tests that drive it by hand)."""
-    app = web.Application(client_max_size=config.max_request_bytes, middlewares=[problems_middleware, _node_problems])
+    # partner_middleware is outermost so that its own refusals (401, 429) carry CORS headers too.
+    app = web.Application(client_max_size=config.max_request_bytes,
+                          middlewares=[partners.partner_middleware, problems_middleware, _node_problems])
     app[CONFIG] = config
 
     async def services(app: web.Application) -> AsyncIterator[None]:
@@ -307,6 +309,8 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
         engine = SyncEngine(config, service, store)
         hooks = WebhookWorker(config, store.webhooks, load_or_create_key(config.webhook_key_path), clock=service.clock)
         app[SERVICE], app[ENGINE], app[WEBHOOKS] = service, engine, hooks
+        app[partners.ACCESS] = partners.PartnerAccess(store, config.public_read, config.partner_rate_per_minute,
+                                                      config.anonymous_rate_per_minute)
         await engine.start(loops=sync)
         await hooks.start(loop=sync)
         try:
