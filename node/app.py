@@ -23,7 +23,7 @@ from federation.envelope import Envelope
 from federation.errors import IpdnError
 from federation.registry import load_registry
 from federation.web import Problem, json_response, problem_response, problems_middleware, read_json
-from node import feeds, oaipmh, pages, partners
+from node import feeds, oaipmh, pages, partners, webhook_api
 from node.config import NodeConfig
 from node.delivery import WebhookWorker
 from node.errors import (
@@ -333,6 +333,7 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
     oaipmh.register_routes(app)
     feeds.register_routes(app)
     pages.register_routes(app)
+    webhook_api.register_routes(app)
     openapi.register_routes(app, "node")
     app.router.add_get("/api/v1/log/checkpoint", get_log_checkpoint)
     return app

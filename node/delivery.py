@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import random
 import socket
@@ -69,7 +70,9 @@ class GuardedResolver(AbstractResolver):
         found = await self._inner.resolve(host, port, family)
         allowed = [r for r in found if webhooks.address_allowed(r["host"], allow_loopback=self.allow_loopback)]
         if not allowed:
-            raise OSError(f"{host} resolves to no public address ({', '.join(r['host'] for r in found)})")
+            # errno and strerror: aiohttp shows the strerror in the connection error it raises.
+            raise OSError(errno.EADDRNOTAVAIL,
+                          f"{host} resolves to no public address ({', '.join(r['host'] for r in found)})")
         return allowed
 
     async def close(self) -> None:

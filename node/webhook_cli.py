@@ -18,53 +18,13 @@ from typing import Any, TypeVar
 
 from federation.cli import UsageError
 from federation.errors import InputError
-from federation.schemas import default_schemas
-from node import webhooks
+from node import partners, webhooks
 from node.config import load_config
 from node.store import NodeStore
-from node.webhook_store import ACTIVE, FAILED, OPERATOR, Delivery, Subscription, WebhookStore
+from node.webhook_api import describe_delivery, describe_subscription, new_subscription, time_text
+from node.webhook_store import ACTIVE, FAILED, OPERATOR, WebhookStore
 
 T = TypeVar("T")
-
-
-def _time(when: datetime | None) -> str | None:
-    return when.isoformat().replace("+00:00", "Z") if when else None
-
-
-def describe_subscription(sub: Subscription, *, secret: bool = False) -> dict[str, Any]:
-    """A subscription as the operator and its partner see it (the secret only when just made)."""
-    out: dict[str, Any] = {
-        "id": sub.id, "partner": sub.partner, "url": sub.url, "filters": sub.filters.to_dict(), "state": sub.state,
-        "created_at": _time(sub.created_at), "disabled": None, "failing_since": _time(sub.failing_since),
-        "last_success_at": _time(sub.last_success_at), "last_failure_at": _time(sub.last_failure_at)}
-    if sub.state != ACTIVE:
-        out["disabled"] = {"reason": sub.disabled_reason, "detail": sub.disabled_detail,
-                           "at": _time(sub.disabled_at)}
-    if secret:
-        out["secret"] = sub.secret
-    return out
-
-
-def describe_delivery(d: Delivery) -> dict[str, Any]:
-    return {"id": d.id, "subscription": d.subscription_id, "type": d.type, "record_id": d.record_id,
-            "version": d.version, "state": d.state, "attempts": d.attempts, "created_at": _time(d.created_at),
-            "next_attempt_at": _time(d.next_attempt_at), "delivered_at": _time(d.delivered_at),
-            "last_status": d.last_status, "last_error": d.last_error,
-            "tried": [{"attempt": a.attempt, "at": _time(a.at), "status": a.status, "error": a.error,
-                       "duration_ms": a.duration_ms} for a in d.tried]}
-
-
-def new_subscription(partner: str, url: Any, filters: Any, *, allow_loopback: bool, now: datetime) -> Subscription:
-    """A subscription checked and ready to store, with a fresh id and secret.
-
-    Raises:
-        WebhookUrlError: the URL breaks the rule (node/webhooks.py ``check_url``).
-        BadQueryError: a filter is malformed or names an unknown kind.
-    """
-    url = webhooks.check_url(url, allow_loopback=allow_loopback)
-    spec = webhooks.EventFilter.parse(filters, kinds=sorted(default_schemas().latest))
-    return Subscription(webhooks.new_id(webhooks.SUBSCRIPTION_PREFIX, now), partner, url, spec, webhooks.new_secret(),
-                        ACTIVE, now)
 
 
 def _with_store(args: argparse.Namespace, work: Callable[[WebhookStore], Awaitable[T]]) -> T:
@@ -87,6 +47,10 @@ def cmd_add(args: argparse.Namespace) -> int:
     if args.type:
         filters["types"] = args.type
     try:
+        partners.check_name(args.partner)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    try:
         sub = new_subscription(args.partner, args.url, filters, allow_loopback=config.webhook_allow_loopback,
                                now=datetime.now(UTC))
     except InputError as e:
@@ -106,8 +70,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps([describe_subscription(s) for s in subs], indent=2))
         return 0
     for sub in subs:
-        state = sub.state if sub.state == ACTIVE else f"DISABLED ({sub.disabled_reason} at {_time(sub.disabled_at)})"
-        failing = f" failing since {_time(sub.failing_since)}" if sub.failing_since else ""
+        state = sub.state if sub.state == ACTIVE else \
+            f"DISABLED ({sub.disabled_reason} at {time_text(sub.disabled_at)}: {sub.disabled_detail})"
+        failing = f" failing since {time_text(sub.failing_since)}" if sub.failing_since else ""
         print(f"{sub.id} {sub.partner} {state}{failing}\n  {sub.url} {json.dumps(sub.filters.to_dict())}")
     if not subs:
         print("no subscriptions", file=sys.stderr)
@@ -155,8 +120,8 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
         print(json.dumps([describe_delivery(d) for d in rows], indent=2))
         return 0
     for d in rows:
-        when = _time(d.delivered_at) if d.delivered_at else f"next {_time(d.next_attempt_at)}" \
-            if d.next_attempt_at else _time(d.last_attempt_at)
+        when = time_text(d.delivered_at) if d.delivered_at else f"next {time_text(d.next_attempt_at)}" \
+            if d.next_attempt_at else time_text(d.last_attempt_at)
         print(f"{d.id} {d.subscription_id} {d.type} {d.record_id} v{d.version} {d.state.upper()} "
               f"attempts {d.attempts} {when}")
         if d.state != "delivered" and d.last_error:
