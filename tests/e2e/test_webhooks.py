@@ -3,17 +3,21 @@ HTTP; a real receiver (tests/webhook_receiver.py) verifies every delivery with t
 and the node's published ``whpk_`` key; publish, update, cancel and delete at the origin arrive as four
 events whose envelopes ``ipdn verify`` accepts offline; a record from another member arrives via the hub;
 a subscription for capacity programmes gets none of it; a delivery pending when the node is killed is
-delivered after the restart with the same webhook-id."""
+delivered after the restart with the same webhook-id. And the receiver in the README, run as written, works."""
 
 from __future__ import annotations
 
 import json
+import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.harness import Federation, http, wait_for
+from tests.e2e.harness import Federation, free_port, http, wait_for
 from tests.factories import example_bodies
 from tests.webhook_receiver import Receiver, threaded
 
@@ -109,3 +113,48 @@ def test_partner_receives_signed_events_that_verify_offline(fed_sqlite: Federati
     assert retried["state"] == "delivered" and retried["tried"][0]["status"] == 500
     status = http("GET", qa + "/api/v1/status")[1]
     assert status["webhooks"]["subscriptions"] == {"active": 2, "disabled": 0}
+
+
+def test_the_readme_receiver_verifies_and_keeps_each_event_once(fed_sqlite: Federation, tmp_path: Path) -> None:
+    """The receiver in the README, run as written (only the node's URL and the port changed), gets a
+    publication and a cancellation; what it saved verifies offline."""
+    fed = fed_sqlite
+    with open(fed.root / "QA" / "node.toml", "a", encoding="utf-8") as f:
+        f.write(QA_TOML)
+    fed.start("hub")
+    fed.start("QA")
+    qa = fed.url("QA")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"<!-- receiver -->\n```python\n(.*?)\n```", readme, re.S)
+    assert code is not None
+    port = free_port()
+    script = code.group(1).replace('"https://ipdn.qa.example"', repr(qa)).replace("8000", str(port))
+    (tmp_path / "receiver.py").write_text(script, encoding="utf-8")
+    log = open(tmp_path / "receiver.log", "wb")  # noqa: SIM115 (kept open for the process)
+    proc = subprocess.Popen([sys.executable, "receiver.py"], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for("the README receiver listening", lambda: _listening(port), timeout=20)
+        key = fed.cli("node", "partner", "add", "--dir", str(fed.root / "QA"), "Museum", "--scope",
+                      "webhooks").stdout.strip()
+        code_, sub = http("POST", qa + "/api/v1/webhooks", {"url": f"http://127.0.0.1:{port}/",
+                                                             "filters": {"kind": "cultural-event"}},
+                          headers={"Authorization": f"Bearer {key}"})
+        assert code_ == 201, sub
+        rid = fed.publish("QA", "cultural-event", event())["record_id"]
+        assert http("POST", f"{qa}/api/v1/records/{rid}/cancel", token=fed.tokens["QA"])[0] == 200
+        saved = tmp_path / "events.jsonl"
+        wait_for("two events saved", lambda: saved.exists() and len(saved.read_bytes().splitlines()) == 2,
+                 timeout=20)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+    types = [json.loads(line)["type"] for line in saved.read_bytes().splitlines()]
+    assert types == ["record.published", "record.cancelled"]
+    out = fed.cli("verify", "--registry", str(fed.root / "hub" / "registry.json"), str(saved))
+    assert "2 verified, 0 failed" in out.stderr
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
