@@ -93,14 +93,15 @@ class WebhookWorker:
         self.schedule = config.webhook_retry_schedule
         self.disable_after = timedelta(days=config.webhook_disable_after_days)
         self._session: aiohttp.ClientSession | None = None
+        self._resolver: GuardedResolver | None = None
         self._task: asyncio.Task[None] | None = None
         self._lanes: dict[str, asyncio.Task[None]] = {}
         self._last_prune = float("-inf")
 
     async def start(self, *, loop: bool = True) -> None:
         """Open the HTTP client and, unless ``loop`` is False (tests drive :meth:`drain`), the dispatcher."""
-        connector = aiohttp.TCPConnector(resolver=GuardedResolver(allow_loopback=self.config.webhook_allow_loopback),
-                                         limit=self.config.webhook_concurrency * 2)
+        self._resolver = GuardedResolver(allow_loopback=self.config.webhook_allow_loopback)
+        connector = aiohttp.TCPConnector(resolver=self._resolver, limit=self.config.webhook_concurrency * 2)
         self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(
             total=self.config.webhook_timeout), auto_decompress=False)
         if loop:
@@ -115,6 +116,9 @@ class WebhookWorker:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._resolver is not None:  # the connector closes only a resolver it made itself
+            await self._resolver.close()
+            self._resolver = None
 
     # -- dispatching ---------------------------------------------------------------------------------------
 

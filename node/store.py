@@ -604,12 +604,18 @@ class NodeStore:
             return [PartnerKeyRow.from_row(r) for r in await conn.execute(q)]
 
     async def revoke_partner_keys(self, name: str, now: datetime, key_id: str | None = None) -> int:
-        """Revoke the partner's live keys (or the one named): the number revoked."""
+        """Revoke the partner's live keys (or the one named): the number revoked. Once the partner holds no
+        live key, its webhook subscriptions are disabled too (``operator``): no more pushes either."""
         q = partner_keys.update().where(partner_keys.c.name == name, partner_keys.c.revoked_at.is_(None))
         if key_id is not None:
             q = q.where(partner_keys.c.key_id == key_id)
         async with self.engine.begin() as conn:
-            return int((await conn.execute(q.values(revoked_at=_utc(now)))).rowcount)
+            n = int((await conn.execute(q.values(revoked_at=_utc(now)))).rowcount)
+            live = (await conn.execute(sa.select(sa.func.count()).select_from(partner_keys).where(
+                partner_keys.c.name == name, partner_keys.c.revoked_at.is_(None)))).scalar_one()
+            if n and not live:
+                await webhook_store.disable_partner(conn, name, "every key of the partner was revoked", _utc(now))
+        return n
 
     async def touch_partner_key(self, key_id: str, now: datetime) -> None:
         async with self.engine.begin() as conn:

@@ -28,12 +28,16 @@ T = TypeVar("T")
 
 
 def _with_store(args: argparse.Namespace, work: Callable[[WebhookStore], Awaitable[T]]) -> T:
+    return _with_node_store(args, lambda store: work(store.webhooks))
+
+
+def _with_node_store(args: argparse.Namespace, work: Callable[[NodeStore], Awaitable[T]]) -> T:
     config = load_config(args.dir)
 
     async def run() -> T:
         store = await NodeStore.open(config.db_url, config.member)
         try:
-            return await work(store.webhooks)
+            return await work(store)
         finally:
             await store.close()
 
@@ -55,7 +59,14 @@ def cmd_add(args: argparse.Namespace) -> int:
                                now=datetime.now(UTC))
     except InputError as e:
         raise UsageError(e.message) from e
-    _with_store(args, lambda s: s.add_subscription(sub))
+    async def work(store: NodeStore) -> bool:
+        await store.webhooks.add_subscription(sub)
+        return any(k.name == sub.partner and k.revoked_at is None and "webhooks" in k.scopes
+                   for k in await store.partner_keys())
+
+    if not _with_node_store(args, work):
+        print(f"note: no live key of {sub.partner!r} has the webhooks scope, so the partner cannot see or manage "
+              "this subscription itself (ipdn node partner add ... --scope webhooks)", file=sys.stderr)
     if args.json:
         print(json.dumps(describe_subscription(sub, secret=True), indent=2))
     else:

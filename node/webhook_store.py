@@ -163,6 +163,14 @@ async def add_event(conn: AsyncConnection, type_: str, *, record_id: str, origin
     return len(subs)
 
 
+async def disable_partner(conn: AsyncConnection, partner: str, detail: str, now: datetime) -> int:
+    """Disable every active subscription of ``partner`` (``operator``), in the caller's transaction."""
+    done = await conn.execute(subscriptions.update().where(
+        subscriptions.c.partner == partner, subscriptions.c.state == ACTIVE).values(
+        state=DISABLED, disabled_reason=OPERATOR, disabled_detail=detail, disabled_at=now))
+    return int(done.rowcount)
+
+
 class WebhookStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -274,19 +282,21 @@ class WebhookStore:
         at = _utc(result.at)
         n = delivery.attempts + 1
         gone = result.status == 410
+        values: dict[str, Any] = {"attempts": n, "last_attempt_at": at, "last_status": result.status,
+                                  "last_error": result.error}
+        if result.delivered:
+            values.update(state=DELIVERED, delivered_at=at, next_attempt_at=None)
+        elif gone or next_attempt_at is None:
+            values.update(state=FAILED, next_attempt_at=None)
+        else:
+            values.update(next_attempt_at=_utc(next_attempt_at))
         async with self.engine.begin() as conn:
+            done = await conn.execute(deliveries.update().where(deliveries.c.id == delivery.id,
+                                                                deliveries.c.state == PENDING).values(values))
+            if not done.rowcount:  # removed with its subscription (or requeued) meanwhile: nothing to keep
+                return None
             await conn.execute(attempts.insert().values(delivery_id=delivery.id, attempt=n, at=at, status=result.status,
                                                         error=result.error, duration_ms=result.duration_ms))
-            values: dict[str, Any] = {"attempts": n, "last_attempt_at": at, "last_status": result.status,
-                                      "last_error": result.error}
-            if result.delivered:
-                values.update(state=DELIVERED, delivered_at=at, next_attempt_at=None)
-            elif gone or next_attempt_at is None:
-                values.update(state=FAILED, next_attempt_at=None)
-            else:
-                values.update(next_attempt_at=_utc(next_attempt_at))
-            await conn.execute(deliveries.update().where(deliveries.c.id == delivery.id,
-                                                         deliveries.c.state == PENDING).values(values))
             sub = subscriptions.c
             if result.delivered:
                 await conn.execute(subscriptions.update().where(sub.id == delivery.subscription_id)
@@ -336,7 +346,7 @@ class WebhookStore:
             tried: dict[str, list[Attempt]] = {}
             if rows:
                 aq = (sa.select(attempts).where(attempts.c.delivery_id.in_([r.id for r in rows]))
-                      .order_by(attempts.c.delivery_id, attempts.c.attempt))
+                      .order_by(attempts.c.delivery_id, attempts.c.id))
                 for a in await conn.execute(aq):
                     tried.setdefault(a.delivery_id, []).append(
                         Attempt(a.attempt, _utc(a.at), a.status, a.error, a.duration_ms))

@@ -97,3 +97,12 @@ def test_failures_are_listed_and_can_be_retried(node: Path, capsys: pytest.Captu
     [listed] = json.loads(run(node, capsys, "list", "--json"))
     assert listed["disabled"]["reason"] == "operator" and listed["disabled"]["detail"] == "partner asked"
     assert "0 failed deliveries" in run(node, capsys, "retry", sub["id"])
+
+
+def test_add_notes_a_partner_who_cannot_manage_it(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ("node", "webhook", "add", "--dir", str(node), "--partner", "museum", "--url", HOOK)
+    assert ipdn(*args) == 0
+    assert "no live key of 'museum' has the webhooks scope" in capsys.readouterr().err
+    assert ipdn("node", "partner", "add", "--dir", str(node), "museum", "--scope", "webhooks") == 0
+    assert ipdn(*args) == 0
+    assert "note" not in capsys.readouterr().err

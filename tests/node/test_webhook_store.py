@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from federation import db
+from federation.cli import main
 from node.config import NodeConfig
 from node.filters import RecordFilter
 from node.store import MIGRATIONS, VERSION_TABLE, Changes, NodeStore
@@ -58,6 +60,22 @@ class TestQueueing:
         assert doc["data"]["envelope"] == env.to_dict()
         assert row.id.startswith("msg_") and row.secret == sub.secret and row.url == sub.url and row.attempts == 0
         assert store.webhooks.queued.is_set()
+
+    async def test_queued_bodies_verify_offline(self, store: NodeStore, config: NodeConfig, qa: Member,
+                                                event: dict[str, Any], tmp_path: Path) -> None:
+        """``ipdn verify`` reads saved webhook bodies (JSON Lines) and checks each envelope; a forged one fails."""
+        sub = subscription()
+        await store.webhooks.add_subscription(sub)
+        await store.author(qa.publish(event, record_id="QA:one"), NOW)
+        await store.author(qa.publish(None, record_id="QA:one", version=2), NOW)
+        bodies = [r.body for r in await due(store, sub)]
+        saved = tmp_path / "hooks.jsonl"
+        saved.write_bytes(b"\n".join(bodies) + b"\n")
+        assert main(["verify", "--registry", str(config.registry_path), str(saved)]) == 0
+        forged = json.loads(bodies[0])
+        forged["data"]["envelope"]["signature"] = forged["data"]["envelope"]["signature"][::-1]
+        saved.write_text(json.dumps(forged))
+        assert main(["verify", "--registry", str(config.registry_path), str(saved)]) == 1
 
     async def test_nothing_is_queued_without_subscriptions(self, store: NodeStore, qa: Member,
                                                            event: dict[str, Any]) -> None:
@@ -249,3 +267,35 @@ async def test_upgrade_from_0004(config: NodeConfig, qa: Member, event: dict[str
         assert len(await due(store, sub)) == 1
     finally:
         await store.close()
+
+
+class TestPartnersAndRaces:
+    async def test_revoking_a_partners_last_key_disables_its_subscriptions(self, store: NodeStore) -> None:
+        from node.partners import new_key, parse_scopes
+
+        rows = [new_key("museum", parse_scopes("webhooks"), None, NOW)[1] for _ in range(2)]
+        for row in rows:
+            await store.add_partner_key(row)
+        mine, other = subscription("museum"), subscription("library")
+        await store.webhooks.add_subscription(mine)
+        await store.webhooks.add_subscription(other)
+        await store.revoke_partner_keys("museum", NOW, rows[0].key_id)
+        assert {s.state for s in await store.webhooks.subscriptions()} == {"active"}  # one key is still live
+        await store.revoke_partner_keys("museum", NOW)
+        got = await store.webhooks.subscription(mine.id)
+        assert got is not None and (got.state, got.disabled_reason) == (DISABLED, "operator")
+        assert "revoked" in (got.disabled_detail or "")
+        untouched = await store.webhooks.subscription(other.id)
+        assert untouched is not None and untouched.state == "active"
+
+    async def test_an_attempt_on_a_removed_subscription_is_dropped(self, store: NodeStore, qa: Member,
+                                                                   event: dict[str, Any]) -> None:
+        """The subscription was removed while its delivery was in flight: nothing to record, no error."""
+        sub = subscription()
+        await store.webhooks.add_subscription(sub)
+        await store.author(qa.publish(event, record_id="QA:one"), NOW)
+        [row] = await due(store, sub)
+        await store.webhooks.remove_subscription(sub.id)
+        assert await store.webhooks.record_attempt(row, AttemptResult(NOW, 500, "x", 1), next_attempt_at=None,
+                                                   disable_after=WEEK) is None
+        assert await store.webhooks.deliveries() == []
