@@ -14,7 +14,7 @@ The worker's queries: due deliveries (state, next_attempt_at) and a subscription
 
 Revision ID: 0005
 Revises: 0004
-Create Date: 2026-12-02
+Create Date: 2026-11-29
 """
 
 import sqlalchemy as sa
