@@ -77,6 +77,7 @@ class NodeConfig:
     webhook_disable_after_days: float = 5.0  # a subscription failing this long without a success is disabled
     webhook_poll_interval: float = 2.0  # seconds between looks at the queue when nothing woke the worker
     webhook_retention_days: float = 30.0  # delivered and failed deliveries are kept this long, then pruned
+    webhook_max_subscriptions: int = 20  # per partner, through the partner API
     webhook_allow_loopback: bool = False  # let subscriptions target loopback (http allowed there): tests only
 
     def __post_init__(self) -> None:

@@ -22,8 +22,6 @@ from node.webhook_store import ACTIVE, DELIVERED, FAILED, OPERATOR, PENDING, Del
 
 BASE = "/api/v1/webhooks"
 KEY_PATH = BASE + "/signing-key"
-MAX_SUBSCRIPTIONS = 20  # per partner
-MAX_BODY = 16 * 1024
 TOLERANCE = 300  # seconds: what receivers should accept around webhook-timestamp (the spec's 5 minutes)
 
 
@@ -100,16 +98,17 @@ async def signing_key(request: web.Request) -> web.Response:
 async def create_subscription(request: web.Request) -> web.Response:
     from node.app import CONFIG
 
+    config = request.app[CONFIG]
     partner = partners.require_scope(request, "webhooks")
-    doc = await read_json(request, strictjson.JsonLimits(max_bytes=MAX_BODY))
+    doc = await read_json(request, strictjson.JsonLimits(max_bytes=config.max_request_bytes))
     if not isinstance(doc, dict) or "url" not in doc or set(doc) - {"url", "filters"}:
         raise Problem(400, "malformed-request", "the request body is a JSON object with members url (optional filters)")
     store = _store(request)
-    if len(await store.subscriptions(partner.name)) >= MAX_SUBSCRIPTIONS:
-        raise Problem(409, "too-many-subscriptions", f"a partner has at most {MAX_SUBSCRIPTIONS} subscriptions; "
-                      "remove one first")
-    sub = new_subscription(partner.name, doc["url"], doc.get("filters"),
-                           allow_loopback=request.app[CONFIG].webhook_allow_loopback, now=_now())
+    if len(await store.subscriptions(partner.name)) >= config.webhook_max_subscriptions:
+        raise Problem(409, "too-many-subscriptions", f"a partner has at most {config.webhook_max_subscriptions} "
+                      "subscriptions; remove one first")
+    sub = new_subscription(partner.name, doc["url"], doc.get("filters"), allow_loopback=config.webhook_allow_loopback,
+                           now=_now())
     await store.add_subscription(sub)
     return json_response(describe_subscription(sub, secret=True), status=201,
                          headers={"Location": f"{BASE}/{sub.id}"})

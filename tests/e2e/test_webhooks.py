@@ -12,11 +12,13 @@ import re
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from federation.cli import main as ipdn_main
 from tests.e2e.harness import Federation, free_port, http, wait_for
 from tests.factories import example_bodies
 from tests.webhook_receiver import Receiver, threaded
@@ -31,6 +33,25 @@ webhook_poll_interval = 0.2
 """
 
 
+@pytest.fixture
+def fed(tmp_path: Path) -> Iterator[Federation]:
+    """Hub, QA (the node partners subscribe at, loopback receivers allowed) and KR; not started."""
+    f = Federation(tmp_path / "fed", ["QA", "KR"]).init()
+    with open(f.root / "QA" / "node.toml", "a", encoding="utf-8") as toml:
+        toml.write(QA_TOML)
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+def ipdn(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """The operator's command line, in-process (a process per command costs seconds here); its stdout."""
+    capsys.readouterr()
+    assert ipdn_main(list(args)) == 0
+    return capsys.readouterr().out
+
+
 def event() -> dict[str, Any]:
     return dict(example_bodies("cultural-event")[0])
 
@@ -40,18 +61,18 @@ def failed_attempt_recorded(qa: str, sub_id: str, partner: dict[str, str]) -> bo
     return code == 200 and any(d["tried"] for d in doc["items"])
 
 
-def test_partner_receives_signed_events_that_verify_offline(fed_sqlite: Federation, tmp_path: Path) -> None:
-    fed = fed_sqlite
-    with open(fed.root / "QA" / "node.toml", "a", encoding="utf-8") as f:
-        f.write(QA_TOML)
+def test_partner_receives_signed_events_that_verify_offline(fed: Federation, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Publish, update, cancel, delete at QA and a publication at KR reach the partner signed and in order,
+    verify offline, skip a capacity-programme subscription, and survive QA being killed mid-retry."""
     fed.start("hub")
     fed.start("QA")
     fed.start("KR")
     qa, token = fed.url("QA"), fed.tokens["QA"]
 
     # The partner: a key from the operator, the node's public webhook key, a subscription.
-    key = fed.cli("node", "partner", "add", "--dir", str(fed.root / "QA"), "Doha Culture Portal",
-                  "--scope", "webhooks").stdout.strip()
+    key = ipdn(capsys, "node", "partner", "add", "--dir", str(fed.root / "QA"), "Doha Culture Portal",
+               "--scope", "webhooks").strip()
     partner = {"Authorization": f"Bearer {key}"}
     code, signing = http("GET", qa + "/api/v1/webhooks/signing-key")
     assert code == 200 and signing["key"].startswith("whpk_")
@@ -61,9 +82,9 @@ def test_partner_receives_signed_events_that_verify_offline(fed_sqlite: Federati
         assert code == 201, sub
         receiver.secret = sub["secret"]
         # The operator subscribes another URL of the partner, for capacity programmes only.
-        added = json.loads(fed.cli("node", "webhook", "add", "--dir", str(fed.root / "QA"), "--partner",
-                                   "Doha Culture Portal", "--url", programmes.url, "--kind", "capacity-programme",
-                                   "--json").stdout)
+        added = json.loads(ipdn(capsys, "node", "webhook", "add", "--dir", str(fed.root / "QA"), "--partner",
+                                "Doha Culture Portal", "--url", programmes.url, "--kind", "capacity-programme",
+                                "--json"))
         programmes.secret = added["secret"]
 
         # Publish, update, cancel, delete at the origin.
@@ -83,8 +104,8 @@ def test_partner_receives_signed_events_that_verify_offline(fed_sqlite: Federati
         # Every item verifies offline, from the bodies as received.
         saved = tmp_path / "webhooks.jsonl"
         saved.write_bytes(b"\n".join(r.body for r in receiver.received) + b"\n")
-        out = fed.cli("verify", "--registry", str(fed.root / "hub" / "registry.json"), str(saved))
-        assert "4 verified, 0 failed" in out.stderr
+        assert ipdn_main(["verify", "--registry", str(fed.root / "hub" / "registry.json"), str(saved)]) == 0
+        assert "4 verified, 0 failed" in capsys.readouterr().err
 
         # Another member's record, arriving through the hub, is an event too.
         kr_rid = fed.publish("KR", "cultural-event", event())["record_id"]
@@ -107,20 +128,17 @@ def test_partner_receives_signed_events_that_verify_offline(fed_sqlite: Federati
         assert programmes.attempts == []  # kind=capacity-programme: none of these events
 
     # The operator sees the failed attempts, with their errors.
-    deliveries = json.loads(fed.cli("node", "webhook", "deliveries", "--dir", str(fed.root / "QA"),
-                                    "--json").stdout)
+    deliveries = json.loads(ipdn(capsys, "node", "webhook", "deliveries", "--dir", str(fed.root / "QA"), "--json"))
     retried = next(d for d in deliveries if d["id"] == pending)
     assert retried["state"] == "delivered" and retried["tried"][0]["status"] == 500
     status = http("GET", qa + "/api/v1/status")[1]
     assert status["webhooks"]["subscriptions"] == {"active": 2, "disabled": 0}
 
 
-def test_the_readme_receiver_verifies_and_keeps_each_event_once(fed_sqlite: Federation, tmp_path: Path) -> None:
+def test_the_readme_receiver_verifies_and_keeps_each_event_once(fed: Federation, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
     """The receiver in the README, run as written (only the node's URL and the port changed), gets a
     publication and a cancellation; what it saved verifies offline."""
-    fed = fed_sqlite
-    with open(fed.root / "QA" / "node.toml", "a", encoding="utf-8") as f:
-        f.write(QA_TOML)
     fed.start("hub")
     fed.start("QA")
     qa = fed.url("QA")
@@ -134,8 +152,8 @@ def test_the_readme_receiver_verifies_and_keeps_each_event_once(fed_sqlite: Fede
     proc = subprocess.Popen([sys.executable, "receiver.py"], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for("the README receiver listening", lambda: _listening(port), timeout=20)
-        key = fed.cli("node", "partner", "add", "--dir", str(fed.root / "QA"), "Museum", "--scope",
-                      "webhooks").stdout.strip()
+        key = ipdn(capsys, "node", "partner", "add", "--dir", str(fed.root / "QA"), "Museum", "--scope",
+                   "webhooks").strip()
         code_, sub = http("POST", qa + "/api/v1/webhooks", {"url": f"http://127.0.0.1:{port}/",
                                                              "filters": {"kind": "cultural-event"}},
                           headers={"Authorization": f"Bearer {key}"})
@@ -151,8 +169,9 @@ def test_the_readme_receiver_verifies_and_keeps_each_event_once(fed_sqlite: Fede
         log.close()
     types = [json.loads(line)["type"] for line in saved.read_bytes().splitlines()]
     assert types == ["record.published", "record.cancelled"]
-    out = fed.cli("verify", "--registry", str(fed.root / "hub" / "registry.json"), str(saved))
-    assert "2 verified, 0 failed" in out.stderr
+    capsys.readouterr()
+    assert ipdn_main(["verify", "--registry", str(fed.root / "hub" / "registry.json"), str(saved)]) == 0
+    assert "2 verified, 0 failed" in capsys.readouterr().err
 
 
 def _listening(port: int) -> bool:

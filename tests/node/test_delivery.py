@@ -77,6 +77,7 @@ class TestDelivery:
     async def test_a_signed_delivery_verifies_and_carries_a_verifiable_envelope(
             self, hooks: NodeConfig, store: NodeStore, receiver: Receiver, qa: Member, event: dict[str, Any],
             registry: SignedRegistry) -> None:
+        """The receiver verifies v1 and v1a; the envelope in data verifies against the registry."""
         sub_id = await subscribe(store, receiver)
         await publish(store, qa, event, "QA:one")
         async with running(hooks, store) as worker:
@@ -93,6 +94,7 @@ class TestDelivery:
 
     async def test_events_arrive_in_apply_order(self, hooks: NodeConfig, store: NodeStore, receiver: Receiver,
                                                 qa: Member, event: dict[str, Any]) -> None:
+        """Publish, postpone, cancel, delete: four events in order, versions 1 to 4."""
         await subscribe(store, receiver)
         await publish(store, qa, {**event, "status": "scheduled"}, "QA:one")
         await publish(store, qa, {**event, "status": "postponed"}, "QA:one", 2)
@@ -105,6 +107,7 @@ class TestDelivery:
 
     async def test_a_capacity_programme_subscription_gets_no_event_of_an_event(
             self, hooks: NodeConfig, store: NodeStore, receiver: Receiver, qa: Member, event: dict[str, Any]) -> None:
+        """A subscription for kind=capacity-programme receives nothing for a cultural event."""
         other = Receiver(receiver.public_key)
         await other.start()
         try:
@@ -119,6 +122,7 @@ class TestDelivery:
 
     async def test_retries_with_backoff_deliver_with_the_same_webhook_id(
             self, hooks: NodeConfig, store: NodeStore, receiver: Receiver, qa: Member, event: dict[str, Any]) -> None:
+        """Two 500s, then 204: three attempts, one webhook-id, spaced by the schedule."""
         sub_id = await subscribe(store, receiver)
         receiver.fail_next = 2
         await publish(store, qa, event, "QA:one")
@@ -133,6 +137,7 @@ class TestDelivery:
 
     async def test_exhausted_schedule_fails_and_is_listed(
             self, hooks: NodeConfig, store: NodeStore, receiver: Receiver, qa: Member, event: dict[str, Any]) -> None:
+        """A receiver that always fails gets one attempt per step, then the delivery is listed as failed."""
         sub_id = await subscribe(store, receiver)
         receiver.fail_next = 100
         await publish(store, qa, event, "QA:one")
@@ -146,6 +151,7 @@ class TestDelivery:
 
     async def test_410_gone_disables_and_nothing_more_is_sent(
             self, hooks: NodeConfig, store: NodeStore, receiver: Receiver, qa: Member, event: dict[str, Any]) -> None:
+        """After 410 the subscription is disabled and a later event is not sent."""
         sub_id = await subscribe(store, receiver)
         receiver.gone = True
         await publish(store, qa, event, "QA:one")
@@ -175,6 +181,7 @@ class TestDelivery:
 
     async def test_redirects_are_failures(self, hooks: NodeConfig, store: NodeStore, receiver: Receiver, qa: Member,
                                           event: dict[str, Any]) -> None:
+        """A 307 is a failed attempt (not followed: a redirect could lead anywhere); the retry succeeds."""
         sub_id = await subscribe(store, receiver)
         receiver.fail_next, receiver.fail_status = 1, 307
         await publish(store, qa, event, "QA:one")
@@ -186,6 +193,7 @@ class TestDelivery:
 
     async def test_retry_after_is_honoured(self, hooks: NodeConfig, store: NodeStore, receiver: Receiver, qa: Member,
                                            event: dict[str, Any]) -> None:
+        """A Retry-After longer than the step pushes the retry back, capped at the longest step."""
         sub_id = await subscribe(store, receiver)
         receiver.fail_next, receiver.fail_status, receiver.retry_after = 1, 503, "3600"
         await publish(store, qa, event, "QA:one")
@@ -199,6 +207,7 @@ class TestDelivery:
 
     async def test_worker_wakes_when_a_record_is_applied(self, hooks: NodeConfig, store: NodeStore,
                                                          receiver: Receiver, qa: Member, event: dict[str, Any]) -> None:
+        """The running worker delivers at once, not at its next poll."""
         await subscribe(store, receiver)
         async with running(dataclasses.replace(hooks, webhook_poll_interval=60), store, loop=True):
             await asyncio.sleep(0.1)
@@ -232,8 +241,8 @@ class TestDelivery:
 
 
 class TestWhereDeliveriesGo:
-    async def test_loopback_is_refused_unless_allowed(self, hooks: NodeConfig, store: NodeStore,
-                                                      receiver: Receiver, qa: Member, event: dict[str, Any]) -> None:
+    async def test_dns_rebinding_to_loopback_refused_at_connect(
+            self, hooks: NodeConfig, store: NodeStore, receiver: Receiver, qa: Member, event: dict[str, Any]) -> None:
         """A subscription that reaches loopback (by an IP literal or a name resolving there) is refused when
         connecting on a node that does not allow loopback."""
         strict = dataclasses.replace(hooks, webhook_allow_loopback=False)
@@ -251,6 +260,7 @@ class TestWhereDeliveriesGo:
         assert "resolves to no public address" in (b.last_error or "")
 
     async def test_guarded_resolver(self) -> None:
+        """The resolver drops loopback addresses unless allowed."""
         strict, lenient = GuardedResolver(allow_loopback=False), GuardedResolver(allow_loopback=True)
         try:
             with pytest.raises(OSError, match="no public address"):

@@ -14,7 +14,6 @@ from aiohttp.test_utils import TestClient
 from federation.keys import PublicKey, b64u_decode
 from node.app import WEBHOOKS, create_app
 from node.config import NodeConfig
-from node.webhook_api import MAX_SUBSCRIPTIONS
 from node.webhooks import load_or_create_key, public_key_text
 from tests.factories import Member
 from tests.node.test_app import AUTH, PROBLEM, publish, url
@@ -54,6 +53,7 @@ async def problem(resp: Any, status: int) -> str:
 
 class TestSigningKey:
     async def test_the_public_key_is_public(self, client: TestClient, hooks: NodeConfig, qa: Member) -> None:
+        """The whpk_ key and its JWK are served without a key, and are not the member's key."""
         resp = await client.get("/api/v1/webhooks/signing-key")
         assert resp.status == 200
         doc = await resp.json()
@@ -66,6 +66,7 @@ class TestSigningKey:
 
 class TestManaging:
     async def test_create_list_get_delete(self, client: TestClient, partner: dict[str, str]) -> None:
+        """A partner creates (secret shown once), lists, reads and deletes its subscription."""
         made = await subscribe(client, partner, filters={"kind": "cultural-event", "country": "QA",
                                                          "types": ["record.cancelled"]})
         assert made["secret"].startswith("whsec_") and made["state"] == "active" and made["url"] == HOOK
@@ -80,6 +81,7 @@ class TestManaging:
                              404) == "subscription-not-found"
 
     async def test_a_key_is_needed_with_the_webhooks_scope(self, client: TestClient, hooks: NodeConfig) -> None:
+        """No key: 401; a read-only key or the operator token: refused."""
         assert await problem(await client.post("/api/v1/webhooks", json={"url": HOOK}), 401) == "partner-key-required"
         reader = bearer(await issue(hooks, "reader", "read"))
         assert await problem(await client.post("/api/v1/webhooks", json={"url": HOOK}, headers=reader),
@@ -87,8 +89,9 @@ class TestManaging:
         assert await problem(await client.get("/api/v1/webhooks", headers=reader), 403) == "partner-scope-missing"
         assert await problem(await client.get("/api/v1/webhooks", headers=AUTH), 401) == "partner-key-required"
 
-    async def test_partners_see_only_their_own(self, client: TestClient, partner: dict[str, str],
+    async def test_another_partners_subscription_is_invisible(self, client: TestClient, partner: dict[str, str],
                                                hooks: NodeConfig) -> None:
+        """Another partner's subscription is 404 on every route, as if it did not exist."""
         mine = await subscribe(client, partner)
         other = bearer(await issue(hooks, "National Library", "webhooks"))
         assert (await (await client.get("/api/v1/webhooks", headers=other)).json())["items"] == []
@@ -99,8 +102,9 @@ class TestManaging:
 
     @pytest.mark.parametrize("target", ["http://hooks.example.org/ipdn", "https://u:p@hooks.example.org/",
                                         "https://10.0.0.7/hook", "https://169.254.169.254/latest", "gopher://x/"])
-    async def test_urls_breaking_the_rule_are_refused(self, aiohttp_client: Any, config: NodeConfig,
+    async def test_ssrf_urls_refused(self, aiohttp_client: Any, config: NodeConfig,
                                                       target: str) -> None:
+        """Non-https, credentials, private and metadata addresses, loopback: 422 webhook-url-refused."""
         client = await aiohttp_client(create_app(config, sync=False))  # loopback not allowed either
         headers = bearer(await issue(config, "p", "webhooks"))
         resp = await client.post("/api/v1/webhooks", json={"url": target}, headers=headers)
@@ -119,15 +123,19 @@ class TestManaging:
     ])
     async def test_malformed_subscriptions_are_refused(self, client: TestClient, partner: dict[str, str],
                                                        doc: Any, reason: str) -> None:
+        """Malformed bodies and filters are 400 problems."""
         assert await problem(await client.post("/api/v1/webhooks", json=doc, headers=partner), 400) == reason
 
-    async def test_at_most_so_many_subscriptions(self, client: TestClient, partner: dict[str, str]) -> None:
-        for i in range(MAX_SUBSCRIPTIONS):
+    async def test_at_most_so_many_subscriptions(self, client: TestClient, partner: dict[str, str],
+                                                 hooks: NodeConfig) -> None:
+        """A partner cannot make the node fan out without bound: webhook_max_subscriptions each."""
+        for i in range(hooks.webhook_max_subscriptions):
             await subscribe(client, partner, target=f"{HOOK}/{i}")
         resp = await client.post("/api/v1/webhooks", json={"url": HOOK}, headers=partner)
         assert await problem(resp, 409) == "too-many-subscriptions"
 
     async def test_deliveries_query_is_checked(self, client: TestClient, partner: dict[str, str]) -> None:
+        """An unknown state or a bad limit is 400 bad-query."""
         made = await subscribe(client, partner)
         for query in ("state=lost", "limit=0", "limit=x"):
             resp = await client.get(f"/api/v1/webhooks/{made['id']}/deliveries?{query}", headers=partner)
@@ -183,6 +191,7 @@ class TestThroughTheNode:
 
     async def test_operator_disabled_cannot_be_enabled_by_the_partner(self, client: TestClient,
                                                                       partner: dict[str, str]) -> None:
+        """What the operator disabled only the operator enables (409)."""
         made = await subscribe(client, partner)
         store = client.app[WEBHOOKS].store
         await store.disable(made["id"], "operator", "abuse report", datetime.now(UTC))

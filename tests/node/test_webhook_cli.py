@@ -42,10 +42,12 @@ def run(node: Path, capsys: pytest.CaptureFixture[str], *args: str, code: int = 
 
 
 def test_init_makes_the_webhook_key(node: Path) -> None:
+    """node init makes webhook.key.pem, private."""
     assert (node / "webhook.key.pem").stat().st_mode & 0o777 == 0o600
 
 
 def test_add_list_remove(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """add prints the secret once; list and remove work by partner and id."""
     sub = add(node, capsys, "--kind", "cultural-event", "--country", "qa", "--type", "record.cancelled",
               "--type", "record.deleted")
     assert sub["secret"].startswith("whsec_") and sub["partner"] == "museum"
@@ -62,6 +64,7 @@ def test_add_list_remove(node: Path, capsys: pytest.CaptureFixture[str]) -> None
 @pytest.mark.parametrize("args", [("--url", "http://hooks.museum.example/"), ("--url", "https://10.0.0.1/h"),
                                   ("--kind", "recipe"), ("--partner", "")])
 def test_add_refuses_what_the_api_refuses(node: Path, args: tuple[str, ...]) -> None:
+    """The CLI applies the same URL, kind and partner-name rules as the API (exit 2)."""
     base = {"--partner": "museum", "--url": HOOK}
     base.update(dict([args]))
     flat = [x for kv in base.items() for x in kv]
@@ -100,6 +103,7 @@ def test_failures_are_listed_and_can_be_retried(node: Path, capsys: pytest.Captu
 
 
 def test_add_notes_a_partner_who_cannot_manage_it(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """add warns when the partner has no live webhooks key."""
     args = ("node", "webhook", "add", "--dir", str(node), "--partner", "museum", "--url", HOOK)
     assert ipdn(*args) == 0
     assert "no live key of 'museum' has the webhooks scope" in capsys.readouterr().err

@@ -48,6 +48,7 @@ def types_of(rows: list[DueDelivery]) -> list[str]:
 class TestQueueing:
     async def test_authoring_queues_an_event_in_the_same_transaction(self, store: NodeStore, qa: Member,
                                                                      event: dict[str, Any]) -> None:
+        """Publishing queues record.published with the record API's item (envelope included), due now."""
         sub = subscription()
         await store.webhooks.add_subscription(sub)
         env = qa.publish(event, record_id="QA:one")
@@ -79,6 +80,7 @@ class TestQueueing:
 
     async def test_nothing_is_queued_without_subscriptions(self, store: NodeStore, qa: Member,
                                                            event: dict[str, Any]) -> None:
+        """Without subscriptions no event row is written."""
         await store.author(qa.publish(event, record_id="QA:one"), NOW)
         counts = await store.webhooks.counts()
         assert counts["deliveries"] == {"pending": 0, "failed": 0}
@@ -114,6 +116,7 @@ class TestQueueing:
 
     async def test_filters_choose_the_subscriptions(self, store: NodeStore, qa: Member, kr: Member,
                                                     event: dict[str, Any]) -> None:
+        """Each subscription gets only the events its filters want."""
         everything = subscription("a")
         programmes = subscription("b", kind="capacity-programme")
         from_kr = subscription("c", origin="KR")
@@ -130,6 +133,7 @@ class TestQueueing:
 
     async def test_disabled_subscriptions_get_nothing_new(self, store: NodeStore, qa: Member,
                                                           event: dict[str, Any]) -> None:
+        """A disabled subscription queues nothing; re-enabled, it does not get what happened meanwhile."""
         sub = subscription()
         await store.webhooks.add_subscription(sub)
         assert await store.webhooks.disable(sub.id, "operator", "paused", NOW)
@@ -149,6 +153,7 @@ class TestAttempts:
         return sub, await due(store, sub)
 
     async def test_delivered_on_2xx(self, store: NodeStore, qa: Member, event: dict[str, Any]) -> None:
+        """A 2xx answer delivers: attempt kept, nothing due any more, failure streak cleared."""
         sub, [row] = await self.queued(store, qa, event)
         assert await store.webhooks.record_attempt(row, AttemptResult(NOW, 204, None, 12), next_attempt_at=None,
                                                    disable_after=WEEK) is None
@@ -161,6 +166,7 @@ class TestAttempts:
 
     async def test_failure_schedules_a_retry_then_fails_for_good(self, store: NodeStore, qa: Member,
                                                                  event: dict[str, Any]) -> None:
+        """A failure is due again later with the same id; the last failure fails it; retry_failed queues it afresh."""
         sub, [row] = await self.queued(store, qa, event)
         later = NOW + timedelta(seconds=5)
         await store.webhooks.record_attempt(row, AttemptResult(NOW, 503, "HTTP 503", 3), next_attempt_at=later,
@@ -183,6 +189,7 @@ class TestAttempts:
 
     async def test_410_gone_disables_the_subscription(self, store: NodeStore, qa: Member,
                                                       event: dict[str, Any]) -> None:
+        """410 Gone fails the delivery and disables the subscription; what was queued waits for enabling."""
         sub, [first, second] = await self.queued(store, qa, event, 2)
         assert await store.webhooks.record_attempt(first, AttemptResult(NOW, 410, "HTTP 410", 2),
                                                    next_attempt_at=None, disable_after=WEEK) == "gone"
@@ -198,6 +205,7 @@ class TestAttempts:
 
     async def test_failing_for_days_disables_the_subscription(self, store: NodeStore, qa: Member,
                                                               event: dict[str, Any]) -> None:
+        """Failures without a success for disable_after disable the subscription (circuit breaker)."""
         sub, [row] = await self.queued(store, qa, event)
         await store.webhooks.record_attempt(row, AttemptResult(NOW, 500, "HTTP 500", 1),
                                             next_attempt_at=NOW + timedelta(days=3), disable_after=WEEK)
@@ -212,6 +220,7 @@ class TestAttempts:
 
     async def test_a_success_ends_the_failure_streak(self, store: NodeStore, qa: Member,
                                                      event: dict[str, Any]) -> None:
+        """One success resets the failure streak."""
         sub, [a, b] = await self.queued(store, qa, event, 2)
         await store.webhooks.record_attempt(a, AttemptResult(NOW, 500, "x", 1), next_attempt_at=NOW + WEEK,
                                             disable_after=WEEK)
@@ -222,6 +231,7 @@ class TestAttempts:
 
     async def test_due_queries_serve_oldest_first_and_skip_busy_lanes(self, store: NodeStore, qa: Member,
                                                                       event: dict[str, Any]) -> None:
+        """Due deliveries come in apply order; a subscription being served is skipped."""
         sub, rows = await self.queued(store, qa, event, 3)
         assert [json.loads(r.body)["data"]["record_id"] for r in rows] == ["QA:0", "QA:1", "QA:2"]
         assert await store.webhooks.due_subscriptions(NOW, limit=10) == [sub.id]
@@ -229,6 +239,7 @@ class TestAttempts:
         assert await store.webhooks.due_subscriptions(NOW - timedelta(seconds=1), limit=10) == []
 
     async def test_remove_and_prune(self, store: NodeStore, qa: Member, event: dict[str, Any]) -> None:
+        """Pruning keeps pending deliveries; removing a subscription removes its deliveries; orphan events go."""
         sub, [a, b] = await self.queued(store, qa, event, 2)
         await store.webhooks.record_attempt(a, AttemptResult(NOW, 200, None, 1), next_attempt_at=None,
                                             disable_after=WEEK)
@@ -243,6 +254,7 @@ class TestAttempts:
 
     async def test_listing_by_partner_newest_first(self, store: NodeStore, qa: Member,
                                                    event: dict[str, Any]) -> None:
+        """Listings are per partner, newest event first."""
         mine, other = subscription("museum"), subscription("library")
         await store.webhooks.add_subscription(mine)
         await store.webhooks.add_subscription(other)
@@ -271,6 +283,7 @@ async def test_upgrade_from_0004(config: NodeConfig, qa: Member, event: dict[str
 
 class TestPartnersAndRaces:
     async def test_revoking_a_partners_last_key_disables_its_subscriptions(self, store: NodeStore) -> None:
+        """No live key left: the partner's subscriptions are disabled (operator), others untouched."""
         from node.partners import new_key, parse_scopes
 
         rows = [new_key("museum", parse_scopes("webhooks"), None, NOW)[1] for _ in range(2)]

@@ -64,6 +64,7 @@ class TestSigning:
         verify_v1a(webhooks.public_key_text(key), h, BODY)
 
     def test_v1_is_hmac_sha256_of_the_decoded_secret(self, key: SigningKey) -> None:
+        """v1 is HMAC-SHA256 keyed with the base64-decoded secret (32 bytes), over id.timestamp.body."""
         secret = webhooks.new_secret()
         h = signed(key, secret, timestamp=1700000000)
         raw = base64.b64decode(secret.removeprefix("whsec_"))
@@ -72,11 +73,13 @@ class TestSigning:
         assert h["webhook-signature"].split(" ")[0] == "v1," + base64.b64encode(mac).decode()
 
     def test_headers_follow_the_spec(self, key: SigningKey) -> None:
+        """webhook-id, webhook-timestamp (integer seconds) and a JSON content type."""
         h = signed(key, None, timestamp=1700000000)
         assert h["webhook-id"] == "msg_01JDTEST" and h["webhook-timestamp"] == "1700000000"
         assert h["content-type"] == "application/json"
 
     def test_tampered_body_fails_signature_check(self, key: SigningKey) -> None:
+        """One byte of the body changed in transit: neither signature verifies."""
         secret = webhooks.new_secret()
         h = signed(key, secret)
         tampered = BODY.replace(b"QA:1", b"QA:2")
@@ -113,7 +116,7 @@ class TestSigning:
         with pytest.raises(SignatureError):
             verify_v1a(webhooks.public_key_text(key), h, BODY)
 
-    def test_signature_by_another_key_is_refused(self, key: SigningKey) -> None:
+    def test_forged_signature_by_another_key_refused(self, key: SigningKey) -> None:
         """Someone else's Ed25519 key (or another subscription's secret) proves nothing."""
         h = signed(SigningKey.generate(), webhooks.new_secret())
         with pytest.raises(SignatureError):
@@ -122,6 +125,7 @@ class TestSigning:
             Webhook(webhooks.new_secret()).verify(BODY, h)
 
     def test_ed25519_rejects_a_flipped_bit(self, key: SigningKey) -> None:
+        """A signature with one bit flipped does not verify against the whpk_ key."""
         content = webhooks.signed_content("msg_x", 1, BODY)
         sig = bytearray(key.sign(content))
         sig[0] ^= 1
@@ -129,6 +133,7 @@ class TestSigning:
             webhooks.parse_public_key(webhooks.public_key_text(key)).verify(bytes(sig), content)
 
     def test_key_file_made_once_with_mode_0600(self, tmp_path: Path) -> None:
+        """The webhook key is made once, private (0600), and the same key is loaded after."""
         path = tmp_path / "webhook.key.pem"
         first = webhooks.load_or_create_key(path)
         assert path.stat().st_mode & 0o777 == 0o600
@@ -137,12 +142,14 @@ class TestSigning:
 
 class TestIds:
     def test_message_ids_are_ulids_without_dots_and_sort_by_time(self) -> None:
+        """msg_ + 26-character ULID: unique, time-ordered, no '.' (the signed string's delimiter)."""
         t = datetime(2026, 12, 1, tzinfo=UTC)
         a, b = webhooks.new_id("msg_", t), webhooks.new_id("msg_", t + timedelta(milliseconds=1))
         assert a.startswith("msg_") and len(a) == 30 and "." not in a
         assert a < b and a != webhooks.new_id("msg_", t)
 
     def test_secrets_are_fresh_and_prefixed(self) -> None:
+        """Every subscription gets its own whsec_ secret."""
         a, b = webhooks.new_secret(), webhooks.new_secret()
         assert a.startswith("whsec_") and a != b
 
@@ -158,9 +165,11 @@ class TestEvents:
         ("put", "scheduled", {"op": "delete", "status": "deleted"}, "record.published"),
     ])
     def test_event_type(self, op: str, status: str, previous: dict[str, str] | None, expected: str) -> None:
+        """The event type follows from the new version and the one it replaces."""
         assert webhooks.event_type(op, status, previous) == expected
 
     def test_body_is_minified_json_with_type_timestamp_data(self) -> None:
+        """The body is minified UTF-8 JSON {type, timestamp, data}, sent byte for byte as signed."""
         body = webhooks.event_body("record.updated", datetime(2026, 12, 1, 10, tzinfo=UTC), {"record_id": "QA:ü"})
         assert body == '{"type":"record.updated","timestamp":"2026-12-01T10:00:00.000Z","data":{"record_id":"QA:ü"}}'\
             .encode()
@@ -173,6 +182,7 @@ def values(body: dict[str, Any] | None, **kw: Any) -> dict[str, Any]:
 
 class TestFilters:
     def test_record_filters_match_like_the_record_api(self, event: dict[str, Any]) -> None:
+        """Kind, origin, country, language, status and tag match as the record API's SQL does (case rules included)."""
         v = values(event)
         country = event["participating_countries"][0]
         lang = next(iter(event["title"]))
@@ -195,10 +205,12 @@ class TestFilters:
         assert g.wants("record.deleted", tombstone, old) and not g.wants("record.deleted", tombstone, None)
 
     def test_types_filter(self, event: dict[str, Any]) -> None:
+        """types limits a subscription to some event types."""
         f = EventFilter(types=("record.cancelled",))
         assert f.wants("record.cancelled", values(event), None) and not f.wants("record.updated", values(event), None)
 
     def test_parse_is_strict(self) -> None:
+        """Unknown kinds, malformed codes or tags, unknown event types or filter names are refused."""
         f = EventFilter.parse({"kind": "cultural-event", "origin": "qa", "types": ["record.deleted"]}, KINDS)
         assert f.to_dict() == {"kind": "cultural-event", "origin": "QA", "types": ["record.deleted"]}
         assert EventFilter.from_dict(f.to_dict()) == f
@@ -212,6 +224,7 @@ class TestUrlRule:
     @pytest.mark.parametrize("url", ["https://hooks.example.org/ipdn", "https://hooks.example.org:8443/a?b=c",
                                      "https://93.184.216.34/hook", "https://[2606:4700::1]/hook"])
     def test_https_to_public_hosts_is_accepted(self, url: str) -> None:
+        """https to a host name or a public address is a valid subscription URL."""
         assert check_url(url, allow_loopback=False) == url
 
     @pytest.mark.parametrize(("url", "why"), [
@@ -231,12 +244,14 @@ class TestUrlRule:
         ("https://hooks.example.org/a b", "whitespace"),
         ("https://hooks.example.org:99999/", "cannot be read"),
     ])
-    def test_refused(self, url: str, why: str) -> None:
+    def test_ssrf_and_credential_urls_refused(self, url: str, why: str) -> None:
+        """Plain http, credentials, private/link-local/metadata addresses, loopback, fragments are refused."""
         with pytest.raises(WebhookUrlError, match=why) as e:
             check_url(url, allow_loopback=False)
         assert e.value.reason == "webhook-url-refused"
 
     def test_loopback_only_when_allowed_and_then_http_too(self) -> None:
+        """webhook_allow_loopback admits loopback receivers (http too) and nothing else."""
         for url in ("http://127.0.0.1:8080/hook", "http://localhost/hook", "http://[::1]:9/h", "https://127.0.0.2/"):
             assert check_url(url, allow_loopback=True) == url
         with pytest.raises(WebhookUrlError, match="https"):
@@ -245,6 +260,7 @@ class TestUrlRule:
             check_url("https://10.1.2.3/", allow_loopback=True)
 
     def test_addresses_allowed_at_connect_time(self) -> None:
+        """At connect time only global unicast addresses pass (loopback when allowed)."""
         assert webhooks.address_allowed("93.184.216.34", allow_loopback=False)
         assert not webhooks.address_allowed("127.0.0.1", allow_loopback=False)
         assert webhooks.address_allowed("127.0.0.1", allow_loopback=True)
@@ -255,11 +271,13 @@ class TestUrlRule:
 
 class TestSchedule:
     def test_default_schedule_spans_more_than_a_day(self, config: NodeConfig) -> None:
+        """The default schedule: at once, then backing off over a day (Standard Webhooks advice)."""
         s = config.webhook_retry_schedule
         assert s[0] == 0 and len(s) == 8
         assert timedelta(hours=24) < timedelta(seconds=sum(s)) < timedelta(hours=30)
 
     def test_jitter_scales_each_wait_and_the_schedule_ends(self) -> None:
+        """Each wait is the step scaled into [1 - jitter, 1]; past the last step there is none."""
         s = (0.0, 5.0, 300.0)
         assert webhooks.retry_delay(s, 1, 0.0, 0.5) == 5.0
         assert webhooks.retry_delay(s, 2, 0.999, 0.5) == pytest.approx(150.15)
@@ -267,6 +285,7 @@ class TestSchedule:
         assert webhooks.retry_delay(s, 3, 0.5, 0.5) is None
 
     def test_bad_schedule_is_a_config_error(self, config: NodeConfig) -> None:
+        """A malformed schedule or out-of-range setting fails at configuration time."""
         import dataclasses
 
         for bad in ({"webhook_schedule": ""}, {"webhook_schedule": "0,-5"}, {"webhook_schedule": "0,x"},
