@@ -144,8 +144,9 @@ class WebhookWorker:
                 for row in rows:
                     if not await self.deliver(row):
                         return  # one failing request at a time per subscription
-        except Exception:
+        except Exception:  # e.g. the database: hold the lane a while rather than retry in a tight loop
             log.exception("webhook lane for %s failed", sub_id)
+            await asyncio.sleep(self.config.webhook_poll_interval)
         finally:
             self._lanes.pop(sub_id, None)
             self.store.queued.set()  # the dispatcher may start another

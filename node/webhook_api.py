@@ -14,7 +14,6 @@ from typing import Any
 from aiohttp import web
 
 from federation import strictjson
-from federation.keys import PublicKey, raw_public
 from federation.schemas import default_schemas
 from federation.web import Problem, json_response, read_json
 from node import partners, webhooks
@@ -65,7 +64,6 @@ def new_subscription(partner: str, url: Any, filters: Any, *, allow_loopback: bo
                         ACTIVE, now)
 
 
-
 def _store(request: web.Request) -> WebhookStore:
     from node.app import SERVICE  # late: node.app imports this module to register the routes
 
@@ -89,9 +87,8 @@ async def signing_key(request: web.Request) -> web.Response:
     from node.app import WEBHOOKS
 
     key = request.app[WEBHOOKS].key
-    pub = PublicKey.from_raw(raw_public(key.key.public_key()))
     return json_response({"key": webhooks.public_key_text(key), "algorithm": "Ed25519", "signature_version": "v1a",
-                          "jwk": pub.to_jwk(), "tolerance_seconds": TOLERANCE},
+                          "jwk": key.public.to_jwk(), "tolerance_seconds": TOLERANCE},
                          headers={"Cache-Control": "public, max-age=3600"})
 
 
