@@ -9,7 +9,7 @@ import contextlib
 import dataclasses
 import json
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -193,17 +193,20 @@ class TestDelivery:
 
     async def test_retry_after_is_honoured(self, hooks: NodeConfig, store: NodeStore, receiver: Receiver, qa: Member,
                                            event: dict[str, Any]) -> None:
-        """A Retry-After longer than the step pushes the retry back, capped at the longest step."""
+        """A Retry-After longer than the step pushes the retry back, capped at the schedule's longest step."""
         sub_id = await subscribe(store, receiver)
-        receiver.fail_next, receiver.fail_status, receiver.retry_after = 1, 503, "3600"
+        receiver.fail_next, receiver.fail_status = 2, 503
         await publish(store, qa, event, "QA:one")
-        async with running(hooks, store) as worker:
-            await until(worker, lambda: receiver.attempts)
-        [d] = await store.webhooks.deliveries(subscription_id=sub_id)
-        assert d.next_attempt_at is not None and d.last_attempt_at is not None
-        # Capped at the schedule's longest step (0.05 s here), never below the schedule.
-        wait = (d.next_attempt_at - d.last_attempt_at).total_seconds()
-        assert 0.05 <= wait < 1
+        slow = dataclasses.replace(hooks, webhook_schedule="0,1,20")  # steps of 1 s and 20 s, no jitter
+        async with running(slow, store) as worker:
+            for retry_after, expected in (("10", 10.0), ("3600", 20.0)):
+                receiver.retry_after = retry_after
+                [row] = await store.webhooks.due_deliveries(sub_id, datetime.now(UTC) + timedelta(hours=1), 10)
+                assert not await worker.deliver(row)
+                [d] = await store.webhooks.deliveries(subscription_id=sub_id)
+                assert d.next_attempt_at is not None and d.last_attempt_at is not None
+                wait = (d.next_attempt_at - d.last_attempt_at).total_seconds()
+                assert expected <= wait < expected + 1, retry_after
 
     async def test_worker_wakes_when_a_record_is_applied(self, hooks: NodeConfig, store: NodeStore,
                                                          receiver: Receiver, qa: Member, event: dict[str, Any]) -> None:
