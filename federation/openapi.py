@@ -2,7 +2,8 @@
 
 One document per role (:func:`document`), built here from small shared parts so that both say the same
 thing about problems, envelopes and checkpoints. They describe docs/PROTOCOL.md §8, §9, §11 and §12 as the
-handlers implement them (``node/app.py``, ``node/feeds.py``, ``node/oaipmh.py``, ``federation/hub/app.py``);
+handlers implement them (``node/app.py``, ``node/feeds.py``, ``node/oaipmh.py``, ``node/webhook_api.py``,
+``federation/hub/app.py``); the node's document also describes the webhook requests it sends (``webhooks``);
 ``tests/test_openapi.py`` keeps them true: every registered route is documented, every documented path
 exists, and schemathesis finds no server error and no response the document does not describe.
 
@@ -296,8 +297,8 @@ def _node_schemas() -> dict[str, Any]:
         "Published": _obj(["record_id", "version", "seq", "hash", "envelope"], record_id=_STR, version=_int(1),
                           seq=_int(1), hash=_STR, envelope=_ref("Envelope")),
         "NodeStatus": _obj(
-            ["role", "member", "registry_version", "hub", "outbox", "cursor", "records", "quarantine", "log", "keys",
-             "alarms", "time"],
+            ["role", "member", "registry_version", "hub", "outbox", "cursor", "records", "quarantine", "webhooks",
+             "log", "keys", "alarms", "time"],
             role={"const": "node"}, member=_STR, registry_version=_int(1),
             hub=_obj(["url", "reachable"], url=_STR, reachable={"type": ["boolean", "null"]},
                      last_push_at=_TIME_OR_NULL, last_pull_at=_TIME_OR_NULL, last_error=_STR_OR_NULL,
@@ -305,6 +306,9 @@ def _node_schemas() -> dict[str, Any]:
             outbox=_obj(["pending", "rejected", "accepted"], pending=_int(0), rejected=_int(0), accepted=_int(0)),
             cursor=_int(0), records=_obj(["own", "received"], own=_int(0), received=_int(0)),
             quarantine=_int(0),
+            webhooks=_obj(["subscriptions", "deliveries"],
+                          subscriptions=_obj(["active", "disabled"], active=_int(0), disabled=_int(0)),
+                          deliveries=_obj(["pending", "failed"], pending=_int(0), failed=_int(0))),
             log=_obj(["checkpoint", "cosigned_size", "halted", "peers", "evidence"],
                      checkpoint={"type": ["object", "null"]}, cosigned_size={"type": ["integer", "null"]},
                      halted={"type": "boolean"}, peers={"type": "array"}, evidence={"type": "array"}),
@@ -635,6 +639,148 @@ def _hub_paths() -> dict[str, Any]:
     }
 
 
+# -- webhooks (node/webhook_api.py, PROTOCOL.md §13) ----------------------------------------------------------
+
+_EVENT_TYPES = ["record.published", "record.updated", "record.cancelled", "record.deleted"]
+
+
+def _webhook_schemas() -> dict[str, Any]:
+    time_ = {"type": "string", "description": "RFC 3339 time"}
+    filters = {**_obj(kind=_STR, origin={"type": "string", "pattern": "^[A-Za-z]{2}$"},
+                      country={"type": "string", "pattern": "^[A-Za-z]{2}$"}, lang=_STR,
+                      status={"type": "string", "maxLength": 200}, tag={"type": "string", "maxLength": 200},
+                      types={"type": "array", "items": {"enum": _EVENT_TYPES}}),
+               "additionalProperties": False,
+               "description": "The record API's filters (AND), plus event types; an event is sent when the new "
+                              "version or the one it replaces passes them."}
+    subscription = _obj(
+        ["id", "partner", "url", "filters", "state", "created_at", "disabled"], id=_STR, partner=_STR, url=_STR,
+        filters=_ref("WebhookFilters"), state={"enum": ["active", "disabled"]}, created_at=time_,
+        disabled={"oneOf": [{"type": "null"}, _obj(["reason", "detail", "at"],
+                                                   reason={"enum": ["gone", "failing", "operator"]},
+                                                   detail=_STR_OR_NULL, at=_TIME_OR_NULL)]},
+        failing_since=_TIME_OR_NULL, last_success_at=_TIME_OR_NULL, last_failure_at=_TIME_OR_NULL,
+        secret={"type": "string", "description": "`whsec_...`, only in the answer that created the subscription"})
+    attempt = _obj(["attempt", "at", "status", "error", "duration_ms"], attempt=_int(1), at=time_,
+                   status={"type": ["integer", "null"]}, error=_STR_OR_NULL, duration_ms=_int(0))
+    delivery = _obj(["id", "subscription", "type", "record_id", "version", "state", "attempts", "tried"],
+                    id={"type": "string", "description": "the `webhook-id` of every attempt"}, subscription=_STR,
+                    type={"enum": _EVENT_TYPES}, record_id=_STR, version=_int(1),
+                    state={"enum": ["pending", "delivered", "failed"]}, attempts=_int(0), created_at=time_,
+                    next_attempt_at=_TIME_OR_NULL, delivered_at=_TIME_OR_NULL,
+                    last_status={"type": ["integer", "null"]}, last_error=_STR_OR_NULL,
+                    tried={"type": "array", "items": attempt})
+    return {
+        "WebhookFilters": filters,
+        "Subscription": subscription,
+        "Delivery": delivery,
+        "WebhookEvent": _obj(["type", "timestamp", "data"], type={"enum": _EVENT_TYPES}, timestamp=time_,
+                             data=_ref("Item")),
+        "WebhookKey": _obj(["key", "algorithm", "signature_version", "jwk", "tolerance_seconds"],
+                           key={"type": "string", "pattern": "^whpk_"}, algorithm={"const": "Ed25519"},
+                           signature_version={"const": "v1a"}, jwk={"type": "object"},
+                           tolerance_seconds=_int(0)),
+    }
+
+
+def _webhook_paths() -> dict[str, Any]:
+    key: list[dict[str, list[str]]] = [{"partnerKey": []}]
+    retry = {"Retry-After": _header("seconds until a request is allowed again")}
+    refusals = {
+        "401": _problem("No partner key, or not a valid one (`partner-key-required`, `partner-key-invalid`, "
+                        "`partner-key-revoked`); `WWW-Authenticate: Bearer`"),
+        "403": _problem("The key lacks the `webhooks` scope (`partner-scope-missing`)"),
+        "429": {**_problem("Over the key's rate limit (`rate-limited`)"), "headers": retry},
+    }
+    missing = _problem("No subscription of this partner with that id (`subscription-not-found`)")
+    sub_id = {"name": "id", "in": "path", "required": True, "schema": _STR, "description": "`sub_...`"}
+    sub = _json(_ref("Subscription"), "The subscription")
+    no_store = {"Cache-Control": _header("no-store")}
+    return {
+        "/api/v1/webhooks/signing-key": {
+            "get": {"operationId": "getWebhookKey", "tags": ["webhooks"], "security": [{}],
+                    "summary": "The node's public webhook key: `v1a` signatures verify against it",
+                    "responses": {"200": _json(_ref("WebhookKey"), "The key (`whpk_` and as a JWK)",
+                                               {"Cache-Control": _header("public, max-age=3600")}),
+                                  "429": refusals["429"]}},
+        },
+        "/api/v1/webhooks": {
+            "post": {"operationId": "createSubscription", "tags": ["webhooks"], "security": key,
+                     "summary": "Subscribe a URL to record events (the secret is in this answer only)",
+                     "requestBody": {"required": True, "content": {_J: {"schema": {
+                         **_obj(["url"], url={"type": "string", "description": "https:// (PROTOCOL.md §13)"},
+                                filters=_ref("WebhookFilters")), "additionalProperties": False}}}},
+                     "responses": {"201": {**_json(_ref("Subscription"), "Made; `secret` is shown once"),
+                                           "headers": {"Location": _header("the subscription's URL")}},
+                                   "400": _problem("Malformed body or filters (`malformed-request`, `bad-query`)"),
+                                   **refusals,
+                                   "409": _problem("The partner has too many subscriptions (`too-many-subscriptions`)"),
+                                   "413": _problem("Body too large (`too-large`)"),
+                                   "422": _problem("The URL is refused (`webhook-url-refused`): not https, "
+                                                   "credentials in it, or not a public address")}},
+            "get": {"operationId": "listSubscriptions", "tags": ["webhooks"], "security": key,
+                    "summary": "The partner's subscriptions",
+                    "responses": {"200": _json(_obj(["items"], items={"type": "array", "items": _ref("Subscription")}),
+                                               "Every subscription of the partner", no_store), **refusals}},
+        },
+        "/api/v1/webhooks/{id}": {
+            "parameters": [sub_id],
+            "get": {"operationId": "getSubscription", "tags": ["webhooks"], "security": key,
+                    "summary": "One subscription: state, why it was disabled, failure streak",
+                    "responses": {"200": {**sub, "headers": no_store}, **refusals, "404": missing}},
+            "delete": {"operationId": "deleteSubscription", "tags": ["webhooks"], "security": key,
+                       "summary": "Remove a subscription and its queued deliveries",
+                       "responses": {"204": {"description": "Removed"}, **refusals, "404": missing}},
+        },
+        "/api/v1/webhooks/{id}/deliveries": {
+            "parameters": [sub_id],
+            "get": {"operationId": "listDeliveries", "tags": ["webhooks"], "security": key,
+                    "summary": "Recent deliveries, newest first, with every attempt's status and error",
+                    "parameters": [_query("state", {"enum": ["pending", "delivered", "failed"]}, "only these"),
+                                   _query("limit", _int(1, 500, default=50), "how many")],
+                    "responses": {"200": _json(_obj(["items"], items={"type": "array", "items": _ref("Delivery")}),
+                                               "The deliveries", no_store),
+                                  "400": _problem("A parameter that cannot be read (`bad-query`)"),
+                                  **refusals, "404": missing}},
+        },
+        "/api/v1/webhooks/{id}/enable": {
+            "parameters": [sub_id],
+            "post": {"operationId": "enableSubscription", "tags": ["webhooks"], "security": key,
+                     "summary": "Deliver again after a 410 or a long failure; queued deliveries are due at once",
+                     "responses": {"200": sub, **refusals, "404": missing,
+                                   "409": _problem("Disabled by the node's operator "
+                                                   "(`subscription-disabled-by-operator`)")}},
+        },
+        "/api/v1/webhooks/{id}/retry": {
+            "parameters": [sub_id],
+            "post": {"operationId": "retryDeliveries", "tags": ["webhooks"], "security": key,
+                     "summary": "Queue the failed deliveries again (fresh schedule, same webhook-id)",
+                     "responses": {"200": _json(_obj(["requeued"], requeued=_int(0)), "How many"), **refusals,
+                                   "404": missing}},
+        },
+    }
+
+
+def _webhook_events() -> dict[str, Any]:
+    """The requests the node sends (OpenAPI 3.1 ``webhooks``)."""
+    def header(name: str, description: str) -> dict[str, Any]:
+        return {"name": name, "in": "header", "required": True, "schema": _STR, "description": description}
+
+    return {"recordEvent": {"post": {
+        "operationId": "recordEvent", "tags": ["webhooks"],
+        "summary": "A record was published, updated, cancelled or deleted (Standard Webhooks, PROTOCOL.md §13)",
+        "parameters": [
+            header("webhook-id", "`msg_<ULID>`, the same on every attempt: deduplicate by it"),
+            header("webhook-timestamp", "the attempt's time, integer Unix seconds: refuse it 5 minutes off"),
+            header("webhook-signature", "`v1,<base64 HMAC-SHA256>` (with the subscription's secret) and "
+                                        "`v1a,<base64 Ed25519>` (the node's `whpk_` key), space-separated, over "
+                                        "`{webhook-id}.{webhook-timestamp}.{body}`")],
+        "requestBody": {"required": True, "content": {_J: {"schema": _ref("WebhookEvent")}}},
+        "responses": {"2XX": {"description": "Delivered"},
+                      "410": {"description": "Gone: the subscription is disabled"},
+                      "default": {"description": "Any other answer (or none within 15 s) is retried"}}}}}
+
+
 # -- partner access (node/partners.py) ------------------------------------------------------------------------
 
 PARTNER_READ_PREFIXES = ("/api/v1/records", "/api/v1/feeds/", "/oai", "/events/")
@@ -679,8 +825,8 @@ def document(role: Role) -> dict[str, Any]:
                            "partner add`), scopes `read` and/or `webhooks`; on GET it may instead be given as the "
                            "`key` query parameter (calendar apps, harvesters). Reading needs none while the node's "
                            "public read is on; a presented key is always checked."}
-        schemas = {**_common_schemas(), **_node_schemas()}
-        paths = {**_partner_read(_node_paths()), **_status_page_paths(), **_metrics_path("node")}
+        schemas = {**_common_schemas(), **_node_schemas(), **_webhook_schemas()}
+        paths = {**_partner_read(_node_paths()), **_webhook_paths(), **_status_page_paths(), **_metrics_path("node")}
     elif role == "hub":
         schemas = {**_common_schemas(), **_hub_schemas()}
         paths = {**_hub_paths(), **_dashboard_paths(), **_metrics_path("hub")}
@@ -693,13 +839,16 @@ def document(role: Role) -> dict[str, Any]:
                            "(PROTOCOL.md §8.2)."}
     else:
         raise ValueError(f"no OpenAPI document for role {role!r}")
-    return {
+    out = {
         "openapi": "3.1.0",
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "info": _info(role),
         "paths": {PATH: _openapi_path(role), **paths},
         "components": {"schemas": schemas, "securitySchemes": schemes},
     }
+    if role == "node":
+        out["webhooks"] = _webhook_events()
+    return out
 
 
 def register_routes(app: web.Application, role: Role) -> None:

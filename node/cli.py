@@ -21,10 +21,12 @@ from aiohttp import web
 from federation.cli import UsageError
 from federation.keys import SigningKey
 from federation.registry import parse_registry
+from node import webhook_cli
 from node.config import CONFIG_FILE, REGISTRY_FILE, TOKEN_FILE, load_config
 from node.errors import ConfigError
 from node.keys import MAX_EFFECTIVE_IN, OwnKeys
 from node.store import NodeStore
+from node.webhooks import load_or_create_key, public_key_text
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -72,7 +74,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         await store.close()
 
     asyncio.run(migrate())
+    webhook_key = load_or_create_key(config.webhook_key_path)
     print(f"node {member} initialised in {node_dir}\nkid {key.kid}\n"
+          f"webhook signing key {public_key_text(webhook_key)} ({config.webhook_key_path.name})\n"
           f"operator token in {node_dir / TOKEN_FILE} (mode 0600)\n"
           f"start it with: ipdn node serve --dir {node_dir}")
     return 0
@@ -242,3 +246,5 @@ def register(sub: Any) -> None:
     pr.add_argument("name", help="the partner's name")
     pr.add_argument("--key-id", help="only this key (the id `partner list` shows)")
     pr.set_defaults(func=cmd_partner_revoke)
+
+    webhook_cli.register(nsub)

@@ -352,6 +352,7 @@ class NodeService:
         if current is None or p.version > current[0]:
             versions[p.record_id] = (p.version, env.hash)
             changes.records[p.record_id] = env
+            changes.events.append(env)  # each version that becomes current is an event (webhooks)
         elif p.version == current[0] and env.hash != current[1]:
             # Two envelopes for one record version: evidence of misbehaviour, kept and not applied (§3.4).
             self._quarantine(changes, report, QuarantineRow(

@@ -6,6 +6,9 @@ pull cursor with the node's Merkle frontier over every entry pulled, the last ch
 the quarantine of envelopes refused or kept as evidence, and the evidence of log misbehaviour. Decisions (which version
 wins, what is a fork) are the service's; this module writes what it is told, each call in one
 transaction.
+
+Webhooks (node/webhook_store.py, ``NodeStore.webhooks``) follow the outbox pattern: the transaction that
+makes a record version current also queues its event for every subscription that wants it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,6 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from federation import db, merkle
 from federation.envelope import Envelope
 from federation.verify import ChainHead
+from node import webhook_store, webhooks
+from node.webhook_store import WebhookStore
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "node_alembic_version"
@@ -116,6 +122,12 @@ class StoredRecord:
                    json.loads(r.body) if r.body is not None else None, r.hash, r.seq, r.issued_at,
                    _utc(r.updated_at), r.envelope)
 
+    def item(self) -> dict[str, Any]:
+        """The record as partners get it (the record API, webhook events): its facts, body and envelope."""
+        return {"record_id": self.record_id, "origin": self.origin, "kind": self.kind, "version": self.version,
+                "op": self.op, "status": self.status, "seq": self.seq, "hash": self.hash,
+                "issued_at": self.issued_at, "body": self.body, "envelope": json.loads(self.envelope)}
+
 
 @dataclass(frozen=True, slots=True)
 class QuarantineRow:
@@ -149,6 +161,7 @@ class Changes:
     own_positions: list[tuple[int, int]] = field(default_factory=list)  # own (seq, position) seen in the log
     quarantine: list[QuarantineRow] = field(default_factory=list)
     frontier: merkle.Frontier | None = None  # the Merkle frontier over every entry up to the cursor
+    events: list[Envelope] = field(default_factory=list)  # each envelope that became current, in order (webhooks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +291,7 @@ class NodeStore:
     def __init__(self, engine: AsyncEngine, member: str) -> None:
         self.engine = engine
         self.member = member  # the node's own origin: its outbox holds only these envelopes
+        self.webhooks = WebhookStore(engine)
 
     @classmethod
     async def open(cls, url: str, member: str) -> NodeStore:
@@ -393,8 +407,11 @@ class NodeStore:
         now = _utc(now)
         async with self.engine.begin() as conn:
             await conn.execute(envelopes.insert().values(_envelope_values(env, now, None)))
+            queued = await self._queue_webhooks(conn, [env], now)
             await self._put_record(conn, env, now)
             await conn.execute(outbox.insert().values(seq=env.payload.seq, state=PENDING, attempts=0))
+        if queued:
+            self.webhooks.queued.set()
 
     async def apply(self, changes: Changes, now: datetime) -> None:
         """Write one applied page of the log and move the cursor, all or nothing."""
@@ -402,6 +419,7 @@ class NodeStore:
         async with self.engine.begin() as conn:
             if changes.envelopes:
                 await conn.execute(envelopes.insert(), [_envelope_values(e, now, pos) for e, pos in changes.envelopes])
+            queued = await self._queue_webhooks(conn, changes.events, now)
             for env in changes.records.values():
                 await self._put_record(conn, env, now)
             await self._accept_own(conn, changes.own_positions)
@@ -412,6 +430,35 @@ class NodeStore:
             await self._set_state(conn, CURSOR_KEY, str(changes.cursor))
             if changes.frontier is not None:
                 await self._set_state(conn, FRONTIER_KEY, _frontier_json(changes.frontier))
+        if queued:
+            self.webhooks.queued.set()
+
+    @staticmethod
+    async def _queue_webhooks(conn: AsyncConnection, events: Sequence[Envelope], now: datetime) -> int:
+        """Queue the event of each envelope becoming current, in order, for the subscriptions that want it
+        (before the records are written: each is compared with the version it replaces). How many."""
+        if not events:
+            return 0
+        subs = await webhook_store.active_subscriptions(conn)
+        if not subs:
+            return 0
+        cols = [records.c[c] for c in ("record_id", "kind", "origin", "op", "status", "countries", "tags", "langs")]
+        ids = list({e.payload.record_id for e in events})
+        rows = await conn.execute(sa.select(*cols).where(records.c.record_id.in_(ids)))
+        held: dict[str, dict[str, Any]] = {r.record_id: dict(r._mapping) for r in rows}
+        queued = 0
+        for env in events:
+            values = _record_values(env, now)
+            old = held.get(env.payload.record_id)
+            type_ = webhooks.event_type(values["op"], values["status"], old)
+            wanted = [s for s in subs if s.filters.wants(type_, values, old)]
+            held[env.payload.record_id] = values
+            if wanted:
+                item = StoredRecord.from_row(SimpleNamespace(**values)).item()
+                queued += await webhook_store.add_event(
+                    conn, type_, record_id=env.payload.record_id, origin=env.payload.origin,
+                    version=env.payload.version, body=webhooks.event_body(type_, now, item), subs=wanted, now=now)
+        return queued
 
     async def _accept_own(self, conn: AsyncConnection, positions: Sequence[tuple[int, int]]) -> None:
         """The hub holds these own envelopes at these log positions: durably accepted."""
@@ -557,12 +604,18 @@ class NodeStore:
             return [PartnerKeyRow.from_row(r) for r in await conn.execute(q)]
 
     async def revoke_partner_keys(self, name: str, now: datetime, key_id: str | None = None) -> int:
-        """Revoke the partner's live keys (or the one named): the number revoked."""
+        """Revoke the partner's live keys (or the one named): the number revoked. Once the partner holds no
+        live key, its webhook subscriptions are disabled too (``operator``): no more pushes either."""
         q = partner_keys.update().where(partner_keys.c.name == name, partner_keys.c.revoked_at.is_(None))
         if key_id is not None:
             q = q.where(partner_keys.c.key_id == key_id)
         async with self.engine.begin() as conn:
-            return int((await conn.execute(q.values(revoked_at=_utc(now)))).rowcount)
+            n = int((await conn.execute(q.values(revoked_at=_utc(now)))).rowcount)
+            live = (await conn.execute(sa.select(sa.func.count()).select_from(partner_keys).where(
+                partner_keys.c.name == name, partner_keys.c.revoked_at.is_(None)))).scalar_one()
+            if n and not live:
+                await webhook_store.disable_partner(conn, name, "every key of the partner was revoked", _utc(now))
+        return n
 
     async def touch_partner_key(self, key_id: str, now: datetime) -> None:
         async with self.engine.begin() as conn:
