@@ -24,7 +24,7 @@ from federation.envelope import Envelope
 from federation.errors import IpdnError
 from federation.registry import load_registry
 from federation.web import Problem, json_response, problem_response, problems_middleware, read_json
-from node import feeds, oaipmh, pages
+from node import authoring, feeds, oaipmh, pages
 from node.config import NodeConfig
 from node.errors import (
     BadQueryError,
@@ -344,6 +344,7 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
     oaipmh.register_routes(app)
     feeds.register_routes(app)
     pages.register_routes(app)
+    authoring.register_routes(app, SERVICE, config.dir)
     openapi.register_routes(app, "node")
     app.router.add_get("/api/v1/log/checkpoint", get_log_checkpoint)
     return app
