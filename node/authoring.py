@@ -80,7 +80,7 @@ class ImportJob:
     mode: str
     total: int = 0
     done: int = 0
-    phase: str = "check"
+    phase: str = "checked"
     report: ImportReport | None = None
     error: str | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -524,8 +524,8 @@ async def start_import(request: web.Request) -> web.StreamResponse:
         return _render(request, "import.html", status=422, user=user, session=session, job=None, error=str(e))
     job = ImportJob(uuid.uuid4().hex, user.username, mode, total=len(rows))
 
-    def progress(done: int, total: int) -> None:
-        job.done, job.total = done, total
+    def progress(phase: str, done: int, total: int) -> None:
+        job.phase, job.done, job.total = phase, done, total
 
     async def run() -> None:
         try:

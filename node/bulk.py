@@ -33,12 +33,12 @@ from node.forms import Resolver, flatten, unflatten
 RESERVED = ("source_id", "kind", "record_id")
 MAX_SOURCE_ID = 200
 
-# How far a long import has got: (rows done, rows in all). A shared progress reporter was not on main
-# when this was written; this is the smallest thing that serves the CLI and the upload page.
-Progress = Callable[[int, int], None]
+# How far a long import has got: (phase "checked" or "published", rows done, rows in all). A shared progress
+# reporter was not on main when this was written; this is the smallest thing serving the CLI and the page.
+Progress = Callable[[str, int, int], None]
 
 
-def no_progress(done: int, total: int) -> None:
+def no_progress(phase: str, done: int, total: int) -> None:
     return None
 
 
@@ -182,11 +182,6 @@ def read_jsonl(data: bytes, kinds: Iterable[str]) -> list[Row]:
             row.body = body
         rows.append(_check(row, kinds))
     return rows
-
-
-def column(pointer_path: str) -> str:
-    """The CSV column (or JSON member path) of a dotted body path."""
-    return pointer_path or "body"
 
 
 # -- export -------------------------------------------------------------------------------------------------

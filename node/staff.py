@@ -276,7 +276,7 @@ class StaffService:
                 out.append(Planned(row, "unchanged", current.record_id, current.version))
             else:
                 out.append(Planned(row, "update", current.record_id, current.version + 1))
-            progress(i + 1, len(rows))
+            progress("checked", i + 1, len(rows))
         return out
 
     async def run_import(self, rows: Sequence[bulk.Row], mode: str, by: str,
@@ -304,7 +304,7 @@ class StaffService:
                 p.record_id, p.version = env.payload.record_id, env.payload.version
             except InvalidRecordError as e:  # checked above; kept for a schema that changed meanwhile
                 p.action, p.errors = "failed", [bulk.RowError(issue_path(x) or "body", x.message) for x in e.issues]
-            progress(i + 1, len(todo))
+            progress("published", i + 1, len(todo))
         for p in plan:
             if p.action == "invalid":
                 p.action = "skipped" if mode == VALID_ONLY else p.action
@@ -326,8 +326,6 @@ class StaffService:
     def column_order(self, path: str) -> tuple[int, str]:
         """Export columns in the order of the schemas' properties (title first), then by path."""
         top = path.split(".")[0]
-        for kind in sorted(self.node.schemas.latest):
-            props = list(self.forms.resolver.root(kind).schema.get("properties", {}))
-            if top in props:
-                return props.index(top), path
-        return 1000, path
+        places = [props.index(top) for kind in self.node.schemas.latest
+                  if top in (props := list(self.forms.resolver.root(kind).schema.get("properties", {})))]
+        return min(places, default=1000), path
