@@ -72,9 +72,15 @@ class Names:
         except KeyError:
             return value.replace("-", " ").replace("_", " ").capitalize()
 
-    def language(self, tag: str) -> str:
+    def language_name(self, tag: str) -> str:
+        """The language's name in the UI language (CLDR), or the tag itself."""
         name = self._locale.languages.get(tag.replace("-", "_")) or self._locale.languages.get(tag.split("-")[0])
-        return f"{name} ({tag})" if name else tag
+        return str(name) if name else tag
+
+    def language(self, tag: str) -> str:
+        """The name with the tag, as on a language tab: ``Arabic (ar)``."""
+        name = self.language_name(tag)
+        return f"{name} ({tag})" if name != tag else tag
 
     def country(self, code: str) -> str:
         return str(self._locale.territories.get(code, code))
@@ -282,7 +288,7 @@ def label(path: str, names: Names, resolver: Resolver | None = None, root: Node 
         if part.isdigit() and out:
             out[-1] = f"{out[-1]} {int(part) + 1}"
         elif parent is not None and is_langmap(parent) and out:
-            out[-1] = f"{out[-1]} ({names.language(part)})"
+            out[-1] = f"{out[-1]} ({names.language_name(part)})"
         else:
             out.append(names.field(part))
     return " › ".join(out) if out else names.message("field.record")
