@@ -76,7 +76,8 @@ class TestReading:
 class TestImport:
     async def test_dry_run_reports_every_row_and_publishes_nothing(self, staff: StaffService) -> None:
         good = {"source_id": "k1", "kind": "cultural-event", **_event_columns()}
-        bad = {**good, "source_id": "k2", "organizers.0.name.en": "", "organizers.0.country": "QA", "venue.country": "qa"}
+        bad = {**good, "source_id": "k2", "organizers.0.name.en": "", "organizers.0.country": "QA",
+               "venue.country": "qa"}
         report = await staff.run_import(staff.read(csv_bytes([good, bad]), "csv"), DRY_RUN, "amal")
         assert [p.action for p in report.rows] == ["create", "invalid"]
         errors = {(e.column, e.message) for e in report.rows[1].errors}

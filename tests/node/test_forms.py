@@ -150,7 +150,7 @@ class TestWidgets:
             _=names().gettext, lang="en", dir="ltr", names=names(), user=None, csrf="t", here="/", query={},
             draft=type("D", (), {"id": "d1", "kind": "cultural-event", "record_id": None, "body": body})(),
             form=form, preview=[], suggested=["ar"], saved=False)
-        assert re.search(r'name="accessibility_notes.ar"[^>]*lang="ar" dir="rtl"[^>]*>مدخل', html), html[html.find("accessibility_notes.ar") - 200:][:600]
+        assert re.search(r'name="accessibility_notes.ar"[^>]*lang="ar" dir="rtl"[^>]*>مدخل', html)
         assert '<option value="formal" selected>Formal</option>' in html
         assert 'name="speakers.0.name.en" value="Kim"' in html and 'name="speakers.1.name.en"' in html
         assert '<option value="KR" selected>' in html
@@ -197,7 +197,8 @@ class TestPlainWords:
 
     def test_label_in_arabic(self, builder: FormBuilder) -> None:
         root = builder.resolver.root("cultural-event")
-        assert label("organizers.1.name.en", names("ar"), builder.resolver, root) == "الجهات المنظمة 2 › الاسم (الإنجليزية)"
+        expected = "الجهات المنظمة 2 › الاسم (الإنجليزية)"
+        assert label("organizers.1.name.en", names("ar"), builder.resolver, root) == expected
 
 
 def test_catalog_has_every_key_in_arabic() -> None:
