@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import time
 import uuid
@@ -55,6 +56,7 @@ from node.forms import Names, flatten, label
 from node.staff import ALL_OR_NOTHING, DRY_RUN, VALID_ONLY, ImportReport, StaffService
 from node.store import Draft, StaffUser
 
+log = logging.getLogger("ipdn.node.author")
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates" / "author"
 STATIC = HERE / "static" / "author"
@@ -531,8 +533,8 @@ async def start_import(request: web.Request) -> web.StreamResponse:
         try:
             job.report = await pages.staff.run_import(rows, mode, user.username, progress)
         except Exception as e:  # shown on the job's page; the rows published so far stay published
+            log.exception("import %s failed", job.id)
             job.error = f"{type(e).__name__}: {e}"
-            raise
 
     job.task = asyncio.create_task(run())
     pages.jobs[job.id] = job

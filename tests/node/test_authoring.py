@@ -127,6 +127,24 @@ class TestSignIn:
             assert resp.headers["X-Frame-Options"] == "DENY"
 
 
+    async def test_every_post_refuses_missing_session_and_missing_token(self, client: TestClient) -> None:
+        """Every state-changing page route: 401 without a session; 403 with a session but no CSRF token."""
+        posts = sorted({r.resource.canonical for r in client.app.router.routes()
+                        if r.method == "POST" and r.resource is not None
+                        and r.resource.canonical.startswith("/author/") and r.resource.canonical != "/author/signin"})
+        assert len(posts) >= 7
+        paths = [p.replace("{draft_id}", "0" * 32).replace("{record_id}", "QA:x").replace("{what}", "cancel")
+                 for p in posts]
+        for path in paths:
+            assert (await client.post(path, data={"x": "1"})).status == 401, path
+        await sign_in(client)
+        for path in paths:
+            resp = await client.post(path, data={"x": "1"})
+            assert resp.status in (403, 415), path  # the upload refuses a non-multipart body before reading it
+            if resp.status == 403:
+                assert (await resp.json())["reason"] == "csrf"
+
+
 class TestWriting:
     async def test_draft_is_not_published_until_confirmed(self, client: TestClient) -> None:
         """Saving keeps an unsigned draft (nothing in the record API, nothing queued); publishing after the
@@ -249,3 +267,40 @@ def _changes_with(env: Any) -> Any:
     from node.store import Changes
 
     return Changes(cursor=1, envelopes=[(env, 1)], records={env.payload.record_id: env})
+
+
+class TestMigration:
+    async def test_0006_upgrades_a_database_with_records_and_downgrades(self, config: NodeConfig,
+                                                                        event: dict[str, Any]) -> None:
+        """0003 -> 0006 keeps what was there and adds the authoring tables; downgrading removes them again."""
+        import sqlalchemy as sa
+        from alembic import command
+        from sqlalchemy.engine import Connection
+
+        from federation import db
+        from node.store import MIGRATIONS, VERSION_TABLE
+
+        engine = db.make_engine(config.db_url)
+        try:
+            await db.migrate(engine, MIGRATIONS, VERSION_TABLE, "0003")
+
+            def tables(conn: Connection) -> set[str]:
+                return set(sa.inspect(conn).get_table_names())
+
+            async with engine.connect() as conn:
+                assert "drafts" not in await conn.run_sync(tables)
+            await db.migrate(engine, MIGRATIONS, VERSION_TABLE)
+            async with engine.connect() as conn:
+                assert {"staff_users", "drafts", "record_authors", "import_sources"} <= await conn.run_sync(tables)
+            cfg = db._alembic_config(MIGRATIONS, VERSION_TABLE)
+
+            def down(conn: Connection) -> None:
+                cfg.attributes["connection"] = conn
+                command.downgrade(cfg, "0003")
+
+            async with engine.begin() as conn:
+                await conn.run_sync(down)
+            async with engine.connect() as conn:
+                assert not {"staff_users", "drafts", "record_authors", "import_sources"} & await conn.run_sync(tables)
+        finally:
+            await engine.dispose()
