@@ -269,6 +269,55 @@ def _changes_with(env: Any) -> Any:
     return Changes(cursor=1, envelopes=[(env, 1)], records={env.payload.record_id: env})
 
 
+class TestUpload:
+    async def test_upload_dry_run_then_import_with_progress_page(self, client: TestClient) -> None:
+        """The upload page checks a file (per row: what would happen, every error by column), then imports it;
+        the job page shows the report; importing the same file again changes nothing."""
+        import asyncio
+
+        import aiohttp
+
+        from tests.node.test_bulk import SAMPLE
+
+        csrf = await sign_in(client)
+
+        async def upload(mode: str, data: bytes) -> str:
+            form = aiohttp.FormData()
+            form.add_field("csrf_token", csrf)
+            form.add_field("mode", mode)
+            form.add_field("file", data, filename="events.csv", content_type="text/csv")
+            resp = await client.post("/author/import", data=form, allow_redirects=False)
+            assert resp.status == 303, await resp.text()
+            for _ in range(100):
+                html = await (await client.get(resp.headers["Location"])).text()
+                if 'http-equiv="refresh"' not in html:
+                    return html
+                await asyncio.sleep(0.05)
+            raise AssertionError("the import did not finish")
+
+        bad = SAMPLE.read_bytes().replace(b"Asia/Qatar,mixed", b"Asia/Qatar,by-boat")
+        html = await upload("dry-run", bad)
+        assert "1 to create, 0 to update, 0 unchanged, 1 with errors" in html
+        assert "attendance_mode</code>: How people attend: choose one of the options." in html
+        html = await upload("all", bad)
+        assert "Nothing was published" in html and (await client.app[SERVICE].counts()).own == 0
+        html = await upload("valid", bad)
+        assert "1 created, 0 updated, 0 unchanged, 0 with errors, 1 skipped" in html
+        html = await upload("all", SAMPLE.read_bytes())
+        assert "1 created, 0 updated, 1 unchanged" in html
+        html = await upload("all", SAMPLE.read_bytes())
+        assert "0 created, 0 updated, 2 unchanged" in html
+
+    async def test_upload_without_token_refused(self, client: TestClient) -> None:
+        import aiohttp
+
+        await sign_in(client)
+        form = aiohttp.FormData()
+        form.add_field("file", b"source_id,kind\n", filename="x.csv")
+        resp = await client.post("/author/import", data=form)
+        assert resp.status == 403 and (await resp.json())["reason"] == "csrf"
+
+
 class TestMigration:
     async def test_0006_upgrades_a_database_with_records_and_downgrades(self, config: NodeConfig,
                                                                         event: dict[str, Any]) -> None:
