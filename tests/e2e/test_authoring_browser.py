@@ -84,6 +84,15 @@ def test_staff_publish_an_event_in_arabic_and_english_that_reaches_another_node(
         page.locator("#f-attendance_mode").select_option("online")
         page.locator("#f-online_url").fill("https://www.katara.net/live")
         page.locator("#f-organizers--0--country").select_option("QA")
+        # A second organizer, added in place by the script (no round trip: the page is not reloaded).
+        page.evaluate("window.stillHere = true")
+        page.get_by_role("button", name="Add another: Organizers").click()
+        assert page.locator("#f-organizers--1--name--ar").is_visible()  # the language chosen last, everywhere
+        page.get_by_role("tab", name="English (en)").last.click()
+        page.locator("#f-organizers--1--name--en").fill("Korea Foundation")
+        assert page.evaluate("window.stillHere === true")
+        assert page.locator("#f-organizers--1").locator("legend").first.inner_text() == "Organizers 2"
+        page.locator("#f-organizers--1--country").select_option("KR")
         page.locator("#f-rights").fill("https://creativecommons.org/licenses/by/4.0/")
         page.get_by_role("button", name="Publish…").click()
 
@@ -117,6 +126,9 @@ def test_staff_publish_an_event_in_arabic_and_english_that_reaches_another_node(
         doc = fed.wait_record("KR", record_id)
         assert doc["body"]["title"] == {"en": "Calligraphy evening", "ar": "أمسية الخط العربي"}
         assert doc["body"]["start"] == "2026-05-01T19:00:00+03:00"
+        assert [o["name"] for o in doc["body"]["organizers"]] == [
+            {"en": "Cultural Village Foundation (Katara)", "ar": "المؤسسة العامة للحي الثقافي (كتارا)"},
+            {"en": "Korea Foundation"}]
 
         page.goto(qa + "/author/?whose=own&state=published&lang=ar")
         assert "Calligraphy evening" in page.content() or "أمسية الخط العربي" in page.content()
