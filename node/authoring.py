@@ -214,7 +214,7 @@ async def list_page(request: web.Request) -> web.Response:
     if whose == "own" and state in ("", "draft"):
         drafts = [d for d in await staff.drafts() if not kind or d.kind == kind]
         if text:
-            drafts = [d for d in drafts if text.lower() in " ".join(staff_titles(d.body)).lower()]
+            drafts = [d for d in drafts if text.lower() in " ".join(_titles(d.body)).lower()]
     records: list[Any] = []
     next_cursor = None
     if state != "draft":
@@ -232,7 +232,7 @@ async def list_page(request: web.Request) -> web.Response:
                    states=STATES, member=staff.node.member, title_of=title_of)
 
 
-def staff_titles(body: dict[str, Any] | None) -> list[str]:
+def _titles(body: dict[str, Any] | None) -> list[str]:
     title = (body or {}).get("title")
     return [v for v in title.values() if isinstance(v, str)] if isinstance(title, dict) else []
 
@@ -297,14 +297,14 @@ def _valid_tag(tag: str) -> bool:
 
 
 async def create_draft(request: web.Request) -> web.StreamResponse:
-    user, _s, form = await _post(request)
+    user, session, form = await _post(request)
     staff = request.app[PAGES].staff
     kind = form.get("_kind", "")
     try:
         draft = await staff.new_draft(kind, user.username, _langs(form) or ["en"])
     except UnknownSchemaError as e:
         raise Problem(422, "unknown-kind", e.message) from e
-    return await _apply_form(request, user, draft, form)
+    return await _apply_form(request, user, session, draft, form)
 
 
 async def draft_page(request: web.Request) -> web.Response:
@@ -323,11 +323,11 @@ async def _draft(request: web.Request) -> Draft:
 
 
 async def save_draft(request: web.Request) -> web.StreamResponse:
-    user, _s, form = await _post(request)
-    return await _apply_form(request, user, await _draft(request), form)
+    user, session, form = await _post(request)
+    return await _apply_form(request, user, session, await _draft(request), form)
 
 
-async def _apply_form(request: web.Request, user: StaffUser, draft: Draft,
+async def _apply_form(request: web.Request, user: StaffUser, session: Session, draft: Draft,
                       form: MultiDictProxy[str]) -> web.StreamResponse:
     """Save what the form says, then do what its button asked: save, add or remove a language, preview,
     publish (to the confirmation when valid; back to the form with every problem when not) or discard."""
@@ -350,8 +350,7 @@ async def _apply_form(request: web.Request, user: StaffUser, draft: Draft,
     here = f"{PREFIX}/drafts/{draft.id}"
     if action == "publish":
         if staff.check(draft.kind, draft.body):
-            return _render(request, "form.html", status=422, user=user,
-                           session=request.app[PAGES].codec.open(request.cookies.get(COOKIE), _now()),
+            return _render(request, "form.html", status=422, user=user, session=session,
                            **_form_context(request, draft, show_errors=True))
         raise web.HTTPSeeOther(here + "/publish")
     raise web.HTTPSeeOther(here + ("?saved=1#preview" if action == "preview" else "?saved=1"))
@@ -413,7 +412,7 @@ async def record_page(request: web.Request) -> web.Response:
     message = None
     if done in ("published", "cancelled", "deleted") and version.isdigit():
         message = names.gettext(f"done.{done}", version=int(version))
-    open_draft = await staff.store.draft_of(rec.record_id) if rec.origin == staff.node.member else None
+    open_draft = await staff.open_draft(rec.record_id) if rec.origin == staff.node.member else None
     return _render(request, "record.html", user=user, session=session, rec=rec, message=message,
                    own=rec.origin == staff.node.member, open_draft=open_draft,
                    preview=_preview(staff, rec.kind, rec.body, names) if rec.body else [],

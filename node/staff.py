@@ -174,6 +174,10 @@ class StaffService:
         await self.store.save_draft(saved)
         return saved
 
+    async def open_draft(self, record_id: str) -> Draft | None:
+        """The draft editing an own record, if one is open."""
+        return await self.store.draft_of(record_id)
+
     async def discard(self, draft_id: str) -> None:
         await self.store.delete_draft(draft_id)
 
