@@ -66,6 +66,7 @@ COOKIE = "ipdn_author"
 UI_LANGUAGES = ("en", "ar")
 PREFIX = "/author"
 MAX_UPLOAD = 20 * 1024 * 1024  # an import file: thousands of records
+MAX_JOBS = 50
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript"}
 # Languages offered when adding one to a record (any BCP 47 tag can be typed).
 SUGGESTED_LANGUAGES = ("ar", "en", "ko", "tr", "es", "pt", "pt-BR", "hu", "fr", "de", "ru", "zh", "ja", "id", "ms",
@@ -536,6 +537,8 @@ async def start_import(request: web.Request) -> web.StreamResponse:
             job.error = f"{type(e).__name__}: {e}"
 
     job.task = asyncio.create_task(run())
+    for old in [j for j in pages.jobs.values() if j.task is not None and j.task.done()][:-MAX_JOBS]:
+        del pages.jobs[old.id]  # finished reports are kept for the last MAX_JOBS imports only
     pages.jobs[job.id] = job
     await asyncio.sleep(0)
     raise web.HTTPSeeOther(f"{PREFIX}/import/{job.id}")

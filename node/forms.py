@@ -25,6 +25,7 @@ field ("Organizers 1 › Name (Arabic) must not be blank").
 from __future__ import annotations
 
 import json
+import math
 import re
 import zoneinfo
 from collections.abc import Callable, Iterable, Mapping
@@ -225,11 +226,9 @@ def coerce(text: str, node: Node | None) -> Any:
     t = text.strip()
     if "integer" in types and re.fullmatch(r"[+-]?[0-9]+", t):
         return int(t)
-    if "number" in types:
-        try:
-            return int(t) if re.fullmatch(r"[+-]?[0-9]+", t) else float(t)
-        except ValueError:
-            return text
+    if "number" in types and re.fullmatch(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,3})?", t):
+        number = int(t) if re.fullmatch(r"[+-]?[0-9]+", t) else float(t)
+        return number if math.isfinite(number) else text  # no NaN or infinity: JSON has neither
     if "boolean" in types and t.lower() in _TRUE | _FALSE:
         return t.lower() in _TRUE
     return text

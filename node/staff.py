@@ -12,6 +12,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from federation.envelope import Envelope
@@ -32,8 +33,12 @@ from node.store import Authorship, Draft, StaffUser, StoredRecord
 
 USERNAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
 MIN_PASSWORD = 12
-# Compared against when the account does not exist, so a wrong name costs as much time as a wrong password.
-_DUMMY_HASH = hash_password("not a password of anyone", n=2**15)
+
+
+@cache
+def _dummy_hash() -> str:
+    """Checked when the account does not exist, so a wrong name costs as much time as a wrong password."""
+    return hash_password("not a password of anyone")
 
 DRY_RUN, ALL_OR_NOTHING, VALID_ONLY = "dry-run", "all", "valid"
 
@@ -124,7 +129,7 @@ class StaffService:
     async def authenticate(self, username: str, password: str) -> StaffUser | None:
         """The enabled account these credentials open, else None (the same work either way)."""
         user = await self.store.user(username)
-        ok = verify_password(password, user.password_hash if user else _DUMMY_HASH)
+        ok = verify_password(password, user.password_hash if user else _dummy_hash())
         return user if ok and user is not None and not user.disabled else None
 
     async def active_user(self, username: str) -> StaffUser | None:

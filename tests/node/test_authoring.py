@@ -196,6 +196,22 @@ class TestWriting:
         assert draft.body["title"] == {"en": "Calligraphy evening", "ar": "أمسية الخط العربي"}
         assert draft.langs == ("en", "ar")
 
+    async def test_capacity_programme_from_its_own_schema(self, client: TestClient) -> None:
+        """The programme form comes from its schema (dates, a provider group, topics, seats) and publishes."""
+        csrf = await sign_in(client)
+        html = await (await client.get("/author/new/capacity-programme")).text()
+        assert 'name="start_date" type="date"' in html and 'name="provider.name.en"' in html
+        assert 'name="seats" inputmode="decimal"' in html and 'name="topics.0"' in html
+        form = {"csrf_token": csrf, "_kind": "capacity-programme", "_lang": "en", "title.en": "Digital diplomacy",
+                "programme_type": "training", "status": "open", "provider.name.en": "Katara", "format": "online",
+                "start_date": "2026-09-01", "end_date": "2026-09-05", "topics.0": "social media", "seats": "25",
+                "rights": "https://creativecommons.org/licenses/by/4.0/"}
+        resp = await client.post("/author/drafts", data={**form, "_action": "publish"}, allow_redirects=False)
+        assert resp.status == 303 and resp.headers["Location"].endswith("/publish"), await resp.text()
+        await client.post(resp.headers["Location"], data={"csrf_token": csrf})
+        items = (await (await client.get("/api/v1/records?kind=capacity-programme")).json())["items"]
+        assert items[0]["body"]["seats"] == 25 and items[0]["body"]["topics"] == ["social media"]
+
     async def test_arabic_interface_is_right_to_left(self, client: TestClient) -> None:
         await sign_in(client)
         html = await (await client.get("/author/new/cultural-event?lang=ar")).text()

@@ -70,8 +70,10 @@ class TestRoundTrip:
         assert builder.parse("cultural-event", post) == {"organizers": [{"name": {"en": "A"}}], "tags": ["music"]}
 
     def test_text_that_is_not_a_number_stays_text_for_the_schema_to_name(self, builder: FormBuilder) -> None:
-        body = builder.parse("capacity-programme", [("seats", "twenty"), ("venue.geo.lat", "25.36")])
-        assert body == {"seats": "twenty", "venue": {"geo": {"lat": 25.36}}}
+        body = builder.parse("capacity-programme", [("seats", "twenty"), ("venue.geo.lat", "25.36"),
+                                                    ("venue.geo.lon", "nan")])
+        assert body == {"seats": "twenty", "venue": {"geo": {"lat": 25.36, "lon": "nan"}}}
+        assert builder.parse("capacity-programme", [("venue.geo.lon", "1e999")]) == {"venue": {"geo": {"lon": "1e999"}}}
         issue = next(i for i in default_schemas().validate("capacity-programme", body) if i.pointer == "/seats")
         assert plain_message(issue, names(), builder.resolver.root("capacity-programme"),
                              builder.resolver) == "Seats has the wrong kind of value."
