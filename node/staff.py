@@ -254,6 +254,8 @@ class StaffService:
         """What importing each row would do, with every error by row and column (plain words, English)."""
         names = self.names("en")
         mapped = await self.store.source_records([r.source_id for r in rows if r.source_id])
+        held = await self.store.get_records([t for r in rows if (t := mapped.get(r.source_id) or r.record_id)
+                                             and t.partition(":")[0] == self.node.member])
         seen: set[str] = set()
         out: list[Planned] = []
         for i, row in enumerate(rows):
@@ -267,7 +269,7 @@ class StaffService:
                 if target.partition(":")[0] != self.node.member:
                     errors.append(bulk.RowError("record_id", f"{target} is not a record of {self.node.member}"))
                 else:
-                    current = await self.store.get_record(target)
+                    current = held.get(target)
                     if current is None and row.source_id not in mapped:
                         errors.append(bulk.RowError("record_id", f"there is no record {target} here"))
                     elif current is not None and current.kind != row.kind:

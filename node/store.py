@@ -370,6 +370,16 @@ class NodeStore:
         async with self.engine.connect() as conn:
             return {r.record_id: (r.version, r.hash) for r in await conn.execute(q)}
 
+    async def get_records(self, record_ids: Sequence[str]) -> dict[str, StoredRecord]:
+        """The current version of each record asked for that is held."""
+        out: dict[str, StoredRecord] = {}
+        ids = sorted(set(record_ids))
+        async with self.engine.connect() as conn:
+            for i in range(0, len(ids), 500):
+                q = sa.select(records).where(records.c.record_id.in_(ids[i:i + 500]))
+                out.update({r.record_id: StoredRecord.from_row(r) for r in await conn.execute(q)})
+        return out
+
     async def get_record(self, record_id: str) -> StoredRecord | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(records).where(records.c.record_id == record_id))).first()
