@@ -24,7 +24,8 @@ ATTACK = '<script>alert(1)</script>"><img src=x onerror=alert(2)>\u202eevil\u202
 
 
 @pytest.fixture
-def fed(tmp_path: Path) -> Iterator[Federation]:
+def two_nodes(tmp_path: Path) -> Iterator[Federation]:
+    """Hub, Qatar and Korea on SQLite (this is about the pages, not storage), with a staff account at Qatar."""
     f = Federation(tmp_path, ["QA", "KR"]).init()
     subprocess.run([IPDN, "node", "user", "add", "--dir", str(tmp_path / "QA"), "amal", "--name", "Amal Al-Kuwari",
                     "--password-stdin"], input=PASSWORD + "\n", text=True, check=True, capture_output=True)
@@ -51,7 +52,8 @@ def no_serious(page: Any, what: str) -> None:
     assert found == [], f"{what}: " + "; ".join(f"{v['id']}: {v['help']} ({len(v['nodes'])})" for v in found)
 
 
-def test_staff_publish_an_event_in_arabic_and_english_that_reaches_another_node(fed: Federation) -> None:
+def test_staff_publish_an_event_in_arabic_and_english_that_reaches_another_node(two_nodes: Federation) -> None:
+    fed = two_nodes
     qa = fed.url("QA")
     dialogs: list[str] = []
     with chromium() as browser:
@@ -138,9 +140,10 @@ def test_staff_publish_an_event_in_arabic_and_english_that_reaches_another_node(
     assert dialogs == []
 
 
-def test_script_injection_in_every_field_renders_as_text(fed: Federation) -> None:
+def test_script_injection_in_every_field_renders_as_text(two_nodes: Federation) -> None:
     """Markup and bidirectional overrides typed into every text field are shown as text: no script runs, no
     dialog opens, no element is injected, on the form and its preview."""
+    fed = two_nodes
     qa = fed.url("QA")
     dialogs: list[str] = []
     with chromium() as browser:
