@@ -807,6 +807,75 @@ def _partner_read(paths: dict[str, Any]) -> dict[str, Any]:
     return paths
 
 
+def _author_paths() -> dict[str, Any]:
+    """The node's authoring pages for member staff (server-rendered HTML forms, docs/operating-node.md)."""
+    session: list[dict[str, list[str]]] = [{"staffSession": []}]
+    html = {"description": "The page", "content": {"text/html": {"schema": _STR}}}
+    to_sign_in = {"description": "No session: to the sign-in page (GET), or after a form: to the next page",
+                  "headers": {"Location": _header("where to go next")}}
+    unauth = _problem("No session (`unauthenticated`)")
+    csrf = _problem("No or a stale anti-forgery token, or a post from another site's page (`csrf`)")
+    missing = _problem("No such draft, record, import or file")
+    form = {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
+    upload = {"required": True, "content": {"multipart/form-data": {"schema": {"type": "object"}}}}
+    draft_id = {"name": "draft_id", "in": "path", "required": True, "schema": _STR, "description": "a draft's id"}
+    record_id = {"name": "record_id", "in": "path", "required": True, "schema": _STR, "description": "a record id"}
+
+    def page(op: str, summary: str, *params: dict[str, Any], secure: bool = True) -> dict[str, Any]:
+        return {"operationId": op, "tags": ["authoring pages"], "summary": summary, "parameters": list(params),
+                **({"security": session} if secure else {}),
+                "responses": {"200": html, "303": to_sign_in, "400": _problem("A parameter that cannot be read"),
+                              "404": missing}}
+
+    def post(op: str, summary: str, *params: dict[str, Any], body: dict[str, Any] = form,
+             secure: bool = True) -> dict[str, Any]:
+        return {"operationId": op, "tags": ["authoring pages"], "summary": summary, "parameters": list(params),
+                **({"security": session} if secure else {}), "requestBody": body,
+                "responses": {"200": html, "303": to_sign_in, "401": unauth, "403": csrf, "404": missing,
+                              "409": _problem("The record changed meanwhile, or is deleted"),
+                              "413": _problem("The upload is over the limit"),
+                              "415": _problem("The upload is not multipart/form-data"),
+                              "422": {"description": "The form again, with every problem in plain words",
+                                      "content": {"text/html": {"schema": _STR}}},
+                              "429": {"description": "Sign-in locked after repeated failures",
+                                      "content": {"text/html": {"schema": _STR}}}}}
+
+    what = {"name": "what", "in": "path", "required": True, "schema": {"enum": ["cancel", "delete"]}}
+    kind = {"name": "kind", "in": "path", "required": True, "schema": _STR, "description": "a record kind"}
+    job = {"name": "job_id", "in": "path", "required": True, "schema": _STR, "description": "an import's id"}
+    name = {"name": "name", "in": "path", "required": True, "schema": _STR, "description": "author.css or author.js"}
+    return {
+        "/author/": {"get": page("authorList", "Own drafts and records, and records received; search and filters")},
+        "/author/signin": {"get": page("authorSignInPage", "The sign-in form", secure=False),
+                           "post": post("authorSignIn", "Sign in (locked after repeated failures)", secure=False)},
+        "/author/signout": {"post": post("authorSignOut", "Sign out")},
+        "/author/new/{kind}": {"get": page("authorNew", "An empty form for a new record of a kind", kind)},
+        "/author/drafts": {"post": post("authorCreateDraft", "Save a new draft (unsigned, kept on this node)")},
+        "/author/drafts/{draft_id}": {
+            "get": page("authorDraft", "A draft in its form, with its problems and a preview", draft_id),
+            "post": post("authorSaveDraft", "Save, add or remove a language, preview, publish or discard", draft_id)},
+        "/author/drafts/{draft_id}/publish": {
+            "get": page("authorConfirmPublish", "Confirm publishing: the version it will be", draft_id),
+            "post": post("authorPublish", "Sign and publish the draft", draft_id)},
+        "/author/records/{record_id}": {"get": page("authorRecord", "A record as partners see it", record_id)},
+        "/author/records/{record_id}/edit": {"post": post("authorEdit", "Open a draft of an own record", record_id)},
+        "/author/records/{record_id}/history": {
+            "get": page("authorHistory", "Every version: when, who, what changed", record_id)},
+        "/author/records/{record_id}/{what}": {
+            "get": page("authorConfirmChange", "Confirm cancelling (with a reason) or deleting", record_id, what),
+            "post": post("authorChange", "Cancel or delete an own record", record_id, what)},
+        "/author/import": {"get": page("authorImportPage", "The upload form for CSV or JSON Lines"),
+                           "post": post("authorImport", "Check or import a file", body=upload)},
+        "/author/import/{job_id}": {"get": page("authorImportJob", "An import's progress and report", job)},
+        "/author/static/{name}": {"get": {
+            "operationId": "authorStatic", "tags": ["authoring pages"], "summary": "The pages' stylesheet and script",
+            "parameters": [name],
+            "responses": {"200": {"description": "The file", "content": {"text/css": {"schema": _STR},
+                                                                          "text/javascript": {"schema": _STR}}},
+                          "404": missing}}},
+    }
+
+
 # -- the documents ------------------------------------------------------------------------------------------
 
 
@@ -825,8 +894,12 @@ def document(role: Role) -> dict[str, Any]:
                            "partner add`), scopes `read` and/or `webhooks`; on GET it may instead be given as the "
                            "`key` query parameter (calendar apps, harvesters). Reading needs none while the node's "
                            "public read is on; a presented key is always checked."}
+        schemes["staffSession"] = {"type": "apiKey", "in": "cookie", "name": "ipdn_author",
+                                   "description": "A staff member's session on the authoring pages (signed, HttpOnly, "
+                                                  "SameSite=Strict); every POST also carries its CSRF token"}
         schemas = {**_common_schemas(), **_node_schemas(), **_webhook_schemas()}
-        paths = {**_partner_read(_node_paths()), **_webhook_paths(), **_status_page_paths(), **_metrics_path("node")}
+        paths = {**_partner_read(_node_paths()), **_webhook_paths(), **_status_page_paths(), **_metrics_path("node"),
+                 **_author_paths()}
     elif role == "hub":
         schemas = {**_common_schemas(), **_hub_schemas()}
         paths = {**_hub_paths(), **_dashboard_paths(), **_metrics_path("hub")}

@@ -57,6 +57,7 @@ class NodeConfig:
     connect_timeout: float = 10.0
     request_timeout: float = 30.0  # per request, on top of the long-poll wait
     max_response_bytes: int = 256 * 1024 * 1024  # a full log page of envelopes at their size limit
+    outbox_poll: float = 5.0  # seconds between outbox checks for envelopes another process wrote (node import)
 
     # -- witnessing: other nodes whose accepted checkpoint this node compares with its own -----------------
     peers: str = ""  # comma-separated base URLs, e.g. "https://ipdn.kr.example, https://ipdn.tr.example"

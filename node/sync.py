@@ -584,7 +584,12 @@ class SyncEngine:
         backoff = Backoff(self.config.backoff_base, self.config.backoff_cap, self.rng)
         changed = self.service.outbox_changed
         while True:
-            await changed.wait()
+            # Also look every outbox_poll seconds: `ipdn node import` writes the outbox from another process.
+            try:
+                await asyncio.wait_for(changed.wait(), self.config.outbox_poll)
+            except TimeoutError:
+                if not await self.store.outbox(PENDING, 1):
+                    continue
             changed.clear()  # authoring during the push sets it again, so nothing is missed
             try:
                 while await self.push_once():
