@@ -57,7 +57,8 @@ def read_documents(path: Path) -> Iterator[tuple[str, Any]]:
 
 
 def iter_envelope_objects(doc: Any) -> Iterator[Any]:
-    """Envelopes in a document: one JWS, a list, a feed item carrying ``envelope``, or a page."""
+    """Envelopes in a document: one JWS, a list, a feed item carrying ``envelope``, a page, or a webhook
+    event body (``{"type", "timestamp", "data": item}``)."""
     if isinstance(doc, list):
         for item in doc:
             yield from iter_envelope_objects(item)
@@ -67,6 +68,8 @@ def iter_envelope_objects(doc: Any) -> Iterator[Any]:
         yield doc["envelope"]
     elif isinstance(doc, dict) and isinstance(ext := doc.get("_ipdn"), dict) and isinstance(ext.get("envelope"), dict):
         yield ext["envelope"]  # a JSON Feed item
+    elif isinstance(doc, dict) and isinstance(doc.get("type"), str) and isinstance(doc.get("data"), dict):
+        yield from iter_envelope_objects(doc["data"])  # a webhook delivery's body
     else:
         yield doc
 
@@ -282,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("body", nargs="?", type=Path, metavar="BODY.json")
     s.set_defaults(func=cmd_sign)
 
-    f = sub.add_parser("verify", help="verify envelopes (JSON, JSON Lines, feed pages) offline",
+    f = sub.add_parser("verify", help="verify envelopes (JSON, JSON Lines, feed pages, webhook bodies) offline",
                        epilog="example: ipdn verify --keys keys/QA.pub.jwk.json envelopes.jsonl")
     f.add_argument("--keys", nargs="+", type=Path, metavar="JWK.json")
     f.add_argument("--registry", type=Path, metavar="FILE", help="a signed registry document")

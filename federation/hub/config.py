@@ -27,6 +27,10 @@ class HubConfig:
     verify_workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # 0: verify in the event loop
     workers: int = 1  # hub processes sharing one PostgreSQL log behind one address (federation/hub/service.py)
     shared_poll: float = 2.0  # seconds: a worker re-checks the shared log at least this often, NOTIFY or not
+    silent_after: float = 900.0  # seconds without a push or pull after which the dashboard flags a member
+    pull_flush_interval: float = 10.0  # seconds between writes of members' last pulls
+    live_interval: float = 2.0  # seconds between the dashboard's live updates, at most one per change
+    session_ttl: float = 8 * 3600  # dashboard sign-in lifetime
     # -- abuse (docs/adr/0008-faults-and-abuse.md) --------------------------------------------------------
     push_rate: float = 20.0  # signed requests (pushes, co-signatures) per second per member, sustained ...
     push_burst: float = 200.0  # ... and at once after a quiet spell; past it 429 with Retry-After
@@ -35,6 +39,10 @@ class HubConfig:
     quarantine_max_bytes: int = 64 * 1024  # of a refused request's body, kept as received (the rest is counted)
     body_timeout: float = 60.0  # seconds a client has to send a request body (408 after)
     idle_timeout: float = 15.0  # seconds a connection may idle, or take to send its request line and headers
+
+    @property
+    def session_secret_path(self) -> Path:
+        return self.dir / "session.secret"
 
     @property
     def key_path(self) -> Path:
