@@ -33,8 +33,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check federation node schemas tests
 	$(BIN)/mypy federation node
 
+# The benchmark suite (docs/BENCHMARKS.md), not part of `make test`: e.g. `make bench BENCH_ARGS="--quick ingest"`.
+# Results also go to bench-results.json (render: .venv/bin/python -m tests.bench.report bench-results.json).
+BENCH_ARGS ?=
 bench: $(STAMP)
-	$(BIN)/python -m tests.bench.bench_envelope
+	$(BIN)/python -m tests.bench --json bench-results.json $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -62,7 +62,7 @@ async def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ipdn-bench-") as tmp:
         for name in names:
             ctx = Context(root=Path(tmp) / name, quick=args.quick, rounds=args.rounds or (1 if args.quick else 3),
-                          pg=pg, biglog=args.biglog or (2_000 if args.quick else 1_000_000))
+                          pg=pg, biglog=args.biglog or (1_000 if args.quick else 1_000_000))
             ctx.root.mkdir()
             module: Any = importlib.import_module(BENCHES[name])
             print(f"\n[{name}] {module.__doc__.strip().splitlines()[0]}", flush=True)
@@ -73,9 +73,9 @@ async def main(argv: list[str] | None = None) -> int:
                 print(format_figure(f), flush=True)
             print(f"  ({timings[name]:.0f} s)")
             figures += got
-    if args.json:
-        args.json.write_text(json.dumps({"machine": about, "quick": args.quick, "seconds": timings,
-                                         "figures": [f.to_dict() for f in figures]}, indent=2) + "\n")
+            if args.json:  # after every benchmark, so a long run that fails later keeps what it measured
+                args.json.write_text(json.dumps({"machine": about, "quick": args.quick, "seconds": timings,
+                                                 "figures": [f.to_dict() for f in figures]}, indent=2) + "\n")
     return 0
 
 

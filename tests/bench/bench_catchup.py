@@ -55,7 +55,7 @@ def catch_up(net: Net, size: int, timeout: float = 3600) -> tuple[float, float]:
 
 
 async def run(ctx: Context) -> list[Figure]:
-    small, large = ctx.size(10_000, 200), ctx.size(100_000, 1_000)
+    small, large = ctx.size(10_000, 100), ctx.size(100_000, 400)
     writers = CODES[:4]
     chains = make_chains(writers, large // len(writers))
     sample = [Chain(c.code, c.key, c.wires[:small // len(writers)], 0, None) for c in chains.values()]
@@ -63,7 +63,7 @@ async def run(ctx: Context) -> list[Figure]:
     net = Net(ctx.root / "net", {**{c: ch.key for c, ch in chains.items()}, NODE: SigningKey.generate()})
     with net:
         net.start("hub")
-        idle_s, idle_peak = catch_up(net, 0)
+        _, idle_peak = catch_up(net, 0)
         await push_all(net.hub_url, chains.values(), 500, stop=small // len(writers))
         small_s, small_peak = catch_up(net, small)
         await push_all(net.hub_url, chains.values(), 500, start=small // len(writers))

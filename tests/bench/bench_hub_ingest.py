@@ -73,7 +73,7 @@ def ingest_goals(value: float, bare: float) -> list[Goal]:
 
 
 async def run(ctx: Context) -> list[Figure]:
-    n = ctx.size(8000, 400)
+    n = ctx.size(8000, 200)
     chains = make_chains(CODES[:4], n // 4)
     configs: list[tuple[str, bool, dict[str, str]]] = [("SQLite", False, {})]
     if ctx.pg:

@@ -97,7 +97,7 @@ def publish_to_peers(fed: Federation, n: int) -> tuple[list[float], list[float]]
 
 
 async def run(ctx: Context) -> list[Figure]:
-    nodes, n = ctx.size(10, 3), ctx.size(200, 6)
+    nodes, n = ctx.size(10, 3), ctx.size(200, 4)
     bare = await hub_round_trips(ctx.root / "bare", n)
     fed = Federation(ctx.root / "fed", list(CODES[:nodes]))
     with fed:

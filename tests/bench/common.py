@@ -25,7 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import rfc8785
@@ -39,6 +39,7 @@ from tests.e2e.harness import Federation, http
 from tests.factories import example_bodies
 
 PG_ADMIN = os.environ.get("IPDN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+N = TypeVar("N", int, float)
 CODES = ("QA", "KR", "TR", "HU", "DE", "FR", "IT", "ES", "PL", "NL", "PT", "SE")
 
 
@@ -55,7 +56,8 @@ class Context:
     pg: str | None  # PostgreSQL admin URL, None when unreachable or not wanted
     biglog: int  # entries already in the log for the large-log ingest benchmark
 
-    def size(self, full: int, quick: int) -> int:
+    def size(self, full: N, quick: N) -> N:
+        """``full``, or ``quick`` for a smoke-sized run."""
         return quick if self.quick else full
 
 
