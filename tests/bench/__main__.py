@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tests.bench [--quick] [--json out.json] [--rounds N] [--no-pg] [BENCH ...]
 
-BENCH is any of: envelope, ingest, latency, catchup, reads, biglog (all by default). Every figure is printed
+BENCH is any of: envelope, ingest, commit, latency, catchup, reads, biglog (all by default). Every figure is printed
 beside a bare baseline measured in the same run, with the ratio and the goal it is held to. ``--quick`` runs a
 smoke-sized configuration (seconds, not minutes): its figures say nothing about performance.
 """
@@ -24,6 +24,7 @@ from tests.bench.common import PG_ADMIN, Context, Figure, format_figure, machine
 BENCHES = {
     "envelope": "tests.bench.bench_envelope",
     "ingest": "tests.bench.bench_hub_ingest",
+    "commit": "tests.bench.bench_commit",
     "latency": "tests.bench.bench_latency",
     "catchup": "tests.bench.bench_catchup",
     "reads": "tests.bench.bench_reads",

@@ -37,4 +37,4 @@ class TestQuickSuite:
         """Naming a benchmark that does not exist stops the run with the list of those that do."""
         p = subprocess.run([sys.executable, "-m", "tests.bench", "nosuch"], cwd=ROOT, capture_output=True,
                            text=True, timeout=60)
-        assert p.returncode == 2 and "choose from envelope, ingest" in p.stderr
+        assert p.returncode == 2 and "choose from envelope, ingest, commit" in p.stderr
