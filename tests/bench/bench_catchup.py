@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from pathlib import Path
 
 from federation.keys import SigningKey
 from tests.bench.common import (
@@ -35,6 +36,11 @@ from tests.bench.common import (
 NAME = "catchup"
 GOAL_MEMORY = 1.2
 NODE = "DE"
+
+
+def db_mib(path: Path) -> float:
+    """An SQLite database's size on disk with its WAL, in MiB."""
+    return sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists()) / 2**20
 
 
 def catch_up(net: Net, size: int, timeout: float = 3600) -> tuple[float, float]:
@@ -68,11 +74,13 @@ async def run(ctx: Context) -> list[Figure]:
         small_s, small_peak = catch_up(net, small)
         await push_all(net.hub_url, chains.values(), 500, start=small // len(writers))
         large_s, large_peak = catch_up(net, large)
+        disk = f"node database {db_mib(net.root / NODE / 'node.db'):,.0f} MiB, hub database " \
+               f"{db_mib(net.root / 'hub' / 'hub.db'):,.0f} MiB at {large:,} envelopes"
     return [
         Figure(NAME, f"catch-up of {small:,} envelopes", small / small_s, "envelopes/s", bare,
                "bare verify loop, 1 core", note=f"{small_s:.1f} s from node start to cursor {small:,}"),
         Figure(NAME, f"catch-up of {large:,} envelopes", large / large_s, "envelopes/s", bare,
-               "bare verify loop, 1 core", note=f"{large_s:.1f} s from node start to cursor {large:,}"),
+               "bare verify loop, 1 core", note=f"{large_s:.1f} s from node start to cursor {large:,}; {disk}"),
         Figure(NAME, f"node peak memory after {small:,}", small_peak, "MiB", idle_peak,
                "node started on the empty log"),
         Figure(NAME, f"node peak memory after {large:,}", large_peak, "MiB", small_peak,
