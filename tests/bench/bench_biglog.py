@@ -76,6 +76,12 @@ async def build_log(path: Path, size: int, hub_key: SigningKey, network: str) ->
     return time.perf_counter() - t
 
 
+def _timed_status(net: Net) -> float:
+    t = time.perf_counter()
+    net.status("hub")
+    return time.perf_counter() - t
+
+
 async def run(ctx: Context) -> list[Figure]:
     big = ctx.biglog
     small = min(10_000, max(1, big // 100))
@@ -100,10 +106,13 @@ async def run(ctx: Context) -> list[Figure]:
                 t = time.perf_counter()
                 n = await push_all(net.hub_url, chains.values(), 500, start=r * per, stop=(r + 1) * per)
                 rates[size].append(n / (time.perf_counter() - t))
+        status = {size: median([_timed_status(net) for _ in range(3)]) for size, net in nets.items()}
     value, base = median(rates[big]), median(rates[small])
     return [Figure(NAME, f"hub ingest, SQLite, {big:,} entries in the log", value, "envelopes/s", base,
                    f"the same with {small:,} entries", [Goal(f">= {GOAL_RATIO} x at {small:,}",
                                                               value >= GOAL_RATIO * base)],
                    note=f"{4 * per:,} envelopes a round, median of {ctx.rounds}; log of {big:,} built in "
-                        f"{built[big][0]} s ({disk:,.0f} MiB on disk), hub started over it in {built[big][1]} s",
+                        f"{built[big][0]} s ({disk:,.0f} MiB on disk), hub started over it in {built[big][1]} s; "
+                        f"GET /api/v1/status took {status[big] * 1e3:,.0f} ms ({status[small] * 1e3:,.0f} ms "
+                        f"at {small:,}: it counts the log per member)",
                    samples=rates[big])]
