@@ -1,5 +1,6 @@
-"""Render a results file of the suite (``python -m tests.bench --json FILE``) as the Markdown tables of
-docs/BENCHMARKS.md: ``.venv/bin/python -m tests.bench.report FILE``.
+"""Render results files of the suite (``python -m tests.bench --json FILE``) as the Markdown table of
+docs/BENCHMARKS.md: ``.venv/bin/python -m tests.bench.report FILE [LATER ...]``. A later file's benchmarks
+replace the same benchmarks of an earlier one (a benchmark run again on its own).
 """
 
 from __future__ import annotations
@@ -36,8 +37,21 @@ def render(doc: dict[str, Any]) -> str:
         f"{k} {v:.0f}" for k, v in doc["seconds"].items())]) + "\n"
 
 
+def merge(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first run's machine, and per benchmark the figures of the last run that measured it."""
+    by_bench: dict[str, list[dict[str, Any]]] = {}
+    seconds: dict[str, float] = {}
+    for doc in docs:
+        fresh: dict[str, list[dict[str, Any]]] = {}
+        for f in doc["figures"]:
+            fresh.setdefault(f["bench"], []).append(f)
+        by_bench.update(fresh)
+        seconds.update(doc["seconds"])
+    return {**docs[0], "seconds": seconds, "figures": [f for figs in by_bench.values() for f in figs]}
+
+
 def main() -> None:
-    sys.stdout.write(render(json.loads(Path(sys.argv[1]).read_text())))
+    sys.stdout.write(render(merge([json.loads(Path(p).read_text()) for p in sys.argv[1:]])))
 
 
 if __name__ == "__main__":
