@@ -14,6 +14,7 @@ Run alone: ``.venv/bin/python -m tests.bench catchup``.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 from pathlib import Path
@@ -69,11 +70,11 @@ async def run(ctx: Context) -> list[Figure]:
     net = Net(ctx.root / "net", {**{c: ch.key for c, ch in chains.items()}, NODE: SigningKey.generate()})
     with net:
         net.start("hub")
-        _, idle_peak = catch_up(net, 0)
+        _, idle_peak = await asyncio.to_thread(catch_up, net, 0)
         await push_all(net.hub_url, chains.values(), 500, stop=small // len(writers))
-        small_s, small_peak = catch_up(net, small)
+        small_s, small_peak = await asyncio.to_thread(catch_up, net, small)
         await push_all(net.hub_url, chains.values(), 500, start=small // len(writers))
-        large_s, large_peak = catch_up(net, large)
+        large_s, large_peak = await asyncio.to_thread(catch_up, net, large)
         disk = f"node database {db_mib(net.root / NODE / 'node.db'):,.0f} MiB, hub database " \
                f"{db_mib(net.root / 'hub' / 'hub.db'):,.0f} MiB at {large:,} envelopes"
     return [
