@@ -85,7 +85,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # run_app turns SIGINT/SIGTERM into a clean shutdown: the cleanup context cancels and awaits the
     # sync loops and closes the store.
-    web.run_app(create_app(config), host=config.host, port=config.port, print=None)
+    web.run_app(create_app(config), host=config.host, port=config.port, print=None,
+                ssl_context=config.ssl_context())
     return 0
 
 
@@ -95,7 +96,8 @@ def _operator_url(node_dir: Path, url: str | None) -> str:
         return url.rstrip("/")
     config = load_config(node_dir)
     host = "127.0.0.1" if config.host in ("", "0.0.0.0") else "::1" if config.host == "::" else config.host  # noqa: S104
-    return f"http://[{host}]:{config.port}" if ":" in host else f"http://{host}:{config.port}"
+    scheme = "https" if config.tls_cert else "http"
+    return f"{scheme}://[{host}]:{config.port}" if ":" in host else f"{scheme}://{host}:{config.port}"
 
 
 def cmd_rotate_key(args: argparse.Namespace) -> int:
@@ -110,7 +112,9 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
                                  method="POST", headers={"Content-Type": "application/json",
                                                          "Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(req, timeout=120) as r:  # noqa: S310 (the operator's own node)
+        # The node's own TLS is checked like the hub's (hub_ca, client certificate when mutual TLS is on).
+        context = load_config(args.dir).hub_ssl_context() if url.startswith("https:") else None
+        with urllib.request.urlopen(req, timeout=120, context=context) as r:  # noqa: S310 (the operator's own node)
             doc = json.loads(r.read())
     except urllib.error.HTTPError as e:
         try:

@@ -89,7 +89,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.dir} is not a hub directory (run ipdn hub init first)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     web.run_app(create_app(cfg), host=cfg.host, port=cfg.port, print=None, access_log=None,
-                shutdown_timeout=5)
+                shutdown_timeout=5, ssl_context=cfg.ssl_context())
     return 0
 
 
