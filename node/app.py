@@ -23,7 +23,7 @@ from federation import openapi, strictjson
 from federation.envelope import Envelope
 from federation.errors import IpdnError
 from federation.registry import load_registry
-from federation.web import Problem, json_response, problem_response, problems_middleware, read_json
+from federation.web import Problem, add_health_route, json_response, problem_response, problems_middleware, read_json
 from node import feeds, oaipmh, pages
 from node.config import NodeConfig
 from node.errors import (
@@ -345,5 +345,6 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
     feeds.register_routes(app)
     pages.register_routes(app)
     openapi.register_routes(app, "node")
+    add_health_route(app)
     app.router.add_get("/api/v1/log/checkpoint", get_log_checkpoint)
     return app
