@@ -16,6 +16,8 @@ from federation import audit, strictjson
 from federation.envelope import ORIGIN_RE, Envelope, Payload, format_time, sign_envelope
 from federation.errors import IpdnError, StrictJsonError
 from federation.keys import PublicKey, SigningKey, load_public_jwk
+from federation.progress import add_argument as add_progress_argument
+from federation.progress import reporter
 from federation.registry import load_registry, load_registry_keys
 from federation.schemas import default_schemas
 from federation.verify import Failure, keys_resolver, verify_envelope
@@ -232,7 +234,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from e
     registry = load_registry(args.registry).registry
     previous = audit.load_checkpoint(args.from_checkpoint, registry) if args.from_checkpoint else None
-    progress = None if args.quiet else audit.Progress(sys.stderr)
+    progress = reporter(args, label="audit", unit="entries")
     report = audit.audit(fetch, registry, previous=previous, progress=progress)
     for line in report.failure_lines():
         print(line)
@@ -298,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--from-checkpoint", type=Path, metavar="FILE", help="a checkpoint saved by an earlier audit")
     a.add_argument("--save-checkpoint", type=Path, metavar="FILE", help="write the verified checkpoint here")
     a.add_argument("-q", "--quiet", action="store_true", help="print failures only (no progress, no summary)")
+    add_progress_argument(a)
     a.set_defaults(func=cmd_audit)
 
     # The services' commands live with the services (imported here, not by the protocol core).
