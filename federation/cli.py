@@ -324,6 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IpdnError as e:
         print(f"ipdn: {e.reason}: {e.message}", file=sys.stderr)
         return 2
+    except OSError as e:  # a file or socket the command needed: one line, not a traceback
+        print(f"ipdn: {e.strerror or e}{f': {e.filename}' if e.filename else ''}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -158,6 +158,12 @@ def register(sub: Any) -> None:
     s.add_argument("--port", type=int, help="port to listen on (default from node.toml, 8441)")
     s.set_defaults(func=cmd_serve)
 
+    from federation import backup, backupcli
+    from node.store import MIGRATIONS, VERSION_TABLE
+
+    backupcli.register(nsub, backup.Role("node", CONFIG_FILE, "node.db", VERSION_TABLE, MIGRATIONS),
+                       lambda d: load_config(d).db_url)
+
     r = nsub.add_parser("rotate-key", help="replace the running node's key: a new key takes over after a delay",
                         epilog="example: ipdn node rotate-key --dir qa --effective-in 3600")
     r.add_argument("--dir", required=True, type=Path, help="the node's directory (token, port)")

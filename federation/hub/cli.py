@@ -161,6 +161,12 @@ def register(sub: Any) -> None:
     m.add_argument("--db-url")
     m.set_defaults(func=cmd_import)
 
+    from federation import backup, backupcli
+    from federation.hub.store import MIGRATIONS, VERSION_TABLE
+
+    backupcli.register(hs, backup.Role("hub", "hub.toml", "hub.db", VERSION_TABLE, MIGRATIONS),
+                       lambda d: HubConfig.load(d).db_url)
+
     s = hs.add_parser("serve", help="run the hub", epilog="example: ipdn hub serve --dir hub --port 8440")
     s.add_argument("--dir", required=True, type=Path)
     s.add_argument("--host")
