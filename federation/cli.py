@@ -253,7 +253,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ipdn", description="IPDN Exchange: signed cultural records, federated.",
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="examples:\n  ipdn keygen --member QA --out keys/\n"
+                                       "  ipdn verify --registry registry.json feed.json\n"
+                                       "  ipdn node serve --dir /var/lib/ipdn/QA\n"
+                                       "Each command has --help with examples. Exit codes: 0 success, 1 something did "
+                                       "not verify\nor validate, 2 the command could not run (the reason on one line).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     k = sub.add_parser("keygen", help="make a member's Ed25519 key pair",

@@ -152,7 +152,11 @@ def register(sub: Any) -> None:
     i.set_defaults(func=cmd_init)
 
     s = nsub.add_parser("serve", help="run the node's HTTP API and its sync with the hub",
-                        epilog="example: ipdn node serve --dir qa --port 8441")
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="examples:\n  ipdn node serve --dir qa --port 8441\n"
+                               "  IPDN_NODE_HUB_CA=/etc/ipdn/hub-ca.pem IPDN_NODE_HUB_CLIENT_CERT=qa-client.pem "
+                               "ipdn node serve --dir qa\n"
+                               "Settings: node.toml, then IPDN_NODE_<KEY>, then these flags (docs/operating-node.md).")
     s.add_argument("--dir", required=True, type=Path, help="a directory made by `ipdn node init`")
     s.add_argument("--host", help="address to listen on (default from node.toml, 127.0.0.1)")
     s.add_argument("--port", type=int, help="port to listen on (default from node.toml, 8441)")

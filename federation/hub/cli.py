@@ -132,7 +132,10 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    hub = sub.add_parser("hub", help="the chair's hub: init, serve")
+    hub = sub.add_parser("hub", help="the chair's hub: init, serve, backup, restore, keygen, import",
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         epilog="examples:\n  ipdn hub init --dir hub --url https://hub.ipdn.network "
+                                "--founder keys/QA.pub.jwk.json\n  ipdn hub serve --dir hub")
     hs = hub.add_subparsers(dest="hub_command", required=True, metavar="COMMAND")
 
     i = hs.add_parser("init", help="create the hub key and the genesis registry",
@@ -167,7 +170,11 @@ def register(sub: Any) -> None:
     backupcli.register(hs, backup.Role("hub", "hub.toml", "hub.db", VERSION_TABLE, MIGRATIONS),
                        lambda d: HubConfig.load(d).db_url)
 
-    s = hs.add_parser("serve", help="run the hub", epilog="example: ipdn hub serve --dir hub --port 8440")
+    s = hs.add_parser("serve", help="run the hub", formatter_class=argparse.RawDescriptionHelpFormatter,
+                      epilog="examples:\n  ipdn hub serve --dir hub --port 8440\n"
+                             "  IPDN_HUB_TLS_CERT=/etc/ipdn/tls/fullchain.pem IPDN_HUB_TLS_KEY=/etc/ipdn/tls/key.pem "
+                             "ipdn hub serve --dir hub\n"
+                             "Settings: hub.toml, then IPDN_HUB_<KEY>, then these flags (docs/operating-hub.md).")
     s.add_argument("--dir", required=True, type=Path)
     s.add_argument("--host")
     s.add_argument("--port", type=int)
