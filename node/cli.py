@@ -153,7 +153,8 @@ def register(sub: Any) -> None:
 
     s = nsub.add_parser("serve", help="run the node's HTTP API and its sync with the hub",
                         formatter_class=argparse.RawDescriptionHelpFormatter,
-                        epilog="examples:\n  ipdn node serve --dir qa --port 8441\n"
+                        epilog="example: ipdn node serve --dir qa --port 8441\n"
+                               "with a hub whose certificate a private CA issued, and mutual TLS:\n"
                                "  IPDN_NODE_HUB_CA=/etc/ipdn/hub-ca.pem IPDN_NODE_HUB_CLIENT_CERT=qa-client.pem "
                                "ipdn node serve --dir qa\n"
                                "Settings: node.toml, then IPDN_NODE_<KEY>, then these flags (docs/operating-node.md).")
