@@ -510,6 +510,32 @@ def _hub_paths() -> dict[str, Any]:
     }
 
 
+# -- partner access (node/partners.py) ------------------------------------------------------------------------
+
+PARTNER_READ_PREFIXES = ("/api/v1/records", "/api/v1/feeds/", "/oai", "/events/")
+
+
+def _partner_read(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every partner read operation: anonymous or with a partner key, and the refusals partner access adds."""
+    key_param = _query("key", _STR, "a partner key, for clients that cannot send `Authorization`")
+    retry = {"Retry-After": _header("seconds until a request is allowed again")}
+    refusals = {
+        "401": _problem("A key is needed (`partner-key-required`: public read is off) or the key given is not "
+                        "valid (`partner-key-invalid`, `partner-key-revoked`); `WWW-Authenticate: Bearer`"),
+        "403": _problem("The key lacks the `read` scope (`partner-scope-missing`)"),
+        "429": {**_problem("Over the rate limit of the key or, without a key, of the client address "
+                           "(`rate-limited`)"), "headers": retry},
+    }
+    for path, item in paths.items():
+        if not path.startswith(PARTNER_READ_PREFIXES) or "get" not in item:
+            continue
+        op = item["get"]
+        op["security"] = [{}, {"partnerKey": []}]
+        op["parameters"] = [*op.get("parameters", []), key_param]
+        op["responses"] = {**refusals, **op["responses"]}
+    return paths
+
+
 # -- the documents ------------------------------------------------------------------------------------------
 
 
@@ -519,7 +545,13 @@ def document(role: Role) -> dict[str, Any]:
         "type": "http", "scheme": "bearer",
         "description": f"The {role} operator's token (`Authorization: Bearer ...`), compared as SHA-256 digests"}}
     if role == "node":
-        schemas, paths = {**_common_schemas(), **_node_schemas()}, _node_paths()
+        schemas, paths = {**_common_schemas(), **_node_schemas()}, _partner_read(_node_paths())
+        schemes["partnerKey"] = {
+            "type": "http", "scheme": "bearer",
+            "description": "A partner API key `ipdn_pk_<id>_<secret>` issued by the node's operator (`ipdn node "
+                           "partner add`), scopes `read` and/or `webhooks`; on GET it may instead be given as the "
+                           "`key` query parameter (calendar apps, harvesters). Reading needs none while the node's "
+                           "public read is on; a presented key is always checked."}
     elif role == "hub":
         schemas, paths = {**_common_schemas(), **_hub_schemas()}, _hub_paths()
         schemes["httpSignature"] = {

@@ -21,11 +21,14 @@ log = logging.getLogger("ipdn.http")
 
 
 class Problem(Exception):
-    """An HTTP error with an RFC 9457 body; ``reason`` becomes the last segment of ``type``."""
+    """An HTTP error with an RFC 9457 body; ``reason`` becomes the last segment of ``type``. ``headers`` go on
+    the response (``Retry-After``, ``WWW-Authenticate``), ``extra`` members into the body."""
 
-    def __init__(self, status: int, reason: str, detail: str, **extra: Any) -> None:
+    def __init__(self, status: int, reason: str, detail: str, *, headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:
         super().__init__(detail)
         self.status, self.reason, self.detail, self.extra = status, reason, detail, extra
+        self.headers = headers or {}
 
 
 def problem_body(status: int, reason: str, detail: str, **extra: Any) -> dict[str, Any]:
@@ -50,7 +53,9 @@ async def problems_middleware(request: web.Request,
     try:
         return await handler(request)
     except Problem as p:
-        return problem_response(p.status, p.reason, p.detail, **p.extra)
+        resp = problem_response(p.status, p.reason, p.detail, **p.extra)
+        resp.headers.update(p.headers)
+        return resp
     except TrustError as e:
         return problem_response(403, e.reason, e.message)
     except IpdnError as e:

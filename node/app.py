@@ -24,7 +24,7 @@ from federation.envelope import Envelope
 from federation.errors import IpdnError
 from federation.registry import load_registry
 from federation.web import Problem, add_health_route, json_response, problem_response, problems_middleware, read_json
-from node import feeds, oaipmh, pages
+from node import feeds, oaipmh, pages, partners
 from node.config import NodeConfig
 from node.errors import (
     BadQueryError,
@@ -312,7 +312,9 @@ async def get_log_checkpoint(request: web.Request) -> web.Response:
 def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
     """The node's web application. Its cleanup context opens the store and owns the sync loops
     (``sync=False`` opens the engine without starting its loops, for tests that drive it by hand)."""
-    app = web.Application(client_max_size=config.max_request_bytes, middlewares=[problems_middleware, _node_problems])
+    # partner_middleware is outermost so that its own refusals (401, 429) carry CORS headers too.
+    app = web.Application(client_max_size=config.max_request_bytes,
+                          middlewares=[partners.partner_middleware, problems_middleware, _node_problems])
     app[CONFIG] = config
 
     async def services(app: web.Application) -> AsyncIterator[None]:
@@ -324,6 +326,8 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
                               registry_path=config.registry_path, key_warn=timedelta(days=config.key_warn_days))
         engine = SyncEngine(config, service, store)
         app[SERVICE], app[ENGINE] = service, engine
+        app[partners.ACCESS] = partners.PartnerAccess(store, config.public_read, config.partner_rate_per_minute,
+                                                      config.anonymous_rate_per_minute)
         await engine.start(loops=sync)
         try:
             yield

@@ -12,6 +12,7 @@ import secrets
 import sys
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,63 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_store(node_dir: Path, work: Any) -> Any:
+    """Run ``work(store)`` against the node's database (the node may be running: both see the same rows)."""
+    config = load_config(node_dir)
+
+    async def run() -> Any:
+        store = await NodeStore.open(config.db_url, config.member)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def cmd_partner_add(args: argparse.Namespace) -> int:
+    from node import partners
+
+    try:
+        scopes = partners.parse_scopes(args.scope)
+        key, row = partners.new_key(args.name, scopes, args.rate, datetime.now(UTC))
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    if args.rate is not None and args.rate < 1:
+        raise UsageError("--rate is at least 1 request a minute")
+    _with_store(args.dir, lambda store: store.add_partner_key(row))
+    print(key)
+    print(f"partner {row.name!r}: key {row.key_id}, scopes {' '.join(sorted(scopes))}; the key is shown only now "
+          "and stored only as a digest: give it to the partner over a private channel", file=sys.stderr)
+    return 0
+
+
+def cmd_partner_list(args: argparse.Namespace) -> int:
+    rows = _with_store(args.dir, lambda store: store.partner_keys())
+
+    def when(t: datetime | None) -> str | None:
+        return t.isoformat(timespec="seconds").replace("+00:00", "Z") if t else None
+
+    docs = [{"name": r.name, "key_id": r.key_id, "scopes": sorted(r.scopes), "rate_per_minute": r.rate_per_minute,
+             "created_at": when(r.created_at), "last_used_at": when(r.last_used_at),
+             "revoked_at": when(r.revoked_at)} for r in rows]
+    if args.json:
+        print(json.dumps(docs, ensure_ascii=False, indent=2))
+        return 0
+    for d in docs:
+        state = f"revoked {d['revoked_at']}" if d["revoked_at"] else f"last used {d['last_used_at'] or 'never'}"
+        print(f"{d['name']}\t{d['key_id']}\t{','.join(d['scopes'])}\t{d['rate_per_minute'] or 'default'}/min\t{state}")
+    return 0
+
+
+def cmd_partner_revoke(args: argparse.Namespace) -> int:
+    n = _with_store(args.dir, lambda store: store.revoke_partner_keys(args.name, datetime.now(UTC), args.key_id))
+    if not n:
+        raise UsageError(f"no live key of partner {args.name!r}" + (f" with id {args.key_id}" if args.key_id else ""))
+    print(f"revoked {n} key(s) of partner {args.name!r}: refused from the next request")
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add the ``node`` command group to the ``ipdn`` sub-command parsers."""
     node = sub.add_parser("node", help="run a member's node (authoring, outbox, sync with the hub)",
@@ -176,3 +234,26 @@ def register(sub: Any) -> None:
                    help="seconds from now at which the new key takes over (default 60)")
     r.add_argument("--url", help="the node's base URL (default: http://host:port from node.toml)")
     r.set_defaults(func=cmd_rotate_key)
+
+    p = nsub.add_parser("partner", help="issue, list and revoke partner API keys (node/partners.py)",
+                        epilog="example: ipdn node partner add --dir qa 'Doha Culture Portal' --scope read,webhooks")
+    psub = p.add_subparsers(dest="partner_command", required=True, metavar="ACTION")
+    pa = psub.add_parser("add", help="issue a key: printed once on stdout, stored as a digest",
+                         epilog="example: ipdn node partner add --dir qa 'National Library' --scope read --rate 120")
+    pa.add_argument("--dir", required=True, type=Path, help="the node's directory")
+    pa.add_argument("name", help="the partner's name, e.g. 'Doha Culture Portal'")
+    pa.add_argument("--scope", default="read", help="read, webhooks or both, comma-separated (default read)")
+    pa.add_argument("--rate", type=int, help="requests a minute for this key (default: the node's "
+                                             "partner_rate_per_minute)")
+    pa.set_defaults(func=cmd_partner_add)
+    pl = psub.add_parser("list", help="every key: partner, id, scopes, rate, last use, revocation",
+                         epilog="example: ipdn node partner list --dir qa --json")
+    pl.add_argument("--dir", required=True, type=Path, help="the node's directory")
+    pl.add_argument("--json", action="store_true", help="JSON instead of tab-separated lines")
+    pl.set_defaults(func=cmd_partner_list)
+    pr = psub.add_parser("revoke", help="revoke a partner's keys (all, or the one --key-id names)",
+                         epilog="example: ipdn node partner revoke --dir qa 'National Library'")
+    pr.add_argument("--dir", required=True, type=Path, help="the node's directory")
+    pr.add_argument("name", help="the partner's name")
+    pr.add_argument("--key-id", help="only this key (the id `partner list` shows)")
+    pr.set_defaults(func=cmd_partner_revoke)

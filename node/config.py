@@ -40,6 +40,11 @@ class NodeConfig:
     page_size: int = 50  # records per page when the partner does not ask
     max_page_size: int = 500
 
+    # -- partners (node/partners.py) ------------------------------------------------------------------
+    public_read: bool = True  # off: records, feeds, OAI-PMH and event pages need a partner key with `read`
+    partner_rate_per_minute: int = 600  # per partner key, unless the key has its own rate
+    anonymous_rate_per_minute: int = 300  # per client address, for reading without a key
+
     # -- sync with the hub -----------------------------------------------------------------------------
     push_batch: int = 100  # envelopes per push (also capped by the registry's max_batch)
     pull_limit: int = 500  # log entries asked for per pull
@@ -76,6 +81,8 @@ class NodeConfig:
         for url in self.peer_urls:
             if not url.startswith(("https://", "http://")):
                 raise ConfigError(f"peers: {url!r} is not an http(s) base URL")
+        if self.partner_rate_per_minute < 1 or self.anonymous_rate_per_minute < 1:
+            raise ConfigError("partner_rate_per_minute and anonymous_rate_per_minute are at least 1")
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The node's server TLS context, or None to serve plain HTTP.

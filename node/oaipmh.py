@@ -713,7 +713,8 @@ async def handle(request: web.Request) -> web.Response:
     from node.app import CONFIG, SERVICE  # here, not above: node.app imports this module
 
     service, config, settings = request.app[SERVICE], request.app[CONFIG], request.app[SETTINGS]
-    args: MultiMapping[str] = request.query
+    # ``key`` is a partner's credential (node/partners.py), not an OAI-PMH argument.
+    args: MultiMapping[str] = MultiDict((k, v) for k, v in request.query.items() if k != "key")
     if request.method == "POST":  # a file part of a multipart body is no argument value: read as empty
         args = MultiDict((k, v if isinstance(v, str) else "") for k, v in (await request.post()).items())
     members = {m.code: m for m in service.registry.registry.members}

@@ -33,6 +33,7 @@ import jinja2
 from aiohttp import web
 from markupsafe import Markup
 
+from federation.webui import direction
 from node.errors import RecordNotFoundError
 from node.feeds import pick, record_url
 from node.service import NodeService
@@ -45,11 +46,6 @@ HTML_TYPE = "text/html"
 CACHE_CONTROL = "public, max-age=300"
 # Part of every ETag: bump it whenever the same record would be rendered differently.
 PAGE_REVISION = "1"
-
-# Primary language subtags written right to left (a script subtag, when present, decides instead).
-RTL_LANGUAGES = frozenset({"ar", "arc", "ckb", "dv", "fa", "he", "iw", "ks", "ku", "ps", "sd", "ug", "ur", "yi"})
-RTL_SCRIPTS = frozenset({"arab", "hebr", "syrc", "thaa", "nkoo", "adlm", "rohg", "samr", "mand"})
-_SCRIPT_RE = re.compile(r"[A-Za-z]{4}")
 
 EVENT_STATUS = {
     "scheduled": "EventScheduled", "completed": "EventScheduled", "postponed": "EventPostponed",
@@ -86,18 +82,6 @@ SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "n
 _env = jinja2.Environment(loader=jinja2.PackageLoader("node", "templates"),
                           autoescape=jinja2.select_autoescape(["html"], default=True),
                           undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-
-
-# -- language ---------------------------------------------------------------------------------------
-
-
-def direction(tag: str) -> str:
-    """``rtl`` or ``ltr`` for a BCP 47 tag: its script subtag if it has one, else its primary language."""
-    subtags = tag.lower().split("-")
-    script = next((s for s in subtags[1:] if _SCRIPT_RE.fullmatch(s)), None)
-    if script is not None:
-        return "rtl" if script in RTL_SCRIPTS else "ltr"
-    return "rtl" if subtags[0] in RTL_LANGUAGES else "ltr"
 
 
 def language_values(texts: Any) -> list[dict[str, str]]:

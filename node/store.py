@@ -76,6 +76,13 @@ checkpoint_evidence = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True)), sa.Column("reason", sa.String(64)),
     sa.Column("detail", sa.Text), sa.Column("accepted", sa.LargeBinary), sa.Column("offending", sa.LargeBinary),
 )
+partner_keys = sa.Table(
+    "partner_keys", meta,
+    sa.Column("key_id", sa.String(32), primary_key=True), sa.Column("name", sa.String(100)),
+    sa.Column("key_hash", sa.String(64)), sa.Column("scopes", sa.String(200)),
+    sa.Column("rate_per_minute", sa.Integer), sa.Column("created_at", sa.DateTime(timezone=True)),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)), sa.Column("last_used_at", sa.DateTime(timezone=True)),
+)
 
 PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
 
@@ -164,6 +171,23 @@ class EvidenceRow:
     offending: bytes | None
     id: int | None = None
     created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerKeyRow:
+    key_id: str
+    name: str
+    key_hash: str = field(repr=False)
+    scopes: frozenset[str]
+    rate_per_minute: int | None
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    @classmethod
+    def from_row(cls, r: Any) -> PartnerKeyRow:
+        return cls(r.key_id, r.name, r.key_hash, frozenset(r.scopes.split()), r.rate_per_minute, _utc(r.created_at),
+                   r.revoked_at and _utc(r.revoked_at), r.last_used_at and _utc(r.last_used_at))
 
 
 @dataclass(frozen=True, slots=True)
@@ -513,3 +537,34 @@ class NodeStore:
         async with self.engine.connect() as conn:
             return [QuarantineRow(r.reason, r.detail, r.envelope, r.origin, r.seq, r.hash, r.position)
                     for r in await conn.execute(q)]
+
+    # -- partner keys ----------------------------------------------------------------------------------
+
+    async def add_partner_key(self, row: PartnerKeyRow) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(partner_keys.insert().values(
+                key_id=row.key_id, name=row.name, key_hash=row.key_hash, scopes=" ".join(sorted(row.scopes)),
+                rate_per_minute=row.rate_per_minute, created_at=_utc(row.created_at)))
+
+    async def partner_key(self, key_id: str) -> PartnerKeyRow | None:
+        async with self.engine.connect() as conn:
+            r = (await conn.execute(sa.select(partner_keys).where(partner_keys.c.key_id == key_id))).first()
+        return PartnerKeyRow.from_row(r) if r else None
+
+    async def partner_keys(self) -> list[PartnerKeyRow]:
+        q = sa.select(partner_keys).order_by(partner_keys.c.name, partner_keys.c.created_at)
+        async with self.engine.connect() as conn:
+            return [PartnerKeyRow.from_row(r) for r in await conn.execute(q)]
+
+    async def revoke_partner_keys(self, name: str, now: datetime, key_id: str | None = None) -> int:
+        """Revoke the partner's live keys (or the one named): the number revoked."""
+        q = partner_keys.update().where(partner_keys.c.name == name, partner_keys.c.revoked_at.is_(None))
+        if key_id is not None:
+            q = q.where(partner_keys.c.key_id == key_id)
+        async with self.engine.begin() as conn:
+            return int((await conn.execute(q.values(revoked_at=_utc(now)))).rowcount)
+
+    async def touch_partner_key(self, key_id: str, now: datetime) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(partner_keys.update().where(partner_keys.c.key_id == key_id)
+                               .values(last_used_at=_utc(now)))

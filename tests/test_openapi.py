@@ -51,7 +51,9 @@ def with_openapi(app: web.Application, role: openapi.Role) -> web.Application:
 def node_app(directory: Path) -> web.Application:
     qa, kr = Member("QA"), Member("KR")
     registry = make_registry(SigningKey.generate(), NODE_HUB_URL, qa, kr)
-    config = make_config(directory, qa, registry, db_url=f"sqlite+aiosqlite:///{directory / 'node.db'}")
+    # Rate limits high enough for the fuzzer to reach the handlers (429 is documented and allowed anyway).
+    config = make_config(directory, qa, registry, db_url=f"sqlite+aiosqlite:///{directory / 'node.db'}",
+                         anonymous_rate_per_minute=10**6)
     return with_openapi(create_node_app(config, sync=False), "node")
 
 
