@@ -5,9 +5,9 @@ An archive is a gzip-compressed tar (docs/adr/0007-deployment-tls-and-backups.md
 - ``MANIFEST.json``: format, role, creation time, the database kind and Alembic revision, every file
   with its SHA-256 and mode, and which secrets were left out;
 - ``files/...``: the service directory (configuration, registry, ``keys.json``, public keys, ...),
-  without its live database files. Secrets (private keys, the operator token: every file of mode
-  0600, or holding a PEM private key) are included only with ``include_secrets``; otherwise they are
-  listed as left out and must be restored from the operator's key backup;
+  without its live database files. Secrets (every PEM private key, and the operator token) are
+  included only with ``include_secrets``; otherwise they are listed as left out and must be restored
+  from the operator's key backup;
 - ``db/sqlite.db``: a consistent copy made with SQLite's online backup API inside one read
   transaction (WAL: the service keeps writing meanwhile), checked with ``PRAGMA integrity_check``;
   or ``db/postgresql.dump``: ``pg_dump --format=custom`` of the PostgreSQL database.
@@ -65,9 +65,15 @@ class Role:
     migrations: Path
 
 
+SECRET_NAMES = frozenset({"operator.token"})
+
+
 def is_secret(path: Path) -> bool:
-    """Private keys and the operator token: written 0600 by the services, or holding a PEM private key."""
-    if path.stat().st_mode & 0o077 == 0:
+    """Private keys (any PEM private key: member, rotated, hub or TLS keys) and the operator token.
+
+    By content and name, not by mode: under a 0077 umask (systemd, the container) every file is 0600.
+    """
+    if path.name in SECRET_NAMES:
         return True
     with path.open("rb") as f:
         return b"PRIVATE KEY-----" in f.read(64 * 1024)

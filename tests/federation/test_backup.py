@@ -25,7 +25,9 @@ def hub_dir(tmp_path: Path) -> Path:
     (d / "hub.toml").write_text("# the hub\nport = 8440\n")
     (d / "registry.json").write_text('{"registry": 1}\n')
     (d / "hub.key.pem").write_text("-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n")
-    (d / "hub.key.pem").chmod(0o600)
+    (d / "operator.token").write_text("t0ken\n")
+    for f in d.iterdir():
+        f.chmod(0o600)  # as under a 0077 umask (systemd, the container): the mode says nothing
     con = sqlite3.connect(d / "hub.db")
     con.execute("PRAGMA journal_mode=WAL")
     con.execute(f"CREATE TABLE {VERSION_TABLE} (version_num TEXT)")
@@ -55,11 +57,11 @@ def _rewrite(archive: Path, out: Path, change: Any) -> None:
 
 class TestCreate:
     def test_secrets_left_out_unless_asked(self, hub_dir: Path, tmp_path: Path) -> None:
-        """Without --include-secrets the private key is listed as left out and absent from the archive,
-        which is written 0600 either way."""
+        """Without --include-secrets the private key and the token are listed as left out and absent from
+        the archive (recognised by content and name, not by mode), which is written 0600 either way."""
         out, manifest = _make(hub_dir, tmp_path)
-        assert manifest["secrets_left_out"] == ["hub.key.pem"] and set(manifest["files"]) == {"hub.toml",
-                                                                                             "registry.json"}
+        assert manifest["secrets_left_out"] == ["hub.key.pem", "operator.token"]
+        assert set(manifest["files"]) == {"hub.toml", "registry.json"}
         with tarfile.open(out) as tar:
             assert "files/hub.key.pem" not in tar.getnames() and backup.SQLITE_MEMBER in tar.getnames()
         assert out.stat().st_mode & 0o777 == 0o600
