@@ -46,6 +46,7 @@ SQLITE_MEMBER = "db/sqlite.db"
 PG_MEMBER = "db/postgresql.dump"
 _STEP_PAGES = 1024  # pages copied per backup step (4 MiB at the default page size)
 _CHUNK = 1024 * 1024
+_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".partial")
 
 
 class BackupError(IpdnError):
@@ -180,6 +181,8 @@ def create(role: Role, directory: Path, db_url: str, out: Path, *, include_secre
         chosen: list[tuple[Path, str]] = []
         for path in sorted(directory.rglob("*")):
             if not path.is_file() or path.resolve() in skip or path.is_symlink():
+                continue
+            if path.name.endswith(_ARCHIVE_SUFFIXES):  # earlier archives written into the directory
                 continue
             name = path.relative_to(directory).as_posix()
             if is_secret(path) and not include_secrets:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sqlite3
 import tarfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 
 from federation import backup, db
 from federation.hub.store import MIGRATIONS, VERSION_TABLE
+from tests.e2e.harness import wait_for
 
 ROLE = backup.Role("hub", "hub.toml", "hub.db", VERSION_TABLE, MIGRATIONS)
 
@@ -80,6 +83,44 @@ class TestCreate:
         con.close()
         assert (restored / "hub.toml").read_text() == "# the hub\nport = 8440\n"
         assert not (restored / "hub.key.pem").exists()
+
+    def test_copy_is_one_snapshot_while_a_writer_commits(self, tmp_path: Path) -> None:
+        """With another connection committing all along, the copy completes without restarting (progress
+        only goes forward) and holds exactly the rows of one moment: positions 1..N, no gap, no torn page.
+        (Without the read snapshot SQLite restarts the copy at every foreign commit and may never finish.)"""
+        src = tmp_path / "live.db"
+        con = sqlite3.connect(src)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("CREATE TABLE log (position INTEGER PRIMARY KEY, envelope BLOB)")
+        con.executemany("INSERT INTO log VALUES (?, ?)", [(i, os.urandom(1500)) for i in range(1, 15001)])
+        con.commit()
+        con.close()
+        stop, written = threading.Event(), [15000]
+
+        def writer() -> None:
+            c = sqlite3.connect(src, timeout=30)
+            while not stop.is_set():
+                c.execute("INSERT INTO log VALUES (?, ?)", (written[0] + 1, os.urandom(1500)))
+                c.commit()
+                written[0] += 1
+            c.close()
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            wait_for("the writer to commit", lambda: written[0] > 15010)
+            before = written[0]
+            seen: list[int] = []
+            backup._copy_sqlite(src, tmp_path / "copy.db", lambda done, _total: seen.append(done))
+            during = written[0] - before
+        finally:
+            stop.set()
+            thread.join()
+        copy = sqlite3.connect(tmp_path / "copy.db")
+        count, last = copy.execute("SELECT count(*), max(position) FROM log").fetchone()
+        copy.close()
+        assert count == last and before <= last <= written[0]
+        assert seen == sorted(seen) and len(seen) > 1 and during > 0
 
     def test_not_a_hub_directory(self, tmp_path: Path) -> None:
         with pytest.raises(backup.BackupError, match="not a hub directory"):
