@@ -46,6 +46,7 @@ SQLITE_MEMBER = "db/sqlite.db"
 PG_MEMBER = "db/postgresql.dump"
 _STEP_PAGES = 1024  # pages copied per backup step (4 MiB at the default page size)
 _CHUNK = 1024 * 1024
+_GZIP_LEVEL = 1  # the data is mostly base64 (envelopes): higher levels cost more time and shrink it hardly more
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".partial")
 
 
@@ -198,7 +199,7 @@ def create(role: Role, directory: Path, db_url: str, out: Path, *, include_secre
         # 0600 either way: even without keys, the registry history and the log are the operator's to share.
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
+            with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=_GZIP_LEVEL) as tar:
                 body = json.dumps(manifest, indent=2).encode()
                 info = tarfile.TarInfo(MANIFEST)
                 info.size, info.mode, info.mtime = len(body), 0o600, int(clock().timestamp())
