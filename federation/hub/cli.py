@@ -16,6 +16,8 @@ import tomli_w
 
 from federation.hub.config import HubConfig
 from federation.keys import PublicKey, SigningKey, load_public_jwk
+from federation.progress import add_argument as add_progress_argument
+from federation.progress import reporter
 from federation.registry import genesis
 
 # Display names of the network's institutions, used when a founder's key file carries only its code.
@@ -117,7 +119,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
         raise UsageError(f"put the network's genesis registry (your trust anchor) in {args.dir / 'registry.json'}")
     token = secrets.token_urlsafe(32)
-    size = asyncio.run(import_hub(args.dir, cfg.db_url, args.source))
+    size = asyncio.run(import_hub(args.dir, cfg.db_url, args.source,
+                                  progress=reporter(args, label="import", unit="entries")))
     if not (args.dir / "hub.toml").exists():
         fd = os.open(args.dir / "operator.token", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -162,6 +165,7 @@ def register(sub: Any) -> None:
     m.add_argument("--from", dest="source", required=True, help="the outgoing hub's URL")
     m.add_argument("--port", type=int)
     m.add_argument("--db-url")
+    add_progress_argument(m)
     m.set_defaults(func=cmd_import)
 
     from federation import backup, backupcli
