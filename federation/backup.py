@@ -179,18 +179,21 @@ def create(role: Role, directory: Path, db_url: str, out: Path, *, include_secre
             dump, member, kind = Path(tmp) / "postgresql.dump", PG_MEMBER, "postgresql"
             _run(["pg_dump", "--format=custom", "--no-owner", "--no-privileges", f"--file={dump}"], _pg_env(db_url))
             revision = None  # read back by restore, after pg_restore
-        chosen: list[tuple[Path, str]] = []
+        chosen: list[tuple[str, bytes, int]] = []
         for path in sorted(directory.rglob("*")):
             if not path.is_file() or path.resolve() in skip or path.is_symlink():
                 continue
             if path.name.endswith(_ARCHIVE_SUFFIXES):  # earlier archives written into the directory
                 continue
             name = path.relative_to(directory).as_posix()
-            if is_secret(path) and not include_secrets:
+            secret = is_secret(path)
+            if secret and not include_secrets:
                 left_out.append(name)
                 continue
-            files[name] = {"sha256": _sha256(path), "mode": path.stat().st_mode & 0o777, "secret": is_secret(path)}
-            chosen.append((path, name))
+            # Read once: hashed and archived bytes are the same even if the service rewrites the file meanwhile.
+            data, mode = path.read_bytes(), path.stat().st_mode & 0o777
+            files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "mode": mode, "secret": secret}
+            chosen.append((name, data, mode))
         manifest = {"format": FORMAT, "role": role.name, "created_at": clock().isoformat(timespec="seconds"),
                     "database": {"kind": kind, "member": member, "sha256": _sha256(dump), "revision": revision},
                     "files": files, "secrets_included": include_secrets, "secrets_left_out": left_out}
@@ -199,16 +202,17 @@ def create(role: Role, directory: Path, db_url: str, out: Path, *, include_secre
         # 0600 either way: even without keys, the registry history and the log are the operator's to share.
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=_GZIP_LEVEL) as tar:
-                body = json.dumps(manifest, indent=2).encode()
-                info = tarfile.TarInfo(MANIFEST)
-                info.size, info.mode, info.mtime = len(body), 0o600, int(clock().timestamp())
-                tar.addfile(info, io.BytesIO(body))
-                for path, name in chosen:
-                    tar.add(path, arcname=f"files/{name}", recursive=False)
-                tar.add(dump, arcname=member, recursive=False)
+            with os.fdopen(fd, "wb") as raw:
+                with tarfile.open(fileobj=raw, mode="w:gz", compresslevel=_GZIP_LEVEL) as tar:
+                    mtime = int(clock().timestamp())
+                    for name, data, mode in [(MANIFEST, json.dumps(manifest, indent=2).encode(), 0o600),
+                                             *((f"files/{n}", d, m) for n, d, m in chosen)]:
+                        info = tarfile.TarInfo(name)
+                        info.size, info.mode, info.mtime = len(data), mode, mtime
+                        tar.addfile(info, io.BytesIO(data))
+                    tar.add(dump, arcname=member, recursive=False)
                 raw.flush()
-                os.fsync(raw.fileno())
+                os.fsync(raw.fileno())  # after the gzip trailer: the archive is whole on disk before its rename
             partial.replace(out)
         except OSError as e:
             partial.unlink(missing_ok=True)
