@@ -86,8 +86,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # run_app turns SIGINT/SIGTERM into a clean shutdown: the cleanup context cancels and awaits the
     # sync loops and closes the store.
-    web.run_app(create_app(config), host=config.host, port=config.port, print=None,
-                ssl_context=config.ssl_context())
+    served = config.ssl_context()
+    config.hub_ssl_context()  # a bad hub_ca or client certificate fails here, on one line, not in the sync loop
+    web.run_app(create_app(config), host=config.host, port=config.port, print=None, ssl_context=served)
     return 0
 
 

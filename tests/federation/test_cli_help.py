@@ -61,3 +61,15 @@ class TestFailures:
         err = capsys.readouterr().err
         assert code == 2
         assert len(err.strip().splitlines()) == 1 and err.startswith("ipdn"), err
+
+    def test_bad_tls_setting_stops_serve_on_one_line(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+        """A TLS file that cannot be read stops ``hub serve`` before it listens, naming the file."""
+        assert main(["keygen", "--member", "QA", "--out", str(tmp_path / "keys")]) == 0
+        assert main(["hub", "init", "--dir", str(tmp_path / "hub"), "--url", "https://127.0.0.1:9",
+                     "--founder", str(tmp_path / "keys" / "QA.pub.jwk.json")]) == 0
+        capsys.readouterr()
+        monkeypatch.setenv("IPDN_HUB_TLS_CERT", "missing.pem")
+        assert main(["hub", "serve", "--dir", str(tmp_path / "hub")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "missing.pem" in err and err.startswith("ipdn: bad-config")
