@@ -382,7 +382,9 @@ def _hub_schemas() -> dict[str, Any]:
             ["position", "envelope"], position=_int(1), envelope=_ref("Envelope"))}, next=_int(0), size=_int(0)),
         "HubStatus": _obj(["role", "hub_url", "registry_version", "log_size", "quarantine", "members"],
                           role={"const": "hub"}, hub_url=_STR, registry_version=_int(1), log_size=_int(0),
-                          quarantine=_int(0), members={"type": "array", "items": member}),
+                          quarantine=_int(0), members={"type": "array", "items": member},
+                          worker=_int(1, description="the process id of the hub worker that answered (several share "
+                                                     "one log on PostgreSQL)")),
         "PushResult": _obj(["results", "log_size", "checkpoint"], results={"type": "array", "items": result},
                            log_size=_int(0), checkpoint={"oneOf": [_ref("Checkpoint"), {"type": "null"}]}),
         "Registry": {"type": "object", "description": "A signed registry document, byte for byte as signed "

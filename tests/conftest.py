@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,21 @@ async def pg_database() -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@contextlib.contextmanager
+def pg_database_sync() -> Iterator[str]:
+    """:func:`pg_database` for synchronous fixtures (e.g. module-scoped ones around real processes)."""
+    loop = asyncio.new_event_loop()
+    cm = pg_database()
+    try:
+        url = loop.run_until_complete(cm.__aenter__())
+        try:
+            yield url
+        finally:
+            loop.run_until_complete(cm.__aexit__(None, None, None))
+    finally:
+        loop.close()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -30,9 +31,11 @@ GOVERNANCE = web.AppKey("governance", GovernanceService)
 REPLAYS = web.AppKey("replays", httpsig.ReplayCache)
 
 
-def authenticate_push(request: web.Request, body: bytes) -> str:
-    """The member a push comes from, by its RFC 9421 signature (401 problem otherwise)."""
+async def authenticate_push(request: web.Request, body: bytes) -> str:
+    """The member a push comes from, by its RFC 9421 signature (401 problem otherwise). A signature is
+    accepted once: remembered in this process and, where workers share the log, in the database."""
     service = request.app[SERVICE]
+    await service.fresh()
     reg = service.registry.registry
     keys = reg.member_keys()
     active = {m.code for m in reg.members if m.status == "active"}
@@ -49,6 +52,10 @@ def authenticate_push(request: web.Request, body: bytes) -> str:
         request.app[REPLAYS].check_and_remember(sig.keyid, sig.signature, sig.created, now)
     except httpsig.HttpSignatureError as e:
         raise Problem(401, e.reason, str(e)) from e
+    window = request.app[CONFIG].replay_window
+    if service.store.shared and not await service.store.remember_signature(
+            sig.keyid, sig.signature, sig.created + window, now):
+        raise Problem(401, httpsig.ReplayedSignatureError.reason, "signature already accepted by another hub worker")
     return str(keys[sig.keyid].member)
 
 
@@ -61,7 +68,7 @@ async def post_envelopes(request: web.Request) -> web.Response:
         # After a handover this hub's key has ended: the log continues at the new hub, never here.
         raise Problem(503, "hub-handed-over", f"this hub handed over to {reg.hub_url}", hub_url=reg.hub_url)
     body = await request.read()
-    member = authenticate_push(request, body)
+    member = await authenticate_push(request, body)
     doc = parse_json(body, strictjson.JsonLimits(max_bytes=cfg.max_batch_bytes, max_depth=4))
     envelopes = doc.get("envelopes") if isinstance(doc, dict) else None
     if not isinstance(envelopes, list) or set(doc) != {"envelopes"}:
@@ -100,6 +107,7 @@ async def get_log(request: web.Request) -> web.Response:
     entries = ",".join(f'{{"position":{p},"envelope":{env.decode("ascii")}}}' for p, env in rows)
     nxt = rows[-1][0] if rows else after
     # A full page never changes (positions are final); a partial one grows as the log does.
+    size = max(await service.log_size(), nxt)
     headers = {"Cache-Control": "no-cache"}
     if len(rows) == limit:
         # Its ETag covers the entries only: "size" is a hint that grows, so the validator is weak
@@ -108,7 +116,7 @@ async def get_log(request: web.Request) -> web.Response:
         headers = {"Cache-Control": "public, max-age=31536000, immutable", "ETag": f'W/"{tag}"'}
         if any(t.value in (tag, "*") for t in request.if_none_match or ()):
             return web.Response(status=304, headers=headers)
-    return web.Response(text=f'{{"entries":[{entries}],"next":{nxt},"size":{service.size}}}',
+    return web.Response(text=f'{{"entries":[{entries}],"next":{nxt},"size":{size}}}',
                         content_type="application/json", headers=headers)
 
 
@@ -135,7 +143,8 @@ async def _proof(service: HubService, build: Any) -> list[str]:
 async def get_inclusion_proof(request: web.Request) -> web.Response:
     """RFC 9162 inclusion proof of leaf ``index`` (0-based: log position - 1) in the tree of ``size``."""
     service = request.app[SERVICE]
-    size = _int_param(request, "size", service.size, 1, max(1, service.size))
+    now_size = await service.log_size()
+    size = _int_param(request, "size", now_size, 1, max(1, now_size))
     index = _int_param(request, "index", 0, 0, size - 1)
     proof = await _proof(service, lambda get: merkle.inclusion_proof(index, size, get))
     return json_response({"index": index, "size": size, "proof": proof},
@@ -145,7 +154,8 @@ async def get_inclusion_proof(request: web.Request) -> web.Response:
 async def get_consistency_proof(request: web.Request) -> web.Response:
     """RFC 9162 consistency proof between the trees of sizes ``from`` and ``to``."""
     service = request.app[SERVICE]
-    to = _int_param(request, "to", service.size, 1, max(1, service.size))
+    now_size = await service.log_size()
+    to = _int_param(request, "to", now_size, 1, max(1, now_size))
     frm = _int_param(request, "from", 1, 1, to)
     proof = await _proof(service, lambda get: merkle.consistency_proof(frm, to, get))
     return json_response({"from": frm, "to": to, "proof": proof},
@@ -156,7 +166,7 @@ async def post_cosignature(request: web.Request) -> web.Response:
     """A member's co-signature of a checkpoint it verified (witnessing), pushed with its RFC 9421 signature."""
     service = request.app[SERVICE]
     body = await request.read()
-    member = authenticate_push(request, body)
+    member = await authenticate_push(request, body)
     doc = parse_json(body, strictjson.JsonLimits(max_bytes=16 * 1024, max_depth=3))
     if not isinstance(doc, dict) or set(doc) != {"size", "signature"} or not isinstance(doc["signature"], dict):
         raise Problem(400, "malformed-cosignature", 'a co-signature is {"size": N, "signature": {...}}')
@@ -200,12 +210,14 @@ async def post_governance(request: web.Request) -> web.Response:
     doc = await read_json(request, strictjson.JsonLimits(max_bytes=256 * 1024, max_depth=4))
     if not isinstance(doc, dict) or set(doc) != {"documents"} or not isinstance(doc["documents"], list):
         raise Problem(400, "malformed-request", 'a submission is {"documents": [...]}')
+    await request.app[SERVICE].fresh()
     ids = await request.app[GOVERNANCE].submit(doc["documents"])
     version = request.app[SERVICE].registry.registry.version
     return json_response({"accepted": ids, "registry_version": version}, status=202)
 
 
 async def get_governance(request: web.Request) -> web.Response:
+    await request.app[SERVICE].fresh()
     return json_response(await request.app[GOVERNANCE].overview())
 
 
@@ -219,6 +231,7 @@ async def get_registry(request: web.Request) -> web.Response:
             raise Problem(404, "no-such-registry-version", f"no registry version {version}")
         return web.Response(body=doc, content_type="application/json",
                             headers={"Cache-Control": "public, max-age=31536000, immutable"})
+    await request.app[SERVICE].fresh()
     reg = request.app[SERVICE].registry
     return web.Response(body=reg.to_bytes(), content_type="application/json",
                         headers={"Cache-Control": "no-cache", "ETag": f'"{reg.hash}"'})
@@ -226,6 +239,8 @@ async def get_registry(request: web.Request) -> web.Response:
 
 async def get_status(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
+    if service.store.shared:
+        await service.catch_up()  # other workers' commits and decisions
     reg = service.registry.registry
     held = await service.store.counts_by_origin()
     refused = await service.store.quarantine_counts()
@@ -246,18 +261,35 @@ async def get_status(request: web.Request) -> web.Response:
             else None, "last_cosigned_size": cosigned.get(m.code),
         })
     return json_response({"role": "hub", "hub_url": reg.hub_url, "registry_version": reg.version,
-                          "log_size": service.size, "quarantine": sum(refused.values()), "members": members})
+                          "log_size": service.size, "quarantine": sum(refused.values()), "members": members,
+                          "worker": os.getpid()})
 
 
-async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    cfg = app[CONFIG]
+async def _service(cfg: HubConfig, *, verify_workers: int) -> HubService:
+    """The hub service over its store (migrated on open), with the newest registry: registry.json or a
+    version decided while registry.json was not yet rewritten."""
     store = await HubStore.open(cfg.db_url)
     registry = load_registry(cfg.registry_path)
     stored = await store.latest_registry()
     if stored is not None and parse_registry(stored).registry.version > registry.registry.version:
-        registry = parse_registry(stored)  # decided while registry.json was not yet rewritten
-    service = HubService(store, registry, SigningKey.load(cfg.key_path),
-                         writer_batch=cfg.writer_batch, verify_workers=cfg.verify_workers)
+        registry = parse_registry(stored)
+    return HubService(store, registry, SigningKey.load(cfg.key_path), writer_batch=cfg.writer_batch,
+                      verify_workers=verify_workers, shared_poll=cfg.shared_poll)
+
+
+async def prepare(cfg: HubConfig) -> None:
+    """Migrate and do first-start work (Merkle backfill, first checkpoint, registry row) once, before
+    several workers start on the same database."""
+    service = await _service(cfg, verify_workers=0)
+    await service.start()
+    await service.stop()
+    await service.store.close()
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG]
+    service = await _service(cfg, verify_workers=cfg.verify_workers)
+    store = service.store
     await service.start()
     app[SERVICE] = service
     app[GOVERNANCE] = GovernanceService(service, cfg.registry_path)

@@ -82,16 +82,63 @@ def _port_of(url: str) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from federation.cli import UsageError
     from federation.hub.app import create_app
 
-    cfg = HubConfig.load(args.dir, host=args.host, port=args.port)
+    overrides = {k: v for k, v in (("workers", args.workers),) if v is not None}
+    cfg = HubConfig.load(args.dir, host=args.host, port=args.port, **overrides)
     if not cfg.registry_path.exists():
-        from federation.cli import UsageError
-
         raise UsageError(f"{args.dir} is not a hub directory (run ipdn hub init first)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if cfg.workers > 1:
+        if not cfg.db_url.startswith("postgresql"):
+            raise UsageError("several workers share one log only on PostgreSQL (set db_url); SQLite has one writer")
+        return _supervise(args.dir, cfg)
     web.run_app(create_app(cfg), host=cfg.host, port=cfg.port, print=None, access_log=None,
-                shutdown_timeout=5, ssl_context=cfg.ssl_context())
+                shutdown_timeout=5, reuse_port=args.reuse_port,
+                ssl_context=cfg.ssl_context())
+    return 0
+
+
+def _supervise(hub_dir: Path, cfg: HubConfig) -> int:
+    """``workers`` hub processes on one address (SO_REUSEPORT: the kernel spreads connections), sharing the
+    PostgreSQL log. Migrations and first-start work run once here, before any worker starts; a worker that
+    dies is started again; SIGTERM/SIGINT stop them all."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from federation.hub.app import prepare
+
+    asyncio.run(prepare(cfg))
+    command = [sys.executable, "-m", "federation", "hub", "serve", "--dir", str(hub_dir), "--host", cfg.host,
+               "--port", str(cfg.port), "--workers", "1", "--reuse-port"]
+    procs = [subprocess.Popen(command) for _ in range(cfg.workers)]
+    stopping = False
+
+    def stop(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    logging.getLogger("ipdn.hub").info("hub: %d workers on %s:%d", cfg.workers, cfg.host, cfg.port)
+    while not stopping:
+        for i, p in enumerate(procs):
+            if p.poll() is not None and not stopping:
+                logging.getLogger("ipdn.hub").warning("worker %d exited (%s); starting it again", p.pid, p.returncode)
+                time.sleep(1)  # no tight loop when a worker cannot start at all
+                procs[i] = subprocess.Popen(command)
+        time.sleep(0.2)
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
     return 0
 
 
@@ -176,10 +223,15 @@ def register(sub: Any) -> None:
 
     s = hs.add_parser("serve", help="run the hub", formatter_class=argparse.RawDescriptionHelpFormatter,
                       epilog="examples:\n  ipdn hub serve --dir hub --port 8440\n"
+                             "  IPDN_HUB_DB_URL=postgresql+asyncpg://ipdn@db/ipdn "
+                             "ipdn hub serve --dir hub --workers 4\n"
                              "  IPDN_HUB_TLS_CERT=/etc/ipdn/tls/fullchain.pem IPDN_HUB_TLS_KEY=/etc/ipdn/tls/key.pem "
                              "ipdn hub serve --dir hub\n"
                              "Settings: hub.toml, then IPDN_HUB_<KEY>, then these flags (docs/operating-hub.md).")
     s.add_argument("--dir", required=True, type=Path)
     s.add_argument("--host")
     s.add_argument("--port", type=int)
+    s.add_argument("--workers", type=int, help="hub processes on this address sharing the log "
+                                               "(PostgreSQL only; default from hub.toml, 1)")
+    s.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for the supervisor's workers
     s.set_defaults(func=cmd_serve)

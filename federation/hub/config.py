@@ -26,6 +26,8 @@ class HubConfig:
     replay_window: int = 300  # seconds an HTTP signature's created may differ from now
     operator_token_sha256: str = ""  # the plaintext is in operator.token, never in this file or a log
     verify_workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # 0: verify in the event loop
+    workers: int = 1  # hub processes sharing one PostgreSQL log behind one address (federation/hub/service.py)
+    shared_poll: float = 2.0  # seconds: a worker re-checks the shared log at least this often, NOTIFY or not
     # -- TLS served by the hub itself (paths relative to the hub directory; empty: plain HTTP) ------------
     tls_cert: str = ""  # PEM certificate chain
     tls_key: str = ""  # PEM private key (default: in tls_cert)

@@ -6,6 +6,15 @@ appends the accepted ones and quarantines the rest in ONE transaction with every
 meanwhile (group commit), and only after that commit resolves the waiting requests. So nothing is
 acknowledged before it is durable, and re-sending is always safe: an envelope already held is
 answered ``duplicate`` with its original position.
+
+On PostgreSQL several hub processes ("workers") may serve one log (``store.shared``). Each keeps the same
+in-memory view (chain heads, Merkle frontier, latest checkpoint, registry) but another worker may have
+appended since: before classifying a batch, the writer compares the log's size in the database with its
+own and catches up (heads of the batch's origins, the frontier from stored Merkle nodes in O(log n) reads,
+the latest checkpoint and registry). The store serialises commits with an advisory lock and refuses one
+that does not start where the writer expected (``LogConflictError``): the writer then catches up and
+classifies the batch again. Pulls waiting on any worker wake on the store's ``NOTIFY`` (and, as a safety
+net, on a periodic size check).
 """
 
 from __future__ import annotations
@@ -24,10 +33,18 @@ from typing import Any
 from federation import merkle
 from federation.checkpoint import SignedCheckpoint, parse_checkpoint, sign_checkpoint
 from federation.envelope import leaf_bytes
-from federation.hub.store import CheckpointRow, HubStore, LogRow, QuarantineRow
+from federation.hub.store import (
+    LOG_CHANNEL,
+    REGISTRY_CHANNEL,
+    CheckpointRow,
+    HubStore,
+    LogConflictError,
+    LogRow,
+    QuarantineRow,
+)
 from federation.hub.verifier import Checked, check_batch
 from federation.keys import SigningKey
-from federation.registry import SignedRegistry
+from federation.registry import SignedRegistry, parse_registry
 from federation.verify import ChainHead, Failure, chain_position
 from federation.web import problem_body
 
@@ -60,6 +77,7 @@ class Outcome:
 
 # Batches at least this large are verified in worker processes; smaller ones in the event loop.
 PARALLEL_MIN = 64
+COMMIT_ATTEMPTS = 20  # a batch classified again after another worker's commit, at most this often
 
 
 @dataclass(slots=True)
@@ -81,7 +99,7 @@ class MemberActivity:
 
 class HubService:
     def __init__(self, store: HubStore, registry: SignedRegistry, hub_key: SigningKey, *, clock: Clock = utcnow,
-                 writer_batch: int = 5000, verify_workers: int = 0) -> None:
+                 writer_batch: int = 5000, verify_workers: int = 0, shared_poll: float = 2.0) -> None:
         self.store = store
         self.registry = registry
         self.hub_key = hub_key
@@ -89,6 +107,7 @@ class HubService:
         self.checkpoint: SignedCheckpoint | None = None
         self.clock = clock
         self.verify_workers = verify_workers
+        self.shared_poll = shared_poll  # shared log: wake and re-read at least this often, should a NOTIFY be lost
         self._pool: ProcessPoolExecutor | None = None
         self.writer_batch = writer_batch
         self.heads: dict[str, ChainHead] = {}
@@ -97,6 +116,8 @@ class HubService:
         self._queue: asyncio.Queue[list[_Pending]] = asyncio.Queue()
         self._changed = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._registry_stale = False  # shared log: set by the listener, cleared by fresh()
         self._closing = False
 
     async def start(self) -> None:
@@ -106,6 +127,8 @@ class HubService:
         await self.store.save_registry(self.registry.registry.version, self.registry.hash,
                                        self.registry.to_bytes(), self.clock())
         self._writer = asyncio.create_task(self._write_loop(), name="hub-writer")
+        if self.store.shared:
+            self._listener = asyncio.create_task(self._listen(), name="hub-log-listener")
         if self.verify_workers > 0:
             # spawn, not fork: the parent runs an event loop and database threads.
             self._pool = ProcessPoolExecutor(self.verify_workers, mp_context=multiprocessing.get_context("spawn"))
@@ -139,16 +162,17 @@ class HubService:
     def wake_readers(self) -> None:
         """Answer every waiting long-poll now (at shutdown, so clients reconnect elsewhere at once)."""
         self._closing = True
-        self._changed.set()
+        self._wake()
 
     async def stop(self) -> None:
         self.wake_readers()
         if self._pool:
             self._pool.shutdown(wait=True, cancel_futures=True)
-        if self._writer:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+        for task in (self._writer, self._listener):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     def member_activity(self, member: str) -> MemberActivity:
         return self.activity.setdefault(member, MemberActivity())
@@ -199,6 +223,94 @@ class HubService:
                         p.future.set_exception(e)
 
     async def _commit(self, batch: list[_Pending]) -> None:
+        """Classify and append ``batch``; on a shared log, first catch up with other workers' commits."""
+        for _ in range(COMMIT_ATTEMPTS):
+            if self.store.shared:
+                origins = {c.origin for p in batch if (c := p.checked).origin is not None}
+                await self.catch_up(sorted(origins))
+            try:
+                return await self._classify_and_commit(batch)
+            except LogConflictError:  # another worker committed in between: nothing was written
+                if not self.store.shared:
+                    raise
+        raise LogConflictError(f"the log kept moving for {COMMIT_ATTEMPTS} attempts")
+
+    async def catch_up(self, origins: list[str] | None = None) -> None:
+        """Bring this worker's view up to the shared log: size, frontier, checkpoint, registry, and the chain
+        heads of ``origins`` (all of them when None)."""
+        size = await self.store.size()
+        if size != self.size:
+            keys = merkle.node_reads(lambda get: merkle.Frontier.restore(size, get))
+            stored = await self.store.nodes(keys)
+            self.frontier = merkle.Frontier.restore(size, lambda lv, ix: stored[(lv, ix)])
+            latest = await self.store.checkpoint()
+            self.checkpoint = parse_checkpoint(json.loads(latest)) if latest else None
+            self.size = size
+        fresh = {o: ChainHead(s, h) for o, (s, h) in (await self.store.heads(origins)).items()}
+        if origins is None:
+            self.heads = fresh
+        else:
+            self.heads.update(fresh)
+        await self._refresh_registry()
+
+    async def _refresh_registry(self) -> None:
+        if await self.store.latest_registry_version() > self.registry.registry.version:
+            stored = await self.store.latest_registry()
+            if stored is not None:  # decided through another worker
+                self.registry = parse_registry(stored)
+
+    async def _listen(self) -> None:
+        """Wake this worker's waiting pulls when another worker appends (``NOTIFY`` on the log channel), and
+        mark the registry for a re-read when one decides a new version; at least every ``shared_poll``
+        seconds either way, should a notification be lost while the listener reconnects."""
+        import asyncpg  # PostgreSQL only
+
+        url = self.store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        notified = asyncio.Event()
+
+        def on_registry(*_: Any) -> None:
+            self._registry_stale = True
+
+        while True:
+            conn = None
+            try:
+                conn = await asyncpg.connect(url)
+                await conn.add_listener(LOG_CHANNEL, lambda *_: notified.set())
+                await conn.add_listener(REGISTRY_CHANNEL, on_registry)
+                while True:
+                    try:
+                        await asyncio.wait_for(notified.wait(), self.shared_poll)
+                    except TimeoutError:
+                        self._registry_stale = True
+                    notified.clear()
+                    self._wake()
+            except Exception as e:  # asyncpg raises several kinds; any of them means reconnect
+                if self._closing:  # a cancellation asyncpg turned into its own error while stopping
+                    return
+                log.warning("log listener: %s; polling until it reconnects", e)
+                self._registry_stale = True
+                self._wake()
+                await asyncio.sleep(self.shared_poll)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+
+    async def fresh(self) -> None:
+        """On a shared log, re-read the registry if another worker may have published a new version."""
+        if self._registry_stale:
+            self._registry_stale = False
+            await self._refresh_registry()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def log_size(self) -> int:
+        """The log's size now: this worker's own view, or the database's on a shared log."""
+        return await self.store.size() if self.store.shared else self.size
+
+    async def _classify_and_commit(self, batch: list[_Pending]) -> None:
         heads = dict(self.heads)  # tentative until the commit succeeds
         held = await self.store.held([(c.origin, c.seq) for p in batch if not (c := p.checked).failures
                                       and c.origin is not None and c.seq is not None])
@@ -243,8 +355,7 @@ class HubService:
             self.frontier, self.checkpoint = frontier, checkpoint[1]
         if positions:
             self.size = positions[-1]
-            self._changed.set()
-            self._changed = asyncio.Event()
+            self._wake()
         for p, o, row in outcomes:
             if row is not None:
                 o.position = positions[row]
@@ -268,12 +379,14 @@ class HubService:
 
     async def read_log(self, after: int, limit: int, wait: float) -> list[tuple[int, bytes]]:
         """Entries after ``after``; with ``wait`` > 0, hold until there are some (long-poll)."""
-        if wait > 0 and self.size <= after and not self._closing:
-            changed = self._changed
-            try:
-                await asyncio.wait_for(changed.wait(), timeout=wait)
-            except TimeoutError:
-                return []
+        changed = self._changed  # taken before reading, so an append in between still wakes this pull
+        rows = await self.store.read_log(after, limit)
+        if rows or wait <= 0 or self._closing:
+            return rows
+        try:
+            await asyncio.wait_for(changed.wait(), timeout=wait)
+        except TimeoutError:
+            return []
         return await self.store.read_log(after, limit)
 
 

@@ -3,10 +3,17 @@
 The log is a total order of accepted envelopes; positions are assigned by the single writer as
 ``max + 1`` inside the committing transaction (never by a database sequence, whose values can be
 skipped), so the log has no gaps and a full page of it never changes.
+
+On PostgreSQL several hub workers share one database (``shared``): each commit takes a transaction-level
+advisory lock, so commits of different workers are serialised and positions stay gap-free, and announces
+the new log size on the ``ipdn_log`` channel (``NOTIFY``, delivered at commit) so every worker's waiting
+pulls wake.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +27,9 @@ from federation import db
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "hub_alembic_version"
+LOG_CHANNEL = "ipdn_log"
+REGISTRY_CHANNEL = "ipdn_registry"
+_LOG_LOCK = 0x1BD0_106  # the advisory lock key of the log's writer (any constant the database shares)
 
 meta = sa.MetaData()
 log = sa.Table(
@@ -59,6 +69,11 @@ governance = sa.Table(
     sa.Column("hash", sa.String(64), primary_key=True), sa.Column("type", sa.String(16)),
     sa.Column("base", sa.Integer), sa.Column("subject", sa.String(64)), sa.Column("document", sa.LargeBinary),
     sa.Column("received_at", sa.DateTime(timezone=True)), sa.Column("decided_in", sa.Integer),
+)
+replays = sa.Table(
+    "replays", meta,
+    sa.Column("keyid", sa.String(64), primary_key=True), sa.Column("signature", sa.String(64), primary_key=True),
+    sa.Column("expires_at", sa.BigInteger),
 )
 registry_versions = sa.Table(
     "registry_versions", meta,
@@ -118,6 +133,7 @@ class Held:
 class HubStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.shared = engine.dialect.name == "postgresql"  # several workers may write: see the module doc
 
     @classmethod
     async def open(cls, url: str) -> HubStore:
@@ -128,13 +144,22 @@ class HubStore:
     async def close(self) -> None:
         await self.engine.dispose()
 
-    async def heads(self) -> dict[str, tuple[int, str]]:
-        """Each origin's last (seq, hash) in the log."""
-        last = sa.select(log.c.origin, sa.func.max(log.c.seq).label("seq")).group_by(log.c.origin).subquery()
-        q = sa.select(log.c.origin, log.c.seq, log.c.hash).join(
-            last, sa.and_(log.c.origin == last.c.origin, log.c.seq == last.c.seq))
+    async def heads(self, origins: Sequence[str] | None = None) -> dict[str, tuple[int, str]]:
+        """Each origin's last (seq, hash) in the log (only those of ``origins``, if given: one index probe
+        each, so a shared-log writer's catch-up does not grow with the log)."""
         async with self.engine.connect() as conn:
-            return {r.origin: (r.seq, r.hash) for r in await conn.execute(q)}
+            if origins is None:
+                last = sa.select(log.c.origin, sa.func.max(log.c.seq).label("seq")).group_by(log.c.origin).subquery()
+                q = sa.select(log.c.origin, log.c.seq, log.c.hash).join(
+                    last, sa.and_(log.c.origin == last.c.origin, log.c.seq == last.c.seq))
+                return {r.origin: (r.seq, r.hash) for r in await conn.execute(q)}
+            out: dict[str, tuple[int, str]] = {}
+            for origin in origins:
+                r = (await conn.execute(sa.select(log.c.seq, log.c.hash).where(log.c.origin == origin)
+                                        .order_by(log.c.seq.desc()).limit(1))).first()
+                if r is not None:
+                    out[origin] = (r.seq, r.hash)
+            return out
 
     async def size(self) -> int:
         async with self.engine.connect() as conn:
@@ -164,6 +189,8 @@ class HubStore:
             LogConflictError: the log does not end at ``size`` (nothing is written).
         """
         async with self.engine.begin() as conn:
+            if self.shared:  # one writer at a time across workers, until this transaction ends
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOG_LOCK})
             start = int((await conn.execute(sa.select(sa.func.coalesce(sa.func.max(log.c.position), 0)))).scalar_one())
             if start != size:
                 raise LogConflictError(f"the log ends at {start}, the writer expected {size}")
@@ -179,6 +206,8 @@ class HubStore:
                     {"position": p, "origin": r.origin, "seq": r.seq, "hash": r.hash, "record_id": r.record_id,
                      "version": r.version, "kind": r.kind, "op": r.op, "kid": r.kid, "envelope": r.envelope,
                      "received_at": now} for p, r in zip(positions, rows, strict=True)])
+                if self.shared:
+                    await conn.execute(sa.text("SELECT pg_notify(:c, :s)"), {"c": LOG_CHANNEL, "s": str(positions[-1])})
             if rejected:
                 await conn.execute(quarantine.insert(), [
                     {"received_at": now, "member": q.member, "origin": q.origin, "seq": q.seq, "hash": q.hash,
@@ -270,12 +299,30 @@ class HubStore:
             return {m: int(s) for m, s in await conn.execute(q)}
 
     async def save_registry(self, version: int, hash_: str, document: bytes, now: datetime) -> None:
-        async with self.engine.begin() as conn:
-            exists = (await conn.execute(sa.select(registry_versions.c.hash).where(
-                registry_versions.c.version == version))).scalar_one_or_none()
-            if exists is None:
-                await conn.execute(registry_versions.insert().values(
-                    version=version, hash=hash_, document=document, stored_at=now))
+        """Keep a registry version (once; workers starting together may race: the first one wins)."""
+        with contextlib.suppress(sa.exc.IntegrityError):
+            async with self.engine.begin() as conn:
+                exists = (await conn.execute(sa.select(registry_versions.c.hash).where(
+                    registry_versions.c.version == version))).scalar_one_or_none()
+                if exists is None:
+                    await conn.execute(registry_versions.insert().values(
+                        version=version, hash=hash_, document=document, stored_at=now))
+
+    async def latest_registry_version(self) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(sa.select(sa.func.coalesce(sa.func.max(registry_versions.c.version), 0))))
+                       .scalar_one())
+
+    async def remember_signature(self, keyid: str, signature: bytes, expires_at: int, now: int) -> bool:
+        """Remember a push signature until ``expires_at``; False when it was already remembered (a replay)."""
+        digest = hashlib.sha256(signature).hexdigest()
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(replays.delete().where(replays.c.expires_at < now))
+                await conn.execute(replays.insert().values(keyid=keyid, signature=digest, expires_at=expires_at))
+        except sa.exc.IntegrityError:
+            return False
+        return True
 
     async def add_governance(self, hash_: str, type_: str, base: int, subject: str | None, document: bytes,
                              now: datetime) -> bool:
@@ -303,6 +350,8 @@ class HubStore:
                                                                  stored_at=now))
             if used:
                 await conn.execute(governance.update().where(governance.c.hash.in_(used)).values(decided_in=version))
+            if self.shared:
+                await conn.execute(sa.text("SELECT pg_notify(:c, :v)"), {"c": REGISTRY_CHANNEL, "v": str(version)})
 
     async def registry_version(self, version: int) -> bytes | None:
         q = sa.select(registry_versions.c.document).where(registry_versions.c.version == version)

@@ -93,7 +93,7 @@ class Federation:
             raise RuntimeError(f"ipdn {' '.join(args)}: {p.returncode} {p.stderr.strip()[-500:]}")
         return p
 
-    def init(self) -> Federation:
+    def init(self, *, nodes: bool = True) -> Federation:
         keys = self.root / "keys"
         for m in self.members:
             self.cli("keygen", "--member", m, "--out", str(keys))
@@ -101,7 +101,7 @@ class Federation:
         hub_db = ["--db-url", self.db_urls["hub"]] if "hub" in self.db_urls else []
         self.cli("hub", "init", "--dir", str(self.root / "hub"), "--url", self.hub_url, *founders, *hub_db)
         self.tokens["hub"] = (self.root / "hub" / "operator.token").read_text().strip()
-        for m in self.members:
+        for m in self.members if nodes else ():
             db = ["--db-url", self.db_urls[m]] if m in self.db_urls else []
             self.cli("node", "init", "--dir", str(self.root / m), "--member", m, "--key", str(keys / f"{m}.key.pem"),
                      "--registry", str(self.root / "hub" / "registry.json"), "--port", str(self.ports[m]), *db)

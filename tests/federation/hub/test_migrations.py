@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 
 from federation import db, merkle
 from federation.checkpoint import parse_checkpoint
@@ -44,7 +45,8 @@ class TestUpgradeFrom0001:
             assert signed.checkpoint.size == 5
             leaves = [merkle.leaf_hash(leaf_bytes(e.to_dict())) for e in envs]
             assert signed.checkpoint.root_bytes == merkle.root(leaves)
-            assert await db.current_revision(store.engine, MIGRATIONS, VERSION_TABLE) == "0003"
+            head = ScriptDirectory.from_config(db._alembic_config(MIGRATIONS, VERSION_TABLE)).get_current_head()
+            assert await db.current_revision(store.engine, MIGRATIONS, VERSION_TABLE) == head
         finally:
             await service.stop()
             await store.close()
