@@ -90,13 +90,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not cfg.registry_path.exists():
         raise UsageError(f"{args.dir} is not a hub directory (run ipdn hub init first)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    served = cfg.ssl_context()  # a bad TLS setting fails here, once, on one line (not in every worker)
     if cfg.workers > 1:
         if not cfg.db_url.startswith("postgresql"):
             raise UsageError("several workers share one log only on PostgreSQL (set db_url); SQLite has one writer")
         return _supervise(args.dir, cfg)
     web.run_app(create_app(cfg), host=cfg.host, port=cfg.port, print=None, access_log=None,
                 shutdown_timeout=5, reuse_port=args.reuse_port,
-                ssl_context=cfg.ssl_context())
+                ssl_context=served)
     return 0
 
 
