@@ -72,11 +72,13 @@ class Procs:
                 p.wait()
 
 
-@pytest.fixture
-def behind_nginx(tmp_path: Path) -> Iterator[dict[str, object]]:
+@pytest.fixture(scope="module")
+def behind_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    """Hub, nginx in front of it, and two nodes pushing through it with client certificates (shared)."""
     nginx = shutil.which("nginx")
     if nginx is None:
         pytest.skip("nginx is not installed here: the proxy configuration is only checked statically")
+    tmp_path = tmp_path_factory.mktemp("proxy")
     ca = TestCA(tmp_path / "pki")
     server = ca.issue("server", server=True)
     for m in ("QA", "KR", "auditor"):
