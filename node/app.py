@@ -23,7 +23,7 @@ from federation.envelope import Envelope
 from federation.errors import IpdnError
 from federation.logs import access_middleware, request_id_middleware
 from federation.registry import load_registry
-from federation.web import Problem, json_response, problem_response, problems_middleware, read_json
+from federation.web import Problem, add_health_route, json_response, problem_response, problems_middleware, read_json
 from node import authoring, feeds, oaipmh, pages, partners, statuspage, webhook_api
 from node.config import NodeConfig
 from node.delivery import WebhookWorker
@@ -347,6 +347,7 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
     webhook_api.register_routes(app)
     authoring.register_routes(app, SERVICE, config.dir)
     openapi.register_routes(app, "node")
+    add_health_route(app)
     app.router.add_get("/api/v1/log/checkpoint", get_log_checkpoint)
     statuspage.register(app, status_document)
     metrics.register(app, status_document)
