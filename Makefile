@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test lint bench clean browser
+.PHONY: demo test lint bench clean browser deploy-tools
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 is required"; exit 1; }
@@ -25,6 +25,14 @@ browser: $(CHROMIUM)
 $(CHROMIUM):
 	@SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	$$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+
+# Optional: systemd-analyze and shellcheck for tests/deploy/, from Debian (no daemon is started). The
+# proxy checks also run `nginx -t` and `caddy validate` where nginx and caddy are installed; their
+# packages start services, so installing them is left to the operator of the machine.
+deploy-tools:
+	@SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	$$SUDO apt-get install -y -q --no-install-recommends systemd shellcheck >/dev/null 2>&1 || \
+	{ $$SUDO apt-get update -q && $$SUDO apt-get install -y -q --no-install-recommends systemd shellcheck; }
 
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -96,6 +97,11 @@ class Demo:
             self.cli("keygen", "--member", m, "--out", str(keys))
         founders = [a for m in MEMBERS for a in ("--founder", str(keys / f"{m}.pub.jwk.json"))]
         self.cli("hub", "init", "--dir", str(self.root / "hub"), "--url", hub_url, *founders)
+        # A dashboard account for the demo; its password in a file like the tokens (ipdn hub operator add).
+        password = self.root / "hub" / "demo-operator.password"
+        password.write_text(secrets.token_urlsafe(12) + "\n")
+        password.chmod(0o600)
+        self.cli("hub", "operator", "add", "demo", "--dir", str(self.root / "hub"), "--password-file", str(password))
         for m, port in self.ports.items():
             self.cli("node", "init", "--dir", str(self.root / m), "--member", m, "--key", str(keys / f"{m}.key.pem"),
                      "--registry", str(self.root / "hub" / "registry.json"), "--port", str(port))
@@ -104,9 +110,11 @@ class Demo:
             self.start(m, "node", "serve", "--dir", str(self.root / m), "--port", str(port),
                        url=f"http://127.0.0.1:{port}")
         print(f"hub  {hub_url}/api/v1/status")
+        print(f"     {hub_url}/dashboard   (operator demo, password in {password})")
         for m, port in self.ports.items():
             token_file = self.root / m / "operator.token"
             print(f"{m}   http://127.0.0.1:{port}/api/v1/records   (operator token in {token_file})")
+            print(f"     http://127.0.0.1:{port}/status   (sign in with that token)")
 
         published: list[tuple[str, str]] = []
         t0 = time.monotonic()

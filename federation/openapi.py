@@ -2,7 +2,8 @@
 
 One document per role (:func:`document`), built here from small shared parts so that both say the same
 thing about problems, envelopes and checkpoints. They describe docs/PROTOCOL.md §8, §9, §11 and §12 as the
-handlers implement them (``node/app.py``, ``node/feeds.py``, ``node/oaipmh.py``, ``federation/hub/app.py``);
+handlers implement them (``node/app.py``, ``node/feeds.py``, ``node/oaipmh.py``, ``node/webhook_api.py``,
+``federation/hub/app.py``); the node's document also describes the webhook requests it sends (``webhooks``);
 ``tests/test_openapi.py`` keeps them true: every registered route is documented, every documented path
 exists, and schemathesis finds no server error and no response the document does not describe.
 
@@ -26,6 +27,7 @@ VERSION = "1.0.0"
 SCHEMAS_BASE = "https://schemas.ipdn.network/"
 
 _J = "application/json"
+SESSION_COOKIES = {"node": "ipdn_node_status", "hub": "ipdn_hub_session"}
 _PROBLEM = "application/problem+json"
 
 
@@ -128,6 +130,132 @@ def _openapi_path(role: Role) -> dict[str, Any]:
         }}}
 
 
+# -- operator pages and metrics (hub dashboard, node status page) -------------------------------------------------
+
+_HTML = {"text/html": {"schema": _STR}}
+_UI_HEADERS = {"Content-Security-Policy": _header("script and style from this site's own files only, nothing inline"),
+               "X-Request-Id": _header("the request's id (the caller's when well-formed)")}
+_SEE_OTHER = {"description": "Not signed in (to the sign-in page), or done (to the next page)",
+              "headers": {"Location": _header("where to go next")}}
+_FORGED = _problem("A form without this session's anti-forgery token, or posted from another site (`csrf`)")
+
+
+def _page(op_id: str, summary: str, *, tag: str, params: list[dict[str, Any]] | None = None,
+          extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A signed-in HTML page: 200 with the page, 303 to the sign-in page without a session."""
+    return {"get": {"operationId": op_id, "tags": [tag], "summary": summary, "security": [{"session": []}],
+                    "parameters": [_query("lang", {"type": "string", "enum": ["en", "ar"]},
+                                          "the page's language (remembered in a cookie)"), *(params or [])],
+                    "responses": {"200": {"description": "The page", "headers": _UI_HEADERS, "content": _HTML},
+                                  "303": _SEE_OTHER, **(extra or {})}}}
+
+
+def _sign_in_paths(prefix: str, what: str, tag: str, secret: str, form: dict[str, Any]) -> dict[str, Any]:
+    body = {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+        **_obj(["csrf_token", *form], csrf_token=_STR, **form)}}}}
+    csrf_only = {"required": False, "content": {"application/x-www-form-urlencoded": {"schema": _obj(
+        ["csrf_token"], csrf_token=_STR)}}}
+    name = prefix.strip("/").title()
+    return {
+        f"{prefix}/sign-in": {
+            "get": {"operationId": f"get{name}SignIn", "tags": [tag], "summary": f"The sign-in form of {what}",
+                    "parameters": [_query("lang", {"type": "string", "enum": ["en", "ar"]}, "the page's language")],
+                    "responses": {"200": {"description": "The form; sets the form's anti-forgery cookie",
+                                          "headers": _UI_HEADERS, "content": _HTML},
+                                  "303": _SEE_OTHER}},
+            "post": {"operationId": f"post{name}SignIn", "tags": [tag], "requestBody": body,
+                     "summary": f"Sign in with {secret}: a session cookie (HttpOnly, SameSite=Strict, Secure "
+                                "behind TLS)",
+                     "responses": {"303": _SEE_OTHER,
+                                   "401": {"description": "Wrong credentials: the form again", "content": _HTML},
+                                   "403": _FORGED,
+                                   "429": {"description": "Locked after repeated failures: the form again",
+                                           "content": _HTML}}},
+        },
+        f"{prefix}/sign-out": {
+            "post": {"operationId": f"post{name}SignOut", "tags": [tag], "summary": "End the session",
+                     "security": [{"session": []}], "requestBody": csrf_only,
+                     "responses": {"303": _SEE_OTHER, "403": _FORGED}},
+        },
+        f"{prefix}/static/{{name}}": {
+            "get": {"operationId": f"get{name}Static", "tags": [tag], "summary": "The pages' stylesheet and script",
+                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": _STR}, _IF_NONE_MATCH],
+                    "responses": {"200": {"description": "The file", "headers": {"ETag": _header("strong")},
+                                          "content": {"text/css": {"schema": _STR},
+                                                      "text/javascript": {"schema": _STR}}},
+                                  "304": {"description": "Not modified"},
+                                  "404": _problem("No such file (`not-found`)")}},
+        },
+    }
+
+
+def _metrics_path(role: str) -> dict[str, Any]:
+    return {"/metrics": {"get": {
+        "operationId": "getMetrics", "tags": ["status"],
+        "summary": f"Prometheus metrics of the {role} (text exposition format; docs/operating-{role}.md lists them)",
+        "responses": {"200": {"description": "The metrics", "content": {"text/plain": {"schema": _STR}}}}}}}
+
+
+def _status_page_paths() -> dict[str, Any]:
+    tag = "status page"
+    return {
+        "/status": _page("getStatusPage", "The status page for the member's IT staff (hub reachable, outbox, "
+                                          "cursor, refusals with reasons, keys, alarms)", tag=tag),
+        "/status/retry": {"post": {
+            "operationId": "postStatusRetry", "tags": [tag], "security": [{"session": []}],
+            "summary": "Push the refused own envelopes again (as POST /api/v1/outbox/retry)",
+            "requestBody": {"required": False, "content": {"application/x-www-form-urlencoded": {"schema": _obj(
+                ["csrf_token"], csrf_token=_STR)}}},
+            "responses": {"303": _SEE_OTHER, "403": _FORGED}}},
+        **_sign_in_paths("/status", "the status page", tag, "the node's operator token", {"token": _STR}),
+    }
+
+
+def _dashboard_paths() -> dict[str, Any]:
+    tag, d = "dashboard", "/dashboard"
+    code = {"name": "code", "in": "path", "required": True, "schema": _STR, "description": "a member code"}
+    item = {"name": "id", "in": "path", "required": True, "schema": _STR, "description": "a quarantine item"}
+    when = {"type": "string", "description": "a date and time, UTC unless it says otherwise"}
+    missing = {"404": _problem("No such member or item (`no-such-member`, `no-such-item`)")}
+    return {
+        d: _page("getDashboard", "Every member's sync, live", tag=tag),
+        f"{d}/events": {"get": {
+            "operationId": "getDashboardEvents", "tags": [tag], "security": [{"session": []}],
+            "summary": "Server-sent events: `event: status` with the HubStatus JSON whenever it changes",
+            "responses": {"200": {"description": "An event stream", "content": {"text/event-stream": {
+                "schema": _STR}}},
+                "303": _SEE_OTHER, "401": _problem("Not signed in (`sign-in-required`)")}}},
+        f"{d}/members/{{code}}": _page("getDashboardMember", "A member's figures, recent envelopes and refusals",
+                                       tag=tag, params=[code], extra=missing),
+        f"{d}/quarantine": _page("getDashboardQuarantine", "Refused inputs, filtered", tag=tag, params=[
+            _query("member", _STR, "a member code"), _query("reason", _STR, "a reason slug"),
+            _query("since", when, "received at or after"), _query("until", when, "received before")],
+            extra={"400": _problem("A time that cannot be read (`bad-parameter`)")}),
+        f"{d}/quarantine/{{id}}": _page("getDashboardRefusal", "One refusal: its reason, checks and schema errors",
+                                        tag=tag, params=[item], extra=missing),
+        f"{d}/quarantine/{{id}}/raw": {"get": {
+            "operationId": "getDashboardRefusalRaw", "tags": [tag], "security": [{"session": []}],
+            "summary": "The refused input byte for byte, as a download", "parameters": [item],
+            "responses": {"200": {"description": "The bytes as received",
+                                  "headers": {"Content-Disposition": _header("attachment")},
+                                  "content": {"application/octet-stream": {"schema": _STR}}},
+                          "303": _SEE_OTHER, **missing}}},
+        f"{d}/checkpoint": _page("getDashboardCheckpoint", "The latest checkpoint and its co-signatures", tag=tag),
+        f"{d}/registry": _page("getDashboardRegistry", "Registry versions, governance and operators' trail",
+                               tag=tag),
+        f"{d}/throughput": _page("getDashboardThroughput", "Envelopes per minute over the last hour (SVG chart)",
+                                 tag=tag),
+        **_sign_in_paths(d, "the dashboard", tag, "an operator account (`ipdn hub operator add`)",
+                         {"name": _STR, "password": _STR}),
+    }
+def _health_path() -> dict[str, Any]:
+    return {"get": {
+        "operationId": "getHealth", "tags": ["meta"],
+        "summary": "Liveness for container and load-balancer health checks: 200 once the service has started",
+        "responses": {"200": _json(_obj(["status"], status={"const": "ok"}), "Running",
+                                   {"Cache-Control": _header("no-store")})}}}
+
+
 # -- node ---------------------------------------------------------------------------------------------------
 
 
@@ -175,8 +303,8 @@ def _node_schemas() -> dict[str, Any]:
         "Published": _obj(["record_id", "version", "seq", "hash", "envelope"], record_id=_STR, version=_int(1),
                           seq=_int(1), hash=_STR, envelope=_ref("Envelope")),
         "NodeStatus": _obj(
-            ["role", "member", "registry_version", "hub", "outbox", "cursor", "records", "quarantine", "log", "keys",
-             "alarms", "time"],
+            ["role", "member", "registry_version", "hub", "outbox", "cursor", "records", "quarantine", "webhooks",
+             "log", "keys", "alarms", "time"],
             role={"const": "node"}, member=_STR, registry_version=_int(1),
             hub=_obj(["url", "reachable"], url=_STR, reachable={"type": ["boolean", "null"]},
                      last_push_at=_TIME_OR_NULL, last_pull_at=_TIME_OR_NULL, last_error=_STR_OR_NULL,
@@ -184,6 +312,9 @@ def _node_schemas() -> dict[str, Any]:
             outbox=_obj(["pending", "rejected", "accepted"], pending=_int(0), rejected=_int(0), accepted=_int(0)),
             cursor=_int(0), records=_obj(["own", "received"], own=_int(0), received=_int(0)),
             quarantine=_int(0),
+            webhooks=_obj(["subscriptions", "deliveries"],
+                          subscriptions=_obj(["active", "disabled"], active=_int(0), disabled=_int(0)),
+                          deliveries=_obj(["pending", "failed"], pending=_int(0), failed=_int(0))),
             log=_obj(["checkpoint", "cosigned_size", "halted", "peers", "evidence"],
                      checkpoint={"type": ["object", "null"]}, cosigned_size={"type": ["integer", "null"]},
                      halted={"type": "boolean"}, peers={"type": "array"}, evidence={"type": "array"}),
@@ -362,19 +493,33 @@ def _node_paths() -> dict[str, Any]:
 
 
 def _hub_schemas() -> dict[str, Any]:
-    member = _obj(["code", "names", "role", "status", "envelopes", "head_seq", "refused", "last_push_at"],
+    int_or_null: dict[str, Any] = {"type": ["integer", "null"]}
+    member = _obj(["code", "names", "role", "status", "envelopes", "head_seq", "refused", "accepted_today",
+                   "refused_today", "last_push_at", "last_pull_at", "cursor", "cursor_source", "lag_envelopes",
+                   "lag_seconds", "valid_keys", "key_expires_at", "last_cosigned_size", "silent"],
                   code=_STR, names={"type": "object"}, role=_STR, status=_STR, envelopes=_int(0), head_seq=_int(0),
-                  refused=_int(0), last_push_at=_TIME_OR_NULL, valid_keys=_int(0), key_expires_at=_TIME_OR_NULL,
-                  last_cosigned_size={"type": ["integer", "null"]})
+                  refused=_int(0), accepted_today=_int(0), refused_today=_int(0), last_push_at=_TIME_OR_NULL,
+                  last_pull_at={**_TIME_OR_NULL, "description": "its latest signed pull (docs/adr/0006)"},
+                  cursor={**int_or_null, "description": "how far it has read: the `after` of its latest signed "
+                                                        "pull, else its latest co-signed checkpoint"},
+                  cursor_source={"type": ["string", "null"], "enum": ["pull", "cosignature", None]},
+                  lag_envelopes=int_or_null,
+                  lag_seconds={"type": ["number", "null"], "description": "age of the oldest entry not read"},
+                  valid_keys=_int(0), key_expires_at=_TIME_OR_NULL, last_cosigned_size=int_or_null,
+                  silent={"type": "boolean", "description": "active, and no push or pull within `silent_after`"})
     result = _obj(["index", "status", "hash"], index=_int(0),
                   status={"type": "string", "enum": ["accepted", "duplicate", "rejected"]}, position=_int(1),
                   hash=_STR, problem=_ref("Problem"))
     return {
         "LogPage": _obj(["entries", "next", "size"], entries={"type": "array", "items": _obj(
             ["position", "envelope"], position=_int(1), envelope=_ref("Envelope"))}, next=_int(0), size=_int(0)),
-        "HubStatus": _obj(["role", "hub_url", "registry_version", "log_size", "quarantine", "members"],
+        "HubStatus": _obj(["role", "hub_url", "registry_version", "log_size", "quarantine", "time", "silent_after",
+                           "checkpoint", "members"],
                           role={"const": "hub"}, hub_url=_STR, registry_version=_int(1), log_size=_int(0),
-                          quarantine=_int(0), members={"type": "array", "items": member},
+                          quarantine=_int(0), time=_STR, silent_after={"type": "number"},
+                          checkpoint={"oneOf": [{"type": "null"}, _obj(["size", "root", "issued_at"], size=_int(0),
+                                                                       root=_STR, issued_at=_STR)]},
+                          members={"type": "array", "items": member},
                           worker=_int(1, description="the process id of the hub worker that answered (several share "
                                                      "one log on PostgreSQL)")),
         "PushResult": _obj(["results", "log_size", "checkpoint"], results={"type": "array", "items": result},
@@ -420,10 +565,14 @@ def _hub_paths() -> dict[str, Any]:
         "/api/v1/log": {
             "get": {"operationId": "getLog", "tags": ["log"], "summary": "Pull log entries after a position (§8.3)",
                     "parameters": [_query("after", _int(0, pos, default=0), "the last position seen"),
+                                   {"name": "If-None-Match", "in": "header", "required": False, "schema": _STR,
+                                    "description": "the ETag of a full page fetched before: 304"},
                                    _query("limit", _int(1, 1000, default=100), "at most the hub's `page_limit`"),
                                    _query("wait", _int(0, 30, default=0),
                                           "long-poll seconds while nothing is after `after` (at most `max_wait`)")],
-                    "responses": {"200": _json(_ref("LogPage"), "Entries in position order", immutable),
+                    "responses": {"200": _json(_ref("LogPage"), "Entries in position order", {
+                        **immutable, "ETag": _header("weak validator of a full page's entries (full pages only)")}),
+                                  "304": {"description": "A full page, not modified (If-None-Match matched)"},
                                   "400": bad_param}},
         },
         "/api/v1/registry": {
@@ -500,6 +649,148 @@ def _hub_paths() -> dict[str, Any]:
     }
 
 
+# -- webhooks (node/webhook_api.py, PROTOCOL.md §13) ----------------------------------------------------------
+
+_EVENT_TYPES = ["record.published", "record.updated", "record.cancelled", "record.deleted"]
+
+
+def _webhook_schemas() -> dict[str, Any]:
+    time_ = {"type": "string", "description": "RFC 3339 time"}
+    filters = {**_obj(kind=_STR, origin={"type": "string", "pattern": "^[A-Za-z]{2}$"},
+                      country={"type": "string", "pattern": "^[A-Za-z]{2}$"}, lang=_STR,
+                      status={"type": "string", "maxLength": 200}, tag={"type": "string", "maxLength": 200},
+                      types={"type": "array", "items": {"enum": _EVENT_TYPES}}),
+               "additionalProperties": False,
+               "description": "The record API's filters (AND), plus event types; an event is sent when the new "
+                              "version or the one it replaces passes them."}
+    subscription = _obj(
+        ["id", "partner", "url", "filters", "state", "created_at", "disabled"], id=_STR, partner=_STR, url=_STR,
+        filters=_ref("WebhookFilters"), state={"enum": ["active", "disabled"]}, created_at=time_,
+        disabled={"oneOf": [{"type": "null"}, _obj(["reason", "detail", "at"],
+                                                   reason={"enum": ["gone", "failing", "operator"]},
+                                                   detail=_STR_OR_NULL, at=_TIME_OR_NULL)]},
+        failing_since=_TIME_OR_NULL, last_success_at=_TIME_OR_NULL, last_failure_at=_TIME_OR_NULL,
+        secret={"type": "string", "description": "`whsec_...`, only in the answer that created the subscription"})
+    attempt = _obj(["attempt", "at", "status", "error", "duration_ms"], attempt=_int(1), at=time_,
+                   status={"type": ["integer", "null"]}, error=_STR_OR_NULL, duration_ms=_int(0))
+    delivery = _obj(["id", "subscription", "type", "record_id", "version", "state", "attempts", "tried"],
+                    id={"type": "string", "description": "the `webhook-id` of every attempt"}, subscription=_STR,
+                    type={"enum": _EVENT_TYPES}, record_id=_STR, version=_int(1),
+                    state={"enum": ["pending", "delivered", "failed"]}, attempts=_int(0), created_at=time_,
+                    next_attempt_at=_TIME_OR_NULL, delivered_at=_TIME_OR_NULL,
+                    last_status={"type": ["integer", "null"]}, last_error=_STR_OR_NULL,
+                    tried={"type": "array", "items": attempt})
+    return {
+        "WebhookFilters": filters,
+        "Subscription": subscription,
+        "Delivery": delivery,
+        "WebhookEvent": _obj(["type", "timestamp", "data"], type={"enum": _EVENT_TYPES}, timestamp=time_,
+                             data=_ref("Item")),
+        "WebhookKey": _obj(["key", "algorithm", "signature_version", "jwk", "tolerance_seconds"],
+                           key={"type": "string", "pattern": "^whpk_"}, algorithm={"const": "Ed25519"},
+                           signature_version={"const": "v1a"}, jwk={"type": "object"},
+                           tolerance_seconds=_int(0)),
+    }
+
+
+def _webhook_paths() -> dict[str, Any]:
+    key: list[dict[str, list[str]]] = [{"partnerKey": []}]
+    retry = {"Retry-After": _header("seconds until a request is allowed again")}
+    refusals = {
+        "401": _problem("No partner key, or not a valid one (`partner-key-required`, `partner-key-invalid`, "
+                        "`partner-key-revoked`); `WWW-Authenticate: Bearer`"),
+        "403": _problem("The key lacks the `webhooks` scope (`partner-scope-missing`)"),
+        "429": {**_problem("Over the key's rate limit (`rate-limited`)"), "headers": retry},
+    }
+    missing = _problem("No subscription of this partner with that id (`subscription-not-found`)")
+    sub_id = {"name": "id", "in": "path", "required": True, "schema": _STR, "description": "`sub_...`"}
+    sub = _json(_ref("Subscription"), "The subscription")
+    no_store = {"Cache-Control": _header("no-store")}
+    return {
+        "/api/v1/webhooks/signing-key": {
+            "get": {"operationId": "getWebhookKey", "tags": ["webhooks"], "security": [{}],
+                    "summary": "The node's public webhook key: `v1a` signatures verify against it",
+                    "responses": {"200": _json(_ref("WebhookKey"), "The key (`whpk_` and as a JWK)",
+                                               {"Cache-Control": _header("public, max-age=3600")}),
+                                  "429": refusals["429"]}},
+        },
+        "/api/v1/webhooks": {
+            "post": {"operationId": "createSubscription", "tags": ["webhooks"], "security": key,
+                     "summary": "Subscribe a URL to record events (the secret is in this answer only)",
+                     "requestBody": {"required": True, "content": {_J: {"schema": {
+                         **_obj(["url"], url={"type": "string", "description": "https:// (PROTOCOL.md §13)"},
+                                filters=_ref("WebhookFilters")), "additionalProperties": False}}}},
+                     "responses": {"201": {**_json(_ref("Subscription"), "Made; `secret` is shown once"),
+                                           "headers": {"Location": _header("the subscription's URL")}},
+                                   "400": _problem("Malformed body or filters (`malformed-request`, `bad-query`)"),
+                                   **refusals,
+                                   "409": _problem("The partner has too many subscriptions (`too-many-subscriptions`)"),
+                                   "413": _problem("Body too large (`too-large`)"),
+                                   "422": _problem("The URL is refused (`webhook-url-refused`): not https, "
+                                                   "credentials in it, or not a public address")}},
+            "get": {"operationId": "listSubscriptions", "tags": ["webhooks"], "security": key,
+                    "summary": "The partner's subscriptions",
+                    "responses": {"200": _json(_obj(["items"], items={"type": "array", "items": _ref("Subscription")}),
+                                               "Every subscription of the partner", no_store), **refusals}},
+        },
+        "/api/v1/webhooks/{id}": {
+            "parameters": [sub_id],
+            "get": {"operationId": "getSubscription", "tags": ["webhooks"], "security": key,
+                    "summary": "One subscription: state, why it was disabled, failure streak",
+                    "responses": {"200": {**sub, "headers": no_store}, **refusals, "404": missing}},
+            "delete": {"operationId": "deleteSubscription", "tags": ["webhooks"], "security": key,
+                       "summary": "Remove a subscription and its queued deliveries",
+                       "responses": {"204": {"description": "Removed"}, **refusals, "404": missing}},
+        },
+        "/api/v1/webhooks/{id}/deliveries": {
+            "parameters": [sub_id],
+            "get": {"operationId": "listDeliveries", "tags": ["webhooks"], "security": key,
+                    "summary": "Recent deliveries, newest first, with every attempt's status and error",
+                    "parameters": [_query("state", {"enum": ["pending", "delivered", "failed"]}, "only these"),
+                                   _query("limit", _int(1, 500, default=50), "how many")],
+                    "responses": {"200": _json(_obj(["items"], items={"type": "array", "items": _ref("Delivery")}),
+                                               "The deliveries", no_store),
+                                  "400": _problem("A parameter that cannot be read (`bad-query`)"),
+                                  **refusals, "404": missing}},
+        },
+        "/api/v1/webhooks/{id}/enable": {
+            "parameters": [sub_id],
+            "post": {"operationId": "enableSubscription", "tags": ["webhooks"], "security": key,
+                     "summary": "Deliver again after a 410 or a long failure; queued deliveries are due at once",
+                     "responses": {"200": sub, **refusals, "404": missing,
+                                   "409": _problem("Disabled by the node's operator "
+                                                   "(`subscription-disabled-by-operator`)")}},
+        },
+        "/api/v1/webhooks/{id}/retry": {
+            "parameters": [sub_id],
+            "post": {"operationId": "retryDeliveries", "tags": ["webhooks"], "security": key,
+                     "summary": "Queue the failed deliveries again (fresh schedule, same webhook-id)",
+                     "responses": {"200": _json(_obj(["requeued"], requeued=_int(0)), "How many"), **refusals,
+                                   "404": missing}},
+        },
+    }
+
+
+def _webhook_events() -> dict[str, Any]:
+    """The requests the node sends (OpenAPI 3.1 ``webhooks``)."""
+    def header(name: str, description: str) -> dict[str, Any]:
+        return {"name": name, "in": "header", "required": True, "schema": _STR, "description": description}
+
+    return {"recordEvent": {"post": {
+        "operationId": "recordEvent", "tags": ["webhooks"],
+        "summary": "A record was published, updated, cancelled or deleted (Standard Webhooks, PROTOCOL.md §13)",
+        "parameters": [
+            header("webhook-id", "`msg_<ULID>`, the same on every attempt: deduplicate by it"),
+            header("webhook-timestamp", "the attempt's time, integer Unix seconds: refuse it 5 minutes off"),
+            header("webhook-signature", "`v1,<base64 HMAC-SHA256>` (with the subscription's secret) and "
+                                        "`v1a,<base64 Ed25519>` (the node's `whpk_` key), space-separated, over "
+                                        "`{webhook-id}.{webhook-timestamp}.{body}`")],
+        "requestBody": {"required": True, "content": {_J: {"schema": _ref("WebhookEvent")}}},
+        "responses": {"2XX": {"description": "Delivered"},
+                      "410": {"description": "Gone: the subscription is disabled"},
+                      "default": {"description": "Any other answer (or none within 15 s) is retried"}}}}}
+
+
 # -- partner access (node/partners.py) ------------------------------------------------------------------------
 
 PARTNER_READ_PREFIXES = ("/api/v1/records", "/api/v1/feeds/", "/oai", "/events/")
@@ -526,6 +817,75 @@ def _partner_read(paths: dict[str, Any]) -> dict[str, Any]:
     return paths
 
 
+def _author_paths() -> dict[str, Any]:
+    """The node's authoring pages for member staff (server-rendered HTML forms, docs/operating-node.md)."""
+    session: list[dict[str, list[str]]] = [{"staffSession": []}]
+    html = {"description": "The page", "content": {"text/html": {"schema": _STR}}}
+    to_sign_in = {"description": "No session: to the sign-in page (GET), or after a form: to the next page",
+                  "headers": {"Location": _header("where to go next")}}
+    unauth = _problem("No session (`unauthenticated`)")
+    csrf = _problem("No or a stale anti-forgery token, or a post from another site's page (`csrf`)")
+    missing = _problem("No such draft, record, import or file")
+    form = {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
+    upload = {"required": True, "content": {"multipart/form-data": {"schema": {"type": "object"}}}}
+    draft_id = {"name": "draft_id", "in": "path", "required": True, "schema": _STR, "description": "a draft's id"}
+    record_id = {"name": "record_id", "in": "path", "required": True, "schema": _STR, "description": "a record id"}
+
+    def page(op: str, summary: str, *params: dict[str, Any], secure: bool = True) -> dict[str, Any]:
+        return {"operationId": op, "tags": ["authoring pages"], "summary": summary, "parameters": list(params),
+                **({"security": session} if secure else {}),
+                "responses": {"200": html, "303": to_sign_in, "400": _problem("A parameter that cannot be read"),
+                              "404": missing}}
+
+    def post(op: str, summary: str, *params: dict[str, Any], body: dict[str, Any] = form,
+             secure: bool = True) -> dict[str, Any]:
+        return {"operationId": op, "tags": ["authoring pages"], "summary": summary, "parameters": list(params),
+                **({"security": session} if secure else {}), "requestBody": body,
+                "responses": {"200": html, "303": to_sign_in, "401": unauth, "403": csrf, "404": missing,
+                              "409": _problem("The record changed meanwhile, or is deleted"),
+                              "413": _problem("The upload is over the limit"),
+                              "415": _problem("The upload is not multipart/form-data"),
+                              "422": {"description": "The form again, with every problem in plain words",
+                                      "content": {"text/html": {"schema": _STR}}},
+                              "429": {"description": "Sign-in locked after repeated failures",
+                                      "content": {"text/html": {"schema": _STR}}}}}
+
+    what = {"name": "what", "in": "path", "required": True, "schema": {"enum": ["cancel", "delete"]}}
+    kind = {"name": "kind", "in": "path", "required": True, "schema": _STR, "description": "a record kind"}
+    job = {"name": "job_id", "in": "path", "required": True, "schema": _STR, "description": "an import's id"}
+    name = {"name": "name", "in": "path", "required": True, "schema": _STR, "description": "author.css or author.js"}
+    return {
+        "/author/": {"get": page("authorList", "Own drafts and records, and records received; search and filters")},
+        "/author/signin": {"get": page("authorSignInPage", "The sign-in form", secure=False),
+                           "post": post("authorSignIn", "Sign in (locked after repeated failures)", secure=False)},
+        "/author/signout": {"post": post("authorSignOut", "Sign out")},
+        "/author/new/{kind}": {"get": page("authorNew", "An empty form for a new record of a kind", kind)},
+        "/author/drafts": {"post": post("authorCreateDraft", "Save a new draft (unsigned, kept on this node)")},
+        "/author/drafts/{draft_id}": {
+            "get": page("authorDraft", "A draft in its form, with its problems and a preview", draft_id),
+            "post": post("authorSaveDraft", "Save, add or remove a language, preview, publish or discard", draft_id)},
+        "/author/drafts/{draft_id}/publish": {
+            "get": page("authorConfirmPublish", "Confirm publishing: the version it will be", draft_id),
+            "post": post("authorPublish", "Sign and publish the draft", draft_id)},
+        "/author/records/{record_id}": {"get": page("authorRecord", "A record as partners see it", record_id)},
+        "/author/records/{record_id}/edit": {"post": post("authorEdit", "Open a draft of an own record", record_id)},
+        "/author/records/{record_id}/history": {
+            "get": page("authorHistory", "Every version: when, who, what changed", record_id)},
+        "/author/records/{record_id}/{what}": {
+            "get": page("authorConfirmChange", "Confirm cancelling (with a reason) or deleting", record_id, what),
+            "post": post("authorChange", "Cancel or delete an own record", record_id, what)},
+        "/author/import": {"get": page("authorImportPage", "The upload form for CSV or JSON Lines"),
+                           "post": post("authorImport", "Check or import a file", body=upload)},
+        "/author/import/{job_id}": {"get": page("authorImportJob", "An import's progress and report", job)},
+        "/author/static/{name}": {"get": {
+            "operationId": "authorStatic", "tags": ["authoring pages"], "summary": "The pages' stylesheet and script",
+            "parameters": [name],
+            "responses": {"200": {"description": "The file", "content": {"text/css": {"schema": _STR},
+                                                                          "text/javascript": {"schema": _STR}}},
+                          "404": missing}}},
+    }
+
+
 # -- the documents ------------------------------------------------------------------------------------------
 
 
@@ -534,16 +894,25 @@ def document(role: Role) -> dict[str, Any]:
     schemes: dict[str, Any] = {"operatorToken": {
         "type": "http", "scheme": "bearer",
         "description": f"The {role} operator's token (`Authorization: Bearer ...`), compared as SHA-256 digests"}}
+    if role in SESSION_COOKIES:
+        schemes["session"] = {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIES[role],
+                              "description": "The signed session cookie set by signing in (federation/webui.py)"}
     if role == "node":
-        schemas, paths = {**_common_schemas(), **_node_schemas()}, _partner_read(_node_paths())
         schemes["partnerKey"] = {
             "type": "http", "scheme": "bearer",
             "description": "A partner API key `ipdn_pk_<id>_<secret>` issued by the node's operator (`ipdn node "
                            "partner add`), scopes `read` and/or `webhooks`; on GET it may instead be given as the "
                            "`key` query parameter (calendar apps, harvesters). Reading needs none while the node's "
                            "public read is on; a presented key is always checked."}
+        schemes["staffSession"] = {"type": "apiKey", "in": "cookie", "name": "ipdn_author",
+                                   "description": "A staff member's session on the authoring pages (signed, HttpOnly, "
+                                                  "SameSite=Strict); every POST also carries its CSRF token"}
+        schemas = {**_common_schemas(), **_node_schemas(), **_webhook_schemas()}
+        paths = {**_partner_read(_node_paths()), **_webhook_paths(), **_status_page_paths(), **_metrics_path("node"),
+                 **_author_paths()}
     elif role == "hub":
-        schemas, paths = {**_common_schemas(), **_hub_schemas()}, _hub_paths()
+        schemas = {**_common_schemas(), **_hub_schemas()}
+        paths = {**_hub_paths(), **_dashboard_paths(), **_metrics_path("hub")}
         schemes["httpSignature"] = {
             "type": "apiKey", "in": "header", "name": "Signature",
             "description": "RFC 9421 HTTP Message Signature by an active member's key (Ed25519), covering "
@@ -553,13 +922,16 @@ def document(role: Role) -> dict[str, Any]:
                            "(PROTOCOL.md §8.2)."}
     else:
         raise ValueError(f"no OpenAPI document for role {role!r}")
-    return {
+    out = {
         "openapi": "3.1.0",
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "info": _info(role),
-        "paths": {PATH: _openapi_path(role), **paths},
+        "paths": {PATH: _openapi_path(role), "/healthz": _health_path(), **paths},
         "components": {"schemas": schemas, "securitySchemes": schemes},
     }
+    if role == "node":
+        out["webhooks"] = _webhook_events()
+    return out
 
 
 def register_routes(app: web.Application, role: Role) -> None:

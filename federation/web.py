@@ -82,3 +82,16 @@ async def read_json(request: web.Request, limits: strictjson.JsonLimits) -> Any:
     if request.content_length is not None and request.content_length > limits.max_bytes:
         raise Problem(413, "too-large", f"body over {limits.max_bytes} bytes")
     return parse_json(await request.read(), limits)
+
+
+HEALTH_PATH = "/healthz"
+
+
+def add_health_route(app: web.Application) -> None:
+    """``GET /healthz``: 200 once the service has started (its databases opened and migrated), for container
+    and load-balancer health checks. Cheap on purpose: no query, no lock, never cached."""
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return json_response({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+    app.router.add_get(HEALTH_PATH, healthz)

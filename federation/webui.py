@@ -28,7 +28,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import jinja2
 from aiohttp import web
@@ -199,6 +199,34 @@ def choose_language(request: web.Request, supported: Iterable[str]) -> str:
     return sorted(ranked)[0][2] if ranked else options[0]
 
 
+def pick(texts: Mapping[str, str] | None, lang: str | None) -> tuple[str, str] | None:
+    """(language tag, text) from a language map: ``lang``, then English, then the map's first entry.
+
+    Tags compare case-insensitively; a tag also matches its primary language (``zh`` finds ``zh-Hant``,
+    ``pt-BR`` finds ``pt``), the bare primary tag first.
+    """
+    if not texts:
+        return None
+    for want in ([lang] if lang else []) + ["en"]:
+        ranked = [(rank, i, tag) for i, tag in enumerate(texts) if (rank := _match(tag, want)) is not None]
+        if ranked:
+            tag = min(ranked)[2]
+            return tag, texts[tag]
+    tag = next(iter(texts))
+    return tag, texts[tag]
+
+
+def _match(tag: str, want: str) -> int | None:
+    """How well ``tag`` serves a reader of ``want``: 0 the same tag, 1 its primary language, 2 a sibling."""
+    t, w = tag.lower(), want.lower()
+    primary = w.split("-")[0]
+    if t == w:
+        return 0
+    if t == primary:
+        return 1
+    return 2 if t.split("-")[0] == primary else None
+
+
 # -- responses -----------------------------------------------------------------------------------------------
 
 # Scripts and styles only from this site's own files; nothing inline, nothing from elsewhere.
@@ -240,3 +268,29 @@ def template_env(directory: Path) -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.globals["direction"] = direction
     return env
+
+
+SHARED_STATIC = Path(__file__).resolve().parent / "static"  # ipdn.css: the stylesheet of every operator page
+
+
+class StaticFiles:
+    """A fixed set of files (a page's stylesheet and script) served by name: only the files given, read
+    once, with a strong ETag; anything else is a 404 problem."""
+
+    TYPES: ClassVar[dict[str, str]] = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml",
+                                       ".png": "image/png"}
+
+    def __init__(self, files: Iterable[Path]) -> None:
+        self.files = {p.name: p.read_bytes() for p in files}
+        self.etags = {n: '"' + hashlib.sha256(b).hexdigest()[:32] + '"' for n, b in self.files.items()}
+
+    async def handler(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name not in self.files:
+            raise Problem(404, "not-found", f"no static file {name!r}")
+        headers = {"ETag": self.etags[name], "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+        if self.etags[name] in request.headers.get("If-None-Match", ""):
+            return web.Response(status=304, headers=headers)
+        charset = "utf-8" if name.endswith((".css", ".js", ".svg")) else None
+        return web.Response(body=self.files[name], headers=headers, content_type=self.TYPES[Path(name).suffix],
+                            charset=charset)

@@ -1,4 +1,4 @@
-"""The node's HTTP API (aiohttp): authoring for the operator, reading for partners, status.
+"""The node's HTTP API (aiohttp): authoring for the operator, reading and webhooks for partners, status.
 
 Handlers parse and authenticate, the service decides, the store persists. Writes need the operator's
 bearer token (compared as SHA-256 digests in constant time); reads need none. Every error is an
@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Set
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -22,10 +21,12 @@ from aiohttp import web
 from federation import openapi, strictjson
 from federation.envelope import Envelope
 from federation.errors import IpdnError
+from federation.logs import access_middleware, request_id_middleware
 from federation.registry import load_registry
-from federation.web import Problem, json_response, problem_response, problems_middleware, read_json
-from node import feeds, oaipmh, pages, partners
+from federation.web import Problem, add_health_route, json_response, problem_response, problems_middleware, read_json
+from node import authoring, feeds, oaipmh, pages, partners, statuspage, webhook_api
 from node.config import NodeConfig
+from node.delivery import WebhookWorker
 from node.errors import (
     BadQueryError,
     HubProtocolError,
@@ -38,14 +39,18 @@ from node.errors import (
     RecordNotFoundError,
     RotationError,
 )
+from node.filters import RecordFilter
 from node.keys import MAX_EFFECTIVE_IN, OwnKeys
+from node.metrics import NODE_METRICS, NodeMetrics
 from node.service import NodeService
-from node.store import NodeStore, StoredRecord
+from node.store import NodeStore
 from node.sync import SyncEngine
+from node.webhooks import load_or_create_key
 
 CONFIG = web.AppKey("config", NodeConfig)
 SERVICE = web.AppKey("service", NodeService)
 ENGINE = web.AppKey("engine", SyncEngine)
+WEBHOOKS = web.AppKey("webhooks", WebhookWorker)
 
 _STATUS: dict[type[IpdnError], int] = {
     BadQueryError: 400, OperatorAuthError: 401, NotOwnRecordError: 403, RecordNotFoundError: 404,
@@ -93,12 +98,6 @@ def _published(env: Envelope) -> dict[str, Any]:
     p = env.payload
     return {"record_id": p.record_id, "version": p.version, "seq": p.seq, "hash": env.hash,
             "envelope": env.to_dict()}
-
-
-def _item(rec: StoredRecord) -> dict[str, Any]:
-    return {"record_id": rec.record_id, "origin": rec.origin, "kind": rec.kind, "version": rec.version,
-            "op": rec.op, "status": rec.status, "seq": rec.seq, "hash": rec.hash, "issued_at": rec.issued_at,
-            "body": rec.body, "envelope": json.loads(rec.envelope)}
 
 
 def _record_url(record_id: str) -> str:
@@ -173,8 +172,6 @@ async def rotate_key(request: web.Request) -> web.Response:
 
 
 LIST_CACHE, ITEM_CACHE = "public, max-age=60", "public, max-age=300"
-_COUNTRY_RE = re.compile(r"[A-Za-z]{2}")
-_LANG_RE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
 MAX_Q = 500
 
 
@@ -192,7 +189,7 @@ def _cached(request: web.Request, resp: web.Response, cache_control: str) -> web
 
 
 async def get_record(request: web.Request) -> web.Response:
-    resp = json_response(_item(await request.app[SERVICE].get(request.match_info["record_id"])))
+    resp = json_response((await request.app[SERVICE].get(request.match_info["record_id"])).item())
     return _cached(request, resp, ITEM_CACHE)
 
 
@@ -209,14 +206,6 @@ def _day(name: str, value: str | None) -> date | None:
     if when.tzinfo is None:
         raise BadQueryError(f"{name} as a time needs an offset or Z")
     return when.date()
-
-
-def _matching(name: str, value: str | None, pattern: re.Pattern[str], what: str) -> str | None:
-    if not value:
-        return None
-    if not pattern.fullmatch(value):
-        raise BadQueryError(f"{name} is {what}")
-    return value
 
 
 async def list_records(request: web.Request) -> web.Response:
@@ -236,27 +225,26 @@ async def list_records(request: web.Request) -> web.Response:
     text = q.get("q") or None
     if text is not None and len(text) > MAX_Q:
         raise BadQueryError(f"q is at most {MAX_Q} characters")
-    for name in ("status", "tag"):
-        if len(q.get(name, "")) > 200:
-            raise BadQueryError(f"{name} is at most 200 characters")
     if any("\x00" in v for v in q.values()):
         raise BadQueryError("a parameter holds a NUL character")
+    f = RecordFilter.parse(q)
     items, next_cursor = await request.app[SERVICE].list_records(
-        kind=q.get("kind") or None, origin=q.get("origin") or None, updated_since=since,
-        cursor=q.get("cursor") or None, limit=limit,
-        country=_matching("country", q.get("country"), _COUNTRY_RE, "a two-letter country code"),
-        date_from=date_from, date_to=date_to,
-        lang=_matching("lang", q.get("lang"), _LANG_RE, "a BCP 47 language tag"),
-        status=q.get("status") or None, tag=q.get("tag") or None, q=text)
-    resp = json_response({"items": [_item(r) for r in items], "next_cursor": next_cursor})
+        kind=f.kind, origin=f.origin, updated_since=since, cursor=q.get("cursor") or None, limit=limit,
+        country=f.country, date_from=date_from, date_to=date_to, lang=f.lang, status=f.status, tag=f.tag, q=text)
+    resp = json_response({"items": [r.item() for r in items], "next_cursor": next_cursor})
     return _cached(request, resp, LIST_CACHE)
 
 
 async def status(request: web.Request) -> web.Response:
-    service, engine = request.app[SERVICE], request.app[ENGINE]
+    return json_response(await status_document(request.app))
+
+
+async def status_document(app: web.Application) -> dict[str, Any]:
+    """What the node knows about its sync: the status API, the status page and the metrics show this."""
+    service, engine = app[SERVICE], app[ENGINE]
     counts = await service.counts()
     reg, state = service.registry.registry, engine.state
-    return json_response({
+    return {
         "role": "node", "member": service.member, "registry_version": reg.version,
         "hub": {"url": reg.hub_url, "reachable": state.reachable, "last_push_at": _time(state.last_push_at),
                 "last_pull_at": _time(state.last_pull_at), "last_error": state.last_error,
@@ -266,11 +254,12 @@ async def status(request: web.Request) -> web.Response:
         "cursor": await service.cursor(),
         "records": {"own": counts.own, "received": counts.received},
         "quarantine": counts.quarantine,
-        "log": await _log_status(request),
+        "webhooks": await service.store.webhooks.counts(),
+        "log": await _log_status(app),
         "keys": service.keys.describe(reg, service.clock()),
         "alarms": await service.alarms(),
         "time": _time(datetime.now(UTC)),
-    })
+    }
 
 
 def _document(data: bytes | None) -> Any:
@@ -283,9 +272,9 @@ def _document(data: bytes | None) -> Any:
         return data.decode("utf-8", "replace")
 
 
-async def _log_status(request: web.Request) -> dict[str, Any]:
+async def _log_status(app: web.Application) -> dict[str, Any]:
     """The log as this node verified it: the checkpoint accepted, witnessing, peers, evidence."""
-    service, state = request.app[SERVICE], request.app[ENGINE].state
+    service, state = app[SERVICE], app[ENGINE].state
     accepted = await service.accepted_checkpoint()
     evidence = await service.evidence(10)
     return {
@@ -312,10 +301,14 @@ async def get_log_checkpoint(request: web.Request) -> web.Response:
 def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
     """The node's web application. Its cleanup context opens the store and owns the sync loops
     (``sync=False`` opens the engine without starting its loops, for tests that drive it by hand)."""
-    # partner_middleware is outermost so that its own refusals (401, 429) carry CORS headers too.
-    app = web.Application(client_max_size=config.max_request_bytes,
-                          middlewares=[partners.partner_middleware, problems_middleware, _node_problems])
+    metrics = NodeMetrics()
+    # partner_middleware sits outside problems_middleware so that its own refusals (401, 429) carry CORS
+    # headers too, and inside the metrics so that they are counted.
+    app = web.Application(client_max_size=config.max_request_bytes, middlewares=[
+        request_id_middleware, access_middleware, metrics.base.middleware(), partners.partner_middleware,
+        problems_middleware, _node_problems])
     app[CONFIG] = config
+    app[NODE_METRICS] = metrics
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         keys = OwnKeys.load(config.member, config.key_path, config.dir)
@@ -325,13 +318,16 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
         service = NodeService(store=store, keys=keys, member=config.member, registry=registry,
                               registry_path=config.registry_path, key_warn=timedelta(days=config.key_warn_days))
         engine = SyncEngine(config, service, store)
-        app[SERVICE], app[ENGINE] = service, engine
+        hooks = WebhookWorker(config, store.webhooks, load_or_create_key(config.webhook_key_path), clock=service.clock)
+        app[SERVICE], app[ENGINE], app[WEBHOOKS] = service, engine, hooks
         app[partners.ACCESS] = partners.PartnerAccess(store, config.public_read, config.partner_rate_per_minute,
                                                       config.anonymous_rate_per_minute)
         await engine.start(loops=sync)
+        await hooks.start(loop=sync)
         try:
             yield
         finally:
+            await hooks.stop()
             await engine.stop()
             await store.close()
 
@@ -348,6 +344,11 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
     oaipmh.register_routes(app)
     feeds.register_routes(app)
     pages.register_routes(app)
+    webhook_api.register_routes(app)
+    authoring.register_routes(app, SERVICE, config.dir)
     openapi.register_routes(app, "node")
+    add_health_route(app)
     app.router.add_get("/api/v1/log/checkpoint", get_log_checkpoint)
+    statuspage.register(app, status_document)
+    metrics.register(app, status_document)
     return app

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import getpass
 import hashlib
 import json
-import logging
 import os
 import secrets
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,10 +24,12 @@ from aiohttp import web
 from federation.cli import UsageError
 from federation.keys import SigningKey
 from federation.registry import parse_registry
+from node import webhook_cli
 from node.config import CONFIG_FILE, REGISTRY_FILE, TOKEN_FILE, load_config
 from node.errors import ConfigError
 from node.keys import MAX_EFFECTIVE_IN, OwnKeys
 from node.store import NodeStore
+from node.webhooks import load_or_create_key, public_key_text
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -73,20 +77,26 @@ def cmd_init(args: argparse.Namespace) -> int:
         await store.close()
 
     asyncio.run(migrate())
+    webhook_key = load_or_create_key(config.webhook_key_path)
     print(f"node {member} initialised in {node_dir}\nkid {key.kid}\n"
+          f"webhook signing key {public_key_text(webhook_key)} ({config.webhook_key_path.name})\n"
           f"operator token in {node_dir / TOKEN_FILE} (mode 0600)\n"
           f"start it with: ipdn node serve --dir {node_dir}")
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from federation.logs import configure as configure_logging
     from node.app import create_app  # aiohttp's server parts only when serving
 
     config = load_config(args.dir, host=args.host, port=args.port)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()  # one JSON object per line, with request ids (federation/logs.py)
     # run_app turns SIGINT/SIGTERM into a clean shutdown: the cleanup context cancels and awaits the
-    # sync loops and closes the store.
-    web.run_app(create_app(config), host=config.host, port=config.port, print=None)
+    # sync loops and closes the store. Requests are logged by federation/logs.py, not aiohttp's access log.
+    served = config.ssl_context()
+    config.hub_ssl_context()  # a bad hub_ca or client certificate fails here, on one line, not in the sync loop
+    web.run_app(create_app(config), host=config.host, port=config.port, print=None, access_log=None,
+                ssl_context=served)
     return 0
 
 
@@ -96,7 +106,8 @@ def _operator_url(node_dir: Path, url: str | None) -> str:
         return url.rstrip("/")
     config = load_config(node_dir)
     host = "127.0.0.1" if config.host in ("", "0.0.0.0") else "::1" if config.host == "::" else config.host  # noqa: S104
-    return f"http://[{host}]:{config.port}" if ":" in host else f"http://{host}:{config.port}"
+    scheme = "https" if config.tls_cert else "http"
+    return f"{scheme}://[{host}]:{config.port}" if ":" in host else f"{scheme}://{host}:{config.port}"
 
 
 def cmd_rotate_key(args: argparse.Namespace) -> int:
@@ -111,7 +122,9 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
                                  method="POST", headers={"Content-Type": "application/json",
                                                          "Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(req, timeout=120) as r:  # noqa: S310 (the operator's own node)
+        # The node's own TLS is checked like the hub's (hub_ca, client certificate when mutual TLS is on).
+        context = load_config(args.dir).hub_ssl_context() if url.startswith("https:") else None
+        with urllib.request.urlopen(req, timeout=120, context=context) as r:  # noqa: S310 (the operator's own node)
             doc = json.loads(r.read())
     except urllib.error.HTTPError as e:
         try:
@@ -186,6 +199,125 @@ def cmd_partner_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- staff accounts, import and export (the authoring pages' data; works on the node's database directly) --
+
+
+@contextlib.asynccontextmanager
+async def _staff(node_dir: Path) -> AsyncIterator[Any]:
+    """The node's staff service over its database, without serving (keys and registry as the node has them)."""
+    from federation.registry import load_registry
+    from federation.webui import Catalog
+    from node.authoring import CATALOG
+    from node.service import NodeService
+    from node.staff import StaffService
+
+    config = load_config(node_dir)
+    store = await NodeStore.open(config.db_url, config.member)
+    try:
+        keys = OwnKeys.load(config.member, config.key_path, config.dir)
+        service = NodeService(store=store, keys=keys, member=config.member,
+                              registry=load_registry(config.registry_path), registry_path=config.registry_path)
+        yield StaffService(service, Catalog(CATALOG))
+    finally:
+        await store.close()
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass(f"password for {args.username}: ")
+    if getpass.getpass("again: ") != first:
+        raise UsageError("the two passwords differ")
+    return first
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    password = _read_password(args)
+
+    async def run() -> None:
+        async with _staff(args.dir) as staff:
+            await staff.add_user(args.username, password, args.name or "")
+
+    asyncio.run(run())
+    print(f"user {args.username} added; they sign in at /author/ on this node")
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    async def run() -> list[Any]:
+        async with _staff(args.dir) as staff:
+            return list(await staff.users())
+
+    for u in asyncio.run(run()):
+        when = u.created_at.strftime("%Y-%m-%d") if u.created_at else ""
+        print(f"{u.username}\t{'disabled' if u.disabled else 'enabled'}\t{when}\t{u.name}")
+    return 0
+
+
+def cmd_user_disable(args: argparse.Namespace) -> int:
+    async def run() -> None:
+        async with _staff(args.dir) as staff:
+            await staff.set_disabled(args.username, not args.enable)
+
+    asyncio.run(run())
+    print(f"user {args.username} {'enabled' if args.enable else 'disabled (their sessions end now)'}")
+    return 0
+
+
+def _progress(phase: str, done: int, total: int) -> None:
+    """Progress on stderr: about every 5 % of the rows, and at the end of each phase."""
+    if done == total or done % max(1, total // 20) == 0:
+        print(f"{phase} {done}/{total} rows", file=sys.stderr, flush=True)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from node import bulk
+    from node.staff import ALL_OR_NOTHING, DRY_RUN, VALID_ONLY
+
+    try:
+        data = args.file.read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read {args.file}: {e.strerror}") from e
+    mode = DRY_RUN if args.dry_run else VALID_ONLY if args.valid_only else ALL_OR_NOTHING
+    fmt = args.format or bulk.detect_format(args.file.name, data)
+
+    async def run() -> Any:
+        async with _staff(args.dir) as staff:
+            try:
+                rows = staff.read(data, fmt)
+            except bulk.FileFormatError as e:
+                raise UsageError(f"{args.file}: {e}") from e
+            return await staff.run_import(rows, mode, args.by, _progress)
+
+    report = asyncio.run(run())
+    for p in report.rows:
+        where = f" {p.record_id}" + (f" v{p.version}" if p.version else "") if p.record_id else ""
+        print(f"row {p.row.number}\t{p.row.source_id}\t{p.action}{where}")
+        for err in p.errors:
+            print(f"row {p.row.number}\tcolumn {err.column or '-'}\t{err.message}")
+    counts = ", ".join(f"{report.count(a)} {a}" for a in ("create", "update", "created", "updated", "unchanged",
+                                                           "invalid", "skipped", "failed") if report.count(a))
+    print(f"{'dry run: ' if mode == DRY_RUN else ''}{counts or 'no rows'}")
+    if mode == ALL_OR_NOTHING and report.invalid:
+        print("nothing was published: the file has rows with errors (fix them, or --valid-only)", file=sys.stderr)
+        return 1
+    return 1 if report.invalid and mode == DRY_RUN else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from node import bulk
+
+    async def run() -> str:
+        async with _staff(args.dir) as staff:
+            items = await staff.export()
+            return bulk.write_csv(items, staff.column_order) if args.format == "csv" else bulk.write_jsonl(items)
+
+    text = asyncio.run(run())
+    args.out.write_text(text, encoding="utf-8", newline="")
+    print(f"exported to {args.out}")
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add the ``node`` command group to the ``ipdn`` sub-command parsers."""
     node = sub.add_parser("node", help="run a member's node (authoring, outbox, sync with the hub)",
@@ -206,11 +338,22 @@ def register(sub: Any) -> None:
     i.set_defaults(func=cmd_init)
 
     s = nsub.add_parser("serve", help="run the node's HTTP API and its sync with the hub",
-                        epilog="example: ipdn node serve --dir qa --port 8441")
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="example: ipdn node serve --dir qa --port 8441\n"
+                               "with a hub whose certificate a private CA issued, and mutual TLS:\n"
+                               "  IPDN_NODE_HUB_CA=/etc/ipdn/hub-ca.pem IPDN_NODE_HUB_CLIENT_CERT=qa-client.pem "
+                               "ipdn node serve --dir qa\n"
+                               "Settings: node.toml, then IPDN_NODE_<KEY>, then these flags (docs/operating-node.md).")
     s.add_argument("--dir", required=True, type=Path, help="a directory made by `ipdn node init`")
     s.add_argument("--host", help="address to listen on (default from node.toml, 127.0.0.1)")
     s.add_argument("--port", type=int, help="port to listen on (default from node.toml, 8441)")
     s.set_defaults(func=cmd_serve)
+
+    from federation import backup, backupcli
+    from node.store import MIGRATIONS, VERSION_TABLE
+
+    backupcli.register(nsub, backup.Role("node", CONFIG_FILE, "node.db", VERSION_TABLE, MIGRATIONS),
+                       lambda d: load_config(d).db_url)
 
     r = nsub.add_parser("rotate-key", help="replace the running node's key: a new key takes over after a delay",
                         epilog="example: ipdn node rotate-key --dir qa --effective-in 3600")
@@ -242,3 +385,41 @@ def register(sub: Any) -> None:
     pr.add_argument("name", help="the partner's name")
     pr.add_argument("--key-id", help="only this key (the id `partner list` shows)")
     pr.set_defaults(func=cmd_partner_revoke)
+
+    webhook_cli.register(nsub)
+    u = nsub.add_parser("user", help="staff accounts of the authoring pages (/author/)",
+                        epilog="example: ipdn node user add --dir qa amal --name 'Amal Al-Kuwari'")
+    usub = u.add_subparsers(dest="user_command", required=True, metavar="COMMAND")
+    ua = usub.add_parser("add", help="add an account (asks for the password twice)")
+    ua.add_argument("--dir", required=True, type=Path, help="the node's directory")
+    ua.add_argument("username", help="2-64 lower-case letters, digits, dots, hyphens, underscores")
+    ua.add_argument("--name", help="the person's name as shown on the pages")
+    ua.add_argument("--password-stdin", action="store_true", help="read the password from one line of stdin")
+    ua.set_defaults(func=cmd_user_add)
+    ul = usub.add_parser("list", help="list the accounts")
+    ul.add_argument("--dir", required=True, type=Path, help="the node's directory")
+    ul.set_defaults(func=cmd_user_list)
+    ud = usub.add_parser("disable", help="disable an account (its sessions end at once)")
+    ud.add_argument("--dir", required=True, type=Path, help="the node's directory")
+    ud.add_argument("username")
+    ud.add_argument("--enable", action="store_true", help="enable it again instead")
+    ud.set_defaults(func=cmd_user_disable)
+
+    im = nsub.add_parser("import", help="publish own records from a CSV or JSON Lines file (idempotent by source_id)",
+                         epilog="example: ipdn node import --dir qa events.csv --dry-run "
+                                "(columns: docs/operating-node.md)")
+    im.add_argument("--dir", required=True, type=Path, help="the node's directory")
+    im.add_argument("file", type=Path, help="a .csv or .jsonl file")
+    im.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file name")
+    mode = im.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="report what would happen, per row; publish nothing")
+    mode.add_argument("--valid-only", action="store_true", help="publish the valid rows even if others have errors")
+    im.add_argument("--by", default="operator", help="the name the history shows for these versions")
+    im.set_defaults(func=cmd_import)
+
+    ex = nsub.add_parser("export", help="write the member's own records as CSV or JSON Lines (re-importable)",
+                         epilog="example: ipdn node export --dir qa --format csv --out records.csv")
+    ex.add_argument("--dir", required=True, type=Path, help="the node's directory")
+    ex.add_argument("--format", required=True, choices=["csv", "jsonl"])
+    ex.add_argument("--out", required=True, type=Path, help="the file to write")
+    ex.set_defaults(func=cmd_export)

@@ -8,18 +8,21 @@ relative to the node directory. The operator token itself lives only in ``operat
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from federation import db
+from federation import db, tls
 from federation.errors import ConfigError
 from federation.settings import load_settings
+from node.webhooks import parse_schedule
 
 CONFIG_FILE = "node.toml"
 TOKEN_FILE = "operator.token"  # noqa: S105  (a file name, not a secret)
 REGISTRY_FILE = "registry.json"
+WEBHOOK_KEY_FILE = "webhook.key.pem"
 ENV_PREFIX = "IPDN_NODE_"
 
 
@@ -55,6 +58,7 @@ class NodeConfig:
     connect_timeout: float = 10.0
     request_timeout: float = 30.0  # per request, on top of the long-poll wait
     max_response_bytes: int = 256 * 1024 * 1024  # a full log page of envelopes at their size limit
+    outbox_poll: float = 5.0  # seconds between outbox checks for envelopes another process wrote (node import)
 
     # -- witnessing: other nodes whose accepted checkpoint this node compares with its own -----------------
     peers: str = ""  # comma-separated base URLs, e.g. "https://ipdn.kr.example, https://ipdn.tr.example"
@@ -65,14 +69,74 @@ class NodeConfig:
     # -- own keys ------------------------------------------------------------------------------------------
     key_warn_days: float = 30.0  # status alarm key-expiring when the current key ends sooner, with no successor
 
+    # -- webhooks to partners (node/delivery.py, docs/PROTOCOL.md §13) ---------------------------------------
+    # Seconds before each attempt of a delivery: the first at once, then backing off over a day; after the
+    # last attempt fails, the delivery has failed. Each wait is scaled by a random factor in [1 - jitter, 1].
+    webhook_schedule: str = "0,5,300,1800,7200,18000,36000,36000"
+    webhook_jitter: float = 0.5  # 1 is full jitter (a 10-hour step may then shrink to seconds)
+    webhook_timeout: float = 15.0  # seconds per attempt, connecting and answering (the spec suggests 15-30)
+    webhook_concurrency: int = 8  # subscriptions served at once (one request in flight per subscription)
+    webhook_disable_after_days: float = 5.0  # a subscription failing this long without a success is disabled
+    webhook_poll_interval: float = 2.0  # seconds between looks at the queue when nothing woke the worker
+    webhook_retention_days: float = 30.0  # delivered and failed deliveries are kept this long, then pruned
+    webhook_max_subscriptions: int = 20  # per partner, through the partner API
+    webhook_allow_loopback: bool = False  # let subscriptions target loopback (http allowed there): tests only
+    # -- TLS (paths relative to the node directory; empty: off) ------------------------------------------
+    tls_cert: str = ""  # serve HTTPS with this PEM certificate chain ...
+    tls_key: str = ""  # ... and this key (default: in tls_cert)
+    tls_client_ca: str = ""  # check client certificates against this CA bundle (mutual TLS)
+    tls_require_client_cert: bool = False  # refuse the handshake without one
+    hub_ca: str = ""  # CA bundle that verifies the hub (and peers) in place of the system's trust store
+    hub_client_cert: str = ""  # client certificate presented to the hub when it requires mutual TLS ...
+    hub_client_key: str = ""  # ... and its key (default: in hub_client_cert)
+
     def __post_init__(self) -> None:
         if not self.db_url:
             object.__setattr__(self, "db_url", db.sqlite_url(self.dir / "node.db"))
         for url in self.peer_urls:
             if not url.startswith(("https://", "http://")):
                 raise ConfigError(f"peers: {url!r} is not an http(s) base URL")
+        try:
+            parse_schedule(self.webhook_schedule)
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+        if not 0 <= self.webhook_jitter <= 1 or self.webhook_concurrency < 1 or self.webhook_timeout <= 0:
+            raise ConfigError("webhook_jitter is 0 to 1, webhook_concurrency at least 1, webhook_timeout positive")
         if self.partner_rate_per_minute < 1 or self.anonymous_rate_per_minute < 1:
             raise ConfigError("partner_rate_per_minute and anonymous_rate_per_minute are at least 1")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The node's server TLS context, or None to serve plain HTTP.
+
+        Raises:
+            ConfigError: see :func:`federation.tls.server_context`.
+        """
+        cert = tls.resolve(self.dir, self.tls_cert)
+        if cert is None:
+            return None
+        return tls.server_context(cert, tls.resolve(self.dir, self.tls_key) or cert,
+                                  client_ca=tls.resolve(self.dir, self.tls_client_ca),
+                                  require_client_cert=self.tls_require_client_cert)
+
+    def hub_ssl_context(self) -> ssl.SSLContext:
+        """The client TLS context for the hub and peers: ``hub_ca`` (else the system's store), and the
+        client certificate when configured.
+
+        Raises:
+            ConfigError: see :func:`federation.tls.client_context`.
+        """
+        cert = tls.resolve(self.dir, self.hub_client_cert)
+        return tls.client_context(ca=tls.resolve(self.dir, self.hub_ca), cert=cert,
+                                  key=tls.resolve(self.dir, self.hub_client_key) or cert)
+
+    @property
+    def webhook_retry_schedule(self) -> tuple[float, ...]:
+        return parse_schedule(self.webhook_schedule)
+
+    @property
+    def webhook_key_path(self) -> Path:
+        """The node's webhook signing key (not the member's key: it signs deliveries, not records)."""
+        return self.dir / WEBHOOK_KEY_FILE
 
     @property
     def peer_urls(self) -> tuple[str, ...]:

@@ -61,6 +61,22 @@ class RotationError(IpdnError):
     reason = "rotation-refused"
 
 
+class AccountError(InputError):
+    """A staff account cannot be added or changed as asked (a bad or taken name, a short password)."""
+
+    reason = "bad-account"
+
+
+class DraftNotFoundError(IpdnError):
+    reason = "draft-not-found"
+
+
+class EditConflictError(IpdnError):
+    """A draft edits a version of a record that is no longer the current one."""
+
+    reason = "edit-conflict"
+
+
 __all__ = ["ConfigError"]  # the node's configuration errors are the shared kind (federation.settings)
 
 

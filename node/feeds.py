@@ -54,6 +54,7 @@ from icalendar import Calendar, Event, vCalAddress, vRecur
 from lxml import etree
 
 from federation.envelope import parse_time
+from federation.webui import pick  # one language-map chooser for every page and feed
 from node.config import NodeConfig
 from node.errors import BadQueryError
 from node.service import NodeService
@@ -219,34 +220,6 @@ async def recent_records(service: NodeService, config: NodeConfig, q: FeedQuery)
 
 
 # -- shared helpers --------------------------------------------------------------------------------------
-
-
-def pick(texts: Mapping[str, str] | None, lang: str | None) -> tuple[str, str] | None:
-    """(language tag, text) from a language map: ``lang``, then English, then the map's first entry.
-
-    Tags compare case-insensitively; a tag also matches its primary language (``zh`` finds ``zh-Hant``,
-    ``pt-BR`` finds ``pt``), the bare primary tag first.
-    """
-    if not texts:
-        return None
-    for want in ([lang] if lang else []) + ["en"]:
-        ranked = [(rank, i, tag) for i, tag in enumerate(texts) if (rank := _match(tag, want)) is not None]
-        if ranked:
-            tag = min(ranked)[2]
-            return tag, texts[tag]
-    tag = next(iter(texts))
-    return tag, texts[tag]
-
-
-def _match(tag: str, want: str) -> int | None:
-    """How well ``tag`` serves a reader of ``want``: 0 the same tag, 1 its primary language, 2 a sibling."""
-    t, w = tag.lower(), want.lower()
-    primary = w.split("-")[0]
-    if t == w:
-        return 0
-    if t == primary:
-        return 1
-    return 2 if t.split("-")[0] == primary else None
 
 
 def _text(texts: Any, lang: str | None) -> str | None:

@@ -33,9 +33,9 @@ import jinja2
 from aiohttp import web
 from markupsafe import Markup
 
-from federation.webui import direction
+from federation.webui import direction, pick
 from node.errors import RecordNotFoundError
-from node.feeds import pick, record_url
+from node.feeds import record_url
 from node.service import NodeService
 from node.store import StoredRecord
 

@@ -56,7 +56,7 @@ from node.errors import (
     RecordNotFoundError,
 )
 from node.keys import OwnKeys
-from node.store import Changes, Counts, EvidenceRow, LogView, NodeStore, QuarantineRow, StoredRecord
+from node.store import Authorship, Changes, Counts, EvidenceRow, LogView, NodeStore, QuarantineRow, StoredRecord
 
 log = logging.getLogger("ipdn.node")
 
@@ -131,8 +131,8 @@ class NodeService:
 
     # -- authoring ------------------------------------------------------------------------------------
 
-    async def create(self, kind: str, body: Any) -> Envelope:
-        """Publish a new record of ``kind``.
+    async def create(self, kind: str, body: Any, by: Authorship | None = None) -> Envelope:
+        """Publish a new record of ``kind`` (``by``: who, through the authoring pages or an import).
 
         Raises:
             UnknownSchemaError: no schema for ``kind``.
@@ -142,9 +142,9 @@ class NodeService:
             raise UnknownSchemaError(f"no record kind {kind!r} (known: {', '.join(sorted(self.schemas.latest))})")
         self._validate(kind, body)
         async with self._write:
-            return await self._publish(f"{self.member}:{uuid.uuid4().hex}", kind, 1, body)
+            return await self._publish(f"{self.member}:{uuid.uuid4().hex}", kind, 1, body, by)
 
-    async def update(self, record_id: str, body: Any) -> Envelope:
+    async def update(self, record_id: str, body: Any, by: Authorship | None = None) -> Envelope:
         """Publish a new version of an own record (an update of a tombstone restores the record).
 
         Raises:
@@ -153,9 +153,9 @@ class NodeService:
         async with self._write:
             current = await self._own(record_id)
             self._validate(current.kind, body)
-            return await self._publish(record_id, current.kind, current.version + 1, body)
+            return await self._publish(record_id, current.kind, current.version + 1, body, by)
 
-    async def cancel(self, record_id: str, reason: str | None = None) -> Envelope:
+    async def cancel(self, record_id: str, reason: str | None = None, by: Authorship | None = None) -> Envelope:
         """Cancel an own record: a new version with status ``cancelled`` (not a deletion).
 
         Raises:
@@ -174,9 +174,9 @@ class NodeService:
             elif reason:
                 log.info("cancelled %s (%s has no field for the reason): %s", record_id, current.kind, reason)
             self._validate(current.kind, body)
-            return await self._publish(record_id, current.kind, current.version + 1, body)
+            return await self._publish(record_id, current.kind, current.version + 1, body, by)
 
-    async def delete(self, record_id: str) -> Envelope:
+    async def delete(self, record_id: str, by: Authorship | None = None) -> Envelope:
         """Delete an own record: a signed tombstone, kept forever (deleting twice returns the same one).
 
         Raises:
@@ -186,7 +186,7 @@ class NodeService:
             current = await self._own(record_id)
             if current.op == "delete":
                 return Envelope.from_bytes(current.envelope)
-            return await self._publish(record_id, current.kind, current.version + 1, None)
+            return await self._publish(record_id, current.kind, current.version + 1, None, by)
 
     def _validate(self, kind: str, body: Any) -> None:
         issues = self.schemas.validate(kind, body)
@@ -203,7 +203,8 @@ class NodeService:
             raise RecordNotFoundError(f"no record {record_id}")
         return current
 
-    async def _publish(self, record_id: str, kind: str, version: int, body: dict[str, Any] | None) -> Envelope:
+    async def _publish(self, record_id: str, kind: str, version: int, body: dict[str, Any] | None,
+                       by: Authorship | None = None) -> Envelope:
         """Sign the next envelope of the own chain and keep it; the caller holds the write lock."""
         head = (await self.store.heads([self.member])).get(self.member)
         now = self.clock()
@@ -217,7 +218,7 @@ class NodeService:
         limit = self.registry.registry.policies.max_envelope_bytes
         if len(env.to_bytes()) > limit:  # the hub and every member would refuse it
             raise InputError(f"the signed envelope would exceed {limit} bytes", reason="too-large")
-        await self.store.author(env, now)
+        await self.store.author(env, now, by)
         self.outbox_changed.set()
         return env
 
@@ -352,6 +353,7 @@ class NodeService:
         if current is None or p.version > current[0]:
             versions[p.record_id] = (p.version, env.hash)
             changes.records[p.record_id] = env
+            changes.events.append(env)  # each version that becomes current is an event (webhooks)
         elif p.version == current[0] and env.hash != current[1]:
             # Two envelopes for one record version: evidence of misbehaviour, kept and not applied (§3.4).
             self._quarantine(changes, report, QuarantineRow(

@@ -6,6 +6,9 @@ pull cursor with the node's Merkle frontier over every entry pulled, the last ch
 the quarantine of envelopes refused or kept as evidence, and the evidence of log misbehaviour. Decisions (which version
 wins, what is a fork) are the service's; this module writes what it is told, each call in one
 transaction.
+
+Webhooks (node/webhook_store.py, ``NodeStore.webhooks``) follow the outbox pattern: the transaction that
+makes a record version current also queues its event for every subscription that wants it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,6 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from federation import db, merkle
 from federation.envelope import Envelope
 from federation.verify import ChainHead
+from node import webhook_store, webhooks
+from node.webhook_store import WebhookStore
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "node_alembic_version"
@@ -84,6 +90,31 @@ partner_keys = sa.Table(
     sa.Column("revoked_at", sa.DateTime(timezone=True)), sa.Column("last_used_at", sa.DateTime(timezone=True)),
 )
 
+# Authoring pages (0006): staff accounts, unsigned drafts, who published each own version, import source ids.
+staff_users = sa.Table(
+    "staff_users", meta,
+    sa.Column("username", sa.String(64), primary_key=True), sa.Column("name", sa.Text),
+    sa.Column("password_hash", sa.Text), sa.Column("disabled", sa.Boolean),
+    sa.Column("created_at", sa.DateTime(timezone=True)),
+)
+drafts = sa.Table(
+    "drafts", meta,
+    sa.Column("id", sa.String(32), primary_key=True), sa.Column("kind", sa.String(64)),
+    sa.Column("record_id", sa.String(80)), sa.Column("base_version", sa.BigInteger), sa.Column("body", sa.Text),
+    sa.Column("langs", sa.Text), sa.Column("created_by", sa.String(64)), sa.Column("updated_by", sa.String(64)),
+    sa.Column("created_at", sa.DateTime(timezone=True)), sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+record_authors = sa.Table(
+    "record_authors", meta,
+    sa.Column("record_id", sa.String(80), primary_key=True), sa.Column("version", sa.BigInteger, primary_key=True),
+    sa.Column("username", sa.String(64)), sa.Column("via", sa.String(16)), sa.Column("at", sa.DateTime(timezone=True)),
+    sa.Column("note", sa.Text),
+)
+import_sources = sa.Table(
+    "import_sources", meta,
+    sa.Column("source_id", sa.String(200), primary_key=True), sa.Column("record_id", sa.String(80)),
+)
+
 PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
 
 
@@ -115,6 +146,12 @@ class StoredRecord:
         return cls(r.record_id, r.origin, r.kind, r.version, r.op, r.status, r.title,
                    json.loads(r.body) if r.body is not None else None, r.hash, r.seq, r.issued_at,
                    _utc(r.updated_at), r.envelope)
+
+    def item(self) -> dict[str, Any]:
+        """The record as partners get it (the record API, webhook events): its facts, body and envelope."""
+        return {"record_id": self.record_id, "origin": self.origin, "kind": self.kind, "version": self.version,
+                "op": self.op, "status": self.status, "seq": self.seq, "hash": self.hash,
+                "issued_at": self.issued_at, "body": self.body, "envelope": json.loads(self.envelope)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +186,7 @@ class Changes:
     own_positions: list[tuple[int, int]] = field(default_factory=list)  # own (seq, position) seen in the log
     quarantine: list[QuarantineRow] = field(default_factory=list)
     frontier: merkle.Frontier | None = None  # the Merkle frontier over every entry up to the cursor
+    events: list[Envelope] = field(default_factory=list)  # each envelope that became current, in order (webhooks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +226,53 @@ class PartnerKeyRow:
     def from_row(cls, r: Any) -> PartnerKeyRow:
         return cls(r.key_id, r.name, r.key_hash, frozenset(r.scopes.split()), r.rate_per_minute, _utc(r.created_at),
                    r.revoked_at and _utc(r.revoked_at), r.last_used_at and _utc(r.last_used_at))
+
+
+@dataclass(frozen=True, slots=True)
+class Authorship:
+    """Who published an own version through the authoring pages or an import, and the import's source id."""
+
+    username: str
+    via: str  # "form" or "import"
+    source_id: str | None = None
+    note: str | None = None  # a cancellation's reason, kept here when the schema has no field for it
+
+
+@dataclass(frozen=True, slots=True)
+class StaffUser:
+    username: str
+    name: str
+    password_hash: str = field(repr=False)
+    disabled: bool = False
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A record body being written: unsigned, kept only here. ``body`` may be incomplete or invalid."""
+
+    id: str
+    kind: str
+    body: dict[str, Any]
+    langs: tuple[str, ...]
+    created_by: str
+    updated_by: str
+    created_at: datetime
+    updated_at: datetime
+    record_id: str | None = None  # set when the draft edits a published record ...
+    base_version: int | None = None  # ... starting from this version of it
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRow:
+    """One version of a record as held: its envelope, and who published it here (own versions only)."""
+
+    version: int
+    seq: int
+    envelope: bytes
+    username: str | None
+    via: str | None
+    note: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +363,7 @@ class NodeStore:
     def __init__(self, engine: AsyncEngine, member: str) -> None:
         self.engine = engine
         self.member = member  # the node's own origin: its outbox holds only these envelopes
+        self.webhooks = WebhookStore(engine)
 
     @classmethod
     async def open(cls, url: str, member: str) -> NodeStore:
@@ -321,6 +407,16 @@ class NodeStore:
             records.c.record_id.in_(set(record_ids)))
         async with self.engine.connect() as conn:
             return {r.record_id: (r.version, r.hash) for r in await conn.execute(q)}
+
+    async def get_records(self, record_ids: Sequence[str]) -> dict[str, StoredRecord]:
+        """The current version of each record asked for that is held."""
+        out: dict[str, StoredRecord] = {}
+        ids = sorted(set(record_ids))
+        async with self.engine.connect() as conn:
+            for i in range(0, len(ids), 500):
+                q = sa.select(records).where(records.c.record_id.in_(ids[i:i + 500]))
+                out.update({r.record_id: StoredRecord.from_row(r) for r in await conn.execute(q)})
+        return out
 
     async def get_record(self, record_id: str) -> StoredRecord | None:
         async with self.engine.connect() as conn:
@@ -391,13 +487,27 @@ class NodeStore:
 
     # -- writes --------------------------------------------------------------------------------------
 
-    async def author(self, env: Envelope, now: datetime) -> None:
-        """Keep an envelope this node signed: the envelope, the record's new version, an outbox entry."""
+    async def author(self, env: Envelope, now: datetime, by: Authorship | None = None) -> None:
+        """Keep an envelope this node signed: the envelope, the record's new version, an outbox entry, and
+        (``by``) who published it and the import source id it answers to, all in one transaction."""
         now = _utc(now)
         async with self.engine.begin() as conn:
             await conn.execute(envelopes.insert().values(_envelope_values(env, now, None)))
+            queued = await self._queue_webhooks(conn, [env], now)
             await self._put_record(conn, env, now)
             await conn.execute(outbox.insert().values(seq=env.payload.seq, state=PENDING, attempts=0))
+            if by is not None:
+                p = env.payload
+                await conn.execute(record_authors.insert().values(
+                    record_id=p.record_id, version=p.version, username=by.username, via=by.via, at=now, note=by.note))
+                if by.source_id is not None:
+                    done = await conn.execute(import_sources.update().where(
+                        import_sources.c.source_id == by.source_id).values(record_id=p.record_id))
+                    if done.rowcount == 0:
+                        await conn.execute(import_sources.insert().values(source_id=by.source_id,
+                                                                          record_id=p.record_id))
+        if queued:
+            self.webhooks.queued.set()
 
     async def apply(self, changes: Changes, now: datetime) -> None:
         """Write one applied page of the log and move the cursor, all or nothing."""
@@ -405,6 +515,7 @@ class NodeStore:
         async with self.engine.begin() as conn:
             if changes.envelopes:
                 await conn.execute(envelopes.insert(), [_envelope_values(e, now, pos) for e, pos in changes.envelopes])
+            queued = await self._queue_webhooks(conn, changes.events, now)
             for env in changes.records.values():
                 await self._put_record(conn, env, now)
             await self._accept_own(conn, changes.own_positions)
@@ -415,6 +526,35 @@ class NodeStore:
             await self._set_state(conn, CURSOR_KEY, str(changes.cursor))
             if changes.frontier is not None:
                 await self._set_state(conn, FRONTIER_KEY, _frontier_json(changes.frontier))
+        if queued:
+            self.webhooks.queued.set()
+
+    @staticmethod
+    async def _queue_webhooks(conn: AsyncConnection, events: Sequence[Envelope], now: datetime) -> int:
+        """Queue the event of each envelope becoming current, in order, for the subscriptions that want it
+        (before the records are written: each is compared with the version it replaces). How many."""
+        if not events:
+            return 0
+        subs = await webhook_store.active_subscriptions(conn)
+        if not subs:
+            return 0
+        cols = [records.c[c] for c in ("record_id", "kind", "origin", "op", "status", "countries", "tags", "langs")]
+        ids = list({e.payload.record_id for e in events})
+        rows = await conn.execute(sa.select(*cols).where(records.c.record_id.in_(ids)))
+        held: dict[str, dict[str, Any]] = {r.record_id: dict(r._mapping) for r in rows}
+        queued = 0
+        for env in events:
+            values = _record_values(env, now)
+            old = held.get(env.payload.record_id)
+            type_ = webhooks.event_type(values["op"], values["status"], old)
+            wanted = [s for s in subs if s.filters.wants(type_, values, old)]
+            held[env.payload.record_id] = values
+            if wanted:
+                item = StoredRecord.from_row(SimpleNamespace(**values)).item()
+                queued += await webhook_store.add_event(
+                    conn, type_, record_id=env.payload.record_id, origin=env.payload.origin,
+                    version=env.payload.version, body=webhooks.event_body(type_, now, item), subs=wanted, now=now)
+        return queued
 
     async def _accept_own(self, conn: AsyncConnection, positions: Sequence[tuple[int, int]]) -> None:
         """The hub holds these own envelopes at these log positions: durably accepted."""
@@ -518,6 +658,97 @@ class NodeStore:
             done = await conn.execute(outbox.update().where(outbox.c.state == REJECTED).values(state=PENDING))
         return int(done.rowcount)
 
+    # -- authoring pages: staff, drafts, history, import source ids -----------------------------------
+
+    async def add_user(self, user: StaffUser, now: datetime) -> bool:
+        """Add an account; False if the username is taken."""
+        async with self.engine.begin() as conn:
+            if (await conn.execute(sa.select(staff_users.c.username).where(
+                    staff_users.c.username == user.username))).first() is not None:
+                return False
+            await conn.execute(staff_users.insert().values(
+                username=user.username, name=user.name, password_hash=user.password_hash, disabled=user.disabled,
+                created_at=_utc(now)))
+        return True
+
+    async def user(self, username: str) -> StaffUser | None:
+        async with self.engine.connect() as conn:
+            r = (await conn.execute(sa.select(staff_users).where(staff_users.c.username == username))).first()
+        return StaffUser(r.username, r.name, r.password_hash, bool(r.disabled), _utc(r.created_at)) if r else None
+
+    async def users(self) -> list[StaffUser]:
+        async with self.engine.connect() as conn:
+            return [StaffUser(r.username, r.name, r.password_hash, bool(r.disabled), _utc(r.created_at))
+                    for r in await conn.execute(sa.select(staff_users).order_by(staff_users.c.username))]
+
+    async def set_user_disabled(self, username: str, disabled: bool) -> bool:
+        """False if there is no such account."""
+        async with self.engine.begin() as conn:
+            done = await conn.execute(staff_users.update().where(staff_users.c.username == username)
+                                      .values(disabled=disabled))
+        return bool(done.rowcount)
+
+    @staticmethod
+    def _draft(r: Any) -> Draft:
+        return Draft(r.id, r.kind, json.loads(r.body), tuple(json.loads(r.langs)), r.created_by, r.updated_by,
+                     _utc(r.created_at), _utc(r.updated_at), r.record_id, r.base_version)
+
+    async def save_draft(self, d: Draft) -> None:
+        values = {"id": d.id, "kind": d.kind, "record_id": d.record_id, "base_version": d.base_version,
+                  "body": json.dumps(d.body, ensure_ascii=False), "langs": json.dumps(list(d.langs)),
+                  "created_by": d.created_by, "updated_by": d.updated_by, "created_at": _utc(d.created_at),
+                  "updated_at": _utc(d.updated_at)}
+        async with self.engine.begin() as conn:
+            done = await conn.execute(drafts.update().where(drafts.c.id == d.id).values(values))
+            if done.rowcount == 0:
+                await conn.execute(drafts.insert().values(values))
+
+    async def draft(self, draft_id: str) -> Draft | None:
+        async with self.engine.connect() as conn:
+            r = (await conn.execute(sa.select(drafts).where(drafts.c.id == draft_id))).first()
+        return self._draft(r) if r else None
+
+    async def draft_of(self, record_id: str) -> Draft | None:
+        """The draft editing a published record, if one is open."""
+        async with self.engine.connect() as conn:
+            r = (await conn.execute(sa.select(drafts).where(drafts.c.record_id == record_id))).first()
+        return self._draft(r) if r else None
+
+    async def drafts(self, limit: int = 500) -> list[Draft]:
+        async with self.engine.connect() as conn:
+            return [self._draft(r) for r in await conn.execute(
+                sa.select(drafts).order_by(drafts.c.updated_at.desc()).limit(limit))]
+
+    async def delete_draft(self, draft_id: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(drafts.delete().where(drafts.c.id == draft_id))
+
+    async def versions(self, record_id: str) -> list[VersionRow]:
+        """Every version of a record held, oldest first, with who published own versions here."""
+        q = (sa.select(envelopes.c.version, envelopes.c.seq, envelopes.c.envelope, record_authors.c.username,
+                       record_authors.c.via, record_authors.c.note)
+             .outerjoin(record_authors, sa.and_(record_authors.c.record_id == envelopes.c.record_id,
+                                                record_authors.c.version == envelopes.c.version))
+             .where(envelopes.c.record_id == record_id).order_by(envelopes.c.version, envelopes.c.seq))
+        async with self.engine.connect() as conn:
+            return [VersionRow(r.version, r.seq, bytes(r.envelope), r.username, r.via, r.note)
+                    for r in await conn.execute(q)]
+
+    async def source_records(self, source_ids: Sequence[str]) -> dict[str, str]:
+        """The record each imported source id created (absent: none yet)."""
+        out: dict[str, str] = {}
+        async with self.engine.connect() as conn:
+            for i in range(0, len(source_ids), 500):
+                q = sa.select(import_sources).where(import_sources.c.source_id.in_(list(source_ids[i:i + 500])))
+                out.update({r.source_id: r.record_id for r in await conn.execute(q)})
+        return out
+
+    async def record_sources(self) -> dict[str, str]:
+        """record id -> the source id it was imported under (the last one, if several)."""
+        async with self.engine.connect() as conn:
+            return {r.record_id: r.source_id for r in await conn.execute(
+                sa.select(import_sources).order_by(import_sources.c.source_id))}
+
     # -- status --------------------------------------------------------------------------------------
 
     async def counts(self) -> Counts:
@@ -560,12 +791,18 @@ class NodeStore:
             return [PartnerKeyRow.from_row(r) for r in await conn.execute(q)]
 
     async def revoke_partner_keys(self, name: str, now: datetime, key_id: str | None = None) -> int:
-        """Revoke the partner's live keys (or the one named): the number revoked."""
+        """Revoke the partner's live keys (or the one named): the number revoked. Once the partner holds no
+        live key, its webhook subscriptions are disabled too (``operator``): no more pushes either."""
         q = partner_keys.update().where(partner_keys.c.name == name, partner_keys.c.revoked_at.is_(None))
         if key_id is not None:
             q = q.where(partner_keys.c.key_id == key_id)
         async with self.engine.begin() as conn:
-            return int((await conn.execute(q.values(revoked_at=_utc(now)))).rowcount)
+            n = int((await conn.execute(q.values(revoked_at=_utc(now)))).rowcount)
+            live = (await conn.execute(sa.select(sa.func.count()).select_from(partner_keys).where(
+                partner_keys.c.name == name, partner_keys.c.revoked_at.is_(None)))).scalar_one()
+            if n and not live:
+                await webhook_store.disable_partner(conn, name, "every key of the partner was revoked", _utc(now))
+        return n
 
     async def touch_partner_key(self, key_id: str, now: datetime) -> None:
         async with self.engine.begin() as conn:

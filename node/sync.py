@@ -67,6 +67,7 @@ INCLUSION_PATH = "/api/v1/log/proof/inclusion"
 CONSISTENCY_PATH = "/api/v1/log/proof/consistency"
 COSIGNATURES_PATH = "/api/v1/log/cosignatures"
 GOVERNANCE_PATH = "/api/v1/governance"
+PULL_COMPONENTS = ("@method", "@target-uri")  # a pull has no body to digest; its query is in the target URI
 
 
 class Backoff:
@@ -97,6 +98,7 @@ class SyncState:
     log_size: int | None = None
     cosigned_size: int | None = None  # the checkpoint whose co-signature the hub holds from this node
     peers: dict[str, dict[str, Any]] = field(default_factory=dict)  # peer URL -> the last comparison
+    errors: dict[tuple[str, str], int] = field(default_factory=dict)  # (loop, reason) -> failures (metrics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,9 +221,20 @@ class HubClient:
             raise HubProtocolError("the governance answer is not a JSON object")
         return doc
 
+    def _identify(self, path: str) -> dict[str, str]:
+        """RFC 9421 headers saying which member pulls (``@method`` and ``@target-uri``, query included), so the
+        hub can show its last pull and lag (docs/adr/0006); none when no own key is valid now (an anonymous
+        pull, as any reader's)."""
+        key = self.service.keys.signing_key(self.service.registry.registry, self.service.clock())
+        if key is None:
+            return {}
+        return httpsig.sign_request("GET", self._url(path), {}, b"", private_key=key.key, keyid=key.kid,
+                                    created=int(time.time()), nonce=secrets.token_urlsafe(16),
+                                    components=PULL_COMPONENTS)
+
     async def log(self, after: int, limit: int, wait: int) -> LogPage:
-        params = {"after": str(after), "limit": str(limit), "wait": str(wait)}
-        doc = self._json(await self._request("GET", LOG_PATH, params=params, wait=wait))
+        path = f"{LOG_PATH}?after={after}&limit={limit}&wait={wait}"
+        doc = self._json(await self._request("GET", path, wait=wait, headers=self._identify(path)))
         try:
             entries = [(e["position"], e["envelope"]) for e in doc["entries"]]
             size = doc.get("size")
@@ -256,7 +269,8 @@ class SyncEngine:
     async def start(self, *, loops: bool = True) -> None:
         """Open the HTTP session and, unless ``loops`` is False (tests drive it by hand), the loops."""
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(
-            total=None, connect=self.config.connect_timeout))
+            total=None, connect=self.config.connect_timeout),
+            connector=aiohttp.TCPConnector(ssl=self.config.hub_ssl_context()))  # hub_ca, mutual TLS
         self.client = HubClient(self._session, self.config, self.service)
         self.service.refresh_registry = self.refresh_registry  # tried when no own key is valid
         if loops:
@@ -553,6 +567,10 @@ class SyncEngine:
         self.state.reachable = True
 
     def _failed(self, e: Exception) -> None:
+        task = asyncio.current_task()
+        loop = task.get_name().removeprefix("ipdn-node-_").removesuffix("_loop") if task else "?"
+        key = (loop, e.reason if isinstance(e, IpdnError) else "internal")
+        self.state.errors[key] = self.state.errors.get(key, 0) + 1
         if isinstance(e, IpdnError):
             log.warning("%s: %s", e.reason, e.message)
             if isinstance(e, HubError):
@@ -567,7 +585,12 @@ class SyncEngine:
         backoff = Backoff(self.config.backoff_base, self.config.backoff_cap, self.rng)
         changed = self.service.outbox_changed
         while True:
-            await changed.wait()
+            # Also look every outbox_poll seconds: `ipdn node import` writes the outbox from another process.
+            try:
+                await asyncio.wait_for(changed.wait(), self.config.outbox_poll)
+            except TimeoutError:
+                if not await self.store.outbox(PENDING, 1):
+                    continue
             changed.clear()  # authoring during the push sets it again, so nothing is missed
             try:
                 while await self.push_once():

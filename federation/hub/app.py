@@ -15,13 +15,16 @@ from aiohttp import web
 
 from federation import httpsig, merkle, openapi, strictjson
 from federation.checkpoint import parse_checkpoint
+from federation.hub import dashboard
 from federation.hub.config import HubConfig
 from federation.hub.governance import GovernanceService
+from federation.hub.monitor import HubMetrics, Monitor
 from federation.hub.service import HubService
 from federation.hub.store import HubStore
 from federation.keys import SigningKey
+from federation.logs import access_middleware, request_id_middleware
 from federation.registry import load_registry, parse_registry
-from federation.web import Problem, json_response, parse_json, problems_middleware, read_json
+from federation.web import Problem, add_health_route, json_response, parse_json, problems_middleware, read_json
 
 log = logging.getLogger("ipdn.hub")
 
@@ -29,11 +32,16 @@ CONFIG = web.AppKey("config", HubConfig)
 SERVICE = web.AppKey("service", HubService)
 GOVERNANCE = web.AppKey("governance", GovernanceService)
 REPLAYS = web.AppKey("replays", httpsig.ReplayCache)
+MONITOR = web.AppKey("monitor", Monitor)
+HUB_METRICS = web.AppKey("hub_metrics", HubMetrics)
+# What a node's signature over a pull covers: no body, so no Content-Digest (the query is in @target-uri).
+PULL_COMPONENTS = ("@method", "@target-uri")
 
 
-async def authenticate_push(request: web.Request, body: bytes) -> str:
-    """The member a push comes from, by its RFC 9421 signature (401 problem otherwise). A signature is
-    accepted once: remembered in this process and, where workers share the log, in the database."""
+async def authenticate_push(request: web.Request, body: bytes,
+                            required: tuple[str, ...] = httpsig.DEFAULT_COMPONENTS) -> str:
+    """The member a push (or a signed pull) comes from, by its RFC 9421 signature (401 problem otherwise). A
+    signature is accepted once: remembered in this process and, where workers share the log, in the database."""
     service = request.app[SERVICE]
     await service.fresh()
     reg = service.registry.registry
@@ -48,7 +56,7 @@ async def authenticate_push(request: web.Request, body: bytes) -> str:
     target = reg.hub_url.rstrip("/") + request.raw_path  # the public URI, never Host/X-Forwarded-*
     try:
         sig = httpsig.verify_request(request.method, target, request.headers, body, resolve_key=resolve, now=now,
-                                     max_skew=request.app[CONFIG].replay_window)
+                                     max_skew=request.app[CONFIG].replay_window, required=required)
         request.app[REPLAYS].check_and_remember(sig.keyid, sig.signature, sig.created, now)
     except httpsig.HttpSignatureError as e:
         raise Problem(401, e.reason, str(e)) from e
@@ -76,7 +84,9 @@ async def post_envelopes(request: web.Request) -> web.Response:
     max_batch = service.registry.registry.policies.max_batch
     if len(envelopes) > max_batch:
         raise Problem(413, "batch-too-large", f"{len(envelopes)} envelopes; at most {max_batch} per push")
+    started = time.perf_counter()
     outcomes = await service.ingest(member, envelopes)
+    request.app[HUB_METRICS].count_push(member, outcomes, time.perf_counter() - started)
     # The checkpoint now covers every accepted or duplicate envelope of this push (PROTOCOL.md §8.2).
     checkpoint = service.checkpoint.to_dict() if service.checkpoint else None
     return json_response({"results": [o.to_dict(i) for i, o in enumerate(outcomes)], "log_size": service.size,
@@ -102,15 +112,25 @@ async def get_log(request: web.Request) -> web.Response:
     after = _int_param(request, "after", 0, 0, 2**53)
     limit = _int_param(request, "limit", 100, 1, cfg.page_limit)
     wait = _int_param(request, "wait", 0, 0, int(cfg.max_wait))
+    if "Signature-Input" in request.headers:  # a member's node, saying who it is (docs/adr/0006)
+        member = await authenticate_push(request, b"", PULL_COMPONENTS)
+        request.app[MONITOR].note_pull(member, after)
     rows = await service.read_log(after, limit, wait)
     # Stored envelopes are our own compact ASCII JSON: spliced in as they are, never re-encoded.
     entries = ",".join(f'{{"position":{p},"envelope":{env.decode("ascii")}}}' for p, env in rows)
     nxt = rows[-1][0] if rows else after
     # A full page never changes (positions are final); a partial one grows as the log does.
-    cache = "public, max-age=31536000, immutable" if len(rows) == limit else "no-cache"
     size = max(await service.log_size(), nxt)
+    headers = {"Cache-Control": "no-cache"}
+    if len(rows) == limit:
+        # Its ETag covers the entries only: "size" is a hint that grows, so the validator is weak
+        # (RFC 9110 §8.8.1). A CDN or proxy revalidating a full page gets a 304 without the entries.
+        tag = hashlib.sha256(entries.encode()).hexdigest()[:32]
+        headers = {"Cache-Control": "public, max-age=31536000, immutable", "ETag": f'W/"{tag}"'}
+        if any(t.value in (tag, "*") for t in request.if_none_match or ()):
+            return web.Response(status=304, headers=headers)
     return web.Response(text=f'{{"entries":[{entries}],"next":{nxt},"size":{size}}}',
-                        content_type="application/json", headers={"Cache-Control": cache})
+                        content_type="application/json", headers=headers)
 
 
 async def get_checkpoint(request: web.Request) -> web.Response:
@@ -231,31 +251,11 @@ async def get_registry(request: web.Request) -> web.Response:
 
 
 async def get_status(request: web.Request) -> web.Response:
+    """The hub's state and every member's sync figures (federation/hub/monitor.py), and the worker answering."""
     service = request.app[SERVICE]
     if service.store.shared:
         await service.catch_up()  # other workers' commits and decisions
-    reg = service.registry.registry
-    held = await service.store.counts_by_origin()
-    refused = await service.store.quarantine_counts()
-    members = []
-    cosigned = await service.store.latest_cosigned()
-    now = service.clock()
-    for m in reg.members:
-        act = service.activity.get(m.code)
-        head = service.heads.get(m.code)
-        valid = [k for k in (e.public(m.code) for e in m.keys) if k.valid_at(now)]
-        ends = [k.not_after for k in valid if k.not_after is not None]
-        members.append({
-            "code": m.code, "names": m.names, "role": m.role, "status": m.status,
-            "envelopes": held.get(m.code, 0), "head_seq": head.seq if head else 0,
-            "refused": sum(n for (mm, _), n in refused.items() if mm == m.code),
-            "last_push_at": act.last_push_at.isoformat() if act and act.last_push_at else None,
-            "valid_keys": len(valid), "key_expires_at": min(ends).isoformat() if ends and len(ends) == len(valid)
-            else None, "last_cosigned_size": cosigned.get(m.code),
-        })
-    return json_response({"role": "hub", "hub_url": reg.hub_url, "registry_version": reg.version,
-                          "log_size": service.size, "quarantine": sum(refused.values()), "members": members,
-                          "worker": os.getpid()})
+    return json_response({**await request.app[MONITOR].snapshot(), "worker": os.getpid()})
 
 
 async def _service(cfg: HubConfig, *, verify_workers: int) -> HubService:
@@ -286,8 +286,12 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await service.start()
     app[SERVICE] = service
     app[GOVERNANCE] = GovernanceService(service, cfg.registry_path)
+    monitor = app[MONITOR] = Monitor(service, silent_after=cfg.silent_after, flush_interval=cfg.pull_flush_interval)
+    await monitor.start()
+    app[HUB_METRICS].monitor = monitor
     log.info("hub ready: log size %d, registry v%d", service.size, service.registry.registry.version)
     yield
+    await monitor.stop()
     await service.stop()
     await store.close()
 
@@ -297,8 +301,11 @@ async def _wake_readers(app: web.Application) -> None:
 
 
 def create_app(config: HubConfig) -> web.Application:
-    app = web.Application(middlewares=[problems_middleware], client_max_size=config.max_batch_bytes)
+    metrics = HubMetrics()  # its monitor is set when the service starts
+    app = web.Application(middlewares=[request_id_middleware, access_middleware, metrics.base.middleware(),
+                                       problems_middleware], client_max_size=config.max_batch_bytes)
     app[CONFIG] = config
+    app[HUB_METRICS] = metrics
     app[REPLAYS] = httpsig.ReplayCache(window=config.replay_window)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_wake_readers)
@@ -314,5 +321,8 @@ def create_app(config: HubConfig) -> web.Application:
     app.router.add_post("/api/v1/governance", post_governance)
     app.router.add_get("/api/v1/governance", get_governance)
     openapi.register_routes(app, "hub")
+    metrics.base.register(app)
+    dashboard.register(app)
+    add_health_route(app)
     return app
 

@@ -16,6 +16,8 @@ import tomli_w
 
 from federation.hub.config import HubConfig
 from federation.keys import PublicKey, SigningKey, load_public_jwk
+from federation.progress import add_argument as add_progress_argument
+from federation.progress import reporter
 from federation.registry import genesis
 
 # Display names of the network's institutions, used when a founder's key file carries only its code.
@@ -82,18 +84,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from federation.cli import UsageError
     from federation.hub.app import create_app
+    from federation.logs import configure as configure_logging
 
     overrides = {k: v for k, v in (("workers", args.workers),) if v is not None}
     cfg = HubConfig.load(args.dir, host=args.host, port=args.port, **overrides)
     if not cfg.registry_path.exists():
         raise UsageError(f"{args.dir} is not a hub directory (run ipdn hub init first)")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging()  # one JSON object per line (federation/logs.py)
+    served = cfg.ssl_context()  # a bad TLS setting fails here, once, on one line (not in every worker)
     if cfg.workers > 1:
         if not cfg.db_url.startswith("postgresql"):
             raise UsageError("several workers share one log only on PostgreSQL (set db_url); SQLite has one writer")
         return _supervise(args.dir, cfg)
     web.run_app(create_app(cfg), host=cfg.host, port=cfg.port, print=None, access_log=None,
-                shutdown_timeout=5, reuse_port=args.reuse_port)
+                shutdown_timeout=5, reuse_port=args.reuse_port,
+                ssl_context=served)
     return 0
 
 
@@ -163,7 +168,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
         raise UsageError(f"put the network's genesis registry (your trust anchor) in {args.dir / 'registry.json'}")
     token = secrets.token_urlsafe(32)
-    size = asyncio.run(import_hub(args.dir, cfg.db_url, args.source))
+    size = asyncio.run(import_hub(args.dir, cfg.db_url, args.source,
+                                  progress=reporter(args, label="import", unit="entries")))
     if not (args.dir / "hub.toml").exists():
         fd = os.open(args.dir / "operator.token", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -177,8 +183,78 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+MIN_PASSWORD = 12
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    """From ``--password-file``, else a line of stdin when it is not a terminal, else asked twice."""
+    import getpass
+    import sys
+
+    from federation.cli import UsageError
+
+    if args.password_file:
+        password = args.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+    elif not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise UsageError("the two passwords differ")
+    if len(password) < MIN_PASSWORD:
+        raise UsageError(f"the password must be at least {MIN_PASSWORD} characters")
+    return str(password)
+
+
+async def _operators(cfg: HubConfig, args: argparse.Namespace, password_hash: str | None) -> int:
+    from datetime import UTC, datetime
+
+    from federation.cli import UsageError
+    from federation.hub.store import HubStore
+
+    store = await HubStore.open(cfg.db_url)
+    now = datetime.now(UTC)
+    try:
+        if args.operator_command == "list":
+            for op in await store.operators():
+                last = op["last_sign_in_at"].isoformat() if op["last_sign_in_at"] else "never"
+                print(f"{op['name']}\t{'disabled' if op['disabled'] else 'enabled'}\tlast sign-in {last}")
+            return 0
+        if args.operator_command == "add":
+            assert password_hash is not None
+            if not await store.add_operator(args.name, password_hash, now):
+                raise UsageError(f"operator {args.name!r} exists")
+        elif not await store.set_operator(args.name, disabled=args.operator_command == "disable"):
+            raise UsageError(f"no operator {args.name!r}")
+        # The operators' trail on the dashboard's registry page (``cli:`` marks it as done at the console).
+        await store.add_operator_event(now, args.name, f"cli-{args.operator_command}")
+        print(f"operator {args.name} {args.operator_command.removesuffix('e')}ed")
+        return 0
+    finally:
+        await store.close()
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    """Dashboard accounts: ``add`` (password hashed with scrypt), ``list``, ``disable``, ``enable``."""
+    import re
+
+    from federation.cli import UsageError
+    from federation.webui import hash_password
+
+    cfg = HubConfig.load(args.dir)
+    if not cfg.registry_path.exists():
+        raise UsageError(f"{args.dir} is not a hub directory (run ipdn hub init first)")
+    if args.operator_command != "list" and not re.fullmatch(r"[A-Za-z0-9._@-]{1,64}", args.name):
+        raise UsageError("an operator name is 1 to 64 letters, digits, '.', '_', '@' or '-'")
+    password_hash = hash_password(_read_password(args)) if args.operator_command == "add" else None
+    return asyncio.run(_operators(cfg, args, password_hash))
+
+
 def register(sub: Any) -> None:
-    hub = sub.add_parser("hub", help="the chair's hub: init, serve")
+    hub = sub.add_parser("hub", help="the chair's hub: init, serve, backup, restore, keygen, import",
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         epilog="examples:\n  ipdn hub init --dir hub --url https://hub.ipdn.network "
+                                "--founder keys/QA.pub.jwk.json\n  ipdn hub serve --dir hub")
     hs = hub.add_subparsers(dest="hub_command", required=True, metavar="COMMAND")
 
     i = hs.add_parser("init", help="create the hub key and the genesis registry",
@@ -205,12 +281,35 @@ def register(sub: Any) -> None:
     m.add_argument("--from", dest="source", required=True, help="the outgoing hub's URL")
     m.add_argument("--port", type=int)
     m.add_argument("--db-url")
+    add_progress_argument(m)
     m.set_defaults(func=cmd_import)
 
-    s = hs.add_parser("serve", help="run the hub",
-                      epilog="examples: ipdn hub serve --dir hub --port 8440\n"
-                             "  IPDN_HUB_DB_URL=postgresql+asyncpg://ipdn@db/ipdn ipdn hub serve --dir hub --workers 4",
-                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    o = hs.add_parser("operator", help="dashboard accounts: add, list, disable, enable",
+                      epilog="example: ipdn hub operator add amal --dir hub < password.txt")
+    osub = o.add_subparsers(dest="operator_command", required=True, metavar="ACTION")
+    oa = osub.add_parser("add", help="a new operator (password from --password-file, stdin, or asked)")
+    oa.add_argument("name")
+    oa.add_argument("--password-file", type=Path, help="a file holding the password (else stdin or a prompt)")
+    for action, text in (("disable", "end an operator's sessions and sign-ins"), ("enable", "allow again")):
+        osub.add_parser(action, help=text).add_argument("name")
+    osub.add_parser("list", help="every operator, enabled or not, with the last sign-in")
+    for p in osub.choices.values():
+        p.add_argument("--dir", required=True, type=Path, help="the hub directory")
+    o.set_defaults(func=cmd_operator)
+
+    from federation import backup, backupcli
+    from federation.hub.store import MIGRATIONS, VERSION_TABLE
+
+    backupcli.register(hs, backup.Role("hub", "hub.toml", "hub.db", VERSION_TABLE, MIGRATIONS),
+                       lambda d: HubConfig.load(d).db_url)
+
+    s = hs.add_parser("serve", help="run the hub", formatter_class=argparse.RawDescriptionHelpFormatter,
+                      epilog="examples:\n  ipdn hub serve --dir hub --port 8440\n"
+                             "  IPDN_HUB_DB_URL=postgresql+asyncpg://ipdn@db/ipdn "
+                             "ipdn hub serve --dir hub --workers 4\n"
+                             "  IPDN_HUB_TLS_CERT=/etc/ipdn/tls/fullchain.pem IPDN_HUB_TLS_KEY=/etc/ipdn/tls/key.pem "
+                             "ipdn hub serve --dir hub\n"
+                             "Settings: hub.toml, then IPDN_HUB_<KEY>, then these flags (docs/operating-hub.md).")
     s.add_argument("--dir", required=True, type=Path)
     s.add_argument("--host")
     s.add_argument("--port", type=int)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from federation import db
+from federation import db, tls
 from federation.settings import load_settings
 
 
@@ -27,6 +28,19 @@ class HubConfig:
     verify_workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # 0: verify in the event loop
     workers: int = 1  # hub processes sharing one PostgreSQL log behind one address (federation/hub/service.py)
     shared_poll: float = 2.0  # seconds: a worker re-checks the shared log at least this often, NOTIFY or not
+    silent_after: float = 900.0  # seconds without a push or pull after which the dashboard flags a member
+    pull_flush_interval: float = 10.0  # seconds between writes of members' last pulls
+    live_interval: float = 2.0  # seconds between the dashboard's live updates, at most one per change
+    session_ttl: float = 8 * 3600  # dashboard sign-in lifetime
+
+    @property
+    def session_secret_path(self) -> Path:
+        return self.dir / "session.secret"
+    # -- TLS served by the hub itself (paths relative to the hub directory; empty: plain HTTP) ------------
+    tls_cert: str = ""  # PEM certificate chain
+    tls_key: str = ""  # PEM private key (default: in tls_cert)
+    tls_client_ca: str = ""  # CA bundle that issues members' client certificates (mutual TLS)
+    tls_require_client_cert: bool = False  # refuse the handshake without one (else checked when presented)
 
     @property
     def key_path(self) -> Path:
@@ -35,6 +49,19 @@ class HubConfig:
     @property
     def registry_path(self) -> Path:
         return self.dir / "registry.json"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The server's TLS context, or None to serve plain HTTP (behind a TLS-terminating proxy).
+
+        Raises:
+            ConfigError: see :func:`federation.tls.server_context`.
+        """
+        cert = tls.resolve(self.dir, self.tls_cert)
+        if cert is None:
+            return None
+        return tls.server_context(cert, tls.resolve(self.dir, self.tls_key) or cert,
+                                  client_ca=tls.resolve(self.dir, self.tls_client_ca),
+                                  require_client_cert=self.tls_require_client_cert)
 
     @classmethod
     def load(cls, directory: Path, env: Mapping[str, str] | None = None, **overrides: Any) -> HubConfig:

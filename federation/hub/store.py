@@ -16,7 +16,7 @@ import contextlib
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,22 @@ registry_versions = sa.Table(
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False), sa.Column("hash", sa.String(64)),
     sa.Column("document", sa.LargeBinary), sa.Column("stored_at", sa.DateTime(timezone=True)),
 )
+operators = sa.Table(
+    "operators", meta,
+    sa.Column("name", sa.String(64), primary_key=True), sa.Column("password_hash", sa.String(200)),
+    sa.Column("disabled", sa.Boolean), sa.Column("created_at", sa.DateTime(timezone=True)),
+    sa.Column("last_sign_in_at", sa.DateTime(timezone=True)),
+)
+operator_events = sa.Table(
+    "operator_events", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True), sa.Column("at", sa.DateTime(timezone=True)),
+    sa.Column("operator", sa.String(64)), sa.Column("action", sa.String(32)), sa.Column("detail", sa.Text),
+)
+member_pulls = sa.Table(
+    "member_pulls", meta,
+    sa.Column("member", sa.String(2), primary_key=True), sa.Column("last_pull_at", sa.DateTime(timezone=True)),
+    sa.Column("cursor", sa.BigInteger),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +132,11 @@ class CheckpointRow:
     root: str
     issued_at: datetime
     document: bytes
+
+
+def _aware(when: datetime) -> datetime:
+    """SQLite hands back naive UTC times; compare them as UTC."""
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
 
 
 class LogConflictError(Exception):
@@ -363,3 +384,147 @@ class HubStore:
         q = sa.select(registry_versions.c.document).order_by(registry_versions.c.version.desc()).limit(1)
         async with self.engine.connect() as conn:
             return (await conn.execute(q)).scalar_one_or_none()
+
+    # -- operators (the dashboard's accounts) and their audit trail -------------------------------------------
+
+    async def add_operator(self, name: str, password_hash: str, now: datetime) -> bool:
+        """A new operator account; False when the name is taken."""
+        async with self.engine.begin() as conn:
+            if (await conn.execute(sa.select(operators.c.name).where(operators.c.name == name))).first():
+                return False
+            await conn.execute(operators.insert().values(name=name, password_hash=password_hash, disabled=False,
+                                                         created_at=now))
+            return True
+
+    async def operator(self, name: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(operators).where(operators.c.name == name))).first()
+        return dict(row._mapping) if row is not None else None
+
+    async def operators(self) -> list[dict[str, Any]]:
+        q = sa.select(operators.c.name, operators.c.disabled, operators.c.created_at,
+                      operators.c.last_sign_in_at).order_by(operators.c.name)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(q)]
+
+    async def set_operator(self, name: str, *, disabled: bool | None = None, password_hash: str | None = None,
+                           last_sign_in_at: datetime | None = None) -> bool:
+        """Change an operator account; False when there is none of that name."""
+        values: dict[str, Any] = {k: v for k, v in (("disabled", disabled), ("password_hash", password_hash),
+                                                    ("last_sign_in_at", last_sign_in_at)) if v is not None}
+        async with self.engine.begin() as conn:
+            done = await conn.execute(operators.update().where(operators.c.name == name).values(**values))
+            return bool(done.rowcount)
+
+    async def add_operator_event(self, at: datetime, operator: str, action: str, detail: str = "") -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(operator_events.insert().values(at=at, operator=operator, action=action,
+                                                               detail=detail))
+
+    async def operator_events(self, limit: int = 100) -> list[dict[str, Any]]:
+        q = sa.select(operator_events).order_by(operator_events.c.id.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(q)]
+
+    # -- what the dashboard and the status API show ------------------------------------------------------------
+
+    async def save_pulls(self, pulls: dict[str, tuple[datetime, int]]) -> None:
+        """Each member's latest signed pull (time, the position it asked after), replacing an older one (hub
+        workers sharing the database each know the pulls they served: the newest wins)."""
+        if not pulls:
+            return
+        async with self.engine.begin() as conn:
+            held = {r.member: r.last_pull_at for r in await conn.execute(
+                sa.select(member_pulls.c.member, member_pulls.c.last_pull_at)
+                .where(member_pulls.c.member.in_(list(pulls))).with_for_update())}
+            newer = {m: v for m, v in pulls.items()
+                     if m not in held or _aware(held[m]) < _aware(v[0])}
+            if newer:
+                await conn.execute(member_pulls.delete().where(member_pulls.c.member.in_(list(newer))))
+                await conn.execute(member_pulls.insert(), [{"member": m, "last_pull_at": at, "cursor": c}
+                                                           for m, (at, c) in newer.items()])
+
+    async def pulls(self) -> dict[str, tuple[datetime, int]]:
+        async with self.engine.connect() as conn:
+            return {r.member: (r.last_pull_at, int(r.cursor)) for r in await conn.execute(sa.select(member_pulls))}
+
+    async def last_received(self, origins: Sequence[str]) -> dict[str, datetime]:
+        """Per origin, when the hub last appended one of its envelopes (one index probe each, on
+        ``ix_log_origin_received_at``, rather than a scan of the log)."""
+        out: dict[str, datetime] = {}
+        async with self.engine.connect() as conn:
+            for origin in origins:
+                q = sa.select(sa.func.max(log.c.received_at)).where(log.c.origin == origin)
+                if (when := (await conn.execute(q)).scalar_one_or_none()) is not None:
+                    out[origin] = when
+        return out
+
+    async def accepted_since(self, since: datetime) -> dict[str, int]:
+        q = sa.select(log.c.origin, sa.func.count()).where(log.c.received_at >= since).group_by(log.c.origin)
+        async with self.engine.connect() as conn:
+            return {o: int(n) for o, n in await conn.execute(q)}
+
+    async def refused_since(self, since: datetime) -> dict[str | None, int]:
+        q = sa.select(quarantine.c.member, sa.func.count()).where(quarantine.c.received_at >= since).group_by(
+            quarantine.c.member)
+        async with self.engine.connect() as conn:
+            return {m: int(n) for m, n in await conn.execute(q)}
+
+    async def received_at(self, positions: Sequence[int]) -> dict[int, datetime]:
+        """When each of these log positions was appended."""
+        if not positions:
+            return {}
+        q = sa.select(log.c.position, log.c.received_at).where(log.c.position.in_(list(positions)))
+        async with self.engine.connect() as conn:
+            return {int(p): t for p, t in await conn.execute(q)}
+
+    async def arrival_times(self, since: datetime) -> tuple[list[datetime], list[datetime]]:
+        """Times of the envelopes accepted and of those refused since ``since`` (for the throughput chart)."""
+        async with self.engine.connect() as conn:
+            acc = (await conn.execute(sa.select(log.c.received_at).where(log.c.received_at >= since))).scalars()
+            ref = (await conn.execute(sa.select(quarantine.c.received_at).where(
+                quarantine.c.received_at >= since))).scalars()
+            return list(acc), list(ref)
+
+    async def recent_log(self, origin: str, limit: int) -> list[dict[str, Any]]:
+        q = sa.select(log.c.position, log.c.seq, log.c.hash, log.c.record_id, log.c.version, log.c.kind, log.c.op,
+                      log.c.kid, log.c.received_at, log.c.envelope).where(log.c.origin == origin).order_by(
+            log.c.position.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(q)]
+
+    async def quarantine_item(self, item_id: int) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(quarantine).where(quarantine.c.id == item_id))).first()
+        return dict(row._mapping) if row is not None else None
+
+    async def quarantine_page(self, *, member: str | None = None, reason: str | None = None,
+                              since: datetime | None = None, until: datetime | None = None,
+                              limit: int = 100) -> list[dict[str, Any]]:
+        """Refused inputs, newest first, filtered (without the bytes: a page lists, a download gives them)."""
+        q = sa.select(*(c for c in quarantine.c if c.name != "envelope"),
+                      sa.func.length(quarantine.c.envelope).label("size")).order_by(
+            quarantine.c.id.desc()).limit(limit)
+        if member:
+            q = q.where(quarantine.c.member == member)
+        if reason:
+            q = q.where(quarantine.c.reason == reason)
+        if since:
+            q = q.where(quarantine.c.received_at >= since)
+        if until:
+            q = q.where(quarantine.c.received_at < until)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(q)]
+
+    async def cosigners(self, size: int) -> list[dict[str, Any]]:
+        """Who co-signed the checkpoint of ``size``, with which key and when."""
+        q = sa.select(cosignatures.c.member, cosignatures.c.kid, cosignatures.c.received_at).where(
+            cosignatures.c.size == size).order_by(cosignatures.c.member)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(q)]
+
+    async def registry_versions(self) -> list[dict[str, Any]]:
+        q = sa.select(registry_versions.c.version, registry_versions.c.hash, registry_versions.c.stored_at).order_by(
+            registry_versions.c.version.desc())
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(q)]

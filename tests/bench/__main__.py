@@ -2,9 +2,9 @@
 
     .venv/bin/python -m tests.bench [--quick] [--json out.json] [--rounds N] [--no-pg] [BENCH ...]
 
-BENCH is any of: envelope, ingest, commit, latency, catchup, reads, biglog (all by default). Every figure is printed
-beside a bare baseline measured in the same run, with the ratio and the goal it is held to. ``--quick`` runs a
-smoke-sized configuration (seconds, not minutes): its figures say nothing about performance.
+BENCH is any of: envelope, ingest, commit, latency, catchup, reads, biglog, import (all by default).
+Every figure is printed beside a bare baseline measured in the same run, with the ratio and the goal it is
+held to. ``--quick`` runs a smoke-sized configuration: its figures say nothing about performance.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ BENCHES = {
     "catchup": "tests.bench.bench_catchup",
     "reads": "tests.bench.bench_reads",
     "biglog": "tests.bench.bench_biglog",
+    "import": "tests.bench.bench_import",
 }
 
 

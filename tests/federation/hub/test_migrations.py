@@ -50,3 +50,29 @@ class TestUpgradeFrom0001:
         finally:
             await service.stop()
             await store.close()
+
+
+class TestUpgradeFrom0003:
+    async def test_operator_tables_and_indexes_added(self, db_url: str) -> None:
+        """0004 adds the operators, their trail and members' pulls, and indexes log.received_at, keeping the log."""
+        qa = Member("QA")
+        env = qa.publish(example_bodies("cultural-event")[0])
+        engine = db.make_engine(db_url)
+        await db.migrate(engine, MIGRATIONS, VERSION_TABLE, revision="0003")
+        async with engine.begin() as conn:
+            await conn.execute(log.insert().values(
+                position=1, origin="QA", seq=1, hash=env.hash, record_id=env.payload.record_id, version=1,
+                kind="cultural-event", op="put", kid=env.kid, envelope=env.to_bytes(), received_at=datetime.now(UTC)))
+        await db.migrate(engine, MIGRATIONS, VERSION_TABLE, revision="0004")
+        async with engine.connect() as conn:
+            tables = await conn.run_sync(lambda c: sa.inspect(c).get_table_names())
+            indexes = await conn.run_sync(lambda c: {i["name"] for i in sa.inspect(c).get_indexes("log")})
+        assert {"operators", "operator_events", "member_pulls"} <= set(tables)
+        assert {"ix_log_received_at", "ix_log_origin_received_at"} <= indexes
+        assert await db.current_revision(engine, MIGRATIONS, VERSION_TABLE) == "0004"
+        await engine.dispose()
+        store = await HubStore.open(db_url)
+        try:
+            assert await store.accepted_since(datetime(2000, 1, 1, tzinfo=UTC)) == {"QA": 1}
+        finally:
+            await store.close()

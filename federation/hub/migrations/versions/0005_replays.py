@@ -1,16 +1,16 @@
 """Push signatures seen within the replay window, shared by every hub worker (PostgreSQL deployments run
 several): a signed request replayed to another worker is refused as it would be by the first.
 
-Revision ID: 0006
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-29
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

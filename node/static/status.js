@@ -1,0 +1,27 @@
+// Keeps the node status page's figures current: polls /api/v1/status every 5 s and writes each figure into
+// its element with textContent only. Lists (refusals, alarms) change rarely: the page's own reload shows them.
+"use strict";
+(function () {
+  const root = document.getElementById("hub");
+  if (!root) { return; }
+  const labels = root.dataset;
+  const time = (iso) => (iso ? iso.slice(0, 19).replace("T", " ") : "–");
+  const set = (id, text) => { const el = document.getElementById(id); if (el && el.textContent !== text) { el.textContent = text; } };
+  const tick = async () => {
+    try {
+      const r = await fetch("/api/v1/status", { headers: { Accept: "application/json" }, cache: "no-store" });
+      if (!r.ok) { return; }
+      const s = await r.json();
+      const reachable = s.hub.reachable;
+      set("reachable", reachable === true ? labels.yes : reachable === false ? labels.no : labels.unknown);
+      set("last-push", time(s.hub.last_push_at));
+      set("last-pull", time(s.hub.last_pull_at));
+      set("cursor", String(s.cursor));
+      set("hub-log-size", s.hub.log_size === null ? "–" : String(s.hub.log_size));
+      set("lag", s.hub.log_size === null ? "–" : String(Math.max(0, s.hub.log_size - s.cursor)));
+      for (const state of ["pending", "rejected", "accepted"]) { set(`outbox-${state}`, String(s.outbox[state])); }
+      set("updated", time(s.time));
+    } catch (e) { /* the node itself is unreachable: keep the last figures */ }
+  };
+  setInterval(tick, 5000);
+})();
