@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import federation.hub.store as hub_store
 import node.store as node_store
+import node.webhook_store as webhook_store
 from federation import db
 from federation.envelope import Envelope
 from tests.factories import Member, example_bodies
@@ -72,9 +73,20 @@ def _node_seed(envs: list[Envelope]) -> dict[str, list[dict[str, Any]]]:
     }
 
 
+def _merged(*parts: sa.MetaData) -> sa.MetaData:
+    """One MetaData holding the tables of several modules that share a database (the node's store and its
+    webhook store)."""
+    out = sa.MetaData()
+    for part in parts:
+        for table in part.tables.values():
+            table.to_metadata(out)
+    return out
+
+
 SCHEMAS = [
     Schema("hub", hub_store.MIGRATIONS, hub_store.VERSION_TABLE, hub_store.meta, (), _hub_seed),
-    Schema("node", node_store.MIGRATIONS, node_store.VERSION_TABLE, node_store.meta, ("records_fts",), _node_seed),
+    Schema("node", node_store.MIGRATIONS, node_store.VERSION_TABLE, _merged(node_store.meta, webhook_store.meta),
+           ("records_fts",), _node_seed),
 ]
 
 
