@@ -41,6 +41,20 @@ def server_context(cert: Path, key: Path, *, client_ca: Path | None = None,
     return ctx
 
 
+def served_context(base: Path, cert: str, key: str, client_ca: str, require_client_cert: bool) -> ssl.SSLContext | None:
+    """A service's TLS context from its settings (paths relative to its directory), or None to serve plain
+    HTTP (behind a TLS-terminating proxy): what the hub's and the node's ``tls_*`` settings mean.
+
+    Raises:
+        ConfigError: see :func:`server_context`.
+    """
+    cert_path = resolve(base, cert)
+    if cert_path is None:
+        return None
+    return server_context(cert_path, resolve(base, key) or cert_path, client_ca=resolve(base, client_ca),
+                          require_client_cert=require_client_cert)
+
+
 def client_context(*, ca: Path | None = None, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
     """A client-side context verifying the server (the system's trust store, or ``ca`` in its place) and,
     with ``cert``, presenting a client certificate.

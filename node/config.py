@@ -106,17 +106,9 @@ class NodeConfig:
             raise ConfigError("partner_rate_per_minute and anonymous_rate_per_minute are at least 1")
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        """The node's server TLS context, or None to serve plain HTTP.
-
-        Raises:
-            ConfigError: see :func:`federation.tls.server_context`.
-        """
-        cert = tls.resolve(self.dir, self.tls_cert)
-        if cert is None:
-            return None
-        return tls.server_context(cert, tls.resolve(self.dir, self.tls_key) or cert,
-                                  client_ca=tls.resolve(self.dir, self.tls_client_ca),
-                                  require_client_cert=self.tls_require_client_cert)
+        """The service's TLS context (:func:`federation.tls.served_context`), or None for plain HTTP."""
+        return tls.served_context(self.dir, self.tls_cert, self.tls_key, self.tls_client_ca,
+                                  self.tls_require_client_cert)
 
     def hub_ssl_context(self) -> ssl.SSLContext:
         """The client TLS context for the hub and peers: ``hub_ca`` (else the system's store), and the

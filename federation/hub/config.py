@@ -51,17 +51,9 @@ class HubConfig:
         return self.dir / "registry.json"
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        """The server's TLS context, or None to serve plain HTTP (behind a TLS-terminating proxy).
-
-        Raises:
-            ConfigError: see :func:`federation.tls.server_context`.
-        """
-        cert = tls.resolve(self.dir, self.tls_cert)
-        if cert is None:
-            return None
-        return tls.server_context(cert, tls.resolve(self.dir, self.tls_key) or cert,
-                                  client_ca=tls.resolve(self.dir, self.tls_client_ca),
-                                  require_client_cert=self.tls_require_client_cert)
+        """The service's TLS context (:func:`federation.tls.served_context`), or None for plain HTTP."""
+        return tls.served_context(self.dir, self.tls_cert, self.tls_key, self.tls_client_ca,
+                                  self.tls_require_client_cert)
 
     @classmethod
     def load(cls, directory: Path, env: Mapping[str, str] | None = None, **overrides: Any) -> HubConfig:
