@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.client import HTTPException
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 from urllib.parse import urlsplit
 
 from federation import merkle, strictjson
@@ -34,6 +34,7 @@ from federation.checkpoint import Checkpoint, CheckpointError, SignedCheckpoint,
 from federation.envelope import Envelope, leaf_bytes
 from federation.errors import IpdnError, StrictJsonError
 from federation.keys import PublicKey
+from federation.progress import ProgressCallback
 from federation.registry import Registry
 from federation.schemas import SchemaSet, default_schemas
 from federation.verify import ChainHead, verify_envelope
@@ -46,7 +47,6 @@ __all__ = [
     "HttpFetcher",
     "HubHttpError",
     "HubUnreachable",
-    "Progress",
     "audit",
     "load_checkpoint",
     "save_checkpoint",
@@ -60,8 +60,6 @@ Fetch = Callable[[str], bytes]
 
 Raises :class:`HubHttpError` for an HTTP error answer and :class:`HubUnreachable` when no answer came."""
 
-ProgressCallback = Callable[[int, int], None]
-"""``progress(done, total)``, called after every entry."""
 
 _UNKNOWN = ""  # the hash of a chain head whose envelope did not verify
 _DOC_LIMITS = strictjson.JsonLimits(max_bytes=1024 * 1024, max_depth=8)
@@ -360,7 +358,7 @@ def save_checkpoint(signed: SignedCheckpoint, path: Path) -> None:
     os.replace(tmp, path)
 
 
-# -- HTTP and progress -------------------------------------------------------------------------------------
+# -- HTTP -------------------------------------------------------------------------------------------------
 
 
 class HttpFetcher:
@@ -398,31 +396,3 @@ def _http_error(path: str, e: urllib.error.HTTPError) -> HubHttpError:
             reason = problem.get("reason") if isinstance(problem.get("reason"), str) else None
             detail = str(problem.get("detail") or detail)
     return HubHttpError(path, e.code, detail, reason=reason)
-
-
-class Progress:
-    """A :data:`ProgressCallback` printing ``done/total, rate, time left`` to ``stream``, at most once per interval."""
-
-    def __init__(self, stream: TextIO, *, interval: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.stream, self.interval, self.clock = stream, interval, clock
-        self.started = clock()
-        self.last = self.started
-
-    def __call__(self, done: int, total: int) -> None:
-        t = self.clock()
-        if t - self.last < self.interval:
-            return
-        self.last = t
-        rate = done / (t - self.started) if t > self.started else 0.0
-        left = f", about {_duration((total - done) / rate)} left" if rate > 0 else ""
-        pct = 100.0 * done / total if total else 100.0
-        print(f"audit: {done}/{total} entries ({pct:.0f}%), {rate:,.0f}/s{left}", file=self.stream, flush=True)
-
-
-def _duration(seconds: float) -> str:
-    s = round(seconds)
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min"

@@ -16,6 +16,8 @@ from federation import audit, strictjson
 from federation.envelope import ORIGIN_RE, Envelope, Payload, format_time, sign_envelope
 from federation.errors import IpdnError, StrictJsonError
 from federation.keys import PublicKey, SigningKey, load_public_jwk
+from federation.progress import add_argument as add_progress_argument
+from federation.progress import reporter
 from federation.registry import load_registry, load_registry_keys
 from federation.schemas import default_schemas
 from federation.verify import Failure, keys_resolver, verify_envelope
@@ -235,7 +237,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from e
     registry = load_registry(args.registry).registry
     previous = audit.load_checkpoint(args.from_checkpoint, registry) if args.from_checkpoint else None
-    progress = None if args.quiet else audit.Progress(sys.stderr)
+    progress = reporter(args, label="audit", unit="entries")
     report = audit.audit(fetch, registry, previous=previous, progress=progress)
     for line in report.failure_lines():
         print(line)
@@ -254,7 +256,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ipdn", description="IPDN Exchange: signed cultural records, federated.",
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="examples:\n  ipdn keygen --member QA --out keys/\n"
+                                       "  ipdn verify --registry registry.json feed.json\n"
+                                       "  ipdn node serve --dir /var/lib/ipdn/QA\n"
+                                       "Each command has --help with examples. Exit codes: 0 success, 1 something did "
+                                       "not verify\nor validate, 2 the command could not run (the reason on one line).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     k = sub.add_parser("keygen", help="make a member's Ed25519 key pair",
@@ -301,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--from-checkpoint", type=Path, metavar="FILE", help="a checkpoint saved by an earlier audit")
     a.add_argument("--save-checkpoint", type=Path, metavar="FILE", help="write the verified checkpoint here")
     a.add_argument("-q", "--quiet", action="store_true", help="print failures only (no progress, no summary)")
+    add_progress_argument(a)
     a.set_defaults(func=cmd_audit)
 
     # The services' commands live with the services (imported here, not by the protocol core).
@@ -323,6 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except IpdnError as e:
         print(f"ipdn: {e.reason}: {e.message}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file or socket the command needed: one line, not a traceback
+        print(f"ipdn: {e.strerror or e}{f': {e.filename}' if e.filename else ''}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -12,12 +12,27 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for another database, or an in-memory SQLite)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    return Path(parsed.database) if parsed.database and parsed.database != ":memory:" else None
+
+
+def url_parts(url: str) -> dict[str, Any]:
+    """host, port, username, password and database of a database URL (for external tools: pg_dump)."""
+    parsed = make_url(url)
+    return {"host": parsed.host, "port": parsed.port, "username": parsed.username, "password": parsed.password,
+            "database": parsed.database}
 
 
 def make_engine(url: str, *, durable: bool = True) -> AsyncEngine:

@@ -130,7 +130,8 @@ def run(func: Any) -> Any:
 
 
 def register(sub: Any) -> None:
-    g = sub.add_parser("governance", help="apply, vote, suspend, reinstate, withdraw, rotate, revoke, handover, list")
+    g = sub.add_parser("governance", help="apply, vote, suspend, reinstate, withdraw, rotate, revoke, handover, list",
+                       epilog="example: ipdn governance list --hub https://hub.ipdn.network")
     gs = g.add_subparsers(dest="governance_command", required=True, metavar="COMMAND")
 
     def cmd(name: str, func: Any, help_: str, example: str) -> argparse.ArgumentParser:

@@ -248,6 +248,12 @@ def _dashboard_paths() -> dict[str, Any]:
         **_sign_in_paths(d, "the dashboard", tag, "an operator account (`ipdn hub operator add`)",
                          {"name": _STR, "password": _STR}),
     }
+def _health_path() -> dict[str, Any]:
+    return {"get": {
+        "operationId": "getHealth", "tags": ["meta"],
+        "summary": "Liveness for container and load-balancer health checks: 200 once the service has started",
+        "responses": {"200": _json(_obj(["status"], status={"const": "ok"}), "Running",
+                                   {"Cache-Control": _header("no-store")})}}}
 
 
 # -- node ---------------------------------------------------------------------------------------------------
@@ -563,10 +569,14 @@ def _hub_paths() -> dict[str, Any]:
         "/api/v1/log": {
             "get": {"operationId": "getLog", "tags": ["log"], "summary": "Pull log entries after a position (§8.3)",
                     "parameters": [_query("after", _int(0, pos, default=0), "the last position seen"),
+                                   {"name": "If-None-Match", "in": "header", "required": False, "schema": _STR,
+                                    "description": "the ETag of a full page fetched before: 304"},
                                    _query("limit", _int(1, 1000, default=100), "at most the hub's `page_limit`"),
                                    _query("wait", _int(0, 30, default=0),
                                           "long-poll seconds while nothing is after `after` (at most `max_wait`)")],
-                    "responses": {"200": _json(_ref("LogPage"), "Entries in position order", immutable),
+                    "responses": {"200": _json(_ref("LogPage"), "Entries in position order", {
+                        **immutable, "ETag": _header("weak validator of a full page's entries (full pages only)")}),
+                                  "304": {"description": "A full page, not modified (If-None-Match matched)"},
                                   "400": bad_param}},
         },
         "/api/v1/registry": {
@@ -921,7 +931,7 @@ def document(role: Role) -> dict[str, Any]:
         "openapi": "3.1.0",
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "info": _info(role),
-        "paths": {PATH: _openapi_path(role), **paths},
+        "paths": {PATH: _openapi_path(role), "/healthz": _health_path(), **paths},
         "components": {"schemas": schemas, "securitySchemes": schemes},
     }
     if role == "node":

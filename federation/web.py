@@ -112,3 +112,16 @@ async def read_body(request: web.Request, max_bytes: int, into: bytearray | None
 async def read_json(request: web.Request, limits: strictjson.JsonLimits) -> Any:
     """The request body as strict JSON (see :func:`read_body` and :func:`parse_json`)."""
     return parse_json(await read_body(request, limits.max_bytes), limits)
+
+
+HEALTH_PATH = "/healthz"
+
+
+def add_health_route(app: web.Application) -> None:
+    """``GET /healthz``: 200 once the service has started (its databases opened and migrated), for container
+    and load-balancer health checks. Cheap on purpose: no query, no lock, never cached."""
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return json_response({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+    app.router.add_get(HEALTH_PATH, healthz)

@@ -26,6 +26,7 @@ from federation.registry import load_registry
 from federation.web import (
     BODY_TIMEOUT,
     Problem,
+    add_health_route,
     json_response,
     problem_response,
     problems_middleware,
@@ -355,6 +356,7 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
     webhook_api.register_routes(app)
     authoring.register_routes(app, SERVICE, config.dir)
     openapi.register_routes(app, "node")
+    add_health_route(app)
     app.router.add_get("/api/v1/log/checkpoint", get_log_checkpoint)
     statuspage.register(app, status_document)
     metrics.register(app, status_document)

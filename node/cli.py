@@ -93,9 +93,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging()  # one JSON object per line, with request ids (federation/logs.py)
     # run_app turns SIGINT/SIGTERM into a clean shutdown: the cleanup context cancels and awaits the
     # sync loops and closes the store. Requests are logged by federation/logs.py, not aiohttp's access log.
+    served = config.ssl_context()
+    config.hub_ssl_context()  # a bad hub_ca or client certificate fails here, on one line, not in the sync loop
     # keepalive_timeout also cuts a client trickling its headers (docs/adr/0008-faults-and-abuse.md).
     web.run_app(create_app(config), host=config.host, port=config.port, print=None, access_log=None,
-                keepalive_timeout=config.idle_timeout, lingering_time=2.0)
+                ssl_context=served, keepalive_timeout=config.idle_timeout, lingering_time=2.0)
     return 0
 
 
@@ -105,7 +107,8 @@ def _operator_url(node_dir: Path, url: str | None) -> str:
         return url.rstrip("/")
     config = load_config(node_dir)
     host = "127.0.0.1" if config.host in ("", "0.0.0.0") else "::1" if config.host == "::" else config.host  # noqa: S104
-    return f"http://[{host}]:{config.port}" if ":" in host else f"http://{host}:{config.port}"
+    scheme = "https" if config.tls_cert else "http"
+    return f"{scheme}://[{host}]:{config.port}" if ":" in host else f"{scheme}://{host}:{config.port}"
 
 
 def cmd_rotate_key(args: argparse.Namespace) -> int:
@@ -120,7 +123,9 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
                                  method="POST", headers={"Content-Type": "application/json",
                                                          "Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(req, timeout=120) as r:  # noqa: S310 (the operator's own node)
+        # The node's own TLS is checked like the hub's (hub_ca, client certificate when mutual TLS is on).
+        context = load_config(args.dir).hub_ssl_context() if url.startswith("https:") else None
+        with urllib.request.urlopen(req, timeout=120, context=context) as r:  # noqa: S310 (the operator's own node)
             doc = json.loads(r.read())
     except urllib.error.HTTPError as e:
         try:
@@ -334,11 +339,22 @@ def register(sub: Any) -> None:
     i.set_defaults(func=cmd_init)
 
     s = nsub.add_parser("serve", help="run the node's HTTP API and its sync with the hub",
-                        epilog="example: ipdn node serve --dir qa --port 8441")
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="example: ipdn node serve --dir qa --port 8441\n"
+                               "with a hub whose certificate a private CA issued, and mutual TLS:\n"
+                               "  IPDN_NODE_HUB_CA=/etc/ipdn/hub-ca.pem IPDN_NODE_HUB_CLIENT_CERT=qa-client.pem "
+                               "ipdn node serve --dir qa\n"
+                               "Settings: node.toml, then IPDN_NODE_<KEY>, then these flags (docs/operating-node.md).")
     s.add_argument("--dir", required=True, type=Path, help="a directory made by `ipdn node init`")
     s.add_argument("--host", help="address to listen on (default from node.toml, 127.0.0.1)")
     s.add_argument("--port", type=int, help="port to listen on (default from node.toml, 8441)")
     s.set_defaults(func=cmd_serve)
+
+    from federation import backup, backupcli
+    from node.store import MIGRATIONS, VERSION_TABLE
+
+    backupcli.register(nsub, backup.Role("node", CONFIG_FILE, "node.db", VERSION_TABLE, MIGRATIONS),
+                       lambda d: load_config(d).db_url)
 
     r = nsub.add_parser("rotate-key", help="replace the running node's key: a new key takes over after a delay",
                         epilog="example: ipdn node rotate-key --dir qa --effective-in 3600")

@@ -8,12 +8,13 @@ relative to the node directory. The operator token itself lives only in ``operat
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from federation import db
+from federation import db, tls
 from federation.errors import ConfigError
 from federation.settings import load_settings
 from node.webhooks import parse_schedule
@@ -82,6 +83,14 @@ class NodeConfig:
     webhook_retention_days: float = 30.0  # delivered and failed deliveries are kept this long, then pruned
     webhook_max_subscriptions: int = 20  # per partner, through the partner API
     webhook_allow_loopback: bool = False  # let subscriptions target loopback (http allowed there): tests only
+    # -- TLS (paths relative to the node directory; empty: off) ------------------------------------------
+    tls_cert: str = ""  # serve HTTPS with this PEM certificate chain ...
+    tls_key: str = ""  # ... and this key (default: in tls_cert)
+    tls_client_ca: str = ""  # check client certificates against this CA bundle (mutual TLS)
+    tls_require_client_cert: bool = False  # refuse the handshake without one
+    hub_ca: str = ""  # CA bundle that verifies the hub (and peers) in place of the system's trust store
+    hub_client_cert: str = ""  # client certificate presented to the hub when it requires mutual TLS ...
+    hub_client_key: str = ""  # ... and its key (default: in hub_client_cert)
 
     def __post_init__(self) -> None:
         if not self.db_url:
@@ -97,6 +106,22 @@ class NodeConfig:
             raise ConfigError("webhook_jitter is 0 to 1, webhook_concurrency at least 1, webhook_timeout positive")
         if self.partner_rate_per_minute < 1 or self.anonymous_rate_per_minute < 1:
             raise ConfigError("partner_rate_per_minute and anonymous_rate_per_minute are at least 1")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The service's TLS context (:func:`federation.tls.served_context`), or None for plain HTTP."""
+        return tls.served_context(self.dir, self.tls_cert, self.tls_key, self.tls_client_ca,
+                                  self.tls_require_client_cert)
+
+    def hub_ssl_context(self) -> ssl.SSLContext:
+        """The client TLS context for the hub and peers: ``hub_ca`` (else the system's store), and the
+        client certificate when configured.
+
+        Raises:
+            ConfigError: see :func:`federation.tls.client_context`.
+        """
+        cert = tls.resolve(self.dir, self.hub_client_cert)
+        return tls.client_context(ca=tls.resolve(self.dir, self.hub_ca), cert=cert,
+                                  key=tls.resolve(self.dir, self.hub_client_key) or cert)
 
     @property
     def webhook_retry_schedule(self) -> tuple[float, ...]:

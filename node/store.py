@@ -479,7 +479,10 @@ class NodeStore:
         if done.rowcount == 0:
             await conn.execute(records.insert().values(values))
         if conn.dialect.name == "sqlite":  # the FTS5 table follows the record, in the same transaction
-            await conn.execute(records_fts.delete().where(records_fts.c.record_id == values["record_id"]))
+            if done.rowcount:
+                # Only a record held before has an FTS row. The delete scans the whole FTS table (record_id is
+                # UNINDEXED), so a new record skips it: a node catching up would otherwise be O(n²).
+                await conn.execute(records_fts.delete().where(records_fts.c.record_id == values["record_id"]))
             await conn.execute(records_fts.insert().values(record_id=values["record_id"], search=values["search"]))
 
     # -- writes --------------------------------------------------------------------------------------

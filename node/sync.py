@@ -283,7 +283,8 @@ class SyncEngine:
     async def start(self, *, loops: bool = True) -> None:
         """Open the HTTP session and, unless ``loops`` is False (tests drive it by hand), the loops."""
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(
-            total=None, connect=self.config.connect_timeout))
+            total=None, connect=self.config.connect_timeout),
+            connector=aiohttp.TCPConnector(ssl=self.config.hub_ssl_context()))  # hub_ca, mutual TLS
         self.client = HubClient(self._session, self.config, self.service)
         self.service.refresh_registry = self.refresh_registry  # tried when no own key is valid
         if loops:

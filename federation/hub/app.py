@@ -29,7 +29,16 @@ from federation.logs import access_middleware, request_id_middleware
 from federation.ratelimit import RateLimiter
 from federation.registry import load_registry, parse_registry
 from federation.verify import Failure
-from federation.web import BODY_TIMEOUT, Problem, json_response, parse_json, problems_middleware, read_body, read_json
+from federation.web import (
+    BODY_TIMEOUT,
+    Problem,
+    add_health_route,
+    json_response,
+    parse_json,
+    problems_middleware,
+    read_body,
+    read_json,
+)
 
 log = logging.getLogger("ipdn.hub")
 
@@ -186,10 +195,17 @@ async def get_log(request: web.Request) -> web.Response:
     entries = ",".join(f'{{"position":{p},"envelope":{env.decode("ascii")}}}' for p, env in rows)
     nxt = rows[-1][0] if rows else after
     # A full page never changes (positions are final); a partial one grows as the log does.
-    cache = "public, max-age=31536000, immutable" if len(rows) == limit else "no-cache"
     size = max(await service.log_size(), nxt)
+    headers = {"Cache-Control": "no-cache"}
+    if len(rows) == limit:
+        # Its ETag covers the entries only: "size" is a hint that grows, so the validator is weak
+        # (RFC 9110 §8.8.1). A CDN or proxy revalidating a full page gets a 304 without the entries.
+        tag = hashlib.sha256(entries.encode()).hexdigest()[:32]
+        headers = {"Cache-Control": "public, max-age=31536000, immutable", "ETag": f'W/"{tag}"'}
+        if any(t.value in (tag, "*") for t in request.if_none_match or ()):
+            return web.Response(status=304, headers=headers)
     return web.Response(text=f'{{"entries":[{entries}],"next":{nxt},"size":{size}}}',
-                        content_type="application/json", headers={"Cache-Control": cache})
+                        content_type="application/json", headers=headers)
 
 
 async def get_checkpoint(request: web.Request) -> web.Response:
@@ -389,5 +405,6 @@ def create_app(config: HubConfig) -> web.Application:
     openapi.register_routes(app, "hub")
     metrics.base.register(app)
     dashboard.register(app)
+    add_health_route(app)
     return app
 

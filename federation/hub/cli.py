@@ -16,6 +16,8 @@ import tomli_w
 
 from federation.hub.config import HubConfig
 from federation.keys import PublicKey, SigningKey, load_public_jwk
+from federation.progress import add_argument as add_progress_argument
+from federation.progress import reporter
 from federation.registry import genesis
 
 # Display names of the network's institutions, used when a founder's key file carries only its code.
@@ -89,6 +91,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not cfg.registry_path.exists():
         raise UsageError(f"{args.dir} is not a hub directory (run ipdn hub init first)")
     configure_logging()  # one JSON object per line (federation/logs.py)
+    served = cfg.ssl_context()  # a bad TLS setting fails here, once, on one line (not in every worker)
     if cfg.workers > 1:
         if not cfg.db_url.startswith("postgresql"):
             raise UsageError("several workers share one log only on PostgreSQL (set db_url); SQLite has one writer")
@@ -98,8 +101,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # lingering_time: after an early answer (408, 413), read what the client still sends for at most 2 s
     # (so that it sees the answer), not aiohttp's 10.
     web.run_app(create_app(cfg), host=cfg.host, port=cfg.port, print=None, access_log=None,
-                shutdown_timeout=5, reuse_port=args.reuse_port, keepalive_timeout=cfg.idle_timeout,
-                lingering_time=2.0)
+                shutdown_timeout=5, reuse_port=args.reuse_port, ssl_context=served,
+                keepalive_timeout=cfg.idle_timeout, lingering_time=2.0)
     return 0
 
 
@@ -169,7 +172,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
         raise UsageError(f"put the network's genesis registry (your trust anchor) in {args.dir / 'registry.json'}")
     token = secrets.token_urlsafe(32)
-    size = asyncio.run(import_hub(args.dir, cfg.db_url, args.source))
+    size = asyncio.run(import_hub(args.dir, cfg.db_url, args.source,
+                                  progress=reporter(args, label="import", unit="entries")))
     if not (args.dir / "hub.toml").exists():
         fd = os.open(args.dir / "operator.token", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -251,7 +255,10 @@ def cmd_operator(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    hub = sub.add_parser("hub", help="the chair's hub: init, serve")
+    hub = sub.add_parser("hub", help="the chair's hub: init, serve, backup, restore, keygen, import",
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         epilog="examples:\n  ipdn hub init --dir hub --url https://hub.ipdn.network "
+                                "--founder keys/QA.pub.jwk.json\n  ipdn hub serve --dir hub")
     hs = hub.add_subparsers(dest="hub_command", required=True, metavar="COMMAND")
 
     i = hs.add_parser("init", help="create the hub key and the genesis registry",
@@ -278,6 +285,7 @@ def register(sub: Any) -> None:
     m.add_argument("--from", dest="source", required=True, help="the outgoing hub's URL")
     m.add_argument("--port", type=int)
     m.add_argument("--db-url")
+    add_progress_argument(m)
     m.set_defaults(func=cmd_import)
 
     o = hs.add_parser("operator", help="dashboard accounts: add, list, disable, enable",
@@ -293,10 +301,19 @@ def register(sub: Any) -> None:
         p.add_argument("--dir", required=True, type=Path, help="the hub directory")
     o.set_defaults(func=cmd_operator)
 
-    s = hs.add_parser("serve", help="run the hub",
-                      epilog="examples: ipdn hub serve --dir hub --port 8440\n"
-                             "  IPDN_HUB_DB_URL=postgresql+asyncpg://ipdn@db/ipdn ipdn hub serve --dir hub --workers 4",
-                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    from federation import backup, backupcli
+    from federation.hub.store import MIGRATIONS, VERSION_TABLE
+
+    backupcli.register(hs, backup.Role("hub", "hub.toml", "hub.db", VERSION_TABLE, MIGRATIONS),
+                       lambda d: HubConfig.load(d).db_url)
+
+    s = hs.add_parser("serve", help="run the hub", formatter_class=argparse.RawDescriptionHelpFormatter,
+                      epilog="examples:\n  ipdn hub serve --dir hub --port 8440\n"
+                             "  IPDN_HUB_DB_URL=postgresql+asyncpg://ipdn@db/ipdn "
+                             "ipdn hub serve --dir hub --workers 4\n"
+                             "  IPDN_HUB_TLS_CERT=/etc/ipdn/tls/fullchain.pem IPDN_HUB_TLS_KEY=/etc/ipdn/tls/key.pem "
+                             "ipdn hub serve --dir hub\n"
+                             "Settings: hub.toml, then IPDN_HUB_<KEY>, then these flags (docs/operating-hub.md).")
     s.add_argument("--dir", required=True, type=Path)
     s.add_argument("--host")
     s.add_argument("--port", type=int)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from federation import db
+from federation import db, tls
 from federation.settings import load_settings
 
 
@@ -43,6 +44,11 @@ class HubConfig:
     @property
     def session_secret_path(self) -> Path:
         return self.dir / "session.secret"
+    # -- TLS served by the hub itself (paths relative to the hub directory; empty: plain HTTP) ------------
+    tls_cert: str = ""  # PEM certificate chain
+    tls_key: str = ""  # PEM private key (default: in tls_cert)
+    tls_client_ca: str = ""  # CA bundle that issues members' client certificates (mutual TLS)
+    tls_require_client_cert: bool = False  # refuse the handshake without one (else checked when presented)
 
     @property
     def key_path(self) -> Path:
@@ -51,6 +57,11 @@ class HubConfig:
     @property
     def registry_path(self) -> Path:
         return self.dir / "registry.json"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The service's TLS context (:func:`federation.tls.served_context`), or None for plain HTTP."""
+        return tls.served_context(self.dir, self.tls_cert, self.tls_key, self.tls_client_ca,
+                                  self.tls_require_client_cert)
 
     @classmethod
     def load(cls, directory: Path, env: Mapping[str, str] | None = None, **overrides: Any) -> HubConfig:

@@ -10,9 +10,6 @@ the same positions, so nodes continue where they were with no re-sync.
 from __future__ import annotations
 
 import json
-import sys
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from federation.errors import TrustError
 from federation.governance import check_transition
 from federation.hub.store import CheckpointRow, HubStore, LogRow
 from federation.keys import SigningKey
+from federation.progress import ProgressCallback
 from federation.registry import SignedRegistry, load_registry, parse_registry
 from federation.schemas import default_schemas
 from federation.verify import ChainHead, check_chain, verify_envelope
@@ -49,7 +47,7 @@ def registry_chain(fetch: Fetch, anchor: SignedRegistry) -> list[SignedRegistry]
 
 
 async def import_hub(hub_dir: Path, db_url: str, source: str, *, fetch: Fetch | None = None,
-                     progress: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> int:
+                     progress: ProgressCallback | None = None) -> int:
     """Import into ``hub_dir`` (holding hub.key.pem and the genesis registry.json); the log size."""
     fetch = fetch or HttpFetcher(source)
     key = SigningKey.load(hub_dir / "hub.key.pem")
@@ -68,7 +66,7 @@ async def import_hub(hub_dir: Path, db_url: str, source: str, *, fetch: Fetch | 
         rows, nodes, frontier = [], [], merkle.Frontier()
         keys = {k: v for r in chain for k, v in r.registry.member_keys().items()}
         heads: dict[str, ChainHead] = {}
-        schemas, started = default_schemas(), time.monotonic()
+        schemas = default_schemas()
         after = 0
         while after < size:
             entries = json.loads(fetch(f"/api/v1/log?after={after}&limit=1000"))["entries"][: size - after]
@@ -91,9 +89,8 @@ async def import_hub(hub_dir: Path, db_url: str, source: str, *, fetch: Fetch | 
                 rows.append(LogRow(p.origin, p.seq, env.hash, p.record_id, p.version, p.kind, p.op, env.kid,
                                    env.to_bytes(), leaf))
                 after += 1
-            elapsed = time.monotonic() - started
-            progress(f"verified {after}/{size} entries ({after / max(elapsed, 1e-9):,.0f}/s, "
-                     f"~{(size - after) * elapsed / after:.0f} s left)")
+            if progress is not None:
+                progress(after, size)
         if frontier.root() != checkpoint.checkpoint.root_bytes:
             raise HandoverError(f"the log's root at size {size} is not the outgoing hub's checkpoint root")
         now = datetime.now(UTC)

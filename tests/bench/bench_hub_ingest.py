@@ -1,54 +1,39 @@
 """Benchmark: hub ingest over HTTP (envelopes verified and durably committed per second).
 
-Run: ``.venv/bin/python -m tests.bench.bench_hub_ingest [--n 4000] [--batch 500] [--pg URL]``.
-Starts a real hub process (``ipdn hub serve``) on SQLite (and on PostgreSQL with --pg), pushes
-signed batches from four members concurrently, and compares with the bare loop measured in the same
-run: the same primitives in-process (parse, schema, Ed25519, SHA-256, then insert in groups of 500).
+A real hub process (``ipdn hub serve``) on SQLite, on PostgreSQL with one worker, and on PostgreSQL with
+four workers (``IPDN_HUB_WORKERS=4``, verification in each worker's event loop); four members push
+pre-signed batches of 500 concurrently. The bare baseline, measured in the same round on the same kind of
+database: the same envelopes through the bare primitives in-process on one core (parse, schema, Ed25519,
+SHA-256), then ``HubStore.commit`` in groups of 500. Every round starts from an empty database.
+
+Run alone: ``.venv/bin/python -m tests.bench ingest``.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import base64
 import hashlib
 import json
-import os
-import platform
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
-import aiohttp
-
+from federation.db import sqlite_url
 from federation.hub.store import HubStore, LogRow
-from federation.keys import SigningKey
-from federation.registry import genesis
 from federation.schemas import default_schemas
-from tests.factories import Member, example_bodies, push_request
+from tests.bench.common import CODES, Chain, Context, Figure, Goal, Net, make_chains, median, pg_scratch, push_all
 
-MEMBERS = ("QA", "KR", "TR", "HU")
-
-
-def make_envelopes(n: int) -> tuple[dict[str, Member], dict[str, list]]:
-    members = {c: Member(c) for c in MEMBERS}
-    bodies = example_bodies("cultural-event")
-    per = {c: [members[c].publish(bodies[i % len(bodies)]) for i in range(n // len(MEMBERS))] for c in MEMBERS}
-    return members, per
+NAME = "ingest"
+BATCH = 500
+GOAL_RATIO, GOAL_RATE = 0.6, 10_000
 
 
-async def bare(members: dict[str, Member], per: dict[str, list], url: str, batch: int) -> float:
-    """Verify-and-insert with the bare primitives, one core, groups of ``batch`` rows per transaction."""
+async def bare_insert(chains: dict[str, Chain], url: str, batch: int = BATCH) -> float:
+    """Verify-and-insert with the bare primitives on one core, ``batch`` rows per transaction; envelopes/s."""
     schemas = default_schemas()
     validator = schemas._compiled(schemas.schema_id("cultural-event"))
     store = await HubStore.open(url)
-    keys = {m.key.kid: m.key.public.key for m in members.values()}
-    wires = [(e.kid, e.to_bytes()) for envs in per.values() for e in envs]
+    keys = {c.key.kid: c.key.public.key for c in chains.values()}
+    wires = [(c.key.kid, w) for c in chains.values() for w in c.wires]
     t = time.perf_counter()
     rows: list[LogRow] = []
     size = 0
@@ -71,96 +56,45 @@ async def bare(members: dict[str, Member], per: dict[str, list], url: str, batch
     return len(wires) / elapsed
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+async def hub_ingest(ctx: Context, chains: dict[str, Chain], tag: str, db_url: str | None,
+                     env: dict[str, str] | None = None) -> float:
+    """Envelopes per second accepted by a fresh hub process over HTTP."""
+    net = Net(ctx.root / tag, {c: ch.key for c, ch in chains.items()}, {"hub": db_url} if db_url else None)
+    with net:
+        net.start("hub", env)
+        t = time.perf_counter()
+        n = await push_all(net.hub_url, chains.values(), BATCH)
+        return n / (time.perf_counter() - t)
 
 
-async def over_http(members: dict[str, Member], per: dict[str, list], root: Path, db_url: str | None,
-                    batch: int) -> float:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    hub_dir = root / f"hub-{port}"
-    hub_dir.mkdir()
-    hub_key = SigningKey.generate()
-    hub_key.save(hub_dir / "hub.key.pem")
-    (hub_dir / "registry.json").write_bytes(genesis(
-        hub_key=hub_key, hub_url=url,
-        founders=[(m.public, {"en": c}) for c, m in members.items()]).to_bytes())
-    env = {**os.environ, **({"IPDN_HUB_DB_URL": db_url} if db_url else {})}
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "ipdn"), "hub", "serve", "--dir", str(hub_dir),
-                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(300):
-                try:
-                    async with http.get(url + "/api/v1/status") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.1)
-
-            async def pusher(code: str) -> int:
-                envs = per[code]
-                done = 0
-                for i in range(0, len(envs), batch):
-                    data, headers = push_request(members[code], envs[i:i + batch], url)
-                    async with http.post(url + "/api/v1/envelopes", data=data, headers=headers) as r:
-                        doc = await r.json()
-                        done += sum(1 for x in doc["results"] if x["status"] == "accepted")
-                return done
-
-            t = time.perf_counter()
-            accepted = sum(await asyncio.gather(*(pusher(c) for c in per)))
-            elapsed = time.perf_counter() - t
-        assert accepted == sum(map(len, per.values())), accepted
-        return accepted / elapsed
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait()
+def ingest_goals(value: float, bare: float) -> list[Goal]:
+    return [Goal(f">= {GOAL_RATIO} x bare", value >= GOAL_RATIO * bare),
+            Goal(f">= {GOAL_RATE:,}/s", value >= GOAL_RATE)]
 
 
-async def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--n", type=int, default=4000)
-    ap.add_argument("--batch", type=int, default=500)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--pg", help="PostgreSQL admin URL, e.g. postgresql://postgres@127.0.0.1:5432/test")
-    args = ap.parse_args()
-    members, per = make_envelopes(args.n)
-    size = sum(len(e.to_bytes()) for envs in per.values() for e in envs) / args.n
-    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, python "
-          f"{platform.python_version()}; {args.n} envelopes of {size:.0f} bytes from {len(MEMBERS)} members, "
-          f"batches of {args.batch}, median of {args.rounds} rounds")
-    backends = [("sqlite", None)]
-    if args.pg:
-        backends.append(("postgres", args.pg))
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        for name, admin in backends:
-            bare_rates, http_rates = [], []
-            for r in range(args.rounds):
-                urls = []
-                for which in ("bare", "http"):
-                    if admin:
-                        import asyncpg
-
-                        conn = await asyncpg.connect(admin)
-                        db = f"ipdn_bench_{which}_{r}_{os.getpid()}"
-                        await conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-                        await conn.execute(f'CREATE DATABASE "{db}"')
-                        await conn.close()
-                        urls.append(admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-                                    + f"/{db}")
-                    else:
-                        urls.append(f"sqlite+aiosqlite:///{root / f'{which}-{r}.db'}")
-                bare_rates.append(await bare(members, per, urls[0], args.batch))
-                http_rates.append(await over_http(members, per, root, urls[1] if admin else None, args.batch))
-            b, h = sorted(bare_rates)[len(bare_rates) // 2], sorted(http_rates)[len(http_rates) // 2]
-            print(f"{name:9s} bare loop {b:8,.0f}/s   hub over HTTP {h:8,.0f}/s   ratio {h / b:.2f}")
-
-
-if __name__ == "__main__":
-    asyncio.run(main())
+async def run(ctx: Context) -> list[Figure]:
+    n = ctx.size(8000, 200)
+    chains = make_chains(CODES[:4], n // 4)
+    configs: list[tuple[str, bool, dict[str, str]]] = [("SQLite", False, {})]
+    if ctx.pg:
+        configs += [("PostgreSQL, 1 worker", True, {}),
+                    ("PostgreSQL, 4 workers", True, {"IPDN_HUB_WORKERS": "4", "IPDN_HUB_VERIFY_WORKERS": "0"})]
+    figures = []
+    for ci, (label, pg, env) in enumerate(configs):
+        bares, hubs = [], []
+        for r in range(ctx.rounds):
+            if pg:
+                assert ctx.pg
+                async with pg_scratch(ctx.pg) as url:
+                    bares.append(await bare_insert(chains, url))
+                async with pg_scratch(ctx.pg) as url:
+                    hubs.append(await hub_ingest(ctx, chains, f"ingest-{ci}-{r}", url, env))
+            else:
+                bares.append(await bare_insert(chains, sqlite_url(ctx.root / f"ingest-bare-{ci}-{r}.db")))
+                hubs.append(await hub_ingest(ctx, chains, f"ingest-{ci}-{r}", None, env))
+        value, bare = median(hubs), median(bares)
+        figures.append(Figure(NAME, f"hub ingest, {label}", value, "envelopes/s", bare,
+                              "verify-and-insert loop, 1 core, same database", ingest_goals(value, bare),
+                              note=f"{n} envelopes of 4 members, batches of {BATCH}, median of {ctx.rounds}",
+                              samples=hubs))
+    return figures

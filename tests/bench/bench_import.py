@@ -25,7 +25,10 @@ from node.keys import OwnKeys
 from node.service import NodeService
 from node.staff import ALL_OR_NOTHING, DRY_RUN, StaffService
 from node.store import NodeStore
+from tests.bench.common import Context, Figure, median
 from tests.factories import Member
+
+NAME = "import"
 
 SAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "import-events.csv"
 
@@ -80,6 +83,18 @@ async def one_round(n: int, data: bytes, db_url: str | None) -> dict[str, float]
                     for table in ("import_sources", "record_authors", "outbox", "records", "envelopes"):
                         await conn.exec_driver_sql(f"DELETE FROM {table}")  # noqa: S608 (fixed names)
             await store.close()
+
+
+async def run(ctx: Context) -> list[Figure]:
+    """The suite's entry (``python -m tests.bench import``): SQLite, each figure beside NodeService.create."""
+    n = ctx.size(500, 20)
+    data = make_csv(n)
+    runs = [await one_round(n, data, None) for _ in range(ctx.rounds)]
+    base = median([r["baseline: NodeService.create"] for r in runs])
+    return [Figure(NAME, f"bulk import: {name}", median([r[name] for r in runs]), "rows/s", base,
+                   "NodeService.create one by one", note=f"{n} CSV rows, SQLite, median of {ctx.rounds}" if i == 0
+                   else "", samples=[r[name] for r in runs])
+            for i, name in enumerate(k for k in runs[0] if not k.startswith("baseline"))]
 
 
 async def main() -> None:

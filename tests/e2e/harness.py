@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -37,7 +38,8 @@ def free_port() -> int:
 
 
 def http(method: str, url: str, body: Any = None, *, token: str | None = None, data: bytes | None = None,
-         headers: dict[str, str] | None = None, timeout: float = 10) -> tuple[int, Any]:
+         headers: dict[str, str] | None = None, timeout: float = 10,
+         context: ssl.SSLContext | None = None) -> tuple[int, Any]:
     if body is not None:
         data = json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 (loopback URLs)
@@ -47,7 +49,7 @@ def http(method: str, url: str, body: Any = None, *, token: str | None = None, d
     for k, v in (headers or {}).items():
         req.add_header(k, v)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as r:  # noqa: S310
             raw = r.read()
             return r.status, json.loads(raw) if raw else None
     except urllib.error.HTTPError as e:
@@ -68,8 +70,12 @@ def wait_for(what: str, check: Any, timeout: float = 30) -> Any:
 class Federation:
     """keys/, hub/ and one directory per member under ``root``; ``db_urls`` maps a name to a database URL."""
 
-    def __init__(self, root: Path, members: list[str], db_urls: dict[str, str] | None = None) -> None:
+    def __init__(self, root: Path, members: list[str], db_urls: dict[str, str] | None = None, *,
+                 tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: the services serve HTTPS (configured by the test) and the harness reaches them with it."""
         self.root = root
+        self.tls = tls
+        self.scheme = "https" if tls else "http"
         self.members = members
         self.db_urls = db_urls or {}
         self.hub_port = free_port()  # the port in the registry's hub_url, where nodes send
@@ -80,15 +86,15 @@ class Federation:
 
     @property
     def hub_url(self) -> str:
-        return f"http://127.0.0.1:{self.hub_port}"
+        return f"{self.scheme}://127.0.0.1:{self.hub_port}"
 
     @property
     def hub_direct_url(self) -> str:
         """The hub itself, bypassing whatever sits at hub_url."""
-        return f"http://127.0.0.1:{self.hub_bind_port}"
+        return f"{self.scheme}://127.0.0.1:{self.hub_bind_port}"
 
     def url(self, name: str) -> str:
-        return self.hub_direct_url if name == "hub" else f"http://127.0.0.1:{self.ports[name]}"
+        return self.hub_direct_url if name == "hub" else f"{self.scheme}://127.0.0.1:{self.ports[name]}"
 
     def add_hub(self, name: str) -> str:
         """Room for another hub process (an incoming chair's): its port; its directory is root/name."""
@@ -134,7 +140,7 @@ class Federation:
         """A copy of this initialised, stopped federation under ``root``: the same keys, registry, ports and
         tokens, so that one ``init`` serves several tests run one after another (SQLite only)."""
         shutil.copytree(self.root, root, dirs_exist_ok=True)
-        other = Federation(root, self.members, self.db_urls)
+        other = Federation(root, self.members, self.db_urls, tls=self.tls)
         other.hub_port = other.hub_bind_port = self.hub_port
         other.ports, other.tokens = dict(self.ports), dict(self.tokens)
         return other
@@ -159,7 +165,7 @@ class Federation:
                 if self.procs[name].poll() is not None:
                     raise RuntimeError(f"{name} exited: {self.log(name)}")
                 try:
-                    if http("GET", self.url(name) + "/api/v1/status", timeout=2)[0] == 200:
+                    if http("GET", self.url(name) + "/api/v1/status", timeout=2, context=self.tls)[0] == 200:
                         waiting.remove(name)
                 except OSError:
                     pass
@@ -205,13 +211,14 @@ class Federation:
     # -- use -----------------------------------------------------------------------------------------
 
     def publish(self, m: str, kind: str, body: dict[str, Any]) -> dict[str, Any]:
-        code, doc = http("POST", self.url(m) + "/api/v1/records", {"kind": kind, "body": body}, token=self.tokens[m])
+        code, doc = http("POST", self.url(m) + "/api/v1/records", {"kind": kind, "body": body}, token=self.tokens[m],
+                         context=self.tls)
         if code != 201:
             raise AssertionError(f"publish at {m}: {code} {doc}")
         return dict(doc)
 
     def record(self, m: str, record_id: str) -> tuple[int, Any]:
-        return http("GET", self.url(m) + "/api/v1/records/" + quote(record_id, safe=""))
+        return http("GET", self.url(m) + "/api/v1/records/" + quote(record_id, safe=""), context=self.tls)
 
     def wait_record(self, m: str, record_id: str, version: int = 1, timeout: float = 15) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -229,7 +236,7 @@ class Federation:
         while True:
             q = "&".join(f"{k}={quote(v)}" for k, v in {**params, "limit": "200",
                                                           **({"cursor": cursor} if cursor else {})}.items())
-            code, doc = http("GET", self.url(m) + "/api/v1/records?" + q)
+            code, doc = http("GET", self.url(m) + "/api/v1/records?" + q, context=self.tls)
             assert code == 200, doc
             items += doc["items"]
             cursor = doc.get("next_cursor")

@@ -7,7 +7,6 @@ The attack tests are named after what a dishonest hub does; each checks the audi
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import subprocess
 import threading
@@ -24,7 +23,6 @@ from federation import merkle
 from federation.audit import (
     AuditReport,
     HubHttpError,
-    Progress,
     audit,
     load_checkpoint,
     save_checkpoint,
@@ -345,21 +343,6 @@ class TestCheckpointFile:
         save_checkpoint(forged, tmp_path / "last.json")
         with pytest.raises(CheckpointError):
             load_checkpoint(tmp_path / "last.json", world.registry)
-
-
-class TestProgress:
-    def test_prints_done_total_rate_and_time_left_at_most_once_per_second(self) -> None:
-        """Called for every entry, it writes one line per second of work: done/total, rate, time left."""
-        t = [0.0]
-        out = io.StringIO()
-        progress = Progress(out, clock=lambda: t[0])
-        for done in range(1, 501):
-            t[0] = done / 100  # 100 entries per second: 5 s of work
-            progress(done, 10_000)
-        lines = out.getvalue().splitlines()
-        assert len(lines) == 5
-        assert lines[0] == "audit: 100/10000 entries (1%), 100/s, about 1 min 39 s left"
-        assert lines[-1] == "audit: 500/10000 entries (5%), 100/s, about 1 min 35 s left"
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from federation.schemas import default_schemas
 from federation.verify import ChainHead, keys_resolver, verify_envelope
 from tests.factories import Member, example_bodies
 
-NOW = datetime.now(UTC)
+NOW = datetime.now(UTC)  # key windows and issue times; verification itself runs at the real now
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def body() -> dict:
 
 def verify(env, keys, **kw):  # type: ignore[no-untyped-def]
     return verify_envelope(env.to_bytes(), keys=keys_resolver({k.kid: k for k in keys}),
-                           schemas=default_schemas(), now=kw.pop("now", NOW), **kw)
+                           schemas=default_schemas(), now=kw.pop("now", datetime.now(UTC)), **kw)
 
 
 def reasons(result) -> list[str]:  # type: ignore[no-untyped-def]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
+
 from federation.verify import ChainHead
 from node.config import NodeConfig
 from node.store import ACCEPTED, PENDING, REJECTED, Changes, NodeStore, QuarantineRow
@@ -42,6 +44,19 @@ class TestNodeStore:
         await store.author(qa.publish(None, record_id="QA:one", version=2), NOW)
         rec = await store.get_record("QA:one")
         assert rec is not None and (rec.version, rec.op, rec.status, rec.body) == (2, "delete", "deleted", None)
+
+    async def test_search_index_one_row_per_record(self, store: NodeStore, qa: Member, event: dict[str, Any]) -> None:
+        """The SQLite full-text index holds one row per record: written once for a new record, replaced on each
+        update (a new record skips the delete, which would scan the whole index)."""
+        if store.engine.dialect.name != "sqlite":
+            return
+        await store.author(qa.publish(event, record_id="QA:one"), NOW)
+        await store.author(qa.publish(event, record_id="QA:two"), NOW)
+        await store.author(qa.publish({**event, "title": {"en": "Renamed"}}, record_id="QA:one", version=2), NOW)
+        async with store.engine.connect() as conn:
+            rows = (await conn.execute(sa.text("SELECT record_id, search FROM records_fts ORDER BY record_id"))).all()
+        assert [r.record_id for r in rows] == ["QA:one", "QA:two"]
+        assert rows[0].search.startswith("Renamed")
 
     async def test_apply_writes_everything_with_the_cursor(self, store: NodeStore, kr: Member, qa: Member,
                                                            event: dict[str, Any]) -> None:

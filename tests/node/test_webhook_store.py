@@ -266,13 +266,13 @@ class TestAttempts:
 
 
 async def test_upgrade_from_0004(config: NodeConfig, qa: Member, event: dict[str, Any]) -> None:
-    """A node database at revision 0004 (before webhooks) upgrades to 0005 when opened and queues events."""
+    """A node database at revision 0004 (before webhooks) upgrades past 0005 when opened and queues events."""
     engine = db.make_engine(config.db_url)
     await db.migrate(engine, MIGRATIONS, VERSION_TABLE, "0004")
     await engine.dispose()
     store = await NodeStore.open(config.db_url, "QA")
     try:
-        assert await db.current_revision(store.engine, MIGRATIONS, VERSION_TABLE) == "0005"
+        assert int(await db.current_revision(store.engine, MIGRATIONS, VERSION_TABLE) or 0) >= 5
         sub = subscription()
         await store.webhooks.add_subscription(sub)
         await store.author(qa.publish(event, record_id="QA:one"), NOW)

@@ -72,7 +72,7 @@ def prepare(out: Outgoing, hub_dir: Path) -> None:
 async def run(out: Outgoing, hub_dir: Path, routes: dict[str, bytes]) -> int:
     prepare(out, hub_dir)
     return await import_hub(hub_dir, f"sqlite+aiosqlite:///{hub_dir / 'hub.db'}", "https://hub.qa.example",
-                            fetch=routes.__getitem__, progress=lambda _: None)
+                            fetch=routes.__getitem__, progress=None)
 
 
 class TestImport:
@@ -128,4 +128,4 @@ class TestImport:
         await run(out, hub_dir, routes)
         with pytest.raises(TrustError, match="already holds"):
             await import_hub(hub_dir, f"sqlite+aiosqlite:///{hub_dir / 'hub.db'}", "x", fetch=routes.__getitem__,
-                             progress=lambda _: None)
+                             progress=None)

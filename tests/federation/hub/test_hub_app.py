@@ -215,6 +215,30 @@ class TestPull:
         r = await hub.get("/api/v1/log", params={"after": 0, "limit": 2})
         assert "immutable" in r.headers["Cache-Control"]
 
+    async def test_full_page_revalidates_with_etag_after_log_grows(self, hub: Any, members: dict[str, Member],
+                                                                   body: dict) -> None:
+        """A full page's ETag stays the same as the log grows (its entries are final), so a cache revalidating
+        it gets 304; a partial page has no ETag and is never cached."""
+        qa = members["QA"]
+        await push(hub, qa, [qa.publish(body) for _ in range(2)])
+        first = await hub.get("/api/v1/log", params={"after": 0, "limit": 2})
+        etag = first.headers["ETag"]
+        assert etag.startswith('W/"')
+        partial = await hub.get("/api/v1/log", params={"after": 0, "limit": 3})
+        assert "ETag" not in partial.headers and partial.headers["Cache-Control"] == "no-cache"
+        await push(hub, qa, [qa.publish(body)])
+        again = await hub.get("/api/v1/log", params={"after": 0, "limit": 2})
+        assert again.headers["ETag"] == etag and (await again.json())["size"] == 3
+        cached = await hub.get("/api/v1/log", params={"after": 0, "limit": 2}, headers={"If-None-Match": etag})
+        assert cached.status == 304 and await cached.read() == b""
+        other = await hub.get("/api/v1/log", params={"after": 1, "limit": 2}, headers={"If-None-Match": etag})
+        assert other.status == 200 and other.headers["ETag"] != etag
+
+    async def test_healthz_answers_without_touching_the_log(self, hub: Any) -> None:
+        """GET /healthz is 200 and never cached: what container and load-balancer checks call."""
+        r = await hub.get("/healthz")
+        assert r.status == 200 and await r.json() == {"status": "ok"} and r.headers["Cache-Control"] == "no-store"
+
     async def test_long_poll_wakes_on_push(self, hub: Any, members: dict[str, Member], body: dict) -> None:
         """A waiting pull answers as soon as an envelope is committed, not at its timeout."""
         qa = members["QA"]
