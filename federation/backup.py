@@ -1,6 +1,6 @@
 """Back up and restore a hub's or a node's directory and database, while the service runs.
 
-An archive is a gzip-compressed tar (docs/adr/0008-deployment-tls-and-backups.md):
+An archive is a gzip-compressed tar (docs/adr/0011-deployment-tls-and-backups.md):
 
 - ``MANIFEST.json``: format, role, creation time, the database kind and Alembic revision, every file
   with its SHA-256 and mode, and which secrets were left out;

@@ -499,7 +499,7 @@ def _hub_schemas() -> dict[str, Any]:
                    "lag_seconds", "valid_keys", "key_expires_at", "last_cosigned_size", "silent"],
                   code=_STR, names={"type": "object"}, role=_STR, status=_STR, envelopes=_int(0), head_seq=_int(0),
                   refused=_int(0), accepted_today=_int(0), refused_today=_int(0), last_push_at=_TIME_OR_NULL,
-                  last_pull_at={**_TIME_OR_NULL, "description": "its latest signed pull (docs/adr/0006)"},
+                  last_pull_at={**_TIME_OR_NULL, "description": "its latest signed pull (docs/adr/0008)"},
                   cursor={**int_or_null, "description": "how far it has read: the `after` of its latest signed "
                                                         "pull, else its latest co-signed checkpoint"},
                   cursor_source={"type": ["string", "null"], "enum": ["pull", "cosignature", None]},

@@ -95,7 +95,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # sync loops and closes the store. Requests are logged by federation/logs.py, not aiohttp's access log.
     served = config.ssl_context()
     config.hub_ssl_context()  # a bad hub_ca or client certificate fails here, on one line, not in the sync loop
-    # keepalive_timeout also cuts a client trickling its headers (docs/adr/0008-faults-and-abuse.md).
+    # keepalive_timeout also cuts a client trickling its headers (docs/adr/0012-faults-and-abuse.md).
     web.run_app(create_app(config), host=config.host, port=config.port, print=None, access_log=None,
                 ssl_context=served, keepalive_timeout=config.idle_timeout, lingering_time=2.0)
     return 0

@@ -39,7 +39,7 @@ class NodeConfig:
 
     # -- limits of the HTTP API ------------------------------------------------------------------------
     max_request_bytes: int = 1024 * 1024  # a record body is a few KB; the envelope limit is 256 KiB
-    body_timeout: float = 60.0  # seconds a client has to send a request body (408 after; docs/adr/0008)
+    body_timeout: float = 60.0  # seconds a client has to send a request body (408 after; docs/adr/0012)
     idle_timeout: float = 15.0  # seconds a connection may idle, or take to send its request line and headers
     page_size: int = 50  # records per page when the partner does not ask
     max_page_size: int = 500

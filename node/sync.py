@@ -224,7 +224,7 @@ class HubClient:
 
     def _identify(self, path: str) -> dict[str, str]:
         """RFC 9421 headers saying which member pulls (``@method`` and ``@target-uri``, query included), so the
-        hub can show its last pull and lag (docs/adr/0006); none when no own key is valid now (an anonymous
+        hub can show its last pull and lag (docs/adr/0008); none when no own key is valid now (an anonymous
         pull, as any reader's)."""
         key = self.service.keys.signing_key(self.service.registry.registry, self.service.clock())
         if key is None:

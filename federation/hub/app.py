@@ -187,7 +187,7 @@ async def get_log(request: web.Request) -> web.Response:
     after = _int_param(request, "after", 0, 0, 2**53)
     limit = _int_param(request, "limit", 100, 1, cfg.page_limit)
     wait = _int_param(request, "wait", 0, 0, int(cfg.max_wait))
-    if "Signature-Input" in request.headers:  # a member's node, saying who it is (docs/adr/0006)
+    if "Signature-Input" in request.headers:  # a member's node, saying who it is (docs/adr/0008)
         member = await authenticate_push(request, b"", PULL_COMPONENTS)
         request.app[MONITOR].note_pull(member, after)
     rows = await service.read_log(after, limit, wait)

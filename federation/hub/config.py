@@ -32,7 +32,7 @@ class HubConfig:
     pull_flush_interval: float = 10.0  # seconds between writes of members' last pulls
     live_interval: float = 2.0  # seconds between the dashboard's live updates, at most one per change
     session_ttl: float = 8 * 3600  # dashboard sign-in lifetime
-    # -- abuse (docs/adr/0008-faults-and-abuse.md) --------------------------------------------------------
+    # -- abuse (docs/adr/0012-faults-and-abuse.md) --------------------------------------------------------
     push_rate: float = 20.0  # signed requests (pushes, co-signatures) per second per member, sustained ...
     push_burst: float = 200.0  # ... and at once after a quiet spell; past it 429 with Retry-After
     refusal_rate: float = 2.0  # refused unsigned requests kept in quarantine per second per client address ...

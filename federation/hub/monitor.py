@@ -1,5 +1,5 @@
 """What the hub knows about each member's sync: the one home of the figures that the status API, the dashboard,
-its live updates and the Prometheus metrics show (docs/adr/0006-member-sync-figures.md).
+its live updates and the Prometheus metrics show (docs/adr/0008-member-sync-figures.md).
 
 - **Last push**: the later of the last push request this process authenticated (refused ones count: the
   member is alive) and the last envelope of the member the log appended (survives restarts).

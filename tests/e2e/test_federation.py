@@ -201,6 +201,6 @@ class TestRefusals:
         assert [r["status"] for r in doc["results"]][:2] == ["accepted", "accepted"]
         assert doc["results"][2]["problem"]["reason"] == "schema-invalid"
 
-        reasons = sorted(q["reason"] for q in self.quarantine(f))  # refused requests are kept too (ADR 8)
+        reasons = sorted(q["reason"] for q in self.quarantine(f))  # refused requests are kept too (ADR 12)
         assert reasons == ["bad-signature", "chain-gap", "key-unknown", "schema-invalid", "signature-replayed",
                            "unknown-key"]

@@ -1,5 +1,5 @@
 """Abuse of the hub's intake (in-process app, real store): rate limits, slow and oversized bodies, and every
-refused request kept in the quarantine with its bytes as received (docs/adr/0008-faults-and-abuse.md)."""
+refused request kept in the quarantine with its bytes as received (docs/adr/0012-faults-and-abuse.md)."""
 
 from __future__ import annotations
 
