@@ -96,7 +96,8 @@ class TestBackupRestore:
             shutil.copy2(tmp_path / "KR.orig" / secret, tmp_path / "KR" / secret)
 
         with Federation(tmp_path, ["QA", "KR"]) as g:
-            g.hub_port, g.ports = f.hub_port, f.ports
+            g.hub_port = g.hub_bind_port = f.hub_port
+            g.ports = f.ports
             g.start("hub")
             g.start("KR")
             audit = ipdn("audit", "--hub", g.hub_url, "--registry", str(tmp_path / "hub" / "registry.json"))
