@@ -391,16 +391,18 @@ def register(sub: Any) -> None:
     u = nsub.add_parser("user", help="staff accounts of the authoring pages (/author/)",
                         epilog="example: ipdn node user add --dir qa amal --name 'Amal Al-Kuwari'")
     usub = u.add_subparsers(dest="user_command", required=True, metavar="COMMAND")
-    ua = usub.add_parser("add", help="add an account (asks for the password twice)")
+    ua = usub.add_parser("add", help="add an account (asks for the password twice)",
+                         epilog="example: ipdn node user add --dir qa amal --name 'Amal Al-Kuwari'")
     ua.add_argument("--dir", required=True, type=Path, help="the node's directory")
     ua.add_argument("username", help="2-64 lower-case letters, digits, dots, hyphens, underscores")
     ua.add_argument("--name", help="the person's name as shown on the pages")
     ua.add_argument("--password-stdin", action="store_true", help="read the password from one line of stdin")
     ua.set_defaults(func=cmd_user_add)
-    ul = usub.add_parser("list", help="list the accounts")
+    ul = usub.add_parser("list", help="list the accounts", epilog="example: ipdn node user list --dir qa")
     ul.add_argument("--dir", required=True, type=Path, help="the node's directory")
     ul.set_defaults(func=cmd_user_list)
-    ud = usub.add_parser("disable", help="disable an account (its sessions end at once)")
+    ud = usub.add_parser("disable", help="disable an account (its sessions end at once)",
+                         epilog="example: ipdn node user disable --dir qa amal")
     ud.add_argument("--dir", required=True, type=Path, help="the node's directory")
     ud.add_argument("username")
     ud.add_argument("--enable", action="store_true", help="enable it again instead")

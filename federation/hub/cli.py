@@ -291,12 +291,15 @@ def register(sub: Any) -> None:
     o = hs.add_parser("operator", help="dashboard accounts: add, list, disable, enable",
                       epilog="example: ipdn hub operator add amal --dir hub < password.txt")
     osub = o.add_subparsers(dest="operator_command", required=True, metavar="ACTION")
-    oa = osub.add_parser("add", help="a new operator (password from --password-file, stdin, or asked)")
+    oa = osub.add_parser("add", help="a new operator (password from --password-file, stdin, or asked)",
+                         epilog="example: ipdn hub operator add amal --dir hub --password-file amal.pw")
     oa.add_argument("name")
     oa.add_argument("--password-file", type=Path, help="a file holding the password (else stdin or a prompt)")
     for action, text in (("disable", "end an operator's sessions and sign-ins"), ("enable", "allow again")):
-        osub.add_parser(action, help=text).add_argument("name")
-    osub.add_parser("list", help="every operator, enabled or not, with the last sign-in")
+        osub.add_parser(action, help=text,
+                        epilog=f"example: ipdn hub operator {action} amal --dir hub").add_argument("name")
+    osub.add_parser("list", help="every operator, enabled or not, with the last sign-in",
+                    epilog="example: ipdn hub operator list --dir hub")
     for p in osub.choices.values():
         p.add_argument("--dir", required=True, type=Path, help="the hub directory")
     o.set_defaults(func=cmd_operator)
