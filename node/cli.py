@@ -143,20 +143,6 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_store(node_dir: Path, work: Any) -> Any:
-    """Run ``work(store)`` against the node's database (the node may be running: both see the same rows)."""
-    config = load_config(node_dir)
-
-    async def run() -> Any:
-        store = await NodeStore.open(config.db_url, config.member)
-        try:
-            return await work(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
-
-
 def cmd_partner_add(args: argparse.Namespace) -> int:
     from node import partners
 
@@ -167,7 +153,7 @@ def cmd_partner_add(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from e
     if args.rate is not None and args.rate < 1:
         raise UsageError("--rate is at least 1 request a minute")
-    _with_store(args.dir, lambda store: store.add_partner_key(row))
+    webhook_cli.with_node_store(args.dir, lambda store: store.add_partner_key(row))
     print(key)
     print(f"partner {row.name!r}: key {row.key_id}, scopes {' '.join(sorted(scopes))}; the key is shown only now "
           "and stored only as a digest: give it to the partner over a private channel", file=sys.stderr)
@@ -175,14 +161,15 @@ def cmd_partner_add(args: argparse.Namespace) -> int:
 
 
 def cmd_partner_list(args: argparse.Namespace) -> int:
-    rows = _with_store(args.dir, lambda store: store.partner_keys())
+    rows = webhook_cli.with_node_store(args.dir, lambda store: store.partner_keys())
 
     def when(t: datetime | None) -> str | None:
         return t.isoformat(timespec="seconds").replace("+00:00", "Z") if t else None
 
-    docs = [{"name": r.name, "key_id": r.key_id, "scopes": sorted(r.scopes), "rate_per_minute": r.rate_per_minute,
-             "created_at": when(r.created_at), "last_used_at": when(r.last_used_at),
-             "revoked_at": when(r.revoked_at)} for r in rows]
+    docs: list[dict[str, Any]] = [
+        {"name": r.name, "key_id": r.key_id, "scopes": sorted(r.scopes), "rate_per_minute": r.rate_per_minute,
+         "created_at": when(r.created_at), "last_used_at": when(r.last_used_at),
+         "revoked_at": when(r.revoked_at)} for r in rows]
     if args.json:
         print(json.dumps(docs, ensure_ascii=False, indent=2))
         return 0
@@ -193,7 +180,8 @@ def cmd_partner_list(args: argparse.Namespace) -> int:
 
 
 def cmd_partner_revoke(args: argparse.Namespace) -> int:
-    n = _with_store(args.dir, lambda store: store.revoke_partner_keys(args.name, datetime.now(UTC), args.key_id))
+    n = webhook_cli.with_node_store(
+        args.dir, lambda store: store.revoke_partner_keys(args.name, datetime.now(UTC), args.key_id))
     if not n:
         raise UsageError(f"no live key of partner {args.name!r}" + (f" with id {args.key_id}" if args.key_id else ""))
     print(f"revoked {n} key(s) of partner {args.name!r}: refused from the next request")

@@ -28,11 +28,13 @@ T = TypeVar("T")
 
 
 def _with_store(args: argparse.Namespace, work: Callable[[WebhookStore], Awaitable[T]]) -> T:
-    return _with_node_store(args, lambda store: work(store.webhooks))
+    return with_node_store(args.dir, lambda store: work(store.webhooks))
 
 
-def _with_node_store(args: argparse.Namespace, work: Callable[[NodeStore], Awaitable[T]]) -> T:
-    config = load_config(args.dir)
+def with_node_store(node_dir: Path, work: Callable[[NodeStore], Awaitable[T]]) -> T:
+    """Run ``work(store)`` against the node's database (the node may be running: both see the same rows).
+    The operator commands' one way in (node/cli.py uses it too)."""
+    config = load_config(node_dir)
 
     async def run() -> T:
         store = await NodeStore.open(config.db_url, config.member)
@@ -64,7 +66,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         return any(k.name == sub.partner and k.revoked_at is None and "webhooks" in k.scopes
                    for k in await store.partner_keys())
 
-    if not _with_node_store(args, work):
+    if not with_node_store(args.dir, work):
         print(f"note: no live key of {sub.partner!r} has the webhooks scope, so the partner cannot see or manage "
               "this subscription itself (ipdn node partner add ... --scope webhooks)", file=sys.stderr)
     if args.json:
