@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from federation.errors import KeyFileError
 from federation.keys import PublicKey, SigningKey, b64u_decode, b64u_encode, thumbprint
@@ -20,17 +22,57 @@ def wycheproof_cases(vectors: Path) -> list[tuple[int, str, dict[str, Any], str]
 
 
 class TestWycheproof:
-    def test_every_case_gives_expected_verdict(self, vectors: Path) -> None:
-        """All 150 cases: valid ones verify; malleable, non-canonical and malformed ones do not."""
+    @pytest.mark.parametrize("path", ["verify", "verify_reference"])
+    def test_every_case_gives_expected_verdict(self, vectors: Path, path: str) -> None:
+        """All 150 cases, on the fast path (libsodium) and the reference (cryptography): valid ones verify;
+        malleable, non-canonical and malformed ones do not."""
         cases = wycheproof_cases(vectors)
         assert len(cases) == 150
         wrong = []
         for tc_id, pk, t, result in cases:
             key = PublicKey.from_raw(bytes.fromhex(pk))
-            verdict = key.verify(bytes.fromhex(t["sig"]), bytes.fromhex(t["msg"]))
+            verdict = getattr(key, path)(bytes.fromhex(t["sig"]), bytes.fromhex(t["msg"]))
             if verdict != (result == "valid"):
                 wrong.append(tc_id)
         assert wrong == []
+
+
+class TestFastVerifyAgreesWithReference:
+    """libsodium (the hot path) and cryptography (the reference) must never disagree, or two verifiers of one
+    envelope could reach different verdicts."""
+
+    @given(message=st.binary(max_size=300), flip=st.integers(min_value=-1, max_value=64 * 8 - 1),
+           truncate=st.booleans())
+    @settings(max_examples=300, deadline=None)
+    def test_signature_forgery_by_bit_flip_refused_by_both(self, message: bytes, flip: int, truncate: bool) -> None:
+        key = SigningKey.generate()
+        sig = bytearray(key.sign(message))
+        if flip >= 0:
+            sig[flip // 8] ^= 1 << (flip % 8)
+        if truncate:
+            sig = sig[:63]
+        pub = key.public
+        assert pub.verify(bytes(sig), message) == pub.verify_reference(bytes(sig), message)
+        assert pub.verify(bytes(sig), message) == (flip < 0 and not truncate)
+
+    @given(raw=st.binary(min_size=32, max_size=32), sig=st.binary(min_size=64, max_size=64),
+           message=st.binary(max_size=64))
+    @settings(max_examples=300, deadline=None)
+    def test_arbitrary_keys_and_signatures_same_verdict(self, raw: bytes, sig: bytes, message: bytes) -> None:
+        try:
+            pub = PublicKey.from_raw(raw)
+        except ValueError:
+            return  # not a usable point: no key object can exist, so neither path is reached
+        assert pub.verify(sig, message) == pub.verify_reference(sig, message)
+
+    @pytest.mark.parametrize("raw", [bytes(32), bytes([1]) + bytes(31), bytes.fromhex(
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a")])  # orders 4, 1 and 8
+    def test_weak_key_forgery_refused(self, raw: bytes) -> None:
+        """A small-order public key, under which OpenSSL verifies forged signatures, cannot become a key."""
+        with pytest.raises(ValueError, match="small-order"):
+            PublicKey.from_raw(raw)
+        with pytest.raises(KeyFileError):
+            PublicKey.from_jwk({"kty": "OKP", "crv": "Ed25519", "x": b64u_encode(raw)})
 
 
 class TestJwk:
