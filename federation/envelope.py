@@ -7,7 +7,6 @@ envelope of the same origin names it in ``prev``.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,7 +15,7 @@ from typing import Any, Literal
 from federation import jws, strictjson
 from federation.canonical import canonical_bytes, sha256_hex
 from federation.errors import EnvelopeFormatError, StrictJsonError
-from federation.keys import SigningKey
+from federation.keys import SigningKey, b64u_encode
 
 TYP = "ipdn-envelope+jws"
 OPS = ("put", "delete")
@@ -142,8 +141,11 @@ class Envelope:
         return leaf_bytes(self.to_dict())
 
     def to_bytes(self) -> bytes:
-        """The wire bytes (compact JSON; the JWS members are ASCII so this is stable)."""
-        return json.dumps(self.to_dict(), separators=(",", ":")).encode("ascii")
+        """The wire bytes: compact JSON, members in this order. Formatted directly, since base64url members need
+        no escaping (json.dumps gives the same bytes in five times the time; a test holds them equal)."""
+        d = self.jws
+        return (f'{{"protected":"{d.protected_b64}","payload":"{d.payload_b64}",'
+                f'"signature":"{b64u_encode(d.signature)}"}}').encode("ascii")
 
     @classmethod
     def from_dict(cls, obj: Any, limits: strictjson.JsonLimits = strictjson.DEFAULT_LIMITS) -> Envelope:

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import jiter
+
 from federation.errors import StrictJsonError
 
 # I-JSON (RFC 7493 §2.2): integers outside this range cannot be exchanged exactly.
@@ -94,17 +96,17 @@ def _check_strings(value: Any) -> None:
             stack.extend(node)
 
 
-def loads(data: bytes, limits: JsonLimits = DEFAULT_LIMITS) -> Any:
-    """Parse ``data`` as strict JSON.
-
-    Raises:
-        StrictJsonError: with reason too-large, invalid-utf8, bom, malformed-json, duplicate-key,
-            non-finite-number, number-out-of-range, lone-surrogate or too-deep.
-    """
+def _checked_bytes(data: bytes, limits: JsonLimits) -> None:
     if len(data) > limits.max_bytes:
         raise StrictJsonError(f"document of {len(data)} bytes exceeds {limits.max_bytes}", reason="too-large")
     if data.startswith(b"\xef\xbb\xbf"):
         raise StrictJsonError("byte order mark before JSON text (RFC 8259 §8.1)", reason="bom")
+
+
+def loads_reference(data: bytes, limits: JsonLimits = DEFAULT_LIMITS) -> Any:
+    """:func:`loads` by the standard library's parser with a hook per object and number: the definition of
+    strict JSON here, and the path that names the reason of every refusal."""
+    _checked_bytes(data, limits)
     try:
         text = data.decode("utf-8")  # strict: also refuses encoded surrogates and overlongs
     except UnicodeDecodeError as e:
@@ -123,6 +125,62 @@ def loads(data: bytes, limits: JsonLimits = DEFAULT_LIMITS) -> Any:
     if _SURROGATE_ESCAPE.search(text):
         _check_strings(value)
     return value
+
+
+# One C-speed pass maps each byte to a class: digits and "." to 0, e/E to e, signs to +, opening brackets to [,
+# the other separators (":", ",", whitespace) to a space, everything else to a. In that shape an integer past
+# 2**53 needs 16 digits in a row and an overflowing double an exponent of 3 digits; where no such run belongs
+# to a number token (one that starts after a separator), the fast parser's numbers are the reference's.
+_SHAPE = bytearray(b"a" * 256)
+for _c in b"0123456789.":
+    _SHAPE[_c] = ord("0")
+for _c in b":, \t\n\r":
+    _SHAPE[_c] = ord(" ")
+_SHAPE[ord("e")] = _SHAPE[ord("E")] = ord("e")
+_SHAPE[ord("+")] = _SHAPE[ord("-")] = ord("+")
+_SHAPE[ord("[")] = _SHAPE[ord("{")] = ord("[")
+_SHAPE_TABLE = bytes(_SHAPE)
+_BIG_NUMBER = (b"0" * 16, b"e000", b"e+000")
+
+
+def _big_number_possible(shape: bytes) -> bool:
+    """Whether a number token may be out of the I-JSON range (false positives only: in strings, a hex hash or
+    base64 text often holds such runs, and walking back to what precedes the run tells them apart)."""
+    for run in _BIG_NUMBER:
+        at = shape.find(run)
+        while at >= 0:
+            start = at
+            while start and shape[start - 1] in b"0+e":  # back over the token: sign, digits, point, exponent
+                start -= 1
+            if start == 0 or shape[start - 1] in b" [":
+                return True
+            at = shape.find(run, at + 1)
+    return False
+
+
+def loads(data: bytes, limits: JsonLimits = DEFAULT_LIMITS) -> Any:
+    """Parse ``data`` as strict JSON.
+
+    The fast path is jiter (Rust; it refuses duplicate names, NaN and Infinity, lone surrogates and invalid
+    UTF-8 itself); documents with numbers it could read differently, and every document it refuses, go to
+    :func:`loads_reference`, which decides and names the reason. Tests hold the two to the same results.
+
+    Raises:
+        StrictJsonError: with reason too-large, invalid-utf8, bom, malformed-json, duplicate-key,
+            non-finite-number, number-out-of-range, lone-surrogate or too-deep.
+    """
+    _checked_bytes(data, limits)
+    shape = data.translate(_SHAPE_TABLE)
+    if not _big_number_possible(shape):
+        try:
+            value = jiter.from_json(data, allow_inf_nan=False, catch_duplicate_keys=True, cache_mode="none")
+        except ValueError:
+            pass  # refused: the reference names the reason
+        else:
+            if shape.count(b"[") > limits.max_depth:
+                _check_depth(value, limits.max_depth)
+            return value
+    return loads_reference(data, limits)
 
 
 def check_identifier(name: str, value: str) -> None:

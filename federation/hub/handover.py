@@ -84,10 +84,9 @@ async def import_hub(hub_dir: Path, db_url: str, source: str, *, fetch: Fetch | 
                 if failures:
                     raise HandoverError(f"position {after + 1}: {failures[0].reason}: {failures[0].message}")
                 heads[p.origin] = ChainHead(p.seq, env.hash)
-                leaf = leaf_bytes(entry["envelope"])
-                nodes += frontier.append(merkle.leaf_hash(leaf))
+                nodes += frontier.append(merkle.leaf_hash(leaf_bytes(entry["envelope"])))
                 rows.append(LogRow(p.origin, p.seq, env.hash, p.record_id, p.version, p.kind, p.op, env.kid,
-                                   env.to_bytes(), leaf))
+                                   env.to_bytes()))
                 after += 1
             if progress is not None:
                 progress(after, size)

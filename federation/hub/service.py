@@ -326,6 +326,7 @@ class HubService:
         held = await self.store.held([(c.origin, c.seq) for p in batch if not (c := p.checked).failures
                                       and c.origin is not None and c.seq is not None])
         rows: list[LogRow] = []
+        leaves: list[bytes] = []  # the rows' Merkle leaf hashes
         rejected: list[QuarantineRow] = []
         outcomes: list[tuple[_Pending, Outcome, int | None]] = []  # the int: index into rows
         in_batch: dict[tuple[str, int], tuple[str, int]] = {}  # (origin, seq) -> (hash, row index)
@@ -337,8 +338,8 @@ class HubService:
             key = (c.origin, c.seq)
             chain = chain_position(c.seq, c.prev, heads.get(c.origin))
             if chain is None:
-                rows.append(LogRow(c.origin, c.seq, c.hash, c.record_id, c.version, c.kind, c.op, c.kid, c.wire,
-                                   c.leaf))
+                rows.append(LogRow(c.origin, c.seq, c.hash, c.record_id, c.version, c.kind, c.op, c.kid, c.wire))
+                leaves.append(c.leaf_hash)
                 heads[c.origin] = ChainHead(c.seq, c.hash)
                 in_batch[key] = (c.hash, len(rows) - 1)
                 outcomes.append((p, Outcome("accepted", c.hash), len(rows) - 1))
@@ -356,7 +357,7 @@ class HubService:
                 outcomes.append((p, self._reject(p, [chain], rejected, conflict.position if conflict else None),
                                  None))
         frontier = merkle.Frontier.from_list(self.frontier.to_list())  # tentative, like the heads
-        nodes = [n for r in rows for n in frontier.append(merkle.leaf_hash(r.leaf))]
+        nodes = [n for leaf in leaves for n in frontier.append(leaf)]
         checkpoint = self._sign_checkpoint(self.size + len(rows), frontier) if rows else None
         positions = await self.store.commit(rows, rejected, self.clock(), size=self.size, nodes=nodes,
                                             checkpoint=checkpoint[0] if checkpoint else None)

@@ -111,7 +111,6 @@ class LogRow:
     op: str
     kid: str
     envelope: bytes
-    leaf: bytes = b""  # Merkle leaf input; not stored (derivable from envelope)
 
 
 @dataclass(frozen=True, slots=True)

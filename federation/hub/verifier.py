@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from federation import strictjson
+from federation import merkle, strictjson
 from federation.envelope import Envelope
 from federation.errors import IpdnError
 from federation.registry import SignedRegistry, parse_registry
@@ -34,7 +34,7 @@ class Checked:
     kind: str = ""
     op: str = ""
     kid: str = ""
-    leaf: bytes = b""  # the Merkle leaf input (compact JWS)
+    leaf_hash: bytes = b""  # the Merkle leaf hash of its compact JWS (hashed here: 32 bytes back, not 4 KB)
 
 
 _registries: dict[bytes, SignedRegistry] = {}
@@ -67,5 +67,5 @@ def check_batch(registry: bytes, member: str, objs: list[object], now: datetime)
         if p.origin != member:
             failures.append(Failure("origin", "not-own-envelope", f"{member} pushed an envelope of {p.origin}"))
         out.append(Checked(env.to_bytes(), tuple(failures), p.origin, p.seq, p.prev, env.hash, p.record_id,
-                           p.version, p.kind, p.op, env.kid, env.leaf))
+                           p.version, p.kind, p.op, env.kid, merkle.leaf_hash(env.leaf)))
     return out

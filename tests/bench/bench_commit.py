@@ -35,19 +35,20 @@ BATCH = 500
 def prepare(chains: dict[str, Chain]) -> list[tuple[list[LogRow], list[tuple[int, int, bytes]], CheckpointRow]]:
     """The writer's transactions for these envelopes, in log order: (rows, Merkle nodes, checkpoint) per batch."""
     hub_key = SigningKey.generate()
-    rows = []
+    rows, leaves = [], []
     for c in chains.values():
         for w in c.wires:
             doc = json.loads(w)
             payload = base64.urlsafe_b64decode(doc["payload"] + "==")
             p = json.loads(payload)
             rows.append(LogRow(p["origin"], p["seq"], hashlib.sha256(payload).hexdigest(), p["record_id"],
-                               p["version"], p["kind"], p["op"], c.key.kid, w, leaf_bytes(doc)))
+                               p["version"], p["kind"], p["op"], c.key.kid, w))
+            leaves.append(merkle.leaf_hash(leaf_bytes(doc)))
     frontier = merkle.Frontier()
     out = []
     for i in range(0, len(rows), BATCH):
         batch = rows[i:i + BATCH]
-        nodes = [n for r in batch for n in frontier.append(merkle.leaf_hash(r.leaf))]
+        nodes = [n for leaf in leaves[i:i + BATCH] for n in frontier.append(leaf)]
         now = datetime.now(UTC)
         signed = sign_checkpoint("bench", frontier.size, frontier.root(), hub_key, now)
         out.append((batch, nodes, CheckpointRow(frontier.size, signed.checkpoint.root, now, signed.to_bytes())))

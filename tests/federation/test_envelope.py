@@ -79,6 +79,12 @@ class TestWireForm:
         again = Envelope.from_bytes(env.to_bytes())
         assert again.jws.payload == env.jws.payload and again.hash == env.hash and again.payload == env.payload
 
+    def test_wire_bytes_are_compact_json(self, qa: Member) -> None:
+        """to_bytes formats the JWS directly; it must give what json.dumps gives, and parse back."""
+        env = qa.publish(example_bodies("cultural-event")[0])
+        assert env.to_bytes() == json.dumps(env.to_dict(), separators=(",", ":")).encode("ascii")
+        assert json.loads(env.to_bytes()) == env.to_dict()
+
     def test_verifies_without_reserializing(self, qa: Member) -> None:
         """A payload signed in a non-canonical (but valid) layout still verifies: bytes are kept, not rebuilt."""
         body = example_bodies("cultural-event")[0]

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from federation.errors import KeyFileError
-from federation.keys import PublicKey, SigningKey, b64u_decode, b64u_encode, thumbprint
+from federation.keys import PublicKey, SigningKey, b64u_decode, b64u_decode_reference, b64u_encode, thumbprint
 
 
 def wycheproof_cases(vectors: Path) -> list[tuple[int, str, dict[str, Any], str]]:
@@ -143,3 +143,24 @@ class TestKeyFiles:
         (tmp_path / "k.pem").write_bytes(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
         with pytest.raises(KeyFileError):
             SigningKey.load(tmp_path / "k.pem")
+
+
+def _decoded(decode: Any, text: str) -> bytes | None:
+    try:
+        return decode(text)
+    except ValueError:
+        return None
+
+
+class TestBase64urlFastPathAgreesWithReference:
+    @given(raw=st.binary(max_size=80), cut=st.integers(0, 3), at=st.integers(min_value=0),
+           char=st.sampled_from(list("AQgwBz09-_+/=. \n\u00e9")), mutate=st.booleans())
+    @settings(max_examples=2000, deadline=None)
+    def test_same_bytes_or_same_refusal(self, raw: bytes, cut: int, at: int, char: str, mutate: bool) -> None:
+        """Padding, foreign alphabets, whitespace, non-zero trailing bits and impossible lengths are refused by
+        both; everything else decodes to the same bytes."""
+        text = b64u_encode(raw)
+        text = text[:len(text) - cut] if cut <= len(text) else text
+        if mutate and text:
+            text = text[:at % len(text)] + char + text[at % len(text) + 1:]
+        assert _decoded(b64u_decode, text) == _decoded(b64u_decode_reference, text)

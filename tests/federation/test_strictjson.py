@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from federation import strictjson
 from federation.errors import StrictJsonError
@@ -85,3 +93,76 @@ class TestIdentifiers:
     def test_plain_identifier_accepted(self) -> None:
         """Ordinary ids pass."""
         strictjson.check_identifier("record_id", "QA:ga6-2020")
+
+
+def outcome(parse: Callable[[bytes], Any], data: bytes) -> Any:
+    """What a parser makes of ``data``: its refusal reason, or the value with every number's exact type."""
+    try:
+        return typed(parse(data))
+    except StrictJsonError as e:
+        return ("refused", e.reason)
+
+
+def typed(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: typed(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [typed(x) for x in v]
+    if isinstance(v, float):
+        return ("float", v.hex())  # tells -0.0 from 0.0
+    return (type(v).__name__, v)
+
+
+def _member(key: Any, value: Any) -> str:
+    return f"{json.dumps(key)}:{value}"
+
+
+_scalars = (st.none() | st.booleans() | st.integers(-(2**60), 2**60)
+            | st.floats(allow_nan=False, allow_infinity=False).map(repr)
+            | st.sampled_from(["1e400", "-1e400", "1E308", "1e-400", "9007199254740993", "-0", "-0.0", "01", "1.",
+                               "2e+5", "1.0e0001", "NaN", "Infinity", "12345678901234567890"])
+            | st.text(max_size=8).map(json.dumps)
+            | st.text(max_size=8).map(lambda s: json.dumps(s, ensure_ascii=False))
+            | st.sampled_from(['"\\ud800"', '"\\ud83d\\ude00"', '"\\u0061"', '"\\/"', '"\\x41"', '"a\tb"']))
+_texts = st.recursive(
+    _scalars.map(str),
+    lambda inner: (st.lists(inner, max_size=4).map(lambda xs: "[" + ",".join(xs) + "]")
+                   | st.lists(st.tuples(st.sampled_from(["a", "b", "\u0061", "é", "k"]) | st.text(max_size=3), inner),
+                              max_size=4).map(lambda ms: "{" + ",".join(_member(k, v) for k, v in ms) + "}")),
+    max_leaves=12)
+
+
+class TestFastPathAgreesWithReference:
+    """``loads`` (jiter where it can) and ``loads_reference`` (the standard library with hooks) must give the same
+    value or the same refusal for every input, or two nodes could read one signed document two ways."""
+
+    @given(text=_texts, ws=st.sampled_from(["", " ", "\n", "\t", "\r\n", "\x0c", "\xa0"]))
+    @settings(max_examples=1500, deadline=None)
+    def test_generated_documents(self, text: str, ws: str) -> None:
+        data = (ws + text + ws).encode()
+        assert outcome(strictjson.loads, data) == outcome(strictjson.loads_reference, data)
+
+    @given(text=_texts, at=st.integers(min_value=0), byte=st.integers(0, 255))
+    @settings(max_examples=1500, deadline=None)
+    def test_mutated_documents(self, text: str, at: int, byte: int) -> None:
+        data = bytearray(text.encode())
+        data[at % len(data)] = byte
+        assert outcome(strictjson.loads, bytes(data)) == outcome(strictjson.loads_reference, bytes(data))
+
+    @pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "corpus" / "cases").iterdir()),
+                             ids=lambda p: p.name)
+    def test_bad_input_corpus(self, path: Path) -> None:
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        limits = strictjson.JsonLimits(max_bytes=64 * 1024 * 1024)
+        assert outcome(lambda d: strictjson.loads(d, limits), data) == outcome(
+            lambda d: strictjson.loads_reference(d, limits), data)
+
+    def test_signed_envelopes(self) -> None:
+        """The documents the hot path sees most: envelopes and their payloads, built from the schema examples."""
+        from tests.factories import Member, example_bodies
+
+        qa = Member("QA")
+        for body in example_bodies("cultural-event") + example_bodies("capacity-programme"):
+            env = qa.publish(body)
+            for data in (env.to_bytes(), env.jws.payload):
+                assert outcome(strictjson.loads, data) == outcome(strictjson.loads_reference, data)
