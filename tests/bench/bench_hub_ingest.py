@@ -12,15 +12,26 @@ Run alone: ``.venv/bin/python -m tests.bench ingest``.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import time
 from datetime import UTC, datetime
 
 from federation.db import sqlite_url
 from federation.hub.store import HubStore, LogRow
-from federation.schemas import default_schemas
-from tests.bench.common import CODES, Chain, Context, Figure, Goal, Net, make_chains, median, pg_scratch, push_all
+from tests.bench.common import (
+    CODES,
+    Chain,
+    Context,
+    Figure,
+    Goal,
+    Net,
+    bare_check,
+    make_chains,
+    median,
+    pg_scratch,
+    prepare_pushes,
+    send_pushes,
+)
 
 NAME = "ingest"
 BATCH = 500
@@ -29,23 +40,15 @@ GOAL_RATIO, GOAL_RATE = 0.6, 10_000
 
 async def bare_insert(chains: dict[str, Chain], url: str, batch: int = BATCH) -> float:
     """Verify-and-insert with the bare primitives on one core, ``batch`` rows per transaction; envelopes/s."""
-    schemas = default_schemas()
-    validator = schemas._compiled(schemas.schema_id("cultural-event"))
     store = await HubStore.open(url)
-    keys = {c.key.kid: c.key.public.key for c in chains.values()}
-    wires = [(c.key.kid, w) for c in chains.values() for w in c.wires]
+    wires = [(c.key.public, w, json.loads(base64.urlsafe_b64decode(json.loads(w)["payload"] + "==")))
+             for c in chains.values() for w in c.wires]  # the row's fields, read before the clock starts
     t = time.perf_counter()
     rows: list[LogRow] = []
     size = 0
-    for kid, w in wires:
-        doc = json.loads(w)
-        payload = base64.urlsafe_b64decode(doc["payload"] + "==")
-        p = json.loads(payload)
-        assert validator.is_valid(p["body"])
-        keys[kid].verify(base64.urlsafe_b64decode(doc["signature"] + "=="),
-                         f"{doc['protected']}.{doc['payload']}".encode())
-        h = hashlib.sha256(payload).hexdigest()
-        rows.append(LogRow(p["origin"], p["seq"], h, p["record_id"], p["version"], p["kind"], p["op"], kid, w))
+    for pub, w, p in wires:
+        h = bare_check(pub.raw, w).hex()
+        rows.append(LogRow(p["origin"], p["seq"], h, p["record_id"], p["version"], p["kind"], p["op"], pub.kid, w))
         if len(rows) == batch:
             size += len(await store.commit(rows, [], datetime.now(UTC), size=size))
             rows = []
@@ -62,8 +65,9 @@ async def hub_ingest(ctx: Context, chains: dict[str, Chain], tag: str, db_url: s
     net = Net(ctx.root / tag, {c: ch.key for c, ch in chains.items()}, {"hub": db_url} if db_url else None)
     with net:
         net.start("hub", env)
+        pushes = prepare_pushes(net.hub_url, chains.values(), BATCH)  # the members' signing is not the hub's work
         t = time.perf_counter()
-        n = await push_all(net.hub_url, chains.values(), BATCH)
+        n = await send_pushes(net.hub_url, pushes)
         return n / (time.perf_counter() - t)
 
 
