@@ -30,7 +30,7 @@ from typing import Any, Literal
 from federation import jws, strictjson
 from federation.canonical import canonical_bytes, sha256_hex
 from federation.envelope import ORIGIN_RE, format_time, parse_time
-from federation.errors import IpdnError, TrustError
+from federation.errors import IpdnError, KeyFileError, TrustError
 from federation.keys import PublicKey, SigningKey
 from federation.registry import DEFAULT_LIFETIME, KeyEntry, Member, Registry, SignedRegistry, sign_registry
 
@@ -137,7 +137,10 @@ def _approvals(registry: Registry, subject: Document, votes: list[Document]) -> 
 def _jwk_entry(jwk: Any, not_before: str | None = None) -> KeyEntry:
     if not isinstance(jwk, dict):
         raise GovernanceError("a key is an Ed25519 public JWK", reason="governance-malformed")
-    pub = PublicKey.from_jwk({k: jwk[k] for k in ("kty", "crv", "x") if k in jwk})
+    try:
+        pub = PublicKey.from_jwk({k: jwk[k] for k in ("kty", "crv", "x") if k in jwk})
+    except KeyFileError as e:  # not Ed25519, or a weak (small-order) point: PROTOCOL.md §3.1
+        raise GovernanceError(f"the key presented is not usable: {e}", reason="bad-key") from e
     return KeyEntry(jwk={"kty": "OKP", "crv": "Ed25519", "x": jwk["x"], "kid": pub.kid}, not_before=not_before)
 
 

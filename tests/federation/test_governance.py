@@ -15,7 +15,7 @@ from federation.governance import (
     quorum,
     sign_document,
 )
-from federation.keys import PublicKey, SigningKey
+from federation.keys import PublicKey, SigningKey, b64u_encode
 from federation.registry import RegistryError, SignedRegistry, accept_update, genesis, sign_registry
 from federation.schemas import default_schemas
 from federation.verify import verify_envelope
@@ -131,6 +131,17 @@ class TestAdmission:
         with pytest.raises(GovernanceError) as e:
             net.advance("admit", [forged] + [net.vote(c, forged) for c in FOUNDERS[:4]])
         assert reason(e) == "bad-governance-signature"
+
+    def test_weak_key_admission_refused(self, net: Network) -> None:
+        """An application presenting a small-order key (under which OpenSSL accepts an all-zero signature for any
+        message, so anyone could forge its envelopes) is refused before any signature is checked."""
+        _, app = net.application()
+        weak = {"kty": "OKP", "crv": "Ed25519", "x": b64u_encode(bytes(32))}
+        body = {k: v for k, v in app.body.items() if k not in ("network", "issued_at")}
+        forged = sign_document({**body, "key": weak}, SigningKey.generate())
+        with pytest.raises(GovernanceError) as e:
+            net.advance("admit", [forged] + [net.vote(c, forged) for c in FOUNDERS[:4]])
+        assert reason(e) == "bad-key"
 
     def test_stale_votes_replayed_on_later_registry_refused(self, net: Network) -> None:
         """Votes collected for version N do not carry a decision on version N+1."""
