@@ -127,42 +127,35 @@ def loads_reference(data: bytes, limits: JsonLimits = DEFAULT_LIMITS) -> Any:
     return value
 
 
-# One C-speed pass maps each byte to a class: digits and "." to 0, e/E to e, signs to +, opening brackets to [,
-# the other separators (":", ",", whitespace) to a space, everything else to a. In that shape an integer past
-# 2**53 needs 16 digits in a row and an overflowing double an exponent of 3 digits; where no such run belongs
-# to a number token (one that starts after a separator), the fast parser's numbers are the reference's.
-_SHAPE = bytearray(b"a" * 256)
-for _c in b"0123456789.":
-    _SHAPE[_c] = ord("0")
-for _c in b":, \t\n\r":
-    _SHAPE[_c] = ord(" ")
-_SHAPE[ord("e")] = _SHAPE[ord("E")] = ord("e")
-_SHAPE[ord("+")] = _SHAPE[ord("-")] = ord("+")
-_SHAPE[ord("[")] = _SHAPE[ord("{")] = ord("[")
-_SHAPE_TABLE = bytes(_SHAPE)
-_BIG_NUMBER = (b"0" * 16, b"e000", b"e+000")
+def _within_limits(value: Any, max_depth: int) -> bool:
+    """Whether every number is inside the I-JSON range and no container nests deeper than ``max_depth``: what
+    the fast parser does not check itself (it reads 2**60 exactly and 1e400 as infinity). One walk over the
+    parsed value; a text scan costs more on big documents, whose bytes are mostly base64."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            return False
+        for child in node.values() if type(node) is dict else node:
+            kind = type(child)
+            if kind is dict or kind is list:
+                stack.append((child, depth + 1))
+            elif kind is int:
+                if not -MAX_SAFE_INTEGER <= child <= MAX_SAFE_INTEGER:
+                    return False
+            elif kind is float and (child == _INFINITY or child == -_INFINITY):
+                return False
+    return True
 
 
-def _big_number_possible(shape: bytes) -> bool:
-    """Whether a number token may be out of the I-JSON range (false positives only: in strings, a hex hash or
-    base64 text often holds such runs, and walking back to what precedes the run tells them apart)."""
-    for run in _BIG_NUMBER:
-        at = shape.find(run)
-        while at >= 0:
-            start = at
-            while start and shape[start - 1] in b"0+e":  # back over the token: sign, digits, point, exponent
-                start -= 1
-            if start == 0 or shape[start - 1] in b" [":
-                return True
-            at = shape.find(run, at + 1)
-    return False
+_INFINITY = float("inf")
 
 
 def loads(data: bytes, limits: JsonLimits = DEFAULT_LIMITS) -> Any:
     """Parse ``data`` as strict JSON.
 
     The fast path is jiter (Rust; it refuses duplicate names, NaN and Infinity, lone surrogates and invalid
-    UTF-8 itself); documents with numbers it could read differently, and every document it refuses, go to
+    UTF-8 itself) and a walk for numbers and depth; every document it refuses or doubts goes to
     :func:`loads_reference`, which decides and names the reason. Tests hold the two to the same results.
 
     Raises:
@@ -170,15 +163,16 @@ def loads(data: bytes, limits: JsonLimits = DEFAULT_LIMITS) -> Any:
             non-finite-number, number-out-of-range, lone-surrogate or too-deep.
     """
     _checked_bytes(data, limits)
-    shape = data.translate(_SHAPE_TABLE)
-    if not _big_number_possible(shape):
-        try:
-            value = jiter.from_json(data, allow_inf_nan=False, catch_duplicate_keys=True, cache_mode="none")
-        except ValueError:
-            pass  # refused: the reference names the reason
-        else:
-            if shape.count(b"[") > limits.max_depth:
-                _check_depth(value, limits.max_depth)
+    try:
+        value = jiter.from_json(data, allow_inf_nan=False, catch_duplicate_keys=True, cache_mode="none")
+    except ValueError:
+        pass  # refused: the reference names the reason
+    else:
+        kind = type(value)
+        if kind is dict or kind is list:
+            if _within_limits(value, limits.max_depth):
+                return value
+        elif not (kind is int or kind is float):  # a lone string, true, false or null
             return value
     return loads_reference(data, limits)
 
