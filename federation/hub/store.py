@@ -37,7 +37,7 @@ log = sa.Table(
     sa.Column("position", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("origin", sa.String(2)), sa.Column("seq", sa.BigInteger), sa.Column("hash", sa.String(64)),
     sa.Column("record_id", sa.String(80)), sa.Column("version", sa.BigInteger), sa.Column("kind", sa.String(64)),
-    sa.Column("op", sa.String(8)), sa.Column("kid", sa.String(64)), sa.Column("envelope", sa.LargeBinary),
+    sa.Column("op", sa.String(8)), sa.Column("kid", sa.String(64)), sa.Column("envelope", db.Blob),
     sa.Column("received_at", sa.DateTime(timezone=True)),
 )
 quarantine = sa.Table(
@@ -46,17 +46,17 @@ quarantine = sa.Table(
     sa.Column("received_at", sa.DateTime(timezone=True)), sa.Column("member", sa.String(2)),
     sa.Column("origin", sa.String(2)), sa.Column("seq", sa.BigInteger), sa.Column("hash", sa.String(64)),
     sa.Column("reason", sa.String(64)), sa.Column("detail", sa.Text), sa.Column("conflicts_with", sa.BigInteger),
-    sa.Column("envelope", sa.LargeBinary),
+    sa.Column("envelope", db.Blob),
 )
 merkle_nodes = sa.Table(
     "merkle_nodes", meta,
     sa.Column("level", sa.Integer, primary_key=True), sa.Column("idx", sa.BigInteger, primary_key=True),
-    sa.Column("hash", sa.LargeBinary(32)),
+    sa.Column("hash", db.Blob(32)),
 )
 checkpoints = sa.Table(
     "checkpoints", meta,
     sa.Column("size", sa.BigInteger, primary_key=True), sa.Column("root", sa.String(64)),
-    sa.Column("issued_at", sa.DateTime(timezone=True)), sa.Column("document", sa.LargeBinary),
+    sa.Column("issued_at", sa.DateTime(timezone=True)), sa.Column("document", db.Blob),
 )
 cosignatures = sa.Table(
     "cosignatures", meta,
@@ -67,7 +67,7 @@ cosignatures = sa.Table(
 governance = sa.Table(
     "governance", meta,
     sa.Column("hash", sa.String(64), primary_key=True), sa.Column("type", sa.String(16)),
-    sa.Column("base", sa.Integer), sa.Column("subject", sa.String(64)), sa.Column("document", sa.LargeBinary),
+    sa.Column("base", sa.Integer), sa.Column("subject", sa.String(64)), sa.Column("document", db.Blob),
     sa.Column("received_at", sa.DateTime(timezone=True)), sa.Column("decided_in", sa.Integer),
 )
 replays = sa.Table(
@@ -78,7 +78,7 @@ replays = sa.Table(
 registry_versions = sa.Table(
     "registry_versions", meta,
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False), sa.Column("hash", sa.String(64)),
-    sa.Column("document", sa.LargeBinary), sa.Column("stored_at", sa.DateTime(timezone=True)),
+    sa.Column("document", db.Blob), sa.Column("stored_at", sa.DateTime(timezone=True)),
 )
 operators = sa.Table(
     "operators", meta,
