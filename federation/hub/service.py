@@ -82,11 +82,13 @@ COMMIT_ATTEMPTS = 20  # a batch classified again after another worker's commit, 
 
 @dataclass(slots=True)
 class _Pending:
-    """A verified envelope (or an intake failure) waiting for the writer."""
+    """A push's verified envelopes (or one refused request) waiting for the writer; answered with an outcome per
+    envelope, in order, once durable (one future per push, not per envelope)."""
 
     member: str | None  # None: a refused request nobody authenticated
-    checked: Checked
-    future: asyncio.Future[Outcome] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    checked: list[Checked]
+    future: asyncio.Future[list[Outcome]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
     request: dict[str, Any] | None = None  # for a refused request: what is known of it (kept in the detail)
 
 
@@ -114,7 +116,7 @@ class HubService:
         self.heads: dict[str, ChainHead] = {}
         self.size = 0
         self.activity: dict[str, MemberActivity] = {}
-        self._queue: asyncio.Queue[list[_Pending]] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._changed = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -193,33 +195,35 @@ class HubService:
             checked = [c for part in parts for c in part]
         else:
             checked = check_batch(registry, member, envelopes, now)
-        pending = [_Pending(member, c) for c in checked]
+        pending = _Pending(member, checked)
         activity = self.member_activity(member)
         activity.last_push_at = now
         await self._queue.put(pending)
-        outcomes = await asyncio.gather(*(p.future for p in pending))
+        outcomes = await pending.future
         for o in outcomes:
             if o.status == "rejected":
                 activity.rejected += 1
             elif o.status == "accepted":
                 activity.accepted += 1
-        return list(outcomes)
+        return outcomes
 
     async def keep_refusal(self, member: str | None, failure: Failure, received: bytes,
                            request: dict[str, Any]) -> None:
         """Keep a refused request (not one envelope of a batch: the whole request) in the quarantine with
         its bytes as received; through the single writer like everything the hub writes, answered once durable."""
-        pending = _Pending(member, Checked(received, (failure,)), request=request)
+        pending = _Pending(member, [Checked(received, (failure,))], request=request)
         if member is not None:
             self.member_activity(member).rejected += 1
-        await self._queue.put([pending])
+        await self._queue.put(pending)
         await pending.future
 
     async def _write_loop(self) -> None:
         while True:
-            batch = await self._queue.get()
-            while not self._queue.empty() and len(batch) < self.writer_batch:
-                batch.extend(self._queue.get_nowait())
+            batch = [await self._queue.get()]
+            size = len(batch[0].checked)
+            while not self._queue.empty() and size < self.writer_batch:
+                batch.append(self._queue.get_nowait())
+                size += len(batch[-1].checked)
             try:
                 await self._commit(batch)
             except asyncio.CancelledError:
@@ -237,7 +241,7 @@ class HubService:
         """Classify and append ``batch``; on a shared log, first catch up with other workers' commits."""
         for _ in range(COMMIT_ATTEMPTS):
             if self.store.shared:
-                origins = {c.origin for p in batch if (c := p.checked).origin is not None}
+                origins = {c.origin for p in batch for c in p.checked if c.origin is not None}
                 await self.catch_up(sorted(origins))
             try:
                 return await self._classify_and_commit(batch)
@@ -323,39 +327,41 @@ class HubService:
 
     async def _classify_and_commit(self, batch: list[_Pending]) -> None:
         heads = dict(self.heads)  # tentative until the commit succeeds
-        held = await self.store.held([(c.origin, c.seq) for p in batch if not (c := p.checked).failures
+        held = await self.store.held([(c.origin, c.seq) for p in batch for c in p.checked if not c.failures
                                       and c.origin is not None and c.seq is not None])
         rows: list[LogRow] = []
         leaves: list[bytes] = []  # the rows' Merkle leaf hashes
         rejected: list[QuarantineRow] = []
-        outcomes: list[tuple[_Pending, Outcome, int | None]] = []  # the int: index into rows
+        outcomes: list[list[tuple[Outcome, int | None]]] = []  # per push, per envelope; the int: index into rows
         in_batch: dict[tuple[str, int], tuple[str, int]] = {}  # (origin, seq) -> (hash, row index)
         for p in batch:
-            c = p.checked
-            if c.failures or c.origin is None or c.seq is None or c.hash is None:
-                outcomes.append((p, self._reject(p, list(c.failures), rejected), None))
-                continue
-            key = (c.origin, c.seq)
-            chain = chain_position(c.seq, c.prev, heads.get(c.origin))
-            if chain is None:
-                rows.append(LogRow(c.origin, c.seq, c.hash, c.record_id, c.version, c.kind, c.op, c.kid, c.wire))
-                leaves.append(c.leaf_hash)
-                heads[c.origin] = ChainHead(c.seq, c.hash)
-                in_batch[key] = (c.hash, len(rows) - 1)
-                outcomes.append((p, Outcome("accepted", c.hash), len(rows) - 1))
-            elif chain.reason == "chain-stale" and key in held and held[key].hash == c.hash:
-                outcomes.append((p, Outcome("duplicate", c.hash, held[key].position), None))
-            elif chain.reason == "chain-stale" and key in in_batch and in_batch[key][0] == c.hash:
-                outcomes.append((p, Outcome("accepted", c.hash), in_batch[key][1]))
-            else:
-                if chain.reason == "chain-stale":
-                    chain = Failure("chain", "chain-fork", f"another envelope is held at {c.origin} seq {c.seq}")
-                    at = key
-                else:  # a gap, or a fork against the head: evidence points at the head
-                    at = (c.origin, heads[c.origin].seq) if c.origin in heads else key
-                conflict = held.get(at) or (await self.store.held([at])).get(at)
-                outcomes.append((p, self._reject(p, [chain], rejected, conflict.position if conflict else None),
-                                 None))
+            answers: list[tuple[Outcome, int | None]] = []
+            outcomes.append(answers)
+            answer = answers.append
+            for c in p.checked:
+                if c.failures or c.origin is None or c.seq is None or c.hash is None:
+                    answer((self._reject(p, c, list(c.failures), rejected), None))
+                    continue
+                key = (c.origin, c.seq)
+                chain = chain_position(c.seq, c.prev, heads.get(c.origin))
+                if chain is None:
+                    rows.append(LogRow(c.origin, c.seq, c.hash, c.record_id, c.version, c.kind, c.op, c.kid, c.wire))
+                    leaves.append(c.leaf_hash)
+                    heads[c.origin] = ChainHead(c.seq, c.hash)
+                    in_batch[key] = (c.hash, len(rows) - 1)
+                    answer((Outcome("accepted", c.hash), len(rows) - 1))
+                elif chain.reason == "chain-stale" and key in held and held[key].hash == c.hash:
+                    answer((Outcome("duplicate", c.hash, held[key].position), None))
+                elif chain.reason == "chain-stale" and key in in_batch and in_batch[key][0] == c.hash:
+                    answer((Outcome("accepted", c.hash), in_batch[key][1]))
+                else:
+                    if chain.reason == "chain-stale":
+                        chain = Failure("chain", "chain-fork", f"another envelope is held at {c.origin} seq {c.seq}")
+                        at = key
+                    else:  # a gap, or a fork against the head: evidence points at the head
+                        at = (c.origin, heads[c.origin].seq) if c.origin in heads else key
+                    conflict = held.get(at) or (await self.store.held([at])).get(at)
+                    answer((self._reject(p, c, [chain], rejected, conflict.position if conflict else None), None))
         frontier = merkle.Frontier.from_list(self.frontier.to_list())  # tentative, like the heads
         nodes = [n for leaf in leaves for n in frontier.append(leaf)]
         checkpoint = self._sign_checkpoint(self.size + len(rows), frontier) if rows else None
@@ -368,15 +374,15 @@ class HubService:
         if positions:
             self.size = positions[-1]
             self._wake()
-        for p, o, row in outcomes:
-            if row is not None:
-                o.position = positions[row]
+        for p, answers in zip(batch, outcomes, strict=True):
+            for o, row in answers:
+                if row is not None:
+                    o.position = positions[row]
             if not p.future.done():
-                p.future.set_result(o)
+                p.future.set_result([o for o, _ in answers])
 
-    def _reject(self, p: _Pending, failures: list[Failure], rejected: list[QuarantineRow],
+    def _reject(self, p: _Pending, c: Checked, failures: list[Failure], rejected: list[QuarantineRow],
                 conflicts_with: int | None = None) -> Outcome:
-        c = p.checked
         first = failures[0]
         detail = "; ".join(f"{f.check}: {f.message}" for f in failures)
         errors = [i.to_dict() for f in failures for i in f.issues]
