@@ -71,6 +71,15 @@ class TestPush:
         assert [(r["status"], r["position"]) for r in doc["results"]] == [("duplicate", 1), ("duplicate", 2)]
         assert doc["log_size"] == 2
 
+    async def test_empty_push_answered_with_no_results(self, hub: Any, members: dict[str, Member],
+                                                       body: dict) -> None:
+        """A push of no envelopes (a node's keep-alive, or a client's mistake) is answered, and commits nothing,
+        even when it shares a group commit with a real push."""
+        qa, kr = members["QA"], members["KR"]
+        (s1, empty), (s2, real) = await asyncio.gather(push(hub, qa, []), push(hub, kr, [kr.publish(body)]))
+        assert (s1, empty["results"], s2) == (200, [], 200)
+        assert [r["status"] for r in real["results"]] == ["accepted"]
+
     async def test_concurrent_pushes_group_committed_without_gaps(self, hub: Any, members: dict[str, Member],
                                                                   body: dict) -> None:
         """Pushes from three members at once all land, and the log positions are 1..n without gaps."""
