@@ -8,6 +8,7 @@ so any JOSE library verifies every signature and anyone holding the registry kno
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +75,7 @@ class SignedCheckpoint:
         kept = tuple(s for s in self.signatures if _header(s)["kid"] != kid)
         return SignedCheckpoint(self.checkpoint, self.payload, (*kept, entry))
 
-    def verify(self, hub_keys: dict[str, PublicKey], member_keys: dict[str, PublicKey]) -> list[str]:
+    def verify(self, hub_keys: Mapping[str, PublicKey], member_keys: Mapping[str, PublicKey]) -> list[str]:
         """Check the hub's signature; return the member codes whose co-signatures verify.
 
         Raises:

@@ -8,9 +8,11 @@ and not be expired (no freeze). Members and keys come from nowhere else.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 from federation import jws, strictjson
@@ -109,6 +111,9 @@ class Registry:
     network: str = "IPDN"
     # How this version follows from the previous one: {"action", "documents": [signed inputs]} (§12).
     change: dict[str, Any] | None = None
+    # The key maps, built once: they are read for every envelope and request verified.
+    _member_keys: Mapping[str, PublicKey] | None = field(default=None, init=False, repr=False, compare=False)
+    _hub_keys: Mapping[str, PublicKey] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Registry:
@@ -120,6 +125,7 @@ class Registry:
                       change=d.get("change"))
             parse_time(reg.issued_at)
             parse_time(reg.expires_at)
+            reg.member_keys(), reg.hub_public_keys()  # every key is usable (PROTOCOL.md §3.1), or none loads
         except (KeyError, TypeError, AttributeError, IpdnError) as e:
             raise RegistryError(f"registry document is malformed: {e}") from e
         if type(reg.version) is not int or reg.version < 1:
@@ -139,12 +145,20 @@ class Registry:
     def member(self, code: str) -> Member | None:
         return next((m for m in self.members if m.code == code), None)
 
-    def member_keys(self) -> dict[str, PublicKey]:
+    def member_keys(self) -> Mapping[str, PublicKey]:
         """Every member key by kid, with its member and validity window (for envelope verification)."""
-        return {k.kid: k for m in self.members for k in (e.public(m.code) for e in m.keys)}
+        keys = self._member_keys
+        if keys is None:
+            keys = MappingProxyType({k.kid: k for m in self.members for k in (e.public(m.code) for e in m.keys)})
+            object.__setattr__(self, "_member_keys", keys)
+        return keys
 
-    def hub_public_keys(self) -> dict[str, PublicKey]:
-        return {k.kid: k for k in (e.public(None) for e in self.hub_keys)}
+    def hub_public_keys(self) -> Mapping[str, PublicKey]:
+        keys = self._hub_keys
+        if keys is None:
+            keys = MappingProxyType({k.kid: k for k in (e.public(None) for e in self.hub_keys)})
+            object.__setattr__(self, "_hub_keys", keys)
+        return keys
 
     def expired(self, now: datetime) -> bool:
         return now >= parse_time(self.expires_at)
@@ -239,6 +253,6 @@ def load_registry(path: Path) -> SignedRegistry:
         raise RegistryError(f"cannot read {path}: {e.strerror}") from e
 
 
-def load_registry_keys(path: Path) -> dict[str, PublicKey]:
+def load_registry_keys(path: Path) -> Mapping[str, PublicKey]:
     """The member keys of a registry file (signature checked), for offline verification."""
     return load_registry(path).registry.member_keys()

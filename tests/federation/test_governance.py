@@ -16,7 +16,8 @@ from federation.governance import (
     sign_document,
 )
 from federation.keys import PublicKey, SigningKey, b64u_encode
-from federation.registry import RegistryError, SignedRegistry, accept_update, genesis, sign_registry
+from federation.registry import (KeyEntry, RegistryError, SignedRegistry, accept_update, genesis, parse_registry,
+                                 sign_registry)
 from federation.schemas import default_schemas
 from federation.verify import verify_envelope
 from tests.factories import Member, example_bodies
@@ -191,6 +192,18 @@ class TestHubCannotActAlone:
         with pytest.raises(RegistryError) as e:
             accept_update(net.registry, old, NOW)
         assert reason(e) == "registry-rollback"
+
+    def test_hub_slips_weak_key_into_registry_refused(self, net: Network) -> None:
+        """A signed registry listing a small-order key for a member (so that anyone could forge its envelopes for
+        verifiers that accept such keys) does not load: every key is checked when a registry is parsed."""
+        reg = net.registry.registry
+        qa = reg.member("QA")
+        assert qa is not None
+        weak = KeyEntry(jwk={"kty": "OKP", "crv": "Ed25519", "x": b64u_encode(bytes(32))})
+        bogus = sign_registry(replace(reg, members=tuple(replace(m, keys=(*m.keys, weak)) if m.code == "QA" else m
+                                                         for m in reg.members)), net.hub)
+        with pytest.raises(RegistryError, match="small-order"):
+            parse_registry(bogus.to_bytes())
 
     def test_hub_serves_expired_registry_refused(self, net: Network) -> None:
         """A registry past its expiry is refused (a frozen hub cannot pin nodes to old membership)."""
