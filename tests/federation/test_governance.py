@@ -16,8 +16,15 @@ from federation.governance import (
     sign_document,
 )
 from federation.keys import PublicKey, SigningKey, b64u_encode
-from federation.registry import (KeyEntry, RegistryError, SignedRegistry, accept_update, genesis, parse_registry,
-                                 sign_registry)
+from federation.registry import (
+    KeyEntry,
+    RegistryError,
+    SignedRegistry,
+    accept_update,
+    genesis,
+    parse_registry,
+    sign_registry,
+)
 from federation.schemas import default_schemas
 from federation.verify import verify_envelope
 from tests.factories import Member, example_bodies
