@@ -107,7 +107,7 @@ def _signing_input(entry: dict[str, str], payload: bytes) -> bytes:
     return f"{entry['protected']}.{b64u_encode(payload)}".encode("ascii")
 
 
-def _verify_entry(entry: dict[str, str], payload: bytes, keys: dict[str, PublicKey]) -> bool:
+def _verify_entry(entry: dict[str, str], payload: bytes, keys: Mapping[str, PublicKey]) -> bool:
     key = keys.get(_header(entry)["kid"])
     try:
         sig = b64u_decode(entry["signature"])

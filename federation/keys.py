@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pybase64
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -30,7 +31,6 @@ def b64u_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-_URLSAFE = bytes.maketrans(b"-_+/", b"+/-_")
 # The last character of a 2- or 3-character tail carries 4 or 2 bits that must be zero (RFC 4648 §3.5).
 _CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
 
@@ -38,17 +38,20 @@ _CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
 def b64u_decode(text: str) -> bytes:
     """Strict base64url without padding (RFC 7515 §2): any other character or length is refused.
 
-    Decoded by binascii in strict mode (no re-encoding: this is on the hot path of every envelope);
-    :func:`b64u_decode_reference` is the definition, and tests hold the two to the same results."""
+    Decoded by pybase64 (SIMD; a tenth of binascii's time on a 4 KB payload, and this is on the hot path of every
+    envelope) with validation; :func:`b64u_decode_reference` is the definition, and tests hold the two to the
+    same results."""
     try:
         data = text.encode("ascii")
     except (AttributeError, UnicodeEncodeError):
         raise ValueError("not unpadded base64url") from None
     tail = len(data) % 4
-    if b"=" in data or tail == 1 or (tail and text[-1] not in _CANONICAL_LAST[tail]):
+    # "+" and "/" would pass as the standard alphabet's; trailing bits must be zero (RFC 4648 §3.5)
+    if b"=" in data or b"+" in data or b"/" in data or tail == 1 or (
+            tail and text[-1] not in _CANONICAL_LAST[tail]):
         raise ValueError("not canonical base64url")
-    try:  # the swap turns "+" and "/", foreign here, into "-" and "_", which strict mode refuses
-        return binascii.a2b_base64(data.translate(_URLSAFE) + b"=" * (-tail % 4), strict_mode=True)
+    try:
+        return pybase64.b64decode(data + b"=" * (-tail % 4), altchars=b"-_", validate=True)
     except binascii.Error as e:
         raise ValueError(f"not base64url: {e}") from e
 
@@ -151,6 +154,10 @@ class SigningKey:
     """A member's private key."""
 
     key: Ed25519PrivateKey
+    _public: PublicKey = field(init=False, repr=False, compare=False)  # derived once: kid is read per signature
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_public", PublicKey.from_raw(raw_public(self.key.public_key())))
 
     @classmethod
     def generate(cls) -> SigningKey:
@@ -158,11 +165,11 @@ class SigningKey:
 
     @property
     def public(self) -> PublicKey:
-        return PublicKey.from_raw(raw_public(self.key.public_key()))
+        return self._public
 
     @property
     def kid(self) -> str:
-        return self.public.kid
+        return self._public.kid
 
     def sign(self, data: bytes) -> bytes:
         return self.key.sign(data)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -230,5 +231,5 @@ class HubMetrics:
 
     def count_push(self, member: str, outcomes: list[Any], seconds: float) -> None:
         self.ingest_seconds.observe(seconds)
-        for o in outcomes:
-            self.envelopes.labels(member, o.status, o.reason or "").inc()
+        for (status, reason), n in Counter((o.status, o.reason or "") for o in outcomes).items():
+            self.envelopes.labels(member, status, reason).inc(n)  # once per kind of outcome, not per envelope
