@@ -216,16 +216,14 @@ class HubStore:
                 raise LogConflictError(f"the log ends at {start}, the writer expected {size}")
             positions = list(range(start + 1, start + 1 + len(rows)))
             if nodes:
-                await conn.execute(merkle_nodes.insert(), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes])
+                await db.insert_many(conn, merkle_nodes, list(nodes))
             if checkpoint:
                 await conn.execute(checkpoints.insert().values(
                     size=checkpoint.size, root=checkpoint.root, issued_at=checkpoint.issued_at,
                     document=checkpoint.document))
-            if rows:
-                await conn.execute(log.insert(), [
-                    {"position": p, "origin": r.origin, "seq": r.seq, "hash": r.hash, "record_id": r.record_id,
-                     "version": r.version, "kind": r.kind, "op": r.op, "kid": r.kid, "envelope": r.envelope,
-                     "received_at": now} for p, r in zip(positions, rows, strict=True)])
+            if rows:  # a LogRow is the log's columns between position and received_at (a test holds them so)
+                at = db.driver_value(conn, log.c.received_at, now)
+                await db.insert_many(conn, log, [(p, *r, at) for p, r in zip(positions, rows, strict=True)])
                 if self.shared:
                     await conn.execute(sa.text("SELECT pg_notify(:c, :s)"), {"c": LOG_CHANNEL, "s": str(positions[-1])})
             if rejected:
@@ -265,7 +263,7 @@ class HubStore:
     async def save_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
         if nodes:
             async with self.engine.begin() as conn:
-                await conn.execute(merkle_nodes.insert(), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes])
+                await db.insert_many(conn, merkle_nodes, list(nodes))
 
     async def save_checkpoint(self, row: CheckpointRow) -> None:
         async with self.engine.begin() as conn:

@@ -357,3 +357,10 @@ class TestVerifiableLog:
         rows = await second.server.app[SERVICE].store.read_log(0, 100)
         leaves = [merkle.leaf_hash(leaf_bytes(json.loads(env))) for _, env in rows]
         assert cp.size == 7 and cp.root_bytes == merkle.root(leaves)
+
+
+def test_log_row_holds_the_log_columns_in_order() -> None:
+    """The writer inserts a LogRow's fields positionally (db.insert_many) between position and received_at."""
+    from federation.hub.store import LogRow, log
+
+    assert list(LogRow._fields) == [c.key for c in log.columns][1:-1]
