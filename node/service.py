@@ -92,6 +92,10 @@ def _decode_cursor(token: str) -> tuple[datetime, str]:
         raise BadQueryError("cursor is not one this node issued") from e
 
 
+def _halted(evidence: EvidenceRow) -> LogHaltedError:
+    return LogHaltedError(f"applying from the hub is halted: {evidence.reason}: {evidence.detail}")
+
+
 class NodeService:
     def __init__(self, *, store: NodeStore, keys: OwnKeys, member: str, registry: SignedRegistry,
                  registry_path: Path | None = None, schemas: SchemaSet | None = None,
@@ -294,23 +298,26 @@ class NodeService:
         report = ApplyReport()
         if not entries:
             return report
+        parsed: list[tuple[int, Envelope | IpdnError, Any]] = []
+        for position, obj in entries:
+            try:
+                parsed.append((position, Envelope.from_dict(obj), obj))
+            except IpdnError as e:
+                parsed.append((position, e, obj))
+        envs = [e for _, e, _ in parsed if isinstance(e, Envelope)]
         async with self._write:
-            await self.ensure_applying()
-            frontier = (await self.log_view()).frontier
+            basis = await self.store.apply_basis([(e.payload.origin, e.payload.seq) for e in envs],
+                                                 [e.payload.record_id for e in envs])
+            if basis.evidence is not None:
+                raise _halted(basis.evidence)
+            frontier = basis.view.frontier
+            if frontier is None:  # a database from before 0002: rebuilt once
+                frontier = (await self.log_view()).frontier
             if frontier is None or frontier.size != after:
                 raise RuntimeError(f"entries after {after} do not follow the stored cursor")
             for position, obj in entries:  # every entry is a leaf, quarantined or not
                 frontier.append(logtrust.entry_leaf(position, obj))
-            parsed: list[tuple[int, Envelope | IpdnError, Any]] = []
-            for position, obj in entries:
-                try:
-                    parsed.append((position, Envelope.from_dict(obj), obj))
-                except IpdnError as e:
-                    parsed.append((position, e, obj))
-            envs = [e for _, e, _ in parsed if isinstance(e, Envelope)]
-            held = await self.store.held([(e.payload.origin, e.payload.seq) for e in envs])
-            heads = await self.store.heads(list({e.payload.origin for e in envs}))
-            versions = await self.store.current_versions([e.payload.record_id for e in envs])
+            held, heads, versions = basis.held, basis.heads, basis.versions
             changes = Changes(cursor=positions[-1], frontier=frontier)
             for position, env, obj in parsed:
                 if isinstance(env, IpdnError):
@@ -395,7 +402,7 @@ class NodeService:
     async def ensure_applying(self) -> None:
         """Raises LogHaltedError if the node holds evidence against the hub's log."""
         if held := await self.store.evidence(1):
-            raise LogHaltedError(f"applying from the hub is halted: {held[0].reason}: {held[0].detail}")
+            raise _halted(held[0])
 
     async def record_misbehaviour(self, error: LogMisbehaviourError, *, peer: str | None = None) -> None:
         """Keep the evidence (the last checkpoint accepted and the offending document): the node applies

@@ -212,6 +212,19 @@ class EvidenceRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ApplyBasis:
+    """What a page of the hub's log is applied against: the log view, the latest evidence held (any:
+    applying is halted), the hash held at each (origin, seq) of the page, the chain heads of its
+    origins and the current (version, hash) of its records."""
+
+    view: LogView
+    evidence: EvidenceRow | None
+    held: dict[tuple[str, int], str]
+    heads: dict[str, ChainHead]
+    versions: dict[str, tuple[int, str]]
+
+
+@dataclass(frozen=True, slots=True)
 class PartnerKeyRow:
     key_id: str
     name: str
@@ -359,6 +372,50 @@ def _frontier_json(frontier: merkle.Frontier) -> str:
     return json.dumps([[level, h.hex()] for level, h in frontier.to_list()])
 
 
+async def _heads(conn: AsyncConnection, origins: Sequence[str]) -> dict[str, ChainHead]:
+    if not origins:
+        return {}
+    last = (sa.select(envelopes.c.origin, sa.func.max(envelopes.c.seq).label("seq"))
+            .where(envelopes.c.origin.in_(set(origins))).group_by(envelopes.c.origin).subquery())
+    q = sa.select(envelopes.c.origin, envelopes.c.seq, envelopes.c.hash).join(
+        last, sa.and_(envelopes.c.origin == last.c.origin, envelopes.c.seq == last.c.seq))
+    return {r.origin: ChainHead(r.seq, r.hash) for r in await conn.execute(q)}
+
+
+async def _held(conn: AsyncConnection, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
+    out: dict[tuple[str, int], str] = {}
+    for origin in {o for o, _ in keys}:
+        q = sa.select(envelopes.c.seq, envelopes.c.hash).where(
+            envelopes.c.origin == origin, envelopes.c.seq.in_([s for o, s in keys if o == origin]))
+        out.update({(origin, r.seq): r.hash for r in await conn.execute(q)})
+    return out
+
+
+async def _current_versions(conn: AsyncConnection, record_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+    if not record_ids:
+        return {}
+    q = sa.select(records.c.record_id, records.c.version, records.c.hash).where(
+        records.c.record_id.in_(set(record_ids)))
+    return {r.record_id: (r.version, r.hash) for r in await conn.execute(q)}
+
+
+async def _log_view(conn: AsyncConnection) -> LogView:
+    state = {r.key: r.value for r in await conn.execute(sa.select(sync_state).where(
+        sync_state.c.key.in_([CURSOR_KEY, FRONTIER_KEY, CHECKPOINT_KEY])))}
+    frontier = state.get(FRONTIER_KEY)
+    checkpoint = state.get(CHECKPOINT_KEY)
+    return LogView(int(state.get(CURSOR_KEY, 0)),
+                   merkle.Frontier.from_list((lv, bytes.fromhex(h)) for lv, h in json.loads(frontier))
+                   if frontier is not None else None,
+                   checkpoint.encode() if checkpoint is not None else None)
+
+
+async def _evidence(conn: AsyncConnection, limit: int) -> list[EvidenceRow]:
+    q = sa.select(checkpoint_evidence).order_by(checkpoint_evidence.c.id.desc()).limit(limit)
+    return [EvidenceRow(r.reason, r.detail, r.accepted, r.offending, r.id, _utc(r.created_at))
+            for r in await conn.execute(q)]
+
+
 class NodeStore:
     def __init__(self, engine: AsyncEngine, member: str) -> None:
         self.engine = engine
@@ -378,35 +435,23 @@ class NodeStore:
 
     async def heads(self, origins: Sequence[str]) -> dict[str, ChainHead]:
         """The last envelope held from each origin asked for (absent: nothing held)."""
-        if not origins:
-            return {}
-        last = (sa.select(envelopes.c.origin, sa.func.max(envelopes.c.seq).label("seq"))
-                .where(envelopes.c.origin.in_(set(origins))).group_by(envelopes.c.origin).subquery())
-        q = sa.select(envelopes.c.origin, envelopes.c.seq, envelopes.c.hash).join(
-            last, sa.and_(envelopes.c.origin == last.c.origin, envelopes.c.seq == last.c.seq))
         async with self.engine.connect() as conn:
-            return {r.origin: ChainHead(r.seq, r.hash) for r in await conn.execute(q)}
+            return await _heads(conn, origins)
 
     async def held(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
         """The hash held at each (origin, seq) asked for (absent keys: nothing held)."""
-        out: dict[tuple[str, int], str] = {}
         async with self.engine.connect() as conn:
-            for origin in {o for o, _ in keys}:
-                q = sa.select(envelopes.c.seq, envelopes.c.hash).where(
-                    envelopes.c.origin == origin, envelopes.c.seq.in_([s for o, s in keys if o == origin]))
-                out.update({(origin, r.seq): r.hash for r in await conn.execute(q)})
-        return out
+            return await _held(conn, keys)
+
+    async def apply_basis(self, keys: Sequence[tuple[str, int]], record_ids: Sequence[str]) -> ApplyBasis:
+        """Everything applying a page is judged against, read on one connection (each connection taken
+        costs the event loop round trips to the database thread, and this is on the path of every pull)."""
+        async with self.engine.connect() as conn:
+            return ApplyBasis(await _log_view(conn), next(iter(await _evidence(conn, 1)), None),
+                              await _held(conn, keys), await _heads(conn, list({o for o, _ in keys})),
+                              await _current_versions(conn, record_ids))
 
     # -- records -------------------------------------------------------------------------------------
-
-    async def current_versions(self, record_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
-        """(version, hash) of the current version of each record asked for."""
-        if not record_ids:
-            return {}
-        q = sa.select(records.c.record_id, records.c.version, records.c.hash).where(
-            records.c.record_id.in_(set(record_ids)))
-        async with self.engine.connect() as conn:
-            return {r.record_id: (r.version, r.hash) for r in await conn.execute(q)}
 
     async def get_records(self, record_ids: Sequence[str]) -> dict[str, StoredRecord]:
         """The current version of each record asked for that is held."""
@@ -580,14 +625,7 @@ class NodeStore:
     async def log_view(self) -> LogView:
         """The cursor, the frontier and the last accepted checkpoint, read together."""
         async with self.engine.connect() as conn:
-            state = {r.key: r.value for r in await conn.execute(sa.select(sync_state).where(
-                sync_state.c.key.in_([CURSOR_KEY, FRONTIER_KEY, CHECKPOINT_KEY])))}
-        frontier = state.get(FRONTIER_KEY)
-        checkpoint = state.get(CHECKPOINT_KEY)
-        return LogView(int(state.get(CURSOR_KEY, 0)),
-                       merkle.Frontier.from_list((lv, bytes.fromhex(h)) for lv, h in json.loads(frontier))
-                       if frontier is not None else None,
-                       checkpoint.encode() if checkpoint is not None else None)
+            return await _log_view(conn)
 
     async def save_frontier(self, cursor: int, frontier: merkle.Frontier) -> None:
         """Keep a frontier rebuilt for ``cursor`` (a database from before 0002), unless the cursor moved."""
@@ -622,10 +660,8 @@ class NodeStore:
 
     async def evidence(self, limit: int = 100) -> list[EvidenceRow]:
         """Evidence held, newest first (any row means applying from the hub is halted)."""
-        q = sa.select(checkpoint_evidence).order_by(checkpoint_evidence.c.id.desc()).limit(limit)
         async with self.engine.connect() as conn:
-            return [EvidenceRow(r.reason, r.detail, r.accepted, r.offending, r.id, _utc(r.created_at))
-                    for r in await conn.execute(q)]
+            return await _evidence(conn, limit)
 
     # -- outbox --------------------------------------------------------------------------------------
 
