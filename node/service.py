@@ -113,6 +113,7 @@ class NodeService:
         self.refresh_registry: Callable[[], Awaitable[object]] | None = None
         self.outbox_changed = asyncio.Event()  # set when the outbox has something new to push
         self._write = asyncio.Lock()
+        self._evidence: EvidenceRow | None = None  # latched: evidence is only ever added, never removed
 
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
@@ -306,10 +307,10 @@ class NodeService:
                 parsed.append((position, e, obj))
         envs = [e for _, e, _ in parsed if isinstance(e, Envelope)]
         async with self._write:
+            if self._evidence is not None:  # found since the pull began (the pull checked the store)
+                raise _halted(self._evidence)
             basis = await self.store.apply_basis([(e.payload.origin, e.payload.seq) for e in envs],
                                                  [e.payload.record_id for e in envs])
-            if basis.evidence is not None:
-                raise _halted(basis.evidence)
             frontier = basis.view.frontier
             if frontier is None:  # a database from before 0002: rebuilt once
                 frontier = (await self.log_view()).frontier
@@ -401,16 +402,19 @@ class NodeService:
 
     async def ensure_applying(self) -> None:
         """Raises LogHaltedError if the node holds evidence against the hub's log."""
-        if held := await self.store.evidence(1):
-            raise _halted(held[0])
+        if self._evidence is None and (held := await self.store.evidence(1)):
+            self._evidence = held[0]
+        if self._evidence is not None:
+            raise _halted(self._evidence)
 
     async def record_misbehaviour(self, error: LogMisbehaviourError, *, peer: str | None = None) -> None:
         """Keep the evidence (the last checkpoint accepted and the offending document): the node applies
         nothing more from the hub until an operator acts."""
         detail = f"{error.message} (from peer {peer})" if peer else error.message
         log.error("the hub's log misbehaves: %s: %s; applying from the hub is halted", error.reason, detail)
-        await self.store.add_evidence(EvidenceRow(error.reason, detail, (await self.store.log_view()).checkpoint,
-                                                  error.offending), self.clock())
+        row = EvidenceRow(error.reason, detail, (await self.store.log_view()).checkpoint, error.offending)
+        await self.store.add_evidence(row, self.clock())
+        self._evidence = self._evidence or row
 
     async def accepted_checkpoint(self) -> Checkpoint | None:
         """The last checkpoint of the hub's log this node verified and accepted."""

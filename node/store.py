@@ -213,12 +213,10 @@ class EvidenceRow:
 
 @dataclass(frozen=True, slots=True)
 class ApplyBasis:
-    """What a page of the hub's log is applied against: the log view, the latest evidence held (any:
-    applying is halted), the hash held at each (origin, seq) of the page, the chain heads of its
-    origins and the current (version, hash) of its records."""
+    """What a page of the hub's log is applied against: the log view, the hash held at each (origin, seq)
+    of the page, the chain heads of its origins and the current (version, hash) of its records."""
 
     view: LogView
-    evidence: EvidenceRow | None
     held: dict[tuple[str, int], str]
     heads: dict[str, ChainHead]
     versions: dict[str, tuple[int, str]]
@@ -372,23 +370,29 @@ def _frontier_json(frontier: merkle.Frontier) -> str:
     return json.dumps([[level, h.hex()] for level, h in frontier.to_list()])
 
 
-async def _heads(conn: AsyncConnection, origins: Sequence[str]) -> dict[str, ChainHead]:
-    if not origins:
-        return {}
-    last = (sa.select(envelopes.c.origin, sa.func.max(envelopes.c.seq).label("seq"))
-            .where(envelopes.c.origin.in_(set(origins))).group_by(envelopes.c.origin).subquery())
-    q = sa.select(envelopes.c.origin, envelopes.c.seq, envelopes.c.hash).join(
-        last, sa.and_(envelopes.c.origin == last.c.origin, envelopes.c.seq == last.c.seq))
-    return {r.origin: ChainHead(r.seq, r.hash) for r in await conn.execute(q)}
-
-
-async def _held(conn: AsyncConnection, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
-    out: dict[tuple[str, int], str] = {}
-    for origin in {o for o, _ in keys}:
-        q = sa.select(envelopes.c.seq, envelopes.c.hash).where(
-            envelopes.c.origin == origin, envelopes.c.seq.in_([s for o, s in keys if o == origin]))
-        out.update({(origin, r.seq): r.hash for r in await conn.execute(q)})
-    return out
+async def _chains(conn: AsyncConnection, keys: Sequence[tuple[str, int]],
+                  origins: Sequence[str] = ()) -> tuple[dict[tuple[str, int], str], dict[str, ChainHead]]:
+    """The hash held at each (origin, seq) of ``keys``, and the chain head of each of their origins and of
+    ``origins``: one query (the rows asked for and each origin's last)."""
+    seqs: dict[str, list[int]] = {o: [] for o in origins}
+    for origin, seq in keys:
+        seqs.setdefault(origin, []).append(seq)
+    if not seqs:
+        return {}, {}
+    e = envelopes.alias("latest")
+    q = sa.select(envelopes.c.origin, envelopes.c.seq, envelopes.c.hash).where(sa.or_(*(
+        sa.and_(envelopes.c.origin == o, envelopes.c.seq.in_(
+            [*s, sa.select(sa.func.max(e.c.seq)).where(e.c.origin == o).scalar_subquery()]))
+        for o, s in seqs.items())))
+    held: dict[tuple[str, int], str] = {}
+    heads: dict[str, ChainHead] = {}
+    wanted = set(keys)
+    for r in await conn.execute(q):
+        if (r.origin, r.seq) in wanted:
+            held[(r.origin, r.seq)] = r.hash
+        if r.origin not in heads or r.seq > heads[r.origin].seq:
+            heads[r.origin] = ChainHead(r.seq, r.hash)
+    return held, heads
 
 
 async def _current_versions(conn: AsyncConnection, record_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
@@ -436,20 +440,19 @@ class NodeStore:
     async def heads(self, origins: Sequence[str]) -> dict[str, ChainHead]:
         """The last envelope held from each origin asked for (absent: nothing held)."""
         async with self.engine.connect() as conn:
-            return await _heads(conn, origins)
+            return (await _chains(conn, (), origins))[1]
 
     async def held(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
         """The hash held at each (origin, seq) asked for (absent keys: nothing held)."""
         async with self.engine.connect() as conn:
-            return await _held(conn, keys)
+            return (await _chains(conn, keys))[0]
 
     async def apply_basis(self, keys: Sequence[tuple[str, int]], record_ids: Sequence[str]) -> ApplyBasis:
         """Everything applying a page is judged against, read on one connection (each connection taken
         costs the event loop round trips to the database thread, and this is on the path of every pull)."""
         async with self.engine.connect() as conn:
-            return ApplyBasis(await _log_view(conn), next(iter(await _evidence(conn, 1)), None),
-                              await _held(conn, keys), await _heads(conn, list({o for o, _ in keys})),
-                              await _current_versions(conn, record_ids))
+            held, heads = await _chains(conn, keys)
+            return ApplyBasis(await _log_view(conn), held, heads, await _current_versions(conn, record_ids))
 
     # -- records -------------------------------------------------------------------------------------
 
