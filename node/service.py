@@ -113,7 +113,9 @@ class NodeService:
         self.refresh_registry: Callable[[], Awaitable[object]] | None = None
         self.outbox_changed = asyncio.Event()  # set when the outbox has something new to push
         self._write = asyncio.Lock()
-        self._evidence: EvidenceRow | None = None  # latched: evidence is only ever added, never removed
+        # Evidence is only ever added, and only by record_misbehaviour: read once, then latched here.
+        self._evidence: EvidenceRow | None = None
+        self._evidence_read = False
 
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
@@ -307,8 +309,7 @@ class NodeService:
                 parsed.append((position, e, obj))
         envs = [e for _, e, _ in parsed if isinstance(e, Envelope)]
         async with self._write:
-            if self._evidence is not None:  # found since the pull began (the pull checked the store)
-                raise _halted(self._evidence)
+            await self.ensure_applying()  # evidence found while the page was on its way stops it too
             basis = await self.store.apply_basis([(e.payload.origin, e.payload.seq) for e in envs],
                                                  [e.payload.record_id for e in envs])
             frontier = basis.view.frontier
@@ -320,12 +321,14 @@ class NodeService:
                 frontier.append(logtrust.entry_leaf(position, obj))
             held, heads, versions = basis.held, basis.heads, basis.versions
             changes = Changes(cursor=positions[-1], frontier=frontier)
+            before = set(versions)
             for position, env, obj in parsed:
                 if isinstance(env, IpdnError):
                     self._quarantine(changes, report, QuarantineRow(
                         env.reason, env.message, json.dumps(obj, ensure_ascii=False).encode(), position=position))
                     continue
                 self._apply_one(env, position, held, heads, versions, changes, report)
+            changes.new_records = set(changes.records) - before
             await self.store.apply(changes, self.clock())
         return report
 
@@ -402,8 +405,9 @@ class NodeService:
 
     async def ensure_applying(self) -> None:
         """Raises LogHaltedError if the node holds evidence against the hub's log."""
-        if self._evidence is None and (held := await self.store.evidence(1)):
-            self._evidence = held[0]
+        if not self._evidence_read:
+            held = await self.store.evidence(1)
+            self._evidence, self._evidence_read = self._evidence or (held[0] if held else None), True
         if self._evidence is not None:
             raise _halted(self._evidence)
 

@@ -187,6 +187,7 @@ class Changes:
     quarantine: list[QuarantineRow] = field(default_factory=list)
     frontier: merkle.Frontier | None = None  # the Merkle frontier over every entry up to the cursor
     events: list[Envelope] = field(default_factory=list)  # each envelope that became current, in order (webhooks)
+    new_records: set[str] = field(default_factory=set)  # record_ids of ``records`` not held before this page
 
 
 @dataclass(frozen=True, slots=True)
@@ -521,13 +522,18 @@ class NodeStore:
         return records.c.record_id.in_(hits.columns(sa.column("record_id")))
 
     @staticmethod
-    async def _put_record(conn: AsyncConnection, env: Envelope, now: datetime) -> None:
+    async def _put_record(conn: AsyncConnection, env: Envelope, now: datetime, held: bool = True) -> None:
+        """Write the record's new current version (``held`` False: the caller knows it is new, so no UPDATE
+        is tried first; were it held after all, the INSERT fails and nothing of the transaction is kept)."""
         values = _record_values(env, now)
-        done = await conn.execute(records.update().where(records.c.record_id == values["record_id"]).values(values))
-        if done.rowcount == 0:
+        if held:
+            done = await conn.execute(records.update().where(records.c.record_id == values["record_id"])
+                                      .values(values))
+            held = done.rowcount > 0
+        if not held:
             await conn.execute(records.insert().values(values))
         if conn.dialect.name == "sqlite":  # the FTS5 table follows the record, in the same transaction
-            if done.rowcount:
+            if held:
                 # Only a record held before has an FTS row. The delete scans the whole FTS table (record_id is
                 # UNINDEXED), so a new record skips it: a node catching up would otherwise be O(n²).
                 await conn.execute(records_fts.delete().where(records_fts.c.record_id == values["record_id"]))
@@ -564,16 +570,17 @@ class NodeStore:
             if changes.envelopes:
                 await conn.execute(envelopes.insert(), [_envelope_values(e, now, pos) for e, pos in changes.envelopes])
             queued = await self._queue_webhooks(conn, changes.events, now)
-            for env in changes.records.values():
-                await self._put_record(conn, env, now)
+            for record_id, env in changes.records.items():
+                await self._put_record(conn, env, now, held=record_id not in changes.new_records)
             await self._accept_own(conn, changes.own_positions)
             if changes.quarantine:
                 await conn.execute(quarantine.insert(), [
                     {"received_at": now, "origin": q.origin, "seq": q.seq, "hash": q.hash, "position": q.position,
                      "reason": q.reason, "detail": q.detail, "envelope": q.envelope} for q in changes.quarantine])
-            await self._set_state(conn, CURSOR_KEY, str(changes.cursor))
+            state = {CURSOR_KEY: str(changes.cursor)}
             if changes.frontier is not None:
-                await self._set_state(conn, FRONTIER_KEY, _frontier_json(changes.frontier))
+                state[FRONTIER_KEY] = _frontier_json(changes.frontier)
+            await self._set_states(conn, state)
         if queued:
             self.webhooks.queued.set()
 
@@ -614,9 +621,17 @@ class NodeStore:
 
     @staticmethod
     async def _set_state(conn: AsyncConnection, key: str, value: str) -> None:
-        done = await conn.execute(sync_state.update().where(sync_state.c.key == key).values(value=value))
-        if done.rowcount == 0:
-            await conn.execute(sync_state.insert().values(key=key, value=value))
+        await NodeStore._set_states(conn, {key: value})
+
+    @staticmethod
+    async def _set_states(conn: AsyncConnection, values: dict[str, str]) -> None:
+        """Set these sync_state keys: one UPDATE for all of them, INSERTs only for keys not there yet."""
+        done = await conn.execute(sync_state.update().where(sync_state.c.key.in_(list(values)))
+                                  .values(value=sa.case(values, value=sync_state.c.key)))
+        if done.rowcount < len(values):
+            there = set((await conn.execute(sa.select(sync_state.c.key).where(
+                sync_state.c.key.in_(list(values))))).scalars())
+            await conn.execute(sync_state.insert(), [{"key": k, "value": v} for k, v in values.items() if k not in there])
 
     async def cursor(self) -> int:
         """The position of the last log entry applied (0: none yet)."""
