@@ -415,12 +415,6 @@ async def _log_view(conn: AsyncConnection) -> LogView:
                    checkpoint.encode() if checkpoint is not None else None)
 
 
-async def _evidence(conn: AsyncConnection, limit: int) -> list[EvidenceRow]:
-    q = sa.select(checkpoint_evidence).order_by(checkpoint_evidence.c.id.desc()).limit(limit)
-    return [EvidenceRow(r.reason, r.detail, r.accepted, r.offending, r.id, _utc(r.created_at))
-            for r in await conn.execute(q)]
-
-
 class NodeStore:
     def __init__(self, engine: AsyncEngine, member: str) -> None:
         self.engine = engine
@@ -631,7 +625,8 @@ class NodeStore:
         if done.rowcount < len(values):
             there = set((await conn.execute(sa.select(sync_state.c.key).where(
                 sync_state.c.key.in_(list(values))))).scalars())
-            await conn.execute(sync_state.insert(), [{"key": k, "value": v} for k, v in values.items() if k not in there])
+            await conn.execute(sync_state.insert(), [{"key": k, "value": v} for k, v in values.items()
+                                                     if k not in there])
 
     async def cursor(self) -> int:
         """The position of the last log entry applied (0: none yet)."""
@@ -678,8 +673,10 @@ class NodeStore:
 
     async def evidence(self, limit: int = 100) -> list[EvidenceRow]:
         """Evidence held, newest first (any row means applying from the hub is halted)."""
+        q = sa.select(checkpoint_evidence).order_by(checkpoint_evidence.c.id.desc()).limit(limit)
         async with self.engine.connect() as conn:
-            return await _evidence(conn, limit)
+            return [EvidenceRow(r.reason, r.detail, r.accepted, r.offending, r.id, _utc(r.created_at))
+                    for r in await conn.execute(q)]
 
     # -- outbox --------------------------------------------------------------------------------------
 
