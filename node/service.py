@@ -92,6 +92,10 @@ def _decode_cursor(token: str) -> tuple[datetime, str]:
         raise BadQueryError("cursor is not one this node issued") from e
 
 
+def _halted(evidence: EvidenceRow) -> LogHaltedError:
+    return LogHaltedError(f"applying from the hub is halted: {evidence.reason}: {evidence.detail}")
+
+
 class NodeService:
     def __init__(self, *, store: NodeStore, keys: OwnKeys, member: str, registry: SignedRegistry,
                  registry_path: Path | None = None, schemas: SchemaSet | None = None,
@@ -109,6 +113,9 @@ class NodeService:
         self.refresh_registry: Callable[[], Awaitable[object]] | None = None
         self.outbox_changed = asyncio.Event()  # set when the outbox has something new to push
         self._write = asyncio.Lock()
+        # Evidence is only ever added, and only by record_misbehaviour: read once, then latched here.
+        self._evidence: EvidenceRow | None = None
+        self._evidence_read = False
 
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
@@ -294,30 +301,34 @@ class NodeService:
         report = ApplyReport()
         if not entries:
             return report
+        parsed: list[tuple[int, Envelope | IpdnError, Any]] = []
+        for position, obj in entries:
+            try:
+                parsed.append((position, Envelope.from_dict(obj), obj))
+            except IpdnError as e:
+                parsed.append((position, e, obj))
+        envs = [e for _, e, _ in parsed if isinstance(e, Envelope)]
         async with self._write:
-            await self.ensure_applying()
-            frontier = (await self.log_view()).frontier
+            await self.ensure_applying()  # evidence found while the page was on its way stops it too
+            basis = await self.store.apply_basis([(e.payload.origin, e.payload.seq) for e in envs],
+                                                 [e.payload.record_id for e in envs])
+            frontier = basis.view.frontier
+            if frontier is None:  # a database from before 0002: rebuilt once
+                frontier = (await self.log_view()).frontier
             if frontier is None or frontier.size != after:
                 raise RuntimeError(f"entries after {after} do not follow the stored cursor")
             for position, obj in entries:  # every entry is a leaf, quarantined or not
                 frontier.append(logtrust.entry_leaf(position, obj))
-            parsed: list[tuple[int, Envelope | IpdnError, Any]] = []
-            for position, obj in entries:
-                try:
-                    parsed.append((position, Envelope.from_dict(obj), obj))
-                except IpdnError as e:
-                    parsed.append((position, e, obj))
-            envs = [e for _, e, _ in parsed if isinstance(e, Envelope)]
-            held = await self.store.held([(e.payload.origin, e.payload.seq) for e in envs])
-            heads = await self.store.heads(list({e.payload.origin for e in envs}))
-            versions = await self.store.current_versions([e.payload.record_id for e in envs])
+            held, heads, versions = basis.held, basis.heads, basis.versions
             changes = Changes(cursor=positions[-1], frontier=frontier)
+            before = set(versions)
             for position, env, obj in parsed:
                 if isinstance(env, IpdnError):
                     self._quarantine(changes, report, QuarantineRow(
                         env.reason, env.message, json.dumps(obj, ensure_ascii=False).encode(), position=position))
                     continue
                 self._apply_one(env, position, held, heads, versions, changes, report)
+            changes.new_records = set(changes.records) - before
             await self.store.apply(changes, self.clock())
         return report
 
@@ -394,16 +405,20 @@ class NodeService:
 
     async def ensure_applying(self) -> None:
         """Raises LogHaltedError if the node holds evidence against the hub's log."""
-        if held := await self.store.evidence(1):
-            raise LogHaltedError(f"applying from the hub is halted: {held[0].reason}: {held[0].detail}")
+        if not self._evidence_read:
+            held = await self.store.evidence(1)
+            self._evidence, self._evidence_read = self._evidence or (held[0] if held else None), True
+        if self._evidence is not None:
+            raise _halted(self._evidence)
 
     async def record_misbehaviour(self, error: LogMisbehaviourError, *, peer: str | None = None) -> None:
         """Keep the evidence (the last checkpoint accepted and the offending document): the node applies
         nothing more from the hub until an operator acts."""
         detail = f"{error.message} (from peer {peer})" if peer else error.message
         log.error("the hub's log misbehaves: %s: %s; applying from the hub is halted", error.reason, detail)
-        await self.store.add_evidence(EvidenceRow(error.reason, detail, (await self.store.log_view()).checkpoint,
-                                                  error.offending), self.clock())
+        row = EvidenceRow(error.reason, detail, (await self.store.log_view()).checkpoint, error.offending)
+        await self.store.add_evidence(row, self.clock())
+        self._evidence = self._evidence or row
 
     async def accepted_checkpoint(self) -> Checkpoint | None:
         """The last checkpoint of the hub's log this node verified and accepted."""

@@ -187,6 +187,7 @@ class Changes:
     quarantine: list[QuarantineRow] = field(default_factory=list)
     frontier: merkle.Frontier | None = None  # the Merkle frontier over every entry up to the cursor
     events: list[Envelope] = field(default_factory=list)  # each envelope that became current, in order (webhooks)
+    new_records: set[str] = field(default_factory=set)  # record_ids of ``records`` not held before this page
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +210,17 @@ class EvidenceRow:
     offending: bytes | None
     id: int | None = None
     created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyBasis:
+    """What a page of the hub's log is applied against: the log view, the hash held at each (origin, seq)
+    of the page, the chain heads of its origins and the current (version, hash) of its records."""
+
+    view: LogView
+    held: dict[tuple[str, int], str]
+    heads: dict[str, ChainHead]
+    versions: dict[str, tuple[int, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,6 +371,50 @@ def _frontier_json(frontier: merkle.Frontier) -> str:
     return json.dumps([[level, h.hex()] for level, h in frontier.to_list()])
 
 
+async def _chains(conn: AsyncConnection, keys: Sequence[tuple[str, int]],
+                  origins: Sequence[str] = ()) -> tuple[dict[tuple[str, int], str], dict[str, ChainHead]]:
+    """The hash held at each (origin, seq) of ``keys``, and the chain head of each of their origins and of
+    ``origins``: one query (the rows asked for and each origin's last)."""
+    seqs: dict[str, list[int]] = {o: [] for o in origins}
+    for origin, seq in keys:
+        seqs.setdefault(origin, []).append(seq)
+    if not seqs:
+        return {}, {}
+    e = envelopes.alias("latest")
+    q = sa.select(envelopes.c.origin, envelopes.c.seq, envelopes.c.hash).where(sa.or_(*(
+        sa.and_(envelopes.c.origin == o, envelopes.c.seq.in_(
+            [*s, sa.select(sa.func.max(e.c.seq)).where(e.c.origin == o).scalar_subquery()]))
+        for o, s in seqs.items())))
+    held: dict[tuple[str, int], str] = {}
+    heads: dict[str, ChainHead] = {}
+    wanted = set(keys)
+    for r in await conn.execute(q):
+        if (r.origin, r.seq) in wanted:
+            held[(r.origin, r.seq)] = r.hash
+        if r.origin not in heads or r.seq > heads[r.origin].seq:
+            heads[r.origin] = ChainHead(r.seq, r.hash)
+    return held, heads
+
+
+async def _current_versions(conn: AsyncConnection, record_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+    if not record_ids:
+        return {}
+    q = sa.select(records.c.record_id, records.c.version, records.c.hash).where(
+        records.c.record_id.in_(set(record_ids)))
+    return {r.record_id: (r.version, r.hash) for r in await conn.execute(q)}
+
+
+async def _log_view(conn: AsyncConnection) -> LogView:
+    state = {r.key: r.value for r in await conn.execute(sa.select(sync_state).where(
+        sync_state.c.key.in_([CURSOR_KEY, FRONTIER_KEY, CHECKPOINT_KEY])))}
+    frontier = state.get(FRONTIER_KEY)
+    checkpoint = state.get(CHECKPOINT_KEY)
+    return LogView(int(state.get(CURSOR_KEY, 0)),
+                   merkle.Frontier.from_list((lv, bytes.fromhex(h)) for lv, h in json.loads(frontier))
+                   if frontier is not None else None,
+                   checkpoint.encode() if checkpoint is not None else None)
+
+
 class NodeStore:
     def __init__(self, engine: AsyncEngine, member: str) -> None:
         self.engine = engine
@@ -378,35 +434,22 @@ class NodeStore:
 
     async def heads(self, origins: Sequence[str]) -> dict[str, ChainHead]:
         """The last envelope held from each origin asked for (absent: nothing held)."""
-        if not origins:
-            return {}
-        last = (sa.select(envelopes.c.origin, sa.func.max(envelopes.c.seq).label("seq"))
-                .where(envelopes.c.origin.in_(set(origins))).group_by(envelopes.c.origin).subquery())
-        q = sa.select(envelopes.c.origin, envelopes.c.seq, envelopes.c.hash).join(
-            last, sa.and_(envelopes.c.origin == last.c.origin, envelopes.c.seq == last.c.seq))
         async with self.engine.connect() as conn:
-            return {r.origin: ChainHead(r.seq, r.hash) for r in await conn.execute(q)}
+            return (await _chains(conn, (), origins))[1]
 
     async def held(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
         """The hash held at each (origin, seq) asked for (absent keys: nothing held)."""
-        out: dict[tuple[str, int], str] = {}
         async with self.engine.connect() as conn:
-            for origin in {o for o, _ in keys}:
-                q = sa.select(envelopes.c.seq, envelopes.c.hash).where(
-                    envelopes.c.origin == origin, envelopes.c.seq.in_([s for o, s in keys if o == origin]))
-                out.update({(origin, r.seq): r.hash for r in await conn.execute(q)})
-        return out
+            return (await _chains(conn, keys))[0]
+
+    async def apply_basis(self, keys: Sequence[tuple[str, int]], record_ids: Sequence[str]) -> ApplyBasis:
+        """Everything applying a page is judged against, read on one connection (each connection taken
+        costs the event loop round trips to the database thread, and this is on the path of every pull)."""
+        async with self.engine.connect() as conn:
+            held, heads = await _chains(conn, keys)
+            return ApplyBasis(await _log_view(conn), held, heads, await _current_versions(conn, record_ids))
 
     # -- records -------------------------------------------------------------------------------------
-
-    async def current_versions(self, record_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
-        """(version, hash) of the current version of each record asked for."""
-        if not record_ids:
-            return {}
-        q = sa.select(records.c.record_id, records.c.version, records.c.hash).where(
-            records.c.record_id.in_(set(record_ids)))
-        async with self.engine.connect() as conn:
-            return {r.record_id: (r.version, r.hash) for r in await conn.execute(q)}
 
     async def get_records(self, record_ids: Sequence[str]) -> dict[str, StoredRecord]:
         """The current version of each record asked for that is held."""
@@ -473,13 +516,18 @@ class NodeStore:
         return records.c.record_id.in_(hits.columns(sa.column("record_id")))
 
     @staticmethod
-    async def _put_record(conn: AsyncConnection, env: Envelope, now: datetime) -> None:
+    async def _put_record(conn: AsyncConnection, env: Envelope, now: datetime, held: bool = True) -> None:
+        """Write the record's new current version (``held`` False: the caller knows it is new, so no UPDATE
+        is tried first; were it held after all, the INSERT fails and nothing of the transaction is kept)."""
         values = _record_values(env, now)
-        done = await conn.execute(records.update().where(records.c.record_id == values["record_id"]).values(values))
-        if done.rowcount == 0:
+        if held:
+            done = await conn.execute(records.update().where(records.c.record_id == values["record_id"])
+                                      .values(values))
+            held = done.rowcount > 0
+        if not held:
             await conn.execute(records.insert().values(values))
         if conn.dialect.name == "sqlite":  # the FTS5 table follows the record, in the same transaction
-            if done.rowcount:
+            if held:
                 # Only a record held before has an FTS row. The delete scans the whole FTS table (record_id is
                 # UNINDEXED), so a new record skips it: a node catching up would otherwise be O(n²).
                 await conn.execute(records_fts.delete().where(records_fts.c.record_id == values["record_id"]))
@@ -516,16 +564,17 @@ class NodeStore:
             if changes.envelopes:
                 await conn.execute(envelopes.insert(), [_envelope_values(e, now, pos) for e, pos in changes.envelopes])
             queued = await self._queue_webhooks(conn, changes.events, now)
-            for env in changes.records.values():
-                await self._put_record(conn, env, now)
+            for record_id, env in changes.records.items():
+                await self._put_record(conn, env, now, held=record_id not in changes.new_records)
             await self._accept_own(conn, changes.own_positions)
             if changes.quarantine:
                 await conn.execute(quarantine.insert(), [
                     {"received_at": now, "origin": q.origin, "seq": q.seq, "hash": q.hash, "position": q.position,
                      "reason": q.reason, "detail": q.detail, "envelope": q.envelope} for q in changes.quarantine])
-            await self._set_state(conn, CURSOR_KEY, str(changes.cursor))
+            state = {CURSOR_KEY: str(changes.cursor)}
             if changes.frontier is not None:
-                await self._set_state(conn, FRONTIER_KEY, _frontier_json(changes.frontier))
+                state[FRONTIER_KEY] = _frontier_json(changes.frontier)
+            await self._set_states(conn, state)
         if queued:
             self.webhooks.queued.set()
 
@@ -566,9 +615,18 @@ class NodeStore:
 
     @staticmethod
     async def _set_state(conn: AsyncConnection, key: str, value: str) -> None:
-        done = await conn.execute(sync_state.update().where(sync_state.c.key == key).values(value=value))
-        if done.rowcount == 0:
-            await conn.execute(sync_state.insert().values(key=key, value=value))
+        await NodeStore._set_states(conn, {key: value})
+
+    @staticmethod
+    async def _set_states(conn: AsyncConnection, values: dict[str, str]) -> None:
+        """Set these sync_state keys: one UPDATE for all of them, INSERTs only for keys not there yet."""
+        done = await conn.execute(sync_state.update().where(sync_state.c.key.in_(list(values)))
+                                  .values(value=sa.case(values, value=sync_state.c.key)))
+        if done.rowcount < len(values):
+            there = set((await conn.execute(sa.select(sync_state.c.key).where(
+                sync_state.c.key.in_(list(values))))).scalars())
+            await conn.execute(sync_state.insert(), [{"key": k, "value": v} for k, v in values.items()
+                                                     if k not in there])
 
     async def cursor(self) -> int:
         """The position of the last log entry applied (0: none yet)."""
@@ -580,14 +638,7 @@ class NodeStore:
     async def log_view(self) -> LogView:
         """The cursor, the frontier and the last accepted checkpoint, read together."""
         async with self.engine.connect() as conn:
-            state = {r.key: r.value for r in await conn.execute(sa.select(sync_state).where(
-                sync_state.c.key.in_([CURSOR_KEY, FRONTIER_KEY, CHECKPOINT_KEY])))}
-        frontier = state.get(FRONTIER_KEY)
-        checkpoint = state.get(CHECKPOINT_KEY)
-        return LogView(int(state.get(CURSOR_KEY, 0)),
-                       merkle.Frontier.from_list((lv, bytes.fromhex(h)) for lv, h in json.loads(frontier))
-                       if frontier is not None else None,
-                       checkpoint.encode() if checkpoint is not None else None)
+            return await _log_view(conn)
 
     async def save_frontier(self, cursor: int, frontier: merkle.Frontier) -> None:
         """Keep a frontier rebuilt for ``cursor`` (a database from before 0002), unless the cursor moved."""

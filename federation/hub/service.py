@@ -118,6 +118,9 @@ class HubService:
         self.activity: dict[str, MemberActivity] = {}
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._changed = asyncio.Event()
+        # Reads of the log in flight, shared by the pulls asking for the same page in the same generation
+        # (between two wakes): the nodes one commit wakes would otherwise each read the same rows.
+        self._reads: dict[tuple[asyncio.Event, int, int], asyncio.Future[list[tuple[int, bytes]]]] = {}
         self._writer: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._registry_stale = False  # shared log: set by the listener, cleared by fresh()
@@ -399,14 +402,24 @@ class HubService:
     async def read_log(self, after: int, limit: int, wait: float) -> list[tuple[int, bytes]]:
         """Entries after ``after``; with ``wait`` > 0, hold until there are some (long-poll)."""
         changed = self._changed  # taken before reading, so an append in between still wakes this pull
-        rows = await self.store.read_log(after, limit)
+        rows = await self._read_log(after, limit)
         if rows or wait <= 0 or self._closing:
             return rows
         try:
             await asyncio.wait_for(changed.wait(), timeout=wait)
         except TimeoutError:
             return []
-        return await self.store.read_log(after, limit)
+        return await self._read_log(after, limit)
+
+    async def _read_log(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        """``store.read_log``, shared with the pulls that ask for the same page meanwhile. Only within one
+        generation: a read started before a commit's wake is never handed to a pull that came after it."""
+        key = (self._changed, after, limit)
+        read = self._reads.get(key)
+        if read is None:
+            read = self._reads[key] = asyncio.ensure_future(self.store.read_log(after, limit))
+            read.add_done_callback(lambda _: self._reads.pop(key, None))
+        return list(await asyncio.shield(read))  # one pull cancelled (client gone) leaves the others' read
 
 
 

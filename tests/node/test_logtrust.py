@@ -81,6 +81,16 @@ class TestNodeFrontier:
         assert view.cursor == 3 and view.frontier is not None
         assert view.frontier.root() == merkle.root(leaves(good, forged, after))
 
+    async def test_evidence_found_while_a_page_is_fetched_halts_its_apply(self, service: NodeService, kr: Member,
+                                                                          event: dict[str, Any]) -> None:
+        """Evidence recorded after the pull loop's own check (the peer or push loop found it while the page was on
+        its way) stops that page too: the check under the write lock reads it with the cursor and chain heads."""
+        await service.apply_log(0, log_of(kr.publish(event)))
+        await service.record_misbehaviour(LogMisbehaviourError("split view", reason="split-view"))
+        with pytest.raises(LogHaltedError, match="split-view"):
+            await service.apply_log(1, log_of(kr.publish(event), start=2))
+        assert (await service.log_view()).cursor == 1 and (await service.counts()).received == 1
+
     async def test_frontier_survives_restart(self, service: NodeService, config: NodeConfig, kr: Member,
                                              event: dict[str, Any]) -> None:
         """A reopened store has the same cursor and frontier (they are written in one transaction)."""

@@ -259,6 +259,53 @@ class TestPull:
         r = await asyncio.wait_for(waiting, 5)
         assert len((await r.json())["entries"]) == 1 and time.monotonic() - t < 2
 
+    async def test_pulls_woken_by_one_commit_share_one_read(self, hub: Any, members: dict[str, Member], body: dict,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+        """The nodes one commit wakes get their page from one database read, not one read each."""
+        store = hub.server.app[SERVICE].store
+        reads: list[tuple[int, int]] = []
+        real = store.read_log
+
+        async def counted(after: int, limit: int) -> list[tuple[int, bytes]]:
+            reads.append((after, limit))
+            await asyncio.sleep(0.05)  # still in flight when the other woken pulls ask
+            return await real(after, limit)
+
+        monkeypatch.setattr(store, "read_log", counted)
+        waiting = [asyncio.create_task(hub.get("/api/v1/log", params={"after": 0, "wait": 20})) for _ in range(5)]
+        await asyncio.sleep(0.3)
+        reads.clear()
+        qa = members["QA"]
+        await push(hub, qa, [qa.publish(body)])
+        pages = [await (await asyncio.wait_for(w, 5)).json() for w in waiting]
+        assert all(len(p["entries"]) == 1 for p in pages)
+        assert reads == [(0, 100)]
+
+    async def test_pull_after_a_commit_never_gets_a_read_from_before_it(self, hub: Any, members: dict[str, Member],
+                                                                        body: dict,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+        """A read in flight when an envelope is committed is not handed to a pull that arrives after the commit:
+        that pull would be answered without the envelope it was woken for (or held for nothing)."""
+        store = hub.server.app[SERVICE].store
+        real = store.read_log
+        gate = asyncio.Event()
+
+        async def slow_first(after: int, limit: int) -> list[tuple[int, bytes]]:
+            rows = await real(after, limit)
+            if not gate.is_set():
+                gate.set()
+                await asyncio.sleep(0.5)  # answered with what was read before the commit
+            return rows
+
+        monkeypatch.setattr(store, "read_log", slow_first)
+        early = asyncio.create_task(hub.get("/api/v1/log", params={"after": 0}))
+        await gate.wait()
+        qa = members["QA"]
+        await push(hub, qa, [qa.publish(body)])
+        late = await hub.get("/api/v1/log", params={"after": 0})
+        assert len((await late.json())["entries"]) == 1
+        assert (await (await early).json())["entries"] == []
+
     @pytest.mark.parametrize("query", [{"after": "-1"}, {"after": "x"}, {"limit": "0"}, {"limit": "100000"}])
     async def test_bad_parameters_are_problems(self, hub: Any, query: dict[str, str]) -> None:
         """Out-of-range or non-numeric parameters get a 400 problem."""
