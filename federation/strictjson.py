@@ -127,6 +127,9 @@ def loads_reference(data: bytes, limits: JsonLimits = DEFAULT_LIMITS) -> Any:
     return value
 
 
+_INFINITY = float("inf")
+
+
 def _within_limits(value: Any, max_depth: int) -> bool:
     """Whether every number is inside the I-JSON range and no container nests deeper than ``max_depth``: what
     the fast parser does not check itself (it reads 2**60 exactly and 1e400 as infinity). One walk over the
@@ -146,9 +149,6 @@ def _within_limits(value: Any, max_depth: int) -> bool:
             elif kind is float and (child == _INFINITY or child == -_INFINITY):
                 return False
     return True
-
-
-_INFINITY = float("inf")
 
 
 def loads(data: bytes, limits: JsonLimits = DEFAULT_LIMITS) -> Any:
