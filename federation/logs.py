@@ -140,8 +140,10 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
 access_log = logging.getLogger("ipdn.access")
 
 
-@web.middleware
-async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def observed(request: web.Request, handler: Handler,
+                   done: Callable[[str, int, float], None]) -> web.StreamResponse:
+    """Answer ``request`` and then call ``done(route, status, seconds)``, also when the handler raised (an
+    HTTPException's status, 500 for anything else): the one way requests are logged and counted."""
     started = time.perf_counter()
     status = 500
     try:
@@ -152,6 +154,13 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
         status = e.status
         raise
     finally:
-        access_log.info("%s %s %d", request.method, route_of(request), status, extra={"fields": {
-            "method": request.method, "route": route_of(request), "status": status,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2)}})
+        done(route_of(request), status, time.perf_counter() - started)
+
+
+@web.middleware
+async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def log(route: str, status: int, seconds: float) -> None:
+        access_log.info("%s %s %d", request.method, route, status, extra={"fields": {
+            "method": request.method, "route": route, "status": status, "duration_ms": round(seconds * 1000, 2)}})
+
+    return await observed(request, handler, log)

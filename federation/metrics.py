@@ -9,14 +9,13 @@ Figures that are states rather than events (log size, lag, key expiry) are gauge
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from federation.logs import Handler, route_of
+from federation.logs import Handler, observed
 
 PATH = "/metrics"
 METRICS = web.AppKey("metrics", object)
@@ -38,20 +37,12 @@ class Metrics:
     def middleware(self) -> Middleware:
         @web.middleware
         async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
-            started = time.perf_counter()
-            status = 500
-            try:
-                response = await handler(request)
-                status = response.status
-                return response
-            except web.HTTPException as e:
-                status = e.status
-                raise
-            finally:
-                route = route_of(request)
+            def count(route: str, status: int, seconds: float) -> None:
                 self.http_requests.labels(request.method, route, str(status)).inc()
                 if request.headers.get("Accept") != "text/event-stream":  # a stream's duration is its life
-                    self.http_seconds.labels(route).observe(time.perf_counter() - started)
+                    self.http_seconds.labels(route).observe(seconds)
+
+            return await observed(request, handler, count)
         return count_requests
 
     async def handler(self, request: web.Request) -> web.Response:
