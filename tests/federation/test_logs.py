@@ -5,8 +5,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+from typing import Any
 
-from federation.logs import REDACTED, JsonFormatter, configure, redact, request_id
+from aiohttp import web
+
+from federation.logs import REDACTED, JsonFormatter, access_middleware, configure, redact, request_id
 
 
 def _line(logger: logging.Logger, stream: io.StringIO) -> dict:
@@ -44,3 +47,25 @@ def test_secrets_in_fields_and_text_are_masked() -> None:
 def test_redact_keeps_ordinary_values() -> None:
     assert redact({"route": "/api/v1/log", "status": 200, "ms": 1.5}) == {"route": "/api/v1/log", "status": 200,
                                                                            "ms": 1.5}
+
+
+async def test_access_line_for_answered_and_failed_requests(aiohttp_client: Any, caplog: Any) -> None:
+    """Each request gives one access line with its route pattern, status and duration; a handler that raises
+    is logged as the 500 the client gets."""
+    async def ok(_request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    async def broken(_request: web.Request) -> web.Response:
+        raise RuntimeError("bug")
+
+    app = web.Application(middlewares=[access_middleware])
+    app.router.add_get("/things/{id}", ok)
+    app.router.add_get("/broken", broken)
+    client = await aiohttp_client(app)
+    with caplog.at_level(logging.INFO, logger="ipdn.access"):
+        assert (await client.get("/things/7")).status == 200
+        assert (await client.get("/broken")).status == 500
+    fields = [r.fields for r in caplog.records if r.name == "ipdn.access"]
+    assert [(f["method"], f["route"], f["status"]) for f in fields] == [
+        ("GET", "/things/{id}", 200), ("GET", "/broken", 500)]
+    assert all(isinstance(f["duration_ms"], float) and f["duration_ms"] >= 0 for f in fields)
