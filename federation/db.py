@@ -6,6 +6,7 @@ through asyncpg. The schema is owned by Alembic migrations, applied on start (``
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from federation import sqlite_driver
 
 
 class Blob(sa.LargeBinary):
@@ -70,13 +73,16 @@ def url_parts(url: str) -> dict[str, Any]:
 
 
 def make_engine(url: str, *, durable: bool = True) -> AsyncEngine:
-    """An async engine; SQLite gets WAL, foreign keys, a busy timeout and fsync at commit.
+    """An async engine; SQLite gets WAL, foreign keys, a busy timeout and fsync at commit, through
+    :mod:`federation.sqlite_driver` (one thread hop per statement).
 
     ``durable`` (the default) sets ``synchronous=FULL``: a commit survives power loss, which is what
     an acknowledgement promises. Group commit keeps the fsync cost per batch, not per envelope.
     """
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        path = sqlite_path(url)
+        engine = (create_async_engine(url, async_creator=partial(sqlite_driver.connect, path, timeout=30))
+                  if path is not None else create_async_engine(url, connect_args={"timeout": 30}))
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
