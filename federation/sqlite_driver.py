@@ -32,6 +32,10 @@ class Cursor(aiosqlite.Cursor):
         self._ahead: list[Any] = []
         self._done = True  # no rows left in SQLite's cursor beyond _ahead
 
+    async def _hop(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn`` on the connection's thread (the one hop)."""
+        return await self._execute(fn, *args)  # type: ignore[no-untyped-call]
+
     def _run(self, sql: str, parameters: Any) -> tuple[list[Any], bool]:
         """In the connection's thread: execute, then read ahead."""
         self._cursor.execute(sql, parameters)
@@ -41,18 +45,18 @@ class Cursor(aiosqlite.Cursor):
         return rows, len(rows) < READ_AHEAD
 
     async def execute(self, sql: str, parameters: Any = None) -> Cursor:
-        self._ahead, self._done = await self._execute(self._run, sql, () if parameters is None else parameters)
+        self._ahead, self._done = await self._hop(self._run, sql, () if parameters is None else parameters)
         return self
 
     async def executemany(self, sql: str, parameters: Any) -> Cursor:
         self._ahead, self._done = [], True
-        await self._execute(self._cursor.executemany, sql, parameters)
+        await self._hop(self._cursor.executemany, sql, parameters)
         return self
 
     async def fetchall(self) -> list[Any]:
         rows, self._ahead = self._ahead, []
         if not self._done:
-            rows += await self._execute(self._cursor.fetchall)
+            rows += await self._hop(self._cursor.fetchall)
             self._done = True
         return rows
 
@@ -60,7 +64,7 @@ class Cursor(aiosqlite.Cursor):
         n = self.arraysize if size is None else size
         if len(self._ahead) < n and not self._done:
             wanted = n - len(self._ahead)
-            more = await self._execute(self._cursor.fetchmany, wanted)
+            more = await self._hop(self._cursor.fetchmany, wanted)
             self._done = len(more) < wanted
             self._ahead += more
         rows, self._ahead = self._ahead[:n], self._ahead[n:]
@@ -77,7 +81,7 @@ class Cursor(aiosqlite.Cursor):
 
 class Connection(aiosqlite.Connection):
     @contextmanager
-    async def cursor(self) -> Cursor:
+    async def cursor(self) -> aiosqlite.Cursor:
         return Cursor(self, self._conn.cursor())
 
     async def rollback(self) -> None:

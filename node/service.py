@@ -116,6 +116,10 @@ class NodeService:
         # Evidence is only ever added, and only by record_misbehaviour: read once, then latched here.
         self._evidence: EvidenceRow | None = None
         self._evidence_read = False
+        # The log cursor moves only in apply_log: read once, then kept here (None: read it again). Each page
+        # is still judged against the stored frontier, so a cursor moved elsewhere fails that page, not more.
+        self._cursor: int | None = None
+        self._applies = 0  # apply attempts: a cursor read that overlapped one is not kept
 
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
@@ -316,6 +320,7 @@ class NodeService:
             if frontier is None:  # a database from before 0002: rebuilt once
                 frontier = (await self.log_view()).frontier
             if frontier is None or frontier.size != after:
+                self._cursor = None
                 raise RuntimeError(f"entries after {after} do not follow the stored cursor")
             for position, obj in entries:  # every entry is a leaf, quarantined or not
                 frontier.append(logtrust.entry_leaf(position, obj))
@@ -329,7 +334,9 @@ class NodeService:
                     continue
                 self._apply_one(env, position, held, heads, versions, changes, report)
             changes.new_records = set(changes.records) - before
+            self._cursor, self._applies = None, self._applies + 1  # unknown until the write is done (or failed)
             await self.store.apply(changes, self.clock())
+            self._cursor = changes.cursor
         return report
 
     def _apply_one(self, env: Envelope, position: int, held: dict[tuple[str, int], str],
@@ -475,7 +482,14 @@ class NodeService:
         return await self.store.counts()
 
     async def cursor(self) -> int:
-        return await self.store.cursor()
+        """The position of the last log entry applied (0: none yet); on the path of every pull."""
+        if self._cursor is not None:
+            return self._cursor
+        applies = self._applies
+        cursor = await self.store.cursor()
+        if applies == self._applies and not self._write.locked():
+            self._cursor = cursor
+        return cursor
 
     async def alarms(self) -> list[dict[str, str]]:
         """What an operator must look at: refused registries, own keys, rejected own envelopes, quarantine."""

@@ -23,6 +23,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from federation import db, merkle
@@ -371,24 +372,57 @@ def _frontier_json(frontier: merkle.Frontier) -> str:
     return json.dumps([[level, h.hex()] for level, h in frontier.to_list()])
 
 
+# The statements on the path of every pull, built once: building and keying a statement costs SQLAlchemy more
+# than SQLite takes to run it (ADR 15).
+_latest = envelopes.alias("latest")
+_CHAINS = sa.union_all(
+    # the rows asked for (origin x seq, a superset: filtered below) ...
+    sa.select(envelopes.c.origin, envelopes.c.seq, envelopes.c.hash).where(
+        envelopes.c.origin.in_(sa.bindparam("origins", expanding=True)),
+        envelopes.c.seq.in_(sa.bindparam("seqs", expanding=True))),
+    # ... and each origin's last
+    sa.select(_latest.c.origin, _latest.c.seq, _latest.c.hash).where(
+        _latest.c.origin.in_(sa.bindparam("origins", expanding=True)),
+        _latest.c.seq == sa.select(sa.func.max(envelopes.c.seq)).where(
+            envelopes.c.origin == _latest.c.origin).scalar_subquery()))
+_VERSIONS = sa.select(records.c.record_id, records.c.version, records.c.hash).where(
+    records.c.record_id.in_(sa.bindparam("ids", expanding=True)))
+_LOG_VIEW = sa.select(sync_state).where(sync_state.c.key.in_([CURSOR_KEY, FRONTIER_KEY, CHECKPOINT_KEY]))
+_CURSOR = sa.select(sync_state.c.value).where(sync_state.c.key == CURSOR_KEY)
+_INSERT_ENVELOPES = envelopes.insert()
+_INSERT_RECORD = records.insert()
+_UPDATE_RECORD = records.update().where(records.c.record_id == sa.bindparam("b_record_id"))
+_INSERT_FTS = records_fts.insert()
+_DELETE_FTS = records_fts.delete().where(records_fts.c.record_id == sa.bindparam("b_record_id"))
+_POSITION_OWN = envelopes.update().where(
+    envelopes.c.origin == sa.bindparam("b_origin"), envelopes.c.seq == sa.bindparam("b_seq")).values(
+    position=sa.bindparam("b_position"))
+_ACCEPT_OWN = outbox.update().where(outbox.c.seq == sa.bindparam("b_seq")).values(
+    state=ACCEPTED, position=sa.bindparam("b_position"), reason=None, detail=None)
+_UPSERT_STATE: dict[str, Any] = {}  # dialect name -> INSERT .. ON CONFLICT (key) DO UPDATE (SQLite and PostgreSQL)
+
+
+def _upsert_state(dialect: str) -> Any:
+    stmt = _UPSERT_STATE.get(dialect)
+    if stmt is None:
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(sync_state)
+        stmt = _UPSERT_STATE[dialect] = insert.on_conflict_do_update(
+            index_elements=[sync_state.c.key], set_={"value": insert.excluded.value})
+    return stmt
+
+
 async def _chains(conn: AsyncConnection, keys: Sequence[tuple[str, int]],
                   origins: Sequence[str] = ()) -> tuple[dict[tuple[str, int], str], dict[str, ChainHead]]:
     """The hash held at each (origin, seq) of ``keys``, and the chain head of each of their origins and of
-    ``origins``: one query (the rows asked for and each origin's last)."""
-    seqs: dict[str, list[int]] = {o: [] for o in origins}
-    for origin, seq in keys:
-        seqs.setdefault(origin, []).append(seq)
-    if not seqs:
+    ``origins``: one query."""
+    wanted = set(keys)
+    every = {*origins, *(o for o, _ in wanted)}
+    if not every:
         return {}, {}
-    e = envelopes.alias("latest")
-    q = sa.select(envelopes.c.origin, envelopes.c.seq, envelopes.c.hash).where(sa.or_(*(
-        sa.and_(envelopes.c.origin == o, envelopes.c.seq.in_(
-            [*s, sa.select(sa.func.max(e.c.seq)).where(e.c.origin == o).scalar_subquery()]))
-        for o, s in seqs.items())))
     held: dict[tuple[str, int], str] = {}
     heads: dict[str, ChainHead] = {}
-    wanted = set(keys)
-    for r in await conn.execute(q):
+    rows = await conn.execute(_CHAINS, {"origins": sorted(every), "seqs": sorted({s for _, s in wanted})})
+    for r in rows:
         if (r.origin, r.seq) in wanted:
             held[(r.origin, r.seq)] = r.hash
         if r.origin not in heads or r.seq > heads[r.origin].seq:
@@ -399,14 +433,11 @@ async def _chains(conn: AsyncConnection, keys: Sequence[tuple[str, int]],
 async def _current_versions(conn: AsyncConnection, record_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
     if not record_ids:
         return {}
-    q = sa.select(records.c.record_id, records.c.version, records.c.hash).where(
-        records.c.record_id.in_(set(record_ids)))
-    return {r.record_id: (r.version, r.hash) for r in await conn.execute(q)}
+    return {r.record_id: (r.version, r.hash) for r in await conn.execute(_VERSIONS, {"ids": sorted(set(record_ids))})}
 
 
 async def _log_view(conn: AsyncConnection) -> LogView:
-    state = {r.key: r.value for r in await conn.execute(sa.select(sync_state).where(
-        sync_state.c.key.in_([CURSOR_KEY, FRONTIER_KEY, CHECKPOINT_KEY])))}
+    state = {r.key: r.value for r in await conn.execute(_LOG_VIEW)}
     frontier = state.get(FRONTIER_KEY)
     checkpoint = state.get(CHECKPOINT_KEY)
     return LogView(int(state.get(CURSOR_KEY, 0)),
@@ -521,17 +552,16 @@ class NodeStore:
         is tried first; were it held after all, the INSERT fails and nothing of the transaction is kept)."""
         values = _record_values(env, now)
         if held:
-            done = await conn.execute(records.update().where(records.c.record_id == values["record_id"])
-                                      .values(values))
+            done = await conn.execute(_UPDATE_RECORD, {**values, "b_record_id": values["record_id"]})
             held = done.rowcount > 0
         if not held:
-            await conn.execute(records.insert().values(values))
+            await conn.execute(_INSERT_RECORD, values)
         if conn.dialect.name == "sqlite":  # the FTS5 table follows the record, in the same transaction
             if held:
                 # Only a record held before has an FTS row. The delete scans the whole FTS table (record_id is
                 # UNINDEXED), so a new record skips it: a node catching up would otherwise be O(n²).
-                await conn.execute(records_fts.delete().where(records_fts.c.record_id == values["record_id"]))
-            await conn.execute(records_fts.insert().values(record_id=values["record_id"], search=values["search"]))
+                await conn.execute(_DELETE_FTS, {"b_record_id": values["record_id"]})
+            await conn.execute(_INSERT_FTS, {"record_id": values["record_id"], "search": values["search"]})
 
     # -- writes --------------------------------------------------------------------------------------
 
@@ -540,7 +570,7 @@ class NodeStore:
         (``by``) who published it and the import source id it answers to, all in one transaction."""
         now = _utc(now)
         async with self.engine.begin() as conn:
-            await conn.execute(envelopes.insert().values(_envelope_values(env, now, None)))
+            await conn.execute(_INSERT_ENVELOPES, _envelope_values(env, now, None))
             queued = await self._queue_webhooks(conn, [env], now)
             await self._put_record(conn, env, now)
             await conn.execute(outbox.insert().values(seq=env.payload.seq, state=PENDING, attempts=0))
@@ -562,7 +592,7 @@ class NodeStore:
         now = _utc(now)
         async with self.engine.begin() as conn:
             if changes.envelopes:
-                await conn.execute(envelopes.insert(), [_envelope_values(e, now, pos) for e, pos in changes.envelopes])
+                await conn.execute(_INSERT_ENVELOPES, [_envelope_values(e, now, pos) for e, pos in changes.envelopes])
             queued = await self._queue_webhooks(conn, changes.events, now)
             for record_id, env in changes.records.items():
                 await self._put_record(conn, env, now, held=record_id not in changes.new_records)
@@ -607,11 +637,10 @@ class NodeStore:
 
     async def _accept_own(self, conn: AsyncConnection, positions: Sequence[tuple[int, int]]) -> None:
         """The hub holds these own envelopes at these log positions: durably accepted."""
-        for seq, position in positions:
-            await conn.execute(envelopes.update().where(envelopes.c.origin == self.member, envelopes.c.seq == seq)
-                               .values(position=position))
-            await conn.execute(outbox.update().where(outbox.c.seq == seq)
-                               .values(state=ACCEPTED, position=position, reason=None, detail=None))
+        if positions:
+            await conn.execute(_POSITION_OWN, [{"b_origin": self.member, "b_seq": seq, "b_position": position}
+                                               for seq, position in positions])
+            await conn.execute(_ACCEPT_OWN, [{"b_seq": seq, "b_position": position} for seq, position in positions])
 
     @staticmethod
     async def _set_state(conn: AsyncConnection, key: str, value: str) -> None:
@@ -619,20 +648,13 @@ class NodeStore:
 
     @staticmethod
     async def _set_states(conn: AsyncConnection, values: dict[str, str]) -> None:
-        """Set these sync_state keys: one UPDATE for all of them, INSERTs only for keys not there yet."""
-        done = await conn.execute(sync_state.update().where(sync_state.c.key.in_(list(values)))
-                                  .values(value=sa.case(values, value=sync_state.c.key)))
-        if done.rowcount < len(values):
-            there = set((await conn.execute(sa.select(sync_state.c.key).where(
-                sync_state.c.key.in_(list(values))))).scalars())
-            await conn.execute(sync_state.insert(), [{"key": k, "value": v} for k, v in values.items()
-                                                     if k not in there])
+        """Set these sync_state keys, in one statement."""
+        await conn.execute(_upsert_state(conn.dialect.name), [{"key": k, "value": v} for k, v in values.items()])
 
     async def cursor(self) -> int:
         """The position of the last log entry applied (0: none yet)."""
         async with self.engine.connect() as conn:
-            value = (await conn.execute(sa.select(sync_state.c.value).where(
-                sync_state.c.key == CURSOR_KEY))).scalar_one_or_none()
+            value = (await conn.execute(_CURSOR)).scalar_one_or_none()
         return int(value) if value is not None else 0
 
     async def log_view(self) -> LogView:
@@ -643,8 +665,7 @@ class NodeStore:
     async def save_frontier(self, cursor: int, frontier: merkle.Frontier) -> None:
         """Keep a frontier rebuilt for ``cursor`` (a database from before 0002), unless the cursor moved."""
         async with self.engine.begin() as conn:
-            current = (await conn.execute(sa.select(sync_state.c.value).where(
-                sync_state.c.key == CURSOR_KEY))).scalar_one_or_none()
+            current = (await conn.execute(_CURSOR)).scalar_one_or_none()
             if int(current or 0) == cursor:
                 await self._set_state(conn, FRONTIER_KEY, _frontier_json(frontier))
 

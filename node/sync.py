@@ -392,7 +392,7 @@ class SyncEngine:
             LogHaltedError: the node holds evidence against the hub's log (found now or before).
         """
         await self.service.ensure_applying()
-        after = await self.store.cursor()
+        after = await self.service.cursor()
         page = await self._hub.log(after, self.config.pull_limit, wait)
         if self.service.signed_by_unknown_keys(page.entries):
             # A member admitted or a key rotated since the last refresh: without the new registry its

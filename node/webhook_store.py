@@ -144,10 +144,12 @@ class AttemptResult:
         return self.status is not None and 200 <= self.status < 300
 
 
+_ACTIVE = sa.select(subscriptions).where(subscriptions.c.state == ACTIVE).order_by(subscriptions.c.id)
+
+
 async def active_subscriptions(conn: AsyncConnection) -> list[Subscription]:
-    rows = await conn.execute(sa.select(subscriptions).where(subscriptions.c.state == ACTIVE)
-                              .order_by(subscriptions.c.id))
-    return [Subscription.from_row(r) for r in rows]
+    """Read for every applied page (a statement built once: ADR 15)."""
+    return [Subscription.from_row(r) for r in await conn.execute(_ACTIVE)]
 
 
 async def add_event(conn: AsyncConnection, type_: str, *, record_id: str, origin: str, version: int, body: bytes,

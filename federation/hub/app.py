@@ -212,11 +212,11 @@ async def get_checkpoint(request: web.Request) -> web.Response:
     """The latest checkpoint (or the one for ?size=N) with every member co-signature held."""
     service = request.app[SERVICE]
     size = _int_param(request, "size", -1, 1, 2**53) if "size" in request.query else None
-    doc = await service.store.checkpoint(size)
-    if doc is None:
+    held = await service.store.checkpoint_cosigned(size)
+    if held is None:
         raise Problem(404, "no-checkpoint", "no checkpoint for that size" if size else "the log is empty")
-    signed = parse_checkpoint(json.loads(doc))
-    for entry in await service.store.cosignatures(signed.checkpoint.size):
+    signed = parse_checkpoint(json.loads(held[0]))
+    for entry in held[1]:
         signed = signed.with_signature(entry)
     cache = "public, max-age=31536000, immutable" if size else "no-cache"
     return json_response(signed.to_dict(), headers={"Cache-Control": cache})

@@ -20,7 +20,9 @@ net, on a periodic size check).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import itertools
 import json
 import logging
 import multiprocessing
@@ -78,6 +80,7 @@ class Outcome:
 # Batches at least this large are verified in worker processes; smaller ones in the event loop.
 PARALLEL_MIN = 64
 COMMIT_ATTEMPTS = 20  # a batch classified again after another worker's commit, at most this often
+TAIL = 1024  # entries at the end of the log kept in memory by a sole writer, for the pulls a commit wakes
 
 
 @dataclass(slots=True)
@@ -121,6 +124,9 @@ class HubService:
         # Reads of the log in flight, shared by the pulls asking for the same page in the same generation
         # (between two wakes): the nodes one commit wakes would otherwise each read the same rows.
         self._reads: dict[tuple[asyncio.Event, int, int], asyncio.Future[list[tuple[int, bytes]]]] = {}
+        # The last entries this worker committed, as stored, while it is the log's only writer: the pulls a
+        # commit wakes (every member's, at the end of the log) are answered without reading the database.
+        self._tail: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=TAIL)
         self._writer: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._registry_stale = False  # shared log: set by the listener, cleared by fresh()
@@ -376,6 +382,8 @@ class HubService:
             self.frontier, self.checkpoint = frontier, checkpoint[1]
         if positions:
             self.size = positions[-1]
+            if not self.store.shared:
+                self._tail.extend(zip(positions, (r.envelope for r in rows), strict=True))
             self._wake()
         for p, answers in zip(batch, outcomes, strict=True):
             for o, row in answers:
@@ -411,9 +419,24 @@ class HubService:
             return []
         return await self._read_log(after, limit)
 
+    def _tail_read(self, after: int, limit: int) -> list[tuple[int, bytes]] | None:
+        """The entries after ``after`` from memory, when this worker is the log's only writer and holds them
+        (None: read the database)."""
+        if self.store.shared:
+            return None
+        if after >= self.size:
+            return []
+        if self._tail and after >= self._tail[0][0] - 1:
+            start = after + 1 - self._tail[0][0]
+            return list(itertools.islice(self._tail, start, start + limit))
+        return None
+
     async def _read_log(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         """``store.read_log``, shared with the pulls that ask for the same page meanwhile. Only within one
         generation: a read started before a commit's wake is never handed to a pull that came after it."""
+        rows = self._tail_read(after, limit)
+        if rows is not None:
+            return rows
         key = (self._changed, after, limit)
         read = self._reads.get(key)
         if read is None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from federation import db
 
@@ -96,6 +96,24 @@ member_pulls = sa.Table(
     sa.Column("member", sa.String(2), primary_key=True), sa.Column("last_pull_at", sa.DateTime(timezone=True)),
     sa.Column("cursor", sa.BigInteger),
 )
+
+
+# Statements on the path of every pull and proof, built once (ADR 15).
+_READ_LOG = sa.select(log.c.position, log.c.envelope).where(log.c.position > sa.bindparam("after")).order_by(
+    log.c.position).limit(sa.bindparam("limit"))
+_NODES = sa.select(merkle_nodes.c.level, merkle_nodes.c.idx, merkle_nodes.c.hash).where(
+    sa.tuple_(merkle_nodes.c.level, merkle_nodes.c.idx).in_(sa.bindparam("keys", expanding=True)))
+_CHECKPOINT = sa.select(checkpoints.c.size, checkpoints.c.document).where(checkpoints.c.size == sa.bindparam("size"))
+_LATEST_CHECKPOINT = sa.select(checkpoints.c.size, checkpoints.c.document).order_by(checkpoints.c.size.desc()).limit(1)
+_COSIGNATURES = sa.select(cosignatures.c.protected, cosignatures.c.signature).where(
+    cosignatures.c.size == sa.bindparam("size")).order_by(cosignatures.c.member)
+
+
+async def _checkpoint(conn: AsyncConnection, size: int | None) -> tuple[int, bytes] | None:
+    """The size and document of the checkpoint for ``size`` (None: the latest)."""
+    row = (await conn.execute(_CHECKPOINT, {"size": size}) if size is not None
+           else await conn.execute(_LATEST_CHECKPOINT)).first()
+    return (int(row.size), bytes(row.document)) if row is not None else None
 
 
 class LogRow(NamedTuple):
@@ -234,10 +252,8 @@ class HubStore:
         return positions
 
     async def read_log(self, after: int, limit: int) -> list[tuple[int, bytes]]:
-        q = sa.select(log.c.position, log.c.envelope).where(log.c.position > after).order_by(
-            log.c.position).limit(limit)
         async with self.engine.connect() as conn:
-            return [(r.position, r.envelope) for r in await conn.execute(q)]
+            return [(r.position, r.envelope) for r in await conn.execute(_READ_LOG, {"after": after, "limit": limit})]
 
     async def quarantined(self, *, member: str | None = None, reason: str | None = None,
                           limit: int = 100) -> list[dict[str, Any]]:
@@ -276,29 +292,27 @@ class HubStore:
             return int((await conn.execute(q)).scalar_one())
 
     async def nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-        """Stored Merkle nodes by (level, index); a proof needs O(log n) of them."""
-        out: dict[tuple[int, int], bytes] = {}
+        """Stored Merkle nodes by (level, index); a proof needs O(log n) of them, read in one query."""
+        if not keys:
+            return {}
         async with self.engine.connect() as conn:
-            for level in {lv for lv, _ in keys}:
-                idxs = [ix for lv, ix in keys if lv == level]
-                q = sa.select(merkle_nodes.c.idx, merkle_nodes.c.hash).where(
-                    merkle_nodes.c.level == level, merkle_nodes.c.idx.in_(idxs))
-                out.update({(level, r.idx): bytes(r.hash) for r in await conn.execute(q)})
-        return out
+            rows = await conn.execute(_NODES, {"keys": sorted(set(keys))})
+        return {(r.level, r.idx): bytes(r.hash) for r in rows}
 
     async def checkpoint(self, size: int | None = None) -> bytes | None:
         """The checkpoint document for ``size`` (None: the latest)."""
-        q = sa.select(checkpoints.c.document)
-        q = q.where(checkpoints.c.size == size) if size is not None else q.order_by(checkpoints.c.size.desc()).limit(1)
         async with self.engine.connect() as conn:
-            doc = (await conn.execute(q)).scalar_one_or_none()
-        return bytes(doc) if doc is not None else None
+            held = await _checkpoint(conn, size)
+        return held[1] if held is not None else None
 
-    async def cosignatures(self, size: int) -> list[dict[str, str]]:
-        q = sa.select(cosignatures.c.protected, cosignatures.c.signature).where(
-            cosignatures.c.size == size).order_by(cosignatures.c.member)
+    async def checkpoint_cosigned(self, size: int | None = None) -> tuple[bytes, list[dict[str, str]]] | None:
+        """The checkpoint document for ``size`` (None: the latest) and every co-signature held for it."""
         async with self.engine.connect() as conn:
-            return [{"protected": r.protected, "signature": r.signature} for r in await conn.execute(q)]
+            held = await _checkpoint(conn, size)
+            if held is None:
+                return None
+            rows = await conn.execute(_COSIGNATURES, {"size": held[0]})
+            return held[1], [{"protected": r.protected, "signature": r.signature} for r in rows]
 
     async def add_cosignature(self, size: int, kid: str, member: str, entry: dict[str, str], now: datetime) -> None:
         """Keep a member's co-signature (the first one per key and size; re-sending is harmless)."""
