@@ -122,6 +122,22 @@ class TestApply:
         assert (await service.get("KR:b")).hash == b.hash
         assert await service.cursor() == 2
 
+    async def test_cursor_moved_by_another_writer_fails_one_page_only(self, service: NodeService, kr: Member,
+                                                                     event: dict[str, Any], config: Any,
+                                                                     registry: SignedRegistry) -> None:
+        """The service keeps the cursor in memory (it is read for every pull); should something else move it in
+        the database (a second process on the same database), the next page is refused against the stored
+        frontier, nothing of it is written, and the cursor is read again."""
+        a, b = kr.publish(event, record_id="KR:a"), kr.publish(event, record_id="KR:b")
+        assert await service.cursor() == 0
+        other = NodeService(store=service.store, keys=service.keys, member="QA", registry=registry,
+                            registry_path=config.registry_path)
+        await other.apply_log(0, log_of(a))
+        with pytest.raises(RuntimeError, match="do not follow the stored cursor"):
+            await service.apply_log(0, log_of(a, b))
+        assert await service.cursor() == 1
+        assert (await service.apply_log(1, log_of(b, start=2))).applied == 1 and await service.cursor() == 2
+
     async def test_latest_version_wins_and_tombstone_kept(self, service: NodeService, kr: Member,
                                                           event: dict[str, Any]) -> None:
         """An update replaces the record, a lower version does not, a tombstone is kept."""
