@@ -92,4 +92,8 @@ class Connection(aiosqlite.Connection):
 def connect(path: Path, **kwargs: Any) -> Connection:
     """A connection to the SQLite file ``path`` (``kwargs`` for sqlite3.connect), for ``async_creator``."""
     # check_same_thread: cursors are opened and closed on the event loop, statements run on the worker thread.
-    return Connection(partial(sqlite3.connect, str(path), check_same_thread=False, **kwargs), 64)
+    conn = Connection(partial(sqlite3.connect, str(path), check_same_thread=False, **kwargs), 64)
+    # As SQLAlchemy does for aiosqlite's own connections: a connection never closed (its task cancelled at
+    # shutdown) must not keep the process alive after the event loop has stopped.
+    conn._thread.daemon = True
+    return conn

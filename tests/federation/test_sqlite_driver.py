@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +86,19 @@ async def test_one_thread_hop_per_statement(tmp_path: Path, monkeypatch: pytest.
         assert len(hops) == 3, hops
     finally:
         await engine.dispose()
+
+
+def test_connection_left_open_does_not_keep_the_process_alive(tmp_path: Path) -> None:
+    """A connection never closed (its task cancelled when a server stops) must not hold the process after its
+    event loop has ended: a node stopped by SIGTERM exits instead of waiting for a SIGKILL."""
+    script = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from federation import sqlite_driver\n"
+        "held = []  # as a pool holds it\n"
+        "async def main():\n"
+        "    held.append(await sqlite_driver.connect(Path(sys.argv[1])))\n"
+        "    await held[0].execute('SELECT 1')\n"
+        "asyncio.run(main())\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "t.db")], timeout=30, capture_output=True)
+    assert done.returncode == 0, done.stderr
