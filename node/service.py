@@ -326,14 +326,12 @@ class NodeService:
                 frontier.append(logtrust.entry_leaf(position, obj))
             held, heads, versions = basis.held, basis.heads, basis.versions
             changes = Changes(cursor=positions[-1], frontier=frontier)
-            before = set(versions)
             for position, env, obj in parsed:
                 if isinstance(env, IpdnError):
                     self._quarantine(changes, report, QuarantineRow(
                         env.reason, env.message, json.dumps(obj, ensure_ascii=False).encode(), position=position))
                     continue
                 self._apply_one(env, position, held, heads, versions, changes, report)
-            changes.new_records = set(changes.records) - before
             self._cursor, self._applies = None, self._applies + 1  # unknown until the write is done (or failed)
             await self.store.apply(changes, self.clock())
             self._cursor = changes.cursor

@@ -59,7 +59,7 @@ records = sa.Table(
     sa.Column("start_day", sa.String(10)), sa.Column("end_day", sa.String(10)), sa.Column("countries", sa.Text),
     sa.Column("tags", sa.Text), sa.Column("langs", sa.Text), sa.Column("search", sa.Text),
 )
-# SQLite only: an FTS5 table over records.search (0003), kept in sync by _put_record.
+# SQLite only: an FTS5 table over records.search (0003), kept in sync by _put_records.
 records_fts = sa.table("records_fts", sa.column("record_id", sa.String), sa.column("search", sa.Text))
 outbox = sa.Table(
     "outbox", meta,
@@ -188,7 +188,6 @@ class Changes:
     quarantine: list[QuarantineRow] = field(default_factory=list)
     frontier: merkle.Frontier | None = None  # the Merkle frontier over every entry up to the cursor
     events: list[Envelope] = field(default_factory=list)  # each envelope that became current, in order (webhooks)
-    new_records: set[str] = field(default_factory=set)  # record_ids of ``records`` not held before this page
 
 
 @dataclass(frozen=True, slots=True)
@@ -547,21 +546,22 @@ class NodeStore:
         return records.c.record_id.in_(hits.columns(sa.column("record_id")))
 
     @staticmethod
-    async def _put_record(conn: AsyncConnection, env: Envelope, now: datetime, held: bool = True) -> None:
-        """Write the record's new current version (``held`` False: the caller knows it is new, so no UPDATE
-        is tried first; were it held after all, the INSERT fails and nothing of the transaction is kept)."""
-        values = _record_values(env, now)
+    async def _put_records(conn: AsyncConnection, envs: Sequence[Envelope], now: datetime) -> None:
+        """Write each record's new current version: one UPDATE (executemany) for those held, one INSERT for the
+        others. Statement by statement, a catch-up paid a round trip to the database thread per record and table."""
+        rows = [_record_values(env, now) for env in envs]
+        known = await _current_versions(conn, [r["record_id"] for r in rows])
+        held = [r for r in rows if r["record_id"] in known]
         if held:
-            done = await conn.execute(_UPDATE_RECORD, {**values, "b_record_id": values["record_id"]})
-            held = done.rowcount > 0
-        if not held:
-            await conn.execute(_INSERT_RECORD, values)
-        if conn.dialect.name == "sqlite":  # the FTS5 table follows the record, in the same transaction
+            await conn.execute(_UPDATE_RECORD, [{**r, "b_record_id": r["record_id"]} for r in held])
+        if len(held) < len(rows):
+            await conn.execute(_INSERT_RECORD, [r for r in rows if r["record_id"] not in known])
+        if conn.dialect.name == "sqlite" and rows:  # the FTS5 table follows the records, in the same transaction
             if held:
                 # Only a record held before has an FTS row. The delete scans the whole FTS table (record_id is
-                # UNINDEXED), so a new record skips it: a node catching up would otherwise be O(n²).
-                await conn.execute(_DELETE_FTS, {"b_record_id": values["record_id"]})
-            await conn.execute(_INSERT_FTS, {"record_id": values["record_id"], "search": values["search"]})
+                # UNINDEXED), so new records skip it: a node catching up would otherwise be O(n²).
+                await conn.execute(_DELETE_FTS, [{"b_record_id": r["record_id"]} for r in held])
+            await conn.execute(_INSERT_FTS, [{"record_id": r["record_id"], "search": r["search"]} for r in rows])
 
     # -- writes --------------------------------------------------------------------------------------
 
@@ -572,7 +572,7 @@ class NodeStore:
         async with self.engine.begin() as conn:
             await conn.execute(_INSERT_ENVELOPES, _envelope_values(env, now, None))
             queued = await self._queue_webhooks(conn, [env], now)
-            await self._put_record(conn, env, now)
+            await self._put_records(conn, [env], now)
             await conn.execute(outbox.insert().values(seq=env.payload.seq, state=PENDING, attempts=0))
             if by is not None:
                 p = env.payload
@@ -594,8 +594,7 @@ class NodeStore:
             if changes.envelopes:
                 await conn.execute(_INSERT_ENVELOPES, [_envelope_values(e, now, pos) for e, pos in changes.envelopes])
             queued = await self._queue_webhooks(conn, changes.events, now)
-            for record_id, env in changes.records.items():
-                await self._put_record(conn, env, now, held=record_id not in changes.new_records)
+            await self._put_records(conn, list(changes.records.values()), now)
             await self._accept_own(conn, changes.own_positions)
             if changes.quarantine:
                 await conn.execute(quarantine.insert(), [
