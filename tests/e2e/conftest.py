@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,6 +31,11 @@ async def fed(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[F
 
 
 @pytest.fixture
-def fed_sqlite(tmp_path: Path) -> Federation:
-    """The same federation on SQLite only (for tests about processes, not storage), not started."""
-    return Federation(tmp_path, MEMBERS).init()
+def fed_sqlite(tmp_path: Path) -> Iterator[Federation]:
+    """The same federation on SQLite only (for tests about processes, not storage), not started; whatever the
+    test starts is stopped after it."""
+    f = Federation(tmp_path, MEMBERS).init()
+    try:
+        yield f
+    finally:
+        f.close()
