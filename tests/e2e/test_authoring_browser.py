@@ -105,7 +105,8 @@ def test_staff_publish_an_event_in_arabic_and_english_that_reaches_another_node(
         no_serious(page, "form with an error (en)")
 
         page.locator("#f-end").fill("2026-05-01T21:00")
-        page.get_by_role("button", name="Save draft").click()
+        with page.expect_navigation():  # saved before the next page is asked for
+            page.get_by_role("button", name="Save draft").click()
         page.goto(page.url.split("?")[0] + "?lang=ar")
         assert page.locator("html").get_attribute("dir") == "rtl"
         page.get_by_role("tab", name="العربية (ar)").first.click()
@@ -153,6 +154,7 @@ def test_script_injection_in_every_field_renders_as_text(two_nodes: Federation) 
         sign_in(page, qa)
         page.goto(qa + "/author/new/cultural-event")
         page.get_by_role("button", name="Save draft").click()  # a draft to write into
+        page.wait_for_url("**/author/drafts/*")  # the draft's page, not the empty form still being left
         filled = page.evaluate("""(attack) => {
             const boxes = document.querySelectorAll("form.record-form input:not([type]), form.record-form textarea");
             boxes.forEach((b) => { b.value = attack; });
