@@ -71,6 +71,28 @@ class TestPush:
         assert [(r["status"], r["position"]) for r in doc["results"]] == [("duplicate", 1), ("duplicate", 2)]
         assert doc["log_size"] == 2
 
+    async def test_held_entries_looked_up_only_at_or_below_the_chain_head(
+            self, hub: Any, members: dict[str, Member], body: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A live push (each envelope just past its chain's head) asks the log for nothing held: that lookup cost
+        as much as the inserts (ADR 16). A re-send still finds what is held, and answers duplicate."""
+        store = hub.server.app[SERVICE].store
+        asked: list[list[tuple[str, int]]] = []
+        real = store.held
+
+        async def counted(keys: list[tuple[str, int]]) -> Any:
+            asked.append(list(keys))
+            return await real(keys)
+
+        monkeypatch.setattr(store, "held", counted)
+        qa = members["QA"]
+        first, second = [qa.publish(body) for _ in range(3)], [qa.publish(body) for _ in range(2)]
+        await push(hub, qa, first)
+        await push(hub, qa, second)
+        assert [keys for keys in asked if keys] == []  # (an empty ask reads nothing)
+        status, doc = await push(hub, qa, [*first[1:], *second])  # a retry after a lost answer, in one push
+        assert [r["status"] for r in doc["results"]] == ["duplicate"] * 4
+        assert [keys for keys in asked if keys] == [[("QA", 2), ("QA", 3), ("QA", 4), ("QA", 5)]]
+
     async def test_empty_push_answered_with_no_results(self, hub: Any, members: dict[str, Member],
                                                        body: dict) -> None:
         """A push of no envelopes (a node's keep-alive, or a client's mistake) is answered, and commits nothing,
@@ -305,6 +327,9 @@ class TestPull:
             return await real(after, limit)
 
         monkeypatch.setattr(store, "read_log", counted)
+        # Nothing is committed meanwhile; on a shared log the listener still wakes pulls (the push's NOTIFY,
+        # arriving late, or its periodic poll), which starts a new generation: held off here.
+        monkeypatch.setattr(service, "_wake", lambda: None)
         pages = await asyncio.gather(*(hub.get("/api/v1/log", params={"after": 0}) for _ in range(5)))
         assert [len((await p.json())["entries"]) for p in pages] == [1] * 5
         assert reads == [(0, 100)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
@@ -76,3 +77,43 @@ class TestUpgradeFrom0003:
             assert await store.accepted_since(datetime(2000, 1, 1, tzinfo=UTC)) == {"QA": 1}
         finally:
             await store.close()
+
+
+class TestUpgradeFrom0005:
+    async def test_envelopes_stored_uncompressed_in_the_row_on_postgresql(self, pg_url: str) -> None:
+        """0006 (ADR 16): an envelope appended afterwards is neither compressed nor moved out of its row (pglz
+        was half of the database's CPU per append), and one written before still reads back unchanged."""
+        qa = Member("QA")
+        before, after = (qa.publish(example_bodies("cultural-event")[0]) for _ in range(2))
+        assert len(before.to_bytes()) > 2100  # above PostgreSQL's default compression threshold
+        engine = db.make_engine(pg_url)
+        await db.migrate(engine, MIGRATIONS, VERSION_TABLE, revision="0005")
+
+        async def append(position: int, env: Any, stored: bytes | None = None) -> None:
+            async with engine.begin() as conn:
+                await conn.execute(log.insert().values(
+                    position=position, origin="QA", seq=position, hash=env.hash,
+                    record_id=env.payload.record_id, version=1, kind="cultural-event", op="put", kid=env.kid,
+                    envelope=stored or env.to_bytes(), received_at=datetime.now(UTC)))
+
+        stored = sa.text("SELECT position, pg_column_compression(envelope) AS compression,"
+                         " pg_column_size(envelope) AS size, envelope FROM log ORDER BY position")
+        toast = sa.text("SELECT pg_relation_size(reltoastrelid) FROM pg_class WHERE relname = 'log'")
+        try:
+            await append(1, before)
+            async with engine.connect() as conn:
+                assert (await conn.execute(stored)).one().compression == "pglz"  # what 0006 stops
+                toasted = (await conn.execute(toast)).scalar_one()
+            await db.migrate(engine, MIGRATIONS, VERSION_TABLE, revision="0006")
+            await append(2, after)
+            async with engine.connect() as conn:
+                assert (await conn.execute(toast)).scalar_one() == toasted  # nothing more moved out of line
+            big = b"x" * 20_000  # larger than a page, and as compressible as bytes get
+            await append(3, after, big)
+            async with engine.connect() as conn:
+                rows = (await conn.execute(stored)).all()
+            assert [bytes(r.envelope) for r in rows] == [before.to_bytes(), after.to_bytes(), big]
+            assert [r.compression for r in rows[1:]] == [None, None]
+            assert rows[1].size >= len(after.to_bytes()) and rows[2].size >= len(big)
+        finally:
+            await engine.dispose()
