@@ -89,7 +89,7 @@ class TestPush:
         await push(hub, qa, first)
         await push(hub, qa, second)
         assert [keys for keys in asked if keys] == []  # (an empty ask reads nothing)
-        status, doc = await push(hub, qa, [*first[1:], *second])  # a retry after a lost answer, in one push
+        _, doc = await push(hub, qa, [*first[1:], *second])  # a retry after a lost answer, in one push
         assert [r["status"] for r in doc["results"]] == ["duplicate"] * 4
         assert [keys for keys in asked if keys] == [[("QA", 2), ("QA", 3), ("QA", 4), ("QA", 5)]]
 
