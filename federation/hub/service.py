@@ -9,12 +9,11 @@ answered ``duplicate`` with its original position.
 
 On PostgreSQL several hub processes ("workers") may serve one log (``store.shared``). Each keeps the same
 in-memory view (chain heads, Merkle frontier, latest checkpoint, registry) but another worker may have
-appended since: before classifying a batch, the writer compares the log's size in the database with its
-own and catches up (heads of the batch's origins, the frontier from stored Merkle nodes in O(log n) reads,
-the latest checkpoint and registry). The store serialises commits with an advisory lock and refuses one
-that does not start where the writer expected (``LogConflictError``): the writer then catches up and
-classifies the batch again. Pulls waiting on any worker wake on the store's ``NOTIFY`` (and, as a safety
-net, on a periodic size check).
+appended since. The writer's transaction takes the store's advisory lock before reading anything; inside
+it, the writer compares the log's size in the database with its own and catches up (heads of the batch's
+origins, the frontier from stored Merkle nodes in O(log n) reads, the latest checkpoint and registry), then
+classifies and appends: nothing it read can change before it commits (ADR 16). Pulls waiting on any worker
+wake on the store's ``NOTIFY`` (and, as a safety net, on a periodic size check).
 """
 
 from __future__ import annotations
@@ -40,8 +39,9 @@ from federation.hub.store import (
     REGISTRY_CHANNEL,
     CheckpointRow,
     HubStore,
-    LogConflictError,
+    LogReads,
     LogRow,
+    LogTransaction,
     QuarantineRow,
 )
 from federation.hub.verifier import Checked, check_batch
@@ -79,7 +79,6 @@ class Outcome:
 
 # Batches at least this large are verified in worker processes; smaller ones in the event loop.
 PARALLEL_MIN = 64
-COMMIT_ATTEMPTS = 20  # a batch classified again after another worker's commit, at most this often
 TAIL = 1024  # entries at the end of the log kept in memory by a sole writer, for the pulls a commit wakes
 
 
@@ -130,10 +129,16 @@ class HubService:
         self._writer: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._registry_stale = False  # shared log: set by the listener, cleared by fresh()
+        # Shared log: the origins whose head in self.heads is true at self.size (catch-up reads the others).
+        self._heads_known: set[str] = set()
+        # The view (size, frontier, checkpoint, heads) changes under one task at a time: the writer's cycle,
+        # or a catch-up asked for between two of them.
+        self._view = asyncio.Lock()
         self._closing = False
 
     async def start(self) -> None:
         self.heads = {o: ChainHead(s, h) for o, (s, h) in (await self.store.heads()).items()}
+        self._heads_known = set(self.heads)
         self.size = await self.store.size()
         await self._restore_tree()
         await self.store.save_registry(self.registry.registry.version, self.registry.hash,
@@ -247,35 +252,46 @@ class HubService:
                         p.future.set_exception(e)
 
     async def _commit(self, batch: list[_Pending]) -> None:
-        """Classify and append ``batch``; on a shared log, first catch up with other workers' commits."""
-        for _ in range(COMMIT_ATTEMPTS):
-            if self.store.shared:
-                origins = {c.origin for p in batch for c in p.checked if c.origin is not None}
-                await self.catch_up(sorted(origins))
-            try:
-                return await self._classify_and_commit(batch)
-            except LogConflictError:  # another worker committed in between: nothing was written
-                if not self.store.shared:
-                    raise
-        raise LogConflictError(f"the log kept moving for {COMMIT_ATTEMPTS} attempts")
+        """Classify and append ``batch`` in one transaction of the store's writer; on a shared log, first catch
+        up with other workers' commits inside it (under the writers' lock: what it reads stays true)."""
+        async with self._view:
+            async with self.store.appending() as tx:
+                if self.store.shared:
+                    await self._catch_up(tx, sorted({c.origin for p in batch for c in p.checked
+                                                     if c.origin is not None}))
+                settle = await self._classify_and_append(batch, tx)
+            settle()  # durable: now the in-memory view, and the answers
 
     async def catch_up(self, origins: list[str] | None = None) -> None:
-        """Bring this worker's view up to the shared log: size, frontier, checkpoint, registry, and the chain
-        heads of ``origins`` (all of them when None)."""
-        size = await self.store.size()
+        """Bring this worker's view up to the shared log (between two of its writer's commits)."""
+        async with self._view:
+            await self._catch_up(self.store, origins)
+
+    async def _catch_up(self, reads: LogReads, origins: list[str] | None) -> None:
+        """The view brought up to the log: size, frontier, checkpoint, registry, and the chain heads of
+        ``origins`` (all of them when None). Heads read since the log last grew under another worker are
+        still true and not read again: a sole worker's catch-up is one query."""
+        size, registry_version = await reads.state()
         if size != self.size:
             keys = merkle.node_reads(lambda get: merkle.Frontier.restore(size, get))
-            stored = await self.store.nodes(keys)
+            stored = await reads.nodes(keys)
             self.frontier = merkle.Frontier.restore(size, lambda lv, ix: stored[(lv, ix)])
-            latest = await self.store.checkpoint()
+            latest = await reads.checkpoint()
             self.checkpoint = parse_checkpoint(json.loads(latest)) if latest else None
             self.size = size
-        fresh = {o: ChainHead(s, h) for o, (s, h) in (await self.store.heads(origins)).items()}
-        if origins is None:
-            self.heads = fresh
-        else:
-            self.heads.update(fresh)
-        await self._refresh_registry()
+            self._heads_known = set()
+        wanted = None if origins is None else [o for o in origins if o not in self._heads_known]
+        if wanted is None or wanted:
+            fresh = {o: ChainHead(s, h) for o, (s, h) in (await reads.heads(wanted)).items()}
+            if wanted is None:
+                self.heads, self._heads_known = fresh, set(fresh)
+            else:
+                self.heads.update(fresh)
+                self._heads_known.update(wanted)
+        if registry_version > self.registry.registry.version:
+            stored_registry = await reads.latest_registry()
+            if stored_registry is not None:  # decided through another worker
+                self.registry = parse_registry(stored_registry)
 
     async def _refresh_registry(self) -> None:
         if await self.store.latest_registry_version() > self.registry.registry.version:
@@ -334,11 +350,12 @@ class HubService:
         """The log's size now: this worker's own view, or the database's on a shared log."""
         return await self.store.size() if self.store.shared else self.size
 
-    async def _classify_and_commit(self, batch: list[_Pending]) -> None:
+    async def _classify_and_append(self, batch: list[_Pending], tx: LogTransaction) -> Callable[[], None]:
+        """Classify ``batch`` against the chain heads and append it in ``tx``; what to do once ``tx`` is durable."""
         heads = dict(self.heads)  # tentative until the commit succeeds
         # Only an (origin, seq) at or below its chain's head can be held already: the rest (nearly every
         # envelope of a live push) need no lookup, which cost as much as their inserts (ADR 16).
-        held = await self.store.held([(c.origin, c.seq) for p in batch for c in p.checked if not c.failures
+        held = await tx.held([(c.origin, c.seq) for p in batch for c in p.checked if not c.failures
                                       and c.origin in heads and c.seq is not None and c.seq <= heads[c.origin].seq])
         rows: list[LogRow] = []
         leaves: list[bytes] = []  # the rows' Merkle leaf hashes
@@ -371,28 +388,30 @@ class HubService:
                         at = key
                     else:  # a gap, or a fork against the head: evidence points at the head
                         at = (c.origin, heads[c.origin].seq) if c.origin in heads else key
-                    conflict = held.get(at) or (await self.store.held([at])).get(at)
+                    conflict = held.get(at) or (await tx.held([at])).get(at)
                     answer((self._reject(p, c, [chain], rejected, conflict.position if conflict else None), None))
         frontier = merkle.Frontier.from_list(self.frontier.to_list())  # tentative, like the heads
         nodes = [n for leaf in leaves for n in frontier.append(leaf)]
         checkpoint = self._sign_checkpoint(self.size + len(rows), frontier) if rows else None
-        positions = await self.store.commit(rows, rejected, self.clock(), size=self.size, nodes=nodes,
-                                            checkpoint=checkpoint[0] if checkpoint else None)
-        # Durable: now update the in-memory view and answer.
-        self.heads = heads
-        if checkpoint:
-            self.frontier, self.checkpoint = frontier, checkpoint[1]
-        if positions:
-            self.size = positions[-1]
-            if not self.store.shared:
-                self._tail.extend(zip(positions, (r.envelope for r in rows), strict=True))
-            self._wake()
-        for p, answers in zip(batch, outcomes, strict=True):
-            for o, row in answers:
-                if row is not None:
-                    o.position = positions[row]
-            if not p.future.done():
-                p.future.set_result([o for o, _ in answers])
+        positions = await tx.append(rows, rejected, self.clock(), size=self.size, nodes=nodes,
+                                    checkpoint=checkpoint[0] if checkpoint else None)
+
+        def settle() -> None:
+            self.heads = heads
+            if checkpoint:
+                self.frontier, self.checkpoint = frontier, checkpoint[1]
+            if positions:
+                self.size = positions[-1]
+                if not self.store.shared:
+                    self._tail.extend(zip(positions, (r.envelope for r in rows), strict=True))
+                self._wake()
+            for p, answers in zip(batch, outcomes, strict=True):
+                for o, row in answers:
+                    if row is not None:
+                        o.position = positions[row]
+                if not p.future.done():
+                    p.future.set_result([o for o, _ in answers])
+        return settle
 
     def _reject(self, p: _Pending, c: Checked, failures: list[Failure], rejected: list[QuarantineRow],
                 conflicts_with: int | None = None) -> Outcome:

@@ -4,17 +4,18 @@ The log is a total order of accepted envelopes; positions are assigned by the si
 ``max + 1`` inside the committing transaction (never by a database sequence, whose values can be
 skipped), so the log has no gaps and a full page of it never changes.
 
-On PostgreSQL several hub workers share one database (``shared``): each commit takes a transaction-level
-advisory lock, so commits of different workers are serialised and positions stay gap-free, and announces
-the new log size on the ``ipdn_log`` channel (``NOTIFY``, delivered at commit) so every worker's waiting
-pulls wake.
+On PostgreSQL several hub workers share one database (``shared``): a writer's transaction
+(:meth:`HubStore.appending`) takes a transaction-level advisory lock before it reads anything, so commits of
+different workers are serialised, what a writer reads (the log's end, chain heads, held entries) stays true
+until it commits, and positions stay gap-free; each commit announces the new log size on the ``ipdn_log``
+channel (``NOTIFY``, delivered at commit) so every worker's waiting pulls wake.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -107,6 +108,14 @@ _CHECKPOINT = sa.select(checkpoints.c.size, checkpoints.c.document).where(checkp
 _LATEST_CHECKPOINT = sa.select(checkpoints.c.size, checkpoints.c.document).order_by(checkpoints.c.size.desc()).limit(1)
 _COSIGNATURES = sa.select(cosignatures.c.protected, cosignatures.c.signature).where(
     cosignatures.c.size == sa.bindparam("size")).order_by(cosignatures.c.member)
+_LOG_END = sa.select(sa.func.coalesce(sa.func.max(log.c.position), 0))
+_REGISTRY_END = sa.select(sa.func.coalesce(sa.func.max(registry_versions.c.version), 0))
+_STATE = sa.select(_LOG_END.scalar_subquery(), _REGISTRY_END.scalar_subquery())
+_LATEST_REGISTRY = sa.select(registry_versions.c.document).order_by(registry_versions.c.version.desc()).limit(1)
+_HEAD = sa.select(log.c.seq, log.c.hash).where(log.c.origin == sa.bindparam("origin")).order_by(
+    log.c.seq.desc()).limit(1)
+_LOCK = sa.text("SELECT pg_advisory_xact_lock(:k)")
+_NOTIFY = sa.text("SELECT pg_notify(:c, :s)")
 
 
 async def _checkpoint(conn: AsyncConnection, size: int | None) -> tuple[int, bytes] | None:
@@ -168,7 +177,122 @@ class Held:
     hash: str
 
 
-class HubStore:
+class LogReads:
+    """What a writer reads to know where the log stands: each read on a connection of its own (the store), or
+    all inside the writer's transaction (:class:`LogTransaction`), where they cannot change before it commits."""
+
+    def _connection(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        raise NotImplementedError
+
+    async def state(self) -> tuple[int, int]:
+        """The log's size and the newest registry version held, in one query."""
+        async with self._connection() as conn:
+            size, version = (await conn.execute(_STATE)).one()
+        return int(size), int(version)
+
+    async def size(self) -> int:
+        async with self._connection() as conn:
+            return int((await conn.execute(_LOG_END)).scalar_one())
+
+    async def heads(self, origins: Sequence[str] | None = None) -> dict[str, tuple[int, str]]:
+        """Each origin's last (seq, hash) in the log (only those of ``origins``, if given: one index probe
+        each, so a shared-log writer's catch-up does not grow with the log)."""
+        async with self._connection() as conn:
+            if origins is None:
+                last = sa.select(log.c.origin, sa.func.max(log.c.seq).label("seq")).group_by(log.c.origin).subquery()
+                q = sa.select(log.c.origin, log.c.seq, log.c.hash).join(
+                    last, sa.and_(log.c.origin == last.c.origin, log.c.seq == last.c.seq))
+                return {r.origin: (r.seq, r.hash) for r in await conn.execute(q)}
+            out: dict[str, tuple[int, str]] = {}
+            for origin in origins:
+                r = (await conn.execute(_HEAD, {"origin": origin})).first()
+                if r is not None:
+                    out[origin] = (r.seq, r.hash)
+            return out
+
+    async def held(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], Held]:
+        """What the log holds at each (origin, seq) asked for (absent keys: nothing held)."""
+        if not keys:
+            return {}
+        out: dict[tuple[str, int], Held] = {}
+        async with self._connection() as conn:
+            for origin in {o for o, _ in keys}:
+                seqs = [s for o, s in keys if o == origin]
+                q = sa.select(log.c.seq, log.c.position, log.c.hash).where(
+                    log.c.origin == origin, log.c.seq.in_(seqs))
+                for r in await conn.execute(q):
+                    out[(origin, r.seq)] = Held(r.position, r.hash)
+        return out
+
+    async def nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """Stored Merkle nodes by (level, index); a proof needs O(log n) of them, read in one query."""
+        if not keys:
+            return {}
+        async with self._connection() as conn:
+            rows = await conn.execute(_NODES, {"keys": sorted(set(keys))})
+        return {(r.level, r.idx): bytes(r.hash) for r in rows}
+
+    async def checkpoint(self, size: int | None = None) -> bytes | None:
+        """The checkpoint document for ``size`` (None: the latest)."""
+        async with self._connection() as conn:
+            held = await _checkpoint(conn, size)
+        return held[1] if held is not None else None
+
+    async def latest_registry_version(self) -> int:
+        async with self._connection() as conn:
+            return int((await conn.execute(_REGISTRY_END)).scalar_one())
+
+    async def latest_registry(self) -> bytes | None:
+        async with self._connection() as conn:
+            return (await conn.execute(_LATEST_REGISTRY)).scalar_one_or_none()
+
+
+class LogTransaction(LogReads):
+    """The log writer's transaction (:meth:`HubStore.appending`): reads, then :meth:`append`, committed
+    together when the ``async with`` block ends."""
+
+    def __init__(self, conn: AsyncConnection, shared: bool) -> None:
+        self.conn = conn
+        self.shared = shared
+
+    def _connection(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        return contextlib.nullcontext(self.conn)
+
+    async def append(self, rows: Sequence[LogRow], rejected: Sequence[QuarantineRow], now: datetime, *,
+                     size: int, nodes: Sequence[tuple[int, int, bytes]] = (),
+                     checkpoint: CheckpointRow | None = None) -> list[int]:
+        """Append ``rows`` after position ``size``, their Merkle nodes and the checkpoint that covers them, and
+        keep ``rejected``; the new positions.
+
+        Raises:
+            LogConflictError: the log does not end at ``size`` (a writer that ignored the lock; nothing is
+                written).
+        """
+        conn = self.conn
+        start = int((await conn.execute(_LOG_END)).scalar_one())
+        if start != size:
+            raise LogConflictError(f"the log ends at {start}, the writer expected {size}")
+        positions = list(range(start + 1, start + 1 + len(rows)))
+        if nodes:
+            await db.insert_many(conn, merkle_nodes, list(nodes))
+        if checkpoint:
+            await conn.execute(checkpoints.insert().values(
+                size=checkpoint.size, root=checkpoint.root, issued_at=checkpoint.issued_at,
+                document=checkpoint.document))
+        if rows:  # a LogRow is the log's columns between position and received_at (a test holds them so)
+            at = db.driver_value(conn, log.c.received_at, now)
+            await db.insert_many(conn, log, [(p, *r, at) for p, r in zip(positions, rows, strict=True)])
+            if self.shared:
+                await conn.execute(_NOTIFY, {"c": LOG_CHANNEL, "s": str(positions[-1])})
+        if rejected:
+            await conn.execute(quarantine.insert(), [
+                {"received_at": now, "member": q.member, "origin": q.origin, "seq": q.seq, "hash": q.hash,
+                 "reason": q.reason, "detail": q.detail, "conflicts_with": q.conflicts_with,
+                 "envelope": q.envelope} for q in rejected])
+        return positions
+
+
+class HubStore(LogReads):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.shared = engine.dialect.name == "postgresql"  # several workers may write: see the module doc
@@ -182,74 +306,24 @@ class HubStore:
     async def close(self) -> None:
         await self.engine.dispose()
 
-    async def heads(self, origins: Sequence[str] | None = None) -> dict[str, tuple[int, str]]:
-        """Each origin's last (seq, hash) in the log (only those of ``origins``, if given: one index probe
-        each, so a shared-log writer's catch-up does not grow with the log)."""
-        async with self.engine.connect() as conn:
-            if origins is None:
-                last = sa.select(log.c.origin, sa.func.max(log.c.seq).label("seq")).group_by(log.c.origin).subquery()
-                q = sa.select(log.c.origin, log.c.seq, log.c.hash).join(
-                    last, sa.and_(log.c.origin == last.c.origin, log.c.seq == last.c.seq))
-                return {r.origin: (r.seq, r.hash) for r in await conn.execute(q)}
-            out: dict[str, tuple[int, str]] = {}
-            for origin in origins:
-                r = (await conn.execute(sa.select(log.c.seq, log.c.hash).where(log.c.origin == origin)
-                                        .order_by(log.c.seq.desc()).limit(1))).first()
-                if r is not None:
-                    out[origin] = (r.seq, r.hash)
-            return out
+    def _connection(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        return self.engine.connect()
 
-    async def size(self) -> int:
-        async with self.engine.connect() as conn:
-            return int((await conn.execute(sa.select(sa.func.coalesce(sa.func.max(log.c.position), 0)))).scalar_one())
-
-    async def held(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], Held]:
-        """What the log holds at each (origin, seq) asked for (absent keys: nothing held)."""
-        if not keys:
-            return {}
-        out: dict[tuple[str, int], Held] = {}
-        async with self.engine.connect() as conn:
-            for origin in {o for o, _ in keys}:
-                seqs = [s for o, s in keys if o == origin]
-                q = sa.select(log.c.seq, log.c.position, log.c.hash).where(
-                    log.c.origin == origin, log.c.seq.in_(seqs))
-                for r in await conn.execute(q):
-                    out[(origin, r.seq)] = Held(r.position, r.hash)
-        return out
+    @contextlib.asynccontextmanager
+    async def appending(self) -> AsyncIterator[LogTransaction]:
+        """The writer's transaction, committed when the block ends (rolled back if it raises). On a shared log
+        it first takes the writers' lock, so nothing it reads changes before it commits."""
+        async with self.engine.begin() as conn:
+            if self.shared:
+                await conn.execute(_LOCK, {"k": _LOG_LOCK})
+            yield LogTransaction(conn, self.shared)
 
     async def commit(self, rows: Sequence[LogRow], rejected: Sequence[QuarantineRow], now: datetime, *,
                      size: int, nodes: Sequence[tuple[int, int, bytes]] = (),
                      checkpoint: CheckpointRow | None = None) -> list[int]:
-        """Append ``rows`` after position ``size``, their Merkle nodes and the checkpoint that covers them,
-        and keep ``rejected``, all in one transaction; the new positions.
-
-        Raises:
-            LogConflictError: the log does not end at ``size`` (nothing is written).
-        """
-        async with self.engine.begin() as conn:
-            if self.shared:  # one writer at a time across workers, until this transaction ends
-                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOG_LOCK})
-            start = int((await conn.execute(sa.select(sa.func.coalesce(sa.func.max(log.c.position), 0)))).scalar_one())
-            if start != size:
-                raise LogConflictError(f"the log ends at {start}, the writer expected {size}")
-            positions = list(range(start + 1, start + 1 + len(rows)))
-            if nodes:
-                await db.insert_many(conn, merkle_nodes, list(nodes))
-            if checkpoint:
-                await conn.execute(checkpoints.insert().values(
-                    size=checkpoint.size, root=checkpoint.root, issued_at=checkpoint.issued_at,
-                    document=checkpoint.document))
-            if rows:  # a LogRow is the log's columns between position and received_at (a test holds them so)
-                at = db.driver_value(conn, log.c.received_at, now)
-                await db.insert_many(conn, log, [(p, *r, at) for p, r in zip(positions, rows, strict=True)])
-                if self.shared:
-                    await conn.execute(sa.text("SELECT pg_notify(:c, :s)"), {"c": LOG_CHANNEL, "s": str(positions[-1])})
-            if rejected:
-                await conn.execute(quarantine.insert(), [
-                    {"received_at": now, "member": q.member, "origin": q.origin, "seq": q.seq, "hash": q.hash,
-                     "reason": q.reason, "detail": q.detail, "conflicts_with": q.conflicts_with,
-                     "envelope": q.envelope} for q in rejected])
-        return positions
+        """:meth:`LogTransaction.append` in a transaction of its own."""
+        async with self.appending() as tx:
+            return await tx.append(rows, rejected, now, size=size, nodes=nodes, checkpoint=checkpoint)
 
     async def read_log(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         async with self.engine.connect() as conn:
@@ -291,20 +365,6 @@ class HubStore:
         async with self.engine.connect() as conn:
             return int((await conn.execute(q)).scalar_one())
 
-    async def nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-        """Stored Merkle nodes by (level, index); a proof needs O(log n) of them, read in one query."""
-        if not keys:
-            return {}
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(_NODES, {"keys": sorted(set(keys))})
-        return {(r.level, r.idx): bytes(r.hash) for r in rows}
-
-    async def checkpoint(self, size: int | None = None) -> bytes | None:
-        """The checkpoint document for ``size`` (None: the latest)."""
-        async with self.engine.connect() as conn:
-            held = await _checkpoint(conn, size)
-        return held[1] if held is not None else None
-
     async def checkpoint_cosigned(self, size: int | None = None) -> tuple[bytes, list[dict[str, str]]] | None:
         """The checkpoint document for ``size`` (None: the latest) and every co-signature held for it."""
         async with self.engine.connect() as conn:
@@ -339,11 +399,6 @@ class HubStore:
                 if exists is None:
                     await conn.execute(registry_versions.insert().values(
                         version=version, hash=hash_, document=document, stored_at=now))
-
-    async def latest_registry_version(self) -> int:
-        async with self.engine.connect() as conn:
-            return int((await conn.execute(sa.select(sa.func.coalesce(sa.func.max(registry_versions.c.version), 0))))
-                       .scalar_one())
 
     async def remember_signature(self, keyid: str, signature: bytes, expires_at: int, now: int) -> bool:
         """Remember a push signature until ``expires_at``; False when it was already remembered (a replay)."""
@@ -390,11 +445,6 @@ class HubStore:
         async with self.engine.connect() as conn:
             doc = (await conn.execute(q)).scalar_one_or_none()
         return bytes(doc) if doc is not None else None
-
-    async def latest_registry(self) -> bytes | None:
-        q = sa.select(registry_versions.c.document).order_by(registry_versions.c.version.desc()).limit(1)
-        async with self.engine.connect() as conn:
-            return (await conn.execute(q)).scalar_one_or_none()
 
     # -- operators (the dashboard's accounts) and their audit trail -------------------------------------------
 

@@ -16,6 +16,7 @@ from federation.checkpoint import cosign, parse_checkpoint
 from federation.envelope import leaf_bytes
 from federation.hub.app import SERVICE, create_app
 from federation.hub.config import HubConfig
+from federation.hub.store import LogTransaction
 from federation.keys import SigningKey
 from federation.registry import genesis
 from tests.factories import Member, example_bodies, push_request
@@ -75,15 +76,14 @@ class TestPush:
             self, hub: Any, members: dict[str, Member], body: dict, monkeypatch: pytest.MonkeyPatch) -> None:
         """A live push (each envelope just past its chain's head) asks the log for nothing held: that lookup cost
         as much as the inserts (ADR 16). A re-send still finds what is held, and answers duplicate."""
-        store = hub.server.app[SERVICE].store
         asked: list[list[tuple[str, int]]] = []
-        real = store.held
+        real = LogTransaction.held
 
-        async def counted(keys: list[tuple[str, int]]) -> Any:
+        async def counted(tx: LogTransaction, keys: list[tuple[str, int]]) -> Any:
             asked.append(list(keys))
-            return await real(keys)
+            return await real(tx, keys)
 
-        monkeypatch.setattr(store, "held", counted)
+        monkeypatch.setattr(LogTransaction, "held", counted)
         qa = members["QA"]
         first, second = [qa.publish(body) for _ in range(3)], [qa.publish(body) for _ in range(2)]
         await push(hub, qa, first)
