@@ -31,12 +31,21 @@ class Blob(sa.LargeBinary):
 
 
 _INSERTS: dict[tuple[str, str, str], str] = {}
+COPY_MIN = 64  # rows: below this an executemany costs less than starting a COPY
 
 
 async def insert_many(conn: AsyncConnection, table: sa.Table, rows: list[tuple[Any, ...]]) -> None:
     """INSERT ``rows`` (tuples of every column of ``table``, in order, each value already in the form the driver
     takes: see :func:`driver_value`) by the driver's executemany. SQLAlchemy's per-row parameter processing cost
-    the hub's writer about a third of its commit's CPU time; this is for such hot paths only."""
+    the hub's writer about a third of its commit's CPU time; this is for such hot paths only.
+
+    On PostgreSQL, inside a transaction, the rows go by binary ``COPY`` (asyncpg's copy_records_to_table):
+    the server does a fraction of an INSERT's work per row (ADR 16)."""
+    if conn.dialect.name == "postgresql" and len(rows) >= COPY_MIN:
+        pg = (await conn.get_raw_connection()).driver_connection
+        if pg is not None and pg.is_in_transaction():  # else COPY would commit on its own
+            await pg.copy_records_to_table(table.name, records=rows, columns=[c.name for c in table.columns])
+            return
     key = (conn.dialect.name, conn.dialect.paramstyle, table.name)
     sql = _INSERTS.get(key)
     if sql is None:
