@@ -190,8 +190,9 @@ async def harvest_all(node: Node, verb: str = "ListRecords", **params: str) -> t
 
 def stored(body: dict[str, Any] | None, *, kind: str = "cultural-event", record_id: str = "QA:r1",
            envelope: bytes = b"{}") -> StoredRecord:
-    return StoredRecord(record_id, record_id[:2], kind, 1, "put" if body else "delete", "scheduled", None, body,
-                        "0" * 64, 1, "2026-03-01T08:00:00.000Z", T0, envelope)
+    return StoredRecord(record_id, record_id[:2], kind, 1, "put" if body else "delete", "scheduled", None,
+                        json.dumps(body) if body is not None else None, "0" * 64, 1, "2026-03-01T08:00:00.000Z", T0,
+                        envelope)
 
 
 # -- units -----------------------------------------------------------------------------------------------

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 
 from federation import db
-from node.app import create_app
+from node.app import SERVICE, create_app
 from node.config import NodeConfig
-from node.store import MIGRATIONS, VERSION_TABLE, NodeStore
+from node.store import MIGRATIONS, VERSION_TABLE, NodeStore, StoredRecord
 from tests.factories import Member, example_bodies
 from tests.node.test_app import AUTH, PROBLEM, publish, url
 
@@ -156,6 +156,33 @@ class TestCaching:
         await client.post(url(ids[GA]) + "/cancel", headers=AUTH)
         fresh = await client.get(url(ids[GA]), headers={"If-None-Match": etag})
         assert fresh.status == 200 and fresh.headers["ETag"] != etag
+
+    async def test_page_is_the_reference_encoding_of_its_records(self, client: TestClient, ids: dict[str, str]) -> None:
+        """The page splices each record's stored body and envelope (StoredRecord.item_json): it decodes to exactly
+        what encoding StoredRecord.item() gives, tombstones and every language included."""
+        await client.delete(url(ids[GA]), headers=AUTH)  # a tombstone on the page too
+        service = client.server.app[SERVICE]
+        for params in ({}, {"limit": "2"}, {"tag": "gugak"}):
+            doc = await (await client.get("/api/v1/records", params=params)).json()
+            records, cursor = await service.list_records(limit=int(params.get("limit", 50)), tag=params.get("tag"))
+            assert doc == {"items": [r.item() for r in records], "next_cursor": cursor}
+            assert any(i["body"] is None for i in doc["items"]) or params
+
+    async def test_revalidation_encodes_nothing(self, client: TestClient, ids: dict[str, str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+        """The ETag is derived from the page's records and cursor, so a 304 (the list or an item) is answered
+        without encoding a record; a page of the same records with another next cursor has another ETag."""
+        page, item = await client.get("/api/v1/records"), await client.get(url(ids[GA]))
+        first = await client.get("/api/v1/records", params={"limit": "2"})
+        rest = await client.get("/api/v1/records", params={"limit": "2", "cursor": (await first.json())["next_cursor"]})
+        assert len({page.headers["ETag"], first.headers["ETag"], rest.headers["ETag"]}) == 3
+
+        def refuse(_: StoredRecord) -> bytes:
+            raise AssertionError("encoded for a 304")
+
+        monkeypatch.setattr(StoredRecord, "item_json", refuse)
+        for path, etag in (("/api/v1/records", page.headers["ETag"]), (url(ids[GA]), item.headers["ETag"])):
+            assert (await client.get(path, headers={"If-None-Match": etag})).status == 304
 
     async def test_cors_for_browser_partners(self, client: TestClient, ids: dict[str, str]) -> None:
         """Access-Control-Allow-Origin: * on the list and the item, 304s included."""
