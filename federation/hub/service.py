@@ -288,14 +288,13 @@ class HubService:
             else:
                 self.heads.update(fresh)
                 self._heads_known.update(wanted)
-        if registry_version > self.registry.registry.version:
-            stored_registry = await reads.latest_registry()
-            if stored_registry is not None:  # decided through another worker
-                self.registry = parse_registry(stored_registry)
+        await self._refresh_registry(reads, registry_version)
 
-    async def _refresh_registry(self) -> None:
-        if await self.store.latest_registry_version() > self.registry.registry.version:
-            stored = await self.store.latest_registry()
+    async def _refresh_registry(self, reads: LogReads | None = None, newest: int | None = None) -> None:
+        """Take the newest registry version held (``newest``, when the caller already read it)."""
+        reads = reads or self.store
+        if (newest if newest is not None else await reads.latest_registry_version()) > self.registry.registry.version:
+            stored = await reads.latest_registry()
             if stored is not None:  # decided through another worker
                 self.registry = parse_registry(stored)
 
@@ -356,7 +355,7 @@ class HubService:
         # Only an (origin, seq) at or below its chain's head can be held already: the rest (nearly every
         # envelope of a live push) need no lookup, which cost as much as their inserts (ADR 16).
         held = await tx.held([(c.origin, c.seq) for p in batch for c in p.checked if not c.failures
-                                      and c.origin in heads and c.seq is not None and c.seq <= heads[c.origin].seq])
+                              and c.origin in heads and c.seq is not None and c.seq <= heads[c.origin].seq])
         rows: list[LogRow] = []
         leaves: list[bytes] = []  # the rows' Merkle leaf hashes
         rejected: list[QuarantineRow] = []
