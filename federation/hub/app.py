@@ -332,8 +332,8 @@ async def get_registry(request: web.Request) -> web.Response:
 async def get_status(request: web.Request) -> web.Response:
     """The hub's state and every member's sync figures (federation/hub/monitor.py), and the worker answering."""
     service = request.app[SERVICE]
-    if service.store.shared:
-        await service.catch_up()  # other workers' commits and decisions
+    if service.store.shared:  # other workers' commits and decisions; heads read since the log grew are kept
+        await service.catch_up([m.code for m in service.registry.registry.members])
     return json_response({**await request.app[MONITOR].snapshot(), "worker": os.getpid()})
 
 

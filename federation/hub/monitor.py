@@ -109,7 +109,9 @@ class Monitor:
         reg = service.registry.registry
         now = utc(service.clock()) or datetime.now(UTC)
         today = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        held = await store.counts_by_origin()
+        # A chain is gap-free from seq 1 (the hub refuses gaps), so its head's seq is how many entries the log
+        # holds of it: counting the log per origin cost 146-449 ms a request at 1,000,000 entries.
+        held = {origin: head.seq for origin, head in service.heads.items()}
         refused = await store.quarantine_counts()
         cosigned = await store.latest_cosigned()
         received = await store.last_received([m.code for m in reg.members])

@@ -339,11 +339,6 @@ class HubStore(LogReads):
         async with self.engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(q)]
 
-    async def counts_by_origin(self) -> dict[str, int]:
-        q = sa.select(log.c.origin, sa.func.count()).group_by(log.c.origin)
-        async with self.engine.connect() as conn:
-            return {o: int(n) for o, n in await conn.execute(q)}
-
     async def quarantine_counts(self) -> dict[tuple[str | None, str], int]:
         q = sa.select(quarantine.c.member, quarantine.c.reason, sa.func.count()).group_by(
             quarantine.c.member, quarantine.c.reason)

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from federation import httpsig, merkle
 from federation.checkpoint import cosign, parse_checkpoint
 from federation.envelope import leaf_bytes
 from federation.hub.app import SERVICE, create_app
 from federation.hub.config import HubConfig
-from federation.hub.store import LogTransaction
+from federation.hub.store import LogTransaction, log
 from federation.keys import SigningKey
 from federation.registry import genesis
 from tests.factories import Member, example_bodies, push_request
@@ -380,6 +381,22 @@ class TestPull:
         doc = await (await hub.get("/api/v1/status")).json()
         by = {m["code"]: m for m in doc["members"]}
         assert by["QA"]["envelopes"] == 1 and by["QA"]["refused"] == 1 and by["KR"]["envelopes"] == 0
+
+    async def test_status_counts_are_the_logs_without_counting_it(self, hub: Any, members: dict[str, Member],
+                                                                 body: dict) -> None:
+        """Each member's envelope count is its chain head's seq (chains are gap-free from 1): the same as counting
+        the log, which status no longer does (it cost up to 449 ms a request at 1,000,000 entries)."""
+        qa, kr = members["QA"], members["KR"]
+        envs = [qa.publish(body) for _ in range(3)]
+        await push(hub, qa, envs[:2])
+        await push(hub, kr, [kr.publish(body)])
+        await push(hub, qa, [envs[1], envs[2], qa.publish({**body, "status": "nope"})])  # a duplicate, a refusal
+        doc = await (await hub.get("/api/v1/status")).json()
+        store = hub.server.app[SERVICE].store
+        async with store.engine.connect() as conn:
+            counted = dict((await conn.execute(sa.select(log.c.origin, sa.func.count()).group_by(log.c.origin))).all())
+        assert counted == {"QA": 3, "KR": 1}
+        assert {m["code"]: m["envelopes"] for m in doc["members"]} == {**counted, "TR": 0}
 
 
 class TestVerifiableLog:

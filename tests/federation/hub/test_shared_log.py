@@ -67,3 +67,17 @@ async def test_sole_worker_reads_no_head_again(workers: Any, monkeypatch: pytest
     for _ in range(3):
         assert (await ingest(a, m["QA"])).status == "accepted"
     assert reads == []
+
+
+async def test_status_counts_what_other_workers_appended(workers: Any) -> None:
+    """A worker's status reads the heads another worker moved (one index probe per member, not a count of the
+    log) and counts each member's envelopes from them."""
+    from federation.hub.monitor import Monitor
+
+    a, b, m = workers
+    for _ in range(3):
+        await ingest(a, m["QA"])
+    await ingest(a, m["KR"])
+    await b.catch_up([code for code in m])  # as GET /api/v1/status does on a shared log
+    members = {x["code"]: x["envelopes"] for x in (await Monitor(b).snapshot())["members"]}
+    assert members == {"QA": 3, "KR": 1}
