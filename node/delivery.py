@@ -29,7 +29,6 @@ when connecting, not only when the subscription was made.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import random
@@ -43,6 +42,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
+from federation.aio import wait_event
 from federation.keys import SigningKey
 from node import webhooks
 from node.config import NodeConfig
@@ -165,8 +165,7 @@ class WebhookWorker:
                         timeout = min(poll, max(0.0, (nxt - self.clock()).total_seconds()))
             except Exception:  # the worker must outlive a database hiccup
                 log.exception("webhook dispatch failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(queued.wait(), timeout=max(timeout, 0.01))
+            await wait_event(queued, max(timeout, 0.01))
 
     async def _prune(self) -> None:
         now = time.monotonic()

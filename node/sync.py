@@ -40,6 +40,7 @@ from typing import Any
 import aiohttp
 
 from federation import httpsig, strictjson
+from federation.aio import wait_event
 from federation.checkpoint import SignedCheckpoint, cosign
 from federation.errors import IpdnError, StrictJsonError
 from federation.registry import RegistryError, parse_registry
@@ -600,11 +601,8 @@ class SyncEngine:
         changed = self.service.outbox_changed
         while True:
             # Also look every outbox_poll seconds: `ipdn node import` writes the outbox from another process.
-            try:
-                await asyncio.wait_for(changed.wait(), self.config.outbox_poll)
-            except TimeoutError:
-                if not await self.store.outbox(PENDING, 1):
-                    continue
+            if not await wait_event(changed, self.config.outbox_poll) and not await self.store.outbox(PENDING, 1):
+                continue
             changed.clear()  # authoring during the push sets it again, so nothing is missed
             try:
                 while await self.push_once():

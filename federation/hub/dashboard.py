@@ -38,6 +38,7 @@ import jinja2
 from aiohttp import web
 from markupsafe import Markup
 
+from federation.aio import wait_event
 from federation.envelope import Envelope
 from federation.errors import IpdnError
 from federation.hub.monitor import iso, utc
@@ -256,9 +257,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             elif quiet >= 15:
                 await resp.write(b": keep-alive\n\n")
                 quiet = 0.0
-            try:
-                await asyncio.wait_for(state.closing.wait(), timeout=interval)
-            except TimeoutError:
+            if not await wait_event(state.closing, interval):
                 quiet += interval
     except (ConnectionResetError, asyncio.CancelledError):
         pass

@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from federation import merkle
+from federation.aio import wait_event
 from federation.checkpoint import SignedCheckpoint, parse_checkpoint, sign_checkpoint
 from federation.envelope import leaf_bytes
 from federation.hub.store import (
@@ -317,9 +318,7 @@ class HubService:
                 await conn.add_listener(LOG_CHANNEL, lambda *_: notified.set())
                 await conn.add_listener(REGISTRY_CHANNEL, on_registry)
                 while True:
-                    try:
-                        await asyncio.wait_for(notified.wait(), self.shared_poll)
-                    except TimeoutError:
+                    if not await wait_event(notified, self.shared_poll):
                         self._registry_stale = True
                     notified.clear()
                     self._wake()
@@ -433,9 +432,7 @@ class HubService:
         rows = await self._read_log(after, limit)
         if rows or wait <= 0 or self._closing:
             return rows
-        try:
-            await asyncio.wait_for(changed.wait(), timeout=wait)
-        except TimeoutError:
+        if not await wait_event(changed, wait):
             return []
         return await self._read_log(after, limit)
 

@@ -217,6 +217,16 @@ class TestDelivery:
             await publish(store, qa, event, "QA:one")
             await eventually(lambda: asyncio.sleep(0, receiver.received), within=3)
 
+    async def test_stop_as_a_record_is_applied_returns(self, hooks: NodeConfig, store: NodeStore) -> None:
+        """Stopping the worker in the same turn of the loop as it is woken still stops it (a full test run once
+        hung here: asyncio.wait_for swallowed the cancellation; federation/aio.py)."""
+        worker = WebhookWorker(hooks, store.webhooks, load_or_create_key(hooks.webhook_key_path), clock=utc_now)
+        await worker.start(loop=True)
+        await asyncio.sleep(0.1)  # waiting for work
+        store.webhooks.queued.set()
+        await asyncio.sleep(0)
+        await asyncio.wait_for(worker.stop(), 5)
+
     async def test_restart_resumes_pending_deliveries_from_the_database(
             self, hooks: NodeConfig, receiver: Receiver, qa: Member, event: dict[str, Any]) -> None:
         """A delivery that failed once, and one never tried, are both delivered by a new worker on a new store
