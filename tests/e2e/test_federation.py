@@ -69,13 +69,14 @@ class TestSync:
 
 class TestFaults:
     def test_node_killed_mid_sync_resumes_without_loss_or_duplicates(self, fed_sqlite: Federation) -> None:
-        """KR is down while QA publishes 60 records; KR restarts pulling 5 per page, is SIGKILLed while
-        catching up, restarts again, and ends with exactly those 60, its cursor at the log's end."""
+        """KR is down while QA publishes 60 records; KR restarts pulling one per page (with five, a fast host
+        applied all 60 between two looks at its cursor), is SIGKILLed while catching up, restarts again, and
+        ends with exactly those 60, its cursor at the log's end."""
         f = fed_sqlite.start_all()
         try:
             f.kill("KR")
             ids = [f.publish("QA", "cultural-event", event(i))["record_id"] for i in range(60)]
-            small_pages = {"IPDN_NODE_PULL_LIMIT": "5"}
+            small_pages = {"IPDN_NODE_PULL_LIMIT": "1"}
             f.start("KR", env=small_pages)
             deadline = time.monotonic() + 30
             while http("GET", f.url("KR") + "/api/v1/status")[1]["cursor"] < 10 and time.monotonic() < deadline:
