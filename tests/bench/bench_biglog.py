@@ -126,5 +126,5 @@ async def run(ctx: Context) -> list[Figure]:
                    note=f"{4 * per:,} envelopes a round, median of {ctx.rounds}; log of {big:,} built in "
                         f"{built[big][0]} s ({disk:,.0f} MiB on disk), hub started over it in {built[big][1]} s; "
                         f"GET /api/v1/status took {status[big] * 1e3:,.0f} ms ({status[small] * 1e3:,.0f} ms "
-                        f"at {small:,}: it counts the log per member)",
+                        f"at {small:,}: it counts the day's arrivals, and this log arrived today)",
                    samples=rates[big])]
