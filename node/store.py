@@ -157,18 +157,18 @@ class StoredRecord:
             object.__setattr__(self, "_body", None if self.body_json is None else json.loads(self.body_json))
         return cast("dict[str, Any] | None", self._body)
 
+    def _facts(self) -> dict[str, Any]:
+        return {"record_id": self.record_id, "origin": self.origin, "kind": self.kind, "version": self.version,
+                "op": self.op, "status": self.status, "seq": self.seq, "hash": self.hash, "issued_at": self.issued_at}
+
     def item(self) -> dict[str, Any]:
         """The record as partners get it (the record API, webhook events): its facts, body and envelope."""
-        return {"record_id": self.record_id, "origin": self.origin, "kind": self.kind, "version": self.version,
-                "op": self.op, "status": self.status, "seq": self.seq, "hash": self.hash,
-                "issued_at": self.issued_at, "body": self.body, "envelope": json.loads(self.envelope)}
+        return {**self._facts(), "body": self.body, "envelope": json.loads(self.envelope)}
 
     def item_json(self) -> bytes:
         """:meth:`item` as JSON, with the stored body and envelope spliced in as they are: decoding them to encode
         them again was about half of a record page's cost. Tests hold it to :meth:`item`."""
-        facts = json.dumps({"record_id": self.record_id, "origin": self.origin, "kind": self.kind,
-                            "version": self.version, "op": self.op, "status": self.status, "seq": self.seq,
-                            "hash": self.hash, "issued_at": self.issued_at}, ensure_ascii=False, separators=(",", ":"))
+        facts = json.dumps(self._facts(), ensure_ascii=False, separators=(",", ":"))
         return f'{facts[:-1]},"body":{self.body_json or "null"},"envelope":'.encode() + self.envelope + b"}"
 
 
