@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from federation.hub.monitor import Monitor
 from federation.hub.service import HubService
 from federation.hub.store import HubStore, LogReads
 from federation.keys import SigningKey
@@ -72,8 +73,6 @@ async def test_sole_worker_reads_no_head_again(workers: Any, monkeypatch: pytest
 async def test_status_counts_what_other_workers_appended(workers: Any) -> None:
     """A worker's status reads the heads another worker moved (one index probe per member, not a count of the
     log) and counts each member's envelopes from them."""
-    from federation.hub.monitor import Monitor
-
     a, b, m = workers
     for _ in range(3):
         await ingest(a, m["QA"])
