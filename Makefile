@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m federation.demo
+	$(BIN)/python -m federation.cli.demo
 
 # The browser tests drive Debian's chromium through Playwright (executable_path); nothing is downloaded.
 browser: $(CHROMIUM)

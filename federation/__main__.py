@@ -1,5 +1,5 @@
 import sys
 
-from federation.cli import main
+from federation.cli.main import main
 
 sys.exit(main())

@@ -29,15 +29,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from federation import merkle, strictjson
-from federation.checkpoint import Checkpoint, CheckpointError, SignedCheckpoint, parse_checkpoint
-from federation.envelope import Envelope, leaf_bytes
-from federation.errors import IpdnError, StrictJsonError
-from federation.keys import PublicKey
 from federation.progress import ProgressCallback
-from federation.registry import Registry
-from federation.schemas import SchemaSet, default_schemas
-from federation.verify import ChainHead, verify_envelope
+from federation.protocol import merkle, strictjson
+from federation.protocol.checkpoint import Checkpoint, CheckpointError, SignedCheckpoint, parse_checkpoint
+from federation.protocol.envelope import Envelope, leaf_bytes
+from federation.protocol.errors import IpdnError, StrictJsonError
+from federation.protocol.keys import PublicKey
+from federation.protocol.registry import Registry
+from federation.protocol.schemas import SchemaSet, default_schemas
+from federation.protocol.verify import ChainHead, verify_envelope
 
 __all__ = [
     "PAGE_LIMIT",

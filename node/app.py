@@ -18,12 +18,13 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from federation import openapi, strictjson
-from federation.envelope import Envelope
-from federation.errors import IpdnError
-from federation.logs import access_middleware, request_id_middleware
-from federation.registry import load_registry
-from federation.web import (
+from federation.protocol import strictjson
+from federation.protocol.envelope import Envelope
+from federation.protocol.errors import IpdnError
+from federation.protocol.registry import load_registry
+from federation.server import openapi
+from federation.server.logs import access_middleware, request_id_middleware
+from federation.server.web import (
     BODY_TIMEOUT,
     Problem,
     add_health_route,
@@ -32,9 +33,7 @@ from federation.web import (
     problems_middleware,
     read_json,
 )
-from node import authoring, feeds, oaipmh, pages, partners, statuspage, webhook_api
 from node.config import NodeConfig
-from node.delivery import WebhookWorker
 from node.errors import (
     BadQueryError,
     HubProtocolError,
@@ -47,13 +46,19 @@ from node.errors import (
     RecordNotFoundError,
     RotationError,
 )
-from node.filters import RecordFilter
-from node.keys import MAX_EFFECTIVE_IN, OwnKeys
-from node.metrics import NODE_METRICS, NodeMetrics
-from node.service import NodeService
-from node.store import NodeStore, StoredRecord
-from node.sync import SyncEngine
-from node.webhooks import load_or_create_key
+from node.own_keys import MAX_EFFECTIVE_IN, OwnKeys
+from node.partners import access as partners
+from node.partners import feeds, oaipmh, pages
+from node.records.filters import RecordFilter
+from node.records.service import NodeService
+from node.staff import web as authoring
+from node.status import page as statuspage
+from node.status.metrics import NODE_METRICS, NodeMetrics
+from node.store.records import NodeStore, StoredRecord
+from node.sync.engine import SyncEngine
+from node.webhooks import api as webhook_api
+from node.webhooks.delivery import WebhookWorker
+from node.webhooks.events import load_or_create_key
 
 CONFIG = web.AppKey("config", NodeConfig)
 SERVICE = web.AppKey("service", NodeService)

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from federation import db, tls
-from federation.errors import ConfigError
-from federation.settings import load_settings
-from node.webhooks import parse_schedule
+from federation.protocol.errors import ConfigError
+from federation.server import tls
+from federation.server.db import engine as db
+from federation.server.settings import load_settings
+from node.webhooks.events import parse_schedule
 
 CONFIG_FILE = "node.toml"
 TOKEN_FILE = "operator.token"  # noqa: S105  (a file name, not a secret)
@@ -44,7 +45,7 @@ class NodeConfig:
     page_size: int = 50  # records per page when the partner does not ask
     max_page_size: int = 500
 
-    # -- partners (node/partners.py) ------------------------------------------------------------------
+    # -- partners (node/partners/access.py) ------------------------------------------------------------------
     public_read: bool = True  # off: records, feeds, OAI-PMH and event pages need a partner key with `read`
     partner_rate_per_minute: int = 600  # per partner key, unless the key has its own rate
     anonymous_rate_per_minute: int = 300  # per client address, for reading without a key
@@ -71,7 +72,7 @@ class NodeConfig:
     # -- own keys ------------------------------------------------------------------------------------------
     key_warn_days: float = 30.0  # status alarm key-expiring when the current key ends sooner, with no successor
 
-    # -- webhooks to partners (node/delivery.py, docs/PROTOCOL.md §13) ---------------------------------------
+    # -- webhooks to partners (node/webhooks/delivery.py, docs/PROTOCOL.md §13) ---------------------------------------
     # Seconds before each attempt of a delivery: the first at once, then backing off over a day; after the
     # last attempt fails, the delivery has failed. Each wait is scaled by a random factor in [1 - jitter, 1].
     webhook_schedule: str = "0,5,300,1800,7200,18000,36000,36000"
@@ -108,7 +109,7 @@ class NodeConfig:
             raise ConfigError("partner_rate_per_minute and anonymous_rate_per_minute are at least 1")
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        """The service's TLS context (:func:`federation.tls.served_context`), or None for plain HTTP."""
+        """The service's TLS context (:func:`federation.server.tls.served_context`), or None for plain HTTP."""
         return tls.served_context(self.dir, self.tls_cert, self.tls_key, self.tls_client_ca,
                                   self.tls_require_client_cert)
 
@@ -117,7 +118,7 @@ class NodeConfig:
         client certificate when configured.
 
         Raises:
-            ConfigError: see :func:`federation.tls.client_context`.
+            ConfigError: see :func:`federation.server.tls.client_context`.
         """
         cert = tls.resolve(self.dir, self.hub_client_cert)
         return tls.client_context(ca=tls.resolve(self.dir, self.hub_ca), cert=cert,

@@ -1,4 +1,4 @@
-"""Errors of the node service, grouped by whose fault they are (as federation/errors.py).
+"""Errors of the node service, grouped by whose fault they are (as federation/protocol/errors.py).
 
 The HTTP layer maps them to RFC 9457 problems: input errors 4xx, hub errors only ever reach the
 status page (the node keeps working while the hub is away).
@@ -6,8 +6,8 @@ status page (the node keeps working while the hub is away).
 
 from __future__ import annotations
 
-from federation.errors import ConfigError, InputError, IpdnError, SchemaError, TrustError
-from federation.schemas import Issue
+from federation.protocol.errors import ConfigError, InputError, IpdnError, SchemaError, TrustError
+from federation.protocol.schemas import Issue
 
 # -- bad input from the operator -----------------------------------------------------------------------
 
@@ -50,7 +50,7 @@ class RecordDeletedError(IpdnError):
 
 class KeyNotValidError(IpdnError):
     """None of the node's own keys is valid now by its registry: signing would only make envelopes
-    the hub and every member refuse, so the node authors nothing until one is (see node/keys.py)."""
+    the hub and every member refuse, so the node authors nothing until one is (see node/own_keys.py)."""
 
     reason = "key-not-valid"
 
@@ -77,7 +77,7 @@ class EditConflictError(IpdnError):
     reason = "edit-conflict"
 
 
-__all__ = ["ConfigError"]  # the node's configuration errors are the shared kind (federation.settings)
+__all__ = ["ConfigError"]  # the node's configuration errors are the shared kind (federation.server.settings)
 
 
 # -- the hub, over the network ------------------------------------------------------------------------
@@ -112,7 +112,7 @@ class HubProtocolError(HubError):
 class LogMisbehaviourError(TrustError):
     """The hub's log, its checkpoints or its proofs contradict each other or what this node saw.
 
-    ``reason`` is the alarm's name (see node/logtrust.py); ``offending`` is the document that shows it,
+    ``reason`` is the alarm's name (see node/sync/logtrust.py); ``offending`` is the document that shows it,
     as received (a checkpoint, a log entry), kept as evidence with the last checkpoint the node accepted.
     """
 

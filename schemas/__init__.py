@@ -1,4 +1,4 @@
-"""The JSON Schema documents of IPDN Exchange, shipped as package data (see federation.schemas)."""
+"""The JSON Schema documents of IPDN Exchange, shipped as package data (see federation.protocol.schemas)."""
 
 from pathlib import Path
 

@@ -13,14 +13,16 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-VECTORS = ROOT.parent / "shared" / "vectors"
+from tests.support import paths
+
+ROOT = paths.ROOT
+VECTORS = paths.VECTORS
 
 
 @pytest.fixture(scope="session")
 def vectors() -> Path:
     if not VECTORS.is_dir():
-        pytest.fail(f"conformance vectors not found at {VECTORS} (../shared/vectors from the project root)")
+        pytest.fail(f"conformance vectors not found at {VECTORS} (tests/vectors/)")
     return VECTORS
 
 

@@ -13,10 +13,11 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.factories import Member
+from tests.support import paths
+from tests.support.factories import Member
 from tests.test_openapi import hub_app, node_app
 
-RULES = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "alerts.yml"
+RULES = paths.ROOT / "deploy" / "prometheus" / "alerts.yml"
 METRIC = re.compile(r"\b(ipdn_[a-z0-9_]+)")
 SUFFIXES = ("_total", "_count", "_sum", "_bucket", "_created")
 

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 documents (federation/openapi.py) are valid, complete and true.
+"""The OpenAPI 3.1 documents (federation/server/openapi.py) are valid, complete and true.
 
 - valid OpenAPI 3.1 (openapi-spec-validator);
 - every route each app registers is documented, and every documented operation is a route;
@@ -24,16 +24,16 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from federation import openapi
 from federation.hub.app import create_app as create_hub_app
 from federation.hub.config import HubConfig
-from federation.keys import SigningKey
-from federation.registry import genesis
+from federation.protocol.keys import SigningKey
+from federation.protocol.registry import genesis
+from federation.server import openapi
 from node.app import create_app as create_node_app
-from tests.factories import Member, example_bodies, push_request
 from tests.node.conftest import HUB_URL as NODE_HUB_URL
 from tests.node.conftest import TOKEN as NODE_TOKEN
 from tests.node.conftest import make_config, make_registry
+from tests.support.factories import Member, example_bodies, push_request
 
 HUB_URL = "http://hub.test"
 HUB_TOKEN = "hub-operator-token"

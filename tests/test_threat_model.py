@@ -6,7 +6,9 @@ import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import paths
+
+ROOT = paths.ROOT
 TEST_ID = re.compile(r"`(tests/[\w/]+\.py(?:::\w+)+)`")
 
 

@@ -15,21 +15,22 @@ from typing import Any
 
 from aiohttp import web
 
-from federation import httpsig, merkle, openapi, strictjson
-from federation.checkpoint import parse_checkpoint
-from federation.errors import IpdnError, StrictJsonError, TrustError
-from federation.hub import dashboard
 from federation.hub.config import HubConfig
-from federation.hub.governance import GovernanceService
+from federation.hub.dashboard import pages as dashboard
+from federation.hub.ingest.service import HubService
 from federation.hub.monitor import HubMetrics, Monitor
-from federation.hub.service import HubService
-from federation.hub.store import HubStore
-from federation.keys import SigningKey
-from federation.logs import access_middleware, request_id_middleware
-from federation.ratelimit import RateLimiter
-from federation.registry import load_registry, parse_registry
-from federation.verify import Failure
-from federation.web import (
+from federation.hub.registrar import GovernanceService
+from federation.hub.store.log import HubStore
+from federation.protocol import httpsig, merkle, strictjson
+from federation.protocol.checkpoint import parse_checkpoint
+from federation.protocol.errors import IpdnError, StrictJsonError, TrustError
+from federation.protocol.keys import SigningKey
+from federation.protocol.registry import load_registry, parse_registry
+from federation.protocol.verify import Failure
+from federation.server import openapi
+from federation.server.logs import access_middleware, request_id_middleware
+from federation.server.ratelimit import RateLimiter
+from federation.server.web import (
     BODY_TIMEOUT,
     Problem,
     add_health_route,

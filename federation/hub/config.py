@@ -9,8 +9,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from federation import db, tls
-from federation.settings import load_settings
+from federation.server import tls
+from federation.server.db import engine as db
+from federation.server.settings import load_settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +27,7 @@ class HubConfig:
     replay_window: int = 300  # seconds an HTTP signature's created may differ from now
     operator_token_sha256: str = ""  # the plaintext is in operator.token, never in this file or a log
     verify_workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # 0: verify in the event loop
-    workers: int = 1  # hub processes sharing one PostgreSQL log behind one address (federation/hub/service.py)
+    workers: int = 1  # hub processes sharing one PostgreSQL log behind one address (federation/hub/ingest/service.py)
     shared_poll: float = 2.0  # seconds: a worker re-checks the shared log at least this often, NOTIFY or not
     silent_after: float = 900.0  # seconds without a push or pull after which the dashboard flags a member
     pull_flush_interval: float = 10.0  # seconds between writes of members' last pulls
@@ -59,7 +60,7 @@ class HubConfig:
         return self.dir / "registry.json"
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        """The service's TLS context (:func:`federation.tls.served_context`), or None for plain HTTP."""
+        """The service's TLS context (:func:`federation.server.tls.served_context`), or None for plain HTTP."""
         return tls.served_context(self.dir, self.tls_cert, self.tls_key, self.tls_client_ca,
                                   self.tls_require_client_cert)
 
@@ -68,7 +69,7 @@ class HubConfig:
         """Defaults, then ``hub.toml``, then ``IPDN_HUB_*`` variables, then explicit overrides (flags).
 
         Raises:
-            ConfigError: see :func:`federation.settings.load_settings`.
+            ConfigError: see :func:`federation.server.settings.load_settings`.
         """
         directory = directory.resolve()
         values = load_settings(cls, directory / "hub.toml", env_prefix="IPDN_HUB_", env=env,

@@ -13,18 +13,18 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from federation import merkle
 from federation.audit import Fetch, HttpFetcher
-from federation.checkpoint import parse_checkpoint
-from federation.envelope import Envelope, leaf_bytes
-from federation.errors import TrustError
-from federation.governance import check_transition
-from federation.hub.store import CheckpointRow, HubStore, LogRow
-from federation.keys import SigningKey
+from federation.hub.store.log import CheckpointRow, HubStore, LogRow
 from federation.progress import ProgressCallback
-from federation.registry import SignedRegistry, load_registry, parse_registry
-from federation.schemas import default_schemas
-from federation.verify import ChainHead, check_chain, verify_envelope
+from federation.protocol import merkle
+from federation.protocol.checkpoint import parse_checkpoint
+from federation.protocol.envelope import Envelope, leaf_bytes
+from federation.protocol.errors import TrustError
+from federation.protocol.governance import check_transition
+from federation.protocol.keys import SigningKey
+from federation.protocol.registry import SignedRegistry, load_registry, parse_registry
+from federation.protocol.schemas import default_schemas
+from federation.protocol.verify import ChainHead, check_chain, verify_envelope
 
 
 class HandoverError(TrustError):

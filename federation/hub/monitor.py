@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from federation.hub.service import HubService
+from federation.hub.ingest.service import HubService
 
 log = logging.getLogger("ipdn.hub.monitor")
 
@@ -176,13 +176,13 @@ class Monitor:
 
 
 class HubMetrics:
-    """The hub's Prometheus metrics: HTTP (federation/metrics.py), ingest, and per-member gauges set from
+    """The hub's Prometheus metrics: HTTP (federation/server/metrics.py), ingest, and per-member gauges set from
     :meth:`Monitor.snapshot` at each scrape."""
 
     def __init__(self, monitor: Monitor | None = None) -> None:
         from prometheus_client import Counter, Gauge, Histogram
 
-        from federation.metrics import Metrics
+        from federation.server.metrics import Metrics
 
         self.monitor = monitor
         self.base = Metrics("ipdn_hub")

@@ -24,13 +24,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from federation import merkle
-from federation.checkpoint import sign_checkpoint
-from federation.db import sqlite_url
-from federation.envelope import leaf_bytes
-from federation.hub.store import CheckpointRow, HubStore
-from federation.keys import SigningKey
-from federation.registry import parse_registry
+from federation.hub.store.log import CheckpointRow, HubStore
+from federation.protocol import merkle
+from federation.protocol.checkpoint import sign_checkpoint
+from federation.protocol.envelope import leaf_bytes
+from federation.protocol.keys import SigningKey
+from federation.protocol.registry import parse_registry
+from federation.server.db.engine import sqlite_url
 from tests.bench.common import (
     CODES,
     Context,

@@ -19,7 +19,7 @@ import shutil
 import time
 from pathlib import Path
 
-from federation.keys import SigningKey
+from federation.protocol.keys import SigningKey
 from tests.bench.common import (
     CODES,
     Chain,

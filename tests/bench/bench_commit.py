@@ -20,12 +20,12 @@ import json
 import time
 from datetime import UTC, datetime
 
-from federation import merkle
-from federation.checkpoint import sign_checkpoint
-from federation.db import sqlite_url
-from federation.envelope import leaf_bytes
-from federation.hub.store import CheckpointRow, HubStore, LogRow
-from federation.keys import SigningKey
+from federation.hub.store.log import CheckpointRow, HubStore, LogRow
+from federation.protocol import merkle
+from federation.protocol.checkpoint import sign_checkpoint
+from federation.protocol.envelope import leaf_bytes
+from federation.protocol.keys import SigningKey
+from federation.server.db.engine import sqlite_url
 from tests.bench.common import CODES, Chain, Context, Figure, bare_verify, make_chains, median, pg_scratch
 
 NAME = "commit"

@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 
 import rfc8785
 
-from federation.envelope import Payload, format_time, sign_envelope
-from federation.schemas import default_schemas
-from federation.verify import keys_resolver, verify_envelope
+from federation.protocol.envelope import Payload, format_time, sign_envelope
+from federation.protocol.schemas import default_schemas
+from federation.protocol.verify import keys_resolver, verify_envelope
 from tests.bench.common import Context, Figure, bare_check, median
-from tests.factories import Member, example_bodies
+from tests.support.factories import Member, example_bodies
 
 NAME = "envelope"
 

@@ -16,8 +16,8 @@ import json
 import time
 from datetime import UTC, datetime
 
-from federation.db import sqlite_url
-from federation.hub.store import HubStore, LogRow
+from federation.hub.store.log import HubStore, LogRow
+from federation.server.db.engine import sqlite_url
 from tests.bench.common import (
     CODES,
     Chain,

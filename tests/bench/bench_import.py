@@ -17,16 +17,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from federation.keys import SigningKey
-from federation.registry import genesis
-from federation.webui import Catalog
-from node.authoring import CATALOG
-from node.keys import OwnKeys
-from node.service import NodeService
-from node.staff import ALL_OR_NOTHING, DRY_RUN, StaffService
-from node.store import NodeStore
+from federation.protocol.keys import SigningKey
+from federation.protocol.registry import genesis
+from federation.server.ui.pages import Catalog
+from node.own_keys import OwnKeys
+from node.records.service import NodeService
+from node.staff.service import ALL_OR_NOTHING, DRY_RUN, StaffService
+from node.staff.web import CATALOG
+from node.store.records import NodeStore
 from tests.bench.common import Context, Figure, median
-from tests.factories import Member
+from tests.support.factories import Member
 
 NAME = "import"
 

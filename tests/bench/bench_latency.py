@@ -27,8 +27,8 @@ from pathlib import Path
 import aiohttp
 
 from tests.bench.common import CODES, Context, Figure, Goal, Net, make_chains, percentile, push_body
-from tests.e2e.harness import Federation
-from tests.factories import example_bodies
+from tests.support.factories import example_bodies
+from tests.support.harness import Federation
 
 NAME = "latency"
 GOAL_P50, GOAL_P99 = 50.0, 200.0  # ms

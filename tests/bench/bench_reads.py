@@ -20,9 +20,9 @@ import time
 
 import aiohttp
 
-from federation.keys import SigningKey
+from federation.protocol.keys import SigningKey
 from tests.bench.common import CODES, Context, Figure, Net, make_chains, median, push_all
-from tests.e2e.harness import free_port, wait_for
+from tests.support.harness import free_port, wait_for
 
 NAME = "reads"
 CONCURRENCY = 16

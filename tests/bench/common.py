@@ -32,13 +32,13 @@ import aiohttp
 import rfc8785
 from nacl.bindings import crypto_sign_open
 
-from federation import httpsig, jws
-from federation.envelope import TYP, format_time
-from federation.keys import PublicKey, SigningKey
-from federation.registry import genesis
-from federation.schemas import default_schemas
-from tests.e2e.harness import Federation, http
-from tests.factories import example_bodies
+from federation.protocol import httpsig, jws
+from federation.protocol.envelope import TYP, format_time
+from federation.protocol.keys import PublicKey, SigningKey
+from federation.protocol.registry import genesis
+from federation.protocol.schemas import default_schemas
+from tests.support.factories import example_bodies
+from tests.support.harness import Federation, http
 
 PG_ADMIN = os.environ.get("IPDN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 N = TypeVar("N", int, float)

@@ -23,11 +23,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from federation.canonical import canonical_bytes
-from federation.envelope import TYP, Envelope, Payload, sign_envelope
-from federation.keys import SigningKey
-from federation.schemas import default_schemas
-from tests.factories import example_bodies
+from federation.protocol.canonical import canonical_bytes
+from federation.protocol.envelope import TYP, Envelope, Payload, sign_envelope
+from federation.protocol.keys import SigningKey
+from federation.protocol.schemas import default_schemas
+from tests.support.factories import example_bodies
 
 HERE = Path(__file__).resolve().parent
 CASES_DIR = HERE / "cases"

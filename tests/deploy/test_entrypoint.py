@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import free_port, http, wait_for
-from tests.factories import example_bodies
+from tests.support import paths
+from tests.support.factories import example_bodies
+from tests.support.harness import free_port, http, wait_for
 
 pytestmark = pytest.mark.e2e
 
-ENTRYPOINT = Path(__file__).resolve().parents[2] / "deploy" / "entrypoint.sh"
+ENTRYPOINT = paths.ROOT / "deploy" / "entrypoint.sh"
 BIN = str(Path(sys.executable).parent)
 
 

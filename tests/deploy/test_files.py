@@ -23,9 +23,10 @@ import yaml
 
 from federation.hub.config import HubConfig
 from node.config import NodeConfig
-from tests.tlscerts import TestCA
+from tests.support import paths
+from tests.support.tlscerts import TestCA
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = paths.ROOT
 DEPLOY = ROOT / "deploy"
 IPDN = Path(sys.executable).parent / "ipdn"
 

@@ -21,12 +21,12 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import federation.hub.store as hub_store
-import node.store as node_store
-import node.webhook_store as webhook_store
-from federation import db
-from federation.envelope import Envelope
-from tests.factories import Member, example_bodies
+import federation.hub.store.log as hub_store
+import node.store.records as node_store
+import node.webhooks.store as webhook_store
+from federation.protocol.envelope import Envelope
+from federation.server.db import engine as db
+from tests.support.factories import Member, example_bodies
 
 # Diff kinds that mean "the database is not what the code addresses". Nullability, indexes and
 # constraints live in the migrations only (the stores' tables declare names and types).

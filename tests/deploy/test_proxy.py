@@ -22,14 +22,15 @@ from pathlib import Path
 
 import pytest
 
-from federation import tls
-from tests.e2e.harness import free_port, http, wait_for
-from tests.factories import example_bodies
-from tests.tlscerts import TestCA
+from federation.server import tls
+from tests.support import paths
+from tests.support.factories import example_bodies
+from tests.support.harness import free_port, http, wait_for
+from tests.support.tlscerts import TestCA
 
 pytestmark = pytest.mark.e2e
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+DEPLOY = paths.ROOT / "deploy"
 IPDN = str(Path(sys.executable).parent / "ipdn")
 
 

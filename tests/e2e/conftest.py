@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import pg_database
-from tests.e2e.harness import Federation
+from tests.support.harness import Federation
 
 MEMBERS = ["QA", "KR", "TR"]
 

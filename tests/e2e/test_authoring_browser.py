@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser import SCREENSHOTS, axe_serious, chromium
-from tests.e2e.harness import IPDN, Federation
+from tests.support.browser import SCREENSHOTS, axe_serious, chromium
+from tests.support.harness import IPDN, Federation
 
 PASSWORD = "correct horse battery staple"
 ATTACK = '<script>alert(1)</script>"><img src=x onerror=alert(2)>\u202eevil\u202c'

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from federation.registry import load_registry
-from federation.schemas import default_schemas
-from federation.verify import verify_envelope
+from federation.protocol.registry import load_registry
+from federation.protocol.schemas import default_schemas
+from federation.protocol.verify import verify_envelope
 from tests.conftest import pg_database
-from tests.e2e.harness import IPDN, Federation, http, wait_for
-from tests.factories import example_bodies
+from tests.support.factories import example_bodies
+from tests.support.harness import IPDN, Federation, http, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from federation import httpsig
-from federation.web import PROBLEM_BASE
+from federation.protocol import httpsig
+from federation.server.web import PROBLEM_BASE
 from tests.corpus import make_corpus
-from tests.e2e.harness import Federation, http
+from tests.support.harness import Federation, http
 
 pytestmark = pytest.mark.e2e
 

@@ -16,11 +16,11 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from federation.envelope import Envelope
-from federation.keys import SigningKey
-from tests.browser import SCREENSHOTS, axe_serious, chromium
-from tests.e2e.harness import Federation, http, wait_for
-from tests.factories import Member, example_bodies, push_request
+from federation.protocol.envelope import Envelope
+from federation.protocol.keys import SigningKey
+from tests.support.browser import SCREENSHOTS, axe_serious, chromium
+from tests.support.factories import Member, example_bodies, push_request
+from tests.support.harness import Federation, http, wait_for
 
 XSS = "<script>alert(1)</script>"
 BIDI = "\u202eAdmin\u202c \u2067exe.txt\u2069 \u200fعنوان"

@@ -1,6 +1,6 @@
 """Faults, with real processes: the hub SIGKILLed during a sustained push, a node SIGKILLed while applying a large
 backlog, the hub down for a long while as nodes keep authoring, and a network that delays, drops, cuts and
-duplicates (tests/e2e/faultproxy.py). After each: nothing acknowledged is lost, nothing is applied twice, every
+duplicates (tests/support/faultproxy.py). After each: nothing acknowledged is lost, nothing is applied twice, every
 node converges on the same records, and the hub's log passes ``ipdn audit``.
 
 ``IPDN_FAULT_DOWN_SECONDS`` sets how long the hub stays down in the outage test (default 20; the issue's
@@ -28,10 +28,10 @@ from typing import Any
 
 import pytest
 
-from federation.keys import SigningKey
-from tests.e2e.faultproxy import FaultProxy
-from tests.e2e.harness import IPDN, Federation, free_port, http, wait_for
-from tests.factories import Member, example_bodies, push_request
+from federation.protocol.keys import SigningKey
+from tests.support.factories import Member, example_bodies, push_request
+from tests.support.faultproxy import FaultProxy
+from tests.support.harness import IPDN, Federation, free_port, http, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from federation.keys import SigningKey
-from federation.registry import load_registry
-from federation.schemas import default_schemas
-from federation.verify import verify_envelope
-from tests.e2e.harness import Federation, http
-from tests.factories import Member, example_bodies, push_request
+from federation.protocol.keys import SigningKey
+from federation.protocol.registry import load_registry
+from federation.protocol.schemas import default_schemas
+from federation.protocol.verify import verify_envelope
+from tests.support.factories import Member, example_bodies, push_request
+from tests.support.harness import Federation, http
 
 pytestmark = pytest.mark.e2e
 

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from federation.envelope import parse_time
-from federation.keys import SigningKey
-from federation.registry import SignedRegistry, parse_registry
-from federation.schemas import default_schemas
-from federation.verify import verify_envelope
-from tests.e2e.harness import IPDN, Federation, free_port, http, wait_for
-from tests.factories import example_bodies
+from federation.protocol.envelope import parse_time
+from federation.protocol.keys import SigningKey
+from federation.protocol.registry import SignedRegistry, parse_registry
+from federation.protocol.schemas import default_schemas
+from federation.protocol.verify import verify_envelope
+from tests.support.factories import example_bodies
+from tests.support.harness import IPDN, Federation, free_port, http, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from federation.keys import SigningKey
-from federation.registry import Registry, parse_registry
-from tests.e2e.harness import IPDN, Federation, http
-from tests.factories import Member, example_bodies, push_request
+from federation.protocol.keys import SigningKey
+from federation.protocol.registry import Registry, parse_registry
+from tests.support.factories import Member, example_bodies, push_request
+from tests.support.harness import IPDN, Federation, http
 
 pytestmark = pytest.mark.e2e
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from federation.registry import parse_registry
-from tests.e2e.harness import IPDN, Federation, http
-from tests.factories import example_bodies
+from federation.protocol.registry import parse_registry
+from tests.support.factories import example_bodies
+from tests.support.harness import IPDN, Federation, http
 
 pytestmark = pytest.mark.e2e
 

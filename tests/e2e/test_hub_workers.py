@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from federation.envelope import Envelope
-from federation.keys import SigningKey
-from federation.registry import parse_registry
+from federation.protocol.envelope import Envelope
+from federation.protocol.keys import SigningKey
+from federation.protocol.registry import parse_registry
 from tests.conftest import pg_database_sync
-from tests.e2e.harness import Federation, http, wait_for
-from tests.factories import Member, example_bodies, push_request
+from tests.support.factories import Member, example_bodies, push_request
+from tests.support.harness import Federation, http, wait_for
 
 pytestmark = [pytest.mark.e2e]
 PG = pytest.mark.postgres
@@ -174,7 +174,7 @@ def test_several_workers_on_sqlite_are_refused_with_a_reason(tmp_path: Path, wor
     """SQLite has one writer: the supervisor refuses before starting anything."""
     import subprocess
 
-    from tests.e2e.harness import IPDN
+    from tests.support.harness import IPDN
 
     f = Federation(tmp_path, ["QA"]).init(nodes=False)
     p = subprocess.run([IPDN, "hub", "serve", "--dir", str(f.root / "hub"), "--workers", workers],

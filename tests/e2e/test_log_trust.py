@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from federation.checkpoint import parse_checkpoint
-from federation.registry import load_registry
-from tests.e2e.harness import Federation, http, wait_for
-from tests.factories import example_bodies
+from federation.protocol.checkpoint import parse_checkpoint
+from federation.protocol.registry import load_registry
+from tests.support.factories import example_bodies
+from tests.support.harness import Federation, http, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -14,10 +14,10 @@ import pytest
 import vobject
 from sickle import Sickle
 
-from federation.cli import main as ipdn_main
-from tests.e2e.harness import Federation, http, wait_for
+from federation.cli.main import main as ipdn_main
 from tests.e2e.test_federation import verified_offline
-from tests.factories import example_bodies
+from tests.support.factories import example_bodies
+from tests.support.harness import Federation, http, wait_for
 
 pytestmark = pytest.mark.e2e
 NO_PROXY = {"http": None, "https": None}

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from federation import tls
-from tests.e2e.harness import Federation, http
-from tests.factories import example_bodies
-from tests.tlscerts import TestCA
+from federation.server import tls
+from tests.support.factories import example_bodies
+from tests.support.harness import Federation, http
+from tests.support.tlscerts import TestCA
 
 pytestmark = pytest.mark.e2e
 

@@ -1,5 +1,5 @@
 """Webhooks end to end, with real processes: a partner with a key from the operator's CLI subscribes over
-HTTP; a real receiver (tests/webhook_receiver.py) verifies every delivery with the standardwebhooks library
+HTTP; a real receiver (tests/support/webhook_receiver.py) verifies every delivery with the standardwebhooks library
 and the node's published ``whpk_`` key; publish, update, cancel and delete at the origin arrive as four
 events whose envelopes ``ipdn verify`` accepts offline; a record from another member arrives via the hub;
 a subscription for capacity programmes gets none of it; a delivery pending when the node is killed is
@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 
-from federation.cli import main as ipdn_main
-from tests.e2e.harness import Federation, free_port, http, wait_for
-from tests.factories import example_bodies
-from tests.webhook_receiver import Receiver, threaded
+from federation.cli.main import main as ipdn_main
+from tests.support import paths
+from tests.support.factories import example_bodies
+from tests.support.harness import Federation, free_port, http, wait_for
+from tests.support.webhook_receiver import Receiver, threaded
 
 pytestmark = pytest.mark.e2e
 # Loopback receivers allowed (the test's), retries a fraction of a second apart: in node.toml, so that the
@@ -142,7 +143,7 @@ def test_the_readme_receiver_verifies_and_keeps_each_event_once(fed: Federation,
     fed.start("hub")
     fed.start("QA")
     qa = fed.url("QA")
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    readme = (paths.ROOT / "README.md").read_text(encoding="utf-8")
     code = re.search(r"<!-- receiver -->\n```python\n(.*?)\n```", readme, re.S)
     assert code is not None
     port = free_port()

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from federation import merkle
 from federation.audit import (
     AuditReport,
     HubHttpError,
@@ -27,13 +26,14 @@ from federation.audit import (
     load_checkpoint,
     save_checkpoint,
 )
-from federation.checkpoint import CheckpointError, SignedCheckpoint, cosign, sign_checkpoint
-from federation.cli import main
-from federation.envelope import Envelope, leaf_bytes
-from federation.keys import SigningKey, b64u_decode, b64u_encode
-from federation.registry import Registry, SignedRegistry, genesis
-from tests.e2e.harness import IPDN, Federation, free_port, http
-from tests.factories import Member, example_bodies, push_request
+from federation.cli.main import main
+from federation.protocol import merkle
+from federation.protocol.checkpoint import CheckpointError, SignedCheckpoint, cosign, sign_checkpoint
+from federation.protocol.envelope import Envelope, leaf_bytes
+from federation.protocol.keys import SigningKey, b64u_decode, b64u_encode
+from federation.protocol.registry import Registry, SignedRegistry, genesis
+from tests.support.factories import Member, example_bodies, push_request
+from tests.support.harness import IPDN, Federation, free_port, http
 
 PAGE = 5  # small pages, so a dozen entries take several
 N = 12  # entries in the simulated log: QA and KR alternate, so QA seq s is at position 2s - 1

@@ -1,5 +1,5 @@
 """Fixtures of the node tests: a small network (hub key, QA's node, KR publishing), a node directory,
-a fake hub (tests/node/fakehub.py) and an engine the test drives by hand."""
+a fake hub (tests/support/fakehub.py) and an engine the test drives by hand."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from federation.keys import SigningKey
-from federation.registry import SignedRegistry, genesis, load_registry
+from federation.protocol.keys import SigningKey
+from federation.protocol.registry import SignedRegistry, genesis, load_registry
 from node.config import NodeConfig
-from node.keys import OwnKeys
-from node.service import NodeService
-from node.store import NodeStore
-from node.sync import SyncEngine
-from tests.factories import Member, example_bodies
-from tests.node.fakehub import FakeHub
+from node.own_keys import OwnKeys
+from node.records.service import NodeService
+from node.store.records import NodeStore
+from node.sync.engine import SyncEngine
+from tests.support.factories import Member, example_bodies
+from tests.support.fakehub import FakeHub
 
 TOKEN = "test-operator-token"
 HUB_URL = "http://127.0.0.1:9"  # nothing listens there: tests that need a hub start a fake one

@@ -10,13 +10,13 @@ from urllib.parse import quote
 import pytest
 from aiohttp.test_utils import TestClient
 
-from federation.registry import SignedRegistry
-from federation.schemas import default_schemas
-from federation.verify import verify_envelope
+from federation.protocol.registry import SignedRegistry
+from federation.protocol.schemas import default_schemas
+from federation.protocol.verify import verify_envelope
 from node.app import SERVICE, create_app
 from node.config import NodeConfig
-from tests.factories import Member
 from tests.node.conftest import TOKEN
+from tests.support.factories import Member
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PROBLEM = "application/problem+json"

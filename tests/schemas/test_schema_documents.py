@@ -19,7 +19,9 @@ import pytest
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import paths
+
+ROOT = paths.ROOT
 SCHEMAS = ROOT / "schemas"
 EXAMPLES = SCHEMAS / "examples"
 ID_BASE = "https://schemas.ipdn.network/"

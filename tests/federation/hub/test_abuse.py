@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from federation import httpsig
 from federation.hub.app import SERVICE, create_app
 from federation.hub.config import HubConfig
-from tests.factories import Member, example_bodies, push_request
+from federation.protocol import httpsig
 from tests.federation.hub.test_hub_app import HUB_URL
+from tests.support.factories import Member, example_bodies, push_request
 
 
 def hub_app(hub_dir: Path, db_url: str, **overrides: Any) -> Any:

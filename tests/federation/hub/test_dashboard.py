@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
-from federation import httpsig
 from federation.hub.app import MONITOR, SERVICE, create_app
 from federation.hub.config import HubConfig
-from federation.hub.dashboard import PRE_COOKIE, SESSION_COOKIE, STATE
-from federation.keys import SigningKey
-from federation.registry import genesis
-from federation.webui import hash_password
-from tests.factories import Member, example_bodies, push_request
+from federation.hub.dashboard.pages import PRE_COOKIE, SESSION_COOKIE, STATE
+from federation.protocol import httpsig
+from federation.protocol.keys import SigningKey
+from federation.protocol.registry import genesis
+from federation.server.ui.pages import hash_password
+from tests.support.factories import Member, example_bodies, push_request
 
 HUB_URL = "http://hub.test"
 FAST = {"n": 2**10, "r": 8, "p": 1}
@@ -356,7 +356,7 @@ class TestMetricsAndLogs:
 
     async def test_tokens_and_passwords_never_logged(self, hub: Any, caplog: pytest.LogCaptureFixture) -> None:
         """Sign-in, bearer calls and cookies leave no secret in the JSON log lines."""
-        from federation.logs import JsonFormatter
+        from federation.server.logs import JsonFormatter
 
         caplog.set_level(logging.INFO)
         await sign_in(hub)

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from federation.governance import check_transition, sign_document
 from federation.hub.app import create_app
 from federation.hub.config import HubConfig
-from federation.keys import SigningKey
-from federation.registry import genesis, parse_registry
-from tests.factories import Member, example_bodies, push_request
+from federation.protocol.governance import check_transition, sign_document
+from federation.protocol.keys import SigningKey
+from federation.protocol.registry import genesis, parse_registry
+from tests.support.factories import Member, example_bodies, push_request
 
 HUB_URL = "http://hub.test"
 FOUNDERS = ("QA", "TR", "KR")

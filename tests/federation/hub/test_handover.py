@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from federation import merkle
-from federation.checkpoint import sign_checkpoint
-from federation.errors import TrustError
-from federation.governance import next_version, sign_document
 from federation.hub.handover import import_hub
-from federation.hub.store import HubStore
-from federation.keys import SigningKey
-from federation.registry import genesis
-from tests.factories import Member, example_bodies
+from federation.hub.store.log import HubStore
+from federation.protocol import merkle
+from federation.protocol.checkpoint import sign_checkpoint
+from federation.protocol.errors import TrustError
+from federation.protocol.governance import next_version, sign_document
+from federation.protocol.keys import SigningKey
+from federation.protocol.registry import genesis
+from tests.support.factories import Member, example_bodies
 
 FOUNDERS = ("QA", "KR", "TR")
 
@@ -113,7 +113,7 @@ class TestImport:
         bogus = next_version(out.v1, {"action": "renew", "documents": []}, out.key_a)
         from dataclasses import replace
 
-        from federation.registry import KeyEntry, sign_registry
+        from federation.protocol.registry import KeyEntry, sign_registry
 
         reg = replace(bogus.registry, hub_keys=(*bogus.registry.hub_keys, KeyEntry(jwk=out.key_b.public.to_jwk())))
         out.versions.append(sign_registry(reg, out.key_a))

@@ -25,16 +25,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from federation import httpsig, jws
-from federation.envelope import TYP, Envelope
 from federation.hub.app import SERVICE, create_app
 from federation.hub.config import HubConfig
-from federation.keys import b64u_encode
-from federation.schemas import default_schemas
-from federation.verify import ChainHead, verify_envelope
-from federation.web import PROBLEM_BASE
-from tests.factories import Member, example_bodies
+from federation.protocol import httpsig, jws
+from federation.protocol.envelope import TYP, Envelope
+from federation.protocol.keys import b64u_encode
+from federation.protocol.schemas import default_schemas
+from federation.protocol.verify import ChainHead, verify_envelope
+from federation.server.web import PROBLEM_BASE
 from tests.federation.hub.test_hub_app import HUB_URL
+from tests.support.factories import Member, example_bodies
 
 SETTINGS = settings(max_examples=75, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from federation import httpsig, merkle
-from federation.checkpoint import cosign, parse_checkpoint
-from federation.envelope import leaf_bytes
 from federation.hub.app import SERVICE, create_app
 from federation.hub.config import HubConfig
-from federation.hub.store import LogTransaction, log
-from federation.keys import SigningKey
-from federation.registry import genesis
-from tests.factories import Member, example_bodies, push_request
+from federation.hub.store.log import LogTransaction, log
+from federation.protocol import httpsig, merkle
+from federation.protocol.checkpoint import cosign, parse_checkpoint
+from federation.protocol.envelope import leaf_bytes
+from federation.protocol.keys import SigningKey
+from federation.protocol.registry import genesis
+from tests.support.factories import Member, example_bodies, push_request
 
 HUB_URL = "http://hub.test"
 
@@ -481,6 +481,6 @@ class TestVerifiableLog:
 
 def test_log_row_holds_the_log_columns_in_order() -> None:
     """The writer inserts a LogRow's fields positionally (db.insert_many) between position and received_at."""
-    from federation.hub.store import LogRow, log
+    from federation.hub.store.log import LogRow, log
 
     assert list(LogRow._fields) == [c.key for c in log.columns][1:-1]

@@ -9,14 +9,15 @@ from typing import Any
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
-from federation import db, merkle
-from federation.checkpoint import parse_checkpoint
-from federation.envelope import leaf_bytes
-from federation.hub.service import HubService
-from federation.hub.store import MIGRATIONS, VERSION_TABLE, HubStore, log
-from federation.keys import SigningKey
-from federation.registry import genesis
-from tests.factories import Member, example_bodies
+from federation.hub.ingest.service import HubService
+from federation.hub.store.log import MIGRATIONS, VERSION_TABLE, HubStore, log
+from federation.protocol import merkle
+from federation.protocol.checkpoint import parse_checkpoint
+from federation.protocol.envelope import leaf_bytes
+from federation.protocol.keys import SigningKey
+from federation.protocol.registry import genesis
+from federation.server.db import engine as db
+from tests.support.factories import Member, example_bodies
 
 
 class TestUpgradeFrom0001:

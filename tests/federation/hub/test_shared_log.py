@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from federation.hub.ingest.service import HubService
 from federation.hub.monitor import Monitor
-from federation.hub.service import HubService
-from federation.hub.store import HubStore, LogReads
-from federation.keys import SigningKey
-from federation.registry import genesis
-from tests.factories import Member, example_bodies
+from federation.hub.store.log import HubStore, LogReads
+from federation.protocol.keys import SigningKey
+from federation.protocol.registry import genesis
+from tests.support.factories import Member, example_bodies
 
 pytestmark = pytest.mark.postgres
 

@@ -1,0 +1,427 @@
+"""The hub operators' dashboard: a live page of every member's sync, and the pages behind its rows.
+
+Routes (all under ``/dashboard``, all but sign-in behind an operator session):
+
+- ``GET /dashboard``: one row per member (federation/hub/monitor.py), updated live by
+  ``GET /dashboard/events`` (server-sent events: the status JSON whenever it changes; the page's script
+  writes it into the table with ``textContent`` only);
+- ``GET /dashboard/members/{code}``: a member's figures, recent envelopes and refusals with their reasons;
+- ``GET /dashboard/quarantine`` (filters: member, reason, since, until), ``/dashboard/quarantine/{id}``
+  (one refusal in full) and ``/dashboard/quarantine/{id}/raw`` (its bytes exactly as they arrived);
+- ``GET /dashboard/checkpoint``: the latest checkpoint and who co-signed it; ``/dashboard/registry``: the
+  registry versions, the governance trail and the operators' own trail; ``/dashboard/throughput``:
+  envelopes per minute over the last hour, a chart drawn on the server as SVG;
+- ``GET|POST /dashboard/sign-in``, ``POST /dashboard/sign-out``; ``GET /dashboard/static/{name}``.
+
+Operators are accounts in the hub's database (``ipdn hub operator add``), passwords scrypt-hashed; a
+session is a signed cookie (federation/server/ui/pages.py) checked against the account on every request, so
+disabling an account ends its sessions. Every form carries the CSRF token (sign-in: a double-submit
+cookie, as there is no session yet). Sign-ins, failed sign-ins and sign-outs go to the operators' trail
+(``operator_events``) and to the structured log, never with the password. Every value from members and
+records is escaped by jinja2 and isolated with ``<bdi>``; pages are served with a strict CSP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from aiohttp import web
+from markupsafe import Markup
+
+from federation.hub.monitor import iso, utc
+from federation.protocol.envelope import Envelope
+from federation.protocol.errors import IpdnError
+from federation.server.aio import wait_event
+from federation.server.ui.pages import (
+    LANG_COOKIE,
+    SHARED_STATIC,
+    Catalog,
+    Session,
+    SessionCodec,
+    SignInThrottle,
+    StaticFiles,
+    check_csrf,
+    choose_language,
+    direction,
+    hash_password,
+    load_secret,
+    pick,
+    secure_headers,
+    set_cookie,
+    template_env,
+    verify_password,
+)
+from federation.server.web import Problem
+
+log = logging.getLogger("ipdn.hub.dashboard")
+
+HERE = Path(__file__).resolve().parent
+PREFIX = "/dashboard"
+SESSION_COOKIE = "ipdn_hub_session"
+PRE_COOKIE = "ipdn_hub_signin"  # the sign-in form's CSRF token (double submit)
+LANGUAGES = ("en", "ar")
+STATIC = (SHARED_STATIC / "ipdn.css", HERE / "static" / "dashboard.js")
+MAX_NAME = 64
+# Compared against when the account does not exist, so that a wrong name costs as long as a wrong password.
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+
+
+@dataclass
+class DashboardState:
+    codec: SessionCodec
+    env: jinja2.Environment
+    catalog: Catalog
+    static: StaticFiles
+    throttle: SignInThrottle = field(default_factory=SignInThrottle)
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+STATE = web.AppKey("dashboard", DashboardState)
+SESSION = web.RequestKey("ipdn_session", Session)
+
+
+def _hub() -> Any:
+    from federation.hub import app as hub_app  # the app module registers this one; its keys are read at run time
+
+    return hub_app
+
+
+# -- rendering -----------------------------------------------------------------------------------------------
+
+
+def pick_name(names: dict[str, str], lang: str) -> tuple[str, str]:
+    """A name or title in the page's language, else English, else any: (language tag, text)."""
+    return pick(names, lang) or ("und", "")
+
+
+def fmt_time(value: str | datetime | None) -> Markup:
+    """A time as ``<time dir="ltr">YYYY-MM-DD HH:MM:SS</time>`` UTC: left to right in Arabic pages too (the live
+    script writes the same form)."""
+    when = utc(datetime.fromisoformat(value) if isinstance(value, str) else value) if value is not None else None
+    if when is None:
+        return Markup("–")
+    return Markup('<time dir="ltr" datetime="{}">{}</time>').format(iso(when), when.strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def term(catalog: Catalog, lang: str, kind: str, value: str) -> str:
+    """A registry word (a member's status or role) in the page's language when the catalog has it, else as is."""
+    texts = catalog.messages.get(f"{kind}_{value}")
+    return (texts.get(lang) or texts["en"]) if texts else value
+
+
+def fmt_num(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.0f}"
+    return str(value)
+
+
+def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+    state = request.app[STATE]
+    lang = choose_language(request, LANGUAGES)
+    session = request.get(SESSION)
+    query = {k: v for k, v in request.query.items() if k != "lang"}
+    html = state.env.get_template(template).render(
+        lang=lang, dir=direction(lang), _=state.catalog.gettext(lang), session=session,
+        operator=session.subject if session else None, csrf=session.csrf if session else "",
+        path=request.path, here=lambda **q: request.path + "?" + urlencode({**query, **q}),
+        pick_name=lambda names: pick_name(names, lang), fmt_time=fmt_time, fmt_num=fmt_num,
+        term=lambda kind, value: term(state.catalog, lang, kind, value), **context)
+    resp = web.Response(text=html, content_type="text/html", status=status)
+    if request.query.get("lang") in LANGUAGES:
+        set_cookie(resp, request, LANG_COOKIE, request.query["lang"], max_age=365 * 86400)
+    secure_headers(resp)
+    return resp
+
+
+# -- sessions ------------------------------------------------------------------------------------------------
+
+
+async def current_session(request: web.Request) -> Session | None:
+    """The operator's session, if the cookie is valid and the account exists and is enabled."""
+    state = request.app[STATE]
+    session = state.codec.open(request.cookies.get(SESSION_COOKIE), time.time())
+    if session is None:
+        return None
+    account = await request.app[_hub().SERVICE].store.operator(session.subject)
+    if account is None or account["disabled"]:
+        return None
+    request[SESSION] = session
+    return session
+
+
+async def require_session(request: web.Request) -> Session:
+    """The session, or a redirect to the sign-in page (pages) / a 401 problem (the event stream)."""
+    session = await current_session(request)
+    if session is None:
+        if request.headers.get("Accept") == "text/event-stream":
+            raise Problem(401, "sign-in-required", "sign in to the dashboard first")
+        raise web.HTTPSeeOther(f"{PREFIX}/sign-in")
+    return session
+
+
+async def _audit(request: web.Request, operator: str, action: str, detail: str = "") -> None:
+    store = request.app[_hub().SERVICE].store
+    await store.add_operator_event(datetime.now(UTC), operator, action, detail)
+    log.info("operator %s: %s", action, operator, extra={"fields": {
+        "event": f"operator-{action}", "operator": operator, "remote": request.remote or "", "detail": detail}})
+
+
+async def sign_in_page(request: web.Request) -> web.Response:
+    if await current_session(request):
+        raise web.HTTPSeeOther(PREFIX)
+    return _sign_in_form(request)
+
+
+def _sign_in_form(request: web.Request, status: int = 200, error: str | None = None) -> web.Response:
+    token = secrets.token_urlsafe(24)
+    resp = render(request, "sign_in.html", status=status, signin_csrf=token, error=error)
+    set_cookie(resp, request, PRE_COOKIE, token, max_age=3600)
+    return resp
+
+
+async def sign_in(request: web.Request) -> web.Response:
+    form = await request.post()
+    pre = request.cookies.get(PRE_COOKIE, "")
+    check_csrf(request, Session("", pre or secrets.token_urlsafe(24), 0.0), form)
+    name = str(form.get("name", ""))[:MAX_NAME].strip()
+    password = str(form.get("password", ""))
+    state, now = request.app[STATE], time.time()
+    if state.throttle.locked_until(name, now):
+        await _audit(request, name, "sign-in-locked")
+        return _sign_in_form(request, 429, "sign_in_locked")
+    account = await request.app[_hub().SERVICE].store.operator(name) if name else None
+    stored = account["password_hash"] if account and not account["disabled"] else _DUMMY_HASH
+    ok = await asyncio.get_running_loop().run_in_executor(None, verify_password, password, stored)
+    if not ok or account is None or account["disabled"]:
+        state.throttle.failed(name, now)
+        await _audit(request, name or "-", "sign-in-failed")
+        return _sign_in_form(request, 401, "sign_in_failed")
+    state.throttle.succeeded(name)
+    value, _ = state.codec.issue(name, now)
+    await request.app[_hub().SERVICE].store.set_operator(name, last_sign_in_at=datetime.now(UTC))
+    await _audit(request, name, "sign-in")
+    resp = web.HTTPSeeOther(PREFIX)
+    set_cookie(resp, request, SESSION_COOKIE, value, max_age=state.codec.ttl)
+    resp.del_cookie(PRE_COOKIE, path="/")
+    raise resp
+
+
+async def sign_out(request: web.Request) -> web.Response:
+    session = await require_session(request)
+    check_csrf(request, session, await request.post())
+    await _audit(request, session.subject, "sign-out")
+    resp = web.HTTPSeeOther(f"{PREFIX}/sign-in")
+    resp.del_cookie(SESSION_COOKIE, path="/")
+    raise resp
+
+
+# -- pages ---------------------------------------------------------------------------------------------------
+
+
+async def overview(request: web.Request) -> web.Response:
+    await require_session(request)
+    snap = await request.app[_hub().MONITOR].snapshot()
+    return render(request, "dashboard.html", snap=snap)
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: ``event: status`` with the status JSON, whenever it changed (at most every
+    ``live_interval`` seconds), and a comment every 15 s so that proxies keep the stream open."""
+    await require_session(request)
+    monitor, state = request.app[_hub().MONITOR], request.app[STATE]
+    interval = request.app[_hub().CONFIG].live_interval
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                                       "X-Accel-Buffering": "no"})
+    secure_headers(resp)
+    await resp.prepare(request)
+    last, quiet = "", 0.0
+    try:
+        while not state.closing.is_set():
+            snap = await monitor.snapshot(max_age=interval / 2)
+            body = json.dumps({k: v for k, v in snap.items() if k != "time"}, ensure_ascii=False, sort_keys=True)
+            if body != last:
+                await resp.write(f"event: status\ndata: {json.dumps(snap, ensure_ascii=False)}\n\n".encode())
+                last, quiet = body, 0.0
+            elif quiet >= 15:
+                await resp.write(b": keep-alive\n\n")
+                quiet = 0.0
+            if not await wait_event(state.closing, interval):
+                quiet += interval
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    return resp
+
+
+async def member_page(request: web.Request) -> web.Response:
+    await require_session(request)
+    code = request.match_info["code"]
+    snap = await request.app[_hub().MONITOR].snapshot()
+    member = next((m for m in snap["members"] if m["code"] == code), None)
+    if member is None:
+        raise Problem(404, "no-such-member", f"no member {code!r} in the registry")
+    store = request.app[_hub().SERVICE].store
+    envelopes = [{**e, "title": record_title(e.pop("envelope"))} for e in await store.recent_log(code, 50)]
+    return render(request, "member.html", member=member, snap=snap, envelopes=envelopes,
+                  refusals=[_refusal(r) for r in await store.quarantine_page(member=code, limit=50)])
+
+
+def record_title(wire: bytes | None) -> dict[str, str] | None:
+    """The title language map of an envelope's record, if it has one (shown escaped, as any member data)."""
+    try:
+        body = Envelope.from_bytes(bytes(wire or b"")).payload.body
+    except (IpdnError, ValueError, TypeError):
+        return None
+    title = body.get("title") if isinstance(body, dict) else None
+    if not isinstance(title, dict):
+        return None
+    return {str(k): str(v) for k, v in title.items()}
+
+
+def _refusal(row: dict[str, Any]) -> dict[str, Any]:
+    try:
+        detail = json.loads(row.get("detail") or "{}")
+    except ValueError:
+        detail = {"failures": [{"check": "", "reason": row["reason"], "message": row.get("detail")}]}
+    return {**row, "detail": detail if isinstance(detail, dict) else {}, "received_at": iso(row["received_at"])}
+
+
+def _when(request: web.Request, name: str) -> datetime | None:
+    raw = request.query.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        when = datetime.fromisoformat(raw)
+    except ValueError:
+        raise Problem(400, "bad-parameter", f"{name} is a date and time such as 2026-11-29T10:00") from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+async def quarantine_page(request: web.Request) -> web.Response:
+    await require_session(request)
+    member = request.query.get("member", "").strip()[:2] or None
+    reason = request.query.get("reason", "").strip()[:64] or None
+    since, until = _when(request, "since"), _when(request, "until")
+    service = request.app[_hub().SERVICE]
+    rows = await service.store.quarantine_page(member=member, reason=reason, since=since, until=until, limit=200)
+    reasons = sorted({r for (_, r) in await service.store.quarantine_counts()})
+    return render(request, "quarantine.html", rows=[_refusal(r) for r in rows], reasons=reasons,
+                  members=[m.code for m in service.registry.registry.members],
+                  filters={"member": member or "", "reason": reason or "", "since": request.query.get("since", ""),
+                           "until": request.query.get("until", "")})
+
+
+async def _item(request: web.Request) -> dict[str, Any]:
+    try:
+        item_id = int(request.match_info["id"])
+    except ValueError:
+        raise Problem(404, "no-such-item", "quarantine items are numbered") from None
+    row = await request.app[_hub().SERVICE].store.quarantine_item(item_id)
+    if row is None:
+        raise Problem(404, "no-such-item", f"no quarantine item {item_id}")
+    return dict(row)
+
+
+async def quarantine_item(request: web.Request) -> web.Response:
+    await require_session(request)
+    row = await _item(request)
+    raw = bytes(row["envelope"] or b"")
+    return render(request, "refusal.html", item=_refusal(row), size=len(raw), title=record_title(raw),
+                  preview=raw[:4096].decode("utf-8", "replace"))
+
+
+async def quarantine_raw(request: web.Request) -> web.Response:
+    """The refused input byte for byte, as a download (never rendered by the browser)."""
+    await require_session(request)
+    row = await _item(request)
+    resp = web.Response(body=bytes(row["envelope"] or b""), content_type="application/octet-stream", headers={
+        "Content-Disposition": f'attachment; filename="quarantine-{row["id"]}.json"'})
+    secure_headers(resp, "default-src 'none'; sandbox")
+    return resp
+
+
+async def checkpoint_page(request: web.Request) -> web.Response:
+    await require_session(request)
+    service = request.app[_hub().SERVICE]
+    signed = service.checkpoint
+    cosigners = await service.store.cosigners(signed.checkpoint.size) if signed else []
+    snap = await request.app[_hub().MONITOR].snapshot()
+    return render(request, "checkpoint.html", checkpoint=signed.checkpoint if signed else None,
+                  hub_kid=signed.signers()[0] if signed else None, snap=snap,
+                  cosigners=[{**c, "received_at": iso(c["received_at"])} for c in cosigners])
+
+
+async def registry_page(request: web.Request) -> web.Response:
+    await require_session(request)
+    hub = _hub()
+    store = request.app[hub.SERVICE].store
+    governance = await request.app[hub.GOVERNANCE].overview()
+    return render(request, "registry.html", versions=await store.registry_versions(),
+                  governance=governance, trail=list(reversed(governance["trail"]))[:100],
+                  operator_events=await store.operator_events(100), iso=iso)
+
+
+def chart(series: dict[str, Any], width: int = 720, height: int = 240) -> dict[str, Any]:
+    """Bar geometry for the throughput SVG: accepted and refused per bucket, one scale."""
+    accepted, refused = series["accepted"], series["refused"]
+    n = len(accepted)
+    top = max([a + r for a, r in zip(accepted, refused, strict=True)] + [1])
+    pad_left, plot_h = 40, height - 32  # room for the scale beside, the time labels below
+    bar_w = (width - pad_left) / n
+    bars = []
+    for i, (a, r) in enumerate(zip(accepted, refused, strict=True)):
+        ha, hr = plot_h * a / top, plot_h * r / top
+        x = pad_left + i * bar_w
+        bars.append({"x": round(x, 2), "w": round(max(bar_w - 1, 1), 2), "accepted": a, "refused": r,
+                     "ya": round(8 + plot_h - ha, 2), "ha": round(ha, 2),
+                     "yr": round(8 + plot_h - ha - hr, 2), "hr": round(hr, 2)})
+    return {"width": width, "height": height, "top": top, "bars": bars, "base": 8 + plot_h,
+            "left": pad_left, "total_accepted": sum(accepted), "total_refused": sum(refused)}
+
+
+async def throughput_page(request: web.Request) -> web.Response:
+    await require_session(request)
+    series = await request.app[_hub().MONITOR].throughput(hours=1.0, buckets=60)
+    return render(request, "throughput.html", series=series, chart=chart(series))
+
+
+# -- wiring --------------------------------------------------------------------------------------------------
+
+
+async def _close_streams(app: web.Application) -> None:
+    app[STATE].closing.set()
+
+
+def register(app: web.Application) -> None:
+    """Add the dashboard's routes and state to the hub's app (its config gives the session secret)."""
+    config = app[_hub().CONFIG]
+    env = template_env(HERE / "templates")
+    app[STATE] = DashboardState(
+        codec=SessionCodec(load_secret(config.session_secret_path), ttl=config.session_ttl), env=env,
+        catalog=Catalog(HERE / "templates" / "messages.json"), static=StaticFiles(STATIC))
+    app.on_shutdown.append(_close_streams)
+    r = app.router
+    r.add_get(PREFIX, overview)
+    r.add_get(f"{PREFIX}/sign-in", sign_in_page)
+    r.add_post(f"{PREFIX}/sign-in", sign_in)
+    r.add_post(f"{PREFIX}/sign-out", sign_out)
+    r.add_get(f"{PREFIX}/events", events, allow_head=False)  # a stream has no head to give
+    r.add_get(f"{PREFIX}/members/{{code}}", member_page)
+    r.add_get(f"{PREFIX}/quarantine", quarantine_page)
+    r.add_get(f"{PREFIX}/quarantine/{{id}}", quarantine_item)
+    r.add_get(f"{PREFIX}/quarantine/{{id}}/raw", quarantine_raw)
+    r.add_get(f"{PREFIX}/checkpoint", checkpoint_page)
+    r.add_get(f"{PREFIX}/registry", registry_page)
+    r.add_get(f"{PREFIX}/throughput", throughput_page)
+    r.add_get(f"{PREFIX}/static/{{name}}", app[STATE].static.handler)

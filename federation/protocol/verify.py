@@ -1,0 +1,151 @@
+"""Verification of an envelope: a pure function of (bytes, keys, schemas, reference time, chain head).
+
+The steps, in order (docs/PROTOCOL.md §5). Intake failures stop early, since nothing after them
+can be read; every later check runs even when an earlier one failed, so the result names every
+problem at once.
+
+1. intake: strict JSON, JWS container, payload fields (reasons from strictjson / envelope);
+2. key: the ``kid`` is known, belongs to the envelope's origin, and was valid at ``issued_at``;
+3. time: ``issued_at`` is not later than the reference time plus the allowed skew;
+4. signature: Ed25519 over the signing input exactly as received;
+5. schema: the pinned schema is held and the body satisfies it and its kind's rules;
+6. chain: the envelope extends the given chain head (no gap, no fork, no reordering).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from federation.protocol import strictjson
+from federation.protocol.envelope import Envelope
+from federation.protocol.errors import IpdnError, UnknownSchemaError, VerificationError
+from federation.protocol.keys import PublicKey
+from federation.protocol.schemas import Issue, SchemaSet
+
+KeyResolver = Callable[[str], PublicKey | None]
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The last envelope a receiver holds from one origin."""
+
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    check: str  # intake, key, time, signature, schema, chain
+    reason: str  # a stable slug (docs/PROTOCOL.md §6)
+    message: str
+    issues: tuple[Issue, ...] = ()
+
+
+@dataclass(slots=True)
+class VerificationResult:
+    envelope: Envelope | None
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def reason(self) -> str | None:
+        return self.failures[0].reason if self.failures else None
+
+    def raise_for_failures(self) -> Envelope:
+        """The verified envelope, or VerificationError naming every failed check."""
+        if self.failures or self.envelope is None:
+            text = "; ".join(f"{f.check}: {f.message}" for f in self.failures)
+            raise VerificationError(text, failures=tuple((f.reason, f.message) for f in self.failures))
+        return self.envelope
+
+
+def keys_resolver(keys: Mapping[str, PublicKey]) -> KeyResolver:
+    return keys.get
+
+
+def chain_position(seq: int, prev: str | None, head: ChainHead | None) -> Failure | None:
+    """Where envelope (seq, prev) stands against a receiver's chain head (None: it extends it).
+
+    An envelope at or below the head is ``chain-stale``: the caller looks up what it holds at that
+    number to tell a duplicate (same hash) from a fork (different hash).
+    """
+    expected = 1 if head is None else head.seq + 1
+    if seq > expected:
+        return Failure("chain", "chain-gap", f"seq {seq} after {expected - 1}: envelopes are missing")
+    if seq < expected:
+        return Failure("chain", "chain-stale", f"seq {seq} is at or below the chain head {expected - 1}")
+    if head is not None and prev != head.hash:
+        return Failure("chain", "chain-fork", f"seq {seq} names prev {prev}, the chain has {head.hash}")
+    return None
+
+
+def check_chain(env: Envelope, head: ChainHead | None) -> Failure | None:
+    """:func:`chain_position` of a parsed envelope."""
+    return chain_position(env.payload.seq, env.payload.prev, head)
+
+
+def verify_envelope(
+    data: bytes | Envelope,
+    *,
+    keys: KeyResolver,
+    schemas: SchemaSet,
+    now: datetime,
+    chain_head: ChainHead | None = None,
+    check_chain_head: bool = False,
+    max_future_skew: timedelta = timedelta(minutes=5),
+    limits: strictjson.JsonLimits = strictjson.DEFAULT_LIMITS,
+) -> VerificationResult:
+    """Verify one envelope; never raises for bad input (see :meth:`VerificationResult.raise_for_failures`).
+
+    ``data`` is the envelope's bytes as received, or an :class:`Envelope` parsed from them (batch
+    intake parses the batch document once). The chain is checked when ``check_chain_head`` is set
+    (``chain_head`` None then means: nothing held from this origin yet).
+    """
+    if isinstance(data, Envelope):
+        env = data
+    else:
+        try:
+            env = Envelope.from_bytes(data, limits)
+        except IpdnError as e:
+            return VerificationResult(None, [Failure("intake", e.reason, e.message)])
+    p = env.payload
+    result = VerificationResult(env)
+    fail = result.failures.append
+
+    key = keys(env.kid)
+    if key is None:
+        fail(Failure("key", "key-unknown", f"no key {env.kid} in the trust anchor"))
+    elif key.member is not None and key.member != p.origin:
+        fail(Failure("key", "key-not-origin", f"key {env.kid} belongs to {key.member}, not {p.origin}"))
+    elif not key.valid_at(p.issued):
+        fail(Failure("key", "key-not-valid", f"key {env.kid} was not valid at {p.issued_at}"))
+
+    if p.issued > now + max_future_skew:
+        fail(Failure("time", "issued-in-future", f"issued_at {p.issued_at} is later than {now.isoformat()}"))
+
+    if key is not None and not env.jws.verify_with(key):
+        fail(Failure("signature", "bad-signature", "the Ed25519 signature does not verify"))
+
+    if p.op == "put":
+        try:
+            issues = schemas.validate(p.schema, p.body)
+        except UnknownSchemaError as e:
+            fail(Failure("schema", e.reason, e.message))
+        else:
+            if schemas.kind_of[p.schema] != p.kind:
+                fail(Failure("schema", "kind-mismatch", f"schema {p.schema} is not for kind {p.kind}"))
+            if issues:
+                first = issues[0]
+                msg = f"{len(issues)} schema issue(s); first at {first.pointer or '/'}: {first.message}"
+                fail(Failure("schema", "schema-invalid", msg, tuple(issues)))
+
+    if check_chain_head:
+        chain = check_chain(env, chain_head)
+        if chain is not None:
+            fail(chain)
+    return result

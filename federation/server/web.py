@@ -1,0 +1,127 @@
+"""HTTP plumbing shared by the hub and the node (aiohttp): RFC 9457 problems and JSON responses.
+
+Handlers raise domain errors (``IpdnError``) or :class:`Problem`; one middleware turns them into
+``application/problem+json`` responses, so no handler builds an error body by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from federation.protocol import strictjson
+from federation.protocol.errors import IpdnError, StrictJsonError, TrustError
+
+PROBLEM_BASE = "https://schemas.ipdn.network/problems/"
+log = logging.getLogger("ipdn.http")
+
+# Seconds a client has to send a request body, when the app sets no BODY_TIMEOUT. A client that sends
+# one byte a second (slowloris) would otherwise hold its connection and the handler for as long as it likes.
+DEFAULT_BODY_TIMEOUT = 60.0
+BODY_TIMEOUT = web.AppKey("body_timeout", float)
+
+
+class Problem(Exception):
+    """An HTTP error with an RFC 9457 body; ``reason`` becomes the last segment of ``type``. ``headers`` go on
+    the response (``Retry-After``, ``WWW-Authenticate``), ``extra`` members into the body."""
+
+    def __init__(self, status: int, reason: str, detail: str, *, headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.reason, self.detail, self.extra = status, reason, detail, extra
+        self.headers = headers or {}
+
+
+def problem_body(status: int, reason: str, detail: str, **extra: Any) -> dict[str, Any]:
+    title = reason.replace("-", " ").capitalize()
+    return {"type": PROBLEM_BASE + reason, "title": title, "status": status, "detail": detail, "reason": reason,
+            **extra}
+
+
+def problem_response(status: int, reason: str, detail: str, **extra: Any) -> web.Response:
+    return web.Response(status=status, content_type="application/problem+json",
+                        text=json.dumps(problem_body(status, reason, detail, **extra), ensure_ascii=False))
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, content_type="application/json", headers=headers,
+                        text=json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+
+
+@web.middleware
+async def problems_middleware(request: web.Request,
+                              handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Problem as p:
+        resp = problem_response(p.status, p.reason, p.detail, **p.extra)
+        resp.headers.update(p.headers)
+        return resp
+    except TrustError as e:
+        return problem_response(403, e.reason, e.message)
+    except IpdnError as e:
+        return problem_response(422 if not isinstance(e, StrictJsonError) else 400, e.reason, e.message)
+    except web.HTTPException as e:
+        if e.status >= 400 and e.content_type != "application/problem+json":
+            return problem_response(e.status, e.reason.lower().replace(" ", "-"), e.text or e.reason)
+        raise
+    except Exception:  # a bug: logged with its trace, answered without one
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return problem_response(500, "internal-error", "the server failed; the error is logged")
+
+
+def parse_json(data: bytes, limits: strictjson.JsonLimits) -> Any:
+    """Strict JSON from a request body: a 400 problem with the reason (413 past the size limit)."""
+    try:
+        return strictjson.loads(data, limits)
+    except StrictJsonError as e:
+        raise Problem(413 if e.reason == "too-large" else 400, e.reason, e.message) from e
+
+
+async def read_body(request: web.Request, max_bytes: int, into: bytearray | None = None) -> bytes:
+    """The request body: at most ``max_bytes`` (413 ``too-large`` past it, read no further), received within
+    the app's ``BODY_TIMEOUT`` (408 ``request-timeout``; the connection is then closed). ``into`` collects
+    what arrived, also when refused, so a refusal can be kept as received.
+    """
+    buf = into if into is not None else bytearray()
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise Problem(413, "too-large", f"body of {request.content_length} bytes, over {max_bytes}")
+    timeout = request.app.get(BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                if len(buf) + len(chunk) > max_bytes:  # a chunked body without Content-Length
+                    buf.extend(chunk[:max_bytes - len(buf)])
+                    raise Problem(413, "too-large", f"body over {max_bytes} bytes")
+                buf.extend(chunk)
+    except TimeoutError:
+        request.protocol.close()  # no keep-alive: the rest of this body is not worth waiting for
+        raise Problem(408, "request-timeout", f"the body did not arrive within {timeout:g} s "
+                      f"({len(buf)} bytes received)") from None
+    except (ConnectionError, HttpProcessingError) as e:  # the client went away mid-body: its fault, not ours
+        raise Problem(400, "incomplete-body", f"the body ended after {len(buf)} bytes: {e}") from None
+    return bytes(buf)
+
+
+async def read_json(request: web.Request, limits: strictjson.JsonLimits) -> Any:
+    """The request body as strict JSON (see :func:`read_body` and :func:`parse_json`)."""
+    return parse_json(await read_body(request, limits.max_bytes), limits)
+
+
+HEALTH_PATH = "/healthz"
+
+
+def add_health_route(app: web.Application) -> None:
+    """``GET /healthz``: 200 once the service has started (its databases opened and migrated), for container
+    and load-balancer health checks. Cheap on purpose: no query, no lock, never cached."""
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return json_response({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+    app.router.add_get(HEALTH_PATH, healthz)

@@ -1,0 +1,682 @@
+"""The sync engine: push the outbox to the hub, pull the hub's log, follow the registry, witness.
+
+Five loops, each owned by the app (started and cancelled by its cleanup context):
+
+- push: woken when authoring adds to the outbox (and once at start); sends pending own envelopes in
+  seq order, in batches signed with RFC 9421, and records what the hub accepted. An own envelope
+  the hub rejects stops pushing (its successors chain on it) until an operator acts. The checkpoint
+  in the answer must include the first and the last own envelope acknowledged (inclusion proofs).
+- pull: long-polls ``GET /api/v1/log`` from the stored cursor and applies each page; when caught up
+  it checks the hub's latest checkpoint against the node's own Merkle frontier and the last checkpoint
+  it accepted (consistency proof), and accepts it. Evidence of misbehaviour stops this loop for good.
+- witness: co-signs each accepted checkpoint and sends the co-signature to the hub.
+- peers: compares the node's accepted checkpoint with the one each configured peer node serves
+  (split view: the hub showing members different histories).
+- registry: fetches the registry every ``registry_refresh`` seconds and moves forward when valid.
+
+Every signature the engine makes (push requests, co-signatures) is by the own key the registry says is
+valid now (node/own_keys.py); :meth:`SyncEngine.rotate_key` starts a key rotation at the hub.
+
+A network failure or a 5xx answer backs off exponentially with full jitter (base 0.5 s, cap 30 s by
+default, reset on success); authoring and serving go on meanwhile. All three loops share one
+``aiohttp.ClientSession``; the hub's URL is read from the current registry at every request, so a
+hub handover is followed without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+
+from federation.protocol import httpsig, strictjson
+from federation.protocol.checkpoint import SignedCheckpoint, cosign
+from federation.protocol.errors import IpdnError, StrictJsonError
+from federation.protocol.registry import RegistryError, parse_registry
+from federation.server.aio import wait_event
+from node.config import NodeConfig
+from node.errors import (
+    HubError,
+    HubProtocolError,
+    HubUnavailableError,
+    LogHaltedError,
+    LogMisbehaviourError,
+    RotationError,
+)
+from node.own_keys import Rotation, RotationState
+from node.records.service import NodeService
+from node.store.records import PENDING, REJECTED, NodeStore, OutboxRow
+from node.sync import logtrust
+
+log = logging.getLogger("ipdn.node.sync")
+
+ENVELOPES_PATH = "/api/v1/envelopes"
+LOG_PATH = "/api/v1/log"
+REGISTRY_PATH = "/api/v1/registry"
+CHECKPOINT_PATH = "/api/v1/log/checkpoint"  # the hub's, and the node's own (what it accepted, co-signed)
+INCLUSION_PATH = "/api/v1/log/proof/inclusion"
+CONSISTENCY_PATH = "/api/v1/log/proof/consistency"
+COSIGNATURES_PATH = "/api/v1/log/cosignatures"
+GOVERNANCE_PATH = "/api/v1/governance"
+PULL_COMPONENTS = ("@method", "@target-uri")  # a pull has no body to digest; its query is in the target URI
+
+
+class Backoff:
+    """Exponential backoff with full jitter: the n-th consecutive failure waits U(0, min(cap, base·2ⁿ))."""
+
+    def __init__(self, base: float, cap: float, rng: Callable[[], float] = random.random) -> None:
+        self.base, self.cap, self.rng = base, cap, rng
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        delay = self.rng() * min(self.cap, self.base * 2.0 ** min(self.failures, 32))
+        self.failures += 1
+        return delay
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+@dataclass(slots=True)
+class SyncState:
+    """What the status page shows about the hub."""
+
+    reachable: bool | None = None  # None: not tried yet
+    last_push_at: datetime | None = None
+    last_pull_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    log_size: int | None = None
+    cosigned_size: int | None = None  # the checkpoint whose co-signature the hub holds from this node
+    peers: dict[str, dict[str, Any]] = field(default_factory=dict)  # peer URL -> the last comparison
+    errors: dict[tuple[str, str], int] = field(default_factory=dict)  # (loop, reason) -> failures (metrics)
+
+
+@dataclass(frozen=True, slots=True)
+class PushAnswer:
+    results: dict[int, dict[str, Any]]  # the hub's result per index of the batch
+    checkpoint: bytes | None  # the signed checkpoint covering what it acknowledged (re-serialized)
+
+
+@dataclass(frozen=True, slots=True)
+class RotationOutcome:
+    rotation: Rotation
+    hub_registry_version: int  # the version the hub published for it
+    registry_version: int  # the version this node holds now (the same, unless fetching it failed)
+    resubmitted: bool  # an earlier rotation without answer was sent again, no new key made
+
+
+@dataclass(frozen=True, slots=True)
+class LogPage:
+    entries: list[tuple[int, Any]]  # (position, envelope JWS object)
+    size: int | None
+
+
+class HubClient:
+    """The hub's HTTP API as the node uses it; errors come out as HubUnavailableError/HubProtocolError."""
+
+    def __init__(self, session: aiohttp.ClientSession, config: NodeConfig, service: NodeService) -> None:
+        self.session, self.config, self.service = session, config, service
+
+    def _url(self, path: str) -> str:
+        return self.service.registry.registry.hub_url.rstrip("/") + path
+
+    async def _request(self, method: str, path: str, *, wait: float = 0, url: str | None = None, **kw: Any) -> bytes:
+        url = url or self._url(path)
+        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout + wait,
+                                        connect=self.config.connect_timeout)
+        try:
+            async with self.session.request(method, url, timeout=timeout, **kw) as resp:
+                body = await self._read(resp)
+                if resp.status >= 500 or resp.status == 429:
+                    raise HubUnavailableError(f"{method} {url}: {resp.status} {_problem_text(body)}",
+                                              retry_after=_retry_after(resp.headers.get("Retry-After")))
+                if not 200 <= resp.status < 300:
+                    raise HubProtocolError(f"{method} {url}: {resp.status} {_problem_text(body)}")
+                return body
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            raise HubUnavailableError(f"{method} {url}: {type(e).__name__}: {e}") from e
+
+    async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
+        limit, size, chunks = self.config.max_response_bytes, 0, []
+        async for chunk in resp.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise HubProtocolError(f"answer from the hub is larger than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _json(self, body: bytes) -> Any:
+        try:
+            return strictjson.loads(body, strictjson.JsonLimits(max_bytes=self.config.max_response_bytes))
+        except StrictJsonError as e:
+            raise HubProtocolError(f"the hub's answer is not strict JSON: {e.message}") from e
+
+    async def fetch_registry(self, version: int | None = None) -> bytes:
+        return await self._request("GET", REGISTRY_PATH + (f"?version={version}" if version else ""))
+
+    async def _signed_post(self, path: str, body: bytes) -> Any:
+        """POST ``body`` signed with the member key valid now (RFC 9421, as a push); the JSON answer.
+
+        Raises:
+            HubError; KeyNotValidError (no own key is valid now).
+        """
+        headers = {"Content-Type": "application/json"}
+        key = await self.service.signing_key(self.service.clock())
+        # The nonce makes every signature unique: a retry of the same batch within the same second is
+        # not a replay to the hub.
+        headers.update(httpsig.sign_request("POST", self._url(path), headers, body,
+                                            private_key=key.key, keyid=key.kid, created=int(time.time()),
+                                            nonce=secrets.token_urlsafe(16)))
+        return self._json(await self._request("POST", path, data=body, headers=headers))
+
+    async def push(self, envelopes: Sequence[bytes]) -> PushAnswer:
+        """Send envelopes (their stored wire bytes, not re-serialized); the hub's result per index."""
+        doc = await self._signed_post(ENVELOPES_PATH, b'{"envelopes":[' + b",".join(envelopes) + b"]}")
+        try:
+            results = {int(r["index"]): r for r in doc["results"] if isinstance(r, dict)}
+        except (KeyError, TypeError, ValueError) as e:
+            raise HubProtocolError(f"push answer without results: {e}") from e
+        checkpoint = doc.get("checkpoint")
+        return PushAnswer(results, logtrust.dump(checkpoint) if checkpoint is not None else None)
+
+    async def checkpoint(self) -> bytes:
+        """The hub's latest signed checkpoint, as received."""
+        return await self._request("GET", CHECKPOINT_PATH)
+
+    async def peer_checkpoint(self, peer_url: str) -> bytes:
+        """The checkpoint a peer node accepted (with its co-signature), as received."""
+        return await self._request("GET", CHECKPOINT_PATH, url=peer_url.rstrip("/") + CHECKPOINT_PATH)
+
+    async def _proof(self, path: str, params: dict[str, int]) -> list[bytes]:
+        doc = self._json(await self._request("GET", path, params={k: str(v) for k, v in params.items()}))
+        if not isinstance(doc, dict) or any(doc.get(k) != v for k, v in params.items()):
+            raise HubProtocolError(f"{path} answered another proof than asked ({params})")
+        return logtrust.proof_hashes(doc.get("proof"))
+
+    async def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        return await self._proof(INCLUSION_PATH, {"index": index, "size": size})
+
+    async def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        return await self._proof(CONSISTENCY_PATH, {"from": first, "to": second})
+
+    async def post_cosignature(self, size: int, signature: dict[str, str]) -> None:
+        body = json.dumps({"size": size, "signature": signature}, separators=(",", ":")).encode()
+        await self._signed_post(COSIGNATURES_PATH, body)
+
+    async def submit_governance(self, documents: Sequence[dict[str, str]]) -> dict[str, Any]:
+        """POST signed governance documents (self-authenticating, no HTTP signature); the hub's answer."""
+        body = json.dumps({"documents": list(documents)}, separators=(",", ":")).encode()
+        doc = self._json(await self._request("POST", GOVERNANCE_PATH, data=body,
+                                             headers={"Content-Type": "application/json"}))
+        if not isinstance(doc, dict):
+            raise HubProtocolError("the governance answer is not a JSON object")
+        return doc
+
+    def _identify(self, path: str) -> dict[str, str]:
+        """RFC 9421 headers saying which member pulls (``@method`` and ``@target-uri``, query included), so the
+        hub can show its last pull and lag (docs/adr/0008); none when no own key is valid now (an anonymous
+        pull, as any reader's)."""
+        key = self.service.keys.signing_key(self.service.registry.registry, self.service.clock())
+        if key is None:
+            return {}
+        return httpsig.sign_request("GET", self._url(path), {}, b"", private_key=key.key, keyid=key.kid,
+                                    created=int(time.time()), nonce=secrets.token_urlsafe(16),
+                                    components=PULL_COMPONENTS)
+
+    async def log(self, after: int, limit: int, wait: int) -> LogPage:
+        path = f"{LOG_PATH}?after={after}&limit={limit}&wait={wait}"
+        doc = self._json(await self._request("GET", path, wait=wait, headers=self._identify(path)))
+        try:
+            entries = [(e["position"], e["envelope"]) for e in doc["entries"]]
+            size = doc.get("size")
+        except (KeyError, TypeError, AttributeError) as e:
+            raise HubProtocolError(f"log page is malformed: {e}") from e
+        if not all(type(p) is int for p, _ in entries):
+            raise HubProtocolError("log positions must be integers")
+        return LogPage(entries, size if type(size) is int else None)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """RFC 9110 §10.2.3 Retry-After in delay-seconds (the hub's form); an HTTP-date or garbage: None."""
+    return float(value) if value is not None and value.strip().isdigit() else None
+
+
+def retry_delay(backoff: Backoff, error: Exception) -> float:
+    """The wait after a failure: the backoff's, or longer when the hub asked for it (429/503 Retry-After),
+    but never past the backoff's cap (a hub cannot park a node)."""
+    delay = backoff.next_delay()
+    asked = error.retry_after if isinstance(error, HubUnavailableError) else None
+    return max(delay, min(asked, backoff.cap)) if asked else delay
+
+
+def _problem_text(body: bytes) -> str:
+    """The reason and detail of an RFC 9457 answer, or the start of whatever else came back."""
+    try:
+        doc = strictjson.loads(body)
+        return f"{doc.get('reason', '')}: {doc.get('detail', '')}".strip(": ")
+    except (IpdnError, AttributeError):
+        return body[:200].decode("utf-8", "replace")
+
+
+class SyncEngine:
+    def __init__(self, config: NodeConfig, service: NodeService, store: NodeStore, *,
+                 rng: Callable[[], float] = random.random) -> None:
+        self.config, self.service, self.store, self.rng = config, service, store, rng
+        self.state = SyncState()
+        self.client: HubClient | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._cosign_wanted = asyncio.Event()  # set when a checkpoint is accepted
+        self.unchecked = False  # caught up with entries whose checkpoint is not yet checked
+        self._last_check = float("-inf")
+
+    async def start(self, *, loops: bool = True) -> None:
+        """Open the HTTP session and, unless ``loops`` is False (tests drive it by hand), the loops."""
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(
+            total=None, connect=self.config.connect_timeout),
+            connector=aiohttp.TCPConnector(ssl=self.config.hub_ssl_context()))  # hub_ca, mutual TLS
+        self.client = HubClient(self._session, self.config, self.service)
+        self.service.refresh_registry = self.refresh_registry  # tried when no own key is valid
+        if loops:
+            self.service.outbox_changed.set()  # push whatever a previous run left pending
+            self._cosign_wanted.set()  # the hub may not hold our co-signature of the last accepted checkpoint
+            loops_ = [self._push_loop, self._pull_loop, self._registry_loop, self._witness_loop]
+            if self.config.peer_urls:
+                loops_.append(self._peer_loop)
+            self._tasks = [asyncio.create_task(loop(), name=f"ipdn-node-{loop.__name__}") for loop in loops_]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def _hub(self) -> HubClient:
+        if self.client is None:
+            raise RuntimeError("SyncEngine.start() opens the hub client first")
+        return self.client
+
+    # -- one step of each loop (public so tests and an operator command can run them) -----------------
+
+    async def push_once(self) -> bool:
+        """Push one batch of pending own envelopes; True if more may be waiting.
+
+        Raises:
+            HubError: the hub could not be reached or answered out of protocol.
+        """
+        if await self.store.outbox(REJECTED, 1):
+            return False  # the hub refused an own envelope; its successors would fail the same way
+        limit = min(self.config.push_batch, self.service.registry.registry.policies.max_batch)
+        batch = await self.store.outbox(PENDING, limit)
+        if not batch:
+            return False
+        seqs = [row.seq for row in batch]
+        try:
+            answer = await self._hub.push([row.envelope for row in batch])
+        except HubError:
+            await self.store.record_push(seqs, now=self.service.clock())
+            raise
+        results = answer.results
+        accepted: list[tuple[int, int]] = []
+        rejected: tuple[int, str, str] | None = None
+        for i, row in enumerate(batch):
+            res = results.get(i, {})
+            status, position = res.get("status"), res.get("position")
+            if status in ("accepted", "duplicate") and type(position) is int:
+                accepted.append((row.seq, position))
+            elif status == "rejected":
+                if rejected is None:  # later ones fail because of the first (chain-gap)
+                    problem = res.get("problem")
+                    problem = problem if isinstance(problem, dict) else {}
+                    rejected = (row.seq, str(problem.get("reason", "rejected")), str(problem.get("detail", "")))
+            else:
+                raise HubProtocolError(f"push answer has no valid result for envelope {i} (seq {row.seq})")
+        await self.store.record_push(seqs, accepted=accepted, rejected=rejected, now=self.service.clock())
+        self.state.last_push_at = self.service.clock()
+        if rejected is not None:
+            log.error("the hub rejected own envelope seq %s: %s: %s; pushing stops until an operator acts",
+                      *rejected)
+        await self.check_own_included(answer.checkpoint, batch, accepted)
+        return rejected is None and len(batch) == limit
+
+    async def check_own_included(self, checkpoint: bytes | None, batch: Sequence[OutboxRow],
+                                 acknowledged: Sequence[tuple[int, int]]) -> None:
+        """The checkpoint of a push answer must include the first and the last own envelope acknowledged.
+
+        Two inclusion proofs per push, whatever the batch size: they pin both ends of the batch, and every
+        envelope (these included) is covered again when the pull loop reaches it, since the hub's checkpoint
+        must then have the root of the node's own frontier. A failure is kept as evidence.
+
+        Raises:
+            HubError: no checkpoint in the answer, or a proof could not be fetched (the push stays recorded).
+        """
+        if not acknowledged:
+            return
+        if checkpoint is None:
+            raise HubProtocolError("the push answer acknowledges envelopes without a checkpoint")
+        envelopes = {row.seq: row.envelope for row in batch}
+        try:
+            signed = logtrust.read_checkpoint(checkpoint, self.service.registry.registry)
+            size = signed.checkpoint.size
+            for seq, position in dict.fromkeys([acknowledged[0], acknowledged[-1]]):
+                leaf = logtrust.entry_leaf(position, json.loads(envelopes[seq]))
+                proof = await self._hub.inclusion_proof(position - 1, size) if 1 <= position <= size else []
+                logtrust.check_included(leaf, position, signed, proof, checkpoint)
+        except LogMisbehaviourError as e:
+            await self.service.record_misbehaviour(e)  # pushing goes on; applying from the hub stops
+
+    async def pull_once(self, wait: int = 0, *, every: float = 0.0) -> int:
+        """Fetch and apply one page of the log after the stored cursor; the number of entries.
+
+        When the page reaches the end of the log, the hub's latest checkpoint is checked too
+        (:meth:`check_checkpoint`), at most once per ``every`` seconds (the loop's rate limit while
+        entries keep arriving; what is left unchecked is checked at the next due pull, and the
+        frontier covers every entry either way); evidence of misbehaviour is kept and halts applying.
+
+        Raises:
+            HubError: the hub could not be reached or answered out of protocol.
+            LogHaltedError: the node holds evidence against the hub's log (found now or before).
+        """
+        await self.service.ensure_applying()
+        after = await self.service.cursor()
+        page = await self._hub.log(after, self.config.pull_limit, wait)
+        if self.service.signed_by_unknown_keys(page.entries):
+            # A member admitted or a key rotated since the last refresh: without the new registry its
+            # envelopes would be quarantined and its chain would stop here.
+            with contextlib.suppress(HubError, RegistryError):
+                await self.refresh_registry()
+        try:
+            await self.service.apply_log(after, page.entries)
+            self.state.last_pull_at = self.service.clock()
+            self.state.log_size = page.size
+            if page.size is not None and after + len(page.entries) >= page.size:  # caught up
+                now = asyncio.get_running_loop().time()
+                self.unchecked = True
+                if now - self._last_check >= every:
+                    await self.check_checkpoint()
+                    self._last_check, self.unchecked = now, False
+        except LogMisbehaviourError as e:
+            await self.service.record_misbehaviour(e)
+            raise LogHaltedError(f"applying from the hub is halted: {e.reason}: {e.message}") from e
+        return len(page.entries)
+
+    async def check_checkpoint(self) -> bool:
+        """Check the hub's latest checkpoint against what this node pulled; True if newly accepted.
+
+        It must not be smaller than the last checkpoint accepted (rollback). At the node's cursor its root
+        must be the root of the node's own frontier over every entry pulled, and it must extend the last
+        accepted checkpoint (consistency proof; redundant with the frontier, which only ever grows, but a
+        hub must be able to prove it). A larger one waits until the node has pulled that far. The one
+        accepted is kept as received and co-signed by the witness loop.
+
+        Raises:
+            HubError: unreachable, or not a checkpoint document / proof at all (retried).
+            LogMisbehaviourError: the caller keeps the evidence.
+        """
+        view = await self.service.log_view()
+        if view.cursor == 0 or view.frontier is None:
+            return False  # an empty log has no checkpoint
+        raw = await self._hub.checkpoint()
+        signed = logtrust.read_checkpoint(raw, self.service.registry.registry)
+        accepted = logtrust.stored_checkpoint(view.checkpoint)
+        cp = signed.checkpoint
+        if accepted is not None and cp.size < accepted.checkpoint.size:
+            raise LogMisbehaviourError(f"the hub's latest checkpoint has size {cp.size}, below the size "
+                                       f"{accepted.checkpoint.size} this node accepted",
+                                       reason="checkpoint-rollback", offending=raw)
+        if cp.size > view.cursor:
+            return False  # entries appended meanwhile: pull them first
+        if cp.size < view.cursor:
+            raise HubProtocolError(f"the hub's latest checkpoint (size {cp.size}) is behind the log it served "
+                                   f"({view.cursor} entries)")
+        if cp.root_bytes != view.frontier.root():
+            raise LogMisbehaviourError(f"checkpoint {cp.size} has root {cp.root}, the {cp.size} entries this node "
+                                       f"pulled have root {view.frontier.root().hex()}",
+                                       reason="log-inconsistent", offending=raw)
+        if accepted is not None:
+            if accepted.payload == signed.payload:
+                return False
+            old = accepted.checkpoint.size
+            proof = await self._hub.consistency_proof(old, cp.size) if old < cp.size else []
+            logtrust.check_consistent(accepted, signed, proof, raw)
+        await self.store.accept_checkpoint(raw)
+        self._cosign_wanted.set()
+        return True
+
+    async def cosign_once(self) -> bool:
+        """Send the hub this node's co-signature of the last checkpoint accepted (witnessing); True if sent.
+
+        Raises:
+            HubError.
+        """
+        signed = logtrust.stored_checkpoint((await self.store.log_view()).checkpoint)
+        if signed is None or self.state.cosigned_size == signed.checkpoint.size:
+            return False
+        key = await self.service.signing_key(self.service.clock())
+        await self._hub.post_cosignature(signed.checkpoint.size, cosign(signed, key))
+        self.state.cosigned_size = signed.checkpoint.size
+        return True
+
+    async def check_peers_once(self) -> None:
+        """Compare the accepted checkpoint with each peer's (split view); a contradiction is kept as evidence.
+
+        A peer that cannot be reached or serves no valid hub-signed checkpoint is the peer's problem: it is
+        shown on the status page, not as an alarm.
+        """
+        for url in self.config.peer_urls:
+            checked = {"url": url, "checked_at": self.service.clock(), "size": None, "root": None, "error": None}
+            try:
+                checked.update(await self.check_peer(url))
+            except LogMisbehaviourError as e:
+                await self.service.record_misbehaviour(e, peer=url)
+                checked["error"] = f"{e.reason}: {e.message}"
+            except HubError as e:
+                checked["error"] = f"{e.reason}: {e.message}"
+            self.state.peers[url] = checked
+
+    async def check_peer(self, url: str) -> dict[str, Any]:
+        """Compare the accepted checkpoint with the one peer ``url`` serves; its size and root.
+
+        Same size with another root is a split view; different sizes need the hub's consistency proof
+        between the two, and one that does not verify is a split view too.
+
+        Raises:
+            HubError: the peer or the hub could not answer (or the peer's document is not hub-signed).
+            LogMisbehaviourError: ``split-view``.
+        """
+        raw = await self._hub.peer_checkpoint(url)
+        try:
+            theirs = logtrust.read_checkpoint(raw, self.service.registry.registry, source=f"peer {url}")
+        except LogMisbehaviourError as e:  # a forgery shows the peer (or its path) misbehaving, not the hub
+            raise HubProtocolError(e.message, reason=e.reason) from e
+        ours = logtrust.stored_checkpoint((await self.store.log_view()).checkpoint)
+        if ours is not None:
+            first, second = sorted((ours, theirs), key=_size)
+            proof = [] if _size(first) == _size(second) else \
+                await self._hub.consistency_proof(_size(first), _size(second))
+            logtrust.check_consistent(first, second, proof, raw, reason="split-view")
+        return {"size": theirs.checkpoint.size, "root": theirs.checkpoint.root}
+
+    async def refresh_registry(self) -> bool:
+        """Fetch the registry and move to it if it is a valid successor; True if it changed.
+
+        Raises:
+            HubError; RegistryError (rollback, freeze, bad signature: the service raises an alarm).
+        """
+        latest = await self._hub.fetch_registry()
+        target = parse_registry(latest).registry.version
+        changed = False
+        # A node several versions behind walks the chain one justified version at a time.
+        for version in range(self.service.registry.registry.version + 1, target):
+            changed |= self.service.accept_registry(await self._hub.fetch_registry(version))
+        return self.service.accept_registry(latest) or changed
+
+    async def rotate_key(self, effective_in: timedelta) -> RotationOutcome:
+        """Replace the node's signing key: a new key takes over ``effective_in`` from now (PROTOCOL.md §12).
+
+        The registry is refreshed first (the rotation must be made against the hub's current version);
+        the new key and the rotation are saved in the node directory before the documents go to the hub,
+        which publishes the next registry version at once; the node then fetches it. Authoring waits
+        meanwhile, so nothing is signed between the submission and the new registry. Envelopes keep being
+        signed with the current key until ``effective``, then with the new one (node/own_keys.py).
+
+        A rotation whose submission got no answer (the hub may or may not hold it) is kept; running this
+        again while the registry has not moved resubmits it rather than starting another.
+
+        Raises:
+            RotationError: ``rotation-pending`` (one has not run its course) or ``rotation-refused``
+                (the hub refused it or did not decide it; the new key is forgotten).
+            KeyNotValidError: no own key is valid now, so none can sign the rotation.
+            HubError: the hub could not be reached or served a registry this node refuses.
+        """
+        try:
+            await self.refresh_registry()
+        except RegistryError as e:
+            raise HubProtocolError(f"the hub's registry is refused ({e.reason}: {e.message}): a rotation made "
+                                   "against it would not count", reason="registry-refused") from e
+        keys = self.service.keys
+        async with self.service.exclusive():
+            registry = self.service.registry.registry
+            now = self.service.clock()
+            pending = keys.pending_rotation(registry, now)
+            resubmitted = pending is not None and pending.state(registry, keys.member) is RotationState.UNDECIDED
+            rotation = pending if resubmitted and pending else keys.start_rotation(registry, now, effective_in)
+            try:
+                answer = await self._hub.submit_governance(rotation.documents)
+            except HubProtocolError as e:  # refused: never registered, so forgotten
+                keys.discard(rotation)
+                raise RotationError(f"the hub refused the rotation: {e.message}") from e
+            except HubUnavailableError as e:
+                raise HubUnavailableError(
+                    f"the rotation to {rotation.kid} may not have reached the hub ({e.message}); the key is kept and "
+                    "the node follows the registry: run rotate-key again to resubmit it") from e
+            version = answer.get("registry_version")
+            if type(version) is not int or version <= rotation.base:
+                keys.discard(rotation)
+                raise RotationError(f"the hub kept the rotation but published no registry version for it "
+                                    f"(still {version}); the new key is forgotten")
+            with contextlib.suppress(HubError, RegistryError):  # if not now, the registry loop fetches it
+                await self.refresh_registry()
+        log.info("key rotation to %s submitted (effective %s, registry version %s)", rotation.kid,
+                 rotation.effective, version)
+        return RotationOutcome(rotation, version, self.service.registry.registry.version, resubmitted)
+
+    # -- the loops --------------------------------------------------------------------------------------
+
+    def _ok(self) -> None:
+        self.state.reachable = True
+
+    def _failed(self, e: Exception) -> None:
+        task = asyncio.current_task()
+        loop = task.get_name().removeprefix("ipdn-node-_").removesuffix("_loop") if task else "?"
+        key = (loop, e.reason if isinstance(e, IpdnError) else "internal")
+        self.state.errors[key] = self.state.errors.get(key, 0) + 1
+        if isinstance(e, IpdnError):
+            log.warning("%s: %s", e.reason, e.message)
+            if isinstance(e, HubError):
+                self.state.reachable = not isinstance(e, HubUnavailableError)
+            text = f"{e.reason}: {e.message}"
+        else:
+            log.exception("sync step failed")
+            text = f"internal: {type(e).__name__}: {e}"
+        self.state.last_error, self.state.last_error_at = text, self.service.clock()
+
+    async def _push_loop(self) -> None:
+        backoff = Backoff(self.config.backoff_base, self.config.backoff_cap, self.rng)
+        changed = self.service.outbox_changed
+        while True:
+            # Also look every outbox_poll seconds: `ipdn node import` writes the outbox from another process.
+            if not await wait_event(changed, self.config.outbox_poll) and not await self.store.outbox(PENDING, 1):
+                continue
+            changed.clear()  # authoring during the push sets it again, so nothing is missed
+            try:
+                while await self.push_once():
+                    pass
+            except Exception as e:  # a loop must outlive any one failure (logged, shown on status)
+                self._failed(e)
+                await asyncio.sleep(retry_delay(backoff, e))
+                changed.set()
+            else:
+                self._ok()
+                backoff.reset()
+
+    async def _pull_loop(self) -> None:
+        backoff = Backoff(self.config.backoff_base, self.config.backoff_cap, self.rng)
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            # With a checkpoint check still due, hold the long-poll only briefly so that it comes soon.
+            wait = 1 if self.unchecked else self.config.long_poll_wait
+            try:
+                n = await self.pull_once(wait, every=self.config.checkpoint_interval)
+            except LogHaltedError as e:  # evidence is kept; only an operator can decide what comes next
+                self._failed(e)
+                return
+            except Exception as e:
+                self._failed(e)
+                await asyncio.sleep(retry_delay(backoff, e))
+                continue
+            self._ok()
+            backoff.reset()
+            idle = self.config.min_poll_interval - (loop.time() - started)
+            if n == 0 and idle > 0:  # the hub answered an empty page without holding it
+                await asyncio.sleep(idle)
+
+    async def _witness_loop(self) -> None:
+        backoff = Backoff(self.config.backoff_base, self.config.backoff_cap, self.rng)
+        wanted = self._cosign_wanted
+        while True:
+            await wanted.wait()
+            wanted.clear()
+            try:
+                await self.cosign_once()
+            except HubUnavailableError as e:
+                self._failed(e)
+                await asyncio.sleep(retry_delay(backoff, e))
+                wanted.set()
+            except Exception as e:  # refused: the next accepted checkpoint tries again
+                self._failed(e)
+            else:
+                backoff.reset()
+                # Co-sign the latest accepted checkpoint at most this often: witnessing every batch
+                # would cost the hub a write per node per batch and add nothing.
+                await asyncio.sleep(self.config.witness_interval)
+
+    async def _peer_loop(self) -> None:
+        while True:
+            try:
+                if not await self.store.evidence(1):  # once halted, the evidence is kept: stop comparing
+                    await self.check_peers_once()
+            except Exception as e:
+                self._failed(e)
+            await asyncio.sleep(self.config.peer_interval)
+
+    async def _registry_loop(self) -> None:
+        while True:
+            try:
+                await self.refresh_registry()
+                self._ok()
+            except RegistryError as e:  # the service keeps the current registry and raises an alarm
+                log.error("registry refused: %s: %s", e.reason, e.message)
+            except Exception as e:
+                self._failed(e)
+            await asyncio.sleep(self.config.registry_refresh)
+
+
+def _size(signed: SignedCheckpoint) -> int:
+    return signed.checkpoint.size

@@ -1,0 +1,105 @@
+"""federation/server/db/sqlite_driver.py: aiosqlite with one thread hop per statement, held to aiosqlite's results."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+import sqlalchemy as sa
+
+from federation.server.db import engine as db
+from federation.server.db import sqlite_driver
+
+ROWS = sqlite_driver.READ_AHEAD * 2 + 7  # a result longer than two read-aheads
+
+
+async def _script(conn: aiosqlite.Connection) -> list[Any]:
+    """Every driver call SQLAlchemy makes, and the streaming ones it could; what each gave back."""
+    out: list[Any] = []
+    cur = await conn.cursor()
+    await cur.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT UNIQUE)")
+    await cur.executemany("INSERT INTO t (v) VALUES (?)", [(f"v{i}",) for i in range(ROWS)])
+    out.append(cur.rowcount)
+    await cur.execute("INSERT INTO t (v) VALUES (?)", ("last",))
+    out += [cur.rowcount, cur.lastrowid, cur.description]
+    await conn.commit()
+    await cur.execute("SELECT id, v FROM t ORDER BY id")
+    out += [cur.description, await cur.fetchall(), await cur.fetchall()]
+    await cur.execute("SELECT id FROM t ORDER BY id")
+    out += [await cur.fetchone(), await cur.fetchmany(3), await cur.fetchmany(sqlite_driver.READ_AHEAD + 5),
+            len(await cur.fetchall()), await cur.fetchone()]
+    await cur.execute("SELECT v FROM t WHERE id = ?", (2,))
+    out.append(await cur.fetchall())
+    await cur.execute("SELECT v FROM t WHERE id < 0")
+    out += [await cur.fetchall(), await cur.fetchone()]
+    with pytest.raises(sqlite3.IntegrityError):
+        await cur.execute("INSERT INTO t (v) VALUES ('v1')")
+    await cur.execute("UPDATE t SET v = v || '!' WHERE id <= 3")
+    out += [cur.rowcount, conn.in_transaction]
+    await conn.rollback()
+    out.append(conn.in_transaction)
+    await conn.rollback()  # outside a transaction: nothing to do
+    await cur.execute("SELECT count(*), min(v) FROM t")
+    out.append(await cur.fetchall())
+    await cur.close()
+    return out
+
+
+async def test_same_results_as_aiosqlite(tmp_path: Path) -> None:
+    """Rows, counts, descriptions, errors and transactions come out as aiosqlite's own give them."""
+    stock = await aiosqlite.connect(tmp_path / "stock.db")
+    fast = await sqlite_driver.connect(tmp_path / "fast.db")
+    try:
+        assert await _script(fast) == await _script(stock)
+    finally:
+        await stock.close()
+        await fast.close()
+
+
+async def test_one_thread_hop_per_statement(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reason the driver exists: through SQLAlchemy, a SELECT on a pooled connection is one call to the
+    connection's thread (aiosqlite's own: open cursor, execute, fetch, close, rollback on release), a write
+    transaction one per statement and one for the commit."""
+    engine = db.make_engine(db.sqlite_url(tmp_path / "t.db"))
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT)"))
+        hops: list[Any] = []
+        real = aiosqlite.Connection._execute
+
+        async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            hops.append(getattr(fn, "__name__", fn))
+            return await real(self, fn, *args, **kwargs)
+
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+        async with engine.connect() as conn:
+            assert (await conn.execute(sa.text("SELECT v FROM kv WHERE k = 'x'"))).first() is None
+        assert len(hops) == 1, hops
+        hops.clear()
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("INSERT INTO kv VALUES ('a', '1')"))
+            await conn.execute(sa.text("INSERT INTO kv VALUES (:k, :v)"), [{"k": "b", "v": "2"}, {"k": "c", "v": "3"}])
+        assert len(hops) == 3, hops
+    finally:
+        await engine.dispose()
+
+
+def test_connection_left_open_does_not_keep_the_process_alive(tmp_path: Path) -> None:
+    """A connection never closed (its task cancelled when a server stops) must not hold the process after its
+    event loop has ended: a node stopped by SIGTERM exits instead of waiting for a SIGKILL."""
+    script = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from federation import sqlite_driver\n"
+        "held = []  # as a pool holds it\n"
+        "async def main():\n"
+        "    held.append(await sqlite_driver.connect(Path(sys.argv[1])))\n"
+        "    await held[0].execute('SELECT 1')\n"
+        "asyncio.run(main())\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "t.db")], timeout=30, capture_output=True)
+    assert done.returncode == 0, done.stderr

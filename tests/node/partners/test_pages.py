@@ -1,0 +1,366 @@
+"""Public event pages (node/partners/pages.py): schema.org Event JSON-LD and a readable, safe HTML page.
+
+Pages are read back with ``html.parser`` (the elements, their ``lang``/``dir``, the text) and the JSON-LD
+block with ``json.loads``; when ``pyld`` is installed the block is also expanded as JSON-LD (with the
+schema.org context given locally: no network), which checks the language value objects are well formed.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import re
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from node.app import SERVICE, create_app
+from node.config import NodeConfig
+from node.partners.pages import CSP, direction
+from node.records.service import NodeService
+from tests.support.factories import example_bodies, example_paths
+
+PROBLEM = "application/problem+json"
+SCHEMA = "https://schema.org/"
+
+
+class Element:
+    def __init__(self, tag: str, attrs: dict[str, str | None], parent: Element | None) -> None:
+        self.tag, self.attrs, self.parent = tag, attrs, parent
+        self.children: list[Element] = []
+        self.text = ""
+
+    def all_text(self) -> str:
+        return self.text + "".join(c.all_text() for c in self.children)
+
+    def iter(self) -> list[Element]:
+        return [self] + [e for c in self.children for e in c.iter()]
+
+    def ancestors(self) -> list[Element]:
+        out, e = [], self.parent
+        while e is not None:
+            out.append(e)
+            e = e.parent
+        return out
+
+
+VOID = {"meta", "link", "br", "img", "hr", "input"}
+
+
+class Tree(HTMLParser):
+    """A small DOM: enough to find elements, their attributes, text and ancestors."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root = Element("#root", {}, None)
+        self.cur = self.root
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        e = Element(tag, dict(attrs), self.cur)
+        self.cur.children.append(e)
+        if tag not in VOID:
+            self.cur = e
+
+    def handle_endtag(self, tag: str) -> None:
+        e: Element | None = self.cur
+        while e is not None and e.tag != tag:
+            e = e.parent
+        if e is not None and e.parent is not None:
+            self.cur = e.parent
+
+    def handle_data(self, data: str) -> None:
+        # text after a child goes to the parent's text too: order is not needed by these tests
+        self.cur.text += data
+
+    def find_all(self, tag: str, **attrs: str) -> list[Element]:
+        return [e for e in self.root.iter() if e.tag == tag and all(e.attrs.get(k) == v for k, v in attrs.items())]
+
+
+def example(name: str) -> dict[str, Any]:
+    (path,) = [p for p in example_paths("cultural-event") if name in p.name]
+    return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def jsonld_of(tree: Tree) -> dict[str, Any]:
+    (script,) = tree.find_all("script", type="application/ld+json")
+    return dict(json.loads(script.text))
+
+
+def values(lang_values: list[dict[str, str]]) -> dict[str, str]:
+    return {v["@language"]: v["@value"] for v in lang_values}
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, config: NodeConfig) -> TestClient:
+    """QA's node (create_app registers the page routes)."""
+    return await aiohttp_client(create_app(config, sync=False))
+
+
+@pytest.fixture
+def service(client: TestClient) -> NodeService:
+    return client.app[SERVICE]
+
+
+async def publish(service: NodeService, body: dict[str, Any], kind: str = "cultural-event") -> str:
+    return (await service.create(kind, body)).payload.record_id
+
+
+async def page(client: TestClient, record_id: str, status: int = 200, **params: str) -> tuple[Tree, Any]:
+    resp = await client.get(f"/events/{record_id}", params=params)
+    text = await resp.text()
+    assert resp.status == status, text
+    return Tree(text), resp
+
+
+class TestJsonLd:
+    @pytest.mark.parametrize("body", example_bodies("cultural-event"), ids=lambda b: b["title"].get("en", "")[:30])
+    async def test_every_example_has_the_required_event_properties(self, client: TestClient, service: NodeService,
+                                                                   body: dict[str, Any]) -> None:
+        """Each valid example is an Event with name, startDate, location, status, attendance mode, organizer."""
+        rid = await publish(service, body)
+        doc = jsonld_of((await page(client, rid))[0])
+        assert doc["@context"] == "https://schema.org" and doc["@type"] == "Event"
+        assert values(doc["name"]) == body["title"]
+        assert doc["startDate"] == body["start"] and doc.get("endDate") == body.get("end")
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)", doc["startDate"])
+        assert doc["location"] and doc["eventStatus"].startswith(SCHEMA)
+        assert doc["eventAttendanceMode"].startswith(SCHEMA)
+        assert [values(o["name"]) for o in doc["organizer"]] == [o["name"] for o in body["organizers"]]
+        assert all(o["@type"] == "Organization" for o in doc["organizer"])
+        assert doc["license"] == body["rights"]
+        assert doc["identifier"] == rid and doc["url"].endswith(f"/events/{rid}")
+        assert doc["inLanguage"] == body.get("languages", list(body["title"]))
+
+    async def test_cancelled_event_is_event_cancelled(self, client: TestClient, service: NodeService) -> None:
+        """A cancelled event's eventStatus is EventCancelled."""
+        doc = jsonld_of((await page(client, await publish(service, example("cancelled"))))[0])
+        assert doc["eventStatus"] == SCHEMA + "EventCancelled"
+
+    async def test_rescheduled_event_has_previous_start_date(self, client: TestClient, service: NodeService) -> None:
+        """A rescheduled event is EventRescheduled with previousStartDate from previous_start."""
+        body = example("weekly")
+        assert body["status"] == "rescheduled"
+        doc = jsonld_of((await page(client, await publish(service, body)))[0])
+        assert doc["eventStatus"] == SCHEMA + "EventRescheduled"
+        assert doc["previousStartDate"] == body["previous_start"]
+
+    async def test_postponed_event_is_event_postponed(self, client: TestClient, service: NodeService) -> None:
+        """A postponed event is EventPostponed."""
+        doc = jsonld_of((await page(client, await publish(service, example("postponed"))))[0])
+        assert doc["eventStatus"] == SCHEMA + "EventPostponed"
+
+    async def test_online_event_has_virtual_location(self, client: TestClient, service: NodeService) -> None:
+        """An online event (no venue) is at a VirtualLocation, attended online, even without attendance_mode."""
+        body = example("conference")
+        for key in ("venue", "attendance_mode"):
+            body.pop(key, None)
+        body.update(online_url="https://ipdn.network/live/conference", status="moved-online")
+        doc = jsonld_of((await page(client, await publish(service, body)))[0])
+        assert doc["location"] == {"@type": "VirtualLocation", "url": "https://ipdn.network/live/conference"}
+        assert doc["eventAttendanceMode"] == SCHEMA + "OnlineEventAttendanceMode"
+        assert doc["eventStatus"] == SCHEMA + "EventMovedOnline"
+
+    async def test_mixed_event_has_place_and_virtual_location(self, client: TestClient,
+                                                              service: NodeService) -> None:
+        """A mixed event has a Place (PostalAddress with locality and country, geo) and a VirtualLocation."""
+        body = example("website-launch")
+        doc = jsonld_of((await page(client, await publish(service, body)))[0])
+        place, virtual = doc["location"]
+        assert doc["eventAttendanceMode"] == SCHEMA + "MixedEventAttendanceMode"
+        assert place["@type"] == "Place" and values(place["name"]) == body["venue"]["name"]
+        assert place["address"]["@type"] == "PostalAddress"
+        assert values(place["address"]["addressLocality"]) == body["venue"]["city"]
+        assert place["address"]["addressCountry"] == "QA"
+        assert place["geo"] == {"@type": "GeoCoordinates", "latitude": 25.3601, "longitude": 51.5257}
+        assert virtual == {"@type": "VirtualLocation", "url": body["online_url"]}
+        assert doc["image"][0]["contentUrl"] == body["images"][0]["url"]
+
+    @pytest.mark.parametrize(("venue", "online", "mode"), [(True, False, "Offline"), (False, True, "Online"),
+                                                           (True, True, "Mixed")])
+    async def test_attendance_mode_inferred(self, client: TestClient, service: NodeService, venue: bool,
+                                            online: bool, mode: str) -> None:
+        """Without attendance_mode: a venue is offline, an online URL online, both mixed."""
+        body = example("website-launch")
+        del body["attendance_mode"]
+        if not venue:
+            del body["venue"]
+        if not online:
+            del body["online_url"]
+        doc = jsonld_of((await page(client, await publish(service, body)))[0])
+        assert doc["eventAttendanceMode"] == f"{SCHEMA}{mode}EventAttendanceMode"
+
+    async def test_expands_as_json_ld(self, client: TestClient, service: NodeService) -> None:
+        """The block expands as JSON-LD (pyld, schema.org context given locally): languages kept per value."""
+        jsonld = pytest.importorskip("pyld.jsonld")
+
+        def loader(url: str, options: Any = None) -> dict[str, Any]:
+            assert url.rstrip("/") in ("https://schema.org", "http://schema.org")
+            return {"contextUrl": None, "documentUrl": url,
+                    "document": {"@context": {"@vocab": SCHEMA, "url": {"@id": SCHEMA + "url", "@type": "@id"}}}}
+
+        body = example("website-launch")
+        doc = jsonld_of((await page(client, await publish(service, body)))[0])
+        (event,) = jsonld.expand(doc, {"documentLoader": loader})
+        assert event["@type"] == [SCHEMA + "Event"]
+        assert {(v["@language"], v["@value"]) for v in event[SCHEMA + "name"]} == set(body["title"].items())
+        assert event[SCHEMA + "eventStatus"] == [{"@value": SCHEMA + "EventScheduled"}]
+
+
+class TestHtml:
+    async def test_arabic_section_is_rtl(self, client: TestClient, service: NodeService) -> None:
+        """Each language has a section with its lang and dir: Arabic rtl, English ltr; the page follows the first."""
+        body = example("website-launch")
+        tree, _ = await page(client, await publish(service, body))
+        (html,) = tree.find_all("html")
+        assert html.attrs == {"lang": "ar", "dir": "rtl"}
+        (ar,) = tree.find_all("section", lang="ar")
+        (en,) = tree.find_all("section", lang="en", **{"class": "text"})
+        assert ar.attrs["dir"] == "rtl" and en.attrs["dir"] == "ltr"
+        assert body["title"]["ar"] in ar.all_text() and body["description"]["en"] in en.all_text()
+
+    async def test_lang_query_puts_that_language_first(self, client: TestClient, service: NodeService) -> None:
+        """?lang=en makes English the page's language and first section."""
+        tree, _ = await page(client, await publish(service, example("website-launch")), lang="en")
+        assert tree.find_all("html")[0].attrs == {"lang": "en", "dir": "ltr"}
+        assert tree.find_all("section")[0].attrs["lang"] == "en"
+
+    @pytest.mark.parametrize(("tag", "dir_"), [("ar", "rtl"), ("fa", "rtl"), ("he", "rtl"), ("ur", "rtl"),
+                                               ("ar-QA", "rtl"), ("en", "ltr"), ("ko", "ltr"), ("tr", "ltr"),
+                                               ("az-Arab", "rtl"), ("ur-Latn", "ltr"), ("zh-Hant", "ltr")])
+    def test_direction_of_language_tags(self, tag: str, dir_: str) -> None:
+        """Right-to-left languages (and Arabic or Hebrew scripts) are rtl, others ltr; a script subtag decides."""
+        assert direction(tag) == dir_
+
+    async def test_verification_hash_and_link(self, client: TestClient, service: NodeService) -> None:
+        """The page shows the envelope hash and links to the record's API item, which has that envelope."""
+        rid = await publish(service, example("general-assembly"))
+        tree, _ = await page(client, rid)
+        rec = await service.get(rid)
+        (code,) = tree.find_all("code", **{"class": "hash"})
+        assert code.all_text() == rec.hash
+        (link,) = tree.find_all("a", **{"class": "verify-link"})
+        assert link.attrs["href"].endswith("/api/v1/records/" + rid.replace(":", "%3A"))
+        item = await (await client.session.get(link.attrs["href"])).json()
+        assert item["hash"] == rec.hash
+
+    async def test_cancelled_event_clearly_marked(self, client: TestClient, service: NodeService) -> None:
+        """A cancelled event has a status notice and 'Cancelled' in its title."""
+        tree, _ = await page(client, await publish(service, example("cancelled")))
+        (notice,) = tree.find_all("p", role="status")
+        assert "cancelled" in notice.attrs["class"] and "Cancelled" in notice.all_text()
+        assert "Cancelled" in tree.find_all("title")[0].all_text()
+
+    async def test_security_headers(self, client: TestClient, service: NodeService) -> None:
+        """A strict CSP (nothing but the page's own stylesheet, by hash), nosniff, HTML in UTF-8."""
+        tree, resp = await page(client, await publish(service, example("general-assembly")))
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert resp.content_type == "text/html" and resp.charset == "utf-8"
+        csp = resp.headers["Content-Security-Policy"]
+        assert csp == CSP and "default-src 'none'" in csp and "script-src" not in csp and "unsafe" not in csp
+        (style,) = tree.find_all("style")
+        digest = base64.b64encode(hashlib.sha256(style.text.encode()).digest()).decode()
+        assert f"style-src 'sha256-{digest}'" in csp
+
+    async def test_etag_answers_304(self, client: TestClient, service: NodeService) -> None:
+        """An If-None-Match with the page's ETag is answered 304, with the same security headers."""
+        rid = await publish(service, example("general-assembly"))
+        _, resp = await page(client, rid)
+        again = await client.get(f"/events/{rid}", headers={"If-None-Match": resp.headers["ETag"]})
+        assert again.status == 304 and again.headers["X-Content-Type-Options"] == "nosniff"
+
+
+class TestAttacks:
+    async def test_script_in_title_rendered_as_text(self, client: TestClient, service: NodeService) -> None:
+        """A title <script>alert(1)</script> is text in the page: no script element but the JSON-LD."""
+        body = example("general-assembly")
+        body["title"] = {"en": "<script>alert(1)</script>", "ar": "<img src=x onerror=alert(1)>"}
+        tree, resp = await page(client, await publish(service, body))
+        raw = await resp.text()
+        assert "<script>alert(1)" not in raw and "<img src=x" not in raw
+        assert [s.attrs.get("type") for s in tree.find_all("script")] == ["application/ld+json"]
+        assert not tree.find_all("img")
+        assert "<script>alert(1)</script>" in tree.find_all("section", lang="en")[0].all_text()
+        assert values(jsonld_of(tree)["name"]) == body["title"]
+
+    async def test_script_end_tag_in_description_cannot_leave_json_ld(self, client: TestClient,
+                                                                      service: NodeService) -> None:
+        """</script><script>... inside the JSON-LD stays data: escaped, and json.loads gives it back intact."""
+        body = example("general-assembly")
+        evil = "</script><script>alert(1)</script><!-- & -->"
+        body["description"] = {"en": evil}
+        tree, resp = await page(client, await publish(service, body))
+        raw = await resp.text()
+        block = raw.split('<script type="application/ld+json">', 1)[1].split("</script>", 1)[0]
+        assert "<" not in block and ">" not in block
+        assert values(jsonld_of(tree)["description"]) == {"en": evil}
+        assert len(tree.find_all("script")) == 1
+
+    async def test_bidi_override_in_title_isolated(self, client: TestClient, service: NodeService) -> None:
+        """A right-to-left override in a title stays inside it: <bdi> in the body, FSI...PDI in <title>."""
+        body = example("general-assembly")
+        body["title"] = {"en": "Concert \u202egnp.exe"}
+        tree, _ = await page(client, await publish(service, body))
+        holders = [e for e in tree.root.iter() if "\u202e" in e.text]
+        assert holders and all(e.tag in ("bdi", "title", "script") for e in holders)
+        (title,) = tree.find_all("title")
+        assert title.text.startswith("\u2068") and title.text.endswith("\u2069")
+        hash_code = tree.find_all("code", **{"class": "hash"})[0]
+        assert not any(a.tag == "bdi" for a in hash_code.ancestors())
+
+    async def test_quote_in_title_cannot_break_attribute(self, client: TestClient, service: NodeService) -> None:
+        """Quotes in an organiser's name cannot add attributes to its link."""
+        body = example("general-assembly")
+        body["organizers"] = [{"name": {"en": '" onmouseover="alert(1)'}, "url": "https://example.org/a\"b"}]
+        tree, _ = await page(client, await publish(service, body), lang="en")
+        links = [a for a in tree.find_all("a") if a.attrs.get("href", "").startswith("https://example.org")]
+        assert links and all(set(a.attrs) <= {"href", "rel"} for a in links)
+
+
+class TestErrors:
+    async def test_unknown_id_is_404_problem(self, client: TestClient) -> None:
+        """An unknown id is a 404 problem."""
+        resp = await client.get("/events/QA:0000")
+        assert resp.status == 404 and resp.content_type == PROBLEM
+
+    async def test_programme_is_not_an_event(self, client: TestClient, service: NodeService) -> None:
+        """A record of another kind is no event: 404 problem."""
+        rid = await publish(service, example_bodies("capacity-programme")[0], kind="capacity-programme")
+        resp = await client.get(f"/events/{rid}")
+        assert resp.status == 404 and resp.content_type == PROBLEM
+
+    async def test_tombstone_is_410_page_with_id(self, client: TestClient, service: NodeService) -> None:
+        """A deleted event is a 410 HTML page naming the id and the tombstone's hash, no JSON-LD."""
+        rid = await publish(service, example("general-assembly"))
+        tombstone = await service.delete(rid)
+        tree, resp = await page(client, rid, status=410)
+        assert resp.headers["X-Content-Type-Options"] == "nosniff" and "Content-Security-Policy" in resp.headers
+        text = tree.root.all_text()
+        assert rid in text and tombstone.hash in text and "Withdrawn" in text
+        assert not tree.find_all("script")
+
+    async def test_update_changes_page(self, client: TestClient, service: NodeService) -> None:
+        """An update (here a cancellation) shows on the page: the ETag changes with the envelope."""
+        rid = await publish(service, example("general-assembly"))
+        _, first = await page(client, rid)
+        await service.cancel(rid)
+        tree, second = await page(client, rid)
+        assert first.headers["ETag"] != second.headers["ETag"]
+        assert jsonld_of(tree)["eventStatus"] == SCHEMA + "EventCancelled"
+
+
+def test_examples_unchanged_by_rendering() -> None:
+    """Rendering does not mutate bodies (copies compared)."""
+    from node.partners.pages import event_jsonld
+    from node.store.records import StoredRecord
+
+    rec = StoredRecord("QA:x", "QA", "cultural-event", 1, "put", "completed", None,
+                       json.dumps(example("website-launch")), "h", 1, "t", None, b"")  # type: ignore[arg-type]
+    before = copy.deepcopy(rec.body)  # decoded once, then the same object on every use
+    event_jsonld(rec, "https://n/events/QA:x", "https://n/api/v1/records/QA%3Ax")
+    assert rec.body == before

@@ -1,0 +1,136 @@
+"""The node's status page (sign-in with the operator token, CSRF, escaping) and its metrics, against a fake hub
+that refuses what the node pushes."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from node.app import ENGINE, create_app
+from node.status.page import SESSION_COOKIE
+from tests.node.conftest import TOKEN, Net, eventually
+from tests.node.sync.test_logtrust import publish_n
+from tests.support.factories import Member
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+XSS = "<script>alert(1)</script>"
+BIDI = "\u202eevil\u202c"
+
+
+@pytest.fixture
+async def node(aiohttp_client: Any, net: Net) -> TestClient:
+    """QA's node with its sync loops running against the fake hub."""
+    return await aiohttp_client(create_app(net.config))
+
+
+def csrf_of(html: str) -> str:
+    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert m, "no CSRF token in the form"
+    return m.group(1)
+
+
+async def sign_in(node: TestClient, token: str = TOKEN, **headers: str) -> Any:
+    form = await (await node.get("/status/sign-in")).text()
+    return await node.post("/status/sign-in", data={"token": token, "csrf_token": csrf_of(form)},
+                           allow_redirects=False, headers=headers)
+
+
+class TestStatusPage:
+    async def test_unauthenticated_status_page_redirects(self, node: TestClient) -> None:
+        r = await node.get("/status", allow_redirects=False)
+        assert r.status == 303 and r.headers["Location"] == "/status/sign-in"
+
+    async def test_wrong_token_refused_and_throttled(self, node: TestClient) -> None:
+        """A wrong token is a 401; five of them lock sign-in (even the right token) for a while."""
+        for _ in range(5):
+            assert (await sign_in(node, "not-the-token")).status == 401
+        assert (await sign_in(node)).status == 429
+
+    async def test_sign_in_forgery_without_token_refused(self, node: TestClient) -> None:
+        await node.get("/status/sign-in")
+        r = await node.post("/status/sign-in", data={"token": TOKEN}, allow_redirects=False)
+        assert r.status == 403 and (await r.json())["reason"] == "csrf"
+
+    async def test_session_cookie_hardened(self, node: TestClient) -> None:
+        r = await sign_in(node, **{"X-Forwarded-Proto": "https"})
+        cookie = next(c for c in r.headers.getall("Set-Cookie") if c.startswith(SESSION_COOKIE))
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" in cookie
+
+    async def test_refusals_shown_with_reason_escaped(self, node: TestClient, net: Net,
+                                                      event: dict[str, Any]) -> None:
+        """An own envelope the hub refused is listed with its reason; its <script> title and bidi overrides are
+        text; retrying needs the form's CSRF token."""
+        net.hub.reject_reason = "schema-invalid"
+        title = {"en": XSS, "ar": BIDI}
+        r = await node.post("/api/v1/records", json={"kind": "cultural-event", "body": {**event, "title": title}},
+                            headers=AUTH)
+        assert r.status == 201
+        await eventually(lambda: _rejected(node))
+        assert (await sign_in(node)).status == 303
+        html = await (await node.get("/status?lang=en")).text()
+        assert XSS not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+        assert '<code><bdi>schema-invalid</bdi></code>' in html and "data-refused=" in html
+        ar = await (await node.get("/status?lang=ar")).text()
+        assert '<html lang="ar" dir="rtl">' in ar
+        r = await node.post("/status/retry", data={}, allow_redirects=False)
+        assert r.status == 403
+        net.hub.reject_reason = None
+        r = await node.post("/status/retry", data={"csrf_token": csrf_of(html)}, allow_redirects=False)
+        assert r.status == 303
+        await eventually(lambda: _accepted(node))
+
+    async def test_metrics(self, node: TestClient, net: Net) -> None:
+        """Outbox, cursor, reachability and sync-loop errors by loop and reason; routes by canonical path."""
+        await eventually(lambda: _reachable(node))
+        net.hub.up = False
+
+        async def failed() -> bool:
+            return bool(node.server.app[ENGINE].state.errors)
+
+        await eventually(failed)
+        text = await (await node.get("/metrics")).text()
+        assert 'ipdn_node_outbox{state="pending"} 0.0' in text and "ipdn_node_cursor 0.0" in text
+        assert re.search(r'ipdn_node_sync_errors_total\{loop="(pull|registry|push|witness)",reason="[a-z-]+"\}', text)
+        assert "ipdn_node_log_halted 0.0" in text
+        await node.get("/api/v1/records/QA:nothing")
+        text = await (await node.get("/metrics")).text()
+        assert 'route="/api/v1/records/{record_id}",status="404"' in text and "QA:nothing" not in text
+
+
+class TestAlarms:
+    async def test_checkpoint_inconsistency_raised_on_page_and_in_metrics(self, node: TestClient, net: Net, kr: Member,
+                                                                          event: dict[str, Any]) -> None:
+        """A hub signing a root that is not that of the entries it served halts the node: the status page shows the
+        log-inconsistent alarm and that applying is halted; the metrics say so for the alert rule."""
+        net.hub.checkpoint_root = os.urandom(32)
+        publish_n(net.hub, kr, event, 2)
+
+        async def halted() -> bool:
+            return bool((await _status(node))["log"]["halted"])
+
+        await eventually(halted)
+        assert (await sign_in(node)).status == 303
+        html = await (await node.get("/status?lang=en")).text()
+        assert "<code><bdi>log-inconsistent</bdi></code>" in html and 'class="alarm bad"' in html
+        text = await (await node.get("/metrics")).text()
+        assert "ipdn_node_log_halted 1.0" in text and 'ipdn_node_alarms{reason="log-inconsistent"} 1.0' in text
+
+
+async def _status(node: TestClient) -> dict[str, Any]:
+    return dict(await (await node.get("/api/v1/status")).json())
+
+
+async def _rejected(node: TestClient) -> bool:
+    return (await _status(node))["outbox"]["rejected"] == 1
+
+
+async def _accepted(node: TestClient) -> bool:
+    return (await _status(node))["outbox"]["accepted"] == 1
+
+
+async def _reachable(node: TestClient) -> bool:
+    return bool((await _status(node))["hub"]["reachable"])

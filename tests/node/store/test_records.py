@@ -1,0 +1,105 @@
+"""The node's store: what is written comes back, each write in one transaction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from federation.protocol.verify import ChainHead
+from node.config import NodeConfig
+from node.store.records import ACCEPTED, PENDING, REJECTED, Changes, NodeStore, QuarantineRow
+from tests.support.factories import Member
+
+NOW = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
+
+
+class TestNodeStore:
+    async def test_migrations_are_idempotent(self, config: NodeConfig) -> None:
+        """Opening the same database twice runs the migrations once and keeps the data."""
+        first = await NodeStore.open(config.db_url, "QA")
+        await first.apply(Changes(cursor=7), NOW)
+        await first.close()
+        again = await NodeStore.open(config.db_url, "QA")
+        assert await again.cursor() == 7
+        await again.close()
+
+    async def test_authored_envelope_round_trips(self, store: NodeStore, qa: Member, event: dict[str, Any]) -> None:
+        """An own envelope comes back as record, chain head and pending outbox entry, bytes unchanged."""
+        env = qa.publish(event, record_id="QA:one")
+        await store.author(env, NOW)
+        rec = await store.get_record("QA:one")
+        assert rec is not None
+        assert (rec.version, rec.op, rec.status, rec.seq, rec.hash) == (1, "put", event["status"], 1, env.hash)
+        assert rec.body == event and rec.envelope == env.to_bytes() and rec.updated_at == NOW
+        assert rec.title == next(iter(event["title"].values()))
+        assert await store.heads(["QA", "KR"]) == {"QA": ChainHead(1, env.hash)}
+        [row] = await store.outbox(PENDING, 10)
+        assert (row.seq, row.envelope, row.attempts) == (1, env.to_bytes(), 0)
+
+    async def test_tombstone_round_trips(self, store: NodeStore, qa: Member, event: dict[str, Any]) -> None:
+        """A delete replaces the record with a tombstone: op delete, status deleted, no body."""
+        await store.author(qa.publish(event, record_id="QA:one"), NOW)
+        await store.author(qa.publish(None, record_id="QA:one", version=2), NOW)
+        rec = await store.get_record("QA:one")
+        assert rec is not None and (rec.version, rec.op, rec.status, rec.body) == (2, "delete", "deleted", None)
+
+    async def test_search_index_one_row_per_record(self, store: NodeStore, qa: Member, event: dict[str, Any]) -> None:
+        """The SQLite full-text index holds one row per record: written once for a new record, replaced on each
+        update (a new record skips the delete, which would scan the whole index)."""
+        if store.engine.dialect.name != "sqlite":
+            return
+        await store.author(qa.publish(event, record_id="QA:one"), NOW)
+        await store.author(qa.publish(event, record_id="QA:two"), NOW)
+        await store.author(qa.publish({**event, "title": {"en": "Renamed"}}, record_id="QA:one", version=2), NOW)
+        async with store.engine.connect() as conn:
+            rows = (await conn.execute(sa.text("SELECT record_id, search FROM records_fts ORDER BY record_id"))).all()
+        assert [r.record_id for r in rows] == ["QA:one", "QA:two"]
+        assert rows[0].search.startswith("Renamed")
+
+    async def test_apply_writes_everything_with_the_cursor(self, store: NodeStore, kr: Member, qa: Member,
+                                                           event: dict[str, Any]) -> None:
+        """Envelopes, records, own positions, quarantine and the cursor land together."""
+        own = qa.publish(event, record_id="QA:mine")
+        await store.author(own, NOW)
+        env = kr.publish(event, record_id="KR:a")
+        changes = Changes(cursor=3, envelopes=[(env, 2)], records={"KR:a": env}, own_positions=[(1, 1)],
+                          quarantine=[QuarantineRow("bad-signature", "forged", b"{}", "KR", 9, "ab" * 32, 3)])
+        await store.apply(changes, NOW)
+        assert await store.cursor() == 3
+        assert (await store.get_record("KR:a")) is not None
+        assert await store.held([("KR", 1), ("QA", 1), ("KR", 2)]) == {("KR", 1): env.hash, ("QA", 1): own.hash}
+        assert [(r.seq, r.position) for r in await store.outbox(ACCEPTED, 10)] == [(1, 1)]
+        [q] = await store.quarantined()
+        assert (q.reason, q.origin, q.seq, q.position) == ("bad-signature", "KR", 9, 3)
+        counts = await store.counts()
+        assert (counts.own, counts.received, counts.quarantine, counts.outbox) == (1, 1, 1, {"accepted": 1})
+
+    async def test_listing_pages_by_update_time(self, store: NodeStore, qa: Member, kr: Member,
+                                                event: dict[str, Any]) -> None:
+        """Records list in (updated_at, record_id) order; ``after`` continues behind a key; filters apply."""
+        for i in range(3):
+            await store.author(qa.publish(event, record_id=f"QA:r{i}"), NOW + timedelta(seconds=i))
+        other = kr.publish(event, record_id="KR:x")
+        await store.apply(Changes(cursor=1, envelopes=[(other, 1)], records={"KR:x": other}), NOW)
+        page = await store.list_records(limit=2)
+        assert [r.record_id for r in page] == ["KR:x", "QA:r0"]
+        rest = await store.list_records(after=(page[-1].updated_at, page[-1].record_id), limit=10)
+        assert [r.record_id for r in rest] == ["QA:r1", "QA:r2"]
+        assert [r.record_id for r in await store.list_records(origin="KR", limit=10)] == ["KR:x"]
+        assert await store.list_records(kind="capacity-programme", limit=10) == []
+        since = await store.list_records(updated_since=NOW + timedelta(seconds=1), limit=10)
+        assert [r.record_id for r in since] == ["QA:r1", "QA:r2"]
+
+    async def test_push_results_are_recorded(self, store: NodeStore, qa: Member, event: dict[str, Any]) -> None:
+        """A push counts an attempt for each envelope sent and records accepted and rejected ones."""
+        for i in range(3):
+            await store.author(qa.publish(event, record_id=f"QA:r{i}"), NOW)
+        await store.record_push([1, 2, 3], accepted=[(1, 5)], rejected=(2, "key-not-valid", "expired key"), now=NOW)
+        assert [(r.seq, r.position, r.attempts) for r in await store.outbox(ACCEPTED, 10)] == [(1, 5, 1)]
+        [rej] = await store.outbox(REJECTED, 10)
+        assert (rej.seq, rej.reason, rej.detail) == (2, "key-not-valid", "expired key")
+        assert [r.seq for r in await store.outbox(PENDING, 10)] == [3]
+        assert await store.retry_rejected() == 1
+        assert [r.seq for r in await store.outbox(PENDING, 10)] == [2, 3]
