@@ -13,7 +13,7 @@ import pytest
 
 from federation.protocol.envelope import Envelope
 from federation.protocol.keys import SigningKey, b64u_encode
-from federation.protocol.registry import RegistryError, SignedRegistry, sign_registry
+from federation.protocol.registry import KeyEntry, Policies, RegistryError, SignedRegistry, sign_registry
 from federation.protocol.schemas import default_schemas
 from federation.protocol.verify import ChainHead, verify_envelope
 from node.errors import HubProtocolError, InvalidRecordError, NotOwnRecordError, RecordDeletedError
@@ -287,7 +287,35 @@ class TestRegistry:
         assert service.registry.registry.version == 1
         assert [a["reason"] for a in await service.alarms()] == ["registry-expired"]
 
-    def test_registry_from_untrusted_signer_refused(self, service: NodeService, registry: SignedRegistry) -> None:
-        """A registry signed by a key the current registry does not name as the hub's is refused."""
-        with pytest.raises(RegistryError):
-            service.accept_registry(self._next(registry, SigningKey.generate(), version=2).to_bytes())
+    async def test_registry_from_untrusted_signer_refused(self, service: NodeService,
+                                                          registry: SignedRegistry) -> None:
+        """A registry that names its own signer as the hub (so its signature checks out against itself) is
+        refused: the signer is not a hub key of the registry the node already trusts."""
+        stranger = SigningKey.generate()
+        forged = self._next(registry, stranger, version=2, hub_keys=(KeyEntry(jwk=stranger.public.to_jwk()),))
+        with pytest.raises(RegistryError) as e:
+            service.accept_registry(forged.to_bytes())
+        assert e.value.reason == "registry-untrusted-signer" and service.registry.registry.version == 1
+        assert [a["reason"] for a in await service.alarms()] == ["registry-untrusted-signer"]
+
+    async def test_registry_signed_by_retired_hub_key_refused(self, service: NodeService, registry: SignedRegistry,
+                                                              hub_key: SigningKey) -> None:
+        """A hub key past its not_after in the trusted registry can no longer sign the next version."""
+        retired = KeyEntry(jwk=hub_key.public.to_jwk(), not_after="2000-01-01T00:00:00.000Z")
+        service.registry = sign_registry(dataclasses.replace(registry.registry, hub_keys=(retired,)), hub_key)
+        with pytest.raises(RegistryError) as e:
+            service.accept_registry(self._next(service.registry, hub_key, version=2).to_bytes())
+        assert e.value.reason == "registry-untrusted-signer" and service.registry.registry.version == 1
+
+    async def test_registry_conflict_refused(self, service: NodeService, registry: SignedRegistry,
+                                             hub_key: SigningKey) -> None:
+        """Two different documents with the current version (a hub equivocating) are refused, not merged."""
+        other = self._next(registry, hub_key, version=1, policies=Policies(max_batch=7))
+        with pytest.raises(RegistryError) as e:
+            service.accept_registry(other.to_bytes())
+        assert e.value.reason == "registry-conflict" and service.registry is registry
+        assert [a["reason"] for a in await service.alarms()] == ["registry-conflict"]
+
+    def test_same_registry_again_is_no_change(self, service: NodeService, registry: SignedRegistry) -> None:
+        """The very registry the node holds, fetched again, is no change and no alarm."""
+        assert service.accept_registry(registry.to_bytes()) is False and service.registry_alarm is None
