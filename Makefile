@@ -34,8 +34,11 @@ deploy-tools:
 	$$SUDO apt-get install -y -q --no-install-recommends systemd shellcheck >/dev/null 2>&1 || \
 	{ $$SUDO apt-get update -q && $$SUDO apt-get install -y -q --no-install-recommends systemd shellcheck; }
 
+# Test files run in parallel, one worker per core (pytest-xdist; a file's tests stay on one worker, so
+# module-scoped federations start once). TEST_WORKERS=0 runs them in this process, one after another.
+TEST_WORKERS ?= auto
 test: $(STAMP) $(CHROMIUM)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check federation node schemas tests

@@ -106,7 +106,7 @@ class HubProtocolError(HubError):
     reason = "hub-protocol"
 
 
-# -- the hub's log contradicts the math (DESIGN.md §5) ---------------------------------------------------
+# -- the hub's log contradicts the math (docs/ARCHITECTURE.md, trust model) ---------------------------------------------------
 
 
 class LogMisbehaviourError(TrustError):

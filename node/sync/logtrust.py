@@ -1,4 +1,4 @@
-"""Trust the math, not the hub (DESIGN.md §5, PROTOCOL.md §11): the node's checks of the hub's log.
+"""Trust the math, not the hub (docs/ARCHITECTURE.md, trust model; PROTOCOL.md §11): the node's checks of the hub's log.
 
 Pure functions, no I/O: the sync engine fetches documents and proofs, these judge them. Every failure
 that shows the hub misbehaving raises :class:`~node.errors.LogMisbehaviourError` whose ``reason`` is

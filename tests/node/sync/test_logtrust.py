@@ -1,4 +1,4 @@
-"""Trust the math, not the hub (DESIGN.md §5): the node's Merkle view of the log, checkpoint checks,
+"""Trust the math, not the hub (docs/ARCHITECTURE.md, trust model): the node's Merkle view of the log, checkpoint checks,
 inclusion of its own envelopes, witnessing, and split-view detection, against a fake hub that computes
 real Merkle trees, signs real checkpoints, and misbehaves on request (tests/support/fakehub.py)."""
 
