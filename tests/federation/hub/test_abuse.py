@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from federation.hub.app import SERVICE, create_app
+from federation.hub.app import create_app
+from federation.hub.appkeys import SERVICE
 from federation.hub.config import HubConfig
 from federation.protocol import httpsig
-from tests.federation.hub.test_hub_app import HUB_URL
 from tests.support.factories import Member, example_bodies, push_request
+from tests.support.hubdir import HUB_URL
 
 
 def hub_app(hub_dir: Path, db_url: str, **overrides: Any) -> Any:

@@ -25,7 +25,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from federation.hub.app import SERVICE, create_app
+from federation.hub.app import create_app
+from federation.hub.appkeys import SERVICE
 from federation.hub.config import HubConfig
 from federation.protocol import httpsig, jws
 from federation.protocol.envelope import TYP, Envelope
@@ -33,8 +34,8 @@ from federation.protocol.keys import b64u_encode
 from federation.protocol.schemas import default_schemas
 from federation.protocol.verify import ChainHead, verify_envelope
 from federation.server.web import PROBLEM_BASE
-from tests.federation.hub.test_hub_app import HUB_URL
 from tests.support.factories import Member, example_bodies
+from tests.support.hubdir import HUB_URL
 
 SETTINGS = settings(max_examples=75, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -12,31 +12,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from federation.hub.app import SERVICE, create_app
+from federation.hub.app import create_app
+from federation.hub.appkeys import SERVICE
 from federation.hub.config import HubConfig
 from federation.hub.store.log import LogTransaction, log
 from federation.protocol import httpsig, merkle
 from federation.protocol.checkpoint import cosign, parse_checkpoint
 from federation.protocol.envelope import leaf_bytes
 from federation.protocol.keys import SigningKey
-from federation.protocol.registry import genesis
 from tests.support.factories import Member, example_bodies, push_request
-
-HUB_URL = "http://hub.test"
-
-
-@pytest.fixture
-def members() -> dict[str, Member]:
-    return {c: Member(c) for c in ("QA", "KR", "TR")}
-
-
-@pytest.fixture
-def hub_dir(tmp_path: Path, members: dict[str, Member]) -> Path:
-    hub_key = SigningKey.generate()
-    hub_key.save(tmp_path / "hub.key.pem")
-    signed = genesis(hub_key=hub_key, hub_url=HUB_URL, founders=[(m.public, {"en": c}) for c, m in members.items()])
-    (tmp_path / "registry.json").write_bytes(signed.to_bytes())
-    return tmp_path
+from tests.support.hubdir import HUB_URL
 
 
 @pytest.fixture
