@@ -16,28 +16,20 @@ its live updates and the Prometheus metrics show (docs/adr/0008-member-sync-figu
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from federation.hub.ingest.service import HubService
+from prometheus_client import Counter, Gauge, Histogram
+
+from federation.hub.ingest.service import HubService, Outcome
+from federation.server.metrics import Metrics
+from federation.server.times import as_utc, utc_text
 
 log = logging.getLogger("ipdn.hub.monitor")
-
-
-def utc(when: datetime | None) -> datetime | None:
-    """A stored time as UTC-aware (SQLite hands back naive datetimes, all of them UTC)."""
-    if when is None:
-        return None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
-def iso(when: datetime | None) -> str | None:
-    when = utc(when)
-    return when.isoformat().replace("+00:00", "Z") if when else None
 
 
 @dataclass
@@ -51,7 +43,7 @@ class Monitor:
     _cached: tuple[float, dict[str, Any]] | None = None
 
     async def start(self) -> None:
-        self.pulls = {m: (utc(t) or t, c) for m, (t, c) in (await self.service.store.pulls()).items()}
+        self.pulls = {m: (as_utc(t), c) for m, (t, c) in (await self.service.store.pulls()).items()}
         self._flusher = asyncio.create_task(self._flush_loop(), name="hub-monitor-flush")
 
     async def stop(self) -> None:
@@ -80,8 +72,8 @@ class Monitor:
         if store.shared:  # other hub workers served other pulls: take the newest of each member's
             for member, (at, cursor) in (await store.pulls()).items():
                 mine = self.pulls.get(member)
-                if mine is None or (utc(mine[0]) or at) < (utc(at) or at):
-                    self.pulls[member] = (utc(at) or at, cursor)
+                if mine is None or as_utc(mine[0]) < as_utc(at):
+                    self.pulls[member] = (as_utc(at), cursor)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -107,7 +99,7 @@ class Monitor:
     async def _compute(self) -> dict[str, Any]:
         service, store = self.service, self.service.store
         reg = service.registry.registry
-        now = utc(service.clock()) or datetime.now(UTC)
+        now = as_utc(service.clock())
         today = now.replace(hour=0, minute=0, second=0, microsecond=0)
         # A chain is gap-free from seq 1 (the hub refuses gaps), so its head's seq is how many entries the log
         # holds of it: counting the log per origin cost 146-449 ms a request at 1,000,000 entries.
@@ -127,9 +119,9 @@ class Monitor:
         members = []
         for m in reg.members:
             act = service.activity.get(m.code)
-            pushed = max((t for t in (utc(act.last_push_at) if act else None, utc(received.get(m.code))) if t),
-                         default=None)
-            pulled = utc(self.pulls[m.code][0]) if m.code in self.pulls else None
+            pushed = max((t for t in (as_utc(act.last_push_at) if act else None, as_utc(received.get(m.code)))
+                          if t), default=None)
+            pulled = as_utc(self.pulls[m.code][0]) if m.code in self.pulls else None
             seen = max((t for t in (pushed, pulled) if t), default=None)
             head = service.heads.get(m.code)
             valid = [k for k in (e.public(m.code) for e in m.keys) if k.valid_at(now)]
@@ -137,29 +129,30 @@ class Monitor:
             cursor, source = cursors.get(m.code, (None, None))
             lag_seconds: float | None = None
             if cursor is not None:
-                first = utc(oldest_unread.get(cursor + 1))
+                first = as_utc(oldest_unread.get(cursor + 1))
                 lag_seconds = 0.0 if cursor >= size else max(0.0, (now - first).total_seconds()) if first else None
             members.append({
                 "code": m.code, "names": m.names, "role": m.role, "status": m.status,
                 "envelopes": held.get(m.code, 0), "head_seq": head.seq if head else 0,
                 "refused": sum(n for (mm, _), n in refused.items() if mm == m.code),
                 "accepted_today": accepted_today.get(m.code, 0), "refused_today": refused_today.get(m.code, 0),
-                "last_push_at": iso(pushed), "last_pull_at": iso(pulled), "cursor": cursor, "cursor_source": source,
+                "last_push_at": utc_text(pushed), "last_pull_at": utc_text(pulled),
+                "cursor": cursor, "cursor_source": source,
                 "lag_envelopes": None if cursor is None else size - cursor, "lag_seconds": lag_seconds,
                 "valid_keys": len(valid),
-                "key_expires_at": iso(min(ends)) if ends and len(ends) == len(valid) else None,
+                "key_expires_at": utc_text(min(ends)) if ends and len(ends) == len(valid) else None,
                 "last_cosigned_size": cosigned.get(m.code),
                 "silent": m.status == "active" and (seen is None or (now - seen).total_seconds() > self.silent_after),
             })
         cp = service.checkpoint.checkpoint if service.checkpoint else None
         return {"role": "hub", "hub_url": reg.hub_url, "registry_version": reg.version, "log_size": size,
-                "quarantine": sum(refused.values()), "time": iso(now), "silent_after": self.silent_after,
+                "quarantine": sum(refused.values()), "time": utc_text(now), "silent_after": self.silent_after,
                 "checkpoint": {"size": cp.size, "root": cp.root, "issued_at": cp.issued_at} if cp else None,
                 "members": members}
 
     async def throughput(self, hours: float = 1.0, buckets: int = 60) -> dict[str, Any]:
         """Envelopes accepted and refused per interval over the last ``hours`` (for the chart)."""
-        now = utc(self.service.clock()) or datetime.now(UTC)
+        now = as_utc(self.service.clock())
         start = now - timedelta(hours=hours)
         width = (now - start) / buckets
         accepted, refused = await self.service.store.arrival_times(start)
@@ -167,11 +160,11 @@ class Monitor:
         def count(times: list[datetime]) -> list[int]:
             out = [0] * buckets
             for t in times:
-                i = int(((utc(t) or now) - start) / width)
+                i = int((as_utc(t) - start) / width)
                 out[min(max(i, 0), buckets - 1)] += 1
             return out
 
-        return {"start": iso(start), "end": iso(now), "seconds_per_bucket": width.total_seconds(),
+        return {"start": utc_text(start), "end": utc_text(now), "seconds_per_bucket": width.total_seconds(),
                 "accepted": count(accepted), "refused": count(refused)}
 
 
@@ -180,10 +173,6 @@ class HubMetrics:
     :meth:`Monitor.snapshot` at each scrape."""
 
     def __init__(self, monitor: Monitor | None = None) -> None:
-        from prometheus_client import Counter, Gauge, Histogram
-
-        from federation.server.metrics import Metrics
-
         self.monitor = monitor
         self.base = Metrics("ipdn_hub")
         r = self.base.registry
@@ -231,7 +220,7 @@ class HubMetrics:
             if m["last_cosigned_size"] is not None:
                 self.cosigned.labels(code).set(m["last_cosigned_size"])
 
-    def count_push(self, member: str, outcomes: list[Any], seconds: float) -> None:
+    def count_push(self, member: str, outcomes: list[Outcome], seconds: float) -> None:
         self.ingest_seconds.observe(seconds)
-        for (status, reason), n in Counter((o.status, o.reason or "") for o in outcomes).items():
+        for (status, reason), n in collections.Counter((o.status, o.reason or "") for o in outcomes).items():
             self.envelopes.labels(member, status, reason).inc(n)  # once per kind of outcome, not per envelope

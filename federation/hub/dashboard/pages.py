@@ -38,10 +38,11 @@ import jinja2
 from aiohttp import web
 from markupsafe import Markup
 
-from federation.hub.monitor import iso, utc
+from federation.hub.appkeys import CONFIG, GOVERNANCE, MONITOR, SERVICE
 from federation.protocol.envelope import Envelope
 from federation.protocol.errors import IpdnError
 from federation.server.aio import wait_event
+from federation.server.times import as_utc, utc_text
 from federation.server.ui.pages import (
     LANG_COOKIE,
     SHARED_STATIC,
@@ -90,12 +91,6 @@ STATE = web.AppKey("dashboard", DashboardState)
 SESSION = web.RequestKey("ipdn_session", Session)
 
 
-def _hub() -> Any:
-    from federation.hub import app as hub_app  # the app module registers this one; its keys are read at run time
-
-    return hub_app
-
-
 # -- rendering -----------------------------------------------------------------------------------------------
 
 
@@ -107,10 +102,10 @@ def pick_name(names: dict[str, str], lang: str) -> tuple[str, str]:
 def fmt_time(value: str | datetime | None) -> Markup:
     """A time as ``<time dir="ltr">YYYY-MM-DD HH:MM:SS</time>`` UTC: left to right in Arabic pages too (the live
     script writes the same form)."""
-    when = utc(datetime.fromisoformat(value) if isinstance(value, str) else value) if value is not None else None
+    when = as_utc(datetime.fromisoformat(value) if isinstance(value, str) else value) if value is not None else None
     if when is None:
         return Markup("–")
-    return Markup('<time dir="ltr" datetime="{}">{}</time>').format(iso(when), when.strftime("%Y-%m-%d %H:%M:%S"))
+    return Markup('<time dir="ltr" datetime="{}">{}</time>').format(utc_text(when), when.strftime("%Y-%m-%d %H:%M:%S"))
 
 
 def term(catalog: Catalog, lang: str, kind: str, value: str) -> str:
@@ -154,7 +149,7 @@ async def current_session(request: web.Request) -> Session | None:
     session = state.codec.open(request.cookies.get(SESSION_COOKIE), time.time())
     if session is None:
         return None
-    account = await request.app[_hub().SERVICE].store.operator(session.subject)
+    account = await request.app[SERVICE].store.operator(session.subject)
     if account is None or account["disabled"]:
         return None
     request[SESSION] = session
@@ -172,7 +167,7 @@ async def require_session(request: web.Request) -> Session:
 
 
 async def _audit(request: web.Request, operator: str, action: str, detail: str = "") -> None:
-    store = request.app[_hub().SERVICE].store
+    store = request.app[SERVICE].store
     await store.add_operator_event(datetime.now(UTC), operator, action, detail)
     log.info("operator %s: %s", action, operator, extra={"fields": {
         "event": f"operator-{action}", "operator": operator, "remote": request.remote or "", "detail": detail}})
@@ -201,7 +196,7 @@ async def sign_in(request: web.Request) -> web.Response:
     if state.throttle.locked_until(name, now):
         await _audit(request, name, "sign-in-locked")
         return _sign_in_form(request, 429, "sign_in_locked")
-    account = await request.app[_hub().SERVICE].store.operator(name) if name else None
+    account = await request.app[SERVICE].store.operator(name) if name else None
     stored = account["password_hash"] if account and not account["disabled"] else _DUMMY_HASH
     ok = await asyncio.get_running_loop().run_in_executor(None, verify_password, password, stored)
     if not ok or account is None or account["disabled"]:
@@ -210,7 +205,7 @@ async def sign_in(request: web.Request) -> web.Response:
         return _sign_in_form(request, 401, "sign_in_failed")
     state.throttle.succeeded(name)
     value, _ = state.codec.issue(name, now)
-    await request.app[_hub().SERVICE].store.set_operator(name, last_sign_in_at=datetime.now(UTC))
+    await request.app[SERVICE].store.set_operator(name, last_sign_in_at=datetime.now(UTC))
     await _audit(request, name, "sign-in")
     resp = web.HTTPSeeOther(PREFIX)
     set_cookie(resp, request, SESSION_COOKIE, value, max_age=state.codec.ttl)
@@ -232,7 +227,7 @@ async def sign_out(request: web.Request) -> web.Response:
 
 async def overview(request: web.Request) -> web.Response:
     await require_session(request)
-    snap = await request.app[_hub().MONITOR].snapshot()
+    snap = await request.app[MONITOR].snapshot()
     return render(request, "dashboard.html", snap=snap)
 
 
@@ -240,8 +235,8 @@ async def events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: ``event: status`` with the status JSON, whenever it changed (at most every
     ``live_interval`` seconds), and a comment every 15 s so that proxies keep the stream open."""
     await require_session(request)
-    monitor, state = request.app[_hub().MONITOR], request.app[STATE]
-    interval = request.app[_hub().CONFIG].live_interval
+    monitor, state = request.app[MONITOR], request.app[STATE]
+    interval = request.app[CONFIG].live_interval
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                        "X-Accel-Buffering": "no"})
     secure_headers(resp)
@@ -267,11 +262,11 @@ async def events(request: web.Request) -> web.StreamResponse:
 async def member_page(request: web.Request) -> web.Response:
     await require_session(request)
     code = request.match_info["code"]
-    snap = await request.app[_hub().MONITOR].snapshot()
+    snap = await request.app[MONITOR].snapshot()
     member = next((m for m in snap["members"] if m["code"] == code), None)
     if member is None:
         raise Problem(404, "no-such-member", f"no member {code!r} in the registry")
-    store = request.app[_hub().SERVICE].store
+    store = request.app[SERVICE].store
     envelopes = [{**e, "title": record_title(e.pop("envelope"))} for e in await store.recent_log(code, 50)]
     return render(request, "member.html", member=member, snap=snap, envelopes=envelopes,
                   refusals=[_refusal(r) for r in await store.quarantine_page(member=code, limit=50)])
@@ -294,7 +289,7 @@ def _refusal(row: dict[str, Any]) -> dict[str, Any]:
         detail = json.loads(row.get("detail") or "{}")
     except ValueError:
         detail = {"failures": [{"check": "", "reason": row["reason"], "message": row.get("detail")}]}
-    return {**row, "detail": detail if isinstance(detail, dict) else {}, "received_at": iso(row["received_at"])}
+    return {**row, "detail": detail if isinstance(detail, dict) else {}, "received_at": utc_text(row["received_at"])}
 
 
 def _when(request: web.Request, name: str) -> datetime | None:
@@ -313,7 +308,7 @@ async def quarantine_page(request: web.Request) -> web.Response:
     member = request.query.get("member", "").strip()[:2] or None
     reason = request.query.get("reason", "").strip()[:64] or None
     since, until = _when(request, "since"), _when(request, "until")
-    service = request.app[_hub().SERVICE]
+    service = request.app[SERVICE]
     rows = await service.store.quarantine_page(member=member, reason=reason, since=since, until=until, limit=200)
     reasons = sorted({r for (_, r) in await service.store.quarantine_counts()})
     return render(request, "quarantine.html", rows=[_refusal(r) for r in rows], reasons=reasons,
@@ -327,7 +322,7 @@ async def _item(request: web.Request) -> dict[str, Any]:
         item_id = int(request.match_info["id"])
     except ValueError:
         raise Problem(404, "no-such-item", "quarantine items are numbered") from None
-    row = await request.app[_hub().SERVICE].store.quarantine_item(item_id)
+    row = await request.app[SERVICE].store.quarantine_item(item_id)
     if row is None:
         raise Problem(404, "no-such-item", f"no quarantine item {item_id}")
     return dict(row)
@@ -353,23 +348,22 @@ async def quarantine_raw(request: web.Request) -> web.Response:
 
 async def checkpoint_page(request: web.Request) -> web.Response:
     await require_session(request)
-    service = request.app[_hub().SERVICE]
+    service = request.app[SERVICE]
     signed = service.checkpoint
     cosigners = await service.store.cosigners(signed.checkpoint.size) if signed else []
-    snap = await request.app[_hub().MONITOR].snapshot()
+    snap = await request.app[MONITOR].snapshot()
     return render(request, "checkpoint.html", checkpoint=signed.checkpoint if signed else None,
                   hub_kid=signed.signers()[0] if signed else None, snap=snap,
-                  cosigners=[{**c, "received_at": iso(c["received_at"])} for c in cosigners])
+                  cosigners=[{**c, "received_at": utc_text(c["received_at"])} for c in cosigners])
 
 
 async def registry_page(request: web.Request) -> web.Response:
     await require_session(request)
-    hub = _hub()
-    store = request.app[hub.SERVICE].store
-    governance = await request.app[hub.GOVERNANCE].overview()
+    store = request.app[SERVICE].store
+    governance = await request.app[GOVERNANCE].overview()
     return render(request, "registry.html", versions=await store.registry_versions(),
                   governance=governance, trail=list(reversed(governance["trail"]))[:100],
-                  operator_events=await store.operator_events(100), iso=iso)
+                  operator_events=await store.operator_events(100))
 
 
 def chart(series: dict[str, Any], width: int = 720, height: int = 240) -> dict[str, Any]:
@@ -392,7 +386,7 @@ def chart(series: dict[str, Any], width: int = 720, height: int = 240) -> dict[s
 
 async def throughput_page(request: web.Request) -> web.Response:
     await require_session(request)
-    series = await request.app[_hub().MONITOR].throughput(hours=1.0, buckets=60)
+    series = await request.app[MONITOR].throughput(hours=1.0, buckets=60)
     return render(request, "throughput.html", series=series, chart=chart(series))
 
 
@@ -405,7 +399,7 @@ async def _close_streams(app: web.Application) -> None:
 
 def register(app: web.Application) -> None:
     """Add the dashboard's routes and state to the hub's app (its config gives the session secret)."""
-    config = app[_hub().CONFIG]
+    config = app[CONFIG]
     env = template_env(HERE / "templates")
     app[STATE] = DashboardState(
         codec=SessionCodec(load_secret(config.session_secret_path), ttl=config.session_ttl), env=env,

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from federation.hub.app import MONITOR, SERVICE, create_app
+from federation.hub.app import create_app
+from federation.hub.appkeys import MONITOR, SERVICE
 from federation.hub.config import HubConfig
 from federation.hub.dashboard.pages import PRE_COOKIE, SESSION_COOKIE, STATE
 from federation.protocol import httpsig

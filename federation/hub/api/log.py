@@ -1,0 +1,126 @@
+"""The log (PROTOCOL.md §8.3): pages of it, its checkpoints with the members' co-signatures, RFC 9162 proofs,
+and the co-signatures members push after verifying a checkpoint (witnessing)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+
+from aiohttp import web
+
+from federation.hub.api.intake import (
+    PULL_COMPONENTS,
+    Intake,
+    authenticate_push,
+    int_param,
+    limit_member,
+    refusals_kept,
+)
+from federation.hub.appkeys import CONFIG, MONITOR, SERVICE
+from federation.hub.ingest.service import HubService
+from federation.protocol import merkle, strictjson
+from federation.protocol.checkpoint import parse_checkpoint
+from federation.server.web import Problem, json_response, parse_json, read_body
+
+
+async def get_log(request: web.Request) -> web.Response:
+    cfg = request.app[CONFIG]
+    service = request.app[SERVICE]
+    after = int_param(request, "after", 0, 0, 2**53)
+    limit = int_param(request, "limit", 100, 1, cfg.page_limit)
+    wait = int_param(request, "wait", 0, 0, int(cfg.max_wait))
+    if "Signature-Input" in request.headers:  # a member's node, saying who it is (docs/adr/0008)
+        member = await authenticate_push(request, b"", PULL_COMPONENTS)
+        request.app[MONITOR].note_pull(member, after)
+    rows = await service.read_log(after, limit, wait)
+    # Stored envelopes are our own compact ASCII JSON: spliced in as they are, never re-encoded.
+    entries = ",".join(f'{{"position":{p},"envelope":{env.decode("ascii")}}}' for p, env in rows)
+    nxt = rows[-1][0] if rows else after
+    # A full page never changes (positions are final); a partial one grows as the log does.
+    size = max(await service.log_size(), nxt)
+    headers = {"Cache-Control": "no-cache"}
+    if len(rows) == limit:
+        # Its ETag covers the entries only: "size" is a hint that grows, so the validator is weak
+        # (RFC 9110 §8.8.1). A CDN or proxy revalidating a full page gets a 304 without the entries.
+        tag = hashlib.sha256(entries.encode()).hexdigest()[:32]
+        headers = {"Cache-Control": "public, max-age=31536000, immutable", "ETag": f'W/"{tag}"'}
+        if any(t.value in (tag, "*") for t in request.if_none_match or ()):
+            return web.Response(status=304, headers=headers)
+    return web.Response(text=f'{{"entries":[{entries}],"next":{nxt},"size":{size}}}',
+                        content_type="application/json", headers=headers)
+
+
+async def get_checkpoint(request: web.Request) -> web.Response:
+    """The latest checkpoint (or the one for ?size=N) with every member co-signature held."""
+    service = request.app[SERVICE]
+    size = int_param(request, "size", -1, 1, 2**53) if "size" in request.query else None
+    held = await service.store.checkpoint_cosigned(size)
+    if held is None:
+        raise Problem(404, "no-checkpoint", "no checkpoint for that size" if size else "the log is empty")
+    signed = parse_checkpoint(json.loads(held[0]))
+    for entry in held[1]:
+        signed = signed.with_signature(entry)
+    cache = "public, max-age=31536000, immutable" if size else "no-cache"
+    return json_response(signed.to_dict(), headers={"Cache-Control": cache})
+
+
+async def _proof(service: HubService, build: Callable[[merkle.NodeGetter], list[bytes]]) -> list[str]:
+    needed = merkle.node_reads(build)
+    nodes = await service.store.nodes(needed)
+    return [h.hex() for h in build(lambda lv, ix: nodes[(lv, ix)])]
+
+
+async def get_inclusion_proof(request: web.Request) -> web.Response:
+    """RFC 9162 inclusion proof of leaf ``index`` (0-based: log position - 1) in the tree of ``size``."""
+    service = request.app[SERVICE]
+    now_size = await service.log_size()
+    size = int_param(request, "size", now_size, 1, max(1, now_size))
+    index = int_param(request, "index", 0, 0, size - 1)
+    proof = await _proof(service, lambda get: merkle.inclusion_proof(index, size, get))
+    return json_response({"index": index, "size": size, "proof": proof},
+                         headers={"Cache-Control": "public, max-age=31536000, immutable"})
+
+
+async def get_consistency_proof(request: web.Request) -> web.Response:
+    """RFC 9162 consistency proof between the trees of sizes ``from`` and ``to``."""
+    service = request.app[SERVICE]
+    now_size = await service.log_size()
+    to = int_param(request, "to", now_size, 1, max(1, now_size))
+    frm = int_param(request, "from", 1, 1, to)
+    proof = await _proof(service, lambda get: merkle.consistency_proof(frm, to, get))
+    return json_response({"from": frm, "to": to, "proof": proof},
+                         headers={"Cache-Control": "public, max-age=31536000, immutable"})
+
+
+@refusals_kept
+async def post_cosignature(request: web.Request, intake: Intake) -> web.Response:
+    """A member's co-signature of a checkpoint it verified (witnessing), pushed with its RFC 9421 signature."""
+    service = request.app[SERVICE]
+    limits = strictjson.JsonLimits(max_bytes=16 * 1024, max_depth=3)
+    body = await read_body(request, limits.max_bytes, into=intake.received)
+    member = intake.member = await authenticate_push(request, body)
+    limit_member(request, member)
+    doc = parse_json(body, limits)
+    if not isinstance(doc, dict) or set(doc) != {"size", "signature"} or not isinstance(doc["signature"], dict):
+        raise Problem(400, "malformed-cosignature", 'a co-signature is {"size": N, "signature": {...}}')
+    size = doc["size"]
+    held = await service.store.checkpoint(size) if type(size) is int else None
+    if held is None:
+        raise Problem(404, "no-checkpoint", f"no checkpoint of size {size}")
+    signed = parse_checkpoint(json.loads(held)).with_signature(doc["signature"])
+    keys = {k: v for k, v in service.registry.registry.member_keys().items() if v.member == member}
+    if member not in signed.verify(service.registry.registry.hub_public_keys(), keys):
+        raise Problem(422, "bad-cosignature", f"the signature is not {member}'s over checkpoint {size}")
+    kid = signed.signers()[-1]
+    await service.store.add_cosignature(size, kid, member, doc["signature"], service.clock())
+    return json_response({"size": size, "member": member, "cosigned": True}, status=201)
+
+
+def register_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/v1/log", get_log)
+    r.add_get("/api/v1/log/checkpoint", get_checkpoint)
+    r.add_get("/api/v1/log/proof/inclusion", get_inclusion_proof)
+    r.add_get("/api/v1/log/proof/consistency", get_consistency_proof)
+    r.add_post("/api/v1/log/cosignatures", post_cosignature)
