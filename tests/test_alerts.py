@@ -14,8 +14,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import paths
+from tests.support.apps import hub_app, node_app
 from tests.support.factories import Member
-from tests.test_openapi import hub_app, node_app
 
 RULES = paths.ROOT / "deploy" / "prometheus" / "alerts.yml"
 METRIC = re.compile(r"\b(ipdn_[a-z0-9_]+)")

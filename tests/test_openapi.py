@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import threading
 import urllib.request
@@ -24,47 +23,14 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from federation.hub.app import create_app as create_hub_app
-from federation.hub.config import HubConfig
-from federation.protocol.keys import SigningKey
-from federation.protocol.registry import genesis
 from federation.server import openapi
-from node.app import create_app as create_node_app
-from tests.node.conftest import HUB_URL as NODE_HUB_URL
-from tests.node.conftest import TOKEN as NODE_TOKEN
-from tests.node.conftest import make_config, make_registry
+from tests.support.apps import HUB_TOKEN, hub_app, node_app
 from tests.support.factories import Member, example_bodies, push_request
+from tests.support.hubdir import HUB_URL
+from tests.support.nodes import TOKEN as NODE_TOKEN
 
-HUB_URL = "http://hub.test"
-HUB_TOKEN = "hub-operator-token"
 METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
 MAX_EXAMPLES = 50
-
-
-def with_openapi(app: web.Application, role: openapi.Role) -> web.Application:
-    """The app with /api/v1/openapi.json, whether create_app already registers it or not."""
-    if not any(r.resource is not None and r.resource.canonical == openapi.PATH for r in app.router.routes()):
-        openapi.register_routes(app, role)
-    return app
-
-
-def node_app(directory: Path) -> web.Application:
-    qa, kr = Member("QA"), Member("KR")
-    registry = make_registry(SigningKey.generate(), NODE_HUB_URL, qa, kr)
-    # Rate limits high enough for the fuzzer to reach the handlers (429 is documented and allowed anyway).
-    config = make_config(directory, qa, registry, db_url=f"sqlite+aiosqlite:///{directory / 'node.db'}",
-                         anonymous_rate_per_minute=10**6)
-    return with_openapi(create_node_app(config, sync=False), "node")
-
-
-def hub_app(directory: Path, members: list[Member]) -> web.Application:
-    hub_key = SigningKey.generate()
-    hub_key.save(directory / "hub.key.pem")
-    signed = genesis(hub_key=hub_key, hub_url=HUB_URL, founders=[(m.public, {"en": m.code}) for m in members])
-    (directory / "registry.json").write_bytes(signed.to_bytes())
-    config = HubConfig.load(directory, db_url=f"sqlite+aiosqlite:///{directory / 'hub.db'}", verify_workers=0,
-                            operator_token_sha256=hashlib.sha256(HUB_TOKEN.encode()).hexdigest(), max_wait=1)
-    return with_openapi(create_hub_app(config), "hub")
 
 
 def app_routes(app: web.Application) -> set[tuple[str, str]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -15,26 +14,13 @@ from federation.protocol.schemas import default_schemas
 from federation.protocol.verify import verify_envelope
 from node.app import SERVICE, create_app
 from node.config import NodeConfig
-from tests.node.conftest import TOKEN
 from tests.support.factories import Member
-
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-PROBLEM = "application/problem+json"
+from tests.support.nodes import AUTH, PROBLEM, TOKEN, publish, url
 
 
 @pytest.fixture
 async def client(aiohttp_client: Any, config: NodeConfig) -> TestClient:
     return await aiohttp_client(create_app(config, sync=False))
-
-
-async def publish(client: TestClient, body: dict[str, Any], kind: str = "cultural-event") -> dict[str, Any]:
-    resp = await client.post("/api/v1/records", json={"kind": kind, "body": body}, headers=AUTH)
-    assert resp.status == 201, await resp.text()
-    return dict(await resp.json())
-
-
-def url(record_id: str) -> str:
-    return "/api/v1/records/" + quote(record_id, safe="")
 
 
 class TestAuthoringApi:

@@ -21,8 +21,8 @@ from node.app import ENGINE, SERVICE, create_app
 from node.errors import ConfigError, KeyNotValidError, RotationError
 from node.own_keys import KEYS_FILE, OwnKeys, Rotation
 from node.store.records import PENDING
-from tests.node.conftest import TOKEN, Net, driven_engine, make_config
 from tests.support.factories import Member
+from tests.support.nodes import TOKEN, Net, driven_engine, make_config
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 T0 = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)

@@ -12,7 +12,7 @@ import pytest
 from federation.hub.config import HubConfig
 from federation.hub.store.log import HubStore
 from federation.server.ui.pages import verify_password
-from tests.federation.cli.test_main import run
+from tests.support.cli import run
 
 
 @pytest.fixture

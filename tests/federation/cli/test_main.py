@@ -10,19 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from federation.cli.main import main
+from tests.support.cli import run
 from tests.support.factories import EXAMPLES, example_paths
 
 KINDS = ("cultural-event", "capacity-programme")
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as e:  # argparse usage errors
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

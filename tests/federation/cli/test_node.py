@@ -16,30 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from federation.cli.main import main
 from federation.protocol.keys import SigningKey
-from federation.protocol.registry import SignedRegistry
 from node.config import load_config
 from node.errors import ConfigError
-from tests.node.conftest import HUB_URL, make_registry
 from tests.support import paths
+from tests.support.cli import ipdn
 from tests.support.factories import Member
+from tests.support.nodes import HUB_URL, make_registry
 
 ROOT = paths.ROOT
-
-
-def ipdn(*args: str) -> int:
-    """Run the ``ipdn`` command line in-process; its exit code."""
-    return main(list(args))
-
-
-@pytest.fixture
-def files(tmp_path: Path, qa: Member, registry: SignedRegistry) -> tuple[Path, Path]:
-    """QA's key file and the registry file, as the operator holds them before ``node init``."""
-    key, reg = tmp_path / "QA.key.pem", tmp_path / "registry.json"
-    qa.key.save(key)
-    reg.write_bytes(registry.to_bytes())
-    return key, reg
 
 
 class TestNodeInit:

@@ -14,14 +14,14 @@ from node.config import load_config
 from node.store.records import NodeStore
 from node.webhooks.events import load_or_create_key, public_key_text
 from node.webhooks.store import AttemptResult
-from tests.federation.cli.test_node import files, ipdn  # noqa: F401  (files is a fixture)
+from tests.support.cli import ipdn
 from tests.support.factories import Member
 
 HOOK = "https://hooks.museum.example/ipdn"
 
 
 @pytest.fixture
-def node(tmp_path: Path, files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> Path:  # noqa: F811
+def node(tmp_path: Path, files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> Path:
     key, reg = files
     d = tmp_path / "qa"
     assert ipdn("node", "init", "--dir", str(d), "--member", "QA", "--key", str(key), "--registry", str(reg)) == 0

@@ -19,28 +19,12 @@ from aiohttp.test_utils import TestClient
 
 from node.app import create_app
 from node.config import NodeConfig
-from node.partners.access import new_key, parse_scopes
 from node.store.records import NodeStore
-from tests.node.conftest import HUB_URL, make_registry
-from tests.node.test_app import PROBLEM, publish, url
 from tests.support.factories import Member
+from tests.support.nodes import HUB_URL, PROBLEM, bearer, issue, make_registry, publish, url
 
 READ_URLS = ["/api/v1/records", "/api/v1/feeds/events.ics", "/api/v1/feeds/feed.json", "/api/v1/feeds/atom.xml",
              "/oai?verb=Identify"]
-
-
-async def issue(config: NodeConfig, name: str, scopes: str = "read", rate: int | None = None) -> str:
-    key, row = new_key(name, parse_scopes(scopes), rate, datetime.now(UTC))
-    store = await NodeStore.open(config.db_url, config.member)
-    try:
-        await store.add_partner_key(row)
-    finally:
-        await store.close()
-    return key
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 @pytest.fixture

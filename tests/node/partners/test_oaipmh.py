@@ -44,9 +44,9 @@ from node.partners.oaipmh import (
 )
 from node.records.service import NodeService
 from node.store.records import StoredRecord
-from tests.node.conftest import make_config
 from tests.support import paths
 from tests.support.factories import Member, example_bodies
+from tests.support.nodes import make_config
 
 VECTORS = paths.VECTORS / "oai-pmh"
 IPDN_XSD = SCHEMA_ROOT / "oai-ipdn" / "v1.xsd"

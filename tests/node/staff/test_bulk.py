@@ -21,7 +21,7 @@ from tests.support import paths
 from tests.support.factories import Member, example_bodies
 
 ROOT = paths.ROOT
-SAMPLE = ROOT / "docs" / "examples" / "import-events.csv"
+SAMPLE = paths.IMPORT_SAMPLE
 
 
 @pytest.fixture

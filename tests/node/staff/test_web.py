@@ -13,8 +13,9 @@ from aiohttp.test_utils import TestClient
 from node.app import SERVICE, create_app
 from node.config import NodeConfig
 from node.staff.web import PAGES
-from tests.node.conftest import TOKEN
+from tests.support import paths
 from tests.support.factories import Member
+from tests.support.nodes import TOKEN
 
 PASSWORD = "a long enough passphrase"
 PROBLEM = "application/problem+json"
@@ -293,8 +294,6 @@ class TestUpload:
 
         import aiohttp
 
-        from tests.node.staff.test_bulk import SAMPLE
-
         csrf = await sign_in(client)
 
         async def upload(mode: str, data: bytes) -> str:
@@ -311,7 +310,7 @@ class TestUpload:
                 await asyncio.sleep(0.05)
             raise AssertionError("the import did not finish")
 
-        bad = SAMPLE.read_bytes().replace(b"Asia/Qatar,mixed", b"Asia/Qatar,by-boat")
+        bad = paths.IMPORT_SAMPLE.read_bytes().replace(b"Asia/Qatar,mixed", b"Asia/Qatar,by-boat")
         html = await upload("dry-run", bad)
         assert "1 to create, 0 to update, 0 unchanged, 1 with errors" in html
         assert "attendance_mode</code>: How people attend: choose one of the options." in html
@@ -319,9 +318,9 @@ class TestUpload:
         assert "Nothing was published" in html and (await client.app[SERVICE].counts()).own == 0
         html = await upload("valid", bad)
         assert "1 created, 0 updated, 0 unchanged, 0 with errors, 1 skipped" in html
-        html = await upload("all", SAMPLE.read_bytes())
+        html = await upload("all", paths.IMPORT_SAMPLE.read_bytes())
         assert "1 created, 0 updated, 1 unchanged" in html
-        html = await upload("all", SAMPLE.read_bytes())
+        html = await upload("all", paths.IMPORT_SAMPLE.read_bytes())
         assert "0 created, 0 updated, 2 unchanged" in html
 
     async def test_upload_without_token_refused(self, client: TestClient) -> None:

@@ -12,9 +12,8 @@ from aiohttp.test_utils import TestClient
 
 from node.app import ENGINE, create_app
 from node.status.page import SESSION_COOKIE
-from tests.node.conftest import TOKEN, Net, eventually
-from tests.node.sync.test_logtrust import publish_n
 from tests.support.factories import Member
+from tests.support.nodes import TOKEN, Net, eventually, publish_n
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 XSS = "<script>alert(1)</script>"

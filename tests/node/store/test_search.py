@@ -16,8 +16,8 @@ from federation.server.db import engine as db
 from node.app import SERVICE, create_app
 from node.config import NodeConfig
 from node.store.records import MIGRATIONS, VERSION_TABLE, NodeStore, StoredRecord
-from tests.node.test_app import AUTH, PROBLEM, publish, url
 from tests.support.factories import Member, example_bodies
+from tests.support.nodes import AUTH, PROBLEM, publish, url
 
 EVENTS = example_bodies("cultural-event")
 PROGRAMMES = example_bodies("capacity-programme")

@@ -19,8 +19,8 @@ from node.config import NodeConfig
 from node.errors import HubProtocolError, HubUnavailableError
 from node.store.records import ACCEPTED, PENDING
 from node.sync.engine import Backoff, SyncEngine, retry_delay
-from tests.node.conftest import TOKEN, Net, driven_engine, eventually, make_config, make_registry
 from tests.support.factories import Member
+from tests.support.nodes import TOKEN, Net, driven_engine, eventually, make_config, make_registry
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 RENEW = {"action": "renew", "documents": []}

@@ -25,9 +25,9 @@ from node.errors import LogHaltedError, LogMisbehaviourError
 from node.records.service import NodeService
 from node.store.records import FRONTIER_KEY, NodeStore, envelopes, sync_state
 from node.sync.engine import SyncEngine
-from tests.node.conftest import TOKEN, Net, driven_engine, eventually, make_config, make_registry
 from tests.support.factories import Member
 from tests.support.fakehub import FakeHub
+from tests.support.nodes import TOKEN, Net, driven_engine, eventually, make_config, make_registry, publish_n
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -58,13 +58,6 @@ async def status(client: TestClient[Any, Any]) -> dict[str, Any]:
 async def _when(doc: Any, cond: Any) -> Any:
     d = await doc
     return d if cond(d) else None
-
-
-def publish_n(hub: FakeHub, member: Member, event: dict[str, Any], n: int) -> list[Envelope]:
-    envs = [member.publish(event) for _ in range(n)]
-    for env in envs:
-        hub.append(env)
-    return envs
 
 
 class TestNodeFrontier:

@@ -15,9 +15,8 @@ from federation.protocol.keys import PublicKey, b64u_decode
 from node.app import WEBHOOKS, create_app
 from node.config import NodeConfig
 from node.webhooks.events import load_or_create_key, public_key_text
-from tests.node.partners.test_access import bearer, issue
-from tests.node.test_app import AUTH, PROBLEM, publish, url
 from tests.support.factories import Member
+from tests.support.nodes import AUTH, PROBLEM, bearer, issue, publish, url
 from tests.support.webhook_receiver import Receiver
 
 HOOK = "https://hooks.example.org/ipdn"

@@ -23,9 +23,8 @@ from node.store.records import NodeStore
 from node.webhooks.delivery import GuardedResolver, WebhookWorker
 from node.webhooks.events import load_or_create_key, public_key_text
 from node.webhooks.store import DELIVERED, DISABLED, FAILED
-from tests.node.conftest import eventually
-from tests.node.webhooks.test_store import subscription
 from tests.support.factories import Member
+from tests.support.nodes import eventually, subscription
 from tests.support.webhook_receiver import Receiver
 
 

@@ -14,20 +14,13 @@ import sqlalchemy as sa
 from federation.cli.main import main
 from federation.server.db import engine as db
 from node.config import NodeConfig
-from node.records.filters import RecordFilter
 from node.store.records import MIGRATIONS, VERSION_TABLE, Changes, NodeStore
-from node.webhooks.events import EventFilter, new_id, new_secret
 from node.webhooks.store import DELIVERED, DISABLED, FAILED, AttemptResult, DueDelivery, Subscription
 from tests.support.factories import Member
+from tests.support.nodes import subscription
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 WEEK = timedelta(days=7)
-
-
-def subscription(partner: str = "museum", url: str = "https://hooks.example.org/ipdn", **filters: Any) -> Subscription:
-    types = tuple(filters.pop("types", ()))
-    return Subscription(new_id("sub_", NOW), partner, url, EventFilter(RecordFilter(**filters), types), new_secret(),
-                        "active", NOW)
 
 
 async def due(store: NodeStore, sub: Subscription, at: datetime = NOW) -> list[DueDelivery]:
