@@ -19,18 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.bench.common import PG_ADMIN, Context, Figure, format_figure, machine, pg_reachable
-
-BENCHES = {
-    "envelope": "tests.bench.bench_envelope",
-    "ingest": "tests.bench.bench_hub_ingest",
-    "commit": "tests.bench.bench_commit",
-    "latency": "tests.bench.bench_latency",
-    "catchup": "tests.bench.bench_catchup",
-    "reads": "tests.bench.bench_reads",
-    "biglog": "tests.bench.bench_biglog",
-    "import": "tests.bench.bench_import",
-}
+from tests.bench.common import BENCHES, PG_ADMIN, Context, Figure, format_figure, machine, pg_reachable
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -41,6 +41,18 @@ from tests.support.factories import example_bodies
 from tests.support.harness import Federation, http
 
 PG_ADMIN = os.environ.get("IPDN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+# The benchmarks by name, and the module that runs each (python -m tests.bench NAME).
+BENCHES = {
+    "envelope": "tests.bench.bench_envelope",
+    "ingest": "tests.bench.bench_hub_ingest",
+    "commit": "tests.bench.bench_commit",
+    "latency": "tests.bench.bench_latency",
+    "catchup": "tests.bench.bench_catchup",
+    "reads": "tests.bench.bench_reads",
+    "biglog": "tests.bench.bench_biglog",
+    "import": "tests.bench.bench_import",
+}
+
 N = TypeVar("N", int, float)
 CODES = ("QA", "KR", "TR", "HU", "DE", "FR", "IT", "ES", "PL", "NL", "PT", "SE")
 

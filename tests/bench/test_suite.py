@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench.__main__ import BENCHES
+from tests.bench.common import BENCHES
 from tests.bench.report import render
 
 ROOT = Path(__file__).resolve().parents[2]

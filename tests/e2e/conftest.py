@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import pg_database
 from tests.support.harness import Federation
+from tests.support.postgres import pg_database
 
 MEMBERS = ["QA", "KR", "TR"]
 

@@ -20,9 +20,9 @@ import pytest
 from federation.protocol.registry import load_registry
 from federation.protocol.schemas import default_schemas
 from federation.protocol.verify import verify_envelope
-from tests.conftest import pg_database
 from tests.support.factories import example_bodies
 from tests.support.harness import IPDN, Federation, http, wait_for
+from tests.support.postgres import pg_database
 
 pytestmark = pytest.mark.e2e
 

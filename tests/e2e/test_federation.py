@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from typing import Any
@@ -10,27 +9,14 @@ from typing import Any
 import pytest
 
 from federation.protocol.keys import SigningKey
-from federation.protocol.registry import load_registry
-from federation.protocol.schemas import default_schemas
-from federation.protocol.verify import verify_envelope
 from tests.support.factories import Member, example_bodies, push_request
-from tests.support.harness import Federation, http
+from tests.support.harness import Federation, http, verified_offline
 
 pytestmark = pytest.mark.e2e
 
 
 def event(i: int = 0) -> dict[str, Any]:
     return example_bodies("cultural-event")[i % len(example_bodies("cultural-event"))]
-
-
-def verified_offline(f: Federation, item: dict[str, Any]) -> bool:
-    """Verify an item's envelope as a partner would: registry file, no hub, no node."""
-    reg = load_registry(f.root / "hub" / "registry.json").registry
-    from datetime import UTC, datetime
-
-    result = verify_envelope(json.dumps(item["envelope"]).encode(), keys=reg.member_keys().get,
-                             schemas=default_schemas(), now=datetime.now(UTC))
-    return result.ok and result.envelope is not None and result.envelope.payload.body == item["body"]
 
 
 class TestSync:

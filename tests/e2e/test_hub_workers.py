@@ -17,9 +17,9 @@ import pytest
 from federation.protocol.envelope import Envelope
 from federation.protocol.keys import SigningKey
 from federation.protocol.registry import parse_registry
-from tests.conftest import pg_database_sync
 from tests.support.factories import Member, example_bodies, push_request
 from tests.support.harness import Federation, http, wait_for
+from tests.support.postgres import pg_database_sync
 
 pytestmark = [pytest.mark.e2e]
 PG = pytest.mark.postgres

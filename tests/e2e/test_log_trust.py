@@ -1,4 +1,5 @@
-"""End to end: nodes check the hub's log against the math and witness it (docs/ARCHITECTURE.md, trust model), real processes."""
+"""End to end: nodes check the hub's log against the math and witness it (docs/ARCHITECTURE.md, trust model),
+real processes."""
 
 from __future__ import annotations
 

@@ -15,9 +15,8 @@ import vobject
 from sickle import Sickle
 
 from federation.cli.main import main as ipdn_main
-from tests.e2e.test_federation import verified_offline
 from tests.support.factories import example_bodies
-from tests.support.harness import Federation, http, wait_for
+from tests.support.harness import Federation, http, verified_offline, wait_for
 
 pytestmark = pytest.mark.e2e
 NO_PROXY = {"http": None, "https": None}

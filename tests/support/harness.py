@@ -18,11 +18,15 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from federation.protocol.keys import PublicKey, SigningKey
+from federation.protocol.registry import load_registry
+from federation.protocol.schemas import default_schemas
+from federation.protocol.verify import verify_envelope
 
 IPDN = str(Path(sys.executable).parent / "ipdn")
 
@@ -55,6 +59,14 @@ def http(method: str, url: str, body: Any = None, *, token: str | None = None, d
     except urllib.error.HTTPError as e:
         raw = e.read()
         return e.code, json.loads(raw) if raw else None
+
+
+def verified_offline(f: Federation, item: dict[str, Any]) -> bool:
+    """Verify an item's envelope as a partner would: the registry file, no hub, no node."""
+    reg = load_registry(f.root / "hub" / "registry.json").registry
+    result = verify_envelope(json.dumps(item["envelope"]).encode(), keys=reg.member_keys().get,
+                             schemas=default_schemas(), now=datetime.now(UTC))
+    return result.ok and result.envelope is not None and result.envelope.payload.body == item["body"]
 
 
 def wait_for(what: str, check: Any, timeout: float = 30) -> Any:

@@ -1,5 +1,5 @@
-"""Trust the math, not the hub (docs/ARCHITECTURE.md, trust model): the node's Merkle view of the log, checkpoint checks,
-inclusion of its own envelopes, witnessing, and split-view detection, against a fake hub that computes
+"""Trust the math, not the hub (docs/ARCHITECTURE.md, trust model): the node's Merkle view of the log, checkpoint
+checks, inclusion of its own envelopes, witnessing, and split-view detection, against a fake hub that computes
 real Merkle trees, signs real checkpoints, and misbehaves on request (tests/support/fakehub.py)."""
 
 from __future__ import annotations
