@@ -18,11 +18,12 @@ from typing import Any, TypeVar
 
 from federation.cli.errors import UsageError
 from federation.protocol.errors import InputError
+from federation.server.times import utc_text as time_text
 from node.config import load_config
 from node.partners import access as partners
 from node.store.records import NodeStore
 from node.webhooks import events as webhooks
-from node.webhooks.api import describe_delivery, describe_subscription, new_subscription, time_text
+from node.webhooks.api import describe_delivery, describe_subscription, new_subscription
 from node.webhooks.store import ACTIVE, FAILED, OPERATOR, WebhookStore
 
 T = TypeVar("T")

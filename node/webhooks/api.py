@@ -15,6 +15,7 @@ from aiohttp import web
 
 from federation.protocol import strictjson
 from federation.protocol.schemas import default_schemas
+from federation.server.times import utc_text
 from federation.server.web import Problem, json_response, read_json
 from node.partners import access as partners
 from node.webhooks import events as webhooks
@@ -25,19 +26,15 @@ KEY_PATH = BASE + "/signing-key"
 TOLERANCE = 300  # seconds: what receivers should accept around webhook-timestamp (the spec's 5 minutes)
 
 
-def time_text(when: datetime | None) -> str | None:
-    return when.isoformat().replace("+00:00", "Z") if when else None
-
-
 def describe_subscription(sub: Subscription, *, secret: bool = False) -> dict[str, Any]:
     """A subscription as the operator and its partner see it (the secret only when just made)."""
     out: dict[str, Any] = {
         "id": sub.id, "partner": sub.partner, "url": sub.url, "filters": sub.filters.to_dict(), "state": sub.state,
-        "created_at": time_text(sub.created_at), "disabled": None, "failing_since": time_text(sub.failing_since),
-        "last_success_at": time_text(sub.last_success_at), "last_failure_at": time_text(sub.last_failure_at)}
+        "created_at": utc_text(sub.created_at), "disabled": None, "failing_since": utc_text(sub.failing_since),
+        "last_success_at": utc_text(sub.last_success_at), "last_failure_at": utc_text(sub.last_failure_at)}
     if sub.state != ACTIVE:
         out["disabled"] = {"reason": sub.disabled_reason, "detail": sub.disabled_detail,
-                           "at": time_text(sub.disabled_at)}
+                           "at": utc_text(sub.disabled_at)}
     if secret:
         out["secret"] = sub.secret
     return out
@@ -45,10 +42,10 @@ def describe_subscription(sub: Subscription, *, secret: bool = False) -> dict[st
 
 def describe_delivery(d: Delivery) -> dict[str, Any]:
     return {"id": d.id, "subscription": d.subscription_id, "type": d.type, "record_id": d.record_id,
-            "version": d.version, "state": d.state, "attempts": d.attempts, "created_at": time_text(d.created_at),
-            "next_attempt_at": time_text(d.next_attempt_at), "delivered_at": time_text(d.delivered_at),
+            "version": d.version, "state": d.state, "attempts": d.attempts, "created_at": utc_text(d.created_at),
+            "next_attempt_at": utc_text(d.next_attempt_at), "delivered_at": utc_text(d.delivered_at),
             "last_status": d.last_status, "last_error": d.last_error,
-            "tried": [{"attempt": a.attempt, "at": time_text(a.at), "status": a.status, "error": a.error,
+            "tried": [{"attempt": a.attempt, "at": utc_text(a.at), "status": a.status, "error": a.error,
                        "duration_ms": a.duration_ms} for a in d.tried]}
 
 

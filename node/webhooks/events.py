@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from federation.protocol.envelope import format_time
 from federation.protocol.errors import InputError
 from federation.protocol.keys import SigningKey, raw_public
 from node.errors import BadQueryError
@@ -136,10 +137,6 @@ def event_type(op: str, status: str, previous: Mapping[str, Any] | None) -> str:
     if status == "cancelled" and previous.get("status") != "cancelled":
         return CANCELLED
     return UPDATED
-
-
-def format_time(when: datetime) -> str:
-    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def event_body(type_: str, at: datetime, item: dict[str, Any]) -> bytes:
