@@ -4,7 +4,7 @@ One document per role (:func:`document`), built here from small shared parts so 
 thing about problems, envelopes and checkpoints. They describe docs/PROTOCOL.md §8, §9, §11 and §12 as the
 handlers implement them (``node/app.py``, ``node/partners/feeds.py``, ``node/partners/oaipmh.py``,
 ``node/webhooks/api.py``,
-``federation/hub/app.py``); the node's document also describes the webhook requests it sends (``webhooks``);
+``federation/hub/api/``); the node's document also describes the webhook requests it sends (``webhooks``);
 ``tests/test_openapi.py`` keeps them true: every registered route is documented, every documented path
 exists, and schemathesis finds no server error and no response the document does not describe.
 
