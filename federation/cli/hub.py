@@ -237,7 +237,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
     """Dashboard accounts: ``add`` (password hashed with scrypt), ``list``, ``disable``, ``enable``."""
     import re
 
-    from federation.server.ui.pages import hash_password
+    from federation.server.ui.passwords import hash_password
 
     cfg = HubConfig.load(args.dir)
     if not cfg.registry_path.exists():

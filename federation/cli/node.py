@@ -195,7 +195,7 @@ def cmd_partner_revoke(args: argparse.Namespace) -> int:
 async def _staff(node_dir: Path) -> AsyncIterator[Any]:
     """The node's staff service over its database, without serving (keys and registry as the node has them)."""
     from federation.protocol.registry import load_registry
-    from federation.server.ui.pages import Catalog
+    from federation.server.ui.i18n import Catalog
     from node.records.service import NodeService
     from node.staff.service import StaffService
     from node.staff.web import CATALOG

@@ -54,7 +54,7 @@ from icalendar import Calendar, Event, vCalAddress, vRecur
 from lxml import etree
 
 from federation.protocol.envelope import parse_time
-from federation.server.ui.pages import pick  # one language-map chooser for every page and feed
+from federation.server.ui.i18n import pick  # one language-map chooser for every page and feed
 from node.config import NodeConfig
 from node.errors import BadQueryError
 from node.records.service import NodeService

@@ -33,7 +33,7 @@ import jinja2
 from aiohttp import web
 from markupsafe import Markup
 
-from federation.server.ui.pages import direction, pick
+from federation.server.ui.i18n import direction, pick
 from node.errors import RecordNotFoundError
 from node.partners.feeds import record_url
 from node.records.service import NodeService

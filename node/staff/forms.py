@@ -37,7 +37,7 @@ from typing import Any
 from babel import Locale, UnknownLocaleError
 
 from federation.protocol.schemas import Issue, SchemaSet
-from federation.server.ui.pages import direction
+from federation.server.ui.i18n import direction
 
 COMMON_DEFS = {"countryCode": "country", "timeZone": "timezone"}  # common/v1 definitions with their own widget
 # Region codes that are no country (continents, the EU, unknown, private use).

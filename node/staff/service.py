@@ -12,12 +12,12 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 from federation.protocol.envelope import Envelope
 from federation.protocol.schemas import Issue
-from federation.server.ui.pages import Catalog, hash_password, verify_password
+from federation.server.ui.i18n import Catalog
+from federation.server.ui.passwords import hash_password
 from node.errors import (
     AccountError,
     DraftNotFoundError,
@@ -34,11 +34,6 @@ from node.store.records import Authorship, Draft, StaffUser, StoredRecord
 USERNAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
 MIN_PASSWORD = 12
 
-
-@cache
-def _dummy_hash() -> str:
-    """Checked when the account does not exist, so a wrong name costs as much time as a wrong password."""
-    return hash_password("not a password of anyone")
 
 DRY_RUN, ALL_OR_NOTHING, VALID_ONLY = "dry-run", "all", "valid"
 
@@ -125,12 +120,6 @@ class StaffService:
         """Raises AccountError: no such user."""
         if not await self.store.set_user_disabled(username, disabled):
             raise AccountError(f"there is no user {username}")
-
-    async def authenticate(self, username: str, password: str) -> StaffUser | None:
-        """The enabled account these credentials open, else None (the same work either way)."""
-        user = await self.store.user(username)
-        ok = verify_password(password, user.password_hash if user else _dummy_hash())
-        return user if ok and user is not None and not user.disabled else None
 
     async def active_user(self, username: str) -> StaffUser | None:
         """The account a session names, if it still exists and is enabled (disabling ends its sessions)."""

@@ -1,12 +1,12 @@
 """The node's authoring pages for member staff, under ``/author/``: sign in, list, write, publish, import.
 
-Handlers only: they authenticate (a signed session cookie, federation/server/ui/pages.py), check the CSRF token
-of every POST, read the form, call :class:`~node.staff.service.StaffService` and render a template
-(node/staff/templates/author/, jinja2 autoescape; English and Arabic, right to left for Arabic). Pages are
-server-rendered and work without JavaScript; node/staff/static/author/author.js only adds language tabs.
-Every response under ``/author/`` carries the strict page headers (``secure_headers``: no inline
-script or style, no framing). Errors are RFC 9457 problems, except what staff can fix in a form
-(validation), which is shown on the form itself.
+Handlers only: they authenticate (the one sign-in flow of every operator page, federation/server/ui/signin.py:
+a signed session cookie, the CSRF token of every POST, a lock after repeated failures), read the form, call
+:class:`~node.staff.service.StaffService` and render a template (node/staff/templates/author/, jinja2
+autoescape; English and Arabic, right to left for Arabic). Pages are server-rendered and work without
+JavaScript; node/staff/static/author/author.js only adds language tabs. Every response under ``/author/``
+carries the strict page headers (``secure_headers``: no inline script or style, no framing). Errors are
+RFC 9457 problems, except what staff can fix in a form (validation), which is shown on the form itself.
 """
 
 from __future__ import annotations
@@ -15,33 +15,23 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import jinja2
 from aiohttp import BodyPartReader, web
 from multidict import MultiDict, MultiDictProxy
 
 from federation.protocol.errors import IpdnError, UnknownSchemaError
-from federation.server.ui.pages import (
-    LANG_COOKIE,
-    Catalog,
-    Session,
-    SessionCodec,
-    SignInThrottle,
-    check_csrf,
-    choose_language,
-    direction,
-    load_secret,
-    secure_headers,
-    set_cookie,
-    template_env,
-)
+from federation.server.ui.csrf import check_csrf
+from federation.server.ui.i18n import Catalog, choose_language, direction, remember_language
+from federation.server.ui.sessions import Session, SessionCodec, load_secret
+from federation.server.ui.signin import PasswordAccounts, SignIn, SignInForm
+from federation.server.ui.templates import secure_headers, template_env
 from federation.server.web import Problem
 from node.errors import (
     DraftNotFoundError,
@@ -63,6 +53,7 @@ STATIC = HERE / "static" / "author"
 CATALOG = HERE / "messages.json"
 SECRET_FILE = "author-session.key"  # noqa: S105  (a file name, not a secret)
 COOKIE = "ipdn_author"
+FORM_COOKIE = "ipdn_author_signin"  # the sign-in form's CSRF token (double submit)
 UI_LANGUAGES = ("en", "ar")
 PREFIX = "/author"
 MAX_UPLOAD = 20 * 1024 * 1024  # an import file: thousands of records
@@ -92,10 +83,9 @@ class ImportJob:
 @dataclass
 class Pages:
     staff: StaffService
-    codec: SessionCodec
+    signin: SignIn[StaffUser]
     env: jinja2.Environment
     catalog: Catalog
-    throttle: SignInThrottle = field(default_factory=SignInThrottle)
     jobs: dict[str, ImportJob] = field(default_factory=dict)
 
 
@@ -103,10 +93,6 @@ PAGES = web.AppKey("author_pages", Pages)
 
 
 # -- plumbing ------------------------------------------------------------------------------------------
-
-
-def _now() -> float:
-    return time.time()
 
 
 def _lang(request: web.Request) -> str:
@@ -122,38 +108,18 @@ def _render(request: web.Request, template: str, status: int = 200, user: StaffU
         _=names.gettext, lang=lang, dir=direction(lang), names=names, user=user,
         csrf=session.csrf if session else "", here=request.path, query=request.query, **context)
     resp = web.Response(text=html, content_type="text/html", status=status)
-    if request.query.get("lang") in UI_LANGUAGES:
-        set_cookie(resp, request, LANG_COOKIE, request.query["lang"], max_age=365 * 86400)
+    remember_language(resp, request, UI_LANGUAGES)
     return resp
 
 
-def _safe_next(target: str | None) -> str:
-    """Only a path on this site's authoring pages (no open redirect)."""
-    if not target:
-        return PREFIX + "/"
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith(PREFIX + "/") or "\\" in target:
-        return PREFIX + "/"
-    return target
-
-
 async def _signed_in(request: web.Request) -> tuple[StaffUser, Session]:
-    """The staff member of the session cookie; a GET without one is sent to sign in, anything else refused."""
-    pages = request.app[PAGES]
-    session = pages.codec.open(request.cookies.get(COOKIE), _now())
-    user = await pages.staff.active_user(session.subject) if session else None
-    if user is None or session is None:
-        if request.method == "GET":
-            raise web.HTTPSeeOther(f"{PREFIX}/signin?next={quote(request.path_qs, safe='')}")
-        raise Problem(401, "unauthenticated", "sign in to the authoring pages first")
-    return user, session
+    """The staff member of the session; a page without one is sent to sign in, anything else refused."""
+    return await request.app[PAGES].signin.require(request)
 
 
 async def _post(request: web.Request) -> tuple[StaffUser, Session, MultiDictProxy[str]]:
     """A signed-in POST with its form, its CSRF token checked."""
-    user, session = await _signed_in(request)
-    form = await request.post()
-    check_csrf(request, session, form)
+    user, session, form = await request.app[PAGES].signin.require_form(request)
     fields = MultiDict((k, v) for k, v in form.items() if isinstance(v, str))
     return user, session, MultiDictProxy(fields)
 
@@ -162,43 +128,15 @@ def _record_path(record_id: str, suffix: str = "") -> str:
     return f"{PREFIX}/records/{quote(record_id, safe=':')}{suffix}"
 
 
-# -- sign in and out -----------------------------------------------------------------------------------
+# -- sign in ---------------------------------------------------------------------------------------------
 
 
-async def signin_page(request: web.Request) -> web.Response:
-    return _render(request, "signin.html", next=_safe_next(request.query.get("next")), error=None)
+def _signin_form(request: web.Request, status: int, form: SignInForm) -> web.Response:
+    return _render(request, "signin.html", status=status, signin=form)
 
 
-async def signin(request: web.Request) -> web.StreamResponse:
-    pages = request.app[PAGES]
-    form = await request.post()
-    origin = request.headers.get("Origin")
-    if origin is not None and urlsplit(origin).netloc != request.host:  # login CSRF
-        raise Problem(403, "csrf", "the sign-in came from another site's page")
-    username = str(form.get("username", "")).strip().lower()
-    password = str(form.get("password", ""))
-    target = _safe_next(str(form.get("next", "")))
-    _ = pages.staff.names(_lang(request)).gettext
-    now = _now()
-    if (until := pages.throttle.locked_until(username, now)) is not None:
-        return _render(request, "signin.html", status=429, next=target,
-                       error=_("signin.locked", minutes=max(1, round((until - now) / 60))))
-    user = await pages.staff.authenticate(username, password)
-    if user is None:
-        pages.throttle.failed(username, now)
-        return _render(request, "signin.html", status=401, next=target, error=_("signin.failed"))
-    pages.throttle.succeeded(username)
-    value, _session = pages.codec.issue(user.username, now)
-    resp = web.HTTPSeeOther(target)
-    set_cookie(resp, request, COOKIE, value, max_age=pages.codec.ttl)
-    raise resp
-
-
-async def signout(request: web.Request) -> web.StreamResponse:
-    await _post(request)
-    resp = web.HTTPSeeOther(f"{PREFIX}/signin?out=1")
-    resp.del_cookie(COOKIE, path="/")
-    raise resp
+async def _active_user(request: web.Request, username: str) -> StaffUser | None:
+    return await request.app[PAGES].staff.active_user(username)
 
 
 # -- the list ------------------------------------------------------------------------------------------
@@ -577,11 +515,17 @@ def register_routes(app: web.Application, service_key: Any, config_dir: Path) ->
     """Add ``/author/...`` to the node's app; its cleanup context starts after the one that sets
     ``app[service_key]`` (the node service), so register after that one."""
 
+    signin: SignIn[StaffUser] = SignIn(
+        PasswordAccounts(_active_user, lambda user: user.password_hash, name_field="username", fold_case=True),
+        SessionCodec(load_secret(config_dir / SECRET_FILE)), _signin_form, sign_in_url=PREFIX + "/signin",
+        sign_out_url=PREFIX + "/signout", home=PREFIX + "/", cookie=COOKIE, form_cookie=FORM_COOKIE, log=log,
+        event_prefix="author", signed_out_url=PREFIX + "/signin?out=1", remember_next=True)
+
     async def pages(app: web.Application) -> AsyncIterator[None]:
         catalog = Catalog(CATALOG)
         staff = StaffService(app[service_key], catalog)
         env = template_env(TEMPLATES)
-        app[PAGES] = Pages(staff, SessionCodec(load_secret(config_dir / SECRET_FILE)), env, catalog)
+        app[PAGES] = Pages(staff, signin, env, catalog)
         yield
         for job in app[PAGES].jobs.values():
             if job.task is not None and not job.task.done():
@@ -593,9 +537,7 @@ def register_routes(app: web.Application, service_key: Any, config_dir: Path) ->
     app.on_response_prepare.append(_page_headers)
     r = app.router
     r.add_get(PREFIX + "/", list_page)
-    r.add_get(PREFIX + "/signin", signin_page)
-    r.add_post(PREFIX + "/signin", signin)
-    r.add_post(PREFIX + "/signout", signout)
+    signin.add_routes(r)
     r.add_get(PREFIX + "/new/{kind}", new_page)
     r.add_post(PREFIX + "/drafts", create_draft)
     r.add_get(PREFIX + "/drafts/{draft_id}", draft_page)

@@ -5,19 +5,15 @@ and pull, the cursor and the lag behind the hub's log, own envelopes the hub ref
 form to push them again once fixed), own keys and when they end, and the alarms (a checkpoint inconsistency,
 a refused registry, a key about to end).
 
-Staff sign in with the node's operator token (``operator.token``), through a form, into a signed session
-cookie (federation/server/ui/pages.py: HttpOnly, SameSite=Strict, Secure behind TLS); every form carries the CSRF token.
-Failed sign-ins are throttled and logged (never with the token). In English and Arabic, like the hub's
-dashboard, whose stylesheet it shares.
+Staff sign in with the node's operator token (``operator.token``) through the one sign-in flow of every
+operator page (federation/server/ui/signin.py): a signed session cookie (HttpOnly, SameSite=Strict, Secure
+behind TLS), the CSRF token on every form, failed sign-ins throttled and logged (never with the token).
+In English and Arabic, like the hub's dashboard, whose stylesheet it shares.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import secrets
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -26,23 +22,10 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from federation.protocol.envelope import Envelope
-from federation.server.ui.pages import (
-    LANG_COOKIE,
-    SHARED_STATIC,
-    Catalog,
-    Session,
-    SessionCodec,
-    SignInThrottle,
-    StaticFiles,
-    check_csrf,
-    choose_language,
-    direction,
-    load_secret,
-    pick,
-    secure_headers,
-    set_cookie,
-    template_env,
-)
+from federation.server.ui.i18n import Catalog, choose_language, direction, pick, remember_language
+from federation.server.ui.sessions import SessionCodec, load_secret
+from federation.server.ui.signin import SignIn, SignInForm, TokenAccount
+from federation.server.ui.templates import SHARED_STATIC, StaticFiles, secure_headers, template_env
 from node.store.records import OutboxRow
 
 log = logging.getLogger("ipdn.node.status")
@@ -61,25 +44,16 @@ StatusDocument = Callable[[web.Application], Awaitable[dict[str, Any]]]
 
 class StatusPage:
     def __init__(self, node_dir: Path, token_hash: str, status_document: StatusDocument) -> None:
-        self.codec = SessionCodec(load_secret(node_dir / SECRET_FILE))
-        self.token_hash = token_hash
+        self.signin: SignIn[str] = SignIn(
+            TokenAccount(SUBJECT, token_hash), SessionCodec(load_secret(node_dir / SECRET_FILE)), self.sign_in_form,
+            sign_in_url=f"{PREFIX}/sign-in", sign_out_url=f"{PREFIX}/sign-out", home=PREFIX, cookie=SESSION_COOKIE,
+            form_cookie=PRE_COOKIE, log=log, event_prefix="status")
         self.status_document = status_document
         self.env = template_env(TEMPLATES)
         self.catalog = Catalog(TEMPLATES / "status_messages.json")
         self.static = StaticFiles([SHARED_STATIC / "ipdn.css", STATIC / "status.js"])
-        self.throttle = SignInThrottle()
 
     # -- helpers -----------------------------------------------------------------------------------------
-
-    def session(self, request: web.Request) -> Session | None:
-        session = self.codec.open(request.cookies.get(SESSION_COOKIE), time.time())
-        return session if session is not None and session.subject == SUBJECT else None
-
-    def require(self, request: web.Request) -> Session:
-        session = self.session(request)
-        if session is None:
-            raise web.HTTPSeeOther(f"{PREFIX}/sign-in")
-        return session
 
     def render(self, request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
         lang = choose_language(request, LANGUAGES)
@@ -88,23 +62,19 @@ class StatusPage:
             lang=lang, dir=direction(lang), _=self.catalog.gettext(lang),
             here=lambda **q: request.path + "?" + urlencode({**query, **q}), **context)
         resp = web.Response(text=html, content_type="text/html", status=status)
-        if request.query.get("lang") in LANGUAGES:
-            set_cookie(resp, request, LANG_COOKIE, request.query["lang"], max_age=365 * 86400)
+        remember_language(resp, request, LANGUAGES)
         secure_headers(resp)
         return resp
 
-    def sign_in_form(self, request: web.Request, status: int = 200, error: str | None = None) -> web.Response:
-        token = secrets.token_urlsafe(24)
-        resp = self.render(request, "status_sign_in.html", status=status, csrf=token, error=error)
-        set_cookie(resp, request, PRE_COOKIE, token, max_age=3600)
-        return resp
+    def sign_in_form(self, request: web.Request, status: int, form: SignInForm) -> web.Response:
+        return self.render(request, "status_sign_in.html", status=status, signin=form)
 
     # -- handlers ----------------------------------------------------------------------------------------
 
     async def page(self, request: web.Request) -> web.Response:
         from node.app import SERVICE  # the app module registers this one
 
-        session = self.require(request)
+        _operator, session = await self.signin.require(request)
         doc = await self.status_document(request.app)
         service = request.app[SERVICE]
         refused = [_refusal(row) for row in await service.store.outbox("rejected", 50)]
@@ -114,45 +84,11 @@ class StatusPage:
                            lag=None if size is None else max(0, size - cursor),
                            accepted_size=accepted.size if accepted else None)
 
-    async def sign_in_page(self, request: web.Request) -> web.Response:
-        if self.session(request):
-            raise web.HTTPSeeOther(PREFIX)
-        return self.sign_in_form(request)
-
-    async def sign_in(self, request: web.Request) -> web.Response:
-        form = await request.post()
-        check_csrf(request, Session("", request.cookies.get(PRE_COOKIE) or secrets.token_urlsafe(24), 0.0), form)
-        now = time.time()
-        if self.throttle.locked_until(SUBJECT, now):
-            log.warning("status page sign-in while locked", extra={"fields": {"event": "status-sign-in-locked"}})
-            return self.sign_in_form(request, 429, "sign_in_locked")
-        given = hashlib.sha256(str(form.get("token", "")).strip().encode()).hexdigest()
-        if not hmac.compare_digest(given, self.token_hash):
-            self.throttle.failed(SUBJECT, now)
-            log.warning("status page sign-in failed", extra={"fields": {
-                "event": "status-sign-in-failed", "remote": request.remote or ""}})
-            return self.sign_in_form(request, 401, "sign_in_failed")
-        self.throttle.succeeded(SUBJECT)
-        value, _ = self.codec.issue(SUBJECT, now)
-        log.info("status page sign-in", extra={"fields": {"event": "status-sign-in", "remote": request.remote or ""}})
-        resp = web.HTTPSeeOther(PREFIX)
-        set_cookie(resp, request, SESSION_COOKIE, value, max_age=self.codec.ttl)
-        resp.del_cookie(PRE_COOKIE, path="/")
-        raise resp
-
-    async def sign_out(self, request: web.Request) -> web.Response:
-        session = self.require(request)
-        check_csrf(request, session, await request.post())
-        resp = web.HTTPSeeOther(f"{PREFIX}/sign-in")
-        resp.del_cookie(SESSION_COOKIE, path="/")
-        raise resp
-
     async def retry(self, request: web.Request) -> web.Response:
         """Push the refused own envelopes again (after the cause is fixed), as ``POST /api/v1/outbox/retry``."""
         from node.app import SERVICE
 
-        session = self.require(request)
-        check_csrf(request, session, await request.post())
+        await self.signin.require_form(request)
         n = await request.app[SERVICE].retry_rejected()
         log.info("outbox retry from the status page", extra={"fields": {"event": "outbox-retry", "requeued": n}})
         raise web.HTTPSeeOther(PREFIX)
@@ -174,8 +110,6 @@ def register(app: web.Application, status_document: StatusDocument) -> None:
     page = StatusPage(config.dir, config.operator_token_hash, status_document)
     r = app.router
     r.add_get(PREFIX, page.page)
-    r.add_get(f"{PREFIX}/sign-in", page.sign_in_page)
-    r.add_post(f"{PREFIX}/sign-in", page.sign_in)
-    r.add_post(f"{PREFIX}/sign-out", page.sign_out)
+    page.signin.add_routes(r)
     r.add_post(f"{PREFIX}/retry", page.retry)
     r.add_get(f"{PREFIX}/static/{{name}}", page.static.handler)

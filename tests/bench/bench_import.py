@@ -19,7 +19,7 @@ from pathlib import Path
 
 from federation.protocol.keys import SigningKey
 from federation.protocol.registry import genesis
-from federation.server.ui.pages import Catalog
+from federation.server.ui.i18n import Catalog
 from node.own_keys import OwnKeys
 from node.records.service import NodeService
 from node.staff.service import ALL_OR_NOTHING, DRY_RUN, StaffService

@@ -14,9 +14,9 @@ Routes (all under ``/dashboard``, all but sign-in behind an operator session):
 - ``GET|POST /dashboard/sign-in``, ``POST /dashboard/sign-out``; ``GET /dashboard/static/{name}``.
 
 Operators are accounts in the hub's database (``ipdn hub operator add``), passwords scrypt-hashed; a
-session is a signed cookie (federation/server/ui/pages.py) checked against the account on every request, so
-disabling an account ends its sessions. Every form carries the CSRF token (sign-in: a double-submit
-cookie, as there is no session yet). Sign-ins, failed sign-ins and sign-outs go to the operators' trail
+sign-in, the session cookie, CSRF and the sign-in lock are the one flow of every operator page
+(federation/server/ui/signin.py); the session is checked against the account on every request, so disabling
+an account ends its sessions. Sign-ins, failed and locked sign-ins and sign-outs go to the operators' trail
 (``operator_events``) and to the structured log, never with the password. Every value from members and
 records is escaped by jinja2 and isolated with ``<bdi>``; pages are served with a strict CSP.
 """
@@ -26,8 +26,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,25 +41,10 @@ from federation.protocol.envelope import Envelope
 from federation.protocol.errors import IpdnError
 from federation.server.aio import wait_event
 from federation.server.times import as_utc, utc_text
-from federation.server.ui.pages import (
-    LANG_COOKIE,
-    SHARED_STATIC,
-    Catalog,
-    Session,
-    SessionCodec,
-    SignInThrottle,
-    StaticFiles,
-    check_csrf,
-    choose_language,
-    direction,
-    hash_password,
-    load_secret,
-    pick,
-    secure_headers,
-    set_cookie,
-    template_env,
-    verify_password,
-)
+from federation.server.ui.i18n import Catalog, choose_language, direction, pick, remember_language
+from federation.server.ui.sessions import Session, SessionCodec, load_secret
+from federation.server.ui.signin import PasswordAccounts, SignIn, SignInForm
+from federation.server.ui.templates import SHARED_STATIC, StaticFiles, secure_headers, template_env
 from federation.server.web import Problem
 
 log = logging.getLogger("ipdn.hub.dashboard")
@@ -72,18 +55,14 @@ SESSION_COOKIE = "ipdn_hub_session"
 PRE_COOKIE = "ipdn_hub_signin"  # the sign-in form's CSRF token (double submit)
 LANGUAGES = ("en", "ar")
 STATIC = (SHARED_STATIC / "ipdn.css", HERE / "static" / "dashboard.js")
-MAX_NAME = 64
-# Compared against when the account does not exist, so that a wrong name costs as long as a wrong password.
-_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 
 
 @dataclass
 class DashboardState:
-    codec: SessionCodec
+    signin: SignIn[dict[str, Any]]
     env: jinja2.Environment
     catalog: Catalog
     static: StaticFiles
-    throttle: SignInThrottle = field(default_factory=SignInThrottle)
     closing: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -134,8 +113,7 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
         pick_name=lambda names: pick_name(names, lang), fmt_time=fmt_time, fmt_num=fmt_num,
         term=lambda kind, value: term(state.catalog, lang, kind, value), **context)
     resp = web.Response(text=html, content_type="text/html", status=status)
-    if request.query.get("lang") in LANGUAGES:
-        set_cookie(resp, request, LANG_COOKIE, request.query["lang"], max_age=365 * 86400)
+    remember_language(resp, request, LANGUAGES)
     secure_headers(resp)
     return resp
 
@@ -143,83 +121,30 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
 # -- sessions ------------------------------------------------------------------------------------------------
 
 
-async def current_session(request: web.Request) -> Session | None:
-    """The operator's session, if the cookie is valid and the account exists and is enabled."""
-    state = request.app[STATE]
-    session = state.codec.open(request.cookies.get(SESSION_COOKIE), time.time())
-    if session is None:
-        return None
-    account = await request.app[SERVICE].store.operator(session.subject)
-    if account is None or account["disabled"]:
-        return None
+async def require_session(request: web.Request) -> Session:
+    """The operator's session (the one sign-in flow: a page without one is sent to sign in, the event stream
+    answered 401), kept on the request for :func:`render`."""
+    _operator, session = await request.app[STATE].signin.require(request)
     request[SESSION] = session
     return session
 
 
-async def require_session(request: web.Request) -> Session:
-    """The session, or a redirect to the sign-in page (pages) / a 401 problem (the event stream)."""
-    session = await current_session(request)
-    if session is None:
-        if request.headers.get("Accept") == "text/event-stream":
-            raise Problem(401, "sign-in-required", "sign in to the dashboard first")
-        raise web.HTTPSeeOther(f"{PREFIX}/sign-in")
-    return session
+async def _operator(request: web.Request, name: str) -> dict[str, Any] | None:
+    """The enabled operator account of that name."""
+    account = await request.app[SERVICE].store.operator(name)
+    return None if account is None or account["disabled"] else account
 
 
-async def _audit(request: web.Request, operator: str, action: str, detail: str = "") -> None:
-    store = request.app[SERVICE].store
-    await store.add_operator_event(datetime.now(UTC), operator, action, detail)
-    log.info("operator %s: %s", action, operator, extra={"fields": {
-        "event": f"operator-{action}", "operator": operator, "remote": request.remote or "", "detail": detail}})
+def _sign_in_form(request: web.Request, status: int, form: SignInForm) -> web.Response:
+    return render(request, "sign_in.html", status=status, signin=form)
 
 
-async def sign_in_page(request: web.Request) -> web.Response:
-    if await current_session(request):
-        raise web.HTTPSeeOther(PREFIX)
-    return _sign_in_form(request)
-
-
-def _sign_in_form(request: web.Request, status: int = 200, error: str | None = None) -> web.Response:
-    token = secrets.token_urlsafe(24)
-    resp = render(request, "sign_in.html", status=status, signin_csrf=token, error=error)
-    set_cookie(resp, request, PRE_COOKIE, token, max_age=3600)
-    return resp
-
-
-async def sign_in(request: web.Request) -> web.Response:
-    form = await request.post()
-    pre = request.cookies.get(PRE_COOKIE, "")
-    check_csrf(request, Session("", pre or secrets.token_urlsafe(24), 0.0), form)
-    name = str(form.get("name", ""))[:MAX_NAME].strip()
-    password = str(form.get("password", ""))
-    state, now = request.app[STATE], time.time()
-    if state.throttle.locked_until(name, now):
-        await _audit(request, name, "sign-in-locked")
-        return _sign_in_form(request, 429, "sign_in_locked")
-    account = await request.app[SERVICE].store.operator(name) if name else None
-    stored = account["password_hash"] if account and not account["disabled"] else _DUMMY_HASH
-    ok = await asyncio.get_running_loop().run_in_executor(None, verify_password, password, stored)
-    if not ok or account is None or account["disabled"]:
-        state.throttle.failed(name, now)
-        await _audit(request, name or "-", "sign-in-failed")
-        return _sign_in_form(request, 401, "sign_in_failed")
-    state.throttle.succeeded(name)
-    value, _ = state.codec.issue(name, now)
-    await request.app[SERVICE].store.set_operator(name, last_sign_in_at=datetime.now(UTC))
-    await _audit(request, name, "sign-in")
-    resp = web.HTTPSeeOther(PREFIX)
-    set_cookie(resp, request, SESSION_COOKIE, value, max_age=state.codec.ttl)
-    resp.del_cookie(PRE_COOKIE, path="/")
-    raise resp
-
-
-async def sign_out(request: web.Request) -> web.Response:
-    session = await require_session(request)
-    check_csrf(request, session, await request.post())
-    await _audit(request, session.subject, "sign-out")
-    resp = web.HTTPSeeOther(f"{PREFIX}/sign-in")
-    resp.del_cookie(SESSION_COOKIE, path="/")
-    raise resp
+async def _trail(request: web.Request, action: str, operator: str, now: float) -> None:
+    """Sign-ins, failed and locked sign-ins and sign-outs in the operators' trail (the flow logs them too)."""
+    store, when = request.app[SERVICE].store, datetime.fromtimestamp(now, UTC)
+    if action == "sign-in":
+        await store.set_operator(operator, last_sign_in_at=when)
+    await store.add_operator_event(when, operator, action)
 
 
 # -- pages ---------------------------------------------------------------------------------------------------
@@ -401,15 +326,17 @@ def register(app: web.Application) -> None:
     """Add the dashboard's routes and state to the hub's app (its config gives the session secret)."""
     config = app[CONFIG]
     env = template_env(HERE / "templates")
-    app[STATE] = DashboardState(
-        codec=SessionCodec(load_secret(config.session_secret_path), ttl=config.session_ttl), env=env,
-        catalog=Catalog(HERE / "templates" / "messages.json"), static=StaticFiles(STATIC))
+    signin = SignIn(
+        PasswordAccounts(_operator, lambda account: str(account["password_hash"])),
+        SessionCodec(load_secret(config.session_secret_path), ttl=config.session_ttl), _sign_in_form,
+        sign_in_url=f"{PREFIX}/sign-in", sign_out_url=f"{PREFIX}/sign-out", home=PREFIX, cookie=SESSION_COOKIE,
+        form_cookie=PRE_COOKIE, log=log, event_prefix="operator", trail=_trail)
+    app[STATE] = DashboardState(signin=signin, env=env, catalog=Catalog(HERE / "templates" / "messages.json"),
+                                static=StaticFiles(STATIC))
     app.on_shutdown.append(_close_streams)
     r = app.router
     r.add_get(PREFIX, overview)
-    r.add_get(f"{PREFIX}/sign-in", sign_in_page)
-    r.add_post(f"{PREFIX}/sign-in", sign_in)
-    r.add_post(f"{PREFIX}/sign-out", sign_out)
+    signin.add_routes(r)
     r.add_get(f"{PREFIX}/events", events, allow_head=False)  # a stream has no head to give
     r.add_get(f"{PREFIX}/members/{{code}}", member_page)
     r.add_get(f"{PREFIX}/quarantine", quarantine_page)

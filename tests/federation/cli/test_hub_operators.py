@@ -11,7 +11,7 @@ import pytest
 
 from federation.hub.config import HubConfig
 from federation.hub.store.log import HubStore
-from federation.server.ui.pages import verify_password
+from federation.server.ui.passwords import verify_password
 from tests.support.cli import run
 
 

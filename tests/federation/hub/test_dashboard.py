@@ -23,7 +23,8 @@ from federation.hub.dashboard.pages import PRE_COOKIE, SESSION_COOKIE, STATE
 from federation.protocol import httpsig
 from federation.protocol.keys import SigningKey
 from federation.protocol.registry import genesis
-from federation.server.ui.pages import hash_password
+from federation.server.ui.passwords import hash_password
+from federation.server.ui.signin import SignIn
 from tests.support.factories import Member, example_bodies, push_request
 
 HUB_URL = "http://hub.test"
@@ -44,7 +45,8 @@ def members() -> dict[str, Member]:
 def hub_dir(tmp_path: Path, members: dict[str, Member]) -> Path:
     hub_key = SigningKey.generate()
     hub_key.save(tmp_path / "hub.key.pem")
-    signed = genesis(hub_key=hub_key, hub_url=HUB_URL, founders=[(m.public, NAMES[c]) for c, m in members.items()])
+    signed = genesis(hub_key=hub_key, hub_url=HUB_URL, founders=[(m.public, NAMES[c]) for c, m in members.items()],
+                     now=datetime.now(UTC))
     (tmp_path / "registry.json").write_bytes(signed.to_bytes())
     return tmp_path
 
@@ -139,6 +141,19 @@ class TestSignIn:
         r = await hub.post("/dashboard/sign-out", data={"csrf_token": token}, allow_redirects=False)
         assert r.status == 303 and (await hub.get("/dashboard", allow_redirects=False)).status == 303
 
+    async def test_copied_session_cookie_refused_after_sign_out(self, hub: Any) -> None:
+        """The dashboard signs in through the one flow of every operator page (federation/server/ui/signin.py):
+        signing out ends the session itself, so a copy of the cookie taken before opens nothing."""
+        assert isinstance(hub.server.app[STATE].signin, SignIn)
+        await signed_in(hub)
+        copied = hub.session.cookie_jar.filter_cookies(hub.make_url("/"))[SESSION_COOKIE].value
+        token = csrf_of(await (await hub.get("/dashboard")).text())
+        assert (await hub.post("/dashboard/sign-out", data={"csrf_token": token}, allow_redirects=False)).status == 303
+        hub.session.cookie_jar.update_cookies({SESSION_COOKIE: copied})
+        assert (await hub.get("/dashboard", allow_redirects=False)).status == 303
+        events = await hub.server.app[SERVICE].store.operator_events()
+        assert [e["action"] for e in events][:2] == ["sign-out", "sign-in"]
+
     async def test_password_guessing_refused_then_locked_and_audited(self, hub: Any) -> None:
         """Wrong passwords are refused (401), the account locks after five, and each attempt is in the trail."""
         for _ in range(5):
@@ -154,7 +169,7 @@ class TestSignIn:
 
     async def test_forged_session_cookie_refused(self, hub: Any) -> None:
         """A session cookie not signed with the hub's secret opens nothing."""
-        value, _ = hub.server.app[STATE].codec.issue("amal", time.time())
+        value, _ = hub.server.app[STATE].signin.codec.issue("amal", time.time())
         claims, _mac = value.split(".")
         hub.session.cookie_jar.update_cookies({SESSION_COOKIE: f"{claims}.{'A' * 43}"})
         assert (await hub.get("/dashboard", allow_redirects=False)).status == 303

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from federation.cli.main import main
-from federation.server.ui.pages import Catalog
+from federation.server.ui.i18n import Catalog
 from node.records.service import NodeService
 from node.staff import bulk
 from node.staff.service import ALL_OR_NOTHING, DRY_RUN, VALID_ONLY, StaffService

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from federation.protocol.schemas import SCHEMA_ROOT, SchemaSet, default_schemas
-from federation.server.ui.pages import Catalog, template_env
+from federation.server.ui.i18n import Catalog
+from federation.server.ui.templates import template_env
 from node.staff.forms import FormBuilder, Names, flatten, from_local, label, plain_message, to_local
 from node.staff.web import CATALOG, TEMPLATES
 from tests.support.factories import example_bodies

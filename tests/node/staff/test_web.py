@@ -34,10 +34,15 @@ def csrf_of(html: str) -> str:
     return m.group(1)
 
 
+async def post_sign_in(client: TestClient, **data: str) -> Any:
+    """Post the sign-in form as a browser would: with the form's anti-forgery token."""
+    token = csrf_of(await (await client.get("/author/signin")).text())
+    return await client.post("/author/signin", data={"csrf_token": token, **data}, allow_redirects=False)
+
+
 async def sign_in(client: TestClient, username: str = "amal", password: str = PASSWORD) -> str:
     """Sign in; the CSRF token of the session."""
-    resp = await client.post("/author/signin", data={"username": username, "password": password, "next": "/author/"},
-                             allow_redirects=False)
+    resp = await post_sign_in(client, username=username, password=password, next="/author/")
     assert resp.status == 303, await resp.text()
     page = await client.get("/author/")
     assert page.status == 200
@@ -95,11 +100,26 @@ class TestSignIn:
     async def test_password_guessing_locks_the_account(self, client: TestClient) -> None:
         """Five wrong passwords lock the account: then even the right one is refused for a while."""
         for _ in range(5):
-            resp = await client.post("/author/signin", data={"username": "amal", "password": "guess"})
+            resp = await post_sign_in(client, username="amal", password="guess")
             assert resp.status == 401
-        resp = await client.post("/author/signin", data={"username": "amal", "password": PASSWORD},
-                                 allow_redirects=False)
+        resp = await post_sign_in(client, username="amal", password=PASSWORD)
         assert resp.status == 429 and "locked" in await resp.text()
+
+    async def test_login_forgery_refused_by_the_shared_sign_in_flow(self, client: TestClient) -> None:
+        """The authoring pages sign in through the one flow (federation/server/ui/signin.py): a sign-in post
+        without the form's token, or from another site's page, is refused before any password is tried."""
+        resp = await client.post("/author/signin", data={"username": "amal", "password": PASSWORD})
+        assert resp.status == 403 and (await resp.json())["reason"] == "csrf"
+        token = csrf_of(await (await client.get("/author/signin")).text())
+        resp = await client.post("/author/signin", data={"username": "amal", "password": PASSWORD, "csrf_token": token},
+                                 headers={"Origin": "https://evil.example"})
+        assert resp.status == 403 and (await resp.json())["reason"] == "csrf"
+
+    async def test_sign_out_ends_the_session(self, client: TestClient) -> None:
+        csrf = await sign_in(client)
+        resp = await client.post("/author/signout", data={"csrf_token": csrf}, allow_redirects=False)
+        assert resp.status == 303 and resp.headers["Location"] == "/author/signin?out=1"
+        assert (await client.get("/author/", allow_redirects=False)).status == 303
 
     async def test_disabled_account_sessions_end(self, client: TestClient) -> None:
         """Disabling an account ends its sessions at the next request."""
@@ -108,15 +128,12 @@ class TestSignIn:
         assert (await client.get("/author/", allow_redirects=False)).status == 303
 
     async def test_session_cookie_is_httponly_and_strict(self, client: TestClient) -> None:
-        resp = await client.post("/author/signin", data={"username": "amal", "password": PASSWORD},
-                                 allow_redirects=False)
-        cookie = resp.headers["Set-Cookie"]
+        resp = await post_sign_in(client, username="amal", password=PASSWORD)
+        cookie = next(c for c in resp.headers.getall("Set-Cookie") if c.startswith("ipdn_author="))
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie  # plain HTTP here
 
     async def test_open_redirect_after_sign_in_refused(self, client: TestClient) -> None:
-        resp = await client.post("/author/signin", data={"username": "amal", "password": PASSWORD,
-                                                         "next": "https://evil.example/author/"},
-                                 allow_redirects=False)
+        resp = await post_sign_in(client, username="amal", password=PASSWORD, next="https://evil.example/author/")
         assert resp.headers["Location"] == "/author/"
 
     async def test_pages_carry_strict_headers(self, client: TestClient) -> None:

@@ -54,6 +54,20 @@ class TestStatusPage:
         r = await node.post("/status/sign-in", data={"token": TOKEN}, allow_redirects=False)
         assert r.status == 403 and (await r.json())["reason"] == "csrf"
 
+    async def test_sign_in_from_other_site_refused_even_with_token(self, node: TestClient) -> None:
+        """The status page signs in through the one flow of every operator page (federation/server/ui/signin.py)."""
+        r = await sign_in(node, Origin="https://evil.example")
+        assert r.status == 403 and (await r.json())["reason"] == "csrf"
+
+    async def test_sign_out_ends_the_session(self, node: TestClient) -> None:
+        """After signing out the page sends to sign in again and its forms are refused (401), token or not."""
+        assert (await sign_in(node)).status == 303
+        token = csrf_of(await (await node.get("/status")).text())
+        r = await node.post("/status/sign-out", data={"csrf_token": token}, allow_redirects=False)
+        assert r.status == 303 and r.headers["Location"] == "/status/sign-in"
+        assert (await node.get("/status", allow_redirects=False)).status == 303
+        assert (await node.post("/status/retry", data={"csrf_token": token})).status == 401
+
     async def test_session_cookie_hardened(self, node: TestClient) -> None:
         r = await sign_in(node, **{"X-Forwarded-Proto": "https"})
         cookie = next(c for c in r.headers.getall("Set-Cookie") if c.startswith(SESSION_COOKIE))

@@ -1,7 +1,7 @@
 """Authoring pages: staff accounts, unsigned drafts, who published each own version, import source ids.
 
 - ``staff_users``: accounts the node operator manages (``ipdn node user add|list|disable``); the
-  password only as an scrypt hash (federation/server/ui/pages.py).
+  password only as an scrypt hash (federation/server/ui/passwords.py).
 - ``drafts``: record bodies being written, unsigned, never sent anywhere; ``record_id`` and
   ``base_version`` are set when the draft edits a published record.
 - ``record_authors``: for each own version published through the pages or an import, who did it and

@@ -19,7 +19,7 @@ def upgrade() -> None:
     op.create_table(
         "operators",
         sa.Column("name", sa.String(64), primary_key=True),
-        sa.Column("password_hash", sa.String(200), nullable=False),  # scrypt, federation/server/ui/pages.py
+        sa.Column("password_hash", sa.String(200), nullable=False),  # scrypt, federation/server/ui/passwords.py
         sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_sign_in_at", sa.DateTime(timezone=True), nullable=True),

@@ -1,0 +1,271 @@
+"""The one sign-in flow of every operator and staff page: the hub's dashboard (operators, by password), the
+node's status page (its operator, by the operator token) and the node's authoring pages (staff, by password).
+
+A page makes one :class:`SignIn`, saying what differs: how an account is found and its secret checked
+(:class:`PasswordAccounts`, :class:`TokenAccount`), its URLs, how its form is drawn, and where to go after.
+Everything else is the same for all three, so it cannot drift apart:
+
+- the sign-in form carries a pre-session anti-forgery token (csrf.py: double-submit cookie and ``Origin``);
+  every later form carries the session's token (``require_form``);
+- one brute-force limit (:class:`SignInThrottle`) per account name, checked before the secret;
+- secrets are compared in constant time, and an unknown or disabled account costs the same work as a
+  wrong password (passwords.py);
+- the session cookie follows the one cookie policy (sessions.py) and names the account, which must still
+  exist and be enabled on every request (disabling an account ends its sessions);
+- signing out ends that session for good, not only in the browser that asked (a copied cookie is refused
+  too, until the process restarts);
+- sign-ins, failures, locked attempts and sign-outs are logged (``<event_prefix>-sign-in``, ...), never with
+  the secret, and handed to the page's own trail when it keeps one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+from urllib.parse import quote, urlsplit
+
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from federation.server.ui.csrf import check_csrf, check_form_token, issue_form_token, new_form_token
+from federation.server.ui.passwords import password_matches
+from federation.server.ui.sessions import Session, SessionCodec, clear_cookie, set_cookie
+from federation.server.web import Problem
+
+MAX_NAME = 64  # account names are at most this long; longer input is cut, not looked up
+
+A = TypeVar("A")
+
+
+@dataclass
+class SignInThrottle:
+    """After ``max_failures`` failures for one account within ``window`` seconds it is locked for ``lock_for``
+    seconds (in memory: a restart forgets, which only shortens a lock)."""
+
+    max_failures: int = 5
+    window: float = 15 * 60
+    lock_for: float = 15 * 60
+    _failures: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    _locked: dict[str, float] = field(default_factory=dict, repr=False)
+
+    def locked_until(self, account: str, now: float) -> float | None:
+        until = self._locked.get(account)
+        return until if until is not None and until > now else None
+
+    def failed(self, account: str, now: float) -> None:
+        recent = [t for t in self._failures.get(account, []) if now - t < self.window] + [now]
+        self._failures[account] = recent
+        if len(recent) >= self.max_failures:
+            self._locked[account] = now + self.lock_for
+            self._failures.pop(account)
+
+    def succeeded(self, account: str) -> None:
+        self._failures.pop(account, None)
+        self._locked.pop(account, None)
+
+
+# -- who signs in ----------------------------------------------------------------------------------------------
+
+
+class Accounts(Protocol[A]):
+    """Who may sign in to a page, and how the secret they give is checked."""
+
+    def credentials(self, form: Mapping[str, Any]) -> tuple[str, str]:
+        """(account name, secret) from the sign-in form."""
+        ...
+
+    async def find(self, request: web.Request, name: str) -> A | None:
+        """The enabled account of that name, else None."""
+        ...
+
+    async def verify(self, account: A | None, secret: str) -> bool:
+        """Whether ``secret`` opens ``account``: constant time, and the same work when ``account`` is None."""
+        ...
+
+
+@dataclass(frozen=True)
+class PasswordAccounts(Generic[A]):
+    """Named accounts with an scrypt password: the hub's operators, a node's staff."""
+
+    lookup: Callable[[web.Request, str], Awaitable[A | None]]  # the enabled account of a name, else None
+    password_hash: Callable[[A], str]
+    name_field: str = "name"
+    fold_case: bool = False  # names are lower case (staff user names)
+
+    def credentials(self, form: Mapping[str, Any]) -> tuple[str, str]:
+        name = str(form.get(self.name_field, ""))[:MAX_NAME].strip()
+        return (name.lower() if self.fold_case else name), str(form.get("password", ""))
+
+    async def find(self, request: web.Request, name: str) -> A | None:
+        return await self.lookup(request, name) if name else None
+
+    async def verify(self, account: A | None, secret: str) -> bool:
+        return await password_matches(secret, None if account is None else self.password_hash(account))
+
+
+@dataclass(frozen=True)
+class TokenAccount:
+    """One account, ``subject``, opened by a bearer token known only by its SHA-256 (the node's operator)."""
+
+    subject: str
+    token_sha256: str = field(repr=False)  # hex
+
+    def credentials(self, form: Mapping[str, Any]) -> tuple[str, str]:
+        return self.subject, str(form.get("token", "")).strip()
+
+    async def find(self, request: web.Request, name: str) -> str | None:
+        return name if name == self.subject else None
+
+    async def verify(self, account: str | None, secret: str) -> bool:
+        given = hashlib.sha256(secret.encode()).hexdigest()
+        return hmac.compare_digest(given, self.token_sha256) and account is not None
+
+
+# -- the flow ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignInForm:
+    """What the page's sign-in template is given."""
+
+    csrf: str  # the form's ``csrf_token`` field
+    next: str  # where to go after (the form's ``next`` field, where the page remembers it)
+    error: str | None = None  # "failed" (401) or "locked" (429)
+    minutes: int = 0  # how long a lock still lasts
+
+
+RenderForm = Callable[[web.Request, int, SignInForm], web.Response]
+Trail = Callable[[web.Request, str, str, float], Awaitable[None]]  # (request, action, account name, now)
+
+
+def safe_next(target: str | None, home: str) -> str:
+    """``target`` when it is a path among the pages under ``home``, else ``home`` (no open redirect)."""
+    if not target:
+        return home
+    root = home.rstrip("/") + "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or "\\" in target or not (parts.path.startswith(root) or parts.path == home):
+        return home
+    return target
+
+
+@dataclass
+class SignIn(Generic[A]):
+    """Sign-in, sign-out and the session check of one set of pages. Add its routes with :meth:`add_routes`;
+    a page handler calls :meth:`require` (or :meth:`require_form` for a POST) first."""
+
+    accounts: Accounts[A]
+    codec: SessionCodec
+    render_form: RenderForm
+    sign_in_url: str  # GET: the form; POST: sign in
+    sign_out_url: str  # POST: sign out
+    home: str  # where to go after signing in
+    cookie: str  # the session cookie
+    form_cookie: str  # the sign-in form's anti-forgery cookie
+    log: logging.Logger
+    event_prefix: str  # log events are "<prefix>-sign-in", "<prefix>-sign-in-failed", ...
+    signed_out_url: str = ""  # where sign-out leads; the sign-in form when empty
+    remember_next: bool = False  # send a visitor back to the page they asked for (``?next=``) after signing in
+    trail: Trail | None = None  # the page's own record of sign-ins, failures, locks and sign-outs
+    throttle: SignInThrottle = field(default_factory=SignInThrottle)
+    clock: Callable[[], float] = time.time
+    # The tokens of signed-out sessions, with their expiry: such a cookie opens nothing, even a copy of it.
+    _ended: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_get(self.sign_in_url, self.form_page)
+        router.add_post(self.sign_in_url, self.sign_in)
+        router.add_post(self.sign_out_url, self.sign_out)
+
+    # -- the session -------------------------------------------------------------------------------------------
+
+    async def current(self, request: web.Request) -> tuple[A, Session] | None:
+        """The account and session of the request's cookie, if it is valid, not signed out, and names an
+        account that exists and is enabled."""
+        session = self.codec.open(request.cookies.get(self.cookie), self.clock())
+        if session is None or session.csrf in self._ended:
+            return None
+        account = await self.accounts.find(request, session.subject)
+        return None if account is None else (account, session)
+
+    async def require(self, request: web.Request) -> tuple[A, Session]:
+        """The account and session, else: a page (GET) is sent to sign in; anything else (a form, the event
+        stream, which cannot follow a redirect) is a 401 problem."""
+        found = await self.current(request)
+        if found is not None:
+            return found
+        if request.method in ("GET", "HEAD") and "text/event-stream" not in request.headers.get("Accept", ""):
+            raise web.HTTPSeeOther(self.sign_in_url + (
+                f"?next={quote(request.path_qs, safe='')}" if self.remember_next else ""))
+        raise Problem(401, "sign-in-required", "sign in first")
+
+    async def require_form(self, request: web.Request) -> tuple[A, Session, MultiDictProxy[Any]]:
+        """A signed-in POST with its form, its anti-forgery token checked."""
+        account, session = await self.require(request)
+        form = await request.post()
+        check_csrf(request, session, form)
+        return account, session, form
+
+    # -- the handlers ------------------------------------------------------------------------------------------
+
+    async def form_page(self, request: web.Request) -> web.StreamResponse:
+        target = self._next(request.query.get("next"))
+        if await self.current(request) is not None:
+            raise web.HTTPSeeOther(target)
+        return self._form(request, 200, SignInForm(new_form_token(), target))
+
+    async def sign_in(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        check_form_token(request, self.form_cookie, form)
+        name, secret = self.accounts.credentials(form)
+        target = self._next(str(form.get("next", "")))
+        now = self.clock()
+        if (until := self.throttle.locked_until(name, now)) is not None:
+            await self._event(request, "sign-in-locked", name, now)
+            minutes = max(1, round((until - now) / 60))
+            return self._form(request, 429, SignInForm(new_form_token(), target, "locked", minutes))
+        account = await self.accounts.find(request, name)
+        if not await self.accounts.verify(account, secret):
+            self.throttle.failed(name, now)
+            await self._event(request, "sign-in-failed", name or "-", now)
+            return self._form(request, 401, SignInForm(new_form_token(), target, "failed"))
+        self.throttle.succeeded(name)
+        value, _session = self.codec.issue(name, now)
+        await self._event(request, "sign-in", name, now)
+        resp = web.HTTPSeeOther(target)
+        set_cookie(resp, request, self.cookie, value, max_age=self.codec.ttl)
+        clear_cookie(resp, request, self.form_cookie)
+        raise resp
+
+    async def sign_out(self, request: web.Request) -> web.StreamResponse:
+        _account, session, _form = await self.require_form(request)
+        now = self.clock()
+        self._ended = {t: exp for t, exp in self._ended.items() if exp > now}  # an expired cookie opens nothing
+        self._ended[session.csrf] = session.expires
+        await self._event(request, "sign-out", session.subject, now)
+        resp = web.HTTPSeeOther(self.signed_out_url or self.sign_in_url)
+        clear_cookie(resp, request, self.cookie)
+        raise resp
+
+    # -- helpers -----------------------------------------------------------------------------------------------
+
+    def _next(self, target: str | None) -> str:
+        return safe_next(target, self.home) if self.remember_next else self.home
+
+    def _form(self, request: web.Request, status: int, form: SignInForm) -> web.Response:
+        resp = self.render_form(request, status, form)
+        issue_form_token(resp, request, self.form_cookie, form.csrf)
+        return resp
+
+    async def _event(self, request: web.Request, action: str, name: str, now: float) -> None:
+        event = f"{self.event_prefix}-{action}"
+        level = logging.INFO if action in ("sign-in", "sign-out") else logging.WARNING
+        self.log.log(level, "%s: %s", event, name, extra={"fields": {
+            "event": event, "account": name, "remote": request.remote or ""}})
+        if self.trail is not None:
+            await self.trail(request, action, name, now)

@@ -1,0 +1,390 @@
+"""The one sign-in flow of every operator and staff page (federation/server/ui/signin.py) and its parts: scrypt
+passwords, signed session cookies, the CSRF defence and the sign-in lock. Each test is named after the attack it
+stops; the flow's tests run it over HTTP in a small app of its own, as the dashboard, the status page and the
+authoring pages use it (their own test modules check that they do)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, make_mocked_request
+
+from federation.server.ui import passwords
+from federation.server.ui.csrf import check_csrf
+from federation.server.ui.passwords import hash_password, password_matches, verify_password
+from federation.server.ui.sessions import SessionCodec
+from federation.server.ui.signin import (
+    PasswordAccounts,
+    SignIn,
+    SignInForm,
+    SignInThrottle,
+    TokenAccount,
+    safe_next,
+)
+from federation.server.web import Problem, problems_middleware
+
+FAST = {"n": 2**10, "r": 8, "p": 1}  # the production cost is for stored accounts, not for tests
+PASSWORD = "correct horse battery"
+TOKEN = "the-node-operator-token"
+
+
+# -- passwords -------------------------------------------------------------------------------------------------
+
+
+def test_password_hash_verifies_only_the_right_password_and_carries_parameters() -> None:
+    encoded = hash_password("correct horse", **FAST)
+    assert encoded.startswith("scrypt$1024$8$1$") and "correct horse" not in encoded
+    assert verify_password("correct horse", encoded)
+    assert not verify_password("correct hors", encoded)
+    assert hash_password("correct horse", **FAST) != encoded  # salted
+
+
+def test_default_password_cost_is_memory_hard() -> None:
+    assert hash_password("x").split("$")[1:4] == ["32768", "8", "1"]
+
+
+@pytest.mark.parametrize("garbage", ["", "plain", "bcrypt$1$2$3$4$5", "scrypt$x$8$1$AA$AA", "scrypt$1024$8$1$A$!"])
+def test_malformed_stored_hash_never_verifies(garbage: str) -> None:
+    assert not verify_password("anything", garbage)
+
+
+async def test_account_probing_by_timing_meets_the_same_password_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unknown (or disabled) account is checked against a dummy hash: the same scrypt work as a wrong
+    password, and never a match, whatever the password."""
+    checked: list[str] = []
+    real = passwords.verify_password
+    monkeypatch.setattr(passwords, "verify_password", lambda pw, enc: checked.append(enc) or real(pw, enc))
+    assert not await password_matches(PASSWORD, None)
+    assert len(checked) == 1 and checked[0].startswith("scrypt$32768$8$1$")  # the cost of a real account
+    assert await password_matches(PASSWORD, hash_password(PASSWORD, **FAST))
+
+
+# -- sessions and CSRF -----------------------------------------------------------------------------------------
+
+
+def test_session_round_trip_and_expiry() -> None:
+    codec = SessionCodec(b"k" * 32, ttl=60)
+    value, session = codec.issue("amal", now=1000.0)
+    assert codec.open(value, now=1059.0) == session
+    assert codec.open(value, now=1061.0) is None
+
+
+def test_forged_session_cookie_is_refused() -> None:
+    codec = SessionCodec(b"k" * 32)
+    value, _ = codec.issue("staff", now=0.0)
+    claims, mac = value.split(".")
+    forged = json.dumps({"sub": "admin", "csrf": "x", "exp": 1e12}).encode()
+    forged_claims = base64.urlsafe_b64encode(forged).rstrip(b"=").decode()
+    assert codec.open(f"{forged_claims}.{mac}", now=1.0) is None
+    assert SessionCodec(b"other" * 8).open(value, now=1.0) is None
+    for junk in (None, "", "a.b.c", "nodot", f"{claims}.AAAA"):
+        assert codec.open(junk, now=1.0) is None
+
+
+def _request(headers: dict[str, str], path: str = "/x") -> Any:
+    return make_mocked_request("POST", path, headers={"Host": "node.example", **headers})
+
+
+def test_cross_site_request_forgery_without_token_is_refused() -> None:
+    _, session = SessionCodec(b"k" * 32).issue("s", now=0.0)
+    with pytest.raises(Problem) as e:
+        check_csrf(_request({}), session, {})
+    assert e.value.status == 403
+    with pytest.raises(Problem):
+        check_csrf(_request({}), session, {"csrf_token": "wrong"})
+    check_csrf(_request({}), session, {"csrf_token": session.csrf})
+    check_csrf(_request({"X-CSRF-Token": session.csrf}), session)
+
+
+def test_cross_site_request_forgery_from_other_origin_is_refused_even_with_token() -> None:
+    _, session = SessionCodec(b"k" * 32).issue("s", now=0.0)
+    for origin in ("https://evil.example", "null", "http://node.example.evil.example"):
+        with pytest.raises(Problem):
+            check_csrf(_request({"Origin": origin}), session, {"csrf_token": session.csrf})
+    check_csrf(_request({"Origin": "http://node.example"}), session, {"csrf_token": session.csrf})
+
+
+# -- the sign-in lock ------------------------------------------------------------------------------------------
+
+
+def test_password_guessing_locks_the_account_then_success_unlocks() -> None:
+    t = SignInThrottle(max_failures=3, window=60, lock_for=300)
+    for i in range(2):
+        t.failed("amal", now=float(i))
+    assert t.locked_until("amal", now=2.0) is None
+    t.failed("amal", now=2.0)
+    assert t.locked_until("amal", now=3.0) == 302.0
+    assert t.locked_until("other", now=3.0) is None
+    assert t.locked_until("amal", now=303.0) is None
+    t.succeeded("amal")
+    assert t.locked_until("amal", now=3.0) is None
+
+
+def test_failures_outside_the_window_do_not_count() -> None:
+    t = SignInThrottle(max_failures=2, window=10, lock_for=100)
+    t.failed("a", now=0.0)
+    t.failed("a", now=20.0)
+    assert t.locked_until("a", now=21.0) is None
+
+
+@pytest.mark.parametrize(("target", "expected"), [
+    (None, "/p/"), ("/p/drafts/1?x=1", "/p/drafts/1?x=1"), ("https://evil.example/p/", "/p/"),
+    ("//evil.example/p/", "/p/"), ("/p\\..\\evil", "/p/"), ("/other/", "/p/"), ("/p", "/p/"),
+    ("javascript:alert(1)", "/p/"),
+])
+def test_open_redirect_after_sign_in_refused(target: str | None, expected: str) -> None:
+    assert safe_next(target, "/p/") == expected
+
+
+# -- the flow over HTTP ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class User:
+    name: str
+    password_hash: str
+    disabled: bool = False
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+USERS = web.AppKey("users", dict)
+FLOW = web.AppKey("flow", SignIn)
+TRAIL = web.AppKey("trail", list)
+log = logging.getLogger("ipdn.test.signin")
+
+
+async def _lookup(request: web.Request, name: str) -> User | None:
+    user = request.app[USERS].get(name)
+    return user if user is not None and not user.disabled else None
+
+
+def _form(request: web.Request, status: int, form: SignInForm) -> web.Response:
+    error = f'<p role="alert">{form.error} {form.minutes}</p>' if form.error else ""
+    return web.Response(status=status, content_type="text/html", text=(
+        f'{error}<form method="post"><input type="hidden" name="csrf_token" value="{form.csrf}">'
+        f'<input type="hidden" name="next" value="{form.next}"></form>'))
+
+
+async def _page(request: web.Request) -> web.Response:
+    user, session = await request.app[FLOW].require(request)
+    return web.Response(text=f'{getattr(user, "name", user)} <input name="csrf_token" value="{session.csrf}">')
+
+
+async def _change(request: web.Request) -> web.Response:
+    user, _session, form = await request.app[FLOW].require_form(request)
+    return web.Response(text=f"changed by {user.name}: {form.get('what')}")
+
+
+def make_app(clock: Clock, *, accounts: Any = None, remember_next: bool = True) -> web.Application:
+    app = web.Application(middlewares=[problems_middleware])
+    app[USERS] = {"amal": User("amal", hash_password(PASSWORD, **FAST)),
+                  "omar": User("omar", hash_password(PASSWORD, **FAST))}
+    app[TRAIL] = []
+
+    async def trail(request: web.Request, action: str, name: str, now: float) -> None:
+        request.app[TRAIL].append((action, name, now))
+
+    flow: SignIn[Any] = SignIn(
+        accounts or PasswordAccounts(_lookup, lambda u: u.password_hash, fold_case=True),
+        SessionCodec(b"s" * 32, ttl=3600), _form, sign_in_url="/p/sign-in", sign_out_url="/p/sign-out", home="/p/",
+        cookie="p_session", form_cookie="p_form", log=log, event_prefix="test", remember_next=remember_next,
+        trail=trail, throttle=SignInThrottle(max_failures=3, window=600, lock_for=900), clock=clock)
+    app[FLOW] = flow
+    flow.add_routes(app.router)
+    app.router.add_get("/p/", _page)
+    app.router.add_get("/p/events", _page)
+    app.router.add_post("/p/change", _change)
+    return app
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, clock: Clock) -> TestClient:
+    return await aiohttp_client(make_app(clock))
+
+
+def csrf_of(html: str) -> str:
+    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert m, "no CSRF token on the page"
+    return m.group(1)
+
+
+async def sign_in(client: TestClient, name: str = "amal", password: str = PASSWORD, **headers: str) -> Any:
+    token = csrf_of(await (await client.get("/p/sign-in")).text())
+    return await client.post("/p/sign-in", data={"name": name, "password": password, "csrf_token": token},
+                             headers=headers, allow_redirects=False)
+
+
+async def session_token(client: TestClient) -> str:
+    assert (await sign_in(client)).status == 303
+    return csrf_of(await (await client.get("/p/")).text())
+
+
+class TestSignIn:
+    async def test_sign_in_opens_the_pages_and_leads_where_the_visitor_was_going(self, client: TestClient) -> None:
+        r = await client.get("/p/?q=1", allow_redirects=False)
+        assert r.status == 303 and r.headers["Location"].startswith("/p/sign-in?next=")
+        form = await (await client.get(r.headers["Location"])).text()
+        assert 'name="next" value="/p/?q=1"' in form
+        r = await client.post("/p/sign-in", data={"name": " AMAL ", "password": PASSWORD, "csrf_token": csrf_of(form),
+                                                  "next": "/p/?q=1"}, allow_redirects=False)
+        assert r.status == 303 and r.headers["Location"] == "/p/?q=1"
+        assert (await (await client.get("/p/")).text()).startswith("amal ")
+        r = await client.get("/p/sign-in", allow_redirects=False)  # signed in already: on to the pages
+        assert r.status == 303 and r.headers["Location"] == "/p/"
+        assert [a for a, _, _ in client.app[TRAIL]] == ["sign-in"]
+
+    async def test_session_cookie_is_httponly_strict_and_secure_behind_tls(self, client: TestClient) -> None:
+        r = await sign_in(client, **{"X-Forwarded-Proto": "https"})
+        cookies = r.headers.getall("Set-Cookie")
+        session = next(c for c in cookies if c.startswith("p_session="))
+        assert "HttpOnly" in session and "SameSite=Strict" in session and "Secure" in session
+        assert "Max-Age=3600" in session and "Path=/" in session
+        form = next(c for c in cookies if c.startswith("p_form="))
+        assert "Max-Age=0" in form  # the sign-in form's token is spent
+        plain = next(c for c in (await sign_in(client, "omar")).headers.getall("Set-Cookie")
+                     if c.startswith("p_session="))
+        assert "HttpOnly" in plain and "SameSite=Strict" in plain and "Secure" not in plain  # plain HTTP here
+
+    async def test_password_guessing_locks_the_account_even_for_the_right_password(self, client: TestClient,
+                                                                                   clock: Clock) -> None:
+        for _ in range(3):
+            assert (await sign_in(client, password="a guess")).status == 401
+        r = await sign_in(client)
+        assert r.status == 429 and "locked 15" in await r.text()
+        assert (await sign_in(client, "omar")).status == 303  # one account's lock is not another's
+        clock.now += 15 * 60 + 1
+        client.session.cookie_jar.clear()
+        assert (await sign_in(client)).status == 303
+        actions = [a for a, n, _ in client.app[TRAIL] if n == "amal"]
+        assert actions == ["sign-in-failed"] * 3 + ["sign-in-locked", "sign-in"]
+
+    async def test_account_probing_gets_the_same_answer_for_unknown_and_disabled_names(self,
+                                                                                       client: TestClient) -> None:
+        client.app[USERS]["omar"].disabled = True
+        for name in ("mallory", "omar", ""):
+            r = await sign_in(client, name)
+            assert r.status == 401 and "failed" in await r.text()
+
+    async def test_login_forgery_without_the_form_token_refused(self, client: TestClient) -> None:
+        """Login CSRF: another site's page cannot read the form's token nor set its cookie."""
+        token = csrf_of(await (await client.get("/p/sign-in")).text())
+        for data in ({}, {"csrf_token": "not-the-token"}):
+            r = await client.post("/p/sign-in", data={"name": "amal", "password": PASSWORD, **data})
+            assert r.status == 403 and (await r.json())["reason"] == "csrf"
+        client.session.cookie_jar.clear()  # the token without its cookie
+        r = await client.post("/p/sign-in", data={"name": "amal", "password": PASSWORD, "csrf_token": token})
+        assert r.status == 403 and (await r.json())["reason"] == "csrf"
+        assert client.app[TRAIL] == []  # refused before any password was tried
+
+    async def test_login_forgery_from_another_origin_refused_even_with_the_token(self, client: TestClient) -> None:
+        r = await sign_in(client, Origin="https://evil.example")
+        assert r.status == 403 and (await r.json())["reason"] == "csrf"
+
+    async def test_cross_site_request_forgery_without_the_session_token_refused(self, client: TestClient) -> None:
+        await session_token(client)
+        for data in ({"what": "x"}, {"what": "x", "csrf_token": "not-the-token"}):
+            r = await client.post("/p/change", data=data)
+            assert r.status == 403 and (await r.json())["reason"] == "csrf"
+
+    async def test_cross_origin_post_refused_even_with_the_session_token(self, client: TestClient) -> None:
+        token = await session_token(client)
+        r = await client.post("/p/change", data={"what": "x", "csrf_token": token},
+                              headers={"Origin": "https://evil.example"})
+        assert r.status == 403
+        r = await client.post("/p/change", data={"what": "x", "csrf_token": token})
+        assert r.status == 200 and await r.text() == "changed by amal: x"
+
+    async def test_requests_without_a_session_sent_to_sign_in_or_refused(self, client: TestClient) -> None:
+        """A page is sent to sign in; a form post or the event stream (which cannot follow) is a 401 problem."""
+        r = await client.post("/p/change", data={"what": "x"})
+        assert r.status == 401 and (await r.json())["reason"] == "sign-in-required"
+        r = await client.get("/p/events", headers={"Accept": "text/event-stream"})
+        assert r.status == 401 and (await r.json())["reason"] == "sign-in-required"
+        r = await client.post("/p/sign-out", data={})
+        assert r.status == 401
+
+    async def test_forged_or_expired_session_cookie_refused(self, client: TestClient, clock: Clock) -> None:
+        client.session.cookie_jar.update_cookies({"p_session": "eyJzdWIiOiJhbWFsIn0.AAAA"})
+        assert (await client.get("/p/", allow_redirects=False)).status == 303
+        await session_token(client)
+        clock.now += 3601
+        assert (await client.get("/p/", allow_redirects=False)).status == 303
+
+    async def test_disabled_account_session_refused(self, client: TestClient) -> None:
+        """Disabling an account ends its sessions at their next request."""
+        token = await session_token(client)
+        client.app[USERS]["amal"].disabled = True
+        assert (await client.get("/p/", allow_redirects=False)).status == 303
+        assert (await client.post("/p/change", data={"csrf_token": token})).status == 401
+
+    async def test_sign_out_ends_the_session_even_for_a_copied_cookie(self, client: TestClient) -> None:
+        """Sign-out needs the session's token; then the cookie is gone, and a copy of it (say, stolen before)
+        opens nothing either."""
+        token = await session_token(client)
+        copied = client.session.cookie_jar.filter_cookies(client.make_url("/"))["p_session"].value
+        r = await client.post("/p/sign-out", data={}, allow_redirects=False)
+        assert r.status == 403
+        r = await client.post("/p/sign-out", data={"csrf_token": token}, allow_redirects=False)
+        assert r.status == 303 and r.headers["Location"] == "/p/sign-in"
+        assert "p_session" not in client.session.cookie_jar.filter_cookies(client.make_url("/"))
+        client.session.cookie_jar.update_cookies({"p_session": copied})
+        assert (await client.get("/p/", allow_redirects=False)).status == 303
+        assert [a for a, _, _ in client.app[TRAIL]] == ["sign-in", "sign-out"]
+
+    async def test_secrets_never_logged(self, client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+        caplog.set_level(logging.INFO, "ipdn.test.signin")
+        await sign_in(client, password="a wrong password")
+        await sign_in(client)
+        records = [r for r in caplog.records if r.name == "ipdn.test.signin"]
+        events = [r.__dict__["fields"]["event"] for r in records]
+        assert events == ["test-sign-in-failed", "test-sign-in"]
+        assert not any(PASSWORD in str(r.__dict__) or "a wrong password" in str(r.__dict__) for r in records)
+
+
+class TestTokenAccount:
+    """The node's status page: one account, the operator, opened by the operator token."""
+
+    @pytest.fixture
+    async def client(self, aiohttp_client: Any, clock: Clock) -> TestClient:
+        account = TokenAccount("operator", hashlib.sha256(TOKEN.encode()).hexdigest())
+        return await aiohttp_client(make_app(clock, accounts=account, remember_next=False))
+
+    async def sign_in(self, client: TestClient, token: str) -> Any:
+        form = csrf_of(await (await client.get("/p/sign-in")).text())
+        return await client.post("/p/sign-in", data={"token": token, "csrf_token": form}, allow_redirects=False)
+
+    async def test_token_guessing_locks_sign_in(self, client: TestClient) -> None:
+        for guess in ("a", "b", TOKEN + "x"):
+            assert (await self.sign_in(client, guess)).status == 401
+        assert (await self.sign_in(client, TOKEN)).status == 429
+
+    async def test_right_token_opens_the_operator_session(self, client: TestClient) -> None:
+        r = await self.sign_in(client, f"  {TOKEN} ")
+        assert r.status == 303 and r.headers["Location"] == "/p/"
+        assert (await client.get("/p/", allow_redirects=False)).status == 200
+        assert (await client.get("/p/", allow_redirects=False)).headers.get("Location") is None
+
+    async def test_no_return_to_an_arbitrary_page_where_the_flow_does_not_remember_one(self,
+                                                                                       client: TestClient) -> None:
+        r = await client.get("/p/?x=1", allow_redirects=False)
+        assert r.headers["Location"] == "/p/sign-in"
