@@ -176,7 +176,8 @@ def _sign_in_paths(prefix: str, what: str, tag: str, secret: str, form: dict[str
         f"{prefix}/sign-out": {
             "post": {"operationId": f"post{name}SignOut", "tags": [tag], "summary": "End the session",
                      "security": [{"session": []}], "requestBody": csrf_only,
-                     "responses": {"303": _SEE_OTHER, "403": _FORGED}},
+                     "responses": {"303": _SEE_OTHER, "401": _problem("Not signed in (`sign-in-required`)"),
+                                   "403": _FORGED}},
         },
         f"{prefix}/static/{{name}}": {
             "get": {"operationId": f"get{name}Static", "tags": [tag], "summary": "The pages' stylesheet and script",
@@ -207,7 +208,8 @@ def _status_page_paths() -> dict[str, Any]:
             "summary": "Push the refused own envelopes again (as POST /api/v1/outbox/retry)",
             "requestBody": {"required": False, "content": {"application/x-www-form-urlencoded": {"schema": _obj(
                 ["csrf_token"], csrf_token=_STR)}}},
-            "responses": {"303": _SEE_OTHER, "403": _FORGED}}},
+            "responses": {"303": _SEE_OTHER, "401": _problem("Not signed in (`sign-in-required`)"),
+                          "403": _FORGED}}},
         **_sign_in_paths("/status", "the status page", tag, "the node's operator token", {"token": _STR}),
     }
 
@@ -829,7 +831,7 @@ def _author_paths() -> dict[str, Any]:
     html = {"description": "The page", "content": {"text/html": {"schema": _STR}}}
     to_sign_in = {"description": "No session: to the sign-in page (GET), or after a form: to the next page",
                   "headers": {"Location": _header("where to go next")}}
-    unauth = _problem("No session (`unauthenticated`)")
+    unauth = _problem("No session (`sign-in-required`)")
     csrf = _problem("No or a stale anti-forgery token, or a post from another site's page (`csrf`)")
     missing = _problem("No such draft, record, import or file")
     form = {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
