@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from http.client import HTTPException
 from pathlib import Path
 from typing import Any
@@ -142,10 +142,11 @@ class AuditReport:
 # -- the audit -----------------------------------------------------------------------------------------------
 
 
-def audit(fetch: Fetch, registry: Registry, *, previous: Checkpoint | None = None, now: datetime | None = None,
+def audit(fetch: Fetch, registry: Registry, *, now: datetime, previous: Checkpoint | None = None,
           schemas: SchemaSet | None = None, page_limit: int = PAGE_LIMIT, progress: ProgressCallback | None = None,
           clock: Callable[[], float] = time.monotonic) -> AuditReport:
-    """Audit the hub behind ``fetch`` against ``registry`` (the only thing trusted).
+    """Audit the hub behind ``fetch`` against ``registry`` (the only thing trusted), at ``now`` (the time
+    registry validity and envelope times are judged at; ``clock`` only measures how long the audit took).
 
     ``previous`` is the checkpoint of an earlier audit (its hub signature already checked, see
     :func:`load_checkpoint`): the hub must prove its current log extends it. Raises only
@@ -154,8 +155,7 @@ def audit(fetch: Fetch, registry: Registry, *, previous: Checkpoint | None = Non
     started = clock()
     report = AuditReport()
     try:
-        _audit(fetch, registry, report, previous, now or datetime.now(UTC), schemas or default_schemas(),
-               page_limit, progress)
+        _audit(fetch, registry, report, previous, now, schemas or default_schemas(), page_limit, progress)
     except HubHttpError as e:
         report.failures.append(AuditFailure(e.reason, e.message))
     report.elapsed = clock() - started

@@ -202,7 +202,7 @@ class OwnKeys:
         body = {"type": "rotation", "base": registry.version, "member": self.member, "new_key": new.public.to_jwk(),
                 "effective": format_time(now + effective_in)}
         first = sign_document(body, current, now=now)
-        proof = sign_document(first.body, new)  # the same payload, signed by the new key (possession)
+        proof = sign_document(first.body, new, now=now)  # the same payload, signed by the new key (possession)
         name = f"key-{new.kid[:16]}.pem"
         _write_synced(self.directory / name, new.to_pem(), 0o600)
         rotation = Rotation(file=name, kid=new.kid, effective=str(body["effective"]), base=registry.version,

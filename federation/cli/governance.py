@@ -11,7 +11,7 @@ import json
 import sys
 import urllib.error
 import urllib.request
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,11 @@ def _submit(hub: str, *docs: Document) -> int:
     return 0
 
 
+def _sign(body: dict[str, Any], key: SigningKey) -> Document:
+    """``body`` signed by ``key``, issued now: the operator's moment of signing."""
+    return sign_document(body, key, now=datetime.now(UTC))
+
+
 def _time(text: str | None) -> str | None:
     return format_time(datetime.fromisoformat(text)) if text else None
 
@@ -67,19 +72,19 @@ def cmd_apply(a: argparse.Namespace) -> int:
         body["endpoint"] = a.endpoint
     if a.email:
         body["contact"] = {"email": a.email}
-    return _submit(a.hub, sign_document(body, key))
+    return _submit(a.hub, _sign(body, key))
 
 
 def cmd_vote(a: argparse.Namespace) -> int:
-    doc = sign_document({"type": "vote", "base": _base(a.hub), "proposal": a.proposal, "voter": a.member.upper(),
-                         "decision": "reject" if a.reject else "approve"}, SigningKey.load(a.key))
+    doc = _sign({"type": "vote", "base": _base(a.hub), "proposal": a.proposal, "voter": a.member.upper(),
+                 "decision": "reject" if a.reject else "approve"}, SigningKey.load(a.key))
     return _submit(a.hub, doc)
 
 
 def cmd_propose(a: argparse.Namespace) -> int:
-    doc = sign_document({"type": "proposal", "base": _base(a.hub), "action": a.command_name,
-                         "member": a.member.upper(), "proposer": a.as_member.upper(), "reason": a.reason or ""},
-                        SigningKey.load(a.key))
+    doc = _sign({"type": "proposal", "base": _base(a.hub), "action": a.command_name,
+                 "member": a.member.upper(), "proposer": a.as_member.upper(), "reason": a.reason or ""},
+                SigningKey.load(a.key))
     return _submit(a.hub, doc)
 
 
@@ -89,22 +94,22 @@ def cmd_rotate(a: argparse.Namespace) -> int:
                             "new_key": new.public.to_jwk()}
     if a.effective:
         body["effective"] = _time(a.effective)
-    first = sign_document(body, old)
-    return _submit(a.hub, first, sign_document(first.body, new))  # the same payload, signed by the new key
+    first = _sign(body, old)
+    return _submit(a.hub, first, _sign(first.body, new))  # the same payload, signed by the new key
 
 
 def cmd_revoke(a: argparse.Namespace) -> int:
     body: dict[str, Any] = {"type": "revocation", "base": _base(a.hub), "member": a.member.upper(), "kid": a.kid}
     if a.effective:
         body["effective"] = _time(a.effective)
-    return _submit(a.hub, sign_document(body, SigningKey.load(a.key)))
+    return _submit(a.hub, _sign(body, SigningKey.load(a.key)))
 
 
 def cmd_handover(a: argparse.Namespace) -> int:
     new_key = load_public_jwk(a.new_hub_key)
-    doc = sign_document({"type": "handover", "base": _base(a.hub), "chair": a.chair.upper(),
-                         "hub": {"url": a.new_url.rstrip("/"), "keys": [new_key.to_jwk()]}},
-                        SigningKey.load(a.hub_key))
+    doc = _sign({"type": "handover", "base": _base(a.hub), "chair": a.chair.upper(),
+                 "hub": {"url": a.new_url.rstrip("/"), "keys": [new_key.to_jwk()]}},
+                SigningKey.load(a.hub_key))
     return _submit(a.hub, doc)
 
 

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     hub_dir.mkdir(parents=True, exist_ok=True)
     hub_key = SigningKey.generate()
     hub_key.save(hub_dir / "hub.key.pem")
-    signed = genesis(hub_key=hub_key, hub_url=args.url.rstrip("/"), founders=founders, chair=args.chair)
+    signed = genesis(hub_key=hub_key, hub_url=args.url.rstrip("/"), founders=founders, chair=args.chair,
+                     now=datetime.now(UTC))
     (hub_dir / "registry.json").write_bytes(signed.to_bytes() + b"\n")
     token = secrets.token_urlsafe(32)
     fd = os.open(hub_dir / "operator.token", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -236,7 +236,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     registry = load_registry(args.registry).registry
     previous = audit.load_checkpoint(args.from_checkpoint, registry) if args.from_checkpoint else None
     progress = reporter(args, label="audit", unit="entries")
-    report = audit.audit(fetch, registry, previous=previous, progress=progress)
+    report = audit.audit(fetch, registry, now=datetime.now(UTC), previous=previous, progress=progress)
     for line in report.failure_lines():
         print(line)
     if not args.quiet:

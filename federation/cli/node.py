@@ -25,11 +25,12 @@ from federation.cli import webhooks as webhook_cli
 from federation.cli.errors import UsageError
 from federation.protocol.keys import SigningKey
 from federation.protocol.registry import parse_registry
+from federation.protocol.webhooks import public_key_text
 from node.config import CONFIG_FILE, REGISTRY_FILE, TOKEN_FILE, load_config
 from node.errors import ConfigError
 from node.own_keys import MAX_EFFECTIVE_IN, OwnKeys
 from node.store.records import NodeStore
-from node.webhooks.events import load_or_create_key, public_key_text
+from node.webhooks.events import load_or_create_key
 
 
 def _write_private(path: Path, data: bytes) -> None:

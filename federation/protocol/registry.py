@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -224,10 +224,9 @@ def accept_update(current: SignedRegistry, new: SignedRegistry, now: datetime) -
 
 
 def genesis(*, hub_key: SigningKey, hub_url: str, founders: list[tuple[PublicKey, dict[str, str]]],
-            chair: str | None = None, now: datetime | None = None,
-            lifetime: timedelta = DEFAULT_LIFETIME) -> SignedRegistry:
-    """Version 1, listing the founders as active members (the first founder chairs unless ``chair``)."""
-    now = now or datetime.now(UTC)
+            now: datetime, chair: str | None = None, lifetime: timedelta = DEFAULT_LIFETIME) -> SignedRegistry:
+    """Version 1, issued at ``now``, listing the founders as active members (the first founder chairs unless
+    ``chair``)."""
     chair = chair or (founders[0][0].member if founders else None)
     members = tuple(
         Member(code=str(pub.member), names=names, role="chair" if pub.member == chair else "member",

@@ -1,8 +1,8 @@
 """Record schemas: loading, validation (fast path and reference), and the semantic rules of each kind.
 
 Two validators give one verdict. The hot path compiles every schema with jsonschema-rs (about 200x
-faster than pure Python here, docs/ARCHITECTURE.md, where the time goes); ``jsonschema`` stays as the reference implementation,
-and tests prove both agree on every example and on generated documents. JSON Schema regular
+faster than pure Python here, docs/ARCHITECTURE.md, where the time goes); ``jsonschema`` stays as the
+reference implementation, and tests prove both agree on every example and on generated documents. JSON Schema regular
 expressions are ECMA-262 (2020-12 §6.4); Python's ``re`` differs in that ``$`` also matches before a
 final newline, so the reference translates ``$`` to ``\\Z`` to keep the spec's meaning.
 

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from federation.protocol import strictjson
 from federation.protocol.schemas import default_schemas
+from federation.protocol.webhooks import new_id, new_secret, public_key_text
 from federation.server.times import utc_text
 from federation.server.web import Problem, json_response, read_json
 from node.partners import access as partners
@@ -58,7 +59,7 @@ def new_subscription(partner: str, url: Any, filters: Any, *, allow_loopback: bo
     """
     url = webhooks.check_url(url, allow_loopback=allow_loopback)
     spec = webhooks.EventFilter.parse(filters, kinds=sorted(default_schemas().latest))
-    return Subscription(webhooks.new_id(webhooks.SUBSCRIPTION_PREFIX, now), partner, url, spec, webhooks.new_secret(),
+    return Subscription(new_id(webhooks.SUBSCRIPTION_PREFIX, now), partner, url, spec, new_secret(),
                         ACTIVE, now)
 
 
@@ -85,7 +86,7 @@ async def signing_key(request: web.Request) -> web.Response:
     from node.app import WEBHOOKS
 
     key = request.app[WEBHOOKS].key
-    return json_response({"key": webhooks.public_key_text(key), "algorithm": "Ed25519", "signature_version": "v1a",
+    return json_response({"key": public_key_text(key), "algorithm": "Ed25519", "signature_version": "v1a",
                           "jwk": key.public.to_jwk(), "tolerance_seconds": TOLERANCE},
                          headers={"Cache-Control": "public, max-age=3600"})
 

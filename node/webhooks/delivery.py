@@ -42,6 +42,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
+from federation.protocol import webhooks as standard_webhooks
 from federation.protocol.keys import SigningKey
 from federation.server.aio import wait_event
 from node.config import NodeConfig
@@ -183,7 +184,7 @@ class WebhookWorker:
             raise RuntimeError("WebhookWorker.start() opens the HTTP client first")
         at = self.clock()
         timestamp = int(at.timestamp())
-        headers = webhooks.headers(row.id, timestamp, row.body, key=self.key, secret=row.secret)
+        headers = standard_webhooks.headers(row.id, timestamp, row.body, key=self.key, secret=row.secret)
         status: int | None = None
         error: str | None = None
         retry_after: float | None = None

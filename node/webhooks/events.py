@@ -1,18 +1,9 @@
-"""Webhooks, the pure part: Standard Webhooks signing, the node's webhook key, events, filters, URL rules.
+"""Webhooks, the node's pure part: its webhook key file, events, filters, URL rules, the retry schedule.
 
-A delivery is an HTTP POST of one event (docs/PROTOCOL.md §13) with the Standard Webhooks headers
-(https://www.standardwebhooks.com, spec 1.0.0):
-
-- ``webhook-id``: ``msg_`` and a ULID (time-ordered, 26 Crockford base32 characters), the same on every
-  attempt of one delivery: the receiver's deduplication key;
-- ``webhook-timestamp``: the attempt's time, integer Unix seconds (a retry gets a new one);
-- ``webhook-signature``: space-separated signatures over ``{webhook-id}.{webhook-timestamp}.{body}``:
-  always ``v1a,<base64 Ed25519 signature>`` by the node's webhook key (public as ``whpk_<base64>``), and
-  ``v1,<base64 HMAC-SHA256>`` with the subscription's secret (``whsec_<base64>``) when it has one.
-
-The webhook key is not the member's record-signing key: it signs transport (this node sent this body
-now), the envelope inside the body signs the record (the origin published it), and a partner checks both.
-It lives in the node directory (``webhook.key.pem``, mode 0600), made at ``ipdn node init`` or first use.
+A delivery is an HTTP POST of one event (docs/PROTOCOL.md §13), signed as Standard Webhooks by
+federation/protocol/webhooks.py (ids, secrets, the ``whpk_`` key text, headers): that part is protocol,
+which partners verify. The webhook key lives in the node directory (``webhook.key.pem``, mode 0600),
+made at ``ipdn node init`` or first use.
 
 The delivery worker is node/webhooks/delivery.py, the queue node/webhooks/store.py, the partner API
 node/webhooks/api.py.
@@ -20,13 +11,9 @@ node/webhooks/api.py.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import hmac
 import ipaddress
 import json
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,82 +21,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from federation.protocol.envelope import format_time
 from federation.protocol.errors import InputError
-from federation.protocol.keys import SigningKey, raw_public
+from federation.protocol.keys import SigningKey
 from node.errors import BadQueryError
 from node.records.filters import RecordFilter
 
-SECRET_PREFIX = "whsec_"  # noqa: S105  (a prefix, not a secret)
-PUBLIC_PREFIX = "whpk_"
-SECRET_BYTES = 32  # the spec asks for 24 to 64 random bytes
-MESSAGE_PREFIX = "msg_"
-SUBSCRIPTION_PREFIX = "sub_"
+SUBSCRIPTION_PREFIX = "sub_"  # a subscription's id: this prefix and a ULID (federation.protocol.webhooks.new_id)
 
 PUBLISHED, UPDATED, CANCELLED, DELETED = "record.published", "record.updated", "record.cancelled", "record.deleted"
 EVENT_TYPES = (PUBLISHED, UPDATED, CANCELLED, DELETED)
 
 MAX_URL = 2000
 
-# -- identifiers and secrets ------------------------------------------------------------------------------
-
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def new_id(prefix: str, now: datetime) -> str:
-    """``prefix`` and a ULID: 48 bits of milliseconds, 80 random bits, 26 Crockford base32 characters
-    (sortable by creation time, no ``.``, which the signed string uses as its delimiter)."""
-    n = (int(now.timestamp() * 1000) << 80) | secrets.randbits(80)
-    return prefix + "".join(_CROCKFORD[(n >> (5 * i)) & 31] for i in reversed(range(26)))
-
-
-def new_secret() -> str:
-    """A subscription's symmetric secret, ``whsec_`` and 32 random bytes in base64."""
-    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
-
-
-def _secret_bytes(secret: str) -> bytes:
-    return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
-
-
-def public_key_text(key: SigningKey) -> str:
-    """The webhook key's public half as the spec serializes it: ``whpk_`` and the 32 raw bytes in base64."""
-    return PUBLIC_PREFIX + base64.b64encode(raw_public(key.key.public_key())).decode("ascii")
-
-
-def parse_public_key(text: str) -> Ed25519PublicKey:
-    """A ``whpk_...`` key (for tests and tools). Raises ValueError."""
-    if not text.startswith(PUBLIC_PREFIX):
-        raise ValueError(f"not a {PUBLIC_PREFIX} key")
-    return Ed25519PublicKey.from_public_bytes(base64.b64decode(text.removeprefix(PUBLIC_PREFIX), validate=True))
-
-
-# -- signing ----------------------------------------------------------------------------------------------
-
-
-def signed_content(msg_id: str, timestamp: int, body: bytes) -> bytes:
-    """What both signatures cover: ``{id}.{timestamp}.{body}``, the body byte for byte as sent."""
-    return f"{msg_id}.{timestamp}.".encode() + body
-
-
-def signature_header(msg_id: str, timestamp: int, body: bytes, *, key: SigningKey, secret: str | None) -> str:
-    """The ``webhook-signature`` value: ``v1,<HMAC>`` (with a secret) and ``v1a,<Ed25519>``, space-separated."""
-    content = signed_content(msg_id, timestamp, body)
-    out = []
-    if secret:
-        mac = hmac.new(_secret_bytes(secret), content, hashlib.sha256).digest()
-        out.append("v1," + base64.b64encode(mac).decode("ascii"))
-    out.append("v1a," + base64.b64encode(key.sign(content)).decode("ascii"))
-    return " ".join(out)
-
-
-def headers(msg_id: str, timestamp: int, body: bytes, *, key: SigningKey, secret: str | None) -> dict[str, str]:
-    """Every header of one attempt."""
-    return {"content-type": "application/json", "user-agent": "ipdn-node-webhooks/1",
-            "webhook-id": msg_id, "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature_header(msg_id, timestamp, body, key=key, secret=secret)}
+# -- the webhook key ------------------------------------------------------------------------------------------
 
 
 def load_or_create_key(path: Path) -> SigningKey:

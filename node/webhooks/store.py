@@ -18,7 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from node.webhooks.events import MESSAGE_PREFIX, EventFilter, new_id
+from federation.protocol.webhooks import MESSAGE_PREFIX, new_id
+from node.webhooks.events import EventFilter
 
 meta = sa.MetaData()
 subscriptions = sa.Table(

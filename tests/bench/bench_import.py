@@ -15,6 +15,7 @@ import platform
 import statistics
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from federation.protocol.keys import SigningKey
@@ -49,7 +50,7 @@ def make_csv(n: int) -> bytes:
 async def one_round(n: int, data: bytes, db_url: str | None) -> dict[str, float]:
     qa = Member("QA")
     registry = genesis(hub_key=SigningKey.generate(), hub_url="http://127.0.0.1:9",
-                       founders=[(qa.public, {"en": "QA"})])
+                       founders=[(qa.public, {"en": "QA"})], now=datetime.now(UTC))
     with tempfile.TemporaryDirectory() as tmp:
         url = db_url or f"sqlite+aiosqlite:///{tmp}/node.db"
         store = await NodeStore.open(url, "QA")

@@ -287,7 +287,8 @@ class Net(Federation):
         self.hub_key.save(hub / "hub.key.pem")
         (hub / "registry.json").write_bytes(genesis(
             hub_key=self.hub_key, hub_url=self.hub_url,
-            founders=[(PublicKey(k.public.key, k.kid, member=c), {"en": c}) for c, k in keys.items()]).to_bytes())
+            founders=[(PublicKey(k.public.key, k.kid, member=c), {"en": c}) for c, k in keys.items()],
+            now=datetime.now(UTC)).to_bytes())
         if "hub" in self.db_urls:
             (hub / "hub.toml").write_text(f'db_url = "{self.db_urls["hub"]}"\n')
 

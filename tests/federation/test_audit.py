@@ -65,7 +65,8 @@ class World:
 def make_world(n: int = N) -> World:
     hub_key, qa, kr = SigningKey.generate(), Member("QA"), Member("KR")
     reg = genesis(hub_key=hub_key, hub_url="https://hub.test",
-                  founders=[(qa.public, {"en": "Katara"}), (kr.public, {"en": "Korea Foundation"})])
+                  founders=[(qa.public, {"en": "Katara"}), (kr.public, {"en": "Korea Foundation"})],
+                  now=datetime.now(UTC))
     bodies = example_bodies("cultural-event")
     envelopes = [(qa, kr)[i % 2].publish(bodies[i % len(bodies)]) for i in range(n)]
     return World(hub_key, qa, kr, reg, envelopes)
@@ -126,7 +127,7 @@ class SimHub:
 
 
 def run_audit(world: World, hub: SimHub, **kw: Any) -> AuditReport:
-    return audit(hub.fetch, world.registry, page_limit=PAGE, **kw)
+    return audit(hub.fetch, world.registry, page_limit=PAGE, **{"now": datetime.now(UTC), **kw})
 
 
 def labels(report: AuditReport) -> list[str]:

@@ -36,7 +36,7 @@ def rotated(registry: SignedRegistry, hub_key: SigningKey, rotation: Rotation) -
 
 
 def renewed(registry: SignedRegistry, hub_key: SigningKey) -> SignedRegistry:
-    return next_version(registry, {"action": "renew", "documents": []}, hub_key)
+    return next_version(registry, {"action": "renew", "documents": []}, hub_key, now=datetime.now(UTC))
 
 
 def with_key_window(registry: SignedRegistry, hub_key: SigningKey, member: str, not_after: datetime) -> SignedRegistry:
@@ -222,7 +222,7 @@ class TestAuthoringKey:
             now = datetime.now(UTC)
             rotation = service.keys.start_rotation(service.registry.registry, now - MINUTE, timedelta(seconds=30))
             net.hub.registry = next_version(net.registry, {"action": "rotate", "documents": list(rotation.documents)},
-                                            hub_key)
+                                            hub_key, now=datetime.now(UTC))
             env = await service.create("cultural-event", event)
             assert service.registry.registry.version == 2 and kid_of(env) == rotation.kid
             await engine.push_once()

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from federation.protocol.webhooks import public_key_text
 from node.config import load_config
 from node.store.records import NodeStore
-from node.webhooks.events import load_or_create_key, public_key_text
+from node.webhooks.events import load_or_create_key
 from node.webhooks.store import AttemptResult
 from tests.support.cli import ipdn
 from tests.support.factories import Member

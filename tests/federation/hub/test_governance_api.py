@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ def members() -> dict[str, Member]:
 async def hub(aiohttp_client: Any, tmp_path: Path, members: dict[str, Member], db_url: str) -> Any:
     hub_key = SigningKey.generate()
     hub_key.save(tmp_path / "hub.key.pem")
-    reg = genesis(hub_key=hub_key, hub_url=HUB_URL, founders=[(m.public, {"en": c}) for c, m in members.items()])
+    reg = genesis(hub_key=hub_key, hub_url=HUB_URL, founders=[(m.public, {"en": c}) for c, m in members.items()],
+                  now=datetime.now(UTC))
     (tmp_path / "registry.json").write_bytes(reg.to_bytes())
     return await aiohttp_client(create_app(HubConfig.load(tmp_path, db_url=db_url, verify_workers=0)))
 
@@ -40,12 +42,13 @@ async def submit(hub: Any, *docs: Any) -> tuple[int, Any]:
 def application(key: SigningKey, base: int = 1) -> Any:
     return sign_document({"type": "application", "base": base, "member": "MZ",
                           "names": {"pt": "Instituto Cultural de Moçambique", "en": "Mozambique Cultural Institute"},
-                          "endpoint": "https://ipdn.mz.example", "key": key.public.to_jwk()}, key)
+                          "endpoint": "https://ipdn.mz.example", "key": key.public.to_jwk()},
+                         key, now=datetime.now(UTC))
 
 
 def vote(m: Member, subject: Any, base: int = 1) -> Any:
     return sign_document({"type": "vote", "base": base, "proposal": subject.hash, "voter": m.code,
-                          "decision": "approve"}, m.key)
+                          "decision": "approve"}, m.key, now=datetime.now(UTC))
 
 
 class TestAdmissionOverHttp:
@@ -97,8 +100,8 @@ class TestAdmissionOverHttp:
         """A rotation signed by the current and the new key needs no vote."""
         kr, new = members["KR"], SigningKey.generate()
         body = {"type": "rotation", "base": 1, "member": "KR", "new_key": new.public.to_jwk()}
-        first = sign_document(body, kr.key)
-        second = sign_document(first.body, new)
+        first = sign_document(body, kr.key, now=datetime.now(UTC))
+        second = sign_document(first.body, new, now=datetime.now(UTC))
         _, doc = await submit(hub, first, second)
         assert doc["registry_version"] == 2
         reg = parse_registry(await (await hub.get("/api/v1/registry")).read()).registry
@@ -112,7 +115,7 @@ class TestRefusals:
         app_doc = application(SigningKey.generate())
         await submit(hub, app_doc)
         forged = sign_document({"type": "vote", "base": 1, "proposal": app_doc.hash, "voter": "KR",
-                                "decision": "approve"}, SigningKey.generate())
+                                "decision": "approve"}, SigningKey.generate(), now=datetime.now(UTC))
         status, doc = await submit(hub, forged)
         assert status == 403 and doc["reason"] == "bad-governance-signature"
         _, doc = await submit(hub, vote(members["QA"], app_doc), vote(members["TR"], app_doc))
@@ -122,8 +125,8 @@ class TestRefusals:
         """A rotation not signed by the member's key never passes: the submitter is told why."""
         new = SigningKey.generate()
         body = {"type": "rotation", "base": 1, "member": "KR", "new_key": new.public.to_jwk()}
-        first = sign_document(body, SigningKey.generate())
-        status, doc = await submit(hub, first, sign_document(first.body, new))
+        first = sign_document(body, SigningKey.generate(), now=datetime.now(UTC))
+        status, doc = await submit(hub, first, sign_document(first.body, new, now=datetime.now(UTC)))
         assert status == 403 and doc["reason"] == "bad-governance-signature"
         reg = parse_registry(await (await hub.get("/api/v1/registry")).read())
         assert reg.registry.version == 1

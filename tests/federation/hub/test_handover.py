@@ -29,16 +29,17 @@ class Outgoing:
         self.key_a, self.key_b = SigningKey.generate(), SigningKey.generate()
         self.members = {c: Member(c) for c in FOUNDERS}
         self.v1 = genesis(hub_key=self.key_a, hub_url="https://hub.qa.example",
-                          founders=[(m.public, {"en": c}) for c, m in self.members.items()])
+                          founders=[(m.public, {"en": c}) for c, m in self.members.items()], now=datetime.now(UTC))
         self.versions = [self.v1]
         if decided:
             doc = sign_document({"type": "handover", "base": 1, "chair": "TR",
                                  "hub": {"url": "https://hub.tr.example", "keys": [self.key_b.public.to_jwk()]}},
-                                self.key_a)
+                                self.key_a, now=datetime.now(UTC))
             votes = [sign_document({"type": "vote", "base": 1, "proposal": doc.hash, "voter": c,
-                                    "decision": "approve"}, self.members[c].key) for c in ("QA", "KR")]
+                                    "decision": "approve"}, self.members[c].key, now=datetime.now(UTC))
+                     for c in ("QA", "KR")]
             self.versions.append(next_version(self.v1, {"action": "handover", "documents": [
-                d.to_dict() for d in (doc, *votes)]}, self.key_a))
+                d.to_dict() for d in (doc, *votes)]}, self.key_a, now=datetime.now(UTC)))
         body = example_bodies("cultural-event")[0]
         self.log = [self.members[FOUNDERS[i % 3]].publish(body).to_dict() for i in range(entries)]
 
@@ -110,7 +111,7 @@ class TestImport:
     async def test_forged_handover_registry_refused(self, hub_dir: Path) -> None:
         """A version 2 naming a new hub without the members' votes fails the governance check."""
         out = Outgoing(decided=False)
-        bogus = next_version(out.v1, {"action": "renew", "documents": []}, out.key_a)
+        bogus = next_version(out.v1, {"action": "renew", "documents": []}, out.key_a, now=datetime.now(UTC))
         from dataclasses import replace
 
         from federation.protocol.registry import KeyEntry, sign_registry

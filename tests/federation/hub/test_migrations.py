@@ -39,7 +39,8 @@ class TestUpgradeFrom0001:
 
         store = await HubStore.open(db_url)  # upgrades to head
         hub_key = SigningKey.generate()
-        reg = genesis(hub_key=hub_key, hub_url="http://hub.test", founders=[(qa.public, {"en": "QA"})])
+        reg = genesis(hub_key=hub_key, hub_url="http://hub.test", founders=[(qa.public, {"en": "QA"})],
+                      now=datetime.now(UTC))
         service = HubService(store, reg, hub_key)
         await service.start()
         try:

@@ -4,6 +4,7 @@ transaction, under the writers' lock, and reads a chain head again only after an
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ async def workers(pg_url: str) -> AsyncIterator[tuple[HubService, HubService, di
     members = {c: Member(c) for c in ("QA", "KR")}
     hub_key = SigningKey.generate()
     reg = genesis(hub_key=hub_key, hub_url="http://hub.test",
-                  founders=[(m.public, {"en": c}) for c, m in members.items()])
+                  founders=[(m.public, {"en": c}) for c, m in members.items()], now=datetime.now(UTC))
     services = []
     for _ in range(2):
         service = HubService(await HubStore.open(pg_url), reg, hub_key)

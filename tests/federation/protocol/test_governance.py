@@ -8,7 +8,17 @@ from typing import Any
 
 import pytest
 
-from federation.protocol.governance import GovernanceError, check_transition, next_version, quorum, sign_document
+from federation.protocol.governance import (
+    ACTIONS,
+    APPLY,
+    RENEW,
+    GovernanceError,
+    check_transition,
+    evolve,
+    next_version,
+    quorum,
+    sign_document,
+)
 from federation.protocol.keys import PublicKey, SigningKey, b64u_encode
 from federation.protocol.registry import (
     KeyEntry,
@@ -34,7 +44,8 @@ class Network:
         self.hub = SigningKey.generate()
         self.members = {c: Member(c) for c in FOUNDERS}
         self.registry = genesis(hub_key=self.hub, hub_url="https://hub.test",
-                                founders=[(m.public, {"en": c}) for c, m in self.members.items()])
+                                founders=[(m.public, {"en": c}) for c, m in self.members.items()],
+                                now=datetime.now(UTC))
 
     @property
     def base(self) -> int:
@@ -42,13 +53,13 @@ class Network:
 
     def vote(self, voter: str, subject: Any, decision: str = "approve", key: SigningKey | None = None) -> Any:
         return sign_document({"type": "vote", "base": self.base, "proposal": subject.hash, "voter": voter,
-                              "decision": decision}, key or self.members[voter].key)
+                              "decision": decision}, key or self.members[voter].key, now=datetime.now(UTC))
 
     def change(self, action: str, docs: list[Any]) -> dict[str, Any]:
         return {"action": action, "documents": [d.to_dict() for d in docs]}
 
     def advance(self, action: str, docs: list[Any]) -> SignedRegistry:
-        new = next_version(self.registry, self.change(action, docs), self.hub)
+        new = next_version(self.registry, self.change(action, docs), self.hub, now=datetime.now(UTC))
         check_transition(self.registry, new)
         accept_update(self.registry, new, NOW)
         self.registry = new
@@ -59,13 +70,13 @@ class Network:
         app = sign_document({"type": "application", "base": self.base, "member": code,
                              "names": {"es": "Secretaría de Cultura", "en": "Mexico's Ministry of Culture"},
                              "contact": {"email": "ipdn@cultura.example"}, "endpoint": "https://ipdn.cultura.example",
-                             "key": new_key.public.to_jwk()}, new_key)
+                             "key": new_key.public.to_jwk()}, new_key, now=datetime.now(UTC))
         return new_key, app
 
     def proposal(self, action: str, member: str, proposer: str = "QA") -> Any:
         return sign_document({"type": "proposal", "base": self.base, "action": action, "member": member,
                               "proposer": proposer, "reason": "decided by the General Assembly"},
-                             self.members[proposer].key)
+                             self.members[proposer].key, now=datetime.now(UTC))
 
 
 @pytest.fixture
@@ -129,7 +140,7 @@ class TestAdmission:
         """An application must be signed by the key it asks to register."""
         key, _ = net.application()
         _, other = net.application(key=SigningKey.generate())
-        forged = sign_document({**other.body, "key": key.public.to_jwk()}, SigningKey.generate())
+        forged = sign_document({**other.body, "key": key.public.to_jwk()}, SigningKey.generate(), now=datetime.now(UTC))
         with pytest.raises(GovernanceError) as e:
             net.advance("admit", [forged] + [net.vote(c, forged) for c in FOUNDERS[:4]])
         assert reason(e) == "bad-governance-signature"
@@ -140,7 +151,7 @@ class TestAdmission:
         _, app = net.application()
         weak = {"kty": "OKP", "crv": "Ed25519", "x": b64u_encode(bytes(32))}
         body = {k: v for k, v in app.body.items() if k not in ("network", "issued_at")}
-        forged = sign_document({**body, "key": weak}, SigningKey.generate())
+        forged = sign_document({**body, "key": weak}, SigningKey.generate(), now=datetime.now(UTC))
         with pytest.raises(GovernanceError) as e:
             net.advance("admit", [forged] + [net.vote(c, forged) for c in FOUNDERS[:4]])
         assert reason(e) == "bad-key"
@@ -180,7 +191,7 @@ class TestHubCannotActAlone:
 
     def test_skipped_version_refused(self, net: Network) -> None:
         """Versions advance one at a time, each justified."""
-        new = next_version(net.registry, {"action": "renew", "documents": []}, net.hub)
+        new = next_version(net.registry, {"action": "renew", "documents": []}, net.hub, now=datetime.now(UTC))
         skipped = sign_registry(replace(new.registry, version=3), net.hub)
         with pytest.raises(GovernanceError) as e:
             check_transition(net.registry, skipped)
@@ -300,7 +311,7 @@ class TestKeys:
         """QA cannot revoke KR's key alone."""
         kr = net.members["KR"]
         revoke = sign_document({"type": "revocation", "base": net.base, "member": "KR", "kid": kr.key.kid},
-                               net.members["QA"].key)
+                               net.members["QA"].key, now=datetime.now(UTC))
         with pytest.raises(GovernanceError) as e:
             net.advance("revoke", [revoke])
         assert reason(e) == "bad-governance-signature"
@@ -316,7 +327,8 @@ class TestKeys:
 class TestHandover:
     def handover(self, net: Network, new_hub: SigningKey, signer: SigningKey) -> Any:
         return sign_document({"type": "handover", "base": net.base, "chair": "TR",
-                              "hub": {"url": "https://hub.tr.example", "keys": [new_hub.public.to_jwk()]}}, signer)
+                              "hub": {"url": "https://hub.tr.example", "keys": [new_hub.public.to_jwk()]}},
+                             signer, now=datetime.now(UTC))
 
     def test_handover_moves_hub_and_chair(self, net: Network) -> None:
         """Signed by the outgoing hub and approved by quorum: new URL and key, TR chairs, old key ended."""
@@ -329,7 +341,7 @@ class TestHandover:
         ended = datetime.fromisoformat(doc.body["issued_at"])
         assert not reg.hub_public_keys()[net.hub.kid].valid_at(ended)
         # The next version is signed by the new hub, and nodes follow.
-        following = next_version(net.registry, {"action": "renew", "documents": []}, new_hub)
+        following = next_version(net.registry, {"action": "renew", "documents": []}, new_hub, now=datetime.now(UTC))
         check_transition(net.registry, following)
         accept_update(net.registry, following, datetime.now(UTC))
 
@@ -347,6 +359,45 @@ class TestHandover:
         with pytest.raises(GovernanceError) as e:
             net.advance("handover", [doc, net.vote("QA", doc)])
         assert reason(e) == "quorum-not-met"
+
+
+
+class TestDispatch:
+    def test_every_action_has_its_function(self) -> None:
+        """Each action names one function; renewal is the one action without documents."""
+        assert set(ACTIONS) == {*APPLY, RENEW}
+        assert set(APPLY) == {"admit", "suspend", "reinstate", "withdraw", "rotate", "revoke", "handover"}
+        assert {f.__name__ for f in APPLY.values()} == set(APPLY)
+
+    @pytest.mark.parametrize("change", [None, [], {}, {"action": "merge", "documents": []},
+                                        {"action": ["admit"], "documents": []}, {"action": 7}])
+    def test_unknown_action_refused(self, net: Network, change: Any) -> None:
+        """A change without an action this protocol knows is refused, never taken for another one."""
+        with pytest.raises(GovernanceError) as e:
+            evolve(net.registry.registry, change)
+        assert reason(e) == "governance-malformed"
+
+    def test_action_and_document_must_agree(self, net: Network) -> None:
+        """A handover's documents under another action (or another action's under handover) are refused."""
+        doc = TestHandover().handover(net, SigningKey.generate(), net.hub)
+        votes = [net.vote(c, doc) for c in FOUNDERS[:4]]
+        for action in ("admit", "suspend", "rotate", "revoke"):
+            with pytest.raises(GovernanceError) as e:
+                evolve(net.registry.registry, net.change(action, [doc, *votes]))
+            assert reason(e) == "governance-malformed", action
+        _, app = net.application()
+        with pytest.raises(GovernanceError) as e:
+            evolve(net.registry.registry, net.change("handover", [app, *[net.vote(c, app) for c in FOUNDERS[:4]]]))
+        assert reason(e) == "governance-malformed"
+
+    def test_renewal_carries_no_documents_and_others_need_some(self, net: Network) -> None:
+        """A renewal changes nothing and carries nothing; any other action without documents is refused."""
+        assert evolve(net.registry.registry, {"action": "renew", "documents": []}) == net.registry.registry
+        _, app = net.application()
+        for change in ({"action": "renew", "documents": [app.to_dict()]}, {"action": "admit", "documents": []}):
+            with pytest.raises(GovernanceError) as e:
+                evolve(net.registry.registry, change)
+            assert reason(e) == "governance-malformed"
 
 
 def test_public_key_helper_roundtrip() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -171,11 +172,11 @@ class TestPull:
         quarantined: the node fetches the registry first."""
         tr = Member("TR")
         app = sign_document({"type": "application", "base": 1, "member": "TR", "names": {"tr": "Yunus Emre"},
-                             "key": tr.key.public.to_jwk()}, tr.key)
+                             "key": tr.key.public.to_jwk()}, tr.key, now=datetime.now(UTC))
         votes = [sign_document({"type": "vote", "base": 1, "proposal": app.hash, "voter": m.code,
-                                "decision": "approve"}, m.key) for m in (qa, kr)]
+                                "decision": "approve"}, m.key, now=datetime.now(UTC)) for m in (qa, kr)]
         net.hub.registry = next_version(net.registry, {"action": "admit", "documents": [
-            d.to_dict() for d in (app, *votes)]}, hub_key)
+            d.to_dict() for d in (app, *votes)]}, hub_key, now=datetime.now(UTC))
         net.hub.append(tr.publish(event, record_id="TR:a"))
         async with driven_engine(net.config) as engine:
             assert await engine.pull_once() == 1

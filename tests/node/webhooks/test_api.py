@@ -12,9 +12,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from federation.protocol.keys import PublicKey, b64u_decode
+from federation.protocol.webhooks import public_key_text
 from node.app import WEBHOOKS, create_app
 from node.config import NodeConfig
-from node.webhooks.events import load_or_create_key, public_key_text
+from node.webhooks.events import load_or_create_key
 from tests.support.factories import Member
 from tests.support.nodes import AUTH, PROBLEM, bearer, issue, publish, url
 from tests.support.webhook_receiver import Receiver

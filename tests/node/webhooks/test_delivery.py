@@ -17,11 +17,12 @@ import pytest
 from federation.protocol.registry import SignedRegistry
 from federation.protocol.schemas import default_schemas
 from federation.protocol.verify import verify_envelope
+from federation.protocol.webhooks import public_key_text
 from node.config import NodeConfig
 from node.records.service import utc_now
 from node.store.records import NodeStore
 from node.webhooks.delivery import GuardedResolver, WebhookWorker
-from node.webhooks.events import load_or_create_key, public_key_text
+from node.webhooks.events import load_or_create_key
 from node.webhooks.store import DELIVERED, DISABLED, FAILED
 from tests.support.factories import Member
 from tests.support.nodes import eventually, subscription
