@@ -31,7 +31,7 @@ import pytest
 from federation.protocol.keys import SigningKey
 from tests.support.factories import Member, example_bodies, push_request
 from tests.support.faultproxy import FaultProxy
-from tests.support.harness import IPDN, Federation, free_port, http, wait_for
+from tests.support.harness import IPDN, Federation, free_port, http, log_entries, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -70,13 +70,7 @@ def start(f: Federation, names: list[str]) -> None:
 
 def hub_log(f: Federation) -> list[dict[str, Any]]:
     """Every entry of the hub's log, straight from the hub."""
-    entries: list[dict[str, Any]] = []
-    while True:
-        code, doc = http("GET", f.hub_direct_url + f"/api/v1/log?after={len(entries)}&limit=1000")
-        assert code == 200, doc
-        entries += doc["entries"]
-        if not doc["entries"]:
-            return entries
+    return log_entries(f.hub_direct_url)
 
 
 def payload(entry: dict[str, Any]) -> dict[str, Any]:
@@ -150,6 +144,7 @@ class Pusher:
         self.envs = [self.member.publish(event(i), record_id=f"{PUSHER}:p{i}") for i in range(count)]
         self.batch = batch
         self.acked: dict[str, int] = {}  # envelope hash -> the position the hub acknowledged
+        self.failures = 0  # pushes refused, cut or unanswered (the hub down)
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -159,10 +154,10 @@ class Pusher:
             try:
                 code, doc = http("POST", self.f.hub_url + "/api/v1/envelopes", data=data, headers=headers, timeout=5)
             except (OSError, http_client.HTTPException, ValueError):  # refused, reset, cut short: send again
-                time.sleep(0.05)
-                continue
+                code, doc = 0, None
             if code != 200 or not isinstance(doc, dict):  # refused, or an answer cut inside its headers
-                time.sleep(0.05)
+                self.failures += 1
+                time.sleep(0.05)  # a client's pause before sending again
                 continue
             for r in doc["results"]:
                 assert r["status"] in ("accepted", "duplicate"), r
@@ -225,8 +220,10 @@ class TestHubCrash:
         pusher.thread.start()
         for kill_after in (50, 120):
             wait_for(f"{kill_after} envelopes acknowledged", lambda n=kill_after: len(pusher.acked) >= n, 60)
+            failures = pusher.failures
             f.kill("hub")  # SIGKILL: no shutdown, no flush; whatever the writer had not committed is gone
-            time.sleep(0.3)
+            wait_for("the pusher finding the hub down", lambda n=failures: pusher.failures > n or not (
+                pusher.thread.is_alive()), 30)
             f.start("hub")
             restarted = time.monotonic()
         pusher.thread.join(120)
@@ -348,10 +345,16 @@ async def _slowloris(f: Federation, member: Member, n: int, every: float
     each trickler: the seconds until the hub closed it (None: never) and the first bytes it answered."""
     loop = asyncio.get_running_loop()
 
+    started: list[int] = []
+    all_started = asyncio.Event()
+
     async def trickle(head: bytes, rest: bytes) -> tuple[float | None, bytes]:
         reader, writer = await asyncio.open_connection("127.0.0.1", f.hub_bind_port)
         opened = loop.time()
         writer.write(head)
+        started.append(1)
+        if len(started) == 2 * n:
+            all_started.set()
         answer = asyncio.ensure_future(reader.read(100))
         try:
             for i in range(len(rest)):
@@ -374,7 +377,7 @@ async def _slowloris(f: Federation, member: Member, n: int, every: float
     body_slow = [trickle(b"POST /api/v1/envelopes HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\n"
                          b"Content-Length: 1000\r\n\r\n", b'{"envelopes":[' + b" " * 900) for _ in range(n)]
     slow = asyncio.gather(*header_slow, *body_slow)
-    await asyncio.sleep(1)
+    await asyncio.wait_for(all_started.wait(), 30)  # every trickler holds a connection
     served = []
     for i in range(5):
         t = loop.time()
@@ -385,5 +388,5 @@ async def _slowloris(f: Federation, member: Member, n: int, every: float
             http, "POST", f.hub_direct_url + "/api/v1/envelopes", data=data, headers=headers))
         assert code == 200 and doc["results"][0]["status"] == "accepted"
         served.append(loop.time() - t)
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # samples spread over the tricklers' lifetime
     return list(await slow), served

@@ -8,7 +8,6 @@ import json
 import re
 import subprocess
 import threading
-import time
 import urllib.request
 from datetime import UTC, datetime
 from typing import Any
@@ -116,9 +115,11 @@ class TestGovernance:
             f.close()
 
     def test_key_rotated_mid_stream_every_envelope_delivered(self, fed_sqlite: Federation) -> None:
-        """KR publishes 40 records, one every ~0.2 s, while ``ipdn node rotate-key --dir KR --effective-in 3``
-        runs after the tenth. Every record reaches QA and TR; the hub rejected nothing (outbox, quarantine);
-        envelopes issued before ``effective`` carry KR's old kid, those after it the new one."""
+        """KR publishes ten records, then goes on publishing (one every ~0.2 s) while ``ipdn node rotate-key --dir
+        KR --effective-in 3`` runs and until its envelopes carry the new key, then ten more. Every record reaches
+        QA and TR; the hub rejected nothing (outbox, quarantine); each envelope issued before ``effective``
+        carries KR's old kid, each after it the new one. The stream spans the switch by construction, however
+        slowly the machine runs: it ends only once an envelope was signed with the new key."""
         f = start_federation(fed_sqlite)
         try:
             old_kid = SigningKey.load(f.root / "keys" / "KR.key.pem").kid
@@ -126,17 +127,28 @@ class TestGovernance:
             thread = threading.Thread(target=lambda: rotate.append(subprocess.run(
                 [IPDN, "node", "rotate-key", "--dir", str(f.root / "KR"), "--effective-in", "3"],
                 capture_output=True, text=True, timeout=60)))
-            ids = []
-            for i in range(40):
-                if i == 10:
-                    thread.start()
-                ids.append(f.publish("KR", "cultural-event", event(i))["record_id"])
-                time.sleep(0.2)
-            thread.join()
+            ids: list[str] = []
+
+            def publish_one() -> str:
+                """Publish the next record at KR; the kid its envelope was signed with."""
+                doc = f.publish("KR", "cultural-event", event(len(ids)))
+                ids.append(doc["record_id"])
+                return header_kid(doc)
+
+            for _ in range(10):
+                assert publish_one() == old_kid
+            thread.start()
+            while thread.is_alive():  # the stream goes on while rotate-key runs
+                publish_one()
+                thread.join(0.2)
             assert rotate and rotate[0].returncode == 0, rotate[0].stderr if rotate else "rotate-key did not run"
 
             [rotation] = json.loads((f.root / "KR" / "keys.json").read_text())["rotations"]
             effective, new_kid = parse_time(rotation["effective"]), rotation["kid"]
+            # ... and past effective: until KR's node signs with the new key, then ten more
+            wait_for("an envelope signed with the new key", lambda: publish_one() == new_kid, 60, interval=0.2)
+            for _ in range(10):
+                publish_one()
             assert f"rotation to key {new_kid}" in rotate[0].stdout
             _, registry = hub_registry(f)
             kr = registry.registry.member("KR")
@@ -148,6 +160,7 @@ class TestGovernance:
                 items = {}
                 for rid in ids:
                     items[rid] = f.wait_record(m, rid, timeout=30)
+                # before or after the switch: as each envelope says (its issued_at), and its kid must agree
                 kids = [(parse_time(it["issued_at"]) >= effective, header_kid(it)) for it in items.values()]
                 assert all(kid == (new_kid if after else old_kid) for after, kid in kids), kids
                 assert {after for after, _ in kids} == {False, True}  # the stream spans the switch
@@ -156,7 +169,7 @@ class TestGovernance:
 
             kr_status = wait_for("KR's outbox emptied", lambda: (
                 (d := node_status(f, "KR"))["outbox"]["pending"] == 0 and d))
-            assert kr_status["outbox"] == {"pending": 0, "rejected": 0, "accepted": 40}
+            assert kr_status["outbox"] == {"pending": 0, "rejected": 0, "accepted": len(ids)}
             assert kr_status["alarms"] == [] and kr_status["registry_version"] == 2
             assert [(k["kid"], k["current"]) for k in kr_status["keys"]] == [(old_kid, False), (new_kid, True)]
             code, quarantine = http("GET", f.hub_url + "/api/v1/quarantine", token=f.tokens["hub"])

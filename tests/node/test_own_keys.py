@@ -23,6 +23,7 @@ from node.own_keys import KEYS_FILE, OwnKeys, Rotation
 from node.store.records import PENDING
 from tests.support.factories import Member
 from tests.support.nodes import TOKEN, Net, driven_engine, make_config
+from tests.support.timing import FakeClock
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 T0 = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
@@ -247,13 +248,14 @@ class TestRotateKeyApi:
         holds it at once, signs with the old key before ``effective`` and the new one after, pushes with
         the key valid now, and every envelope is accepted."""
         client = await aiohttp_client(create_app(net.config, sync=False))
+        clock = client.app[SERVICE].clock = net.hub.clock = FakeClock()  # the node and the hub share one clock
         status, doc = await _rotate(client, 1)
         assert status == 201, doc
         assert (doc["registry_version"], doc["hub_registry_version"], doc["base"]) == (2, 2, 1)
         assert net.hub.registry.registry.member("QA").keys[-1].jwk["kid"] == doc["kid"]
         assert (net.config.dir / doc["file"]).stat().st_mode & 0o777 == 0o600
         before = await _publish(client, event)
-        await asyncio.sleep(max(0.0, (parse_time(doc["effective"]) - datetime.now(UTC)).total_seconds()) + 0.01)
+        clock.set(parse_time(doc["effective"]))  # the new key's first instant, the old key's first instant ended
         after = await _publish(client, event)
         assert kid_of(before["envelope"]) == qa.key.kid and kid_of(after["envelope"]) == doc["kid"]
         await client.app[ENGINE].push_once()
@@ -266,11 +268,13 @@ class TestRotateKeyApi:
         """A node restarted after a rotation loads both keys (node.toml's and keys.json's) and signs with the
         one the registry says is valid."""
         client = await aiohttp_client(create_app(net.config, sync=False))
+        clock = client.app[SERVICE].clock = net.hub.clock = FakeClock()
         status, doc = await _rotate(client, 0.2)
         assert status == 201
         await client.close()
-        await asyncio.sleep(0.3)
+        clock.advance(0.3)  # restarted after effective
         client = await aiohttp_client(create_app(net.config, sync=False))
+        client.app[SERVICE].clock = clock
         state = await (await client.get("/api/v1/status")).json()
         assert [(k["kid"], k["current"]) for k in state["keys"]] == [(qa.key.kid, False), (doc["kid"], True)]
         assert state["keys"][1]["rotation"]["state"] == "decided" and state["registry_version"] == 2
@@ -282,11 +286,12 @@ class TestRotateKeyApi:
         the old key goes on signing."""
         net.hub.governance_refusal = "stale-governance-document"
         client = await aiohttp_client(create_app(net.config, sync=False))
+        clock = client.app[SERVICE].clock = net.hub.clock = FakeClock()
         status, doc = await _rotate(client, 1)
         assert status == 409 and doc["reason"] == "rotation-refused" and "stale-governance-document" in doc["detail"]
         assert list(net.config.dir.glob("key-*.pem")) == []
         assert json.loads((net.config.dir / KEYS_FILE).read_text())["rotations"] == []
-        await asyncio.sleep(1.1)
+        clock.advance(1.1)  # past the refused rotation's effective: nothing ended
         assert kid_of((await _publish(client, event))["envelope"]) == qa.key.kid
 
     async def test_rotation_without_answer_kept_then_resubmitted(self, aiohttp_client: Any, net: Net,
@@ -296,10 +301,11 @@ class TestRotateKeyApi:
         know which key the network accepts); running rotate-key again resubmits the same rotation."""
         net.hub.governance_down = True
         client = await aiohttp_client(create_app(net.config, sync=False))
+        clock = client.app[SERVICE].clock = net.hub.clock = FakeClock()
         status, doc = await _rotate(client, 0.1)
         assert status == 503 and doc["reason"] == "hub-unavailable"
         [rotation] = client.app[SERVICE].keys.rotations
-        await asyncio.sleep(0.2)
+        clock.advance(0.2)  # past effective
         resp = await client.post("/api/v1/records", json={"kind": "cultural-event", "body": event}, headers=AUTH)
         assert resp.status == 503 and (await resp.json())["reason"] == "key-not-valid"
         net.hub.governance_down = False

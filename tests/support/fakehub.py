@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +44,7 @@ VIEW = web.AppKey("view", str)
 class FakeHub:
     def __init__(self, key: SigningKey | None = None) -> None:
         self.key = key or SigningKey.generate()  # the hub key: the test registry must list it
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # a test may set its own (FakeClock)
         self.registry: SignedRegistry | None = None  # set once the server's URL is known
         self.served_registry: bytes | None = None  # what GET /registry answers (default: self.registry)
         self.log: list[Envelope] = []
@@ -59,6 +60,7 @@ class FakeHub:
         self.cosignatures: dict[int, dict[str, dict[str, str]]] = {}  # size -> kid -> co-signature
         self.replay = httpsig.ReplayCache()
         self._appended = asyncio.Event()
+        self.waiting = 0  # long-polls held now (a test waits for one instead of sleeping)
         self._signed: dict[tuple[int, bytes], SignedCheckpoint] = {}  # one checkpoint per (size, root)
         # -- misbehaviour ---------------------------------------------------------------------------
         self.views: dict[str, list[Envelope]] = {}  # a server front's different history (split view)
@@ -96,7 +98,7 @@ class FakeHub:
         if key not in self._signed:
             assert self.registry is not None
             self._signed[key] = sign_checkpoint(self.registry.registry.network, len(leaves), root, self.key,
-                                                datetime.now(UTC))
+                                                self.clock())
         return self._signed[key]
 
     def _entries(self, view: str) -> list[Envelope]:
@@ -136,14 +138,14 @@ class FakeHub:
         """The member an RFC 9421-signed request comes from (by a key valid now), or a 401 answer."""
         assert self.registry is not None
         keys = self.registry.registry.member_keys()
-        now = datetime.now(UTC)
+        now = self.clock()
         try:
             # The target is this front's own URL (a split-view front listens elsewhere than the registry's).
             sig = httpsig.verify_request(
                 request.method, str(request.url.origin()) + request.raw_path, request.headers, body,
                 resolve_key=lambda kid: keys[kid].key if kid in keys and keys[kid].valid_at(now) else None,
-                now=int(time.time()))
-            self.replay.check_and_remember(sig.keyid, sig.signature, sig.created, int(time.time()))
+                now=int(now.timestamp()))
+            self.replay.check_and_remember(sig.keyid, sig.signature, sig.created, int(now.timestamp()))
         except httpsig.HttpSignatureError as e:
             return problem_response(401, e.reason, str(e))
         self.push_keyids.append(sig.keyid)
@@ -176,7 +178,7 @@ class FakeHub:
             if held is not None and self.log[held - 1].hash == env.hash:
                 results.append({"index": i, "status": "duplicate", "position": held, "hash": env.hash})
                 continue
-            result = verify_envelope(env, keys=keys.get, schemas=default_schemas(), now=datetime.now(UTC),
+            result = verify_envelope(env, keys=keys.get, schemas=default_schemas(), now=self.clock(),
                                      chain_head=self._head(p.origin), check_chain_head=True)
             reason = self.reject_reason or result.reason
             if reason:
@@ -210,7 +212,7 @@ class FakeHub:
             docs[0].type, str(docs[0].body.get("action")))
         try:
             new = next_version(self.registry, {"action": action, "documents": documents}, self.key,
-                               now=datetime.now(UTC))
+                               now=self.clock())
         except GovernanceError:
             pass  # kept, undecided (the real hub waits for more votes)
         else:
@@ -227,8 +229,12 @@ class FakeHub:
         wait = min(float(request.query.get("wait", "0")), 30)
         if len(entries_of) <= after and wait > 0:
             self._appended.clear()
-            with contextlib.suppress(TimeoutError):  # long-poll: an empty page after ``wait`` seconds
-                await asyncio.wait_for(self._appended.wait(), wait)
+            self.waiting += 1
+            try:
+                with contextlib.suppress(TimeoutError):  # long-poll: an empty page after ``wait`` seconds
+                    await asyncio.wait_for(self._appended.wait(), wait)
+            finally:
+                self.waiting -= 1
             entries_of = self._entries(request.app[VIEW])
         entries = [{"position": n, "envelope": e.to_dict()}
                    for n, e in enumerate(entries_of[after:after + limit], after + 1)]

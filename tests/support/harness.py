@@ -69,14 +69,27 @@ def verified_offline(f: Federation, item: dict[str, Any]) -> bool:
     return result.ok and result.envelope is not None and result.envelope.payload.body == item["body"]
 
 
-def wait_for(what: str, check: Any, timeout: float = 30) -> Any:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
+def wait_for(what: str, check: Any, timeout: float = 30, *, interval: float = 0.05) -> Any:
+    """Poll ``check`` every ``interval`` seconds until it returns something truthy (and return that); fail naming
+    ``what`` after ``timeout`` seconds. The one place the harness waits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if value := check():
             return value
-        time.sleep(0.05)
+        time.sleep(interval)
     raise AssertionError(f"{what} not within {timeout} s")
+
+
+def log_entries(url: str, *, context: ssl.SSLContext | None = None) -> list[dict[str, Any]]:
+    """Every entry of a hub's log at ``url``, page after page (a page holds at most the hub's page limit)."""
+    entries: list[dict[str, Any]] = []
+    while True:
+        after = entries[-1]["position"] if entries else 0
+        code, doc = http("GET", f"{url}/api/v1/log?after={after}&limit=1000", context=context)
+        assert code == 200, doc
+        if not doc["entries"]:
+            return entries
+        entries += doc["entries"]
 
 
 class Federation:
@@ -170,9 +183,9 @@ class Federation:
                 [IPDN, kind, "serve", "--dir", str(self.root / name), "--port", str(port)],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 env={**os.environ, **TEST_ENV, **(env or {})})
-        deadline = time.monotonic() + 30
         waiting = list(names)
-        while waiting and time.monotonic() < deadline:
+
+        def all_answer() -> bool:
             for name in list(waiting):
                 if self.procs[name].poll() is not None:
                     raise RuntimeError(f"{name} exited: {self.log(name)}")
@@ -181,9 +194,12 @@ class Federation:
                         waiting.remove(name)
                 except OSError:
                     pass
-            time.sleep(0.05)
-        if waiting:
-            raise RuntimeError(f"{', '.join(waiting)} did not start: {self.log(waiting[0])}")
+            return not waiting
+
+        try:
+            wait_for("start", all_answer, 30)
+        except AssertionError:
+            raise RuntimeError(f"{', '.join(waiting)} did not start: {self.log(waiting[0])}") from None
 
     def start_all(self) -> Federation:
         self.start("hub")
@@ -233,13 +249,14 @@ class Federation:
         return http("GET", self.url(m) + "/api/v1/records/" + quote(record_id, safe=""), context=self.tls)
 
     def wait_record(self, m: str, record_id: str, version: int = 1, timeout: float = 15) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def arrived() -> dict[str, Any] | None:
             code, doc = self.record(m, record_id)
-            if code == 200 and doc["version"] >= version:
-                return dict(doc)
-            time.sleep(0.02)
-        raise AssertionError(f"{record_id} v{version} not at {m} after {timeout} s; log: {self.log(m)}")
+            return dict(doc) if code == 200 and doc["version"] >= version else None
+
+        try:
+            return dict(wait_for(f"{record_id} v{version} at {m}", arrived, timeout, interval=0.02))
+        except AssertionError:
+            raise AssertionError(f"{record_id} v{version} not at {m} after {timeout} s; log: {self.log(m)}") from None
 
     def records(self, m: str, **params: str) -> list[dict[str, Any]]:
         """Every record a node lists, following the cursor."""

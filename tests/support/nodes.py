@@ -3,17 +3,15 @@ directory with short limits, an engine the test drives, the operator token, and 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from federation.protocol.envelope import Envelope
@@ -55,18 +53,6 @@ def make_config(tmp_path: Path, member: Member, registry: SignedRegistry, **over
                               "min_poll_interval": 0.05, "registry_refresh": 0.2, "request_timeout": 5.0}
     return NodeConfig(member=member.code, dir=d, key_path=key_path, registry_path=d / "registry.json",
                       operator_token_hash=hashlib.sha256(TOKEN.encode()).hexdigest(), **{**limits, **over})
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], within: float = 5.0) -> Any:
-    """Poll ``check`` until it returns something truthy (and return that), failing after ``within`` s."""
-    value = None
-    try:
-        async with asyncio.timeout(within):
-            while not (value := await check()):  # noqa: ASYNC110  (polling what another task changes)
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        pytest.fail(f"condition not met within {within} s (last value {value!r})")
-    return value
 
 
 @dataclasses.dataclass

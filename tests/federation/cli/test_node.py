@@ -9,10 +9,9 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import tomllib
-import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +21,7 @@ from node.errors import ConfigError
 from tests.support import paths
 from tests.support.cli import ipdn
 from tests.support.factories import Member
+from tests.support.harness import http, wait_for
 from tests.support.nodes import HUB_URL, make_registry
 
 ROOT = paths.ROOT
@@ -156,15 +156,14 @@ class TestNodeServe:
                                  "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
         try:
-            doc = None
-            for _ in range(150):
+            def status() -> Any:
                 try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/status", timeout=1) as r:
-                        doc = json.loads(r.read())
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            assert doc is not None and doc["member"] == "QA"
+                    return http("GET", f"http://127.0.0.1:{port}/api/v1/status", timeout=1)[1]
+                except OSError:  # not listening yet
+                    return None
+
+            doc = wait_for("the node serving", status, timeout=15)
+            assert doc["member"] == "QA"
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=15) == 0
         finally:

@@ -20,6 +20,7 @@ from federation.hub.config import HubConfig
 from federation.protocol import httpsig
 from tests.support.factories import Member, example_bodies, push_request
 from tests.support.hubdir import HUB_URL
+from tests.support.timing import eventually
 
 
 def hub_app(hub_dir: Path, db_url: str, **overrides: Any) -> Any:
@@ -66,7 +67,8 @@ class TestRateLimits:
 
 class TestReplays:
     async def test_request_replayed_after_hub_restart_refused(self, aiohttp_client: Any, hub_dir: Path,
-                                                             members: dict[str, Member], db_url: str) -> None:
+                                                             members: dict[str, Member], db_url: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
         """The replay cache lives in memory: a request captured before a restart, replayed after it within
         the skew window, cannot be proven unseen, so it is refused (a real node signs every attempt anew)."""
         qa = members["QA"]
@@ -74,11 +76,15 @@ class TestReplays:
         data, headers = push_request(qa, [qa.publish(body())], HUB_URL)
         assert (await first.post("/api/v1/envelopes", data=data, headers=headers)).status == 200
         await first.close()
-        await asyncio.sleep(1.1)  # created has whole seconds: restart in a later second
-        second = await aiohttp_client(hub_app(hub_dir, db_url))
+        # created has whole seconds: the hub restarts in a later second (its replay cache starts then)
+        later = int(time.time()) + 1
+        with monkeypatch.context() as m:
+            m.setattr(time, "time", lambda: float(later))
+            restarted = hub_app(hub_dir, db_url)
+        second = await aiohttp_client(restarted)
         r = await second.post("/api/v1/envelopes", data=data, headers=headers)
         assert r.status == 401 and (await r.json())["reason"] == "signature-expired"
-        fresh_data, fresh_headers = push_request(qa, [qa.publish(body())], HUB_URL)
+        fresh_data, fresh_headers = push_request(qa, [qa.publish(body())], HUB_URL, created=later)
         assert (await second.post("/api/v1/envelopes", data=fresh_data, headers=fresh_headers)).status == 200
 
 
@@ -111,9 +117,12 @@ class TestRefusalsKept:
         assert hub.server.app[SERVICE].size == 0
 
 
-async def trickle(data: bytes, every: float) -> AsyncIterator[bytes]:
+async def trickle(data: bytes, every: float, sent: list[bytes] | None = None) -> AsyncIterator[bytes]:
+    """A slow client's body, a byte every ``every`` seconds (kept in ``sent`` as they go)."""
     for i in range(len(data)):
         yield data[i:i + 1]
+        if sent is not None:
+            sent.append(data[i:i + 1])
         await asyncio.sleep(every)
 
 
@@ -123,8 +132,10 @@ class TestSlowAndLargeBodies:
         """A body sent a byte at a time is refused with 408 once the body timeout passes, and what arrived
         is kept; the hub answers other clients meanwhile."""
         hub = await aiohttp_client(hub_app(hub_dir, db_url, body_timeout=0.6))
-        slow = asyncio.create_task(hub.post("/api/v1/envelopes", data=trickle(b'{"envelopes":[' + b" " * 100, 0.1)))
-        await asyncio.sleep(0.2)
+        sent: list[bytes] = []
+        slow = asyncio.create_task(hub.post("/api/v1/envelopes",
+                                            data=trickle(b'{"envelopes":[' + b" " * 100, 0.1, sent)))
+        await eventually(lambda: len(sent) >= 2)  # the slow body is arriving
         t = time.monotonic()
         assert (await hub.get("/api/v1/status")).status == 200
         assert time.monotonic() - t < 0.3
@@ -164,13 +175,9 @@ class TestSlowAndLargeBodies:
             writer.write(b"POST /api/v1/envelopes HTTP/1.1\r\nHost: hub.test\r\nContent-Type: application/json\r\n"
                          b"Content-Length: 1000\r\n\r\n" + b'{"envelopes":[' + b" " * 26)
             await writer.drain()
-            await asyncio.sleep(0.2)
-            writer.close()
+            writer.close()  # TCP delivers the 40 bytes before the hang-up, whenever the hub reads them
             store = runner.app[SERVICE].store
-            for _ in range(100):
-                if rows := await store.quarantined():
-                    break
-                await asyncio.sleep(0.05)
+            rows = await eventually(store.quarantined)
             assert rows[0]["reason"] == "incomplete-body" and len(bytes(rows[0]["envelope"])) == 40
             assert not [r for r in caplog.records if r.name == "ipdn.http" and r.levelname == "ERROR"]
         finally:

@@ -22,6 +22,7 @@ from federation.protocol.envelope import leaf_bytes
 from federation.protocol.keys import SigningKey
 from tests.support.factories import Member, example_bodies, push_request
 from tests.support.hubdir import HUB_URL
+from tests.support.timing import WatchedEvent, eventually
 
 
 @pytest.fixture
@@ -259,8 +260,9 @@ class TestPull:
     async def test_long_poll_wakes_on_push(self, hub: Any, members: dict[str, Member], body: dict) -> None:
         """A waiting pull answers as soon as an envelope is committed, not at its timeout."""
         qa = members["QA"]
+        hub.server.app[SERVICE]._changed = changed = WatchedEvent()  # what a held pull waits on
         waiting = asyncio.create_task(hub.get("/api/v1/log", params={"after": 0, "wait": 20}))
-        await asyncio.sleep(0.2)
+        await eventually(lambda: changed.waiters == 1)
         assert not waiting.done()
         t = time.monotonic()
         await push(hub, qa, [qa.publish(body)])
@@ -281,8 +283,9 @@ class TestPull:
             return await real(after, limit)
 
         monkeypatch.setattr(store, "read_log", counted)
+        hub.server.app[SERVICE]._changed = changed = WatchedEvent()  # what a held pull waits on
         waiting = [asyncio.create_task(hub.get("/api/v1/log", params={"after": 0, "wait": 20})) for _ in range(5)]
-        await asyncio.sleep(0.3)
+        await eventually(lambda: changed.waiters == 5)  # every pull is held
         reads.clear()
         qa = members["QA"]
         await push(hub, qa, [qa.publish(body), qa.publish({**body, "title": {"en": "Second"}})])
@@ -306,13 +309,25 @@ class TestPull:
         store = service.store
         reads: list[tuple[int, int]] = []
         real = store.read_log
+        asked = asyncio.Event()
 
         async def counted(after: int, limit: int) -> list[tuple[int, bytes]]:
             reads.append((after, limit))
-            await asyncio.sleep(0.05)  # still in flight when the other pulls ask
+            await asked.wait()  # still in flight when the other pulls ask
             return await real(after, limit)
 
+        real_ask = service._read_log
+        askers = 0
+
+        async def ask(after: int, limit: int) -> list[tuple[int, bytes]]:
+            nonlocal askers
+            askers += 1
+            if askers == 5:
+                asked.set()  # the fifth looks for a read in flight in this very step, before the read goes on
+            return await real_ask(after, limit)
+
         monkeypatch.setattr(store, "read_log", counted)
+        monkeypatch.setattr(service, "_read_log", ask)
         # Nothing is committed meanwhile; on a shared log the listener still wakes pulls (the push's NOTIFY,
         # arriving late, or its periodic poll), which starts a new generation: held off here.
         monkeypatch.setattr(service, "_wake", lambda: None)
@@ -331,21 +346,23 @@ class TestPull:
         service._tail.clear()  # as after a restart: the page is read from the database
         store = service.store
         real = store.read_log
-        gate = asyncio.Event()
+        gate, release = asyncio.Event(), asyncio.Event()
 
         async def slow_first(after: int, limit: int) -> list[tuple[int, bytes]]:
             rows = await real(after, limit)
             if not gate.is_set():
                 gate.set()
-                await asyncio.sleep(0.5)  # answered with what was read before the commit
+                await release.wait()  # answered with what was read before the commit, after the late pull
             return rows
 
         monkeypatch.setattr(store, "read_log", slow_first)
         early = asyncio.create_task(hub.get("/api/v1/log", params={"after": 0}))
         await gate.wait()
         await push(hub, qa, [qa.publish({**body, "title": {"en": "Second"}})])
-        late = await hub.get("/api/v1/log", params={"after": 0})
+        # Handed the early read, the late pull would wait for it (and for release): a timeout, not a hang.
+        late = await asyncio.wait_for(hub.get("/api/v1/log", params={"after": 0}), 5)
         assert len((await late.json())["entries"]) == 2
+        release.set()
         assert len((await (await early).json())["entries"]) == 1
 
     @pytest.mark.parametrize("query", [{"after": "-1"}, {"after": "x"}, {"limit": "0"}, {"limit": "100000"}])

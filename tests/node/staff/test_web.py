@@ -16,6 +16,7 @@ from node.staff.web import PAGES
 from tests.support import paths
 from tests.support.factories import Member
 from tests.support.nodes import TOKEN
+from tests.support.timing import eventually
 
 PASSWORD = "a long enough passphrase"
 PROBLEM = "application/problem+json"
@@ -307,8 +308,6 @@ class TestUpload:
     async def test_upload_dry_run_then_import_with_progress_page(self, client: TestClient) -> None:
         """The upload page checks a file (per row: what would happen, every error by column), then imports it;
         the job page shows the report; importing the same file again changes nothing."""
-        import asyncio
-
         import aiohttp
 
         csrf = await sign_in(client)
@@ -320,12 +319,12 @@ class TestUpload:
             form.add_field("file", data, filename="events.csv", content_type="text/csv")
             resp = await client.post("/author/import", data=form, allow_redirects=False)
             assert resp.status == 303, await resp.text()
-            for _ in range(100):
+
+            async def finished() -> str | None:
                 html = await (await client.get(resp.headers["Location"])).text()
-                if 'http-equiv="refresh"' not in html:
-                    return html
-                await asyncio.sleep(0.05)
-            raise AssertionError("the import did not finish")
+                return None if 'http-equiv="refresh"' in html else html
+
+            return str(await eventually(finished, within=10))  # the job page stops refreshing when it is done
 
         bad = paths.IMPORT_SAMPLE.read_bytes().replace(b"Asia/Qatar,mixed", b"Asia/Qatar,by-boat")
         html = await upload("dry-run", bad)

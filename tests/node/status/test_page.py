@@ -13,7 +13,8 @@ from aiohttp.test_utils import TestClient
 from node.app import ENGINE, create_app
 from node.status.page import SESSION_COOKIE
 from tests.support.factories import Member
-from tests.support.nodes import TOKEN, Net, eventually, publish_n
+from tests.support.nodes import TOKEN, Net, publish_n
+from tests.support.timing import eventually
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 XSS = "<script>alert(1)</script>"

@@ -21,7 +21,8 @@ from node.errors import HubProtocolError, HubUnavailableError
 from node.store.records import ACCEPTED, PENDING
 from node.sync.engine import Backoff, SyncEngine, retry_delay
 from tests.support.factories import Member
-from tests.support.nodes import TOKEN, Net, driven_engine, eventually, make_config, make_registry
+from tests.support.nodes import TOKEN, Net, driven_engine, make_config, make_registry
+from tests.support.timing import eventually
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 RENEW = {"action": "renew", "documents": []}
@@ -110,9 +111,23 @@ class TestSyncLoops:
         doc = await eventually(lambda: _when(status(client), lambda d: d["outbox"]["rejected"] == 1))
         assert doc["outbox"]["pending"] == 1 and [a["reason"] for a in doc["alarms"]] == ["key-not-valid"]
         pushes = net.hub.push_requests
-        await publish(client, event)  # wakes the push loop, which must not send anything
-        await asyncio.sleep(0.3)  # several backoff periods: a looping pusher would have sent again
         engine: SyncEngine = client.app[ENGINE]
+        calls = {"started": 0, "finished": 0}
+        push_once = engine.push_once
+
+        async def counted_push_once() -> bool:
+            calls["started"] += 1
+            try:
+                return await push_once()
+            finally:
+                calls["finished"] += 1
+
+        engine.push_once = counted_push_once  # type: ignore[method-assign]
+        changed = client.app[SERVICE].outbox_changed
+        await publish(client, event)  # wakes the push loop, which must not send anything
+        # The loop clears the flag and starts a push in one step: wait until that push has run its course.
+        await eventually(lambda: not changed.is_set() and calls["started"] == calls["finished"] >= 1)
+        assert net.hub.push_requests == pushes
         assert await engine.push_once() is False and net.hub.push_requests == pushes
 
         net.hub.reject_reason = None
@@ -227,7 +242,7 @@ class TestHubClient:
         """A pull held by the hub completes as soon as an envelope is appended."""
         async with driven_engine(net.config) as engine:
             pull = asyncio.create_task(engine.pull_once(wait=5))
-            await asyncio.sleep(0.1)
+            await eventually(lambda: net.hub.waiting)  # the hub holds the long-poll
             assert not pull.done()
             net.hub.append(kr.publish(event))
             assert await asyncio.wait_for(pull, 2) == 1

@@ -27,7 +27,8 @@ from node.store.records import FRONTIER_KEY, NodeStore, envelopes, sync_state
 from node.sync.engine import SyncEngine
 from tests.support.factories import Member
 from tests.support.fakehub import FakeHub
-from tests.support.nodes import TOKEN, Net, driven_engine, eventually, make_config, make_registry, publish_n
+from tests.support.nodes import TOKEN, Net, driven_engine, make_config, make_registry, publish_n
+from tests.support.timing import eventually
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

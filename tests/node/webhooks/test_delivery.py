@@ -25,7 +25,8 @@ from node.webhooks.delivery import GuardedResolver, WebhookWorker
 from node.webhooks.events import load_or_create_key
 from node.webhooks.store import DELIVERED, DISABLED, FAILED
 from tests.support.factories import Member
-from tests.support.nodes import eventually, subscription
+from tests.support.nodes import subscription
+from tests.support.timing import WatchedEvent, eventually
 from tests.support.webhook_receiver import Receiver
 
 
@@ -212,19 +213,21 @@ class TestDelivery:
                                                          receiver: Receiver, qa: Member, event: dict[str, Any]) -> None:
         """The running worker delivers at once, not at its next poll."""
         await subscribe(store, receiver)
+        store.webhooks.queued = queued = WatchedEvent()
         async with running(dataclasses.replace(hooks, webhook_poll_interval=60), store, loop=True):
-            await asyncio.sleep(0.1)
+            await eventually(lambda: queued.waiters)  # the worker has looked once and waits for work
             await publish(store, qa, event, "QA:one")
-            await eventually(lambda: asyncio.sleep(0, receiver.received), within=3)
+            await eventually(lambda: receiver.received, within=3)
 
     async def test_stop_as_a_record_is_applied_returns(self, hooks: NodeConfig, store: NodeStore) -> None:
         """Stopping the worker in the same turn of the loop as it is woken still stops it (a full test run once
         hung here: asyncio.wait_for swallowed the cancellation; federation/server/aio.py)."""
+        store.webhooks.queued = queued = WatchedEvent()
         worker = WebhookWorker(hooks, store.webhooks, load_or_create_key(hooks.webhook_key_path), clock=utc_now)
         await worker.start(loop=True)
-        await asyncio.sleep(0.1)  # waiting for work
-        store.webhooks.queued.set()
-        await asyncio.sleep(0)
+        await eventually(lambda: queued.waiters)  # waiting for work
+        queued.set()
+        await asyncio.sleep(0)  # one turn of the loop: the worker is woken, not yet run
         await asyncio.wait_for(worker.stop(), 5)
 
     async def test_restart_resumes_pending_deliveries_from_the_database(
@@ -245,7 +248,7 @@ class TestDelivery:
         second = await NodeStore.open(hooks.db_url, "QA")
         try:
             async with running(hooks, second, loop=True):
-                await eventually(lambda: asyncio.sleep(0, len(receiver.received) == 2), within=5)
+                await eventually(lambda: len(receiver.received) == 2, within=5)
         finally:
             await second.close()
         assert {r.id for r in receiver.received} == queued
