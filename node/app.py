@@ -279,7 +279,7 @@ async def status_document(app: web.Application) -> dict[str, Any]:
                 "last_error_at": _time(state.last_error_at), "log_size": state.log_size},
         "outbox": {"pending": counts.outbox.get("pending", 0), "rejected": counts.outbox.get("rejected", 0),
                    "accepted": counts.outbox.get("accepted", 0)},
-        "cursor": await service.cursor(),
+        "cursor": await service.applier.cursor(),
         "records": {"own": counts.own, "received": counts.received},
         "quarantine": counts.quarantine,
         "webhooks": await service.store.webhooks.counts(),
@@ -303,8 +303,8 @@ def _document(data: bytes | None) -> Any:
 async def _log_status(app: web.Application) -> dict[str, Any]:
     """The log as this node verified it: the checkpoint accepted, witnessing, peers, evidence."""
     service, state = app[SERVICE], app[ENGINE].state
-    accepted = await service.accepted_checkpoint()
-    evidence = await service.evidence(10)
+    accepted = await service.trust.accepted_checkpoint()
+    evidence = await service.trust.evidence(10)
     return {
         "checkpoint": accepted.to_dict() if accepted else None, "cosigned_size": state.cosigned_size,
         "halted": bool(evidence),
@@ -317,7 +317,7 @@ async def _log_status(app: web.Application) -> dict[str, Any]:
 async def get_log_checkpoint(request: web.Request) -> web.Response:
     """The last checkpoint this node verified and accepted, with its own co-signature: what it vouches for,
     so partners, auditors and other nodes can compare views (a split view shows up as two roots)."""
-    doc = await request.app[SERVICE].witnessed_checkpoint()
+    doc = await request.app[SERVICE].trust.witnessed_checkpoint()
     if doc is None:
         raise Problem(404, "no-checkpoint", "this node has not accepted a checkpoint of the hub's log yet")
     return json_response(doc, headers={"Cache-Control": "no-cache"})

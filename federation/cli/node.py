@@ -154,7 +154,7 @@ def cmd_partner_add(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from e
     if args.rate is not None and args.rate < 1:
         raise UsageError("--rate is at least 1 request a minute")
-    webhook_cli.with_node_store(args.dir, lambda store: store.add_partner_key(row))
+    webhook_cli.with_node_store(args.dir, lambda store: store.partners.add(row))
     print(key)
     print(f"partner {row.name!r}: key {row.key_id}, scopes {' '.join(sorted(scopes))}; the key is shown only now "
           "and stored only as a digest: give it to the partner over a private channel", file=sys.stderr)
@@ -162,7 +162,7 @@ def cmd_partner_add(args: argparse.Namespace) -> int:
 
 
 def cmd_partner_list(args: argparse.Namespace) -> int:
-    rows = webhook_cli.with_node_store(args.dir, lambda store: store.partner_keys())
+    rows = webhook_cli.with_node_store(args.dir, lambda store: store.partners.keys())
 
     def when(t: datetime | None) -> str | None:
         return t.isoformat(timespec="seconds").replace("+00:00", "Z") if t else None
@@ -182,7 +182,7 @@ def cmd_partner_list(args: argparse.Namespace) -> int:
 
 def cmd_partner_revoke(args: argparse.Namespace) -> int:
     n = webhook_cli.with_node_store(
-        args.dir, lambda store: store.revoke_partner_keys(args.name, datetime.now(UTC), args.key_id))
+        args.dir, lambda store: store.partners.revoke(args.name, datetime.now(UTC), args.key_id))
     if not n:
         raise UsageError(f"no live key of partner {args.name!r}" + (f" with id {args.key_id}" if args.key_id else ""))
     print(f"revoked {n} key(s) of partner {args.name!r}: refused from the next request")

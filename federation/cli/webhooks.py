@@ -66,7 +66,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     async def work(store: NodeStore) -> bool:
         await store.webhooks.add_subscription(sub)
         return any(k.name == sub.partner and k.revoked_at is None and "webhooks" in k.scopes
-                   for k in await store.partner_keys())
+                   for k in await store.partners.keys())
 
     if not with_node_store(args.dir, work):
         print(f"note: no live key of {sub.partner!r} has the webhooks scope, so the partner cannot see or manage "

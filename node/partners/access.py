@@ -40,7 +40,8 @@ from aiohttp import web
 
 from federation.server.ratelimit import RateLimiter
 from federation.server.web import Problem, problem_response
-from node.store.records import NodeStore, PartnerKeyRow
+from node.store.partners import PartnerKeyRow
+from node.store.records import NodeStore
 
 KEY_PREFIX = "ipdn_pk_"
 SCOPES = frozenset({"read", "webhooks"})
@@ -103,7 +104,7 @@ class PartnerAccess:
     async def authenticate(self, key: str) -> Partner:
         """The partner holding ``key``; 401 for a malformed, unknown or revoked key."""
         m = _KEY_RE.fullmatch(key)
-        row = await self.store.partner_key(m.group(1)) if m else None
+        row = await self.store.partners.key(m.group(1)) if m else None
         if row is None or not hmac.compare_digest(row.key_hash, key_digest(key)):
             raise Problem(401, "partner-key-invalid", "the partner key is not one this node issued",
                           headers={"WWW-Authenticate": REALM + ', error="invalid_token"'})
@@ -113,7 +114,7 @@ class PartnerAccess:
         now = self.clock()
         if now - self._touched.get(row.key_id, -TOUCH_EVERY) >= TOUCH_EVERY:
             self._touched[row.key_id] = now
-            await self.store.touch_partner_key(row.key_id, datetime.now(UTC))
+            await self.store.partners.touch(row.key_id, datetime.now(UTC))
         self._limit(f"partner:{row.name}", row.rate_per_minute or self.partner_rate_per_minute)
         return Partner(row.name, row.scopes, row.key_id)
 

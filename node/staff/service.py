@@ -2,7 +2,7 @@
 
 Decisions only; the store persists, node/staff/web.py and the CLI parse and authenticate. Publishing
 always goes through :class:`~node.records.service.NodeService` (validate, sign, store, queue for the hub),
-with who did it (:class:`~node.store.records.Authorship`) written in the same transaction as the envelope.
+with who did it (:class:`~node.store.staff.Authorship`) written in the same transaction as the envelope.
 Drafts are never signed and never leave the node.
 """
 
@@ -29,7 +29,8 @@ from node.errors import (
 from node.records.service import NodeService
 from node.staff import bulk
 from node.staff.forms import FormBuilder, Names, flatten, issue_path, plain_message
-from node.store.records import Authorship, Draft, StaffUser, StoredRecord
+from node.store.records import StoredRecord
+from node.store.staff import Authorship, Draft, StaffUser
 
 USERNAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
 MIN_PASSWORD = 12
@@ -93,7 +94,7 @@ def changed_paths(before: dict[str, Any] | None, after: dict[str, Any] | None) -
 class StaffService:
     def __init__(self, node: NodeService, catalog: Catalog) -> None:
         self.node = node
-        self.store = node.store
+        self.store = node.store.staff
         self.catalog = catalog
         self.forms = FormBuilder(node.schemas)
 
@@ -243,7 +244,7 @@ class StaffService:
         """What importing each row would do, with every error by row and column (plain words, English)."""
         names = self.names("en")
         mapped = await self.store.source_records([r.source_id for r in rows if r.source_id])
-        held = await self.store.get_records([t for r in rows if (t := mapped.get(r.source_id) or r.record_id)
+        held = await self.node.store.get_records([t for r in rows if (t := mapped.get(r.source_id) or r.record_id)
                                              and t.partition(":")[0] == self.node.member])
         seen: set[str] = set()
         out: list[Planned] = []

@@ -44,7 +44,7 @@ from node.errors import (
 from node.staff import bulk
 from node.staff.forms import Names, flatten, label
 from node.staff.service import ALL_OR_NOTHING, DRY_RUN, VALID_ONLY, ImportReport, StaffService
-from node.store.records import Draft, StaffUser
+from node.store.staff import Draft, StaffUser
 
 log = logging.getLogger("ipdn.node.author")
 HERE = Path(__file__).resolve().parent

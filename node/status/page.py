@@ -26,7 +26,7 @@ from federation.server.ui.i18n import Catalog, choose_language, direction, pick,
 from federation.server.ui.sessions import SessionCodec, load_secret
 from federation.server.ui.signin import SignIn, SignInForm, TokenAccount
 from federation.server.ui.templates import SHARED_STATIC, StaticFiles, secure_headers, template_env
-from node.store.records import OutboxRow
+from node.store.outbox import OutboxRow
 
 log = logging.getLogger("ipdn.node.status")
 
@@ -77,8 +77,8 @@ class StatusPage:
         _operator, session = await self.signin.require(request)
         doc = await self.status_document(request.app)
         service = request.app[SERVICE]
-        refused = [_refusal(row) for row in await service.store.outbox("rejected", 50)]
-        accepted = await service.accepted_checkpoint()
+        refused = [_refusal(row) for row in await service.store.outbox.entries("rejected", 50)]
+        accepted = await service.trust.accepted_checkpoint()
         size, cursor = doc["hub"]["log_size"], doc["cursor"]
         return self.render(request, "status.html", doc=doc, refused=refused, csrf=session.csrf,
                            lag=None if size is None else max(0, size - cursor),

@@ -1,14 +1,20 @@
-"""The node's store: the only node module that speaks SQL.
+"""The node's store: the only node module that speaks SQL. This module opens it and keeps the records.
 
-It keeps every envelope the node holds (its own and those pulled from the hub, byte for byte), the
-current version of each record, the outbox of own envelopes not yet acknowledged by the hub, the
-pull cursor with the node's Merkle frontier over every entry pulled, the last checkpoint accepted,
-the quarantine of envelopes refused or kept as evidence, and the evidence of log misbehaviour. Decisions (which version
-wins, what is a fork) are the service's; this module writes what it is told, each call in one
-transaction.
+:class:`NodeStore` opens the engine (and migrates it) and holds one store per table group as attributes:
+``outbox`` (node/store/outbox.py), ``trust`` (the pull cursor, the node's Merkle frontier, the last checkpoint
+accepted and the evidence of log misbehaviour: node/store/evidence.py), ``staff`` (accounts, drafts,
+authorship: node/store/staff.py), ``partners`` (partner keys: node/store/partners.py) and ``webhooks``
+(node/webhooks/store.py). The tables are node/store/tables.py's.
 
-Webhooks (node/webhooks/store.py, ``NodeStore.webhooks``) follow the outbox pattern: the transaction that
-makes a record version current also queues its event for every subscription that wants it.
+Here are the records: every envelope the node holds (its own and those pulled from the hub, byte for byte),
+the chains they form, the current version of each record with its search columns and full-text index, and the
+quarantine of envelopes refused or kept as evidence. The two writes that span groups are here too, each in one
+transaction whose connection goes to the other groups' functions: :meth:`NodeStore.author` (envelope, record,
+outbox entry, authorship) and :meth:`NodeStore.apply` (a page of the hub's log with the new cursor). Decisions
+(which version wins, what is a fork) are the service's; this module writes what it is told.
+
+Webhooks follow the outbox pattern: the transaction that makes a record version current also queues its event
+for every subscription that wants it.
 """
 
 from __future__ import annotations
@@ -17,114 +23,30 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from federation.protocol import merkle
 from federation.protocol.envelope import Envelope
 from federation.protocol.verify import ChainHead
 from federation.server.db import engine as db
+from node.store import evidence, outbox, staff
+from node.store.evidence import LogView, TrustStore
+from node.store.outbox import OutboxStore
+from node.store.partners import PartnerStore
+from node.store.staff import Authorship, StaffStore
+from node.store.tables import envelopes, quarantine, records, records_fts, utc
 from node.webhooks import events as webhooks
 from node.webhooks import store as webhook_store
 from node.webhooks.store import WebhookStore
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "node_alembic_version"
-CURSOR_KEY = "cursor"
-FRONTIER_KEY = "frontier"  # JSON [[level, hex], ...] of merkle.Frontier.to_list(), written with the cursor
-CHECKPOINT_KEY = "checkpoint"  # the last checkpoint accepted, as received
-
-meta = sa.MetaData()
-envelopes = sa.Table(
-    "envelopes", meta,
-    sa.Column("origin", sa.String(2), primary_key=True), sa.Column("seq", sa.BigInteger, primary_key=True),
-    sa.Column("hash", sa.String(64)), sa.Column("record_id", sa.String(80)), sa.Column("version", sa.BigInteger),
-    sa.Column("kind", sa.String(64)), sa.Column("op", sa.String(8)), sa.Column("envelope", sa.LargeBinary),
-    sa.Column("issued_at", sa.String(32)), sa.Column("received_at", sa.DateTime(timezone=True)),
-    sa.Column("position", sa.BigInteger),
-)
-records = sa.Table(
-    "records", meta,
-    sa.Column("record_id", sa.String(80), primary_key=True), sa.Column("origin", sa.String(2)),
-    sa.Column("kind", sa.String(64)), sa.Column("version", sa.BigInteger), sa.Column("op", sa.String(8)),
-    sa.Column("status", sa.String(32)), sa.Column("title", sa.Text), sa.Column("body", sa.Text),
-    sa.Column("hash", sa.String(64)), sa.Column("seq", sa.BigInteger), sa.Column("issued_at", sa.String(32)),
-    sa.Column("updated_at", sa.DateTime(timezone=True)), sa.Column("envelope", sa.LargeBinary),
-    # Derived from the body for searching (0003): first and last local calendar day (YYYY-MM-DD), and
-    # |-delimited lists of countries, lowercased tags and lowercased title languages; the searched text.
-    sa.Column("start_day", sa.String(10)), sa.Column("end_day", sa.String(10)), sa.Column("countries", sa.Text),
-    sa.Column("tags", sa.Text), sa.Column("langs", sa.Text), sa.Column("search", sa.Text),
-)
-# SQLite only: an FTS5 table over records.search (0003), kept in sync by _put_records.
-records_fts = sa.table("records_fts", sa.column("record_id", sa.String), sa.column("search", sa.Text))
-outbox = sa.Table(
-    "outbox", meta,
-    sa.Column("seq", sa.BigInteger, primary_key=True), sa.Column("state", sa.String(16)),
-    sa.Column("position", sa.BigInteger), sa.Column("reason", sa.String(64)), sa.Column("detail", sa.Text),
-    sa.Column("attempts", sa.Integer), sa.Column("last_attempt_at", sa.DateTime(timezone=True)),
-)
-sync_state = sa.Table(
-    "sync_state", meta, sa.Column("key", sa.String(64), primary_key=True), sa.Column("value", sa.Text),
-)
-quarantine = sa.Table(
-    "quarantine", meta,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("received_at", sa.DateTime(timezone=True)), sa.Column("origin", sa.String(2)),
-    sa.Column("seq", sa.BigInteger), sa.Column("hash", sa.String(64)), sa.Column("position", sa.BigInteger),
-    sa.Column("reason", sa.String(64)), sa.Column("detail", sa.Text), sa.Column("envelope", sa.LargeBinary),
-)
-checkpoint_evidence = sa.Table(
-    "checkpoint_evidence", meta,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("created_at", sa.DateTime(timezone=True)), sa.Column("reason", sa.String(64)),
-    sa.Column("detail", sa.Text), sa.Column("accepted", sa.LargeBinary), sa.Column("offending", sa.LargeBinary),
-)
-partner_keys = sa.Table(
-    "partner_keys", meta,
-    sa.Column("key_id", sa.String(32), primary_key=True), sa.Column("name", sa.String(100)),
-    sa.Column("key_hash", sa.String(64)), sa.Column("scopes", sa.String(200)),
-    sa.Column("rate_per_minute", sa.Integer), sa.Column("created_at", sa.DateTime(timezone=True)),
-    sa.Column("revoked_at", sa.DateTime(timezone=True)), sa.Column("last_used_at", sa.DateTime(timezone=True)),
-)
-
-# Authoring pages (0006): staff accounts, unsigned drafts, who published each own version, import source ids.
-staff_users = sa.Table(
-    "staff_users", meta,
-    sa.Column("username", sa.String(64), primary_key=True), sa.Column("name", sa.Text),
-    sa.Column("password_hash", sa.Text), sa.Column("disabled", sa.Boolean),
-    sa.Column("created_at", sa.DateTime(timezone=True)),
-)
-drafts = sa.Table(
-    "drafts", meta,
-    sa.Column("id", sa.String(32), primary_key=True), sa.Column("kind", sa.String(64)),
-    sa.Column("record_id", sa.String(80)), sa.Column("base_version", sa.BigInteger), sa.Column("body", sa.Text),
-    sa.Column("langs", sa.Text), sa.Column("created_by", sa.String(64)), sa.Column("updated_by", sa.String(64)),
-    sa.Column("created_at", sa.DateTime(timezone=True)), sa.Column("updated_at", sa.DateTime(timezone=True)),
-)
-record_authors = sa.Table(
-    "record_authors", meta,
-    sa.Column("record_id", sa.String(80), primary_key=True), sa.Column("version", sa.BigInteger, primary_key=True),
-    sa.Column("username", sa.String(64)), sa.Column("via", sa.String(16)), sa.Column("at", sa.DateTime(timezone=True)),
-    sa.Column("note", sa.Text),
-)
-import_sources = sa.Table(
-    "import_sources", meta,
-    sa.Column("source_id", sa.String(200), primary_key=True), sa.Column("record_id", sa.String(80)),
-)
-
-PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
-
-
-def _utc(when: datetime) -> datetime:
-    """Everything is stored and compared in UTC: SQLite keeps no offset (and hands back naive values)."""
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
 
 _UNREAD: Any = object()
 
@@ -151,7 +73,7 @@ class StoredRecord:
     @classmethod
     def from_row(cls, r: Any) -> StoredRecord:
         return cls(r.record_id, r.origin, r.kind, r.version, r.op, r.status, r.title, r.body, r.hash, r.seq,
-                   r.issued_at, _utc(r.updated_at), r.envelope)
+                   r.issued_at, utc(r.updated_at), r.envelope)
 
     @property
     def body(self) -> dict[str, Any] | None:
@@ -185,16 +107,6 @@ class QuarantineRow:
     position: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    seq: int
-    state: str
-    position: int | None
-    reason: str | None
-    detail: str | None
-    attempts: int
-    envelope: bytes
-
 
 @dataclass(slots=True)
 class Changes:
@@ -209,27 +121,6 @@ class Changes:
     events: list[Envelope] = field(default_factory=list)  # each envelope that became current, in order (webhooks)
 
 
-@dataclass(frozen=True, slots=True)
-class LogView:
-    """What the node saw of the hub's log: the cursor, the frontier over those entries (None: a database
-    from before the frontier was kept), and the last checkpoint it accepted, as received."""
-
-    cursor: int
-    frontier: merkle.Frontier | None
-    checkpoint: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class EvidenceRow:
-    """Proof of the hub's misbehaviour: the last checkpoint accepted and the offending document, as received."""
-
-    reason: str
-    detail: str
-    accepted: bytes | None
-    offending: bytes | None
-    id: int | None = None
-    created_at: datetime | None = None
-
 
 @dataclass(frozen=True, slots=True)
 class ApplyBasis:
@@ -240,70 +131,6 @@ class ApplyBasis:
     held: dict[tuple[str, int], str]
     heads: dict[str, ChainHead]
     versions: dict[str, tuple[int, str]]
-
-
-@dataclass(frozen=True, slots=True)
-class PartnerKeyRow:
-    key_id: str
-    name: str
-    key_hash: str = field(repr=False)
-    scopes: frozenset[str]
-    rate_per_minute: int | None
-    created_at: datetime
-    revoked_at: datetime | None
-    last_used_at: datetime | None
-
-    @classmethod
-    def from_row(cls, r: Any) -> PartnerKeyRow:
-        return cls(r.key_id, r.name, r.key_hash, frozenset(r.scopes.split()), r.rate_per_minute, _utc(r.created_at),
-                   r.revoked_at and _utc(r.revoked_at), r.last_used_at and _utc(r.last_used_at))
-
-
-@dataclass(frozen=True, slots=True)
-class Authorship:
-    """Who published an own version through the authoring pages or an import, and the import's source id."""
-
-    username: str
-    via: str  # "form" or "import"
-    source_id: str | None = None
-    note: str | None = None  # a cancellation's reason, kept here when the schema has no field for it
-
-
-@dataclass(frozen=True, slots=True)
-class StaffUser:
-    username: str
-    name: str
-    password_hash: str = field(repr=False)
-    disabled: bool = False
-    created_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Draft:
-    """A record body being written: unsigned, kept only here. ``body`` may be incomplete or invalid."""
-
-    id: str
-    kind: str
-    body: dict[str, Any]
-    langs: tuple[str, ...]
-    created_by: str
-    updated_by: str
-    created_at: datetime
-    updated_at: datetime
-    record_id: str | None = None  # set when the draft edits a published record ...
-    base_version: int | None = None  # ... starting from this version of it
-
-
-@dataclass(frozen=True, slots=True)
-class VersionRow:
-    """One version of a record as held: its envelope, and who published it here (own versions only)."""
-
-    version: int
-    seq: int
-    envelope: bytes
-    username: str | None
-    via: str | None
-    note: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,10 +213,6 @@ def _record_values(env: Envelope, now: datetime) -> dict[str, Any]:
             "envelope": env.to_bytes(), **search_values(p.body)}
 
 
-def _frontier_json(frontier: merkle.Frontier) -> str:
-    return json.dumps([[level, h.hex()] for level, h in frontier.to_list()])
-
-
 # The statements on the path of every pull, built once: building and keying a statement costs SQLAlchemy more
 # than SQLite takes to run it (ADR 15).
 _latest = envelopes.alias("latest")
@@ -408,28 +231,11 @@ _RECORD = [records.c[n] for n in ("record_id", "origin", "kind", "version", "op"
                                   "seq", "issued_at", "updated_at", "envelope")]
 _VERSIONS = sa.select(records.c.record_id, records.c.version, records.c.hash).where(
     records.c.record_id.in_(sa.bindparam("ids", expanding=True)))
-_LOG_VIEW = sa.select(sync_state).where(sync_state.c.key.in_([CURSOR_KEY, FRONTIER_KEY, CHECKPOINT_KEY]))
-_CURSOR = sa.select(sync_state.c.value).where(sync_state.c.key == CURSOR_KEY)
 _INSERT_ENVELOPES = envelopes.insert()
 _INSERT_RECORD = records.insert()
 _UPDATE_RECORD = records.update().where(records.c.record_id == sa.bindparam("b_record_id"))
 _INSERT_FTS = records_fts.insert()
 _DELETE_FTS = records_fts.delete().where(records_fts.c.record_id == sa.bindparam("b_record_id"))
-_POSITION_OWN = envelopes.update().where(
-    envelopes.c.origin == sa.bindparam("b_origin"), envelopes.c.seq == sa.bindparam("b_seq")).values(
-    position=sa.bindparam("b_position"))
-_ACCEPT_OWN = outbox.update().where(outbox.c.seq == sa.bindparam("b_seq")).values(
-    state=ACCEPTED, position=sa.bindparam("b_position"), reason=None, detail=None)
-_UPSERT_STATE: dict[str, Any] = {}  # dialect name -> INSERT .. ON CONFLICT (key) DO UPDATE (SQLite and PostgreSQL)
-
-
-def _upsert_state(dialect: str) -> Any:
-    stmt = _UPSERT_STATE.get(dialect)
-    if stmt is None:
-        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(sync_state)
-        stmt = _UPSERT_STATE[dialect] = insert.on_conflict_do_update(
-            index_elements=[sync_state.c.key], set_={"value": insert.excluded.value})
-    return stmt
 
 
 async def _chains(conn: AsyncConnection, keys: Sequence[tuple[str, int]],
@@ -457,20 +263,15 @@ async def _current_versions(conn: AsyncConnection, record_ids: Sequence[str]) ->
     return {r.record_id: (r.version, r.hash) for r in await conn.execute(_VERSIONS, {"ids": sorted(set(record_ids))})}
 
 
-async def _log_view(conn: AsyncConnection) -> LogView:
-    state = {r.key: r.value for r in await conn.execute(_LOG_VIEW)}
-    frontier = state.get(FRONTIER_KEY)
-    checkpoint = state.get(CHECKPOINT_KEY)
-    return LogView(int(state.get(CURSOR_KEY, 0)),
-                   merkle.Frontier.from_list((lv, bytes.fromhex(h)) for lv, h in json.loads(frontier))
-                   if frontier is not None else None,
-                   checkpoint.encode() if checkpoint is not None else None)
-
-
 class NodeStore:
     def __init__(self, engine: AsyncEngine, member: str) -> None:
         self.engine = engine
         self.member = member  # the node's own origin: its outbox holds only these envelopes
+        # One store per table group, on the one engine.
+        self.outbox = OutboxStore(engine, member)
+        self.trust = TrustStore(engine)
+        self.staff = StaffStore(engine)
+        self.partners = PartnerStore(engine)
         self.webhooks = WebhookStore(engine)
 
     @classmethod
@@ -499,7 +300,7 @@ class NodeStore:
         costs the event loop round trips to the database thread, and this is on the path of every pull)."""
         async with self.engine.connect() as conn:
             held, heads = await _chains(conn, keys)
-            return ApplyBasis(await _log_view(conn), held, heads, await _current_versions(conn, record_ids))
+            return ApplyBasis(await evidence.read_view(conn), held, heads, await _current_versions(conn, record_ids))
 
     # -- records -------------------------------------------------------------------------------------
 
@@ -534,7 +335,7 @@ class NodeStore:
         if origin is not None:
             q_ = q_.where(records.c.origin == origin)
         if updated_since is not None:
-            q_ = q_.where(records.c.updated_at >= _utc(updated_since))
+            q_ = q_.where(records.c.updated_at >= utc(updated_since))
         if country is not None:
             q_ = q_.where(records.c.countries.contains(f"|{country.upper()}|", autoescape=True))
         if tag is not None:
@@ -550,7 +351,7 @@ class NodeStore:
         if q is not None:
             q_ = q_.where(self._matches(q))
         if after is not None:
-            at, rid = _utc(after[0]), after[1]
+            at, rid = utc(after[0]), after[1]
             q_ = q_.where(sa.or_(records.c.updated_at > at,
                                  sa.and_(records.c.updated_at == at, records.c.record_id > rid)))
         async with self.engine.connect() as conn:
@@ -585,47 +386,36 @@ class NodeStore:
                 await conn.execute(_DELETE_FTS, [{"b_record_id": r["record_id"]} for r in held])
             await conn.execute(_INSERT_FTS, [{"record_id": r["record_id"], "search": r["search"]} for r in rows])
 
-    # -- writes --------------------------------------------------------------------------------------
+    # -- writes that span the table groups: one transaction, its connection passed to each group -----
 
     async def author(self, env: Envelope, now: datetime, by: Authorship | None = None) -> None:
         """Keep an envelope this node signed: the envelope, the record's new version, an outbox entry, and
         (``by``) who published it and the import source id it answers to, all in one transaction."""
-        now = _utc(now)
+        now = utc(now)
         async with self.engine.begin() as conn:
             await conn.execute(_INSERT_ENVELOPES, _envelope_values(env, now, None))
             queued = await self._queue_webhooks(conn, [env], now)
             await self._put_records(conn, [env], now)
-            await conn.execute(outbox.insert().values(seq=env.payload.seq, state=PENDING, attempts=0))
+            await outbox.enqueue(conn, env.payload.seq)
             if by is not None:
-                p = env.payload
-                await conn.execute(record_authors.insert().values(
-                    record_id=p.record_id, version=p.version, username=by.username, via=by.via, at=now, note=by.note))
-                if by.source_id is not None:
-                    done = await conn.execute(import_sources.update().where(
-                        import_sources.c.source_id == by.source_id).values(record_id=p.record_id))
-                    if done.rowcount == 0:
-                        await conn.execute(import_sources.insert().values(source_id=by.source_id,
-                                                                          record_id=p.record_id))
+                await staff.add_authorship(conn, env, by, now)
         if queued:
             self.webhooks.queued.set()
 
     async def apply(self, changes: Changes, now: datetime) -> None:
         """Write one applied page of the log and move the cursor, all or nothing."""
-        now = _utc(now)
+        now = utc(now)
         async with self.engine.begin() as conn:
             if changes.envelopes:
                 await conn.execute(_INSERT_ENVELOPES, [_envelope_values(e, now, pos) for e, pos in changes.envelopes])
             queued = await self._queue_webhooks(conn, changes.events, now)
             await self._put_records(conn, list(changes.records.values()), now)
-            await self._accept_own(conn, changes.own_positions)
+            await outbox.accept_own(conn, self.member, changes.own_positions)
             if changes.quarantine:
                 await conn.execute(quarantine.insert(), [
                     {"received_at": now, "origin": q.origin, "seq": q.seq, "hash": q.hash, "position": q.position,
                      "reason": q.reason, "detail": q.detail, "envelope": q.envelope} for q in changes.quarantine])
-            state = {CURSOR_KEY: str(changes.cursor)}
-            if changes.frontier is not None:
-                state[FRONTIER_KEY] = _frontier_json(changes.frontier)
-            await self._set_states(conn, state)
+            await evidence.save_position(conn, changes.cursor, changes.frontier)
         if queued:
             self.webhooks.queued.set()
 
@@ -656,192 +446,6 @@ class NodeStore:
                     version=env.payload.version, body=webhooks.event_body(type_, now, item), subs=wanted, now=now)
         return queued
 
-    async def _accept_own(self, conn: AsyncConnection, positions: Sequence[tuple[int, int]]) -> None:
-        """The hub holds these own envelopes at these log positions: durably accepted."""
-        if positions:
-            await conn.execute(_POSITION_OWN, [{"b_origin": self.member, "b_seq": seq, "b_position": position}
-                                               for seq, position in positions])
-            await conn.execute(_ACCEPT_OWN, [{"b_seq": seq, "b_position": position} for seq, position in positions])
-
-    @staticmethod
-    async def _set_state(conn: AsyncConnection, key: str, value: str) -> None:
-        await NodeStore._set_states(conn, {key: value})
-
-    @staticmethod
-    async def _set_states(conn: AsyncConnection, values: dict[str, str]) -> None:
-        """Set these sync_state keys, in one statement."""
-        await conn.execute(_upsert_state(conn.dialect.name), [{"key": k, "value": v} for k, v in values.items()])
-
-    async def cursor(self) -> int:
-        """The position of the last log entry applied (0: none yet)."""
-        async with self.engine.connect() as conn:
-            value = (await conn.execute(_CURSOR)).scalar_one_or_none()
-        return int(value) if value is not None else 0
-
-    async def log_view(self) -> LogView:
-        """The cursor, the frontier and the last accepted checkpoint, read together."""
-        async with self.engine.connect() as conn:
-            return await _log_view(conn)
-
-    async def save_frontier(self, cursor: int, frontier: merkle.Frontier) -> None:
-        """Keep a frontier rebuilt for ``cursor`` (a database from before 0002), unless the cursor moved."""
-        async with self.engine.begin() as conn:
-            current = (await conn.execute(_CURSOR)).scalar_one_or_none()
-            if int(current or 0) == cursor:
-                await self._set_state(conn, FRONTIER_KEY, _frontier_json(frontier))
-
-    async def logged_envelopes(self, upto: int) -> list[tuple[int, bytes]]:
-        """(position, bytes) of every held or quarantined envelope at log positions 1..upto, in order."""
-        held = sa.select(envelopes.c.position, envelopes.c.envelope).where(
-            envelopes.c.position.is_not(None), envelopes.c.position <= upto)
-        refused = sa.select(quarantine.c.position, quarantine.c.envelope).where(
-            quarantine.c.position.is_not(None), quarantine.c.position <= upto)
-        async with self.engine.connect() as conn:  # a version conflict is both held and quarantined: once
-            rows = {int(r.position): bytes(r.envelope) for q in (held, refused) for r in await conn.execute(q)}
-        return sorted(rows.items())
-
-    async def accept_checkpoint(self, raw: bytes) -> None:
-        """Keep ``raw`` (as received) as the last checkpoint this node verified."""
-        async with self.engine.begin() as conn:
-            await self._set_state(conn, CHECKPOINT_KEY, raw.decode())
-
-    # -- evidence of log misbehaviour ----------------------------------------------------------------
-
-    async def add_evidence(self, row: EvidenceRow, now: datetime) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(checkpoint_evidence.insert().values(
-                created_at=_utc(now), reason=row.reason, detail=row.detail, accepted=row.accepted,
-                offending=row.offending))
-
-    async def evidence(self, limit: int = 100) -> list[EvidenceRow]:
-        """Evidence held, newest first (any row means applying from the hub is halted)."""
-        q = sa.select(checkpoint_evidence).order_by(checkpoint_evidence.c.id.desc()).limit(limit)
-        async with self.engine.connect() as conn:
-            return [EvidenceRow(r.reason, r.detail, r.accepted, r.offending, r.id, _utc(r.created_at))
-                    for r in await conn.execute(q)]
-
-    # -- outbox --------------------------------------------------------------------------------------
-
-    async def outbox(self, state: str, limit: int) -> list[OutboxRow]:
-        """Outbox entries in one state, in seq order, with the envelope bytes to push."""
-        q = (sa.select(outbox, envelopes.c.envelope)
-             .join(envelopes, sa.and_(envelopes.c.origin == self.member, envelopes.c.seq == outbox.c.seq))
-             .where(outbox.c.state == state).order_by(outbox.c.seq).limit(limit))
-        async with self.engine.connect() as conn:
-            return [OutboxRow(r.seq, r.state, r.position, r.reason, r.detail, r.attempts, r.envelope)
-                    for r in await conn.execute(q)]
-
-    async def record_push(self, seqs: Sequence[int], *, accepted: Sequence[tuple[int, int]] = (),
-                          rejected: tuple[int, str, str] | None = None, now: datetime) -> None:
-        """One push attempt of ``seqs``: which the hub accepted (seq, position), which it rejected."""
-        now = _utc(now)
-        async with self.engine.begin() as conn:
-            if seqs:
-                await conn.execute(outbox.update().where(outbox.c.seq.in_(list(seqs)))
-                                   .values(attempts=outbox.c.attempts + 1, last_attempt_at=now))
-            await self._accept_own(conn, accepted)
-            if rejected is not None:
-                seq, reason, detail = rejected
-                await conn.execute(outbox.update().where(outbox.c.seq == seq)
-                                   .values(state=REJECTED, reason=reason, detail=detail))
-
-    async def retry_rejected(self) -> int:
-        """Put rejected outbox entries back in the queue (an operator's decision); how many."""
-        async with self.engine.begin() as conn:
-            done = await conn.execute(outbox.update().where(outbox.c.state == REJECTED).values(state=PENDING))
-        return int(done.rowcount)
-
-    # -- authoring pages: staff, drafts, history, import source ids -----------------------------------
-
-    async def add_user(self, user: StaffUser, now: datetime) -> bool:
-        """Add an account; False if the username is taken."""
-        async with self.engine.begin() as conn:
-            if (await conn.execute(sa.select(staff_users.c.username).where(
-                    staff_users.c.username == user.username))).first() is not None:
-                return False
-            await conn.execute(staff_users.insert().values(
-                username=user.username, name=user.name, password_hash=user.password_hash, disabled=user.disabled,
-                created_at=_utc(now)))
-        return True
-
-    async def user(self, username: str) -> StaffUser | None:
-        async with self.engine.connect() as conn:
-            r = (await conn.execute(sa.select(staff_users).where(staff_users.c.username == username))).first()
-        return StaffUser(r.username, r.name, r.password_hash, bool(r.disabled), _utc(r.created_at)) if r else None
-
-    async def users(self) -> list[StaffUser]:
-        async with self.engine.connect() as conn:
-            return [StaffUser(r.username, r.name, r.password_hash, bool(r.disabled), _utc(r.created_at))
-                    for r in await conn.execute(sa.select(staff_users).order_by(staff_users.c.username))]
-
-    async def set_user_disabled(self, username: str, disabled: bool) -> bool:
-        """False if there is no such account."""
-        async with self.engine.begin() as conn:
-            done = await conn.execute(staff_users.update().where(staff_users.c.username == username)
-                                      .values(disabled=disabled))
-        return bool(done.rowcount)
-
-    @staticmethod
-    def _draft(r: Any) -> Draft:
-        return Draft(r.id, r.kind, json.loads(r.body), tuple(json.loads(r.langs)), r.created_by, r.updated_by,
-                     _utc(r.created_at), _utc(r.updated_at), r.record_id, r.base_version)
-
-    async def save_draft(self, d: Draft) -> None:
-        values = {"id": d.id, "kind": d.kind, "record_id": d.record_id, "base_version": d.base_version,
-                  "body": json.dumps(d.body, ensure_ascii=False), "langs": json.dumps(list(d.langs)),
-                  "created_by": d.created_by, "updated_by": d.updated_by, "created_at": _utc(d.created_at),
-                  "updated_at": _utc(d.updated_at)}
-        async with self.engine.begin() as conn:
-            done = await conn.execute(drafts.update().where(drafts.c.id == d.id).values(values))
-            if done.rowcount == 0:
-                await conn.execute(drafts.insert().values(values))
-
-    async def draft(self, draft_id: str) -> Draft | None:
-        async with self.engine.connect() as conn:
-            r = (await conn.execute(sa.select(drafts).where(drafts.c.id == draft_id))).first()
-        return self._draft(r) if r else None
-
-    async def draft_of(self, record_id: str) -> Draft | None:
-        """The draft editing a published record, if one is open."""
-        async with self.engine.connect() as conn:
-            r = (await conn.execute(sa.select(drafts).where(drafts.c.record_id == record_id))).first()
-        return self._draft(r) if r else None
-
-    async def drafts(self, limit: int = 500) -> list[Draft]:
-        async with self.engine.connect() as conn:
-            return [self._draft(r) for r in await conn.execute(
-                sa.select(drafts).order_by(drafts.c.updated_at.desc()).limit(limit))]
-
-    async def delete_draft(self, draft_id: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(drafts.delete().where(drafts.c.id == draft_id))
-
-    async def versions(self, record_id: str) -> list[VersionRow]:
-        """Every version of a record held, oldest first, with who published own versions here."""
-        q = (sa.select(envelopes.c.version, envelopes.c.seq, envelopes.c.envelope, record_authors.c.username,
-                       record_authors.c.via, record_authors.c.note)
-             .outerjoin(record_authors, sa.and_(record_authors.c.record_id == envelopes.c.record_id,
-                                                record_authors.c.version == envelopes.c.version))
-             .where(envelopes.c.record_id == record_id).order_by(envelopes.c.version, envelopes.c.seq))
-        async with self.engine.connect() as conn:
-            return [VersionRow(r.version, r.seq, bytes(r.envelope), r.username, r.via, r.note)
-                    for r in await conn.execute(q)]
-
-    async def source_records(self, source_ids: Sequence[str]) -> dict[str, str]:
-        """The record each imported source id created (absent: none yet)."""
-        out: dict[str, str] = {}
-        async with self.engine.connect() as conn:
-            for i in range(0, len(source_ids), 500):
-                q = sa.select(import_sources).where(import_sources.c.source_id.in_(list(source_ids[i:i + 500])))
-                out.update({r.source_id: r.record_id for r in await conn.execute(q)})
-        return out
-
-    async def record_sources(self) -> dict[str, str]:
-        """record id -> the source id it was imported under (the last one, if several)."""
-        async with self.engine.connect() as conn:
-            return {r.record_id: r.source_id for r in await conn.execute(
-                sa.select(import_sources).order_by(import_sources.c.source_id))}
-
     # -- status --------------------------------------------------------------------------------------
 
     async def counts(self) -> Counts:
@@ -849,8 +453,7 @@ class NodeStore:
             by_origin = {o: int(n) for o, n in await conn.execute(
                 sa.select(records.c.origin, sa.func.count()).group_by(records.c.origin))}
             held = int((await conn.execute(sa.select(sa.func.count()).select_from(quarantine))).scalar_one())
-            states = {s: int(n) for s, n in await conn.execute(
-                sa.select(outbox.c.state, sa.func.count()).group_by(outbox.c.state))}
+            states = await outbox.state_counts(conn)
         own = by_origin.pop(self.member, 0)
         return Counts(own=own, received=sum(by_origin.values()), quarantine=held, outbox=states)
 
@@ -865,39 +468,3 @@ class NodeStore:
             return [QuarantineRow(r.reason, r.detail, r.envelope, r.origin, r.seq, r.hash, r.position)
                     for r in await conn.execute(q)]
 
-    # -- partner keys ----------------------------------------------------------------------------------
-
-    async def add_partner_key(self, row: PartnerKeyRow) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(partner_keys.insert().values(
-                key_id=row.key_id, name=row.name, key_hash=row.key_hash, scopes=" ".join(sorted(row.scopes)),
-                rate_per_minute=row.rate_per_minute, created_at=_utc(row.created_at)))
-
-    async def partner_key(self, key_id: str) -> PartnerKeyRow | None:
-        async with self.engine.connect() as conn:
-            r = (await conn.execute(sa.select(partner_keys).where(partner_keys.c.key_id == key_id))).first()
-        return PartnerKeyRow.from_row(r) if r else None
-
-    async def partner_keys(self) -> list[PartnerKeyRow]:
-        q = sa.select(partner_keys).order_by(partner_keys.c.name, partner_keys.c.created_at)
-        async with self.engine.connect() as conn:
-            return [PartnerKeyRow.from_row(r) for r in await conn.execute(q)]
-
-    async def revoke_partner_keys(self, name: str, now: datetime, key_id: str | None = None) -> int:
-        """Revoke the partner's live keys (or the one named): the number revoked. Once the partner holds no
-        live key, its webhook subscriptions are disabled too (``operator``): no more pushes either."""
-        q = partner_keys.update().where(partner_keys.c.name == name, partner_keys.c.revoked_at.is_(None))
-        if key_id is not None:
-            q = q.where(partner_keys.c.key_id == key_id)
-        async with self.engine.begin() as conn:
-            n = int((await conn.execute(q.values(revoked_at=_utc(now)))).rowcount)
-            live = (await conn.execute(sa.select(sa.func.count()).select_from(partner_keys).where(
-                partner_keys.c.name == name, partner_keys.c.revoked_at.is_(None)))).scalar_one()
-            if n and not live:
-                await webhook_store.disable_partner(conn, name, "every key of the partner was revoked", _utc(now))
-        return n
-
-    async def touch_partner_key(self, key_id: str, now: datetime) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(partner_keys.update().where(partner_keys.c.key_id == key_id)
-                               .values(last_used_at=_utc(now)))

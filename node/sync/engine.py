@@ -15,12 +15,13 @@ Five loops, each owned by the app (started and cancelled by its cleanup context)
 - registry: fetches the registry every ``registry_refresh`` seconds and moves forward when valid.
 
 Every signature the engine makes (push requests, co-signatures) is by the own key the registry says is
-valid now (node/own_keys.py); :meth:`SyncEngine.rotate_key` starts a key rotation at the hub.
+valid now (node/own_keys.py); :meth:`SyncEngine.rotate_key` starts a key rotation at the hub. The requests
+themselves are node/sync/hub_client.py's.
 
 A network failure or a 5xx answer backs off exponentially with full jitter (base 0.5 s, cap 30 s by
-default, reset on success); authoring and serving go on meanwhile. All three loops share one
-``aiohttp.ClientSession``; the hub's URL is read from the current registry at every request, so a
-hub handover is followed without a restart.
+default, reset on success); authoring and serving go on meanwhile. All the loops share one
+``aiohttp.ClientSession``. Times recorded or compared are the service's clock; the loop's monotonic clock
+only measures intervals (how long a poll took, how long since the last checkpoint check).
 """
 
 from __future__ import annotations
@@ -30,8 +31,6 @@ import contextlib
 import json
 import logging
 import random
-import secrets
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,10 +38,9 @@ from typing import Any
 
 import aiohttp
 
-from federation.protocol import httpsig, strictjson
 from federation.protocol.checkpoint import SignedCheckpoint, cosign
-from federation.protocol.errors import IpdnError, StrictJsonError
-from federation.protocol.registry import RegistryError, parse_registry
+from federation.protocol.errors import IpdnError
+from federation.protocol.registry import RegistryError
 from federation.server.aio import wait_event
 from node.config import NodeConfig
 from node.errors import (
@@ -55,20 +53,12 @@ from node.errors import (
 )
 from node.own_keys import Rotation, RotationState
 from node.records.service import NodeService
-from node.store.records import PENDING, REJECTED, NodeStore, OutboxRow
+from node.store.outbox import PENDING, REJECTED, OutboxRow
+from node.store.records import NodeStore
 from node.sync import logtrust
+from node.sync.hub_client import HubClient
 
 log = logging.getLogger("ipdn.node.sync")
-
-ENVELOPES_PATH = "/api/v1/envelopes"
-LOG_PATH = "/api/v1/log"
-REGISTRY_PATH = "/api/v1/registry"
-CHECKPOINT_PATH = "/api/v1/log/checkpoint"  # the hub's, and the node's own (what it accepted, co-signed)
-INCLUSION_PATH = "/api/v1/log/proof/inclusion"
-CONSISTENCY_PATH = "/api/v1/log/proof/consistency"
-COSIGNATURES_PATH = "/api/v1/log/cosignatures"
-GOVERNANCE_PATH = "/api/v1/governance"
-PULL_COMPONENTS = ("@method", "@target-uri")  # a pull has no body to digest; its query is in the target URI
 
 
 class Backoff:
@@ -103,153 +93,11 @@ class SyncState:
 
 
 @dataclass(frozen=True, slots=True)
-class PushAnswer:
-    results: dict[int, dict[str, Any]]  # the hub's result per index of the batch
-    checkpoint: bytes | None  # the signed checkpoint covering what it acknowledged (re-serialized)
-
-
-@dataclass(frozen=True, slots=True)
 class RotationOutcome:
     rotation: Rotation
     hub_registry_version: int  # the version the hub published for it
     registry_version: int  # the version this node holds now (the same, unless fetching it failed)
     resubmitted: bool  # an earlier rotation without answer was sent again, no new key made
-
-
-@dataclass(frozen=True, slots=True)
-class LogPage:
-    entries: list[tuple[int, Any]]  # (position, envelope JWS object)
-    size: int | None
-
-
-class HubClient:
-    """The hub's HTTP API as the node uses it; errors come out as HubUnavailableError/HubProtocolError."""
-
-    def __init__(self, session: aiohttp.ClientSession, config: NodeConfig, service: NodeService) -> None:
-        self.session, self.config, self.service = session, config, service
-
-    def _url(self, path: str) -> str:
-        return self.service.registry.registry.hub_url.rstrip("/") + path
-
-    async def _request(self, method: str, path: str, *, wait: float = 0, url: str | None = None, **kw: Any) -> bytes:
-        url = url or self._url(path)
-        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout + wait,
-                                        connect=self.config.connect_timeout)
-        try:
-            async with self.session.request(method, url, timeout=timeout, **kw) as resp:
-                body = await self._read(resp)
-                if resp.status >= 500 or resp.status == 429:
-                    raise HubUnavailableError(f"{method} {url}: {resp.status} {_problem_text(body)}",
-                                              retry_after=_retry_after(resp.headers.get("Retry-After")))
-                if not 200 <= resp.status < 300:
-                    raise HubProtocolError(f"{method} {url}: {resp.status} {_problem_text(body)}")
-                return body
-        except (aiohttp.ClientError, TimeoutError, OSError) as e:
-            raise HubUnavailableError(f"{method} {url}: {type(e).__name__}: {e}") from e
-
-    async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
-        limit, size, chunks = self.config.max_response_bytes, 0, []
-        async for chunk in resp.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > limit:
-                raise HubProtocolError(f"answer from the hub is larger than {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _json(self, body: bytes) -> Any:
-        try:
-            return strictjson.loads(body, strictjson.JsonLimits(max_bytes=self.config.max_response_bytes))
-        except StrictJsonError as e:
-            raise HubProtocolError(f"the hub's answer is not strict JSON: {e.message}") from e
-
-    async def fetch_registry(self, version: int | None = None) -> bytes:
-        return await self._request("GET", REGISTRY_PATH + (f"?version={version}" if version else ""))
-
-    async def _signed_post(self, path: str, body: bytes) -> Any:
-        """POST ``body`` signed with the member key valid now (RFC 9421, as a push); the JSON answer.
-
-        Raises:
-            HubError; KeyNotValidError (no own key is valid now).
-        """
-        headers = {"Content-Type": "application/json"}
-        key = await self.service.signing_key(self.service.clock())
-        # The nonce makes every signature unique: a retry of the same batch within the same second is
-        # not a replay to the hub.
-        headers.update(httpsig.sign_request("POST", self._url(path), headers, body,
-                                            private_key=key.key, keyid=key.kid, created=int(time.time()),
-                                            nonce=secrets.token_urlsafe(16)))
-        return self._json(await self._request("POST", path, data=body, headers=headers))
-
-    async def push(self, envelopes: Sequence[bytes]) -> PushAnswer:
-        """Send envelopes (their stored wire bytes, not re-serialized); the hub's result per index."""
-        doc = await self._signed_post(ENVELOPES_PATH, b'{"envelopes":[' + b",".join(envelopes) + b"]}")
-        try:
-            results = {int(r["index"]): r for r in doc["results"] if isinstance(r, dict)}
-        except (KeyError, TypeError, ValueError) as e:
-            raise HubProtocolError(f"push answer without results: {e}") from e
-        checkpoint = doc.get("checkpoint")
-        return PushAnswer(results, logtrust.dump(checkpoint) if checkpoint is not None else None)
-
-    async def checkpoint(self) -> bytes:
-        """The hub's latest signed checkpoint, as received."""
-        return await self._request("GET", CHECKPOINT_PATH)
-
-    async def peer_checkpoint(self, peer_url: str) -> bytes:
-        """The checkpoint a peer node accepted (with its co-signature), as received."""
-        return await self._request("GET", CHECKPOINT_PATH, url=peer_url.rstrip("/") + CHECKPOINT_PATH)
-
-    async def _proof(self, path: str, params: dict[str, int]) -> list[bytes]:
-        doc = self._json(await self._request("GET", path, params={k: str(v) for k, v in params.items()}))
-        if not isinstance(doc, dict) or any(doc.get(k) != v for k, v in params.items()):
-            raise HubProtocolError(f"{path} answered another proof than asked ({params})")
-        return logtrust.proof_hashes(doc.get("proof"))
-
-    async def inclusion_proof(self, index: int, size: int) -> list[bytes]:
-        return await self._proof(INCLUSION_PATH, {"index": index, "size": size})
-
-    async def consistency_proof(self, first: int, second: int) -> list[bytes]:
-        return await self._proof(CONSISTENCY_PATH, {"from": first, "to": second})
-
-    async def post_cosignature(self, size: int, signature: dict[str, str]) -> None:
-        body = json.dumps({"size": size, "signature": signature}, separators=(",", ":")).encode()
-        await self._signed_post(COSIGNATURES_PATH, body)
-
-    async def submit_governance(self, documents: Sequence[dict[str, str]]) -> dict[str, Any]:
-        """POST signed governance documents (self-authenticating, no HTTP signature); the hub's answer."""
-        body = json.dumps({"documents": list(documents)}, separators=(",", ":")).encode()
-        doc = self._json(await self._request("POST", GOVERNANCE_PATH, data=body,
-                                             headers={"Content-Type": "application/json"}))
-        if not isinstance(doc, dict):
-            raise HubProtocolError("the governance answer is not a JSON object")
-        return doc
-
-    def _identify(self, path: str) -> dict[str, str]:
-        """RFC 9421 headers saying which member pulls (``@method`` and ``@target-uri``, query included), so the
-        hub can show its last pull and lag (docs/adr/0008); none when no own key is valid now (an anonymous
-        pull, as any reader's)."""
-        key = self.service.keys.signing_key(self.service.registry.registry, self.service.clock())
-        if key is None:
-            return {}
-        return httpsig.sign_request("GET", self._url(path), {}, b"", private_key=key.key, keyid=key.kid,
-                                    created=int(time.time()), nonce=secrets.token_urlsafe(16),
-                                    components=PULL_COMPONENTS)
-
-    async def log(self, after: int, limit: int, wait: int) -> LogPage:
-        path = f"{LOG_PATH}?after={after}&limit={limit}&wait={wait}"
-        doc = self._json(await self._request("GET", path, wait=wait, headers=self._identify(path)))
-        try:
-            entries = [(e["position"], e["envelope"]) for e in doc["entries"]]
-            size = doc.get("size")
-        except (KeyError, TypeError, AttributeError) as e:
-            raise HubProtocolError(f"log page is malformed: {e}") from e
-        if not all(type(p) is int for p, _ in entries):
-            raise HubProtocolError("log positions must be integers")
-        return LogPage(entries, size if type(size) is int else None)
-
-
-def _retry_after(value: str | None) -> float | None:
-    """RFC 9110 §10.2.3 Retry-After in delay-seconds (the hub's form); an HTTP-date or garbage: None."""
-    return float(value) if value is not None and value.strip().isdigit() else None
 
 
 def retry_delay(backoff: Backoff, error: Exception) -> float:
@@ -258,15 +106,6 @@ def retry_delay(backoff: Backoff, error: Exception) -> float:
     delay = backoff.next_delay()
     asked = error.retry_after if isinstance(error, HubUnavailableError) else None
     return max(delay, min(asked, backoff.cap)) if asked else delay
-
-
-def _problem_text(body: bytes) -> str:
-    """The reason and detail of an RFC 9457 answer, or the start of whatever else came back."""
-    try:
-        doc = strictjson.loads(body)
-        return f"{doc.get('reason', '')}: {doc.get('detail', '')}".strip(": ")
-    except (IpdnError, AttributeError):
-        return body[:200].decode("utf-8", "replace")
 
 
 class SyncEngine:
@@ -319,17 +158,17 @@ class SyncEngine:
         Raises:
             HubError: the hub could not be reached or answered out of protocol.
         """
-        if await self.store.outbox(REJECTED, 1):
+        if await self.store.outbox.entries(REJECTED, 1):
             return False  # the hub refused an own envelope; its successors would fail the same way
         limit = min(self.config.push_batch, self.service.registry.registry.policies.max_batch)
-        batch = await self.store.outbox(PENDING, limit)
+        batch = await self.store.outbox.entries(PENDING, limit)
         if not batch:
             return False
         seqs = [row.seq for row in batch]
         try:
             answer = await self._hub.push([row.envelope for row in batch])
         except HubError:
-            await self.store.record_push(seqs, now=self.service.clock())
+            await self.store.outbox.record_push(seqs, now=self.service.clock())
             raise
         results = answer.results
         accepted: list[tuple[int, int]] = []
@@ -346,7 +185,7 @@ class SyncEngine:
                     rejected = (row.seq, str(problem.get("reason", "rejected")), str(problem.get("detail", "")))
             else:
                 raise HubProtocolError(f"push answer has no valid result for envelope {i} (seq {row.seq})")
-        await self.store.record_push(seqs, accepted=accepted, rejected=rejected, now=self.service.clock())
+        await self.store.outbox.record_push(seqs, accepted=accepted, rejected=rejected, now=self.service.clock())
         self.state.last_push_at = self.service.clock()
         if rejected is not None:
             log.error("the hub rejected own envelope seq %s: %s: %s; pushing stops until an operator acts",
@@ -378,7 +217,7 @@ class SyncEngine:
                 proof = await self._hub.inclusion_proof(position - 1, size) if 1 <= position <= size else []
                 logtrust.check_included(leaf, position, signed, proof, checkpoint)
         except LogMisbehaviourError as e:
-            await self.service.record_misbehaviour(e)  # pushing goes on; applying from the hub stops
+            await self.service.trust.record_misbehaviour(e)  # pushing goes on; applying from the hub stops
 
     async def pull_once(self, wait: int = 0, *, every: float = 0.0) -> int:
         """Fetch and apply one page of the log after the stored cursor; the number of entries.
@@ -392,26 +231,26 @@ class SyncEngine:
             HubError: the hub could not be reached or answered out of protocol.
             LogHaltedError: the node holds evidence against the hub's log (found now or before).
         """
-        await self.service.ensure_applying()
-        after = await self.service.cursor()
+        await self.service.trust.ensure_applying()
+        after = await self.service.applier.cursor()
         page = await self._hub.log(after, self.config.pull_limit, wait)
-        if self.service.signed_by_unknown_keys(page.entries):
+        if self.service.applier.signed_by_unknown_keys(page.entries):
             # A member admitted or a key rotated since the last refresh: without the new registry its
             # envelopes would be quarantined and its chain would stop here.
             with contextlib.suppress(HubError, RegistryError):
                 await self.refresh_registry()
         try:
-            await self.service.apply_log(after, page.entries)
+            await self.service.applier.apply_log(after, page.entries)
             self.state.last_pull_at = self.service.clock()
             self.state.log_size = page.size
             if page.size is not None and after + len(page.entries) >= page.size:  # caught up
-                now = asyncio.get_running_loop().time()
+                now = asyncio.get_running_loop().time()  # monotonic: only the interval since the last check counts
                 self.unchecked = True
                 if now - self._last_check >= every:
                     await self.check_checkpoint()
                     self._last_check, self.unchecked = now, False
         except LogMisbehaviourError as e:
-            await self.service.record_misbehaviour(e)
+            await self.service.trust.record_misbehaviour(e)
             raise LogHaltedError(f"applying from the hub is halted: {e.reason}: {e.message}") from e
         return len(page.entries)
 
@@ -428,7 +267,7 @@ class SyncEngine:
             HubError: unreachable, or not a checkpoint document / proof at all (retried).
             LogMisbehaviourError: the caller keeps the evidence.
         """
-        view = await self.service.log_view()
+        view = await self.service.trust.log_view()
         if view.cursor == 0 or view.frontier is None:
             return False  # an empty log has no checkpoint
         raw = await self._hub.checkpoint()
@@ -454,7 +293,7 @@ class SyncEngine:
             old = accepted.checkpoint.size
             proof = await self._hub.consistency_proof(old, cp.size) if old < cp.size else []
             logtrust.check_consistent(accepted, signed, proof, raw)
-        await self.store.accept_checkpoint(raw)
+        await self.store.trust.accept_checkpoint(raw)
         self._cosign_wanted.set()
         return True
 
@@ -464,7 +303,7 @@ class SyncEngine:
         Raises:
             HubError.
         """
-        signed = logtrust.stored_checkpoint((await self.store.log_view()).checkpoint)
+        signed = logtrust.stored_checkpoint((await self.store.trust.log_view()).checkpoint)
         if signed is None or self.state.cosigned_size == signed.checkpoint.size:
             return False
         key = await self.service.signing_key(self.service.clock())
@@ -483,7 +322,7 @@ class SyncEngine:
             try:
                 checked.update(await self.check_peer(url))
             except LogMisbehaviourError as e:
-                await self.service.record_misbehaviour(e, peer=url)
+                await self.service.trust.record_misbehaviour(e, peer=url)
                 checked["error"] = f"{e.reason}: {e.message}"
             except HubError as e:
                 checked["error"] = f"{e.reason}: {e.message}"
@@ -504,7 +343,7 @@ class SyncEngine:
             theirs = logtrust.read_checkpoint(raw, self.service.registry.registry, source=f"peer {url}")
         except LogMisbehaviourError as e:  # a forgery shows the peer (or its path) misbehaving, not the hub
             raise HubProtocolError(e.message, reason=e.reason) from e
-        ours = logtrust.stored_checkpoint((await self.store.log_view()).checkpoint)
+        ours = logtrust.stored_checkpoint((await self.store.trust.log_view()).checkpoint)
         if ours is not None:
             first, second = sorted((ours, theirs), key=_size)
             proof = [] if _size(first) == _size(second) else \
@@ -518,13 +357,7 @@ class SyncEngine:
         Raises:
             HubError; RegistryError (rollback, freeze, bad signature: the service raises an alarm).
         """
-        latest = await self._hub.fetch_registry()
-        target = parse_registry(latest).registry.version
-        changed = False
-        # A node several versions behind walks the chain one justified version at a time.
-        for version in range(self.service.registry.registry.version + 1, target):
-            changed |= self.service.accept_registry(await self._hub.fetch_registry(version))
-        return self.service.accept_registry(latest) or changed
+        return await self.service.registry_follower.refresh(self._hub.fetch_registry)
 
     async def rotate_key(self, effective_in: timedelta) -> RotationOutcome:
         """Replace the node's signing key: a new key takes over ``effective_in`` from now (PROTOCOL.md §12).
@@ -601,7 +434,8 @@ class SyncEngine:
         changed = self.service.outbox_changed
         while True:
             # Also look every outbox_poll seconds: `ipdn node import` writes the outbox from another process.
-            if not await wait_event(changed, self.config.outbox_poll) and not await self.store.outbox(PENDING, 1):
+            if (not await wait_event(changed, self.config.outbox_poll)
+                    and not await self.store.outbox.entries(PENDING, 1)):
                 continue
             changed.clear()  # authoring during the push sets it again, so nothing is missed
             try:
@@ -660,7 +494,7 @@ class SyncEngine:
     async def _peer_loop(self) -> None:
         while True:
             try:
-                if not await self.store.evidence(1):  # once halted, the evidence is kept: stop comparing
+                if not await self.store.trust.evidence(1):  # once halted, the evidence is kept: stop comparing
                     await self.check_peers_once()
             except Exception as e:
                 self._failed(e)

@@ -17,7 +17,7 @@ Alarms:
   the hub acknowledged.
 - ``split-view``: a peer holds a hub-signed checkpoint that contradicts the node's (same size and
   another root, or no valid consistency proof between them).
-- ``frontier-incomplete`` (node/records/service.py): a database from before the frontier was kept does not
+- ``frontier-incomplete`` (node/sync/trust.py): a database from before the frontier was kept does not
   hold an envelope for every position up to its cursor, so the node cannot know its own root.
 
 A document that cannot even be parsed is a protocol error (retried), not evidence. A checkpoint whose

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import federation.hub.store.log as hub_store
 import node.store.records as node_store
+import node.store.tables as node_tables
 import node.webhooks.store as webhook_store
 from federation.protocol.envelope import Envelope
 from federation.server.db import engine as db
@@ -85,7 +86,7 @@ def _merged(*parts: sa.MetaData) -> sa.MetaData:
 
 SCHEMAS = [
     Schema("hub", hub_store.MIGRATIONS, hub_store.VERSION_TABLE, hub_store.meta, (), _hub_seed),
-    Schema("node", node_store.MIGRATIONS, node_store.VERSION_TABLE, _merged(node_store.meta, webhook_store.meta),
+    Schema("node", node_store.MIGRATIONS, node_store.VERSION_TABLE, _merged(node_tables.meta, webhook_store.meta),
            ("records_fts",), _node_seed),
 ]
 

@@ -94,7 +94,7 @@ class TestAuthoringApi:
     async def test_update_of_other_members_record_refused(self, client: TestClient, kr: Member,
                                                           event: dict[str, Any]) -> None:
         """403 problem: only the origin can publish a version of its record."""
-        await client.app[SERVICE].apply_log(0, [(1, kr.publish(event, record_id="KR:a").to_dict())])
+        await client.app[SERVICE].applier.apply_log(0, [(1, kr.publish(event, record_id="KR:a").to_dict())])
         resp = await client.put(url("KR:a"), json={"body": event}, headers=AUTH)
         assert resp.status == 403 and (await resp.json())["reason"] == "not-own-record"
         assert (await client.delete(url("KR:a"), headers=AUTH)).status == 403

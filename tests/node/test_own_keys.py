@@ -20,7 +20,7 @@ from federation.protocol.registry import KeyEntry, SignedRegistry, sign_registry
 from node.app import ENGINE, SERVICE, create_app
 from node.errors import ConfigError, KeyNotValidError, RotationError
 from node.own_keys import KEYS_FILE, OwnKeys, Rotation
-from node.store.records import PENDING
+from node.store.outbox import PENDING
 from tests.support.factories import Member
 from tests.support.nodes import TOKEN, Net, driven_engine, make_config
 from tests.support.timing import FakeClock
@@ -261,7 +261,7 @@ class TestRotateKeyApi:
         await client.app[ENGINE].push_once()
         assert [e.payload.seq for e in net.hub.log] == [1, 2]
         assert net.hub.push_keyids == [doc["kid"]]  # the old key has ended: the fake hub would refuse it
-        assert await client.app[SERVICE].store.outbox(PENDING, 10) == []
+        assert await client.app[SERVICE].store.outbox.entries(PENDING, 10) == []
 
     async def test_restart_keeps_the_rotated_key(self, aiohttp_client: Any, net: Net, qa: Member,
                                                  event: dict[str, Any]) -> None:

@@ -111,7 +111,7 @@ class TestKeys:
         assert (await closed.get("/api/v1/records", headers=bearer(key))).status == 200
         store = await NodeStore.open(config.db_url, config.member)
         try:
-            assert await store.revoke_partner_keys("Library", datetime.now(UTC)) == 1
+            assert await store.partners.revoke("Library", datetime.now(UTC)) == 1
         finally:
             await store.close()
         resp = await closed.get("/api/v1/records", headers=bearer(key))
@@ -131,7 +131,7 @@ class TestKeys:
         try:
             async with store.engine.connect() as conn:
                 rows = [tuple(r) for r in await conn.execute(sa.text("SELECT * FROM partner_keys"))]
-            used = (await store.partner_keys())[0].last_used_at
+            used = (await store.partners.keys())[0].last_used_at
         finally:
             await store.close()
         assert key not in repr(rows) and key.rsplit("_", 1)[1] not in repr(rows)

@@ -383,7 +383,8 @@ class TestCalendar:
                                                 event: dict[str, Any]) -> None:
         """origin keeps one member's events (also those pulled from the hub); status a list of statuses."""
         own = await publish(service, {**event, "status": "scheduled"})
-        await service.apply_log(0, [(1, kr.publish({**event, "status": "cancelled"}, record_id="KR:gugak").to_dict())])
+        cancelled = kr.publish({**event, "status": "cancelled"}, record_id="KR:gugak")
+        await service.applier.apply_log(0, [(1, cancelled.to_dict())])
         assert set(vevents(await calendar(client))) == {event_uid(own.payload.record_id), event_uid("KR:gugak")}
         assert set(vevents(await calendar(client, origin="KR"))) == {event_uid("KR:gugak")}
         assert set(vevents(await calendar(client, origin="kr"))) == {event_uid("KR:gugak")}
@@ -517,7 +518,7 @@ class TestJsonFeed:
         """kind, origin and status narrow the feed; bad values are 400 bad-query problems."""
         own = await publish(service, event)
         prog = await publish(service, example_bodies("capacity-programme")[0], "capacity-programme")
-        await service.apply_log(0, [(1, kr.publish(event, record_id="KR:ev").to_dict()),
+        await service.applier.apply_log(0, [(1, kr.publish(event, record_id="KR:ev").to_dict()),
                                     (2, kr.publish(None, record_id="KR:ev", version=2).to_dict())])
         ids = [i["id"] for i in (await json_feed(client))["items"]]
         assert set(ids) == {own.payload.record_id, prog.payload.record_id, "KR:ev"}
@@ -641,7 +642,7 @@ class TestRoutes:
         """A node holding only records pulled from the hub serves them in all three formats, each verifiable."""
         bodies = [copy.deepcopy(b) for b in example_bodies("cultural-event")]
         envs = [kr.publish(b, record_id=f"KR:e{i}") for i, b in enumerate(bodies)]
-        report = await service.apply_log(0, [(i + 1, e.to_dict()) for i, e in enumerate(envs)])
+        report = await service.applier.apply_log(0, [(i + 1, e.to_dict()) for i, e in enumerate(envs)])
         assert report.applied == len(envs)
         assert set(vevents(await calendar(client))) == {event_uid(e.payload.record_id) for e in envs}
         items = (await json_feed(client))["items"]

@@ -130,7 +130,7 @@ class Node:
         """An envelope of KR's arrives from the hub's log."""
         self.clock.tick()
         env = self.kr.publish(body, record_id=record_id, version=version, issued=self.clock())
-        report = await self.service.apply_log(self.log_size, [(self.log_size + 1, env.to_dict())])
+        report = await self.service.applier.apply_log(self.log_size, [(self.log_size + 1, env.to_dict())])
         assert report.applied == 1, report
         self.log_size += 1
 

@@ -104,10 +104,10 @@ class TestImport:
         rows = staff.read(SAMPLE.read_bytes(), "csv")
         first = await staff.run_import(rows, ALL_OR_NOTHING, "amal")
         assert [p.action for p in first.rows] == ["created", "created"]
-        seq = (await staff.store.heads(["QA"]))["QA"].seq
+        seq = (await staff.node.store.heads(["QA"]))["QA"].seq
         again = await staff.run_import(staff.read(SAMPLE.read_bytes(), "csv"), ALL_OR_NOTHING, "amal")
         assert [p.action for p in again.rows] == ["unchanged", "unchanged"]
-        assert (await staff.store.heads(["QA"]))["QA"].seq == seq  # nothing signed
+        assert (await staff.node.store.heads(["QA"]))["QA"].seq == seq  # nothing signed
         changed = SAMPLE.read_bytes().replace(b"Korean film week", b"Korean film fortnight")
         third = await staff.run_import(staff.read(changed, "csv"), ALL_OR_NOTHING, "amal")
         assert [p.action for p in third.rows] == ["unchanged", "updated"]
@@ -134,10 +134,10 @@ class TestImport:
         items = await staff.export()
         assert len(items) == 12 and {i.source_id for i in items} >= {"katara-2026-001", "katara-2026-002"}
         text = bulk.write_csv(items, staff.column_order) if fmt == "csv" else bulk.write_jsonl(items)
-        seq = (await staff.store.heads(["QA"]))["QA"].seq
+        seq = (await staff.node.store.heads(["QA"]))["QA"].seq
         report = await staff.run_import(staff.read(text.encode(), fmt), ALL_OR_NOTHING, "amal")
         assert {p.action for p in report.rows} == {"unchanged"}, [(p.row.number, p.errors) for p in report.rows]
-        assert (await staff.store.heads(["QA"]))["QA"].seq == seq
+        assert (await staff.node.store.heads(["QA"]))["QA"].seq == seq
         if fmt == "csv":
             assert text.splitlines()[0].startswith("source_id,kind,record_id,title.")
 

@@ -9,7 +9,8 @@ import sqlalchemy as sa
 
 from federation.protocol.verify import ChainHead
 from node.config import NodeConfig
-from node.store.records import ACCEPTED, PENDING, REJECTED, Changes, NodeStore, QuarantineRow
+from node.store.outbox import ACCEPTED, PENDING, REJECTED
+from node.store.records import Changes, NodeStore, QuarantineRow
 from tests.support.factories import Member
 
 NOW = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
@@ -22,7 +23,7 @@ class TestNodeStore:
         await first.apply(Changes(cursor=7), NOW)
         await first.close()
         again = await NodeStore.open(config.db_url, "QA")
-        assert await again.cursor() == 7
+        assert await again.trust.cursor() == 7
         await again.close()
 
     async def test_authored_envelope_round_trips(self, store: NodeStore, qa: Member, event: dict[str, Any]) -> None:
@@ -35,7 +36,7 @@ class TestNodeStore:
         assert rec.body == event and rec.envelope == env.to_bytes() and rec.updated_at == NOW
         assert rec.title == next(iter(event["title"].values()))
         assert await store.heads(["QA", "KR"]) == {"QA": ChainHead(1, env.hash)}
-        [row] = await store.outbox(PENDING, 10)
+        [row] = await store.outbox.entries(PENDING, 10)
         assert (row.seq, row.envelope, row.attempts) == (1, env.to_bytes(), 0)
 
     async def test_tombstone_round_trips(self, store: NodeStore, qa: Member, event: dict[str, Any]) -> None:
@@ -67,10 +68,10 @@ class TestNodeStore:
         changes = Changes(cursor=3, envelopes=[(env, 2)], records={"KR:a": env}, own_positions=[(1, 1)],
                           quarantine=[QuarantineRow("bad-signature", "forged", b"{}", "KR", 9, "ab" * 32, 3)])
         await store.apply(changes, NOW)
-        assert await store.cursor() == 3
+        assert await store.trust.cursor() == 3
         assert (await store.get_record("KR:a")) is not None
         assert await store.held([("KR", 1), ("QA", 1), ("KR", 2)]) == {("KR", 1): env.hash, ("QA", 1): own.hash}
-        assert [(r.seq, r.position) for r in await store.outbox(ACCEPTED, 10)] == [(1, 1)]
+        assert [(r.seq, r.position) for r in await store.outbox.entries(ACCEPTED, 10)] == [(1, 1)]
         [q] = await store.quarantined()
         assert (q.reason, q.origin, q.seq, q.position) == ("bad-signature", "KR", 9, 3)
         counts = await store.counts()
@@ -96,10 +97,11 @@ class TestNodeStore:
         """A push counts an attempt for each envelope sent and records accepted and rejected ones."""
         for i in range(3):
             await store.author(qa.publish(event, record_id=f"QA:r{i}"), NOW)
-        await store.record_push([1, 2, 3], accepted=[(1, 5)], rejected=(2, "key-not-valid", "expired key"), now=NOW)
-        assert [(r.seq, r.position, r.attempts) for r in await store.outbox(ACCEPTED, 10)] == [(1, 5, 1)]
-        [rej] = await store.outbox(REJECTED, 10)
+        rejected = (2, "key-not-valid", "expired key")
+        await store.outbox.record_push([1, 2, 3], accepted=[(1, 5)], rejected=rejected, now=NOW)
+        assert [(r.seq, r.position, r.attempts) for r in await store.outbox.entries(ACCEPTED, 10)] == [(1, 5, 1)]
+        [rej] = await store.outbox.entries(REJECTED, 10)
         assert (rej.seq, rej.reason, rej.detail) == (2, "key-not-valid", "expired key")
-        assert [r.seq for r in await store.outbox(PENDING, 10)] == [3]
-        assert await store.retry_rejected() == 1
-        assert [r.seq for r in await store.outbox(PENDING, 10)] == [2, 3]
+        assert [r.seq for r in await store.outbox.entries(PENDING, 10)] == [3]
+        assert await store.outbox.retry_rejected() == 1
+        assert [r.seq for r in await store.outbox.entries(PENDING, 10)] == [2, 3]

@@ -18,7 +18,7 @@ from federation.protocol.registry import sign_registry
 from node.app import ENGINE, SERVICE, create_app
 from node.config import NodeConfig
 from node.errors import HubProtocolError, HubUnavailableError
-from node.store.records import ACCEPTED, PENDING
+from node.store.outbox import ACCEPTED, PENDING
 from node.sync.engine import Backoff, SyncEngine, retry_delay
 from tests.support.factories import Member
 from tests.support.nodes import TOKEN, Net, driven_engine, make_config, make_registry
@@ -69,7 +69,7 @@ class TestSyncLoops:
         doc = await eventually(lambda: _when(status(client), lambda d: d["outbox"]["accepted"] == 1))
         assert doc["outbox"]["pending"] == 0 and doc["hub"]["reachable"] is True
         assert len(net.hub.log) == 1 and net.hub.log[0].payload.origin == "QA"
-        [row] = await client.app[SERVICE].store.outbox(ACCEPTED, 10)
+        [row] = await client.app[SERVICE].store.outbox.entries(ACCEPTED, 10)
         assert row.position == 1
 
     async def test_pull_applies_other_members_records(self, aiohttp_client: Any, net: Net, kr: Member,
@@ -166,7 +166,7 @@ class TestPush:
                 pass
             assert net.hub.push_requests == 3
             assert [e.payload.seq for e in net.hub.log] == [1, 2, 3, 4, 5]
-            assert await engine.store.outbox(PENDING, 10) == []
+            assert await engine.store.outbox.entries(PENDING, 10) == []
 
     async def test_resent_envelope_acknowledged_as_duplicate(self, net: Net, event: dict[str, Any]) -> None:
         """If the hub committed a push whose answer was lost, sending again marks it accepted at the same
@@ -175,7 +175,7 @@ class TestPush:
             env = await engine.service.create("cultural-event", event)
             net.hub.append(env)
             await engine.push_once()
-            [row] = await engine.store.outbox(ACCEPTED, 10)
+            [row] = await engine.store.outbox.entries(ACCEPTED, 10)
             assert row.position == 1 and len(net.hub.log) == 1
 
 

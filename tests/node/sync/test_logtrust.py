@@ -23,7 +23,9 @@ from node.app import create_app
 from node.config import NodeConfig
 from node.errors import LogHaltedError, LogMisbehaviourError
 from node.records.service import NodeService
-from node.store.records import FRONTIER_KEY, NodeStore, envelopes, sync_state
+from node.store.evidence import FRONTIER_KEY
+from node.store.records import NodeStore
+from node.store.tables import envelopes, sync_state
 from node.sync.engine import SyncEngine
 from tests.support.factories import Member
 from tests.support.fakehub import FakeHub
@@ -48,7 +50,7 @@ async def sync(engine: SyncEngine) -> None:
 
 
 async def accepted_size(engine: SyncEngine) -> int | None:
-    cp = await engine.service.accepted_checkpoint()
+    cp = await engine.service.trust.accepted_checkpoint()
     return cp.size if cp else None
 
 
@@ -69,9 +71,9 @@ class TestNodeFrontier:
         good = kr.publish(event)
         forged = kr.publish(event, key=SigningKey.generate())  # quarantined: bad signature
         after = kr.publish(event)  # quarantined: it chains on the forgery
-        report = await service.apply_log(0, log_of(good, forged, after))
+        report = await service.applier.apply_log(0, log_of(good, forged, after))
         assert len(report.quarantined) == 2
-        view = await service.log_view()
+        view = await service.trust.log_view()
         assert view.cursor == 3 and view.frontier is not None
         assert view.frontier.root() == merkle.root(leaves(good, forged, after))
 
@@ -79,21 +81,21 @@ class TestNodeFrontier:
                                                                           event: dict[str, Any]) -> None:
         """Evidence recorded after the pull loop's own check (the peer or push loop found it while the page was on
         its way) stops that page too: the check under the write lock reads it with the cursor and chain heads."""
-        await service.apply_log(0, log_of(kr.publish(event)))
-        await service.record_misbehaviour(LogMisbehaviourError("split view", reason="split-view"))
+        await service.applier.apply_log(0, log_of(kr.publish(event)))
+        await service.trust.record_misbehaviour(LogMisbehaviourError("split view", reason="split-view"))
         with pytest.raises(LogHaltedError, match="split-view"):
-            await service.apply_log(1, log_of(kr.publish(event), start=2))
-        assert (await service.log_view()).cursor == 1 and (await service.counts()).received == 1
+            await service.applier.apply_log(1, log_of(kr.publish(event), start=2))
+        assert (await service.trust.log_view()).cursor == 1 and (await service.counts()).received == 1
 
     async def test_frontier_survives_restart(self, service: NodeService, config: NodeConfig, kr: Member,
                                              event: dict[str, Any]) -> None:
         """A reopened store has the same cursor and frontier (they are written in one transaction)."""
         envs = [kr.publish(event) for _ in range(5)]
-        await service.apply_log(0, log_of(*envs[:3]))
-        await service.apply_log(3, log_of(*envs[3:], start=4))
+        await service.applier.apply_log(0, log_of(*envs[:3]))
+        await service.applier.apply_log(3, log_of(*envs[3:], start=4))
         again = await NodeStore.open(config.db_url, "QA")
         try:
-            view = await again.log_view()
+            view = await again.trust.log_view()
         finally:
             await again.close()
         assert view.cursor == 5 and view.frontier is not None
@@ -104,9 +106,9 @@ class TestNodeFrontier:
         """An entry lacking protected/payload/signature has no leaf: the page is refused whole, with the entry
         as the offending document (the hub logged something no checkpoint can cover)."""
         with pytest.raises(LogMisbehaviourError) as err:
-            await service.apply_log(0, [(1, kr.publish(event).to_dict()), (2, {"payload": "x"})])
+            await service.applier.apply_log(0, [(1, kr.publish(event).to_dict()), (2, {"payload": "x"})])
         assert err.value.reason == "log-entry-malformed" and json.loads(err.value.offending or b"") == {"payload": "x"}
-        assert await service.cursor() == 0 and (await service.counts()).received == 0
+        assert await service.applier.cursor() == 0 and (await service.counts()).received == 0
 
     async def test_frontier_rebuilt_for_a_database_from_before_0002(self, service: NodeService, store: NodeStore,
                                                                     kr: Member, event: dict[str, Any]) -> None:
@@ -115,23 +117,23 @@ class TestNodeFrontier:
         first = kr.publish(event, record_id="KR:a")
         conflict = kr.publish({**event, "status": "cancelled"}, record_id="KR:a", version=1)
         forged = kr.publish(event, key=SigningKey.generate())
-        await service.apply_log(0, log_of(first, conflict, forged))
+        await service.applier.apply_log(0, log_of(first, conflict, forged))
         async with store.engine.begin() as conn:
             await conn.execute(sync_state.delete().where(sync_state.c.key == FRONTIER_KEY))
-        view = await service.log_view()
+        view = await service.trust.log_view()
         assert view.frontier is not None and view.frontier.root() == merkle.root(leaves(first, conflict, forged))
-        assert (await store.log_view()).frontier == view.frontier  # kept
+        assert (await store.trust.log_view()).frontier == view.frontier  # kept
 
     async def test_frontier_not_guessed_when_positions_are_missing(self, service: NodeService, store: NodeStore,
                                                                    kr: Member, event: dict[str, Any]) -> None:
         """If the held envelopes do not cover every position up to the cursor, the node cannot know its own
         root: frontier-incomplete, nothing guessed."""
-        await service.apply_log(0, log_of(kr.publish(event), kr.publish(event)))
+        await service.applier.apply_log(0, log_of(kr.publish(event), kr.publish(event)))
         async with store.engine.begin() as conn:
             await conn.execute(sync_state.delete().where(sync_state.c.key == FRONTIER_KEY))
             await conn.execute(envelopes.delete().where(envelopes.c.position == 2))
         with pytest.raises(LogMisbehaviourError) as err:
-            await service.log_view()
+            await service.trust.log_view()
         assert err.value.reason == "frontier-incomplete"
 
 
@@ -147,7 +149,7 @@ class TestCheckpointChecks:
             await sync(engine)
             assert await accepted_size(engine) == 5
             assert ("consistency", {"from": "3", "to": "5"}) in net.hub.proof_requests
-            assert await engine.service.evidence() == []
+            assert await engine.service.trust.evidence() == []
 
     async def test_hub_first_checkpoint_with_another_root_detected(self, net: Net, kr: Member,
                                                                    event: dict[str, Any]) -> None:
@@ -158,7 +160,7 @@ class TestCheckpointChecks:
         async with driven_engine(net.config) as engine:
             with pytest.raises(LogHaltedError, match="log-inconsistent"):
                 await sync(engine)
-            [ev] = await engine.service.evidence()
+            [ev] = await engine.service.trust.evidence()
             assert ev.accepted is None and ev.offending is not None
 
     async def test_forged_checkpoint_signature_refused(self, net: Net, kr: Member, event: dict[str, Any]) -> None:
@@ -171,7 +173,7 @@ class TestCheckpointChecks:
                 await sync(engine)
             assert await accepted_size(engine) is None
             assert await engine.cosign_once() is False and net.hub.cosignatures == {}
-            [ev] = await engine.service.evidence()
+            [ev] = await engine.service.trust.evidence()
             assert ev.reason == "checkpoint-bad-signature" and ev.accepted is None
             assert parse_checkpoint(json.loads(ev.offending or b"")).checkpoint.size == 2
 
@@ -184,7 +186,7 @@ class TestCheckpointChecks:
             net.hub.rewrite(2, kr.publish(event))
             with pytest.raises(LogHaltedError, match="log-inconsistent"):
                 await engine.pull_once()
-            assert (await engine.service.evidence())[0].reason == "log-inconsistent"
+            assert (await engine.service.trust.evidence())[0].reason == "log-inconsistent"
 
     async def test_hub_drops_entry_detected(self, net: Net, kr: Member, event: dict[str, Any]) -> None:
         """A hub that removes a verified entry (the later ones move up) and carries on appending cannot sign a
@@ -290,7 +292,7 @@ class TestOwnInclusion:
             await engine.push_once()
             asked = [q for kind, q in net.hub.proof_requests if kind == "inclusion"]
             assert asked == [{"index": "1", "size": "4"}, {"index": "3", "size": "4"}]
-            assert await engine.service.evidence() == []
+            assert await engine.service.trust.evidence() == []
 
     async def test_hub_acknowledges_without_logging_detected(self, net: Net, kr: Member,
                                                              event: dict[str, Any]) -> None:
@@ -301,7 +303,7 @@ class TestOwnInclusion:
         async with driven_engine(net.config) as engine:
             await engine.service.create("cultural-event", event)
             await engine.push_once()
-            [ev] = await engine.service.evidence()
+            [ev] = await engine.service.trust.evidence()
             assert ev.reason == "own-envelope-not-included"
             assert parse_checkpoint(json.loads(ev.offending or b"")).checkpoint.size == 1
             with pytest.raises(LogHaltedError):
@@ -387,7 +389,7 @@ class TestSplitView:
             await engine.check_peers_once()
             assert engine.state.peers[url.rstrip("/")]["size"] == 2
             assert engine.state.peers[url.rstrip("/")]["error"] is None
-            assert await engine.service.evidence() == []
+            assert await engine.service.trust.evidence() == []
 
     async def test_peer_forged_checkpoint_is_no_alarm(self, aiohttp_server: Any, net: Net, kr: Member,
                                                       event: dict[str, Any]) -> None:
@@ -403,7 +405,7 @@ class TestSplitView:
             await sync(engine)
             await engine.check_peers_once()
             assert "checkpoint-bad-signature" in engine.state.peers[url]["error"]
-            assert await engine.service.evidence() == []
+            assert await engine.service.trust.evidence() == []
 
 
 def _serving(doc: dict[str, Any]) -> web.Application:

@@ -274,13 +274,13 @@ class TestPartnersAndRaces:
 
         rows = [new_key("museum", parse_scopes("webhooks"), None, NOW)[1] for _ in range(2)]
         for row in rows:
-            await store.add_partner_key(row)
+            await store.partners.add(row)
         mine, other = subscription("museum"), subscription("library")
         await store.webhooks.add_subscription(mine)
         await store.webhooks.add_subscription(other)
-        await store.revoke_partner_keys("museum", NOW, rows[0].key_id)
+        await store.partners.revoke("museum", NOW, rows[0].key_id)
         assert {s.state for s in await store.webhooks.subscriptions()} == {"active"}  # one key is still live
-        await store.revoke_partner_keys("museum", NOW)
+        await store.partners.revoke("museum", NOW)
         got = await store.webhooks.subscription(mine.id)
         assert got is not None and (got.state, got.disabled_reason) == (DISABLED, "operator")
         assert "revoked" in (got.disabled_detail or "")

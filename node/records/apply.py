@@ -1,0 +1,180 @@
+"""Applying the hub's log (docs/PROTOCOL.md §5): every envelope pulled is verified against the registry and
+the node's chain head for its origin.
+
+What fails is quarantined with its reason and the node carries on with the other origins; a gap or a fork
+means the hub or the origin misbehaves, so those origins stay where they are (their later envelopes fail the
+chain check too) and the status page raises an alarm. Per record the highest version wins; tombstones are kept.
+
+Every log entry, applied or quarantined, is also a leaf of the node's own Merkle frontier, saved with the
+cursor; node/sync/trust.py and the sync engine compare it with the hub's signed checkpoints. Once the node
+holds evidence that the hub's log misbehaves, it applies nothing more from the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from federation.protocol import jws
+from federation.protocol.envelope import TYP as ENVELOPE_TYP
+from federation.protocol.envelope import Envelope
+from federation.protocol.errors import IpdnError
+from federation.protocol.schemas import SchemaSet
+from federation.protocol.verify import ChainHead, verify_envelope
+from node.errors import HubProtocolError
+from node.store.records import Changes, NodeStore, QuarantineRow
+from node.sync import logtrust
+from node.sync.registry import RegistryFollower
+from node.sync.trust import LogTrust
+
+log = logging.getLogger("ipdn.node")
+
+
+@dataclass(slots=True)
+class ApplyReport:
+    """What one page of the hub's log did to this node."""
+
+    applied: int = 0
+    duplicates: int = 0
+    quarantined: list[str] = field(default_factory=list)  # reasons
+
+
+class LogApplier:
+    def __init__(self, *, store: NodeStore, member: str, registry: RegistryFollower, schemas: SchemaSet,
+                 trust: LogTrust, clock: Callable[[], datetime], lock: asyncio.Lock) -> None:
+        self.store = store
+        self.member = member
+        self.registry = registry
+        self.schemas = schemas
+        self.trust = trust
+        self.clock = clock
+        # The service's write lock: an envelope pulled from the hub is never judged against a head that
+        # authoring is about to move.
+        self._write = lock
+        # The log cursor moves only in apply_log: read once, then kept here (None: read it again). Each page
+        # is still judged against the stored frontier, so a cursor moved elsewhere fails that page, not more.
+        self._cursor: int | None = None
+        self._applies = 0  # apply attempts: a cursor read that overlapped one is not kept
+
+    async def cursor(self) -> int:
+        """The position of the last log entry applied (0: none yet); on the path of every pull."""
+        if self._cursor is not None:
+            return self._cursor
+        applies = self._applies
+        cursor = await self.store.trust.cursor()
+        if applies == self._applies and not self._write.locked():
+            self._cursor = cursor
+        return cursor
+
+    def signed_by_unknown_keys(self, entries: Sequence[tuple[int, Any]]) -> bool:
+        """Whether an entry names a key the current registry lacks (a new member or a rotated key:
+        the caller should fetch the registry before applying, or the envelope would be refused)."""
+        keys = self.registry.current.registry.member_keys()
+        for _, obj in entries:
+            try:
+                if jws.parse(obj, ENVELOPE_TYP).kid not in keys:
+                    return True
+            except IpdnError:
+                continue  # malformed: refused when applied, whatever the registry says
+        return False
+
+    async def apply_log(self, after: int, entries: Sequence[tuple[int, Any]]) -> ApplyReport:
+        """Apply log entries (position, envelope JWS object) that follow position ``after``.
+
+        Everything the page changes, the new cursor included, is written in one transaction: a crash
+        loses nothing and applies nothing twice.
+
+        Raises:
+            HubProtocolError: the positions do not continue the log without a gap (nothing applied).
+            LogMisbehaviourError: an entry is no JWS, so no leaf of the log (nothing applied).
+            LogHaltedError: the node holds evidence against the hub's log (nothing applied).
+        """
+        positions = [p for p, _ in entries]
+        if positions != list(range(after + 1, after + 1 + len(entries))):
+            raise HubProtocolError(f"log entries after {after} are not consecutive: {positions[:5]}...")
+        report = ApplyReport()
+        if not entries:
+            return report
+        parsed: list[tuple[int, Envelope | IpdnError, Any]] = []
+        for position, obj in entries:
+            try:
+                parsed.append((position, Envelope.from_dict(obj), obj))
+            except IpdnError as e:
+                parsed.append((position, e, obj))
+        envs = [e for _, e, _ in parsed if isinstance(e, Envelope)]
+        async with self._write:
+            await self.trust.ensure_applying()  # evidence found while the page was on its way stops it too
+            basis = await self.store.apply_basis([(e.payload.origin, e.payload.seq) for e in envs],
+                                                 [e.payload.record_id for e in envs])
+            frontier = basis.view.frontier
+            if frontier is None:  # a database from before 0002: rebuilt once
+                frontier = (await self.trust.log_view()).frontier
+            if frontier is None or frontier.size != after:
+                self._cursor = None
+                raise RuntimeError(f"entries after {after} do not follow the stored cursor")
+            for position, obj in entries:  # every entry is a leaf, quarantined or not
+                frontier.append(logtrust.entry_leaf(position, obj))
+            held, heads, versions = basis.held, basis.heads, basis.versions
+            changes = Changes(cursor=positions[-1], frontier=frontier)
+            for position, env, obj in parsed:
+                if isinstance(env, IpdnError):
+                    self._quarantine(changes, report, QuarantineRow(
+                        env.reason, env.message, json.dumps(obj, ensure_ascii=False).encode(), position=position))
+                    continue
+                self._apply_one(env, position, held, heads, versions, changes, report)
+            self._cursor, self._applies = None, self._applies + 1  # unknown until the write is done (or failed)
+            await self.store.apply(changes, self.clock())
+            self._cursor = changes.cursor
+        return report
+
+    def _apply_one(self, env: Envelope, position: int, held: dict[tuple[str, int], str],
+                   heads: dict[str, ChainHead], versions: dict[str, tuple[int, str]], changes: Changes,
+                   report: ApplyReport) -> None:
+        p = env.payload
+        if held.get((p.origin, p.seq)) == env.hash:
+            # Already held (our own envelope coming back, or a page seen before): note where it is.
+            if p.origin == self.member:
+                changes.own_positions.append((p.seq, position))
+            report.duplicates += 1
+            return
+        reg = self.registry.current.registry
+        result = verify_envelope(env, keys=reg.member_keys().get, schemas=self.schemas, now=self.clock(),
+                                 chain_head=heads.get(p.origin), check_chain_head=True,
+                                 max_future_skew=timedelta(seconds=reg.policies.clock_skew_seconds))
+        if not result.ok:
+            # A chain reason only when the envelope is otherwise sound: a forged one is no evidence.
+            first = next((f for f in result.failures if f.check != "chain"), result.failures[0])
+            reason = "chain-fork" if first.reason == "chain-stale" else first.reason  # stale, other hash: fork
+            detail = "; ".join(f"{f.check}: {f.message}" for f in result.failures)
+            if first.reason == "chain-stale":
+                detail += f" (this node holds {held.get((p.origin, p.seq))} at seq {p.seq}, the log has {env.hash})"
+            self._quarantine(changes, report, QuarantineRow(reason, detail, env.to_bytes(), p.origin, p.seq,
+                                                            env.hash, position))
+            return
+        changes.envelopes.append((env, position))
+        held[(p.origin, p.seq)] = env.hash
+        heads[p.origin] = ChainHead(p.seq, env.hash)
+        report.applied += 1
+        current = versions.get(p.record_id)
+        if current is None or p.version > current[0]:
+            versions[p.record_id] = (p.version, env.hash)
+            changes.records[p.record_id] = env
+            changes.events.append(env)  # each version that becomes current is an event (webhooks)
+        elif p.version == current[0] and env.hash != current[1]:
+            # Two envelopes for one record version: evidence of misbehaviour, kept and not applied (§3.4).
+            self._quarantine(changes, report, QuarantineRow(
+                "version-conflict", f"{p.record_id} v{p.version} is held with hash {current[1]}",
+                env.to_bytes(), p.origin, p.seq, env.hash, position))
+        # A lower version stays in the chain but cannot replace a newer one.
+
+    @staticmethod
+    def _quarantine(changes: Changes, report: ApplyReport, row: QuarantineRow) -> None:
+        log.warning("quarantined log position %s (%s seq %s): %s: %s", row.position, row.origin, row.seq,
+                    row.reason, row.detail)
+        changes.quarantine.append(row)
+        report.quarantined.append(row.reason)

@@ -1,0 +1,106 @@
+"""The node's tables, in one metadata: what migrations 0001-0004 and 0006 made (the webhook tables of 0005 are
+node/webhooks/store.py's). The store modules of node/store/ query them, each its own group; a transaction that
+spans groups (applying a page, publishing) passes its connection from one group's functions to the next."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+meta = sa.MetaData()
+
+# -- records and chains (node/store/records.py) ---------------------------------------------------------
+
+envelopes = sa.Table(
+    "envelopes", meta,
+    sa.Column("origin", sa.String(2), primary_key=True), sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("hash", sa.String(64)), sa.Column("record_id", sa.String(80)), sa.Column("version", sa.BigInteger),
+    sa.Column("kind", sa.String(64)), sa.Column("op", sa.String(8)), sa.Column("envelope", sa.LargeBinary),
+    sa.Column("issued_at", sa.String(32)), sa.Column("received_at", sa.DateTime(timezone=True)),
+    sa.Column("position", sa.BigInteger),
+)
+records = sa.Table(
+    "records", meta,
+    sa.Column("record_id", sa.String(80), primary_key=True), sa.Column("origin", sa.String(2)),
+    sa.Column("kind", sa.String(64)), sa.Column("version", sa.BigInteger), sa.Column("op", sa.String(8)),
+    sa.Column("status", sa.String(32)), sa.Column("title", sa.Text), sa.Column("body", sa.Text),
+    sa.Column("hash", sa.String(64)), sa.Column("seq", sa.BigInteger), sa.Column("issued_at", sa.String(32)),
+    sa.Column("updated_at", sa.DateTime(timezone=True)), sa.Column("envelope", sa.LargeBinary),
+    # Derived from the body for searching (0003): first and last local calendar day (YYYY-MM-DD), and
+    # |-delimited lists of countries, lowercased tags and lowercased title languages; the searched text.
+    sa.Column("start_day", sa.String(10)), sa.Column("end_day", sa.String(10)), sa.Column("countries", sa.Text),
+    sa.Column("tags", sa.Text), sa.Column("langs", sa.Text), sa.Column("search", sa.Text),
+)
+# SQLite only: an FTS5 table over records.search (0003), kept in sync by NodeStore._put_records.
+records_fts = sa.table("records_fts", sa.column("record_id", sa.String), sa.column("search", sa.Text))
+quarantine = sa.Table(
+    "quarantine", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("received_at", sa.DateTime(timezone=True)), sa.Column("origin", sa.String(2)),
+    sa.Column("seq", sa.BigInteger), sa.Column("hash", sa.String(64)), sa.Column("position", sa.BigInteger),
+    sa.Column("reason", sa.String(64)), sa.Column("detail", sa.Text), sa.Column("envelope", sa.LargeBinary),
+)
+
+# -- own envelopes on their way to the hub (node/store/outbox.py) -----------------------------------------
+
+outbox = sa.Table(
+    "outbox", meta,
+    sa.Column("seq", sa.BigInteger, primary_key=True), sa.Column("state", sa.String(16)),
+    sa.Column("position", sa.BigInteger), sa.Column("reason", sa.String(64)), sa.Column("detail", sa.Text),
+    sa.Column("attempts", sa.Integer), sa.Column("last_attempt_at", sa.DateTime(timezone=True)),
+)
+
+# -- what the node saw of the hub's log, and the evidence against it (node/store/evidence.py) ---------------
+
+sync_state = sa.Table(
+    "sync_state", meta, sa.Column("key", sa.String(64), primary_key=True), sa.Column("value", sa.Text),
+)
+checkpoint_evidence = sa.Table(
+    "checkpoint_evidence", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.DateTime(timezone=True)), sa.Column("reason", sa.String(64)),
+    sa.Column("detail", sa.Text), sa.Column("accepted", sa.LargeBinary), sa.Column("offending", sa.LargeBinary),
+)
+
+# -- partner keys (node/store/partners.py) ----------------------------------------------------------------
+
+partner_keys = sa.Table(
+    "partner_keys", meta,
+    sa.Column("key_id", sa.String(32), primary_key=True), sa.Column("name", sa.String(100)),
+    sa.Column("key_hash", sa.String(64)), sa.Column("scopes", sa.String(200)),
+    sa.Column("rate_per_minute", sa.Integer), sa.Column("created_at", sa.DateTime(timezone=True)),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)), sa.Column("last_used_at", sa.DateTime(timezone=True)),
+)
+
+# -- authoring pages (0006, node/store/staff.py): staff accounts, unsigned drafts, who published each own
+# version, import source ids ---------------------------------------------------------------------------
+
+staff_users = sa.Table(
+    "staff_users", meta,
+    sa.Column("username", sa.String(64), primary_key=True), sa.Column("name", sa.Text),
+    sa.Column("password_hash", sa.Text), sa.Column("disabled", sa.Boolean),
+    sa.Column("created_at", sa.DateTime(timezone=True)),
+)
+drafts = sa.Table(
+    "drafts", meta,
+    sa.Column("id", sa.String(32), primary_key=True), sa.Column("kind", sa.String(64)),
+    sa.Column("record_id", sa.String(80)), sa.Column("base_version", sa.BigInteger), sa.Column("body", sa.Text),
+    sa.Column("langs", sa.Text), sa.Column("created_by", sa.String(64)), sa.Column("updated_by", sa.String(64)),
+    sa.Column("created_at", sa.DateTime(timezone=True)), sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+record_authors = sa.Table(
+    "record_authors", meta,
+    sa.Column("record_id", sa.String(80), primary_key=True), sa.Column("version", sa.BigInteger, primary_key=True),
+    sa.Column("username", sa.String(64)), sa.Column("via", sa.String(16)), sa.Column("at", sa.DateTime(timezone=True)),
+    sa.Column("note", sa.Text),
+)
+import_sources = sa.Table(
+    "import_sources", meta,
+    sa.Column("source_id", sa.String(200), primary_key=True), sa.Column("record_id", sa.String(80)),
+)
+
+
+def utc(when: datetime) -> datetime:
+    """Everything is stored and compared in UTC: SQLite keeps no offset (and hands back naive values)."""
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
