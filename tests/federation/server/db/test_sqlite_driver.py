@@ -95,7 +95,7 @@ def test_connection_left_open_does_not_keep_the_process_alive(tmp_path: Path) ->
     script = (
         "import asyncio, sys\n"
         "from pathlib import Path\n"
-        "from federation import sqlite_driver\n"
+        "from federation.server.db import sqlite_driver\n"
         "held = []  # as a pool holds it\n"
         "async def main():\n"
         "    held.append(await sqlite_driver.connect(Path(sys.argv[1])))\n"
