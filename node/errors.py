@@ -106,7 +106,7 @@ class HubProtocolError(HubError):
     reason = "hub-protocol"
 
 
-# -- the hub's log contradicts the math (docs/ARCHITECTURE.md, trust model) ---------------------------------------------------
+# -- the hub's log contradicts the math (docs/ARCHITECTURE.md, trust model) --------------------------------------------
 
 
 class LogMisbehaviourError(TrustError):
