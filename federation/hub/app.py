@@ -5,7 +5,6 @@ service, governance and monitor. Handlers parse and authenticate, then hand over
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -69,6 +68,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     store = service.store
     await service.start()
     app[SERVICE] = service
+    # Signatures made before this process started were never seen by its replay cache: refused as expired.
+    app[REPLAYS] = httpsig.ReplayCache(window=cfg.replay_window, since=int(service.clock().timestamp()))
     app[GOVERNANCE] = GovernanceService(service, cfg.registry_path)
     monitor = app[MONITOR] = Monitor(service, silent_after=cfg.silent_after, flush_interval=cfg.pull_flush_interval)
     await monitor.start()
@@ -90,7 +91,6 @@ def create_app(config: HubConfig) -> web.Application:
                                        problems_middleware], client_max_size=config.max_batch_bytes)
     app[CONFIG] = config
     app[HUB_METRICS] = metrics
-    app[REPLAYS] = httpsig.ReplayCache(window=config.replay_window, since=int(time.time()))
     app[MEMBER_LIMITS] = RateLimiter(config.push_rate, config.push_burst)
     app[REFUSAL_LIMITS] = RateLimiter(config.refusal_rate, config.refusal_burst)
     app[BODY_TIMEOUT] = config.body_timeout

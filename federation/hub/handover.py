@@ -10,7 +10,6 @@ the same positions, so nodes continue where they were with no re-sync.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 from federation.audit import Fetch, HttpFetcher
@@ -25,6 +24,7 @@ from federation.protocol.keys import SigningKey
 from federation.protocol.registry import SignedRegistry, load_registry, parse_registry
 from federation.protocol.schemas import default_schemas
 from federation.protocol.verify import ChainHead, check_chain, verify_envelope
+from federation.server.times import Clock, utcnow
 
 
 class HandoverError(TrustError):
@@ -47,7 +47,7 @@ def registry_chain(fetch: Fetch, anchor: SignedRegistry) -> list[SignedRegistry]
 
 
 async def import_hub(hub_dir: Path, db_url: str, source: str, *, fetch: Fetch | None = None,
-                     progress: ProgressCallback | None = None) -> int:
+                     progress: ProgressCallback | None = None, clock: Clock = utcnow) -> int:
     """Import into ``hub_dir`` (holding hub.key.pem and the genesis registry.json); the log size."""
     fetch = fetch or HttpFetcher(source)
     key = SigningKey.load(hub_dir / "hub.key.pem")
@@ -92,7 +92,7 @@ async def import_hub(hub_dir: Path, db_url: str, source: str, *, fetch: Fetch | 
                 progress(after, size)
         if frontier.root() != checkpoint.checkpoint.root_bytes:
             raise HandoverError(f"the log's root at size {size} is not the outgoing hub's checkpoint root")
-        now = datetime.now(UTC)
+        now = clock()
         await store.commit(rows, [], now, size=0, nodes=nodes, checkpoint=CheckpointRow(
             size, checkpoint.checkpoint.root, now, checkpoint.to_bytes()) if size else None)
         for reg in chain:

@@ -1,4 +1,4 @@
-"""Stored times as UTC, and as the text the HTTP APIs and pages show, for the hub and the node alike.
+"""The services' clock; stored times as UTC, and as the text the HTTP APIs and pages show (hub and node).
 
 Not the protocol's time format: protocol fields (``issued_at``) are written with milliseconds by
 :func:`federation.protocol.envelope.format_time` (PROTOCOL.md §1). These are the times the status, quarantine
@@ -7,8 +7,16 @@ and record APIs report, at the precision they were stored.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import overload
+
+Clock = Callable[[], datetime]  # what services take to read the time: tests pass one they move by hand
+
+
+def utcnow() -> datetime:
+    """The real clock: every service's default."""
+    return datetime.now(UTC)
 
 
 @overload

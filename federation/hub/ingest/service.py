@@ -28,7 +28,7 @@ import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from federation.hub.ingest.verifier import Checked, check_batch
@@ -49,14 +49,10 @@ from federation.protocol.keys import SigningKey
 from federation.protocol.registry import SignedRegistry, parse_registry
 from federation.protocol.verify import ChainHead, Failure, chain_position
 from federation.server.aio import wait_event
+from federation.server.times import Clock, utcnow
 from federation.server.web import problem_body
 
 log = logging.getLogger("ipdn.hub")
-Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(slots=True)
