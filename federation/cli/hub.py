@@ -4,23 +4,38 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import hashlib
 import json
 import logging
 import os
+import re
 import secrets
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import tomli_w
+from aiohttp import web
 
+from federation.cli import backup as backupcli
 from federation.cli.errors import UsageError
+from federation.hub.app import create_app, prepare
 from federation.hub.config import HubConfig
+from federation.hub.handover import import_hub
+from federation.hub.store.log import MIGRATIONS, VERSION_TABLE, HubStore
 from federation.progress import add_argument as add_progress_argument
 from federation.progress import reporter
 from federation.protocol.keys import PublicKey, SigningKey, load_public_jwk
 from federation.protocol.registry import genesis
+from federation.server.db import backup
+from federation.server.logs import configure as configure_logging
+from federation.server.ui.passwords import hash_password
 
 # Display names of the network's institutions, used when a founder's key file carries only its code.
 KNOWN_INSTITUTIONS: dict[str, dict[str, str]] = {
@@ -75,18 +90,11 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def _port_of(url: str) -> int:
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     return parts.port or (443 if parts.scheme == "https" else 8440)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from federation.hub.app import create_app
-    from federation.server.logs import configure as configure_logging
-
     overrides = {k: v for k, v in (("workers", args.workers),) if v is not None}
     cfg = HubConfig.load(args.dir, host=args.host, port=args.port, **overrides)
     if not cfg.registry_path.exists():
@@ -111,13 +119,6 @@ def _supervise(hub_dir: Path, cfg: HubConfig) -> int:
     """``workers`` hub processes on one address (SO_REUSEPORT: the kernel spreads connections), sharing the
     PostgreSQL log. Migrations and first-start work run once here, before any worker starts; a worker that
     dies is started again; SIGTERM/SIGINT stop them all."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from federation.hub.app import prepare
-
     asyncio.run(prepare(cfg))
     command = [sys.executable, "-m", "federation", "hub", "serve", "--dir", str(hub_dir), "--host", cfg.host,
                "--port", str(cfg.port), "--workers", "1", "--reuse-port"]
@@ -164,8 +165,6 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Take over the log from the outgoing hub once the handover is decided."""
-    from federation.hub.handover import import_hub
-
     cfg = HubConfig.load(args.dir)
     if not (args.dir / "registry.json").exists():
 
@@ -191,9 +190,6 @@ MIN_PASSWORD = 12
 
 def _read_password(args: argparse.Namespace) -> str:
     """From ``--password-file``, else a line of stdin when it is not a terminal, else asked twice."""
-    import getpass
-    import sys
-
 
     if args.password_file:
         password = args.password_file.read_text(encoding="utf-8").rstrip("\r\n")
@@ -209,10 +205,6 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 async def _operators(cfg: HubConfig, args: argparse.Namespace, password_hash: str | None) -> int:
-    from datetime import UTC, datetime
-
-    from federation.hub.store.log import HubStore
-
     store = await HubStore.open(cfg.db_url)
     now = datetime.now(UTC)
     try:
@@ -237,10 +229,6 @@ async def _operators(cfg: HubConfig, args: argparse.Namespace, password_hash: st
 
 def cmd_operator(args: argparse.Namespace) -> int:
     """Dashboard accounts: ``add`` (password hashed with scrypt), ``list``, ``disable``, ``enable``."""
-    import re
-
-    from federation.server.ui.passwords import hash_password
-
     cfg = HubConfig.load(args.dir)
     if not cfg.registry_path.exists():
         raise UsageError(f"{args.dir} is not a hub directory (run ipdn hub init first)")
@@ -299,10 +287,6 @@ def register(sub: Any) -> None:
     for p in osub.choices.values():
         p.add_argument("--dir", required=True, type=Path, help="the hub directory")
     o.set_defaults(func=cmd_operator)
-
-    from federation.cli import backup as backupcli
-    from federation.hub.store.log import MIGRATIONS, VERSION_TABLE
-    from federation.server.db import backup
 
     backupcli.register(hs, backup.Role("hub", "hub.toml", "hub.db", VERSION_TABLE, MIGRATIONS),
                        lambda d: HubConfig.load(d).db_url)

@@ -14,6 +14,9 @@ from typing import Any
 
 from federation import audit
 from federation.cli.errors import UsageError
+from federation.cli.governance import register as register_governance
+from federation.cli.hub import register as register_hub
+from federation.cli.node import register as register_node
 from federation.progress import add_argument as add_progress_argument
 from federation.progress import reporter
 from federation.protocol import strictjson
@@ -308,11 +311,6 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("-q", "--quiet", action="store_true", help="print failures only (no progress, no summary)")
     add_progress_argument(a)
     a.set_defaults(func=cmd_audit)
-
-    # The services' commands live with the services (imported here, not by the protocol core).
-    from federation.cli.governance import register as register_governance
-    from federation.cli.hub import register as register_hub
-    from federation.cli.node import register as register_node
 
     register_hub(sub)
     register_governance(sub)

@@ -21,15 +21,25 @@ from typing import Any
 import tomli_w
 from aiohttp import web
 
+from federation.cli import backup as backupcli
 from federation.cli import webhooks as webhook_cli
 from federation.cli.errors import UsageError
 from federation.protocol.keys import SigningKey
-from federation.protocol.registry import parse_registry
+from federation.protocol.registry import load_registry, parse_registry
 from federation.protocol.webhooks import public_key_text
+from federation.server.db import backup
+from federation.server.logs import configure as configure_logging
+from federation.server.ui.i18n import Catalog
+from node.app import create_app
 from node.config import CONFIG_FILE, REGISTRY_FILE, TOKEN_FILE, load_config
 from node.errors import ConfigError
 from node.own_keys import MAX_EFFECTIVE_IN, OwnKeys
-from node.store.records import NodeStore
+from node.partners import access as partners
+from node.records.service import NodeService
+from node.staff import bulk
+from node.staff.service import ALL_OR_NOTHING, DRY_RUN, VALID_ONLY, StaffService
+from node.staff.web import CATALOG
+from node.store.records import MIGRATIONS, VERSION_TABLE, NodeStore
 from node.webhooks.events import load_or_create_key
 
 
@@ -87,9 +97,6 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from federation.server.logs import configure as configure_logging
-    from node.app import create_app  # aiohttp's server parts only when serving
-
     config = load_config(args.dir, host=args.host, port=args.port)
     configure_logging()  # one JSON object per line, with request ids (federation/server/logs.py)
     # run_app turns SIGINT/SIGTERM into a clean shutdown: the cleanup context cancels and awaits the
@@ -145,8 +152,6 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
 
 
 def cmd_partner_add(args: argparse.Namespace) -> int:
-    from node.partners import access as partners
-
     try:
         scopes = partners.parse_scopes(args.scope)
         key, row = partners.new_key(args.name, scopes, args.rate, datetime.now(UTC))
@@ -193,14 +198,8 @@ def cmd_partner_revoke(args: argparse.Namespace) -> int:
 
 
 @contextlib.asynccontextmanager
-async def _staff(node_dir: Path) -> AsyncIterator[Any]:
+async def _staff(node_dir: Path) -> AsyncIterator[StaffService]:
     """The node's staff service over its database, without serving (keys and registry as the node has them)."""
-    from federation.protocol.registry import load_registry
-    from federation.server.ui.i18n import Catalog
-    from node.records.service import NodeService
-    from node.staff.service import StaffService
-    from node.staff.web import CATALOG
-
     config = load_config(node_dir)
     store = await NodeStore.open(config.db_url, config.member)
     try:
@@ -261,9 +260,6 @@ def _progress(phase: str, done: int, total: int) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from node.staff import bulk
-    from node.staff.service import ALL_OR_NOTHING, DRY_RUN, VALID_ONLY
-
     try:
         data = args.file.read_bytes()
     except OSError as e:
@@ -295,8 +291,6 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from node.staff import bulk
-
     async def run() -> str:
         async with _staff(args.dir) as staff:
             items = await staff.export()
@@ -338,10 +332,6 @@ def register(sub: Any) -> None:
     s.add_argument("--host", help="address to listen on (default from node.toml, 127.0.0.1)")
     s.add_argument("--port", type=int, help="port to listen on (default from node.toml, 8441)")
     s.set_defaults(func=cmd_serve)
-
-    from federation.cli import backup as backupcli
-    from federation.server.db import backup
-    from node.store.records import MIGRATIONS, VERSION_TABLE
 
     backupcli.register(nsub, backup.Role("node", CONFIG_FILE, "node.db", VERSION_TABLE, MIGRATIONS),
                        lambda d: load_config(d).db_url)

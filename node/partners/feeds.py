@@ -55,6 +55,7 @@ from lxml import etree
 
 from federation.protocol.envelope import parse_time
 from federation.server.ui.i18n import pick  # one language-map chooser for every page and feed
+from node.appkeys import CONFIG, SERVICE
 from node.config import NodeConfig
 from node.errors import BadQueryError
 from node.records.service import NodeService
@@ -629,8 +630,6 @@ def _atom_entry(fe: Any, rec: StoredRecord, base: str, lang: str | None) -> None
 
 
 def _context(request: web.Request) -> tuple[NodeService, NodeConfig]:
-    from node.app import CONFIG, SERVICE  # late: node.app imports this module to register the routes
-
     return request.app[SERVICE], request.app[CONFIG]
 
 

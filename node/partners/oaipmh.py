@@ -51,6 +51,7 @@ from multidict import MultiDict, MultiMapping
 from federation.protocol.canonical import canonical_bytes
 from federation.protocol.envelope import Envelope
 from federation.protocol.keys import b64u_decode, b64u_encode
+from node.appkeys import CONFIG, SERVICE
 from node.errors import BadQueryError, RecordNotFoundError
 from node.records.service import NodeService
 from node.store.records import StoredRecord
@@ -710,8 +711,6 @@ def response_document(ctx: Context, request_attrs: Mapping[str, str], content: A
 
 async def handle(request: web.Request) -> web.Response:
     """One OAI-PMH request, GET (query string) or POST (form-encoded body)."""
-    from node.app import CONFIG, SERVICE  # here, not above: node.app imports this module
-
     service, config, settings = request.app[SERVICE], request.app[CONFIG], request.app[SETTINGS]
     # ``key`` is a partner's credential (node/partners/access.py), not an OAI-PMH argument.
     args: MultiMapping[str] = MultiDict((k, v) for k, v in request.query.items() if k != "key")

@@ -34,6 +34,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from federation.server.ui.i18n import direction, pick
+from node.appkeys import SERVICE
 from node.errors import RecordNotFoundError
 from node.partners.feeds import record_url
 from node.records.service import NodeService
@@ -298,8 +299,6 @@ def _etag(rec: StoredRecord, base: str, lang: str | None) -> str:
 
 
 async def event_page(request: web.Request) -> web.StreamResponse:
-    from node.app import SERVICE  # the app imports this module's routes: no import cycle at load time
-
     service: NodeService = request.app[SERVICE]
     record_id = request.match_info["record_id"]
     rec = await service.get(record_id)  # RecordNotFoundError: the app's 404 problem

@@ -3,9 +3,8 @@ loop errors by loop and reason, and gauges set at each scrape from the same docu
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import Gauge
@@ -13,8 +12,9 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from federation.server.metrics import Metrics
+from node.appkeys import ENGINE
+from node.status.document import StatusDocument
 
-StatusDocument = Callable[[web.Application], Awaitable[dict[str, Any]]]
 # Alarm reasons that mean the hub's log cannot be trusted as this node saw it (node/sync/logtrust.py).
 LOG_EVIDENCE = ("log-inconsistent", "checkpoint-rollback", "split-view", "inclusion-failed", "consistency-failed")
 
@@ -60,8 +60,6 @@ class NodeMetrics:
                                 "When the current own key ends (Unix time; absent: no end)", ["kid"], registry=r)
 
     async def refresh(self, app: web.Application, status_document: StatusDocument) -> None:
-        from node.app import ENGINE  # the app module imports this one
-
         doc = await status_document(app)
         self.sync_errors.errors = dict(app[ENGINE].state.errors)
         hub = doc["hub"]
@@ -91,6 +89,3 @@ class NodeMetrics:
 
         self.base.refresh = refresh
         self.base.register(app)
-
-
-NODE_METRICS = web.AppKey("node_metrics", NodeMetrics)

@@ -26,6 +26,7 @@ from federation.server.ui.i18n import Catalog, choose_language, direction, pick,
 from federation.server.ui.sessions import SessionCodec, load_secret
 from federation.server.ui.signin import SignIn, SignInForm, TokenAccount
 from federation.server.ui.templates import SHARED_STATIC, StaticFiles, secure_headers, template_env
+from node.appkeys import CONFIG, SERVICE
 from node.store.outbox import OutboxRow
 
 log = logging.getLogger("ipdn.node.status")
@@ -72,8 +73,6 @@ class StatusPage:
     # -- handlers ----------------------------------------------------------------------------------------
 
     async def page(self, request: web.Request) -> web.Response:
-        from node.app import SERVICE  # the app module registers this one
-
         _operator, session = await self.signin.require(request)
         doc = await self.status_document(request.app)
         service = request.app[SERVICE]
@@ -86,8 +85,6 @@ class StatusPage:
 
     async def retry(self, request: web.Request) -> web.Response:
         """Push the refused own envelopes again (after the cause is fixed), as ``POST /api/v1/outbox/retry``."""
-        from node.app import SERVICE
-
         await self.signin.require_form(request)
         n = await request.app[SERVICE].retry_rejected()
         log.info("outbox retry from the status page", extra={"fields": {"event": "outbox-retry", "requeued": n}})
@@ -104,8 +101,6 @@ def _refusal(row: OutboxRow) -> dict[str, Any]:
 
 
 def register(app: web.Application, status_document: StatusDocument) -> None:
-    from node.app import CONFIG
-
     config = app[CONFIG]
     page = StatusPage(config.dir, config.operator_token_hash, status_document)
     r = app.router

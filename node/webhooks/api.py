@@ -18,6 +18,7 @@ from federation.protocol.schemas import default_schemas
 from federation.protocol.webhooks import new_id, new_secret, public_key_text
 from federation.server.times import utc_text
 from federation.server.web import Problem, json_response, read_json
+from node.appkeys import CONFIG, SERVICE, WEBHOOKS
 from node.partners import access as partners
 from node.webhooks import events as webhooks
 from node.webhooks.store import ACTIVE, DELIVERED, FAILED, OPERATOR, PENDING, Delivery, Subscription, WebhookStore
@@ -64,8 +65,6 @@ def new_subscription(partner: str, url: Any, filters: Any, *, allow_loopback: bo
 
 
 def _store(request: web.Request) -> WebhookStore:
-    from node.app import SERVICE  # late: node.app imports this module to register the routes
-
     return request.app[SERVICE].store.webhooks
 
 
@@ -83,8 +82,6 @@ async def _own(request: web.Request) -> tuple[partners.Partner, Subscription]:
 
 async def signing_key(request: web.Request) -> web.Response:
     """The node's public webhook key: what ``v1a`` signatures verify against."""
-    from node.app import WEBHOOKS
-
     key = request.app[WEBHOOKS].key
     return json_response({"key": public_key_text(key), "algorithm": "Ed25519", "signature_version": "v1a",
                           "jwk": key.public.to_jwk(), "tolerance_seconds": TOLERANCE},
@@ -92,8 +89,6 @@ async def signing_key(request: web.Request) -> web.Response:
 
 
 async def create_subscription(request: web.Request) -> web.Response:
-    from node.app import CONFIG
-
     config = request.app[CONFIG]
     partner = partners.require_scope(request, "webhooks")
     doc = await read_json(request, strictjson.JsonLimits(max_bytes=config.max_request_bytes))

@@ -12,7 +12,8 @@ from aiohttp.test_utils import TestClient
 from federation.protocol.registry import SignedRegistry
 from federation.protocol.schemas import default_schemas
 from federation.protocol.verify import verify_envelope
-from node.app import SERVICE, create_app
+from node.app import create_app
+from node.appkeys import SERVICE
 from node.config import NodeConfig
 from tests.support.factories import Member
 from tests.support.nodes import AUTH, PROBLEM, TOKEN, publish, url

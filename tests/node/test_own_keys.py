@@ -17,7 +17,8 @@ from federation.protocol.envelope import Envelope, format_time, parse_time
 from federation.protocol.governance import next_version
 from federation.protocol.keys import SigningKey
 from federation.protocol.registry import KeyEntry, SignedRegistry, sign_registry
-from node.app import ENGINE, SERVICE, create_app
+from node.app import create_app
+from node.appkeys import ENGINE, SERVICE
 from node.errors import ConfigError, KeyNotValidError, RotationError
 from node.own_keys import KEYS_FILE, OwnKeys, Rotation
 from node.store.outbox import PENDING

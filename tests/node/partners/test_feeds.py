@@ -29,7 +29,8 @@ from federation.protocol.envelope import Envelope
 from federation.protocol.registry import SignedRegistry
 from federation.protocol.schemas import default_schemas
 from federation.protocol.verify import verify_envelope
-from node.app import SERVICE, create_app
+from node.app import create_app
+from node.appkeys import SERVICE
 from node.config import NodeConfig
 from node.partners.feeds import (
     ATOM_PATH,
@@ -669,13 +670,13 @@ class TestRenderCache:
                                                event: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
         """Partners polling without If-None-Match get the kept rendering; a change renders anew."""
         calls: list[int] = []
-        real = node.feeds.render_calendar
+        real = node.partners.feeds.render_calendar
 
         def counting(*args: Any, **kwargs: Any) -> bytes:
             calls.append(1)
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(node.feeds, "render_calendar", counting)
+        monkeypatch.setattr(node.partners.feeds, "render_calendar", counting)
         await publish(service, event)
         first, second = await get_text(client, ICS_PATH), await get_text(client, ICS_PATH)
         assert first == second and len(calls) == 1

@@ -26,7 +26,8 @@ from federation.protocol.envelope import Envelope
 from federation.protocol.registry import SignedRegistry
 from federation.protocol.schemas import SCHEMA_ROOT, default_schemas
 from federation.protocol.verify import verify_envelope
-from node.app import SERVICE, create_app
+from node.app import create_app
+from node.appkeys import SERVICE
 from node.partners import oaipmh
 from node.partners.oaipmh import (
     DC_NS,

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from node.app import SERVICE, create_app
+from node.app import create_app
+from node.appkeys import SERVICE
 from node.config import NodeConfig
 from node.partners.pages import CSP, direction
 from node.records.service import NodeService

@@ -10,7 +10,8 @@ from urllib.parse import quote
 import pytest
 from aiohttp.test_utils import TestClient
 
-from node.app import SERVICE, create_app
+from node.app import create_app
+from node.appkeys import SERVICE
 from node.config import NodeConfig
 from node.staff.web import PAGES
 from tests.support import paths

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from node.app import ENGINE, create_app
+from node.app import create_app
+from node.appkeys import ENGINE
 from node.status.page import SESSION_COOKIE
 from tests.support.factories import Member
 from tests.support.nodes import TOKEN, Net, publish_n

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 
 from federation.server.db import engine as db
-from node.app import SERVICE, create_app
+from node.app import create_app
+from node.appkeys import SERVICE
 from node.config import NodeConfig
 from node.store.records import MIGRATIONS, VERSION_TABLE, NodeStore, StoredRecord
 from tests.support.factories import Member, example_bodies

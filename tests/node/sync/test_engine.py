@@ -15,7 +15,8 @@ from aiohttp.test_utils import TestClient
 from federation.protocol.governance import next_version, sign_document
 from federation.protocol.keys import SigningKey
 from federation.protocol.registry import sign_registry
-from node.app import ENGINE, SERVICE, create_app
+from node.app import create_app
+from node.appkeys import ENGINE, SERVICE
 from node.config import NodeConfig
 from node.errors import HubProtocolError, HubUnavailableError
 from node.store.outbox import ACCEPTED, PENDING

@@ -13,7 +13,8 @@ from aiohttp.test_utils import TestClient
 
 from federation.protocol.keys import PublicKey, b64u_decode
 from federation.protocol.webhooks import public_key_text
-from node.app import WEBHOOKS, create_app
+from node.app import create_app
+from node.appkeys import WEBHOOKS
 from node.config import NodeConfig
 from node.webhooks.events import load_or_create_key
 from tests.support.factories import Member

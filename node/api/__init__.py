@@ -1,0 +1,1 @@
+"""The node's JSON API for the operator and partners (records, outbox, keys, the log checkpoint)."""
