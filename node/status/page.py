@@ -14,7 +14,6 @@ In English and Arabic, like the hub's dashboard, whose stylesheet it shares.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -27,6 +26,7 @@ from federation.server.ui.sessions import SessionCodec, load_secret
 from federation.server.ui.signin import SignIn, SignInForm, TokenAccount
 from federation.server.ui.templates import SHARED_STATIC, StaticFiles, secure_headers, template_env
 from node.appkeys import CONFIG, SERVICE
+from node.status.document import StatusDocument
 from node.store.outbox import OutboxRow
 
 log = logging.getLogger("ipdn.node.status")
@@ -39,8 +39,6 @@ PRE_COOKIE = "ipdn_node_status_signin"
 SUBJECT = "operator"  # the token is the node operator's; staff accounts are the authoring pages' (issue 7)
 LANGUAGES = ("en", "ar")
 SECRET_FILE = "status-session.secret"  # noqa: S105 (a file name, not a secret)
-
-StatusDocument = Callable[[web.Application], Awaitable[dict[str, Any]]]
 
 
 class StatusPage:
