@@ -1,10 +1,10 @@
 """The node application's shared state, one typed aiohttp AppKey each: route modules import them from here at
 the top, and node/app.py sets them (``CONFIG`` when the app is made, the others in its cleanup context).
 
-Still declared beside their types, which live in the modules that read them (so this module, importing those
-types, would close a cycle): ``ACCESS`` (node/partners/access.py), ``SETTINGS`` (node/partners/oaipmh.py),
-``RENDER_CACHE`` (node/partners/feeds.py) and ``PAGES`` (node/staff/web.py). They move here once their types
-have a home of their own.
+A key that only its own module reads stays beside it, with its type (declaring it here would close an import
+cycle, since this module imports the types it names): ``ACCESS`` in node/partners/access.py (node/app.py sets
+it), ``SETTINGS`` in node/partners/oaipmh.py, ``RENDER_CACHE`` in node/partners/feeds.py, ``PAGES`` in
+node/staff/web.py.
 """
 
 from __future__ import annotations
