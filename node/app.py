@@ -91,7 +91,7 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
         hooks = WebhookWorker(config, store.webhooks, load_or_create_key(config.webhook_key_path), clock=service.clock)
         app[SERVICE], app[ENGINE], app[WEBHOOKS] = service, engine, hooks
         app[partners.ACCESS] = partners.PartnerAccess(store, config.public_read, config.partner_rate_per_minute,
-                                                      config.anonymous_rate_per_minute)
+                                                      config.anonymous_rate_per_minute, wall_clock=service.clock)
         await engine.start(loops=sync)
         await hooks.start(loop=sync)
         try:
@@ -108,7 +108,7 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
     feeds.register_routes(app)
     pages.register_routes(app)
     webhook_api.register_routes(app)
-    authoring.register_routes(app, SERVICE, config.dir)
+    authoring.register_routes(app, config.dir)
     openapi.register_routes(app, "node")
     add_health_route(app)
     statuspage.register(app, status_doc.status_document)

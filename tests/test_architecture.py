@@ -184,18 +184,94 @@ def test_cycle_finder_finds_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c"]]
 
 
-def _app_key_definitions() -> Iterator[tuple[str, int]]:
+def _app_key_definitions() -> Iterator[tuple[str, str, int]]:
+    """(module, key name, line) of every ``NAME = web.AppKey(...)`` in federation/ and node/."""
+    for module, rel in _modules().items():
+        tree = ast.parse((ROOT / rel).read_text(encoding="utf-8"), rel)
+        for node in tree.body:
+            value = node.value if isinstance(node, ast.Assign | ast.AnnAssign) else None
+            if (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "AppKey"):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    if isinstance(target, ast.Name):
+                        yield module, target.id, node.lineno
+
+
+def _names_imported_from(module: str) -> Iterator[tuple[str, str, int, str]]:
+    """(importer path, line, name) for every ``from module import name``."""
     for rel in _modules().values():
         tree = ast.parse((ROOT / rel).read_text(encoding="utf-8"), rel)
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "AppKey"):
-                yield rel, node.lineno
+            if isinstance(node, ast.ImportFrom) and node.module == module:
+                for alias in node.names:
+                    yield rel, alias.name, node.lineno, module
 
 
-def test_app_keys_live_in_appkeys_modules() -> None:
-    """The hub's and the node's shared state is declared, typed, in one module each (federation/server/ may
-    declare the keys its own middleware reads); route modules import them at the top."""
-    allowed = ("federation/hub/appkeys.py", "node/appkeys.py")
-    bad = [(rel, line) for rel, line in _app_key_definitions()
-           if rel not in allowed and not rel.startswith("federation/server/")]
-    assert not bad, "AppKeys declared outside appkeys.py:\n" + "\n".join(f"  {r}:{n}" for r, n in bad)
+def test_shared_app_keys_live_in_appkeys_modules() -> None:
+    """State that several modules read is declared once, typed, in ``federation/hub/appkeys.py`` or
+    ``node/appkeys.py`` (``federation/server/`` declares the keys its own middleware reads); a key may sit beside
+    its only user, but no other module imports it from there."""
+    shared_homes = {"federation.hub.appkeys", "node.appkeys"}
+    bad = []
+    for module, name, line in _app_key_definitions():
+        if module in shared_homes or module.startswith("federation.server"):
+            continue
+        users = [(rel, n) for rel, imported, n, _ in _names_imported_from(module) if imported == name]
+        bad += [f"  {rel}:{n} imports {name} from {module} (declared at line {line})" for rel, n in users]
+    assert not bad, "AppKeys shared outside appkeys.py:\n" + "\n".join(bad)
+
+
+def test_appkeys_modules_declare_the_services() -> None:
+    """The services the routes reach are typed keys of appkeys.py, never looked up through ``Any``."""
+    declared = {(module, name) for module, name, _ in _app_key_definitions()}
+    for module in ("federation.hub.appkeys", "node.appkeys"):
+        assert {(module, "CONFIG"), (module, "SERVICE")} <= declared
+
+
+def _wall_clock_reads(tree: ast.AST) -> Iterator[ast.Call]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            name = owner.id if isinstance(owner, ast.Name) else owner.attr if isinstance(owner, ast.Attribute) else ""
+            if (name, node.func.attr) in {("datetime", "now"), ("datetime", "utcnow"), ("time", "time"),
+                                          ("date", "today")}:
+                yield node
+
+
+def _clock_defaults(tree: ast.AST) -> set[int]:
+    """Wall-clock reads that ARE the default clock: the whole body of a one-line function (``def utcnow():
+    return datetime.now(UTC)``) or the default of a ``clock`` parameter (``clock=lambda: datetime.now(UTC)``)."""
+    allowed = set()
+    for node in ast.walk(tree):
+        body = node.body if isinstance(node, ast.FunctionDef) else []
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            body = body[1:]  # the docstring
+        if len(body) == 1 and isinstance(body[0], ast.Return) and isinstance(body[0].value, ast.Call):
+            allowed |= {id(c) for c in _wall_clock_reads(body[0].value) if c is body[0].value}
+        if isinstance(node, ast.arguments):
+            params = [*node.posonlyargs, *node.args][-len(node.defaults):] if node.defaults else []
+            pairs = [*zip(params, node.defaults, strict=True), *zip(node.kwonlyargs, node.kw_defaults, strict=True)]
+            allowed |= {id(c) for p, d in pairs if d is not None and "clock" in p.arg for c in _wall_clock_reads(d)}
+    return allowed
+
+
+def test_time_is_injected() -> None:
+    """Services decide with an injected clock, so tests move time instead of sleeping: outside the command line
+    (where "now" is the user's moment) the wall clock is read only as a clock's default."""
+    bad = []
+    for module, rel in _modules().items():
+        if _under(module, "federation.cli"):
+            continue
+        tree = ast.parse((ROOT / rel).read_text(encoding="utf-8"), rel)
+        allowed = _clock_defaults(tree)
+        bad += [f"  {rel}:{c.lineno}" for c in _wall_clock_reads(tree) if id(c) not in allowed]
+    assert not bad, "wall-clock reads outside an injected clock's default:\n" + "\n".join(bad)
+
+
+def test_clock_rule_sees_a_wall_clock_read() -> None:
+    """The check above can fail: a decision on datetime.now() is seen, a clock's default is not."""
+    tree = ast.parse("def f(clock=lambda: datetime.now(UTC)):\n    return clock() < datetime.now(UTC)\n"
+                     "def utcnow():\n    return datetime.now(UTC)\n")
+    reads = list(_wall_clock_reads(tree))
+    assert len(reads) == 3
+    assert [c.lineno for c in reads if id(c) not in _clock_defaults(tree)] == [2]

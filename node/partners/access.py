@@ -34,11 +34,12 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from aiohttp import web
 
 from federation.server.ratelimit import RateLimiter
+from federation.server.times import Clock, utcnow
 from federation.server.web import Problem, problem_response
 from node.store.partners import PartnerKeyRow
 from node.store.records import NodeStore
@@ -97,7 +98,8 @@ class PartnerAccess:
     public_read: bool
     partner_rate_per_minute: int
     anonymous_rate_per_minute: int
-    clock: Callable[[], float] = time.monotonic
+    clock: Callable[[], float] = time.monotonic  # paces the rate limits and the last-used writes
+    wall_clock: Clock = utcnow  # dates the last use
     _limiters: dict[int, RateLimiter] = field(default_factory=dict, repr=False)
     _touched: dict[str, float] = field(default_factory=dict, repr=False)
 
@@ -114,7 +116,7 @@ class PartnerAccess:
         now = self.clock()
         if now - self._touched.get(row.key_id, -TOUCH_EVERY) >= TOUCH_EVERY:
             self._touched[row.key_id] = now
-            await self.store.partners.touch(row.key_id, datetime.now(UTC))
+            await self.store.partners.touch(row.key_id, self.wall_clock())
         self._limit(f"partner:{row.name}", row.rate_per_minute or self.partner_rate_per_minute)
         return Partner(row.name, row.scopes, row.key_id)
 

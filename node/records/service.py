@@ -31,6 +31,7 @@ from federation.protocol.errors import InputError, UnknownSchemaError
 from federation.protocol.keys import SigningKey
 from federation.protocol.registry import RegistryError, SignedRegistry
 from federation.protocol.schemas import SchemaSet, default_schemas
+from federation.server.times import Clock, utcnow
 from node.errors import (
     BadQueryError,
     HubError,
@@ -51,11 +52,8 @@ log = logging.getLogger("ipdn.node")
 # A body field that carries why an event was cancelled, if a record schema defines one (v1 does not).
 CANCEL_REASON_FIELD = "cancellation_reason"
 
-Clock = Callable[[], datetime]
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _encode_cursor(rec: StoredRecord) -> str:
@@ -74,7 +72,7 @@ def _decode_cursor(token: str) -> tuple[datetime, str]:
 class NodeService:
     def __init__(self, *, store: NodeStore, keys: OwnKeys, member: str, registry: SignedRegistry,
                  registry_path: Path | None = None, schemas: SchemaSet | None = None,
-                 clock: Clock = utc_now, key_warn: timedelta = timedelta(days=30)) -> None:
+                 clock: Clock = utcnow, key_warn: timedelta = timedelta(days=30)) -> None:
         self.store = store
         self.keys = keys  # the member's keys this node holds; which one signs is theirs to say (node/own_keys.py)
         self.member = member

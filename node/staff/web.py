@@ -33,6 +33,7 @@ from federation.server.ui.sessions import Session, SessionCodec, load_secret
 from federation.server.ui.signin import PasswordAccounts, SignIn, SignInForm
 from federation.server.ui.templates import secure_headers, template_env
 from federation.server.web import Problem
+from node.appkeys import SERVICE
 from node.errors import (
     DraftNotFoundError,
     EditConflictError,
@@ -511,9 +512,9 @@ async def _page_headers(request: web.Request, response: web.StreamResponse) -> N
 # -- the application ------------------------------------------------------------------------------------------
 
 
-def register_routes(app: web.Application, service_key: Any, config_dir: Path) -> None:
+def register_routes(app: web.Application, config_dir: Path) -> None:
     """Add ``/author/...`` to the node's app; its cleanup context starts after the one that sets
-    ``app[service_key]`` (the node service), so register after that one."""
+    ``app[SERVICE]`` (the node service), so register after that one."""
 
     signin: SignIn[StaffUser] = SignIn(
         PasswordAccounts(_active_user, lambda user: user.password_hash, name_field="username", fold_case=True),
@@ -523,7 +524,7 @@ def register_routes(app: web.Application, service_key: Any, config_dir: Path) ->
 
     async def pages(app: web.Application) -> AsyncIterator[None]:
         catalog = Catalog(CATALOG)
-        staff = StaffService(app[service_key], catalog)
+        staff = StaffService(app[SERVICE], catalog)
         env = template_env(TEMPLATES)
         app[PAGES] = Pages(staff, signin, env, catalog)
         yield

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from federation.server.times import utc_text
 from federation.server.web import json_response
 from node.appkeys import ENGINE, SERVICE
 
@@ -18,10 +18,6 @@ PATH = "/api/v1/status"
 
 # How the page and the metrics are handed the document (the app passes :func:`status_document`).
 StatusDocument = Callable[[web.Application], Awaitable[dict[str, Any]]]
-
-
-def _time(when: datetime | None) -> str | None:
-    return when.isoformat().replace("+00:00", "Z") if when else None
 
 
 async def status_document(app: web.Application) -> dict[str, Any]:
@@ -32,9 +28,9 @@ async def status_document(app: web.Application) -> dict[str, Any]:
     now = service.clock()  # the service's clock: the keys' state and the document's time agree
     return {
         "role": "node", "member": service.member, "registry_version": reg.version,
-        "hub": {"url": reg.hub_url, "reachable": state.reachable, "last_push_at": _time(state.last_push_at),
-                "last_pull_at": _time(state.last_pull_at), "last_error": state.last_error,
-                "last_error_at": _time(state.last_error_at), "log_size": state.log_size},
+        "hub": {"url": reg.hub_url, "reachable": state.reachable, "last_push_at": utc_text(state.last_push_at),
+                "last_pull_at": utc_text(state.last_pull_at), "last_error": state.last_error,
+                "last_error_at": utc_text(state.last_error_at), "log_size": state.log_size},
         "outbox": {"pending": counts.outbox.get("pending", 0), "rejected": counts.outbox.get("rejected", 0),
                    "accepted": counts.outbox.get("accepted", 0)},
         "cursor": await service.applier.cursor(),
@@ -44,7 +40,7 @@ async def status_document(app: web.Application) -> dict[str, Any]:
         "log": await _log_status(app),
         "keys": service.keys.describe(reg, now),
         "alarms": await service.alarms(),
-        "time": _time(now),
+        "time": utc_text(now),
     }
 
 
@@ -66,8 +62,8 @@ async def _log_status(app: web.Application) -> dict[str, Any]:
     return {
         "checkpoint": accepted.to_dict() if accepted else None, "cosigned_size": state.cosigned_size,
         "halted": bool(evidence),
-        "peers": [{**p, "checked_at": _time(p["checked_at"])} for p in state.peers.values()],
-        "evidence": [{"id": e.id, "reason": e.reason, "detail": e.detail, "at": _time(e.created_at),
+        "peers": [{**p, "checked_at": utc_text(p["checked_at"])} for p in state.peers.values()],
+        "evidence": [{"id": e.id, "reason": e.reason, "detail": e.detail, "at": utc_text(e.created_at),
                       "accepted": _document(e.accepted), "offending": _document(e.offending)} for e in evidence],
     }
 

@@ -8,7 +8,7 @@ Every refusal is an RFC 9457 problem.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -68,8 +68,6 @@ def _store(request: web.Request) -> WebhookStore:
     return request.app[SERVICE].store.webhooks
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 async def _own(request: web.Request) -> tuple[partners.Partner, Subscription]:
@@ -99,7 +97,7 @@ async def create_subscription(request: web.Request) -> web.Response:
         raise Problem(409, "too-many-subscriptions", f"a partner has at most {config.webhook_max_subscriptions} "
                       "subscriptions; remove one first")
     sub = new_subscription(partner.name, doc["url"], doc.get("filters"), allow_loopback=config.webhook_allow_loopback,
-                           now=_now())
+                           now=request.app[SERVICE].clock())
     await store.add_subscription(sub)
     return json_response(describe_subscription(sub, secret=True), status=201,
                          headers={"Location": f"{BASE}/{sub.id}"})
@@ -152,7 +150,7 @@ async def enable_subscription(request: web.Request) -> web.Response:
 async def retry_deliveries(request: web.Request) -> web.Response:
     """Queue the subscription's failed deliveries again, with a fresh schedule and the same webhook-id."""
     _, sub = await _own(request)
-    return json_response({"requeued": await _store(request).retry_failed(sub.id, _now())})
+    return json_response({"requeued": await _store(request).retry_failed(sub.id, request.app[SERVICE].clock())})
 
 
 def register_routes(app: web.Application) -> None:

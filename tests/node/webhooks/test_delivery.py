@@ -18,8 +18,8 @@ from federation.protocol.registry import SignedRegistry
 from federation.protocol.schemas import default_schemas
 from federation.protocol.verify import verify_envelope
 from federation.protocol.webhooks import public_key_text
+from federation.server.times import utcnow
 from node.config import NodeConfig
-from node.records.service import utc_now
 from node.store.records import NodeStore
 from node.webhooks.delivery import GuardedResolver, WebhookWorker
 from node.webhooks.events import load_or_create_key
@@ -47,7 +47,7 @@ async def receiver(config: NodeConfig) -> AsyncIterator[Receiver]:
 
 @contextlib.asynccontextmanager
 async def running(config: NodeConfig, store: NodeStore, *, loop: bool = False) -> AsyncIterator[WebhookWorker]:
-    worker = WebhookWorker(config, store.webhooks, load_or_create_key(config.webhook_key_path), clock=utc_now)
+    worker = WebhookWorker(config, store.webhooks, load_or_create_key(config.webhook_key_path), clock=utcnow)
     await worker.start(loop=loop)
     try:
         yield worker
@@ -223,7 +223,7 @@ class TestDelivery:
         """Stopping the worker in the same turn of the loop as it is woken still stops it (a full test run once
         hung here: asyncio.wait_for swallowed the cancellation; federation/server/aio.py)."""
         store.webhooks.queued = queued = WatchedEvent()
-        worker = WebhookWorker(hooks, store.webhooks, load_or_create_key(hooks.webhook_key_path), clock=utc_now)
+        worker = WebhookWorker(hooks, store.webhooks, load_or_create_key(hooks.webhook_key_path), clock=utcnow)
         await worker.start(loop=True)
         await eventually(lambda: queued.waiters)  # waiting for work
         queued.set()
