@@ -275,3 +275,26 @@ def test_clock_rule_sees_a_wall_clock_read() -> None:
     reads = list(_wall_clock_reads(tree))
     assert len(reads) == 3
     assert [c.lineno for c in reads if id(c) not in _clock_defaults(tree)] == [2]
+
+
+SIGN_IN_INTERNALS = {"SignInThrottle", "verify_password", "password_matches", "set_cookie", "clear_cookie"}
+SIGNED_IN_PAGES = ("federation/hub/dashboard/pages.py", "node/status/page.py", "node/staff/web.py")
+
+
+def test_one_sign_in_flow() -> None:
+    """The dashboard, the status page and the authoring pages sign people in through federation/server/ui/signin.py:
+    nothing else checks passwords, throttles sign-in or sets a session cookie, so there is one CSRF defence, one
+    cookie policy and one brute-force limit to get right."""
+    bad = []
+    for module, rel in _modules().items():
+        if _under(module, "federation.server.ui"):
+            continue
+        tree = ast.parse((ROOT / rel).read_text(encoding="utf-8"), rel)
+        bad += [f"  {rel}:{n.lineno} uses {n.id}" for n in ast.walk(tree)
+                if isinstance(n, ast.Name) and n.id in SIGN_IN_INTERNALS]
+        bad += [f"  {rel}:{n.lineno} uses {n.attr}" for n in ast.walk(tree)
+                if isinstance(n, ast.Attribute) and n.attr in SIGN_IN_INTERNALS]
+    assert not bad, "sign-in internals used outside federation/server/ui/:\n" + "\n".join(bad)
+    for rel in SIGNED_IN_PAGES:
+        names = {n.id for n in ast.walk(ast.parse((ROOT / rel).read_text(encoding="utf-8"))) if isinstance(n, ast.Name)}
+        assert "SignIn" in names, f"{rel} does not sign people in through SignIn"

@@ -44,7 +44,10 @@ def evolve(old: Registry, change: dict[str, Any] | None) -> Registry:
     action = change.get("action") if isinstance(change, dict) else None
     if not isinstance(change, dict) or not isinstance(action, str) or action not in ACTIONS:
         raise GovernanceError("registry version without a known change", reason="governance-malformed")
-    docs = [parse_document(d) for d in change.get("documents", [])]
+    listed = change.get("documents", [])
+    if not isinstance(listed, list):
+        raise GovernanceError("the change's documents are a list", reason="governance-malformed")
+    docs = [parse_document(d) for d in listed]
     for d in docs:
         if d.body["base"] != old.version:
             raise GovernanceError(f"a document was made for registry version {d.body['base']}, not {old.version}",

@@ -370,7 +370,8 @@ class TestDispatch:
         assert {f.__name__ for f in APPLY.values()} == set(APPLY)
 
     @pytest.mark.parametrize("change", [None, [], {}, {"action": "merge", "documents": []},
-                                        {"action": ["admit"], "documents": []}, {"action": 7}])
+                                        {"action": ["admit"], "documents": []}, {"action": 7},
+                                        {"action": "admit", "documents": None}, {"action": "renew", "documents": {}}])
     def test_unknown_action_refused(self, net: Network, change: Any) -> None:
         """A change without an action this protocol knows is refused, never taken for another one."""
         with pytest.raises(GovernanceError) as e:
