@@ -4,6 +4,7 @@ service, governance and monitor. Handlers parse and authenticate, then hand over
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -36,12 +37,13 @@ from federation.protocol.registry import load_registry, parse_registry
 from federation.server import openapi
 from federation.server.logs import access_middleware, request_id_middleware
 from federation.server.ratelimit import RateLimiter
+from federation.server.times import Clock, utcnow
 from federation.server.web import BODY_TIMEOUT, add_health_route, problems_middleware
 
 log = logging.getLogger("ipdn.hub")
 
 
-async def _service(cfg: HubConfig, *, verify_workers: int) -> HubService:
+async def _service(cfg: HubConfig, *, verify_workers: int, clock: Clock = utcnow) -> HubService:
     """The hub service over its store (migrated on open), with the newest registry: registry.json or a
     version decided while registry.json was not yet rewritten."""
     store = await HubStore.open(cfg.db_url)
@@ -49,7 +51,7 @@ async def _service(cfg: HubConfig, *, verify_workers: int) -> HubService:
     stored = await store.latest_registry()
     if stored is not None and parse_registry(stored).registry.version > registry.registry.version:
         registry = parse_registry(stored)
-    return HubService(store, registry, SigningKey.load(cfg.key_path), writer_batch=cfg.writer_batch,
+    return HubService(store, registry, SigningKey.load(cfg.key_path), clock=clock, writer_batch=cfg.writer_batch,
                       verify_workers=verify_workers, shared_poll=cfg.shared_poll)
 
 
@@ -62,9 +64,9 @@ async def prepare(cfg: HubConfig) -> None:
     await service.store.close()
 
 
-async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+async def _lifecycle(app: web.Application, clock: Clock) -> AsyncIterator[None]:
     cfg = app[CONFIG]
-    service = await _service(cfg, verify_workers=cfg.verify_workers)
+    service = await _service(cfg, verify_workers=cfg.verify_workers, clock=clock)
     store = service.store
     await service.start()
     app[SERVICE] = service
@@ -85,7 +87,8 @@ async def _wake_readers(app: web.Application) -> None:
     app[SERVICE].wake_readers()
 
 
-def create_app(config: HubConfig) -> web.Application:
+def create_app(config: HubConfig, *, clock: Clock = utcnow) -> web.Application:
+    """The hub's web application; ``clock`` is the time every decision reads (tests pass one they move)."""
     metrics = HubMetrics()  # its monitor is set when the service starts
     app = web.Application(middlewares=[request_id_middleware, access_middleware, metrics.base.middleware(),
                                        problems_middleware], client_max_size=config.max_batch_bytes)
@@ -94,7 +97,7 @@ def create_app(config: HubConfig) -> web.Application:
     app[MEMBER_LIMITS] = RateLimiter(config.push_rate, config.push_burst)
     app[REFUSAL_LIMITS] = RateLimiter(config.refusal_rate, config.refusal_burst)
     app[BODY_TIMEOUT] = config.body_timeout
-    app.cleanup_ctx.append(_lifecycle)
+    app.cleanup_ctx.append(functools.partial(_lifecycle, clock=clock))
     app.on_shutdown.append(_wake_readers)
     push_api.register_routes(app)
     log_api.register_routes(app)

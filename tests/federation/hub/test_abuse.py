@@ -8,6 +8,7 @@ import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +68,7 @@ class TestRateLimits:
 
 class TestReplays:
     async def test_request_replayed_after_hub_restart_refused(self, aiohttp_client: Any, hub_dir: Path,
-                                                             members: dict[str, Member], db_url: str,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+                                                             members: dict[str, Member], db_url: str) -> None:
         """The replay cache lives in memory: a request captured before a restart, replayed after it within
         the skew window, cannot be proven unseen, so it is refused (a real node signs every attempt anew)."""
         qa = members["QA"]
@@ -78,9 +78,8 @@ class TestReplays:
         await first.close()
         # created has whole seconds: the hub restarts in a later second (its replay cache starts then)
         later = int(time.time()) + 1
-        with monkeypatch.context() as m:
-            m.setattr(time, "time", lambda: float(later))
-            restarted = hub_app(hub_dir, db_url)
+        restarted = create_app(HubConfig.load(hub_dir, db_url=db_url, verify_workers=0),
+                               clock=lambda: datetime.fromtimestamp(later, UTC))
         second = await aiohttp_client(restarted)
         r = await second.post("/api/v1/envelopes", data=data, headers=headers)
         assert r.status == 401 and (await r.json())["reason"] == "signature-expired"
