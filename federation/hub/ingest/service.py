@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from federation.hub.ingest.verifier import Checked, check_batch
+from federation.hub.ingest.batch_checks import Checked, check_batch
 from federation.hub.store.log import (
     LOG_CHANNEL,
     REGISTRY_CHANNEL,

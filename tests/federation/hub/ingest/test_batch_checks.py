@@ -1,4 +1,4 @@
-"""The ingest verifier (federation/hub/ingest/verifier.py): one envelope's checks and facts, in the event loop or
+"""The ingest checks (federation/hub/ingest/batch_checks.py): one envelope's checks and facts, in the event loop or
 in a worker process, with the same results."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from federation.hub.ingest import verifier
-from federation.hub.ingest.verifier import Checked, check_batch
+from federation.hub.ingest import batch_checks
+from federation.hub.ingest.batch_checks import Checked, check_batch
 from federation.protocol import merkle
 from federation.protocol.keys import SigningKey
 from federation.protocol.registry import Policies, SignedRegistry, genesis, sign_registry
@@ -63,7 +63,7 @@ class TestOneEnvelope:
         assert b.wire == second.to_bytes() and b.leaf_hash == merkle.leaf_hash(second.leaf)
 
     def test_chain_not_checked_here(self, registry: SignedRegistry, qa: Member) -> None:
-        """The chain is the writer's to check, in order: a later envelope alone passes the verifier."""
+        """The chain is the writer's to check, in order: a later envelope alone passes the batch_checks."""
         qa.publish(body(), issued=NOW)
         later = qa.publish(body(), issued=NOW)
         assert check_batch(registry.to_bytes(), "QA", [later.to_dict()], NOW)[0].failures == ()
@@ -122,12 +122,12 @@ class TestRegistryCache:
         """A worker parses (and checks the signature of) the registry once; a new version replaces it."""
         data = registry.to_bytes()
         check_batch(data, "QA", [], NOW)
-        cached = verifier._registries[data]
+        cached = batch_checks._registries[data]
         check_batch(data, "QA", [qa.publish(body(), issued=NOW).to_dict()], NOW)
-        assert verifier._registries[data] is cached
+        assert batch_checks._registries[data] is cached
         v2 = sign_registry(dataclasses.replace(registry.registry, version=2), hub_key).to_bytes()
         check_batch(v2, "QA", [], NOW)
-        assert list(verifier._registries) == [v2]
+        assert list(batch_checks._registries) == [v2]
 
 
 class TestWorkerProcess:
