@@ -298,3 +298,31 @@ def test_one_sign_in_flow() -> None:
     for rel in SIGNED_IN_PAGES:
         names = {n.id for n in ast.walk(ast.parse((ROOT / rel).read_text(encoding="utf-8"))) if isinstance(n, ast.Name)}
         assert "SignIn" in names, f"{rel} does not sign people in through SignIn"
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared test code lives in tests/support/ (or a conftest.py for fixtures): a test module imported by another
+    would run its tests twice and tie unrelated files together."""
+    bad = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), rel)):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+                     if isinstance(node, ast.ImportFrom) else [])
+            bad += [f"  {rel}:{node.lineno} imports {n}" for n in names
+                    if n.startswith("tests.") and n.rsplit(".", 1)[-1].startswith(("test_", "conftest"))]
+    assert not bad, "test modules importing test modules:\n" + "\n".join(bad)
+
+
+def test_docs_name_every_part() -> None:
+    """docs/ARCHITECTURE.md and the README's table name every package of federation/ and node/, and every module
+    at the top of the hub and the node: the map matches the tree."""
+    docs = {name: (ROOT / name).read_text(encoding="utf-8") for name in ("docs/ARCHITECTURE.md", "README.md")}
+    parts = {p.parent.relative_to(ROOT).as_posix() + "/" for package in PACKAGES
+             for p in (ROOT / package).rglob("__init__.py") if "/migrations/" not in p.as_posix()}
+    parts |= {p.relative_to(ROOT).as_posix() for d in ("federation", "federation/hub", "node")
+              for p in (ROOT / d).glob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+    for name, text in docs.items():
+        missing = sorted(part for part in parts if part.rstrip("/").rsplit("/", 1)[-1] not in text)
+        assert not missing, f"{name} does not name: {', '.join(missing)}"
