@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from federation import audit
+from federation.cli.conformance import register as register_conformance
 from federation.cli.errors import UsageError
 from federation.cli.governance import register as register_governance
 from federation.cli.hub import register as register_hub
@@ -315,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_hub(sub)
     register_governance(sub)
     register_node(sub)
+    register_conformance(sub)
     return p
 
 
