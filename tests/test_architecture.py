@@ -29,6 +29,8 @@ PROTOCOL_THIRD_PARTY = frozenset({
 LAYERS = [
     ("federation.protocol", ("federation.server", "federation.hub", "federation.cli", "federation.audit", "node"),
      "the protocol core is pure: bytes and a clock in, values or typed errors out"),
+    ("federation.conformance", ("federation.server", "federation.hub", "federation.cli", "federation.audit", "node"),
+     "the conformance suite is made and judged from the protocol alone"),
     ("federation.audit", ("federation.server", "federation.hub", "federation.cli", "node"),
      "the outside auditor needs only the protocol and an injected fetch"),
     ("federation.server", ("federation.hub", "federation.cli", "node"),
