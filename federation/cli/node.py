@@ -23,6 +23,7 @@ from aiohttp import web
 
 from federation.cli import backup as backupcli
 from federation.cli import webhooks as webhook_cli
+from federation.cli.commands import Commands
 from federation.cli.errors import UsageError
 from federation.protocol.keys import SigningKey
 from federation.protocol.registry import load_registry, parse_registry
@@ -304,105 +305,82 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add the ``node`` command group to the ``ipdn`` sub-command parsers."""
-    node = sub.add_parser("node", help="run a member's node (authoring, outbox, sync with the hub)",
-                          epilog="example: ipdn node init --dir qa --member QA --key keys/QA.key.pem "
-                                 "--registry hub/registry.json && ipdn node serve --dir qa")
-    nsub = node.add_subparsers(dest="node_command", required=True, metavar="COMMAND")
+    node = Commands.group(sub, "node", "run a member's node (authoring, outbox, sync with the hub)",
+                          "ipdn node init --dir qa --member QA --key keys/QA.key.pem --registry hub/registry.json "
+                          "&& ipdn node serve --dir qa", directory="the node's directory")
 
-    i = nsub.add_parser("init", help="create a node directory: key, registry, config, operator token, database",
-                        epilog="example: ipdn node init --dir qa --member QA --key keys/QA.key.pem "
-                               "--registry hub/registry.json --port 8441")
-    i.add_argument("--dir", required=True, type=Path, help="the node directory to create")
+    i = node.add("init", cmd_init, "create a node directory: key, registry, config, operator token, database",
+                 "ipdn node init --dir qa --member QA --key keys/QA.key.pem --registry hub/registry.json --port 8441",
+                 directory="the node directory to create")
     i.add_argument("--member", required=True, help="this node's member code (ISO 3166-1 alpha-2), e.g. QA")
     i.add_argument("--key", required=True, type=Path, help="the member's private key (PEM); copied, mode 0600")
     i.add_argument("--registry", required=True, type=Path,
                    help="the signed registry obtained from the hub operator: the node's trust anchor")
     i.add_argument("--port", type=int, default=8441, help="port the node listens on (default 8441)")
     i.add_argument("--db-url", help="SQLAlchemy URL (default: SQLite node.db in the node directory)")
-    i.set_defaults(func=cmd_init)
 
-    s = nsub.add_parser("serve", help="run the node's HTTP API and its sync with the hub",
-                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                        epilog="example: ipdn node serve --dir qa --port 8441\n"
-                               "with a hub whose certificate a private CA issued, and mutual TLS:\n"
-                               "  IPDN_NODE_HUB_CA=/etc/ipdn/hub-ca.pem IPDN_NODE_HUB_CLIENT_CERT=qa-client.pem "
-                               "ipdn node serve --dir qa\n"
-                               "Settings: node.toml, then IPDN_NODE_<KEY>, then these flags (docs/operating-node.md).")
-    s.add_argument("--dir", required=True, type=Path, help="a directory made by `ipdn node init`")
+    s = node.add("serve", cmd_serve, "run the node's HTTP API and its sync with the hub",
+                 "ipdn node serve --dir qa --port 8441\n"
+                 "with a hub whose certificate a private CA issued, and mutual TLS:\n"
+                 "  IPDN_NODE_HUB_CA=/etc/ipdn/hub-ca.pem IPDN_NODE_HUB_CLIENT_CERT=qa-client.pem "
+                 "ipdn node serve --dir qa\n"
+                 "Settings: node.toml, then IPDN_NODE_<KEY>, then these flags (docs/operating-node.md).",
+                 directory="a directory made by `ipdn node init`",
+                 formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--host", help="address to listen on (default from node.toml, 127.0.0.1)")
     s.add_argument("--port", type=int, help="port to listen on (default from node.toml, 8441)")
-    s.set_defaults(func=cmd_serve)
 
-    backupcli.register(nsub, backup.Role("node", CONFIG_FILE, "node.db", VERSION_TABLE, MIGRATIONS),
+    backupcli.register(node.sub, backup.Role("node", CONFIG_FILE, "node.db", VERSION_TABLE, MIGRATIONS),
                        lambda d: load_config(d).db_url)
 
-    r = nsub.add_parser("rotate-key", help="replace the running node's key: a new key takes over after a delay",
-                        epilog="example: ipdn node rotate-key --dir qa --effective-in 3600")
-    r.add_argument("--dir", required=True, type=Path, help="the node's directory (token, port)")
+    r = node.add("rotate-key", cmd_rotate_key, "replace the running node's key: a new key takes over after a delay",
+                 "ipdn node rotate-key --dir qa --effective-in 3600", directory="the node's directory (token, port)")
     r.add_argument("--effective-in", type=float, default=60.0, metavar="SECONDS",
                    help="seconds from now at which the new key takes over (default 60)")
     r.add_argument("--url", help="the node's base URL (default: http://host:port from node.toml)")
-    r.set_defaults(func=cmd_rotate_key)
 
-    p = nsub.add_parser("partner", help="issue, list and revoke partner API keys (node/partners/access.py)",
-                        epilog="example: ipdn node partner add --dir qa 'Doha Culture Portal' --scope read,webhooks")
-    psub = p.add_subparsers(dest="partner_command", required=True, metavar="ACTION")
-    pa = psub.add_parser("add", help="issue a key: printed once on stdout, stored as a digest",
-                         epilog="example: ipdn node partner add --dir qa 'National Library' --scope read --rate 120")
-    pa.add_argument("--dir", required=True, type=Path, help="the node's directory")
+    partner = node.subgroup("partner", "issue, list and revoke partner API keys (node/partners/access.py)",
+                            "ipdn node partner add --dir qa 'Doha Culture Portal' --scope read,webhooks",
+                            metavar="ACTION")
+    pa = partner.add("add", cmd_partner_add, "issue a key: printed once on stdout, stored as a digest",
+                     "ipdn node partner add --dir qa 'National Library' --scope read --rate 120")
     pa.add_argument("name", help="the partner's name, e.g. 'Doha Culture Portal'")
     pa.add_argument("--scope", default="read", help="read, webhooks or both, comma-separated (default read)")
     pa.add_argument("--rate", type=int, help="requests a minute for this key (default: the node's "
                                              "partner_rate_per_minute)")
-    pa.set_defaults(func=cmd_partner_add)
-    pl = psub.add_parser("list", help="every key: partner, id, scopes, rate, last use, revocation",
-                         epilog="example: ipdn node partner list --dir qa --json")
-    pl.add_argument("--dir", required=True, type=Path, help="the node's directory")
+    pl = partner.add("list", cmd_partner_list, "every key: partner, id, scopes, rate, last use, revocation",
+                     "ipdn node partner list --dir qa --json")
     pl.add_argument("--json", action="store_true", help="JSON instead of tab-separated lines")
-    pl.set_defaults(func=cmd_partner_list)
-    pr = psub.add_parser("revoke", help="revoke a partner's keys (all, or the one --key-id names)",
-                         epilog="example: ipdn node partner revoke --dir qa 'National Library'")
-    pr.add_argument("--dir", required=True, type=Path, help="the node's directory")
+    pr = partner.add("revoke", cmd_partner_revoke, "revoke a partner's keys (all, or the one --key-id names)",
+                     "ipdn node partner revoke --dir qa 'National Library'")
     pr.add_argument("name", help="the partner's name")
     pr.add_argument("--key-id", help="only this key (the id `partner list` shows)")
-    pr.set_defaults(func=cmd_partner_revoke)
 
-    webhook_cli.register(nsub)
-    u = nsub.add_parser("user", help="staff accounts of the authoring pages (/author/)",
-                        epilog="example: ipdn node user add --dir qa amal --name 'Amal Al-Kuwari'")
-    usub = u.add_subparsers(dest="user_command", required=True, metavar="COMMAND")
-    ua = usub.add_parser("add", help="add an account (asks for the password twice)",
-                         epilog="example: ipdn node user add --dir qa amal --name 'Amal Al-Kuwari'")
-    ua.add_argument("--dir", required=True, type=Path, help="the node's directory")
+    webhook_cli.register(node)
+
+    user = node.subgroup("user", "staff accounts of the authoring pages (/author/)",
+                         "ipdn node user add --dir qa amal --name 'Amal Al-Kuwari'")
+    ua = user.add("add", cmd_user_add, "add an account (asks for the password twice)",
+                  "ipdn node user add --dir qa amal --name 'Amal Al-Kuwari'")
     ua.add_argument("username", help="2-64 lower-case letters, digits, dots, hyphens, underscores")
     ua.add_argument("--name", help="the person's name as shown on the pages")
     ua.add_argument("--password-stdin", action="store_true", help="read the password from one line of stdin")
-    ua.set_defaults(func=cmd_user_add)
-    ul = usub.add_parser("list", help="list the accounts", epilog="example: ipdn node user list --dir qa")
-    ul.add_argument("--dir", required=True, type=Path, help="the node's directory")
-    ul.set_defaults(func=cmd_user_list)
-    ud = usub.add_parser("disable", help="disable an account (its sessions end at once)",
-                         epilog="example: ipdn node user disable --dir qa amal")
-    ud.add_argument("--dir", required=True, type=Path, help="the node's directory")
+    user.add("list", cmd_user_list, "list the accounts", "ipdn node user list --dir qa")
+    ud = user.add("disable", cmd_user_disable, "disable an account (its sessions end at once)",
+                  "ipdn node user disable --dir qa amal")
     ud.add_argument("username")
     ud.add_argument("--enable", action="store_true", help="enable it again instead")
-    ud.set_defaults(func=cmd_user_disable)
 
-    im = nsub.add_parser("import", help="publish own records from a CSV or JSON Lines file (idempotent by source_id)",
-                         epilog="example: ipdn node import --dir qa events.csv --dry-run "
-                                "(columns: docs/operating-node.md)")
-    im.add_argument("--dir", required=True, type=Path, help="the node's directory")
+    im = node.add("import", cmd_import, "publish own records from a CSV or JSON Lines file (idempotent by source_id)",
+                  "ipdn node import --dir qa events.csv --dry-run (columns: docs/operating-node.md)")
     im.add_argument("file", type=Path, help="a .csv or .jsonl file")
     im.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file name")
     mode = im.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="report what would happen, per row; publish nothing")
     mode.add_argument("--valid-only", action="store_true", help="publish the valid rows even if others have errors")
     im.add_argument("--by", default="operator", help="the name the history shows for these versions")
-    im.set_defaults(func=cmd_import)
 
-    ex = nsub.add_parser("export", help="write the member's own records as CSV or JSON Lines (re-importable)",
-                         epilog="example: ipdn node export --dir qa --format csv --out records.csv")
-    ex.add_argument("--dir", required=True, type=Path, help="the node's directory")
+    ex = node.add("export", cmd_export, "write the member's own records as CSV or JSON Lines (re-importable)",
+                  "ipdn node export --dir qa --format csv --out records.csv")
     ex.add_argument("--format", required=True, choices=["csv", "jsonl"])
     ex.add_argument("--out", required=True, type=Path, help="the file to write")
-    ex.set_defaults(func=cmd_export)

@@ -14,8 +14,9 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from federation.cli.commands import Commands
 from federation.cli.errors import UsageError
 from federation.protocol.errors import InputError
 from federation.server.times import utc_text as time_text
@@ -146,22 +147,25 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(nsub: Any) -> None:
+def register(node: Commands) -> None:
     """Add ``ipdn node webhook ...`` to the node command group."""
-    w = nsub.add_parser("webhook", help="partners' webhook subscriptions: add, list, remove, deliveries, enable",
-                        epilog="example: ipdn node webhook add --dir qa --partner museum "
-                               "--url https://hooks.museum.example/ipdn --kind cultural-event")
-    wsub = w.add_subparsers(dest="webhook_command", required=True, metavar="COMMAND")
+    hooks = node.subgroup("webhook", "partners' webhook subscriptions: add, list, remove, deliveries, enable",
+                          "ipdn node webhook add --dir qa --partner museum --url https://hooks.museum.example/ipdn "
+                          "--kind cultural-event")
 
-    def common(p: argparse.ArgumentParser, *, json_out: bool = False) -> None:
-        p.add_argument("--dir", required=True, type=Path, help="the node's directory")
+    def command(name: str, func: Callable[[argparse.Namespace], int], help_: str, example: str, *,
+                json_out: bool = False, by_id: bool = False) -> argparse.ArgumentParser:
+        """A webhook command: ``--dir``, then the subscription ``id`` it acts on or ``--json`` it prints."""
+        p = hooks.add(name, func, help_, f"ipdn node webhook {name} --dir qa {example}")
+        if by_id:
+            p.add_argument("id")
         if json_out:
             p.add_argument("--json", action="store_true", help="print JSON")
+        return p
 
-    a = wsub.add_parser("add", help="subscribe a partner's URL to record events (prints the secret once)",
-                        epilog="example: ipdn node webhook add --dir qa --partner museum --url "
-                               "https://hooks.museum.example/ipdn --country QA --type record.cancelled")
-    common(a, json_out=True)
+    a = command("add", cmd_add, "subscribe a partner's URL to record events (prints the secret once)",
+                "--partner museum --url https://hooks.museum.example/ipdn --country QA --type record.cancelled",
+                json_out=True)
     a.add_argument("--partner", required=True, help="the partner's name (as its API key names it)")
     a.add_argument("--url", required=True, help="where to POST: https:// (see docs/PROTOCOL.md §13)")
     a.add_argument("--kind", help="only this record kind, e.g. cultural-event")
@@ -172,44 +176,22 @@ def register(nsub: Any) -> None:
     a.add_argument("--tag", help="only records with this tag")
     a.add_argument("--type", action="append", choices=webhooks.EVENT_TYPES,
                    help="only these event types (repeat; default all)")
-    a.set_defaults(func=cmd_add)
 
-    ls = wsub.add_parser("list", help="subscriptions, with their state and failure streak",
-                         epilog="example: ipdn node webhook list --dir qa --partner museum")
-    common(ls, json_out=True)
-    ls.add_argument("--partner", help="only this partner's")
-    ls.set_defaults(func=cmd_list)
+    command("list", cmd_list, "subscriptions, with their state and failure streak", "--partner museum",
+            json_out=True).add_argument("--partner", help="only this partner's")
+    command("remove", cmd_remove, "delete a subscription and its deliveries", "sub_01JD...", by_id=True)
 
-    r = wsub.add_parser("remove", help="delete a subscription and its deliveries",
-                        epilog="example: ipdn node webhook remove --dir qa sub_01JD...")
-    common(r)
-    r.add_argument("id")
-    r.set_defaults(func=cmd_remove)
-
-    d = wsub.add_parser("deliveries", help="recent deliveries, newest first, with the last error",
-                        epilog="example: ipdn node webhook deliveries --dir qa --failed --json")
-    common(d, json_out=True)
+    d = command("deliveries", cmd_deliveries, "recent deliveries, newest first, with the last error",
+                "--failed --json", json_out=True)
     d.add_argument("--subscription", help="only this subscription's")
     d.add_argument("--failed", action="store_true", help="only those that failed for good")
     d.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
-    d.set_defaults(func=cmd_deliveries)
 
-    e = wsub.add_parser("enable", help="deliver to a disabled subscription again",
-                        epilog="example: ipdn node webhook enable --dir qa sub_01JD... --retry-failed")
-    common(e)
-    e.add_argument("id")
-    e.add_argument("--retry-failed", action="store_true", help="also queue its failed deliveries again")
-    e.set_defaults(func=cmd_enable)
-
-    x = wsub.add_parser("disable", help="stop delivering to a subscription (its queue is kept)",
-                        epilog="example: ipdn node webhook disable --dir qa sub_01JD... --reason 'partner asked'")
-    common(x)
-    x.add_argument("id")
-    x.add_argument("--reason", default="disabled by the node operator", help="shown to the partner")
-    x.set_defaults(func=cmd_disable)
-
-    t = wsub.add_parser("retry", help="queue a subscription's failed deliveries again (same webhook-id)",
-                        epilog="example: ipdn node webhook retry --dir qa sub_01JD...")
-    common(t)
-    t.add_argument("id")
-    t.set_defaults(func=cmd_retry)
+    command("enable", cmd_enable, "deliver to a disabled subscription again", "sub_01JD... --retry-failed",
+            by_id=True).add_argument("--retry-failed", action="store_true",
+                                     help="also queue its failed deliveries again")
+    command("disable", cmd_disable, "stop delivering to a subscription (its queue is kept)",
+            "sub_01JD... --reason 'partner asked'",
+            by_id=True).add_argument("--reason", default="disabled by the node operator", help="shown to the partner")
+    command("retry", cmd_retry, "queue a subscription's failed deliveries again (same webhook-id)", "sub_01JD...",
+            by_id=True)

@@ -81,10 +81,10 @@ class PublicKey:
 
     key: Ed25519PublicKey
     kid: str
+    raw: bytes = field(init=False, repr=False, compare=False)  # the key's 32 bytes, from ``key``
     member: str | None = None
     not_before: datetime | None = None
     not_after: datetime | None = None
-    raw: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         raw = raw_public(self.key)

@@ -231,19 +231,7 @@ def verify_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[by
     if len(proof) != _inclusion_proof_length(index, size):
         raise err(f"inclusion proof has {len(proof)} hashes; index {index} in size {size} needs "
                   f"{_inclusion_proof_length(index, size)}")
-    fn, sn, r = index, size - 1, leaf_hash
-    for p in proof:
-        if sn == 0:
-            raise err("inclusion proof is longer than the tree is deep")
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            while fn and not fn & 1:
-                fn, sn = fn >> 1, sn >> 1
-        else:
-            r = node_hash(r, p)
-        fn, sn = fn >> 1, sn >> 1
-    if sn != 0:
-        raise err("inclusion proof is shorter than the tree is deep")
+    _, r = _walk(index, size - 1, leaf_hash, proof, "inclusion", err)
     if r != root:
         raise err("inclusion proof does not lead to the root")
 
@@ -283,10 +271,25 @@ def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes, proof
     fn, sn = size1 - 1, size2 - 1
     while fn & 1:
         fn, sn = fn >> 1, sn >> 1
-    fr = sr = path[0]
-    for c in path[1:]:
+    fr, sr = _walk(fn, sn, path[0], path[1:], "consistency", err)
+    if fr != root1:
+        raise err("consistency proof does not lead to the first root")
+    if sr != root2:
+        raise err("consistency proof does not lead to the second root")
+
+
+def _walk(fn: int, sn: int, seed: bytes, proof: Sequence[bytes], what: str,
+          err: type[MerkleProofError]) -> tuple[bytes, bytes]:
+    """The walk both RFC 9162 verifications share (§2.1.3.2 and §2.1.4.2): from the node at index ``fn`` of a
+    tree whose last index is ``sn``, hashing ``seed`` with each proof hash up to the root.
+
+    Returns ``(fr, sr)``: ``sr`` the root of the whole tree, ``fr`` the root of the tree whose last leaf is
+    under the start, from the left siblings only (consistency compares it with the old root; inclusion needs
+    only ``sr``). Raises ``err`` when the proof is longer or shorter than the tree is deep."""
+    fr = sr = seed
+    for c in proof:
         if sn == 0:
-            raise err("consistency proof is longer than the tree is deep")
+            raise err(f"{what} proof is longer than the tree is deep")
         if fn & 1 or fn == sn:
             fr, sr = node_hash(c, fr), node_hash(c, sr)
             while fn and not fn & 1:
@@ -295,11 +298,8 @@ def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes, proof
             sr = node_hash(sr, c)
         fn, sn = fn >> 1, sn >> 1
     if sn != 0:
-        raise err("consistency proof is shorter than the tree is deep")
-    if fr != root1:
-        raise err("consistency proof does not lead to the first root")
-    if sr != root2:
-        raise err("consistency proof does not lead to the second root")
+        raise err(f"{what} proof is shorter than the tree is deep")
+    return fr, sr
 
 
 # -- the right edge of an append-only tree ---------------------------------------------------------------

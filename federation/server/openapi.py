@@ -277,6 +277,19 @@ _STATUS = _query("status", _STR, "comma-separated record statuses (e.g. `schedul
                                  "JSON Feed and Atom)")
 _LANG = _query("lang", {"type": "string", "maxLength": 35}, "a BCP 47 language tag choosing the texts")
 _KIND = _query("kind", _STR, "a record kind, e.g. `cultural-event`")
+
+
+def _feed(op_id: str, summary: str, params: list[dict[str, Any]], description: str, media_type: str,
+          schema: dict[str, Any]) -> dict[str, Any]:
+    """A feed's GET: the feed with its caching headers, 304 on If-None-Match, 400 on a bad parameter."""
+    return {"get": {"operationId": op_id, "tags": ["feeds"], "summary": summary,
+                    "parameters": [*params, _IF_NONE_MATCH],
+                    "responses": {"200": {"description": description, "headers": _FEED_HEADERS,
+                                          "content": {media_type: {"schema": schema}}},
+                                  "304": {"description": "Not modified", "headers": _FEED_HEADERS},
+                                  "400": _problem("A parameter that cannot be read (`bad-query`)")}}}
+
+
 _OAI_ARGS: dict[str, dict[str, Any]] = {
     "verb": {"type": "string", "enum": ["Identify", "ListMetadataFormats", "ListSets", "ListIdentifiers",
                                         "ListRecords", "GetRecord"]},
@@ -435,39 +448,19 @@ def _node_paths() -> dict[str, Any]:
                                                {"Cache-Control": _header("no-cache")}),
                                   "404": _problem("No checkpoint accepted yet (`no-checkpoint`)")}},
         },
-        "/api/v1/feeds/events.ics": {
-            "get": {"operationId": "getCalendar", "tags": ["feeds"],
-                    "summary": "iCalendar (RFC 5545): one VEVENT per cultural event",
-                    "parameters": [_ORIGIN, _STATUS, _LANG, _IF_NONE_MATCH],
-                    "responses": {"200": {"description": "The calendar", "headers": _FEED_HEADERS,
-                                          "content": {"text/calendar": {"schema": _STR}}},
-                                  "304": {"description": "Not modified", "headers": _FEED_HEADERS},
-                                  "400": _problem("A parameter that cannot be read (`bad-query`)")}},
-        },
-        "/api/v1/feeds/feed.json": {
-            "get": {"operationId": "getJsonFeed", "tags": ["feeds"],
-                    "summary": "JSON Feed 1.1, newest change first; each item's `_ipdn` carries the envelope",
-                    "parameters": [_KIND, _ORIGIN, _STATUS, _LANG,
-                                   _query("limit", _int(1, 500), "how many items (at most `max_page_size`)"),
-                                   _IF_NONE_MATCH],
-                    "responses": {"200": {"description": "The feed", "headers": _FEED_HEADERS,
-                                          "content": {"application/feed+json": {"schema": _obj(
-                                              ["version", "title", "items"],
-                                              version={"const": "https://jsonfeed.org/version/1.1"},
-                                              title=_STR, items={"type": "array", "items": {"type": "object"}})}}},
-                                  "304": {"description": "Not modified", "headers": _FEED_HEADERS},
-                                  "400": _problem("A parameter that cannot be read (`bad-query`)")}},
-        },
-        "/api/v1/feeds/atom.xml": {
-            "get": {"operationId": "getAtomFeed", "tags": ["feeds"], "summary": "Atom (RFC 4287)",
-                    "parameters": [_KIND, _ORIGIN, _STATUS, _LANG,
-                                   _query("limit", _int(1, 500), "how many entries (at most `max_page_size`)"),
-                                   _IF_NONE_MATCH],
-                    "responses": {"200": {"description": "The feed", "headers": _FEED_HEADERS,
-                                          "content": {"application/atom+xml": {"schema": _STR}}},
-                                  "304": {"description": "Not modified", "headers": _FEED_HEADERS},
-                                  "400": _problem("A parameter that cannot be read (`bad-query`)")}},
-        },
+        "/api/v1/feeds/events.ics": _feed("getCalendar", "iCalendar (RFC 5545): one VEVENT per cultural event",
+                                          [_ORIGIN, _STATUS, _LANG], "The calendar", "text/calendar", _STR),
+        "/api/v1/feeds/feed.json": _feed(
+            "getJsonFeed", "JSON Feed 1.1, newest change first; each item's `_ipdn` carries the envelope",
+            [_KIND, _ORIGIN, _STATUS, _LANG, _query("limit", _int(1, 500), "how many items (at most `max_page_size`)")],
+            "The feed", "application/feed+json",
+            _obj(["version", "title", "items"], version={"const": "https://jsonfeed.org/version/1.1"},
+                 title=_STR, items={"type": "array", "items": {"type": "object"}})),
+        "/api/v1/feeds/atom.xml": _feed(
+            "getAtomFeed", "Atom (RFC 4287)",
+            [_KIND, _ORIGIN, _STATUS, _LANG,
+             _query("limit", _int(1, 500), "how many entries (at most `max_page_size`)")],
+            "The feed", "application/atom+xml", _STR),
         "/events/{record_id}": {
             "get": {"operationId": "getEventPage", "tags": ["feeds"],
                     "summary": "The public HTML page of a cultural event, with schema.org Event JSON-LD",

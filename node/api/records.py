@@ -218,13 +218,14 @@ async def get_log_checkpoint(request: web.Request) -> web.Response:
 def register_routes(app: web.Application) -> None:
     """The record API, the outbox retry, key rotation and the log checkpoint (CONFIG, SERVICE and ENGINE are the
     app's: node/app.py)."""
-    r = app.router
-    r.add_post("/api/v1/records", create_record)
-    r.add_get("/api/v1/records", list_records)
-    r.add_get("/api/v1/records/{record_id}", get_record)
-    r.add_put("/api/v1/records/{record_id}", update_record)
-    r.add_delete("/api/v1/records/{record_id}", delete_record)
-    r.add_post("/api/v1/records/{record_id}/cancel", cancel_record)
-    r.add_post("/api/v1/outbox/retry", retry_outbox)
-    r.add_post("/api/v1/keys/rotate", rotate_key)
-    r.add_get("/api/v1/log/checkpoint", get_log_checkpoint)
+    app.router.add_routes([
+        web.post("/api/v1/records", create_record),
+        web.get("/api/v1/records", list_records),
+        web.get("/api/v1/records/{record_id}", get_record),
+        web.put("/api/v1/records/{record_id}", update_record),
+        web.delete("/api/v1/records/{record_id}", delete_record),
+        web.post("/api/v1/records/{record_id}/cancel", cancel_record),
+        web.post("/api/v1/outbox/retry", retry_outbox),
+        web.post("/api/v1/keys/rotate", rotate_key),
+        web.get("/api/v1/log/checkpoint", get_log_checkpoint),
+    ])

@@ -49,7 +49,7 @@ from lxml import etree
 from multidict import MultiDict, MultiMapping
 
 from federation.protocol.canonical import canonical_bytes
-from federation.protocol.envelope import Envelope
+from federation.protocol.envelope import RECORD_ID_RE, Envelope
 from federation.protocol.keys import b64u_decode, b64u_encode
 from node.appkeys import CONFIG, SERVICE
 from node.errors import BadQueryError, RecordNotFoundError
@@ -145,13 +145,13 @@ def register_routes(app: web.Application, settings: OaiSettings | None = None) -
 # -- identifiers, datestamps, sets -----------------------------------------------------------------------
 
 _REPOSITORY_ID = re.compile(r"[a-zA-Z][a-zA-Z0-9\-]*(\.[a-zA-Z][a-zA-Z0-9\-]*)+")
-_RECORD_ID = re.compile(r"[A-Z]{2}:[A-Za-z0-9._-]{1,64}")
 _PREFIX = re.compile(r"[A-Za-z0-9\-_.!~*'()]+")
 _SET_SPEC = re.compile(r"[A-Za-z0-9\-_.!~*'()]+(:[A-Za-z0-9\-_.!~*'()]+)*")
-_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_SECOND = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
-# Characters XML 1.0 cannot carry (§2.2 Char); lxml refuses them.
+# The datestamps from/until take: their shape, how to read them, and whether they name a day (or a second).
+_DATESTAMPS = ((re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}"), "%Y-%m-%d", True),
+               (re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z"), "%Y-%m-%dT%H:%M:%SZ", False))
 _LANG = re.compile(r"[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*")  # xs:language, what xml:lang takes
+# Characters XML 1.0 cannot carry (§2.2 Char); lxml refuses them.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
@@ -165,7 +165,7 @@ def record_id_of(repository: str, identifier: str) -> str | None:
     if not identifier.startswith(prefix):
         return None
     rid = identifier[len(prefix):]
-    return rid if _RECORD_ID.fullmatch(rid) else None
+    return rid if RECORD_ID_RE.fullmatch(rid) else None
 
 
 def datestamp(when: datetime) -> str:
@@ -179,7 +179,7 @@ def parse_utc(value: str) -> tuple[datetime, bool]:
     Raises:
         ValueError: anything else (an offset, fractions, a date that does not exist).
     """
-    for pattern, form, day in ((_DAY, "%Y-%m-%d", True), (_SECOND, "%Y-%m-%dT%H:%M:%SZ", False)):
+    for pattern, form, day in _DATESTAMPS:
         if pattern.fullmatch(value):
             try:
                 return datetime.strptime(value, form).replace(tzinfo=UTC), day

@@ -133,8 +133,11 @@ class ApplyBasis:
     versions: dict[str, tuple[int, str]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Counts:
+    """How many records the node holds (its own, received), how many quarantine entries it keeps and its outbox
+    entries by state; named at construction, never by position (three counts alike are easily swapped)."""
+
     own: int
     received: int
     quarantine: int
