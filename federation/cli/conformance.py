@@ -36,7 +36,8 @@ def register(sub: Any) -> None:
                        epilog="example: ipdn conformance run --impl 'java -jar my-verifier.jar' --category envelopes")
     csub = c.add_subparsers(dest="conformance_command", required=True, metavar="SUBCOMMAND")
     r = csub.add_parser("run", help="feed every case to an implementation (stdin/stdout JSON lines) and compare",
-                        epilog="Without --impl it runs this project's own adapter "
+                        epilog="example: ipdn conformance run --impl 'python3 my_verifier.py' --category envelopes\n"
+                               "Without --impl it runs this project's own adapter "
                                "(python -m federation.conformance.adapter). Exit 0 only when every case passes.")
     r.add_argument("--impl", metavar="CMD", help="the implementation's command line (split like a shell would)")
     r.add_argument("--category", action="append", choices=generate.CATEGORIES, metavar="C",
