@@ -6,6 +6,8 @@ status page (the node keeps working while the hub is away).
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from federation.protocol.errors import ConfigError, InputError, IpdnError, SchemaError, TrustError
 from federation.protocol.schemas import Issue
 
@@ -75,6 +77,16 @@ class EditConflictError(IpdnError):
     """A draft edits a version of a record that is no longer the current one."""
 
     reason = "edit-conflict"
+
+
+T = TypeVar("T")
+
+
+def found(value: T | None, missing: IpdnError) -> T:
+    """What a lookup found; ``missing`` (its not-found error) is raised when it found nothing."""
+    if value is None:
+        raise missing
+    return value
 
 
 __all__ = ["ConfigError"]  # the node's configuration errors are the shared kind (federation.server.settings)

@@ -26,14 +26,15 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import jinja2
 from aiohttp import web
 from markupsafe import Markup
 
 from federation.server.ui.i18n import direction, pick
+from federation.server.ui.templates import template_env
 from node.appkeys import SERVICE
 from node.errors import RecordNotFoundError
 from node.partners.feeds import record_url
@@ -46,7 +47,7 @@ SCHEMA = "https://schema.org/"
 HTML_TYPE = "text/html"
 CACHE_CONTROL = "public, max-age=300"
 # Part of every ETag: bump it whenever the same record would be rendered differently.
-PAGE_REVISION = "1"
+PAGE_REVISION = "2"
 
 EVENT_STATUS = {
     "scheduled": "EventScheduled", "completed": "EventScheduled", "postponed": "EventPostponed",
@@ -80,9 +81,7 @@ CSP = (f"default-src 'none'; style-src '{STYLE_HASH}'; img-src 'none'; base-uri 
 SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
                     "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
 
-_env = jinja2.Environment(loader=jinja2.PackageLoader("node.partners", "templates"),
-                          autoescape=jinja2.select_autoescape(["html"], default=True),
-                          undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_env = template_env(Path(__file__).resolve().parent / "templates")
 
 
 def language_values(texts: Any) -> list[dict[str, str]]:

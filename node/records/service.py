@@ -39,6 +39,7 @@ from node.errors import (
     NotOwnRecordError,
     RecordDeletedError,
     RecordNotFoundError,
+    found,
 )
 from node.own_keys import OwnKeys
 from node.records.apply import LogApplier
@@ -185,10 +186,7 @@ class NodeService:
     async def _own(self, record_id: str) -> StoredRecord:
         if record_id.partition(":")[0] != self.member:
             raise NotOwnRecordError(f"{record_id} is not a record of {self.member}; only its origin can change it")
-        current = await self.store.get_record(record_id)
-        if current is None:
-            raise RecordNotFoundError(f"no record {record_id}")
-        return current
+        return await self.get(record_id)
 
     async def _publish(self, record_id: str, kind: str, version: int, body: dict[str, Any] | None,
                        by: Authorship | None = None) -> Envelope:
@@ -219,10 +217,7 @@ class NodeService:
 
     async def get(self, record_id: str) -> StoredRecord:
         """Raises RecordNotFoundError."""
-        rec = await self.store.get_record(record_id)
-        if rec is None:
-            raise RecordNotFoundError(f"no record {record_id}")
-        return rec
+        return found(await self.store.get_record(record_id), RecordNotFoundError(f"no record {record_id}"))
 
     async def list_records(self, *, kind: str | None = None, origin: str | None = None,
                            updated_since: datetime | None = None, cursor: str | None = None,

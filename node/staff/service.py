@@ -25,6 +25,7 @@ from node.errors import (
     InvalidRecordError,
     NotOwnRecordError,
     RecordNotFoundError,
+    found,
 )
 from node.records.service import NodeService
 from node.staff import bulk
@@ -138,10 +139,8 @@ class StaffService:
 
     async def draft(self, draft_id: str) -> Draft:
         """Raises DraftNotFoundError."""
-        d = await self.store.draft(draft_id)
-        if d is None:
-            raise DraftNotFoundError(f"no draft {draft_id} (published or discarded?)")
-        return d
+        return found(await self.store.draft(draft_id),
+                     DraftNotFoundError(f"no draft {draft_id} (published or discarded?)"))
 
     async def drafts(self) -> list[Draft]:
         return await self.store.drafts()

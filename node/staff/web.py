@@ -16,10 +16,10 @@ import contextlib
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import jinja2
@@ -45,6 +45,7 @@ from node.errors import (
 from node.staff import bulk
 from node.staff.forms import Names, flatten, label
 from node.staff.service import ALL_OR_NOTHING, DRY_RUN, VALID_ONLY, ImportReport, StaffService
+from node.store.records import StoredRecord
 from node.store.staff import Draft, StaffUser
 
 log = logging.getLogger("ipdn.node.author")
@@ -66,6 +67,12 @@ SUGGESTED_LANGUAGES = ("ar", "en", "ko", "tr", "es", "pt", "pt-BR", "hu", "fr", 
 KINDS = ("cultural-event", "capacity-programme")
 LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
 STATES = ("draft", "published", "cancelled", "deleted")
+# What the service refuses for a reason staff cannot fix in a form, as the problem it is answered with.
+PROBLEM_STATUS: dict[type[IpdnError], int] = {
+    NotOwnRecordError: 403, RecordNotFoundError: 404, DraftNotFoundError: 404, RecordDeletedError: 409,
+    EditConflictError: 409,
+}
+T = TypeVar("T")
 
 
 @dataclass
@@ -123,6 +130,14 @@ async def _post(request: web.Request) -> tuple[StaffUser, Session, MultiDictProx
     user, session, form = await request.app[PAGES].signin.require_form(request)
     fields = MultiDict((k, v) for k, v in form.items() if isinstance(v, str))
     return user, session, MultiDictProxy(fields)
+
+
+async def _answered(call: Awaitable[T]) -> T:
+    """What the service answers; a refusal of PROBLEM_STATUS as its RFC 9457 problem."""
+    try:
+        return await call
+    except tuple(PROBLEM_STATUS) as e:
+        raise Problem(PROBLEM_STATUS[type(e)], e.reason, e.message) from e
 
 
 def _record_path(record_id: str, suffix: str = "") -> str:
@@ -256,10 +271,7 @@ async def draft_page(request: web.Request) -> web.Response:
 
 
 async def _draft(request: web.Request) -> Draft:
-    try:
-        return await request.app[PAGES].staff.draft(request.match_info["draft_id"])
-    except DraftNotFoundError as e:
-        raise Problem(404, e.reason, e.message) from e
+    return await _answered(request.app[PAGES].staff.draft(request.match_info["draft_id"]))
 
 
 async def save_draft(request: web.Request) -> web.StreamResponse:
@@ -322,12 +334,10 @@ async def publish(request: web.Request) -> web.StreamResponse:
     draft = await _draft(request)
     staff = request.app[PAGES].staff
     try:
-        env = await staff.publish(draft.id, user.username)
+        env = await _answered(staff.publish(draft.id, user.username))
     except InvalidRecordError:
         return _render(request, "form.html", status=422, user=user, session=session,
                        **_form_context(request, draft, show_errors=True))
-    except EditConflictError as e:
-        raise Problem(409, e.reason, e.message) from e
     p = env.payload
     raise web.HTTPSeeOther(_record_path(p.record_id, f"?done=published&version={p.version}"))
 
@@ -335,11 +345,8 @@ async def publish(request: web.Request) -> web.StreamResponse:
 # -- one record ----------------------------------------------------------------------------------------
 
 
-async def _record(request: web.Request) -> Any:
-    try:
-        return await request.app[PAGES].staff.record(request.match_info["record_id"])
-    except RecordNotFoundError as e:
-        raise Problem(404, e.reason, e.message) from e
+async def _record(request: web.Request) -> StoredRecord:
+    return await _answered(request.app[PAGES].staff.record(request.match_info["record_id"]))
 
 
 async def record_page(request: web.Request) -> web.Response:
@@ -361,12 +368,7 @@ async def record_page(request: web.Request) -> web.Response:
 
 async def edit_record(request: web.Request) -> web.StreamResponse:
     user, _s, _form = await _post(request)
-    try:
-        draft = await request.app[PAGES].staff.edit(request.match_info["record_id"], user.username)
-    except NotOwnRecordError as e:
-        raise Problem(403, e.reason, e.message) from e
-    except RecordNotFoundError as e:
-        raise Problem(404, e.reason, e.message) from e
+    draft = await _answered(request.app[PAGES].staff.edit(request.match_info["record_id"], user.username))
     raise web.HTTPSeeOther(f"{PREFIX}/drafts/{draft.id}")
 
 
@@ -388,19 +390,12 @@ async def change_record(request: web.Request) -> web.StreamResponse:
     user, _s, form = await _post(request)
     staff = request.app[PAGES].staff
     record_id, what = request.match_info["record_id"], request.match_info["what"]
-    try:
-        if what == "cancel":
-            env = await staff.cancel(record_id, form.get("reason", "").strip()[:2000], user.username)
-            done = "cancelled"
-        else:
-            env = await staff.delete(record_id, user.username)
-            done = "deleted"
-    except NotOwnRecordError as e:
-        raise Problem(403, e.reason, e.message) from e
-    except RecordNotFoundError as e:
-        raise Problem(404, e.reason, e.message) from e
-    except RecordDeletedError as e:
-        raise Problem(409, e.reason, e.message) from e
+    if what == "cancel":
+        env = await _answered(staff.cancel(record_id, form.get("reason", "").strip()[:2000], user.username))
+        done = "cancelled"
+    else:
+        env = await _answered(staff.delete(record_id, user.username))
+        done = "deleted"
     raise web.HTTPSeeOther(_record_path(record_id, f"?done={done}&version={env.payload.version}"))
 
 
@@ -408,10 +403,7 @@ async def history_page(request: web.Request) -> web.Response:
     user, session = await _signed_in(request)
     staff = request.app[PAGES].staff
     record_id = request.match_info["record_id"]
-    try:
-        entries = await staff.history(record_id)
-    except RecordNotFoundError as e:
-        raise Problem(404, e.reason, e.message) from e
+    entries = await _answered(staff.history(record_id))
     names = staff.names(_lang(request))
     kind = (await staff.record(record_id)).kind
     root = staff.forms.resolver.root(kind)

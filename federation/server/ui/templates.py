@@ -29,8 +29,12 @@ def secure_headers(response: web.StreamResponse, csp: str = PAGE_CSP) -> web.Str
     return response
 
 
+SHARED_TEMPLATES = Path(__file__).resolve().parent / "templates"  # frame.html: the operator pages' page frame
+
+
 def template_env(directory: Path) -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(directory), autoescape=True,
+    """Templates from ``directory``, then the shared ones (SHARED_TEMPLATES), which any page may extend."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader([directory, SHARED_TEMPLATES]), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.globals["direction"] = direction
     return env
