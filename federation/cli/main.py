@@ -23,7 +23,7 @@ from federation.progress import reporter
 from federation.protocol import strictjson
 from federation.protocol.envelope import ORIGIN_RE, Envelope, Payload, format_time, sign_envelope
 from federation.protocol.errors import IpdnError, StrictJsonError
-from federation.protocol.keys import PublicKey, SigningKey, load_public_jwk
+from federation.protocol.keys import PublicKey, SigningKey
 from federation.protocol.registry import load_registry, load_registry_keys
 from federation.protocol.schemas import default_schemas
 from federation.protocol.verify import Failure, keys_resolver, verify_envelope
@@ -172,22 +172,62 @@ def cmd_sign(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
+_JWK_LIMITS = strictjson.JsonLimits(max_bytes=64 * 1024, max_depth=4)
+
+
+def _read_jwk(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path`` when it is a JWK (has ``kty``), None when the file is something else."""
+    try:
+        doc = strictjson.loads(path.read_bytes()[: _JWK_LIMITS.max_bytes + 1], _JWK_LIMITS)
+    except (OSError, StrictJsonError):
+        return None
+    return doc if isinstance(doc, dict) and "kty" in doc else None
+
+
+def verify_keys(paths: Sequence[Path], member: str | None) -> tuple[dict[str, PublicKey], list[Path]]:
+    """The public keys among ``paths`` (each bound to its member) and the other paths (input files).
+
+    `--keys A.jwk B.jwk export.jsonl` reads naturally but argparse gives --keys every path: whatever is not a
+    JWK is an input file. A JWK that is not a usable key (a weak point: bad-key) or that no member is bound to
+    (a plain RFC 7517 JWK without ``ipdn_member`` and no ``--member``) stops the command: such a key would be
+    dropped, or would vouch for envelopes of every origin.
+    """
     keys: dict[str, PublicKey] = {}
-    files: list[Path] = list(args.files)
-    # `--keys A.jwk B.jwk export.jsonl` reads naturally but argparse gives --keys every path:
-    # whatever is not a public JWK is an input file.
-    for path in args.keys or []:
-        try:
-            k = load_public_jwk(path)
-        except IpdnError:
+    files: list[Path] = []
+    refused: list[str] = []
+    for path in paths:
+        jwk = _read_jwk(path)
+        if jwk is None:
             files.append(path)
             continue
+        try:
+            k = PublicKey.from_jwk(jwk)
+        except IpdnError as e:
+            refused.append(f"{path}: {e.reason}: {e.message}")
+            continue
+        if k.member is None and member is not None:
+            k = PublicKey(k.key, k.kid, member=member)
+        if k.member is None:
+            refused.append(f"{path}: key-unbound: key {k.kid} names no member (no ipdn_member): give --member CODE "
+                           "(the member whose envelopes it verifies) or --registry FILE")
+            continue
         keys[k.kid] = k
+    if refused:
+        raise UsageError("; ".join(refused))
+    return keys, files
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    member = args.member.upper() if args.member else None
+    if member is not None and not ORIGIN_RE.fullmatch(member):
+        raise UsageError("--member is an ISO 3166-1 alpha-2 code such as QA")
+    keys, files = verify_keys(args.keys or [], member)
+    files = list(args.files) + files
     if args.registry:
         keys.update(load_registry_keys(args.registry))
     if not keys:
-        raise UsageError("give --keys JWK.json... or --registry FILE")
+        raise UsageError("give --keys JWK.json... (with --member CODE for a JWK without ipdn_member) or "
+                         "--registry FILE")
     if not files:
         raise UsageError("no envelope files to verify")
     schemas = default_schemas()
@@ -297,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("verify", help="verify envelopes (JSON, JSON Lines, feed pages, webhook bodies) offline",
                        epilog="example: ipdn verify --keys keys/QA.pub.jwk.json envelopes.jsonl")
     f.add_argument("--keys", nargs="+", type=Path, metavar="JWK.json")
+    f.add_argument("--member", metavar="CODE",
+                   help="the member every --keys JWK without ipdn_member belongs to: it verifies that member's "
+                        "envelopes only")
     f.add_argument("--registry", type=Path, metavar="FILE", help="a signed registry document")
     f.add_argument("-q", "--quiet", action="store_true")
     f.add_argument("files", nargs="*", type=Path, metavar="FILE")

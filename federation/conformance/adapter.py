@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from federation.protocol import httpsig, merkle, strictjson, webhooks
 from federation.protocol.checkpoint import CheckpointError, parse_checkpoint
 from federation.protocol.envelope import parse_time
-from federation.protocol.errors import IpdnError
+from federation.protocol.errors import IpdnError, KeyFileError
 from federation.protocol.governance import check_transition
 from federation.protocol.keys import PublicKey
 from federation.protocol.registry import accept_update, parse_registry
@@ -84,7 +84,11 @@ def _first(failures: list[Failure]) -> Answer:
 
 def envelopes(inp: Mapping[str, Any]) -> Answer:
     limits = strictjson.JsonLimits(max_bytes=inp.get("max_bytes", strictjson.DEFAULT_LIMITS.max_bytes))
-    result = verify_envelope(base64.b64decode(inp["envelope_b64"]), keys=keys_resolver(member_keys(inp["keys"])),
+    try:  # a weak key in the trust context is refused as such (bad-key), never dropped
+        keys = keys_resolver(member_keys(inp["keys"]))
+    except KeyFileError as e:
+        return refuse(e.reason)
+    result = verify_envelope(base64.b64decode(inp["envelope_b64"]), keys=keys,
                              schemas=default_schemas(), now=parse_time(inp["now"]), limits=limits)
     return _first(result.failures)
 

@@ -29,7 +29,7 @@ from federation.protocol import governance, httpsig, merkle, webhooks
 from federation.protocol.canonical import canonical_bytes, sha256_hex
 from federation.protocol.envelope import TYP as ENVELOPE_TYP
 from federation.protocol.envelope import format_time, leaf_bytes
-from federation.protocol.keys import PublicKey, SigningKey, b64u_encode
+from federation.protocol.keys import PublicKey, SigningKey, b64u_encode, thumbprint
 from federation.protocol.registry import KeyEntry, Member, SignedRegistry, genesis, sign_registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,6 +110,10 @@ MEMBER_KEYS = [
     key_entry("qa_new", "QA", not_before=QA_NEW_STARTS), key_entry("tr", "TR", status="suspended"),
 ]
 HUB_KEYS = [key_entry("hub", None)]
+# A weak key (PROTOCOL.md §3.1): the identity point, of small order; no private key signs for it, and some
+# verifiers accept any signature under it.
+WEAK_JWK = {"kty": "OKP", "crv": "Ed25519", "x": b64u_encode(bytes([1]) + bytes(31)),
+            "kid": thumbprint(b64u_encode(bytes([1]) + bytes(31)))}
 
 
 def b64(data: bytes) -> str:
@@ -290,10 +294,30 @@ def envelope_cases() -> list[dict[str, Any]]:
           signed(payload(issued_at="2026-12-01T10:05:00.000Z"))),
         c("microsecond-issued-at-accepted", "issued_at may carry up to six fractional digits.",
           signed(payload(issued_at="2026-11-30T08:00:00.123456Z"))),
-        c("non-canonical-payload-bytes-accepted",
-          "Verifiers check the bytes as signed and never re-serialize: whitespace a producer should not have "
-          "written does not change the verdict.",
-          with_payload_bytes(json.dumps(payload(), indent=1, ensure_ascii=False).encode("utf-8"))),
+        c("issued-at-without-fraction-accepted",
+          "Producers write milliseconds (§1), but a time without a fraction is still RFC 3339 UTC: receivers read it.",
+          signed(payload(issued_at="2026-11-30T08:00:00Z"))),
+        c("astral-characters-in-canonical-payload-accepted",
+          "JCS bytes holding characters beyond U+FFFF, written as UTF-8 (not as surrogate escapes).",
+          signed(payload(body=event_body(title={"en": "Calligraphy night \U0001f58b"},
+                                         tags=["\U0001f3a8", "art"])))),
+        # intake: one record, one byte string (§3.1, §3.2): correctly signed bytes that are not the JCS form
+        c("indented-payload-refused",
+          "The same payload indented: a second byte string, so a second hash (another chain link and log entry) "
+          "for one record.",
+          with_payload_bytes(json.dumps(payload(), indent=1, ensure_ascii=False).encode("utf-8")),
+          "payload-not-canonical"),
+        c("payload-with-unicode-escapes-refused", "Arabic written as \\u escapes instead of UTF-8.",
+          with_payload_bytes(json.dumps(payload(), separators=(",", ":"), sort_keys=True).encode("ascii")),
+          "payload-not-canonical"),
+        c("payload-members-unsorted-refused", "The payload's members in another order.",
+          with_payload_bytes(wire(dict(reversed(list(payload().items()))))), "payload-not-canonical"),
+        c("payload-escaped-solidus-refused", "'/' written as '\\/' in the schema $id.",
+          with_payload_bytes(p_bytes.replace(b"https://schemas", b"https:\\/\\/schemas")), "payload-not-canonical"),
+        c("header-with-spaces-refused", "The protected header with a space after each separator.",
+          with_header(json.dumps(header(qa), sort_keys=True).encode("ascii")), "header-not-canonical"),
+        c("header-members-unsorted-refused", "The protected header's members in another order.",
+          with_header(wire({"typ": ENVELOPE_TYP, "kid": qa.kid, "alg": "EdDSA"})), "header-not-canonical"),
         # intake: the envelope's bytes
         c("envelope-byte-order-mark-refused", "A BOM before the envelope.", b"\xef\xbb\xbf" + good_b, "bom"),
         case("envelope-too-large-refused", "An envelope over the receiver's limit (here max_bytes 2048; the "
@@ -389,6 +413,10 @@ def envelope_cases() -> list[dict[str, Any]]:
         c("unknown-op-refused", "op is put or delete.", signed(payload(op="merge")), "malformed-envelope"),
         c("issued-at-with-offset-refused", "issued_at is UTC with a Z.",
           signed(payload(issued_at="2026-11-30T11:00:00.000+03:00")), "malformed-envelope"),
+        c("issued-at-seven-fraction-digits-refused", "At most six fractional digits (§1).",
+          signed(payload(issued_at="2026-11-30T08:00:00.1234567Z")), "malformed-envelope"),
+        c("issued-at-lowercase-z-refused", "The UTC designator is an upper-case Z (§1).",
+          signed(payload(issued_at="2026-11-30T08:00:00.000z")), "malformed-envelope"),
         c("issued-at-impossible-date-refused", "February 30th.", signed(payload(issued_at="2026-02-30T08:00:00Z")),
           "malformed-envelope"),
         c("origin-lowercase-refused", "origin is an upper-case ISO 3166-1 code.",
@@ -400,6 +428,12 @@ def envelope_cases() -> list[dict[str, Any]]:
         c("kind-with-bidi-refused", "Identifiers refuse every bidi control (U+2066 here).",
           signed(payload(kind="cultural\u2066-event")), "bidi-in-identifier"),
         # key
+        case("small-order-key-in-key-list-refused",
+             "The identity point listed as a QA key beside its real ones: a weak key is refused wherever a key is "
+             "read, never dropped (a verifier that dropped it would judge the envelope as if it were not there).",
+             {**envelope_input(wire(good)), "keys": [*MEMBER_KEYS, {"member": "QA", "status": "active",
+                                                                    "jwk": WEAK_JWK, "not_before": None,
+                                                                    "not_after": None}]}, "bad-key"),
         c("unknown-key-refused", "A key no registry lists.", signed(payload(), rogue), "key-unknown"),
         c("key-of-another-member-refused", "KR's valid key signing an envelope of origin QA (impersonation).",
           signed(payload(), kr), "key-not-origin"),
@@ -589,6 +623,12 @@ def registry_cases() -> list[dict[str, Any]]:
           forged({"action": "renew", "documents": []}, kr_suspended), "unjustified-change"),
         c("version-skipped-refused", "Version 3 offered to a node at version 1: every step must be checked.", v1,
           sign_registry(skipped, hub), "registry-version-skipped"),
+        c("small-order-member-key-refused",
+          "A version admitting SG with the all-zero key (small order: OpenSSL accepts an all-zero signature for any "
+          "message under it, so SG could sign anything).", v1,
+          forged(admit, (*v1.registry.members, Member(code="SG", names={"en": "Singapore International Foundation"},
+                                                       keys=(KeyEntry(jwk=WEAK_JWK, not_before=format_time(when)),)))),
+          "bad-key"),
     ]
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from federation.protocol import jws, strictjson
-from federation.protocol.canonical import canonical_bytes, sha256_hex
+from federation.protocol.canonical import canonical_bytes, is_canonical, sha256_hex
 from federation.protocol.errors import EnvelopeFormatError, StrictJsonError
 from federation.protocol.keys import SigningKey, b64u_encode
 
@@ -152,7 +152,8 @@ class Envelope:
         """Parse a JWS object already read from strict JSON.
 
         Raises:
-            EnvelopeFormatError: container, header or payload fields are not as specified.
+            EnvelopeFormatError: container, header or payload fields are not as specified, or the header or
+                payload bytes are not their RFC 8785 form (header-not-canonical, payload-not-canonical).
             StrictJsonError: the payload bytes are not strict JSON.
         """
         doc = jws.parse(obj, TYP)
@@ -160,6 +161,9 @@ class Envelope:
             payload_obj = strictjson.loads(doc.payload, limits)
         except StrictJsonError as e:
             raise EnvelopeFormatError(f"payload: {e.message}", reason=e.reason) from e
+        if not is_canonical(doc.payload, payload_obj):  # one record, one byte string, one hash (§3.2)
+            raise EnvelopeFormatError("payload bytes are not the RFC 8785 form of the payload",
+                                      reason="payload-not-canonical")
         return cls(doc, Payload.from_dict(payload_obj))
 
     @classmethod

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from federation.protocol import strictjson
-from federation.protocol.canonical import canonical_bytes
+from federation.protocol.canonical import canonical_bytes, is_canonical
 from federation.protocol.errors import EnvelopeFormatError, StrictJsonError
 from federation.protocol.keys import PublicKey, SigningKey, b64u_decode, b64u_encode
 
@@ -61,7 +61,7 @@ def parse(obj: Any, typ: str) -> SignedDocument:
 
     Raises:
         EnvelopeFormatError: not a flattened JWS of ``typ`` with alg EdDSA and a kid; the
-            ``reason`` says which part (malformed-envelope, unsupported-alg, wrong-typ).
+            ``reason`` says which part (malformed-envelope, header-not-canonical, unsupported-alg, wrong-typ).
     """
     if not isinstance(obj, dict) or set(obj) != _MEMBERS:
         raise EnvelopeFormatError("a JWS here has exactly the members protected, payload, signature")
@@ -77,6 +77,9 @@ def parse(obj: Any, typ: str) -> SignedDocument:
         raise EnvelopeFormatError(f"protected header: {e.message}", reason=e.reason) from e
     if not isinstance(header, dict):
         raise EnvelopeFormatError("protected header is not a JSON object")
+    if not is_canonical(protected, header):  # one header, one byte string (PROTOCOL.md §3.1)
+        raise EnvelopeFormatError("protected header bytes are not the RFC 8785 form of the header",
+                                  reason="header-not-canonical")
     # RFC 8725 §3.1: the algorithm is fixed, never taken from the token; "crit" we do not understand.
     if header.get("alg") != ALG:
         raise EnvelopeFormatError(f"alg must be {ALG}, not {header.get('alg')!r}", reason="unsupported-alg")

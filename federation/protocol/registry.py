@@ -127,7 +127,9 @@ class Registry:
             parse_time(reg.expires_at)
             reg.member_keys(), reg.hub_public_keys()  # every key is usable (PROTOCOL.md §3.1), or none loads
         except (KeyError, TypeError, AttributeError, IpdnError) as e:
-            raise RegistryError(f"registry document is malformed: {e}") from e
+            # A weak or unusable key keeps its reason (bad-key, PROTOCOL.md §3.1): the whole document is refused.
+            reason = "bad-key" if isinstance(e, IpdnError) and e.reason == "bad-key" else None
+            raise RegistryError(f"registry document is malformed: {e}", reason=reason) from e
         if type(reg.version) is not int or reg.version < 1:
             raise RegistryError("registry version must be an integer >= 1")
         codes = [m.code for m in reg.members]

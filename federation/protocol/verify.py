@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from federation.protocol import strictjson
 from federation.protocol.envelope import Envelope
-from federation.protocol.errors import IpdnError, UnknownSchemaError, VerificationError
+from federation.protocol.errors import IpdnError, KeyFileError, UnknownSchemaError, VerificationError
 from federation.protocol.keys import PublicKey
 from federation.protocol.schemas import Issue, SchemaSet
 
@@ -65,6 +65,16 @@ class VerificationResult:
 
 
 def keys_resolver(keys: Mapping[str, PublicKey]) -> KeyResolver:
+    """Look keys up by kid. Every key must be bound to its member: an envelope verifies only under a key of its
+    origin (PROTOCOL.md §5 step 2), so a key bound to nobody would vouch for every origin.
+
+    Raises:
+        KeyFileError: (reason key-unbound) a key has no member.
+    """
+    unbound = sorted(kid for kid, k in keys.items() if k.member is None)
+    if unbound:
+        raise KeyFileError(f"key(s) {', '.join(unbound)} bound to no member: an envelope verifies only under a key "
+                           "of its origin", reason="key-unbound")
     return keys.get
 
 
@@ -120,7 +130,7 @@ def verify_envelope(
     key = keys(env.kid)
     if key is None:
         fail(Failure("key", "key-unknown", f"no key {env.kid} in the trust anchor"))
-    elif key.member is not None and key.member != p.origin:
+    elif key.member != p.origin:  # a key bound to no member vouches for no origin
         fail(Failure("key", "key-not-origin", f"key {env.kid} belongs to {key.member}, not {p.origin}"))
     elif not key.valid_at(p.issued):
         fail(Failure("key", "key-not-valid", f"key {env.kid} was not valid at {p.issued_at}"))

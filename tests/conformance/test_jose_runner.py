@@ -7,7 +7,9 @@ What joserfc decides: the JWS signature itself (``bad-signature``) and the algor
 implements from the document: strict JSON intake (§2: ``too-large``, ``bom``, ``invalid-utf8``,
 ``malformed-json``, ``duplicate-key``, ``non-finite-number``, ``number-out-of-range``, ``lone-surrogate``,
 ``too-deep``), strict base64url and the container shape (``malformed-envelope``), the ``typ`` (``wrong-typ``),
-``crit``/``b64``, the payload's members (``malformed-envelope``, ``foreign-record-id``, ``bidi-in-identifier``),
+``crit``/``b64``, the JCS form of header and payload (``header-not-canonical``, ``payload-not-canonical``, by the
+``rfc8785`` library), weak keys (``bad-key``, by libsodium's point check), the payload's members
+(``malformed-envelope``, ``foreign-record-id``, ``bidi-in-identifier``),
 the key's member and window (``key-unknown``, ``key-not-origin``, ``key-not-valid``), the clock
 (``issued-in-future``), the schema (``unknown-schema``, ``kind-mismatch``, ``schema-invalid``, by the
 ``jsonschema`` library over the files in schemas/ and the §4 rules), the checkpoint's payload, hub-first rule and
@@ -28,9 +30,11 @@ import jsonschema
 import pytest
 import referencing
 import referencing.jsonschema
+import rfc8785
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
+from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "conformance"
@@ -177,6 +181,8 @@ def verify_envelope(inp: dict[str, Any]) -> str | None:
     header = strict_loads(protected, 2048, 2)
     if not isinstance(header, dict):
         raise Refused("malformed-envelope")
+    if rfc8785.dumps(header) != protected:  # §3.1: the header bytes are its JCS form
+        raise Refused("header-not-canonical")
     if header.get("alg") != "EdDSA":
         raise Refused("unsupported-alg")
     if header.get("typ") != "ipdn-envelope+jws":
@@ -188,6 +194,8 @@ def verify_envelope(inp: dict[str, Any]) -> str | None:
     if len(sig) != 64:
         raise Refused("bad-signature")
     p = strict_loads(payload_bytes)
+    if rfc8785.dumps(p) != payload_bytes:  # §3.2: one record, one byte string
+        raise Refused("payload-not-canonical")
     if not isinstance(p, dict) or set(p) - FIELDS or (FIELDS - {"body"}) - set(p):
         raise Refused("malformed-envelope")
     for name in ("origin", "record_id", "kind", "schema"):
@@ -213,6 +221,8 @@ def verify_envelope(inp: dict[str, Any]) -> str | None:
         raise Refused("malformed-envelope")
     issued = when(p["issued_at"])
     failures = []
+    if not all(crypto_core_ed25519_is_valid_point(b64u(e["jwk"]["x"])) for e in inp["keys"]):
+        raise Refused("bad-key")  # §3.1: a weak key is refused wherever a key is read
     keys = {e["jwk"]["kid"]: e for e in inp["keys"] if e["member"] is not None}
     entry = keys.get(header["kid"])
     if entry is None:

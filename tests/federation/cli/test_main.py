@@ -6,10 +6,13 @@ import json
 import stat
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from federation.protocol.keys import SigningKey, b64u_encode
+from federation.protocol.registry import KeyEntry, SignedRegistry, sign_registry
 from tests.support.cli import run
 from tests.support.factories import EXAMPLES, example_paths
 
@@ -96,6 +99,86 @@ class TestSignVerify:
         (tmp_path / "fork.jsonl").write_text("\n".join([one, other_two, three]) + "\n")
         code, out, _ = run(capsys, "verify", "--keys", str(keys / "QA.pub.jwk.json"), str(tmp_path / "fork.jsonl"))
         assert code == 1 and "chain-fork" in out
+
+    def _tr_envelope_claiming_qa(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, Path]:
+        """TR's key (a plain RFC 7517 JWK, no ipdn_member) and an envelope it signed whose payload says QA."""
+        run(capsys, "keygen", "--member", "TR", "--out", str(tmp_path / "tr"))
+        jwk = json.loads((tmp_path / "tr" / "TR.pub.jwk.json").read_text())
+        del jwk["ipdn_member"]
+        plain = tmp_path / "plain.jwk.json"
+        plain.write_text(json.dumps(jwk))
+        _, out, _ = run(capsys, "sign", "--key", str(tmp_path / "tr" / "TR.key.pem"), "--origin", "QA", "--kind",
+                        "cultural-event", "--seq", "1", str(example_paths("cultural-event")[0]))
+        (tmp_path / "env.json").write_text(out)
+        return plain, tmp_path / "env.json"
+
+    def test_plain_jwk_cannot_verify_another_origins_envelope(self, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+        """A JWK bound to no member would vouch for every origin: alone it is a usage error asking for --member
+        (exit 2); bound with --member TR it verifies TR's envelopes only, so TR's envelope claiming QA is
+        key-not-origin (exit 1). Never 0."""
+        plain, env = self._tr_envelope_claiming_qa(tmp_path, capsys)
+        code, out, err = run(capsys, "verify", "--keys", str(plain), str(env))
+        assert code == 2 and "--member" in err and "OK" not in out
+        code, out, _ = run(capsys, "verify", "--keys", str(plain), "--member", "TR", str(env))
+        assert code == 1 and "key-not-origin" in out and "OK" not in out
+
+    def test_member_option_binds_a_plain_jwk(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """--member QA binds a plain JWK to QA: QA's own envelopes verify with it."""
+        run(capsys, "keygen", "--member", "QA", "--out", str(tmp_path / "qa"))
+        jwk = json.loads((tmp_path / "qa" / "QA.pub.jwk.json").read_text())
+        del jwk["ipdn_member"]
+        (tmp_path / "plain.jwk.json").write_text(json.dumps(jwk))
+        _, out, _ = run(capsys, "sign", "--key", str(tmp_path / "qa" / "QA.key.pem"), "--origin", "QA", "--kind",
+                        "cultural-event", "--seq", "1", str(example_paths("cultural-event")[0]))
+        (tmp_path / "env.json").write_text(out)
+        code, out, _ = run(capsys, "verify", "--keys", str(tmp_path / "plain.jwk.json"), "--member", "qa",
+                           str(tmp_path / "env.json"))
+        assert code == 0 and "OK QA seq 1" in out
+
+    def test_small_order_key_refused_as_bad_key(self, keys: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+        """The identity point (small order: some libraries accept any signature under it) is refused as bad-key,
+        not mistaken for an input file."""
+        weak = tmp_path / "weak.jwk.json"
+        weak.write_text(json.dumps({"kty": "OKP", "crv": "Ed25519", "x": b64u_encode(bytes([1]) + bytes(31)),
+                                    "ipdn_member": "QA"}))
+        _, out, _ = run(capsys, "sign", "--key", str(keys / "QA.key.pem"), "--origin", "QA", "--kind",
+                        "cultural-event", "--seq", "1", str(example_paths("cultural-event")[0]))
+        (tmp_path / "env.json").write_text(out)
+        code, out, err = run(capsys, "verify", "--keys", str(weak), str(tmp_path / "env.json"))
+        assert code == 2 and "bad-key" in err and str(weak) in err and "OK" not in out
+
+    def test_second_key_not_dropped_silently(self, keys: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+        """A usable key beside a weak one: the weak one is reported (bad-key), nothing is verified with a key
+        list the user did not mean; every unusable key is named."""
+        weak = tmp_path / "weak.jwk.json"
+        weak.write_text(json.dumps({"kty": "OKP", "crv": "Ed25519", "x": b64u_encode(bytes(32)),
+                                    "ipdn_member": "KR"}))
+        unbound = tmp_path / "unbound.jwk.json"
+        jwk = json.loads((keys / "KR.pub.jwk.json").read_text())
+        del jwk["ipdn_member"]
+        unbound.write_text(json.dumps(jwk))
+        _, out, _ = run(capsys, "sign", "--key", str(keys / "QA.key.pem"), "--origin", "QA", "--kind",
+                        "cultural-event", "--seq", "1", str(example_paths("cultural-event")[0]))
+        (tmp_path / "env.json").write_text(out)
+        code, out, err = run(capsys, "verify", "--keys", str(keys / "QA.pub.jwk.json"), str(weak), str(unbound),
+                             str(tmp_path / "env.json"))
+        assert code == 2 and "OK" not in out and "key-unknown" not in out
+        assert f"{weak}: bad-key" in err and f"{unbound}: key-unbound" in err
+
+    def test_registry_with_small_order_key_refused_as_bad_key(self, tmp_path: Path, hub_key: SigningKey,
+                                                              registry: SignedRegistry,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+        """A registry listing a weak member key does not load: bad-key (exit 2)."""
+        reg = registry.registry
+        weak = KeyEntry(jwk={"kty": "OKP", "crv": "Ed25519", "x": b64u_encode(bytes(32))})
+        bogus = replace(reg, members=(replace(reg.members[0], keys=(*reg.members[0].keys, weak)), *reg.members[1:]))
+        (tmp_path / "registry.json").write_bytes(sign_registry(bogus, hub_key).to_bytes())
+        (tmp_path / "env.json").write_text("{}")
+        code, _, err = run(capsys, "verify", "--registry", str(tmp_path / "registry.json"), str(tmp_path / "env.json"))
+        assert code == 2 and "bad-key" in err
 
     def test_refuses_to_sign_invalid_body(self, keys: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """sign never produces an envelope for an invalid record."""

@@ -85,15 +85,35 @@ class TestWireForm:
         assert env.to_bytes() == json.dumps(env.to_dict(), separators=(",", ":")).encode("ascii")
         assert json.loads(env.to_bytes()) == env.to_dict()
 
-    def test_verifies_without_reserializing(self, qa: Member) -> None:
-        """A payload signed in a non-canonical (but valid) layout still verifies: bytes are kept, not rebuilt."""
+    @pytest.mark.parametrize("layout", [
+        pytest.param({"indent": 3, "ensure_ascii": False}, id="indented"),
+        pytest.param({"separators": (",", ":"), "ensure_ascii": True}, id="u-escapes"),
+        pytest.param({"separators": (",", ":"), "ensure_ascii": False, "sort_keys": False}, id="members-unsorted"),
+    ])
+    def test_second_encoding_of_one_record_refused(self, qa: Member, layout: dict[str, object]) -> None:
+        """Correctly signed payload bytes that are not the JCS of the payload would give one record two hashes
+        (two chain links, two log entries): refused at intake as payload-not-canonical (PROTOCOL.md §3.2)."""
         body = example_bodies("cultural-event")[0]
-        raw = json.dumps(payload_fields(body=body, issued_at="2026-11-29T06:00:00.000Z"), indent=3,
-                         ensure_ascii=False).encode()
+        fields = payload_fields(body=body, issued_at="2026-11-29T06:00:00.000Z")
+        if layout.get("sort_keys") is False:
+            fields = dict(reversed(list(fields.items())))
+        raw = json.dumps(fields, **layout).encode()  # type: ignore[arg-type]
+        assert raw != canonical_bytes(fields)
         doc = jws.sign(raw, qa.key, TYP)
         result = verify_envelope(json.dumps(doc.to_dict()).encode(), keys=keys_resolver({qa.key.kid: qa.public}),
                                  schemas=default_schemas(), now=NOW)
-        assert result.ok, result.failures
+        assert [f.reason for f in result.failures] == ["payload-not-canonical"]
+
+    def test_second_encoding_of_the_header_refused(self, qa: Member) -> None:
+        """A protected header with a space in it: header-not-canonical (PROTOCOL.md §3.1)."""
+        env = qa.publish(example_bodies("cultural-event")[0])
+        header = json.dumps({"alg": "EdDSA", "kid": qa.key.kid, "typ": TYP}).encode()
+        protected = b64u_encode(header)
+        signature = qa.key.sign(f"{protected}.{env.jws.payload_b64}".encode())
+        doc = {"protected": protected, "payload": env.jws.payload_b64, "signature": b64u_encode(signature)}
+        result = verify_envelope(json.dumps(doc).encode(), keys=keys_resolver({qa.key.kid: qa.public}),
+                                 schemas=default_schemas(), now=NOW)
+        assert [f.reason for f in result.failures] == ["header-not-canonical"]
 
     def test_any_flipped_byte_fails_verification(self, qa: Member) -> None:
         """Flipping one bit of any byte of the wire form makes verification fail, with a reason."""

@@ -180,7 +180,7 @@ class TestParseRefusals:
         weak = KeyEntry(jwk={"kty": "OKP", "crv": "Ed25519", "x": b64u_encode(bytes(32))})
         reg = net.v1.registry
         bogus = replace(reg, members=(replace(reg.members[0], keys=(*reg.members[0].keys, weak)), *reg.members[1:]))
-        assert parse_refused(sign_registry(bogus, net.hub).to_bytes()) == "registry-invalid"
+        assert parse_refused(sign_registry(bogus, net.hub).to_bytes()) == "bad-key"
 
 
 class TestAcceptUpdate:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from federation.protocol.errors import VerificationError
+from federation.protocol.errors import KeyFileError, VerificationError
 from federation.protocol.keys import PublicKey, SigningKey
 from federation.protocol.schemas import default_schemas
 from federation.protocol.verify import ChainHead, keys_resolver, verify_envelope
@@ -32,6 +32,23 @@ def verify(env, keys, **kw):  # type: ignore[no-untyped-def]
 
 def reasons(result) -> list[str]:  # type: ignore[no-untyped-def]
     return [f.reason for f in result.failures]
+
+
+class TestKeysBoundToMembers:
+    def test_key_bound_to_no_member_vouches_for_no_origin(self, qa: Member, body: dict) -> None:
+        """A key without a member (a plain JWK, a hub key) verifying an envelope would let its holder speak for
+        any origin: key-not-origin, even for the envelope it really signed."""
+        env = qa.publish(body)
+        unbound = PublicKey(qa.public.key, qa.public.kid)
+        result = verify_envelope(env.to_bytes(), keys={unbound.kid: unbound}.get, schemas=default_schemas(),
+                                 now=datetime.now(UTC))
+        assert reasons(result) == ["key-not-origin"]
+
+    def test_resolver_refuses_unbound_keys(self, qa: Member) -> None:
+        """keys_resolver refuses a key list with a key bound to no member rather than dropping it."""
+        with pytest.raises(KeyFileError) as e:
+            keys_resolver({qa.public.kid: PublicKey(qa.public.key, qa.public.kid)})
+        assert e.value.reason == "key-unbound"
 
 
 class TestVerifyEnvelope:
