@@ -25,6 +25,7 @@ from federation.protocol.governance import (
     parse_document,
     quorum,
 )
+from federation.server.times import utc_text
 
 log = logging.getLogger("ipdn.hub.governance")
 
@@ -143,7 +144,7 @@ class GovernanceService:
                 "reject": sorted({str(v.body["voter"]) for v in votes if v.body.get("decision") != "approve"}),
                 "needed": quorum(reg), "document": s.to_dict()})
         trail = [{"id": r["hash"], "type": r["type"], "base": r["base"], "subject": r["subject"],
-                  "received_at": r["received_at"].isoformat() if r["received_at"] else None,
+                  "received_at": utc_text(r["received_at"]),
                   "decided_in": r["decided_in"], "document": json.loads(r["document"])}
                  for r in await self.store.governance_documents()]
         return {"registry_version": reg.version, "quorum": quorum(reg), "pending": pending, "trail": trail}

@@ -26,6 +26,8 @@ from typing import Any
 
 from aiohttp import web
 
+from federation.protocol.envelope import format_time
+
 REQUEST_ID_HEADER = "X-Request-Id"
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{8,128}")
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("ipdn_request_id", default=None)
@@ -79,8 +81,7 @@ _stamp_request_ids()
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace(
-                "+00:00", "Z"),
+            "time": format_time(datetime.fromtimestamp(record.created, UTC)),
             "level": record.levelname.lower(), "logger": record.name, "message": redact_text(record.getMessage()),
         }
         rid = getattr(record, "request_id", None)

@@ -1,8 +1,8 @@
 """The services' clock; stored times as UTC, and as the text the HTTP APIs and pages show (hub and node).
 
-Not the protocol's time format: protocol fields (``issued_at``) are written with milliseconds by
-:func:`federation.protocol.envelope.format_time` (PROTOCOL.md §1). These are the times the status, quarantine
-and record APIs report, at the precision they were stored.
+Every time a service writes in a JSON document has the protocol's one form (PROTOCOL.md §1): RFC 3339 in UTC with
+a ``Z`` and exactly milliseconds, written by :func:`federation.protocol.envelope.format_time`; :func:`utc_text`
+only adds what stored times need (None, and SQLite's naive UTC datetimes).
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import overload
+
+from federation.protocol.envelope import format_time
 
 Clock = Callable[[], datetime]  # what services take to read the time: tests pass one they move by hand
 
@@ -35,6 +37,6 @@ def as_utc(when: datetime | None) -> datetime | None:
 
 
 def utc_text(when: datetime | None) -> str | None:
-    """RFC 3339 in UTC with a ``Z``, at the precision stored (``2026-11-29T06:33:03.120417Z``); None stays None."""
+    """A stored time in the protocol's form (``2026-11-29T06:33:03.120Z``, :func:`format_time`); None stays None."""
     when = as_utc(when)
-    return when.isoformat().replace("+00:00", "Z") if when else None
+    return format_time(when) if when else None

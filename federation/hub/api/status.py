@@ -11,6 +11,7 @@ from aiohttp import web
 
 from federation.hub.api.intake import int_param, require_operator
 from federation.hub.appkeys import MONITOR, SERVICE
+from federation.server.times import utc_text
 from federation.server.web import json_response
 
 
@@ -29,7 +30,7 @@ async def get_quarantine(request: web.Request) -> web.Response:
     rows = await request.app[SERVICE].store.quarantined(
         member=request.query.get("member"), reason=request.query.get("reason"), limit=limit)
     items = [{**{k: v for k, v in r.items() if k not in ("envelope", "detail", "received_at")},
-              "received_at": r["received_at"].isoformat() if r["received_at"] else None,
+              "received_at": utc_text(r["received_at"]),
               "detail": json.loads(str(r["detail"])), "envelope": bytes(r["envelope"]).decode("utf-8", "replace"),
               "sha256": hashlib.sha256(bytes(r["envelope"])).hexdigest()}
              for r in rows]

@@ -37,6 +37,7 @@ from typing import Any
 import tomli_w
 
 from federation.progress import ProgressCallback
+from federation.protocol.envelope import format_time
 from federation.protocol.errors import IpdnError
 from federation.server.db import engine as db
 
@@ -194,7 +195,7 @@ def create(role: Role, directory: Path, db_url: str, out: Path, *, include_secre
             data, mode = path.read_bytes(), path.stat().st_mode & 0o777
             files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "mode": mode, "secret": secret}
             chosen.append((name, data, mode))
-        manifest = {"format": FORMAT, "role": role.name, "created_at": clock().isoformat(timespec="seconds"),
+        manifest = {"format": FORMAT, "role": role.name, "created_at": format_time(clock()),
                     "database": {"kind": kind, "member": member, "sha256": _sha256(dump), "revision": revision},
                     "files": files, "secrets_included": include_secrets, "secrets_left_out": left_out}
         out.parent.mkdir(parents=True, exist_ok=True)
