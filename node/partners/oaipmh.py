@@ -36,6 +36,7 @@ Reading needs no token, like the rest of the node's reading API; it goes through
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -45,6 +46,7 @@ from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
+from aiohttp.helpers import ETag
 from lxml import etree
 from multidict import MultiDict, MultiMapping
 
@@ -53,6 +55,7 @@ from federation.protocol.envelope import RECORD_ID_RE, Envelope
 from federation.protocol.keys import b64u_decode, b64u_encode
 from node.appkeys import CONFIG, SERVICE
 from node.errors import BadQueryError, RecordNotFoundError
+from node.partners.feeds import CACHE_CONTROL
 from node.records.service import NodeService
 from node.store.records import StoredRecord
 
@@ -151,6 +154,7 @@ _SET_SPEC = re.compile(r"[A-Za-z0-9\-_.!~*'()]+(:[A-Za-z0-9\-_.!~*'()]+)*")
 _DATESTAMPS = ((re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}"), "%Y-%m-%d", True),
                (re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z"), "%Y-%m-%dT%H:%M:%SZ", False))
 _LANG = re.compile(r"[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*")  # xs:language, what xml:lang takes
+_RESPONSE_DATE = re.compile(rb"<responseDate>[^<]*</responseDate>")
 # Characters XML 1.0 cannot carry (§2.2 Char); lxml refuses them.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
@@ -730,6 +734,14 @@ async def handle(request: web.Request) -> web.Response:
         if {BAD_VERB, BAD_ARGUMENT} & set(e.codes):
             attrs = {}  # the protocol: no attributes when the request itself was not understood
         body = response_document(ctx, attrs, None, e.errors)
-    resp = web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
-    resp.enable_compression()
+    # Cacheable like the other partner formats (PROTOCOL.md §9): the validator covers everything but responseDate
+    # (the time of the answer), so it is weak, and an If-None-Match naming it is answered 304 without a body.
+    etag = ETag(hashlib.sha256(_RESPONSE_DATE.sub(b"", body)).hexdigest()[:40], is_weak=True)
+    headers = {"Cache-Control": CACHE_CONTROL}
+    if any(t.value in (etag.value, "*") for t in request.if_none_match or ()):
+        resp = web.Response(status=304, headers=headers)
+    else:
+        resp = web.Response(body=body, headers={**headers, "Content-Type": CONTENT_TYPE})
+        resp.enable_compression()
+    resp.etag = etag
     return resp

@@ -641,6 +641,35 @@ class TestPost:
         assert errors(assert_valid(node.schema, await resp.read())) == ["badVerb"]
 
 
+class TestCaching:
+    """Like the other partner formats (PROTOCOL.md §9): ETag, Cache-Control, 304 on If-None-Match."""
+
+    async def test_unchanged_answer_is_304_even_a_second_later(self, node: Node) -> None:
+        """The validator covers the answer but not its responseDate: a harvester asking again gets 304 without a
+        body until the record changes, and then the new answer with another ETag."""
+        ids = await seed(node)
+        params = {"verb": "GetRecord", "identifier": f"oai:ipdn.network:{ids[0]}", "metadataPrefix": "ipdn"}
+        first = await node.client.get("/oai", params=params)
+        etag = first.headers["ETag"]
+        assert first.status == 200 and etag.startswith('W/"')
+        assert first.headers["Cache-Control"] == "public, max-age=300"
+        node.clock.tick()
+        again = await node.client.get("/oai", params=params, headers={"If-None-Match": etag})
+        assert again.status == 304 and await again.read() == b"" and again.headers["ETag"] == etag
+        assert again.headers["Cache-Control"] == "public, max-age=300"
+        node.clock.tick()
+        await node.service.cancel(ids[0])
+        changed = await node.client.get("/oai", params=params, headers={"If-None-Match": etag})
+        assert changed.status == 200 and changed.headers["ETag"] != etag
+
+    async def test_post_and_errors_carry_validators_too(self, node: Node) -> None:
+        """A POST harvest and an OAI error document are answers like any other."""
+        resp = await node.client.post("/oai", data={"verb": "Identify"})
+        assert resp.status == 200 and resp.headers["ETag"].startswith('W/"') and "Cache-Control" in resp.headers
+        bad = await node.client.get("/oai", params={"verb": "Nope"})
+        assert bad.headers["ETag"] != resp.headers["ETag"]
+
+
 # -- a real harvester ------------------------------------------------------------------------------------
 
 
