@@ -1,4 +1,5 @@
-"""Shared fixtures: the conformance vectors beside the project, and a clock."""
+"""Shared fixtures: the conformance vectors beside the project, a clock, the databases, and a small network's
+people (the hub's key, QA the member under test, KR another member)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from federation.protocol.keys import SigningKey
 from tests.support import paths
+from tests.support.factories import Member
 from tests.support.postgres import pg_database
 
 ROOT = paths.ROOT
@@ -41,3 +44,20 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     else:
         async with pg_database() as url:
             yield url
+
+
+@pytest.fixture
+def hub_key() -> SigningKey:
+    return SigningKey.generate()
+
+
+@pytest.fixture
+def qa() -> Member:
+    """The member whose node (or push) is under test."""
+    return Member("QA")
+
+
+@pytest.fixture
+def kr() -> Member:
+    """Another member, publishing through the hub."""
+    return Member("KR")

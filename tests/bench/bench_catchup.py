@@ -15,6 +15,7 @@ Run alone: ``.venv/bin/python -m tests.bench catchup``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -22,7 +23,6 @@ from pathlib import Path
 from federation.protocol.keys import SigningKey
 from tests.bench.common import (
     CODES,
-    Chain,
     Context,
     Figure,
     Goal,
@@ -65,7 +65,7 @@ async def run(ctx: Context) -> list[Figure]:
     small, large = ctx.size(10_000, 100), ctx.size(100_000, 400)
     writers = CODES[:4]
     chains = make_chains(writers, large // len(writers))
-    sample = [Chain(c.code, c.key, c.wires[:small // len(writers)], 0, None) for c in chains.values()]
+    sample = [dataclasses.replace(c, wires=c.wires[:small // len(writers)]) for c in chains.values()]
     bare = median([bare_verify(sample) for _ in range(ctx.rounds)])
     net = Net(ctx.root / "net", {**{c: ch.key for c, ch in chains.items()}, NODE: SigningKey.generate()})
     with net:

@@ -45,24 +45,25 @@ def _federation(tmp_path: Path, ca: TestCA, *, mutual: bool) -> Federation:
     return f
 
 
+def _running(factory: pytest.TempPathFactory, name: str, *, mutual: bool) -> Iterator[tuple[Federation, TestCA]]:
+    """A federation of a new private CA under a fresh directory ``name``, all started, and its CA."""
+    root = factory.mktemp(name)
+    ca = TestCA(root / "pki")
+    with _federation(root, ca, mutual=mutual) as f:
+        f.start_all()
+        yield f, ca
+
+
 @pytest.fixture(scope="class")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Federation, TestCA]]:
     """Hub and nodes serving HTTPS with certificates of a private CA, running (shared by a class)."""
-    root = tmp_path_factory.mktemp("tls")
-    ca = TestCA(root / "pki")
-    with _federation(root, ca, mutual=False) as f:
-        f.start_all()
-        yield f, ca
+    yield from _running(tmp_path_factory, "tls", mutual=False)
 
 
 @pytest.fixture(scope="class")
 def mutual(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Federation, TestCA]]:
     """The same with tls_require_client_cert at the hub and a client certificate for each node."""
-    root = tmp_path_factory.mktemp("mtls")
-    ca = TestCA(root / "pki")
-    with _federation(root, ca, mutual=True) as f:
-        f.start_all()
-        yield f, ca
+    yield from _running(tmp_path_factory, "mtls", mutual=True)
 
 
 class TestServedTls:

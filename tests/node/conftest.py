@@ -1,6 +1,6 @@
-"""Fixtures of the node tests: a small network (hub key, QA's node, KR publishing), a node directory and
-a fake hub (tests/support/fakehub.py). Their helpers (make_config, driven_engine, eventually, ...) are in
-tests/support/nodes.py."""
+"""Fixtures of the node tests: a small network's registry (its hub key, QA and KR are tests/conftest.py's), QA's
+node directory, store and service, and a fake hub (tests/support/fakehub.py). Their helpers (make_config,
+driven_engine, eventually, ...) are in tests/support/nodes.py."""
 
 from __future__ import annotations
 
@@ -19,23 +19,6 @@ from node.store.records import NodeStore
 from tests.support.factories import Member, example_bodies
 from tests.support.fakehub import FakeHub
 from tests.support.nodes import HUB_URL, Net, make_config, make_registry
-
-
-@pytest.fixture
-def hub_key() -> SigningKey:
-    return SigningKey.generate()
-
-
-@pytest.fixture
-def qa() -> Member:
-    """The member whose node is under test."""
-    return Member("QA")
-
-
-@pytest.fixture
-def kr() -> Member:
-    """Another member, publishing through the hub."""
-    return Member("KR")
 
 
 @pytest.fixture

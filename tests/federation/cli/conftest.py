@@ -1,4 +1,5 @@
-"""Fixtures of the CLI tests: a small network's registry and QA's key, as an operator holds them."""
+"""Fixtures of the CLI tests: a small network's registry and QA's key, as an operator holds them (the hub key, QA
+and KR are tests/conftest.py's)."""
 
 from __future__ import annotations
 
@@ -14,18 +15,8 @@ from tests.support.nodes import HUB_URL, make_registry
 
 
 @pytest.fixture
-def hub_key() -> SigningKey:
-    return SigningKey.generate()
-
-
-@pytest.fixture
-def qa() -> Member:
-    return Member("QA")
-
-
-@pytest.fixture
-def registry(hub_key: SigningKey, qa: Member) -> SignedRegistry:
-    return make_registry(hub_key, HUB_URL, qa, Member("KR"))
+def registry(hub_key: SigningKey, qa: Member, kr: Member) -> SignedRegistry:
+    return make_registry(hub_key, HUB_URL, qa, kr)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from hypothesis import given, settings
@@ -69,6 +69,11 @@ def build_store(leaf_hashes: list[bytes]) -> tuple[Frontier, Store]:
     return frontier, store
 
 
+def _log(entries: list[bytes]) -> tuple[list[bytes], Store]:
+    hashes = hashes_of(entries)
+    return hashes, build_store(hashes)[1]
+
+
 def getter(store: Store) -> Callable[[int, int], bytes]:
     return lambda level, index: store[(level, index)]
 
@@ -105,6 +110,37 @@ class SyntheticLog:
 
 # hypothesis strategies: distinct entries, so that no two leaves (or subtrees) share a hash by construction
 entry_lists = st.lists(st.binary(max_size=6), min_size=1, max_size=70, unique=True)
+
+
+@st.composite
+def logs(draw: st.DrawFn, min_size: int = 1) -> tuple[list[bytes], Store]:
+    """A log of at least ``min_size`` distinct entries: its leaf hashes and the nodes a Frontier persisted."""
+    return _log(draw(st.lists(st.binary(max_size=6), min_size=min_size, max_size=70, unique=True)))
+
+
+class ProofKind(NamedTuple):
+    """One of the two proofs, for what both promise. Each proves something of two numbers ``a`` <= ``b``: a leaf
+    index in a tree of ``b`` leaves (inclusion) or an old tree size in a new one (consistency)."""
+
+    name: str  # also the vectors' folder
+    vector: tuple[str, str]  # the vectors' names for a and b
+    first: int  # the smallest a (index 0, old size 1); a goes from first to b - 1 + first
+    slack: int  # the hashes a proof may need beyond one per level of the tree
+    prove: Callable[[int, int, Callable[[int, int], bytes]], list[bytes]]
+    ends: Callable[[list[bytes], int, int], tuple[bytes, bytes]]  # the hashes it links: leaf and root, or two roots
+    verify: Callable[[int, int, bytes, bytes, list[bytes]], None]  # (a, b, *ends, proof)
+    error: type[MerkleProofError]
+
+
+PROOF_KINDS = [
+    ProofKind("inclusion", ("leafIdx", "treeSize"), 0, 0, inclusion_proof,
+              lambda hashes, index, size: (hashes[index], root(hashes[:size])),
+              lambda index, size, leaf, top, proof: verify_inclusion(leaf, index, size, proof, top),
+              InclusionProofError),
+    ProofKind("consistency", ("size1", "size2"), 1, 1, consistency_proof,
+              lambda hashes, size1, size2: (root(hashes[:size1]), root(hashes[:size2])),
+              verify_consistency, ConsistencyProofError),
+]
 
 
 class TestHashing:
@@ -192,72 +228,76 @@ class TestRootFromNodes:
         assert log.reads == size.bit_count()
 
 
-class TestInclusionProof:
-    def test_matches_rfc6962_vectors(self) -> None:
+class TestProofs:
+    """What both proofs promise, each test run for inclusion and for consistency."""
+
+    pytestmark = pytest.mark.parametrize("kind", PROOF_KINDS, ids=lambda kind: kind.name)
+
+    def test_matches_rfc6962_vectors(self, kind: ProofKind) -> None:
         """Proofs built from perfect nodes equal, byte for byte, the happy-path proofs of the vendored vectors."""
         _, store = build_store(hashes_of(RFC6962_ENTRIES))
-        for case in sorted(VECTORS.glob("inclusion/[0-9]*/happy-path.json")):
+        a, b = kind.vector
+        for case in sorted(VECTORS.glob(f"{kind.name}/[0-9]*/happy-path.json")):
             v = json.loads(case.read_text())
             want = [_b64(p) for p in v["proof"] or []]
-            assert inclusion_proof(v["leafIdx"], v["treeSize"], getter(store)) == want, case
+            assert kind.prove(v[a], v[b], getter(store)) == want, case
 
     @settings(max_examples=200)
-    @given(data=st.data(), size=st.integers(1, 2**48))
-    def test_reads_logarithmic_nodes_only_inside_tree(self, data: st.DataObject, size: int) -> None:
-        """A proof in a huge log reads at most 2·log2(n) nodes, all inside the first ``size`` leaves."""
-        index = data.draw(st.integers(0, size - 1))
-        log = SyntheticLog(size)
-        proof = inclusion_proof(index, size, log)
-        assert log.reads <= 2 * size.bit_length()
-        assert len(proof) <= size.bit_length()
+    @given(data=st.data(), b=st.integers(1, 2**48))
+    def test_reads_logarithmic_nodes_only_inside_tree(self, kind: ProofKind, data: st.DataObject, b: int) -> None:
+        """A proof in a huge log reads at most 2·log2(n) nodes (+1 for consistency), all inside the first ``b``
+        leaves."""
+        a = data.draw(st.integers(kind.first, b - 1 + kind.first))
+        log = SyntheticLog(b)
+        proof = kind.prove(a, b, log)
+        assert log.reads <= 2 * b.bit_length() + kind.slack
+        assert len(proof) <= b.bit_length() + kind.slack
 
+    @settings(max_examples=150)
+    @given(log=logs(), data=st.data())
+    def test_proof_verifies_against_reference_roots(self, kind: ProofKind, log: tuple[list[bytes], Store],
+                                                     data: st.DataObject) -> None:
+        """Every proof built from Frontier-persisted nodes, at any size of a growing log, verifies against the
+        reference roots."""
+        hashes, store = log
+        b = data.draw(st.integers(1, len(hashes)))
+        a = data.draw(st.integers(kind.first, b - 1 + kind.first))
+        proof = kind.prove(a, b, getter(store))
+        kind.verify(a, b, *kind.ends(hashes, a, b), proof)
+
+    @settings(max_examples=150)
+    @given(log=logs(), data=st.data())
+    def test_flipped_bit_fails(self, kind: ProofKind, log: tuple[list[bytes], Store], data: st.DataObject) -> None:
+        """Flipping any bit of the leaf or the root (of either root), or of any proof hash, makes the proof fail."""
+        hashes, store = log
+        b = data.draw(st.integers(1, len(hashes)))
+        a = data.draw(st.integers(kind.first, b - 1 + kind.first))
+        linked = [*kind.ends(hashes, a, b), *kind.prove(a, b, getter(store))]
+        target = data.draw(st.integers(0, len(linked) - 1))
+        linked[target] = flip(linked[target], data.draw(st.integers(0, HASH_SIZE * 8 - 1)))
+        with pytest.raises(kind.error):
+            kind.verify(a, b, linked[0], linked[1], linked[2:])
+
+    @settings(max_examples=150)
+    @given(log=logs(min_size=2), data=st.data())
+    def test_misstated_index_or_old_size_fails(self, kind: ProofKind, log: tuple[list[bytes], Store],
+                                               data: st.DataObject) -> None:
+        """A valid proof does not verify the same hashes at another leaf index, or from another old size."""
+        hashes, store = log
+        b = data.draw(st.integers(2, len(hashes)))
+        a = data.draw(st.integers(kind.first, b - 1))
+        proof = kind.prove(a, b, getter(store))
+        other = data.draw(st.integers(0, 2 * b).filter(lambda x: x != a))
+        with pytest.raises(kind.error):
+            kind.verify(other, b, *kind.ends(hashes, a, b), proof)
+
+
+class TestInclusionProof:
     @pytest.mark.parametrize(("index", "size"), [(0, 0), (3, 3), (5, 2), (-1, 4)])
     def test_index_outside_tree_refused(self, index: int, size: int) -> None:
         """There is no proof for a leaf the tree does not have."""
         with pytest.raises(ValueError, match="index"):
             inclusion_proof(index, size, SyntheticLog(max(size, 0)))
-
-    @settings(max_examples=150)
-    @given(entries=entry_lists, data=st.data())
-    def test_proof_verifies_against_reference_root(self, entries: list[bytes], data: st.DataObject) -> None:
-        """Every proof built from Frontier-persisted nodes verifies against the reference root."""
-        hashes = hashes_of(entries)
-        _, store = build_store(hashes)
-        size = data.draw(st.integers(1, len(hashes)))
-        index = data.draw(st.integers(0, size - 1))
-        proof = inclusion_proof(index, size, getter(store))
-        verify_inclusion(hashes[index], index, size, proof, root(hashes[:size]))
-
-    @settings(max_examples=150)
-    @given(entries=entry_lists, data=st.data())
-    def test_flipped_bit_fails(self, entries: list[bytes], data: st.DataObject) -> None:
-        """Flipping any bit of the leaf, the root or any proof hash makes the proof fail."""
-        hashes = hashes_of(entries)
-        _, store = build_store(hashes)
-        size = len(hashes)
-        index = data.draw(st.integers(0, size - 1))
-        proof, top = inclusion_proof(index, size, getter(store)), root(hashes)
-        bit = data.draw(st.integers(0, HASH_SIZE * 8 - 1))
-        target = data.draw(st.integers(-2, len(proof) - 1))
-        leaf = flip(hashes[index], bit) if target == -2 else hashes[index]
-        top = flip(top, bit) if target == -1 else top
-        if target >= 0:
-            proof[target] = flip(proof[target], bit)
-        with pytest.raises(InclusionProofError):
-            verify_inclusion(leaf, index, size, proof, top)
-
-    @settings(max_examples=150)
-    @given(entries=st.lists(st.binary(max_size=6), min_size=2, max_size=70, unique=True), data=st.data())
-    def test_wrong_index_fails(self, entries: list[bytes], data: st.DataObject) -> None:
-        """A valid proof for one index does not verify the same leaf at another index."""
-        hashes = hashes_of(entries)
-        _, store = build_store(hashes)
-        size = len(hashes)
-        index = data.draw(st.integers(0, size - 1))
-        other = data.draw(st.integers(0, 2 * size).filter(lambda j: j != index))
-        proof = inclusion_proof(index, size, getter(store))
-        with pytest.raises(InclusionProofError):
-            verify_inclusion(hashes[index], other, size, proof, root(hashes))
 
 
 class TestVerifyInclusion:
@@ -311,24 +351,6 @@ class TestVerifyInclusion:
 
 
 class TestConsistencyProof:
-    def test_matches_rfc6962_vectors(self) -> None:
-        """Proofs built from perfect nodes equal, byte for byte, the happy-path proofs of the vendored vectors."""
-        _, store = build_store(hashes_of(RFC6962_ENTRIES))
-        for case in sorted(VECTORS.glob("consistency/[0-9]*/happy-path.json")):
-            v = json.loads(case.read_text())
-            want = [_b64(p) for p in v["proof"] or []]
-            assert consistency_proof(v["size1"], v["size2"], getter(store)) == want, case
-
-    @settings(max_examples=200)
-    @given(data=st.data(), size2=st.integers(1, 2**48))
-    def test_reads_logarithmic_nodes_only_inside_tree(self, data: st.DataObject, size2: int) -> None:
-        """A proof between huge sizes reads at most 2·log2(n)+1 nodes, all inside the first ``size2`` leaves."""
-        size1 = data.draw(st.integers(1, size2))
-        log = SyntheticLog(size2)
-        proof = consistency_proof(size1, size2, log)
-        assert log.reads <= 2 * size2.bit_length() + 1
-        assert len(proof) <= size2.bit_length() + 1
-
     @pytest.mark.parametrize(("size1", "size2"), [(0, 0), (0, 5), (6, 5), (-1, 3)])
     def test_from_empty_or_to_smaller_tree_refused(self, size1: int, size2: int) -> None:
         """No proof from the empty tree (it proves nothing), nor to a smaller tree."""
@@ -340,51 +362,16 @@ class TestConsistencyProof:
         log = SyntheticLog(9)
         assert consistency_proof(9, 9, log) == [] and log.reads == 0
 
-    @settings(max_examples=150)
-    @given(entries=entry_lists, data=st.data())
-    def test_proof_verifies_between_random_sizes(self, entries: list[bytes], data: st.DataObject) -> None:
-        """Every proof between two sizes of a growing log verifies against the reference roots."""
-        hashes = hashes_of(entries)
-        _, store = build_store(hashes)
-        size2 = data.draw(st.integers(1, len(hashes)))
-        size1 = data.draw(st.integers(1, size2))
-        proof = consistency_proof(size1, size2, getter(store))
-        verify_consistency(size1, size2, root(hashes[:size1]), root(hashes[:size2]), proof)
-
-    @settings(max_examples=150)
-    @given(entries=entry_lists, data=st.data())
-    def test_altered_root_or_proof_fails(self, entries: list[bytes], data: st.DataObject) -> None:
-        """Flipping any bit of either root, or of any proof hash, makes the proof fail."""
-        hashes = hashes_of(entries)
-        _, store = build_store(hashes)
-        size2 = data.draw(st.integers(1, len(hashes)))
-        size1 = data.draw(st.integers(1, size2))
-        proof = consistency_proof(size1, size2, getter(store))
-        root1, root2 = root(hashes[:size1]), root(hashes[:size2])
-        bit = data.draw(st.integers(0, HASH_SIZE * 8 - 1))
-        target = data.draw(st.integers(-2, len(proof) - 1))
-        root1 = flip(root1, bit) if target == -2 else root1
-        root2 = flip(root2, bit) if target == -1 else root2
-        if target >= 0:
-            proof[target] = flip(proof[target], bit)
-        with pytest.raises(ConsistencyProofError):
-            verify_consistency(size1, size2, root1, root2, proof)
-
     @settings(max_examples=100)
-    @given(entries=st.lists(st.binary(max_size=6), min_size=2, max_size=70, unique=True), data=st.data())
-    def test_misstated_old_size_fails(self, entries: list[bytes], data: st.DataObject) -> None:
-        """A valid proof does not verify when the old tree's size is misstated, or the sizes are swapped."""
-        hashes = hashes_of(entries)
-        _, store = build_store(hashes)
+    @given(log=logs(min_size=2), data=st.data())
+    def test_swapped_sizes_fail(self, log: tuple[list[bytes], Store], data: st.DataObject) -> None:
+        """A valid proof does not verify with the old and the new tree swapped."""
+        hashes, store = log
         size2 = data.draw(st.integers(2, len(hashes)))
         size1 = data.draw(st.integers(1, size2 - 1))
         proof = consistency_proof(size1, size2, getter(store))
-        root1, root2 = root(hashes[:size1]), root(hashes[:size2])
-        other1 = data.draw(st.integers(0, 2 * size2).filter(lambda s: s != size1))
         with pytest.raises(ConsistencyProofError):
-            verify_consistency(other1, size2, root1, root2, proof)
-        with pytest.raises(ConsistencyProofError):
-            verify_consistency(size2, size1, root2, root1, proof)
+            verify_consistency(size2, size1, root(hashes[:size2]), root(hashes[:size1]), proof)
 
 
 class TestVerifyConsistency:
@@ -566,11 +553,6 @@ class TestConformanceVectors:
             else:
                 assert _b64(v["root1"]) == root(hashes[:v["size1"]]), case
                 assert _b64(v["root2"]) == root(hashes[:v["size2"]]), case
-
-
-def _log(entries: list[bytes]) -> tuple[list[bytes], Store]:
-    hashes = hashes_of(entries)
-    return hashes, build_store(hashes)[1]
 
 
 class TestAttacks:

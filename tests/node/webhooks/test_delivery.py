@@ -74,14 +74,22 @@ async def publish(store: NodeStore, qa: Member, body: dict[str, Any] | None, rec
     await store.author(qa.publish(body, record_id=record_id, version=version), datetime.now(UTC))
 
 
+@contextlib.asynccontextmanager
+async def one_event(config: NodeConfig, store: NodeStore, receiver: Receiver, qa: Member,
+                    event: dict[str, Any]) -> AsyncIterator[tuple[str, WebhookWorker]]:
+    """``receiver`` subscribed, QA:one published and the worker running: the subscription's id and the worker."""
+    sub_id = await subscribe(store, receiver)
+    await publish(store, qa, event, "QA:one")
+    async with running(config, store) as worker:
+        yield sub_id, worker
+
+
 class TestDelivery:
     async def test_a_signed_delivery_verifies_and_carries_a_verifiable_envelope(
             self, hooks: NodeConfig, store: NodeStore, receiver: Receiver, qa: Member, event: dict[str, Any],
             registry: SignedRegistry) -> None:
         """The receiver verifies v1 and v1a; the envelope in data verifies against the registry."""
-        sub_id = await subscribe(store, receiver)
-        await publish(store, qa, event, "QA:one")
-        async with running(hooks, store) as worker:
+        async with one_event(hooks, store, receiver, qa, event) as (sub_id, worker):
             await until(worker, lambda: receiver.received)
         [got] = receiver.received
         assert receiver.refused == [] and got.doc["type"] == "record.published"
@@ -113,9 +121,7 @@ class TestDelivery:
         await other.start()
         try:
             await subscribe(store, other, kind="capacity-programme")
-            await subscribe(store, receiver)
-            await publish(store, qa, event, "QA:one")
-            async with running(hooks, store) as worker:
+            async with one_event(hooks, store, receiver, qa, event) as (_, worker):
                 await until(worker, lambda: receiver.received)
             assert other.attempts == []
         finally:
@@ -124,10 +130,8 @@ class TestDelivery:
     async def test_retries_with_backoff_deliver_with_the_same_webhook_id(
             self, hooks: NodeConfig, store: NodeStore, receiver: Receiver, qa: Member, event: dict[str, Any]) -> None:
         """Two 500s, then 204: three attempts, one webhook-id, spaced by the schedule."""
-        sub_id = await subscribe(store, receiver)
         receiver.fail_next = 2
-        await publish(store, qa, event, "QA:one")
-        async with running(hooks, store) as worker:
+        async with one_event(hooks, store, receiver, qa, event) as (sub_id, worker):
             await until(worker, lambda: receiver.received)
         assert len(receiver.attempts) == 3 and len(set(receiver.attempts)) == 1
         assert receiver.received[0].id == receiver.attempts[0]
@@ -139,10 +143,8 @@ class TestDelivery:
     async def test_exhausted_schedule_fails_and_is_listed(
             self, hooks: NodeConfig, store: NodeStore, receiver: Receiver, qa: Member, event: dict[str, Any]) -> None:
         """A receiver that always fails gets one attempt per step, then the delivery is listed as failed."""
-        sub_id = await subscribe(store, receiver)
         receiver.fail_next = 100
-        await publish(store, qa, event, "QA:one")
-        async with running(hooks, store) as worker:
+        async with one_event(hooks, store, receiver, qa, event) as (sub_id, worker):
             await until(worker, lambda: len(receiver.attempts) == 4)
             await worker.drain()
         [d] = await store.webhooks.deliveries(subscription_id=sub_id, state=FAILED)
@@ -153,10 +155,8 @@ class TestDelivery:
     async def test_410_gone_disables_and_nothing_more_is_sent(
             self, hooks: NodeConfig, store: NodeStore, receiver: Receiver, qa: Member, event: dict[str, Any]) -> None:
         """After 410 the subscription is disabled and a later event is not sent."""
-        sub_id = await subscribe(store, receiver)
         receiver.gone = True
-        await publish(store, qa, event, "QA:one")
-        async with running(hooks, store) as worker:
+        async with one_event(hooks, store, receiver, qa, event) as (sub_id, worker):
             await until(worker, lambda: receiver.attempts)
             await publish(store, qa, event, "QA:two")
             await worker.drain()
@@ -169,10 +169,9 @@ class TestDelivery:
             self, hooks: NodeConfig, store: NodeStore, receiver: Receiver, qa: Member, event: dict[str, Any]) -> None:
         """The first attempt outlives the timeout (the receiver processes it anyway, later); the retry carries
         the same webhook-id, so the receiver recognises it."""
-        sub_id = await subscribe(store, receiver)
         receiver.hang = 0.6
-        await publish(store, qa, event, "QA:one")
-        async with running(dataclasses.replace(hooks, webhook_timeout=0.2), store) as worker:
+        impatient = dataclasses.replace(hooks, webhook_timeout=0.2)
+        async with one_event(impatient, store, receiver, qa, event) as (sub_id, worker):
             await until(worker, lambda: len(receiver.attempts) >= 1)
             receiver.hang = 0.0
             await until(worker, lambda: receiver.duplicates)
@@ -183,10 +182,8 @@ class TestDelivery:
     async def test_redirects_are_failures(self, hooks: NodeConfig, store: NodeStore, receiver: Receiver, qa: Member,
                                           event: dict[str, Any]) -> None:
         """A 307 is a failed attempt (not followed: a redirect could lead anywhere); the retry succeeds."""
-        sub_id = await subscribe(store, receiver)
         receiver.fail_next, receiver.fail_status = 1, 307
-        await publish(store, qa, event, "QA:one")
-        async with running(hooks, store) as worker:
+        async with one_event(hooks, store, receiver, qa, event) as (sub_id, worker):
             await until(worker, lambda: receiver.received)
         [d] = await store.webhooks.deliveries(subscription_id=sub_id)
         assert [a.status for a in d.tried] == [307, 204]
@@ -195,11 +192,9 @@ class TestDelivery:
     async def test_retry_after_is_honoured(self, hooks: NodeConfig, store: NodeStore, receiver: Receiver, qa: Member,
                                            event: dict[str, Any]) -> None:
         """A Retry-After longer than the step pushes the retry back, capped at the schedule's longest step."""
-        sub_id = await subscribe(store, receiver)
         receiver.fail_next, receiver.fail_status = 2, 503
-        await publish(store, qa, event, "QA:one")
         slow = dataclasses.replace(hooks, webhook_schedule="0,1,20")  # steps of 1 s and 20 s, no jitter
-        async with running(slow, store) as worker:
+        async with one_event(slow, store, receiver, qa, event) as (sub_id, worker):
             for retry_after, expected in (("10", 10.0), ("3600", 20.0)):
                 receiver.retry_after = retry_after
                 [row] = await store.webhooks.due_deliveries(sub_id, datetime.now(UTC) + timedelta(hours=1), 10)
@@ -236,10 +231,8 @@ class TestDelivery:
         (a restarted node), with the webhook-ids they were queued with."""
         first = await NodeStore.open(hooks.db_url, "QA")
         try:
-            await subscribe(first, receiver)
             receiver.fail_next = 1
-            await publish(first, qa, event, "QA:one")
-            async with running(hooks, first) as worker:
+            async with one_event(hooks, first, receiver, qa, event) as (_, worker):
                 await until(worker, lambda: receiver.attempts)
             await publish(first, qa, event, "QA:two")
             queued = {d.id for d in await first.webhooks.deliveries()}

@@ -23,21 +23,6 @@ NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def qa() -> Member:
-    return Member("QA")
-
-
-@pytest.fixture
-def kr() -> Member:
-    return Member("KR")
-
-
-@pytest.fixture
-def hub_key() -> SigningKey:
-    return SigningKey.generate()
-
-
-@pytest.fixture
 def registry(hub_key: SigningKey, qa: Member, kr: Member) -> SignedRegistry:
     return genesis(hub_key=hub_key, hub_url="http://hub.test", now=NOW - timedelta(days=1),
                    founders=[(qa.public, {"en": "QA"}), (kr.public, {"en": "KR"})])

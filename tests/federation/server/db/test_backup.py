@@ -8,6 +8,7 @@ import os
 import sqlite3
 import tarfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,20 @@ def _rewrite(archive: Path, out: Path, change: Any) -> None:
             m, data = change(m, data)
             m.size = len(data)
             dst.addfile(m, io.BytesIO(data))
+
+
+def _forge(archive: Path, out: Path, edit: Callable[[dict[str, Any]], None],
+           renames: dict[str, str] | None = None) -> None:
+    """Copy ``archive`` to ``out`` with ``edit`` applied to its manifest and members renamed by ``renames``."""
+    def change(m: tarfile.TarInfo, d: bytes) -> tuple[tarfile.TarInfo, bytes]:
+        if m.name == backup.MANIFEST:
+            doc = json.loads(d)
+            edit(doc)
+            return m, json.dumps(doc).encode()
+        m.name = (renames or {}).get(m.name, m.name)
+        return m, d
+
+    _rewrite(archive, out, change)
 
 
 class TestCreate:
@@ -148,16 +163,10 @@ class TestRestore:
         out, _ = _make(hub_dir, tmp_path)
         bad = tmp_path / "evil.tar.gz"
 
-        def change(m: tarfile.TarInfo, d: bytes) -> tuple[tarfile.TarInfo, bytes]:
-            if m.name == backup.MANIFEST:
-                doc = json.loads(d)
-                doc["files"]["../escaped.toml"] = doc["files"].pop("hub.toml")
-                return m, json.dumps(doc).encode()
-            if m.name == "files/hub.toml":
-                m.name = "files/../escaped.toml"
-            return m, d
+        def escape(doc: dict[str, Any]) -> None:
+            doc["files"]["../escaped.toml"] = doc["files"].pop("hub.toml")
 
-        _rewrite(out, bad, change)
+        _forge(out, bad, escape, {"files/hub.toml": "files/../escaped.toml"})
         with pytest.raises(backup.BackupError, match="outside"):
             backup.restore(ROLE, bad, tmp_path / "r")
         assert not (tmp_path / "escaped.toml").exists()
@@ -166,15 +175,7 @@ class TestRestore:
         """An archive made by a newer ipdn (a revision this code lacks) asks for an upgrade first."""
         out, _ = _make(hub_dir, tmp_path)
         newer = tmp_path / "newer.tar.gz"
-
-        def change(m: tarfile.TarInfo, d: bytes) -> tuple[tarfile.TarInfo, bytes]:
-            if m.name == backup.MANIFEST:
-                doc = json.loads(d)
-                doc["database"]["revision"] = "9999"
-                return m, json.dumps(doc).encode()
-            return m, d
-
-        _rewrite(out, newer, change)
+        _forge(out, newer, lambda doc: doc["database"].update(revision="9999"))
         with pytest.raises(backup.BackupError, match="upgrade ipdn first"):
             backup.restore(ROLE, newer, tmp_path / "r")
 
