@@ -205,11 +205,14 @@ def verify_keys(paths: Sequence[Path], member: str | None) -> tuple[dict[str, Pu
         except IpdnError as e:
             refused.append(f"{path}: {e.reason}: {e.message}")
             continue
+        if k.member is not None and member is not None and k.member != member:
+            refused.append(f"{path}: bad-key: ipdn_member {k.member} and --member {member} disagree")
+            continue
         if k.member is None and member is not None:
             k = PublicKey(k.key, k.kid, member=member)
         if k.member is None:
-            refused.append(f"{path}: key-unbound: key {k.kid} names no member (no ipdn_member): give --member CODE "
-                           "(the member whose envelopes it verifies) or --registry FILE")
+            refused.append(f"{path}: no member binding: key {k.kid} has no ipdn_member; give --member CODE (the "
+                           "member whose envelopes it verifies) or --registry FILE")
             continue
         keys[k.kid] = k
     if refused:

@@ -25,7 +25,9 @@ RECORD_ID_RE = re.compile(r"([A-Z]{2}):[A-Za-z0-9._-]{1,64}")
 KIND_RE = re.compile(r"[a-z][a-z0-9-]{0,63}")
 SCHEMA_ID_RE = re.compile(r"https://[A-Za-z0-9.-]+/[A-Za-z0-9._/-]+")
 HASH_RE = re.compile(r"[0-9a-f]{64}")
-ISSUED_AT_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z")
+# RFC 3339 date-time (§5.6), as consumers read it (PROTOCOL.md §1): any offset, any fraction, T/t and Z/z.
+ISSUED_AT_RE = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]+))?([Zz]|[+-][0-9]{2}:[0-9]{2})")
 
 _PAYLOAD_FIELDS = frozenset(
     {"origin", "seq", "prev", "record_id", "version", "kind", "schema", "op", "issued_at", "body"}
@@ -34,17 +36,24 @@ _MAX_SEQ = strictjson.MAX_SAFE_INTEGER
 
 
 def format_time(when: datetime) -> str:
-    """RFC 3339 in UTC with millisecond precision and a Z, the only form ``issued_at`` takes."""
+    """RFC 3339 in UTC with a Z and exactly milliseconds (``2026-12-06T18:22:05.051Z``): the one form producers
+    write every time in, in every JSON document (PROTOCOL.md §1)."""
     return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_time(text: str) -> datetime:
-    if not ISSUED_AT_RE.fullmatch(text):
-        raise EnvelopeFormatError(f"issued_at {text!r} is not RFC 3339 UTC (…Z)")
+    """Any RFC 3339 date-time with an offset, as an instant in UTC to the microsecond (digits beyond the sixth
+    are ignored; PROTOCOL.md §1). An impossible date or a leap second is malformed."""
+    m = ISSUED_AT_RE.fullmatch(text) if isinstance(text, str) else None
+    if m is None:
+        raise EnvelopeFormatError(f"time {text!r} is not RFC 3339 (YYYY-MM-DDTHH:MM:SS[.s]Z or ±hh:mm)")
+    day, clock, fraction, offset = m.groups()
+    fraction = f".{fraction[:6].ljust(6, '0')}" if fraction else ""
     try:
-        return datetime.fromisoformat(text)
+        return datetime.fromisoformat(f"{day}T{clock}{fraction}{'+00:00' if offset in 'Zz' else offset}"
+                                      ).astimezone(UTC)
     except ValueError as e:
-        raise EnvelopeFormatError(f"issued_at {text!r}: {e}") from e
+        raise EnvelopeFormatError(f"time {text!r}: {e}") from e
 
 
 def _need(cond: bool, what: str) -> None:

@@ -105,22 +105,22 @@ class PublicKey:
         """Parse an OKP/Ed25519 JWK (RFC 8037 §2). ``kid``, when present, must be the thumbprint.
 
         Raises:
-            KeyFileError: not an Ed25519 public JWK, or a kid that is not its thumbprint; with reason
-                ``bad-key`` when ``x`` is not a usable public key (not 32 bytes, or a weak point: PROTOCOL.md §3.1).
+            KeyFileError: (reason ``bad-key``, PROTOCOL.md §3.1) not an Ed25519 public JWK, a kid that is not its
+                thumbprint, or an ``x`` that is not a usable public key (not 32 bytes, or a weak point).
         """
         if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or "d" in jwk:
-            raise KeyFileError("not an Ed25519 public JWK (kty OKP, crv Ed25519, no d)")
+            raise KeyFileError("not an Ed25519 public JWK (kty OKP, crv Ed25519, no d)", reason="bad-key")
         member = jwk.get("ipdn_member")
         if member is not None and not (isinstance(member, str) and len(member) == 2 and member.isascii()
                                        and member.isupper()):
-            raise KeyFileError(f"ipdn_member {member!r} is not a member code such as QA")
+            raise KeyFileError(f"ipdn_member {member!r} is not a member code such as QA", reason="bad-key")
         try:
             raw = b64u_decode(jwk["x"])
             pub = cls.from_raw(raw, member=member)
         except (KeyError, ValueError) as e:
             raise KeyFileError(f"x is not a usable Ed25519 public key: {e}", reason="bad-key") from e
         if "kid" in jwk and jwk["kid"] != pub.kid:
-            raise KeyFileError("JWK kid is not its RFC 7638 thumbprint")
+            raise KeyFileError("JWK kid is not its RFC 7638 thumbprint", reason="bad-key")
         return pub
 
     def to_jwk(self) -> dict[str, str]:

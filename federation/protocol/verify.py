@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from federation.protocol import strictjson
 from federation.protocol.envelope import Envelope
-from federation.protocol.errors import IpdnError, KeyFileError, UnknownSchemaError, VerificationError
+from federation.protocol.errors import IpdnError, UnknownSchemaError, VerificationError
 from federation.protocol.keys import PublicKey
 from federation.protocol.schemas import Issue, SchemaSet
 
@@ -65,16 +65,8 @@ class VerificationResult:
 
 
 def keys_resolver(keys: Mapping[str, PublicKey]) -> KeyResolver:
-    """Look keys up by kid. Every key must be bound to its member: an envelope verifies only under a key of its
-    origin (PROTOCOL.md §5 step 2), so a key bound to nobody would vouch for every origin.
-
-    Raises:
-        KeyFileError: (reason key-unbound) a key has no member.
-    """
-    unbound = sorted(kid for kid, k in keys.items() if k.member is None)
-    if unbound:
-        raise KeyFileError(f"key(s) {', '.join(unbound)} bound to no member: an envelope verifies only under a key "
-                           "of its origin", reason="key-unbound")
+    """Look keys up by kid. A key bound to no member (``member`` None) is found but verifies no envelope:
+    :func:`verify_envelope` refuses it as ``key-not-origin`` (PROTOCOL.md §3.1, §5 step 2)."""
     return keys.get
 
 

@@ -120,15 +120,19 @@ def b64u(text: Any) -> bytes:
 # -- §3, §5 envelopes --------------------------------------------------------------------------------------
 
 BIDI = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-TIME = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z"
+# §1: any RFC 3339 date-time with an offset; fractional digits beyond the sixth are ignored.
+TIME = r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]+))?([Zz]|[+-][0-9]{2}:[0-9]{2})"
 FIELDS = {"origin", "seq", "prev", "record_id", "version", "kind", "schema", "op", "issued_at", "body"}
 
 
 def when(text: str) -> datetime:
-    if not isinstance(text, str) or not re.fullmatch(TIME, text):
+    m = re.fullmatch(TIME, text) if isinstance(text, str) else None
+    if m is None:
         raise Refused("malformed-envelope")
+    day, clock, fraction, offset = m.groups()
+    fraction = "." + fraction[:6].ljust(6, "0") if fraction else ""
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return datetime.fromisoformat(f"{day}T{clock}{fraction}{'+00:00' if offset in 'Zz' else offset}")
     except ValueError:
         raise Refused("malformed-envelope") from None
 

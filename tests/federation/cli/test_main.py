@@ -166,7 +166,7 @@ class TestSignVerify:
         code, out, err = run(capsys, "verify", "--keys", str(keys / "QA.pub.jwk.json"), str(weak), str(unbound),
                              str(tmp_path / "env.json"))
         assert code == 2 and "OK" not in out and "key-unknown" not in out
-        assert f"{weak}: bad-key" in err and f"{unbound}: key-unbound" in err
+        assert f"{weak}: bad-key" in err and f"{unbound}: no member binding" in err
 
     def test_registry_with_small_order_key_refused_as_bad_key(self, tmp_path: Path, hub_key: SigningKey,
                                                               registry: SignedRegistry,

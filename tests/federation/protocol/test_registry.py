@@ -165,8 +165,6 @@ class TestParseRefusals:
         (lambda d: d["members"].append(dict(d["members"][0])), "member twice"),
         (lambda d: d["members"][0].update(role="king"), "unknown role"),
         (lambda d: d["members"][0].update(status="banned"), "unknown status"),
-        (lambda d: d["members"][0]["keys"][0]["jwk"].update(kid="not-the-thumbprint"), "kid not thumbprint"),
-        (lambda d: d["members"][0]["keys"][0]["jwk"].update(kty="RSA"), "not an Ed25519 key"),
     ])
     def test_malformed_registry_refused(self, net: Net, change: Any, why: str) -> None:
         """Each structural rule: a registry with any of these does not load, whoever signed it."""
@@ -174,6 +172,17 @@ class TestParseRefusals:
         change(body)
         doc = jws.sign(canonical_bytes(body), net.hub, TYP)
         assert parse_refused(canonical_bytes(doc.to_dict())) == "registry-invalid", why
+
+    @pytest.mark.parametrize(("change", "why"), [
+        (lambda d: d["members"][0]["keys"][0]["jwk"].update(kid="not-the-thumbprint"), "kid not thumbprint"),
+        (lambda d: d["members"][0]["keys"][0]["jwk"].update(kty="RSA"), "not an Ed25519 key"),
+    ])
+    def test_unusable_jwk_refused_as_bad_key(self, net: Net, change: Any, why: str) -> None:
+        """A JWK that is not exactly an Ed25519 public key with its thumbprint is bad-key (PROTOCOL.md §3.1)."""
+        body = json.loads(net.v1.document.payload)
+        change(body)
+        doc = jws.sign(canonical_bytes(body), net.hub, TYP)
+        assert parse_refused(canonical_bytes(doc.to_dict())) == "bad-key", why
 
     def test_weak_member_key_refused(self, net: Net) -> None:
         """A small-order key (under which some libraries accept forged signatures) does not load."""

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from federation.protocol.errors import KeyFileError, VerificationError
+from federation.protocol.errors import VerificationError
 from federation.protocol.keys import PublicKey, SigningKey
 from federation.protocol.schemas import default_schemas
 from federation.protocol.verify import ChainHead, keys_resolver, verify_envelope
@@ -44,11 +44,10 @@ class TestKeysBoundToMembers:
                                  now=datetime.now(UTC))
         assert reasons(result) == ["key-not-origin"]
 
-    def test_resolver_refuses_unbound_keys(self, qa: Member) -> None:
-        """keys_resolver refuses a key list with a key bound to no member rather than dropping it."""
-        with pytest.raises(KeyFileError) as e:
-            keys_resolver({qa.public.kid: PublicKey(qa.public.key, qa.public.kid)})
-        assert e.value.reason == "key-unbound"
+    def test_unbound_key_through_the_resolver_refused(self, qa: Member, body: dict) -> None:
+        """The same through keys_resolver: the key is found (not dropped: no key-unknown) and refused."""
+        result = verify(qa.publish(body), [PublicKey(qa.public.key, qa.public.kid)])
+        assert reasons(result) == ["key-not-origin"]
 
 
 class TestVerifyEnvelope:
