@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import time
 from typing import Any
 
 import pytest
 
-from federation.protocol.keys import SigningKey
+from federation.protocol.keys import SigningKey, b64u_decode
 from tests.support.factories import Member, example_bodies, push_request
 from tests.support.harness import Federation, http, log_entries, verified_offline, wait_for
 
@@ -51,6 +53,77 @@ class TestSync:
                 fed.wait_record(m, rid)
             listed = [r["record_id"] for r in fed.records(m)]
             assert sorted(listed) == sorted(ids)
+
+
+# PROTOCOL.md §1: producers write every time as UTC with Z and exactly milliseconds.
+TIME_FORM = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+TIME_NAMES = frozenset({"time", "issued_at", "timestamp", "at"})
+
+
+def times_not_in_form(doc: Any, path: str) -> list[str]:
+    """The path and value of every time member (name ending in _at, or time, issued_at, timestamp, at) that is
+    not in the §1 form, walking into the decoded payloads of signed documents (registry, envelopes, checkpoints)."""
+    bad: list[str] = []
+    if isinstance(doc, dict):
+        for name, value in doc.items():
+            where = f"{path}/{name}"
+            if (name.endswith("_at") or name in TIME_NAMES) and value is not None:
+                if not (isinstance(value, str) and TIME_FORM.fullmatch(value)):
+                    bad.append(f"{where} = {value!r}")
+            elif name == "payload" and isinstance(value, str) and ("protected" in doc or "signatures" in doc):
+                bad += times_not_in_form(json.loads(b64u_decode(value)), where)
+            else:
+                bad += times_not_in_form(value, where)
+    elif isinstance(doc, list):
+        for i, item in enumerate(doc):
+            bad += times_not_in_form(item, f"{path}/{i}")
+    return bad
+
+
+class TestTimes:
+    def test_every_time_the_services_write_is_utc_with_milliseconds(self, fed: Federation) -> None:
+        """Every JSON document the hub and a node serve (status, quarantine, registry, log page, checkpoint,
+        governance; records list and item, status, webhook subscription and deliveries, JSON Feed) writes its
+        times as YYYY-MM-DDTHH:MM:SS.sssZ (PROTOCOL.md §1); the failure names each member that does not."""
+        rid = fed.publish("QA", "cultural-event", event())["record_id"]
+        fed.wait_record("KR", rid)
+        # something in the quarantine: a push nobody signed
+        assert http("POST", fed.hub_url + "/api/v1/envelopes", {"envelopes": []})[0] == 401
+        # a partner's subscription, to a host that does not resolve: its delivery is tried and fails
+        key = fed.cli("node", "partner", "add", "--dir", str(fed.root / "QA"), "Portal", "--scope",
+                      "webhooks").stdout.strip()
+        partner = {"Authorization": f"Bearer {key}"}
+        code, sub = http("POST", fed.url("QA") + "/api/v1/webhooks", {"url": "https://partner.invalid/hook"},
+                         headers=partner)
+        assert code == 201, sub
+        fed.publish("QA", "cultural-event", event(1))
+
+        def tried() -> Any:
+            code, doc = http("GET", fed.url("QA") + f"/api/v1/webhooks/{sub['id']}/deliveries", headers=partner)
+            return doc if code == 200 and any(d["tried"] for d in doc["items"]) else None
+
+        deliveries = wait_for("a delivery attempt", tried, timeout=20)
+        hub, qa, hub_token = fed.hub_url, fed.url("QA"), fed.tokens["hub"]
+        documents = {
+            "hub /api/v1/status": http("GET", hub + "/api/v1/status"),
+            "hub /api/v1/quarantine": http("GET", hub + "/api/v1/quarantine", token=hub_token),
+            "hub /api/v1/registry": http("GET", hub + "/api/v1/registry"),
+            "hub /api/v1/log": http("GET", hub + "/api/v1/log?after=0"),
+            "hub /api/v1/log/checkpoint": http("GET", hub + "/api/v1/log/checkpoint"),
+            "hub /api/v1/governance": http("GET", hub + "/api/v1/governance"),
+            "QA /api/v1/records": http("GET", qa + "/api/v1/records"),
+            f"QA /api/v1/records/{rid}": http("GET", qa + f"/api/v1/records/{rid}"),
+            "KR /api/v1/records": http("GET", fed.url("KR") + "/api/v1/records"),
+            "QA /api/v1/status": http("GET", qa + "/api/v1/status", token=fed.tokens["QA"]),
+            "QA /api/v1/log/checkpoint": http("GET", qa + "/api/v1/log/checkpoint"),
+            f"QA /api/v1/webhooks/{sub['id']}": http("GET", qa + f"/api/v1/webhooks/{sub['id']}", headers=partner),
+            "QA /api/v1/webhooks/.../deliveries": (200, deliveries),
+            "QA /api/v1/feeds/feed.json": http("GET", qa + "/api/v1/feeds/feed.json"),
+        }
+        assert {name: code for name, (code, _) in documents.items() if code != 200} == {}
+        assert documents["hub /api/v1/quarantine"][1]["items"] and deliveries["items"][0]["tried"]
+        bad = [b for name, (_, doc) in documents.items() for b in times_not_in_form(doc, name)]
+        assert bad == []
 
 
 class TestFaults:
