@@ -25,7 +25,7 @@ from node.partners import access as partners
 from node.store.records import NodeStore
 from node.webhooks import events as webhooks
 from node.webhooks.api import describe_delivery, describe_subscription, new_subscription
-from node.webhooks.store import ACTIVE, FAILED, OPERATOR, WebhookStore
+from node.webhooks.store import FAILED, OPERATOR, WebhookStore
 
 T = TypeVar("T")
 
@@ -86,8 +86,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps([describe_subscription(s) for s in subs], indent=2))
         return 0
     for sub in subs:
-        state = sub.state if sub.state == ACTIVE else \
-            f"DISABLED ({sub.disabled_reason} at {time_text(sub.disabled_at)}: {sub.disabled_detail})"
+        off = sub.disabled
+        state = sub.state if off is None else f"DISABLED ({off.reason} at {time_text(off.at)}: {off.detail})"
         failing = f" failing since {time_text(sub.failing_since)}" if sub.failing_since else ""
         print(f"{sub.id} {sub.partner} {state}{failing}\n  {sub.url} {json.dumps(sub.filters.to_dict())}")
     if not subs:

@@ -34,9 +34,9 @@ def describe_subscription(sub: Subscription, *, secret: bool = False) -> dict[st
         "id": sub.id, "partner": sub.partner, "url": sub.url, "filters": sub.filters.to_dict(), "state": sub.state,
         "created_at": utc_text(sub.created_at), "disabled": None, "failing_since": utc_text(sub.failing_since),
         "last_success_at": utc_text(sub.last_success_at), "last_failure_at": utc_text(sub.last_failure_at)}
-    if sub.state != ACTIVE:
-        out["disabled"] = {"reason": sub.disabled_reason, "detail": sub.disabled_detail,
-                           "at": utc_text(sub.disabled_at)}
+    if sub.disabled is not None:
+        out["disabled"] = {"reason": sub.disabled.reason, "detail": sub.disabled.detail,
+                           "at": utc_text(sub.disabled.at)}
     if secret:
         out["secret"] = sub.secret
     return out
@@ -139,9 +139,9 @@ async def enable_subscription(request: web.Request) -> web.Response:
     """Deliver again after a 410 or a long failure (the partner fixed its receiver); not after the
     operator disabled it."""
     _, sub = await _own(request)
-    if sub.disabled_reason == OPERATOR:
+    if sub.disabled is not None and sub.disabled.reason == OPERATOR:
         raise Problem(409, "subscription-disabled-by-operator",
-                      f"the node's operator disabled this subscription ({sub.disabled_detail}); ask them")
+                      f"the node's operator disabled this subscription ({sub.disabled.detail}); ask them")
     store = _store(request)
     await store.enable(sub.id)
     return json_response(describe_subscription(await store.subscription(sub.id) or sub))

@@ -66,6 +66,15 @@ def _opt(when: datetime | None) -> datetime | None:
 
 
 @dataclass(frozen=True, slots=True)
+class Disabled:
+    """Why and when a subscription was disabled (``GONE``, ``FAILING`` or ``OPERATOR``)."""
+
+    reason: str
+    detail: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Subscription:
     id: str
     partner: str
@@ -74,18 +83,18 @@ class Subscription:
     secret: str
     state: str
     created_at: datetime
-    disabled_reason: str | None = None
-    disabled_detail: str | None = None
-    disabled_at: datetime | None = None
+    disabled: Disabled | None = None  # set while the state is ``DISABLED``
     failing_since: datetime | None = None
     last_success_at: datetime | None = None
     last_failure_at: datetime | None = None
 
     @classmethod
     def from_row(cls, r: Any) -> Subscription:
+        disabled = (Disabled(r.disabled_reason, r.disabled_detail, _utc(r.disabled_at))
+                    if r.disabled_reason is not None else None)
         return cls(r.id, r.partner, r.url, EventFilter.from_dict(json.loads(r.filters)), r.secret, r.state,
-                   _utc(r.created_at), r.disabled_reason, r.disabled_detail, _opt(r.disabled_at),
-                   _opt(r.failing_since), _opt(r.last_success_at), _opt(r.last_failure_at))
+                   _utc(r.created_at), disabled, _opt(r.failing_since), _opt(r.last_success_at),
+                   _opt(r.last_failure_at))
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,8 +162,8 @@ class TestDelivery:
             await worker.drain()
         assert len(receiver.attempts) == 1
         sub = await store.webhooks.subscription(sub_id)
-        assert sub is not None and (sub.state, sub.disabled_reason) == (DISABLED, "gone")
-        assert "410" in (sub.disabled_detail or "")
+        assert sub is not None and sub.disabled is not None and (sub.state, sub.disabled.reason) == (DISABLED, "gone")
+        assert "410" in sub.disabled.detail
 
     async def test_a_hanging_receiver_times_out_and_the_retry_is_deduplicated(
             self, hooks: NodeConfig, store: NodeStore, receiver: Receiver, qa: Member, event: dict[str, Any]) -> None:

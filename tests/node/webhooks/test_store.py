@@ -180,7 +180,8 @@ class TestAttempts:
         assert await store.webhooks.record_attempt(first, AttemptResult(NOW, 410, "HTTP 410", 2),
                                                    next_attempt_at=None, disable_after=WEEK) == "gone"
         got = await store.webhooks.subscription(sub.id)
-        assert got is not None and (got.state, got.disabled_reason, got.disabled_at) == (DISABLED, "gone", NOW)
+        assert got is not None and got.disabled is not None
+        assert (got.state, got.disabled.reason, got.disabled.at) == (DISABLED, "gone", NOW)
         assert await store.webhooks.due_subscriptions(NOW, limit=10) == []
         assert await store.webhooks.next_due_at() is None
         counts = await store.webhooks.counts()
@@ -202,7 +203,8 @@ class TestAttempts:
         assert await store.webhooks.record_attempt(row, AttemptResult(NOW + WEEK, 500, "HTTP 500", 1),
                                                    next_attempt_at=NOW + 2 * WEEK, disable_after=WEEK) == "failing"
         got = await store.webhooks.subscription(sub.id)
-        assert got is not None and got.state == DISABLED and "HTTP 500" in (got.disabled_detail or "")
+        assert got is not None and got.state == DISABLED and got.disabled is not None
+        assert "HTTP 500" in got.disabled.detail
 
     async def test_a_success_ends_the_failure_streak(self, store: NodeStore, qa: Member,
                                                      event: dict[str, Any]) -> None:
@@ -282,8 +284,9 @@ class TestPartnersAndRaces:
         assert {s.state for s in await store.webhooks.subscriptions()} == {"active"}  # one key is still live
         await store.partners.revoke("museum", NOW)
         got = await store.webhooks.subscription(mine.id)
-        assert got is not None and (got.state, got.disabled_reason) == (DISABLED, "operator")
-        assert "revoked" in (got.disabled_detail or "")
+        assert got is not None and got.disabled is not None
+        assert (got.state, got.disabled.reason) == (DISABLED, "operator")
+        assert "revoked" in got.disabled.detail
         untouched = await store.webhooks.subscription(other.id)
         assert untouched is not None and untouched.state == "active"
 
