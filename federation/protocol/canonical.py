@@ -30,16 +30,30 @@ def canonical_bytes(value: Any) -> bytes:
 # U+FFFF (code point and UTF-16 order agree below it); floats only when non-integral with 1e-4 <= |x| < 1e16,
 # where Python's repr and ECMAScript's Number.toString write the same shortest digits the same way.
 _FAST = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False)
-# Every float the encoder writes, and (harmlessly: a doubt only sends the bytes to rfc8785) digits inside strings.
-_FLOAT_TOKEN = re.compile(rb"[:,\[](-?[0-9]+[.eE][0-9eE+.-]*)")
+# Where the encoder writes a float (and, harmlessly, look-alikes inside strings: a doubt only sends the bytes to
+# rfc8785): repr's fixed form ends ".digits" and its exponent form "e±digits", each followed by , } or ]. Both
+# patterns start with a literal, which the regex engine scans for at C speed (a tenth of a general pattern's time).
+_FRACTION = re.compile(rb"\.[0-9]+[,}\]]")
+_EXPONENT = re.compile(rb"e[+-][0-9]+[,}\]]")
+_DIGITS = frozenset(b"0123456789-")
 
 
-def _plain_float(token: bytes) -> bool:
-    try:
-        x = float(token)
-    except ValueError:
+def _plain_floats(data: bytes) -> bool:
+    """Whether every float in the encoder's ``data`` is written the same by RFC 8785: non-integral with
+    1e-4 <= |x| < 1e16 (repr and ECMAScript's Number.toString agree there; exponent forms never are)."""
+    if _EXPONENT.search(data) is not None:
         return False
-    return 1e-4 <= abs(x) < 1e16 and x != int(x)
+    for m in _FRACTION.finditer(data):
+        start = m.start()
+        while start > 0 and data[start - 1] in _DIGITS:
+            start -= 1
+        try:
+            x = float(data[start:m.end() - 1])
+        except ValueError:
+            return False
+        if not (1e-4 <= abs(x) < 1e16 and x != int(x)):
+            return False
+    return True
 
 
 def is_canonical(data: bytes, value: Any) -> bool:
@@ -53,7 +67,7 @@ def is_canonical(data: bytes, value: Any) -> bool:
     text = _FAST.encode(value)
     if (data[:1] in (b"{", b"[") and text.encode("utf-8") == data
             and (text.isascii() or len(text.encode("utf-16-le")) == 2 * len(text))  # nothing beyond U+FFFF
-            and all(_plain_float(t) for t in _FLOAT_TOKEN.findall(data))):
+            and _plain_floats(data)):
         return True
     return is_canonical_reference(data, value)
 

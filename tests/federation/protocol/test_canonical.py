@@ -89,6 +89,18 @@ class TestIsCanonical:
         assert not is_canonical(data, value)
         assert is_canonical(canonical_bytes(value), value)
 
+    @pytest.mark.parametrize("value", [
+        {"lat": 25.3601, "lon": -51.5257, "xs": [0.5, 1234.5, 0.0001], "n": 7},
+        {"note": "v1.5] and 2e+5} in text", "x": 1.5},
+        {"tiny": 1e-05, "huge": 1.5e300, "whole": 25.0, "neg": -0.0},
+    ], ids=["plain-floats", "look-alikes-in-strings", "floats-rfc8785-writes-otherwise"])
+    def test_floats_decided_like_rfc8785(self, value: dict[str, object]) -> None:
+        """The fast path's float scan: plain floats, look-alikes inside strings, and the forms it leaves to
+        rfc8785 all get rfc8785's verdict on the canonical bytes and on the standard encoder's."""
+        for data in (canonical_bytes(value), json.dumps(value, separators=(",", ":"), sort_keys=True).encode()):
+            parsed = strictjson.loads(data)
+            assert is_canonical(data, parsed) == (data == canonical_bytes(parsed))
+
     def test_astral_member_names_in_utf16_order(self) -> None:
         """U+FFFF sorts before U+1F600 by code point, after it in UTF-16 (RFC 8785 §3.2.3)."""
         value = {"\uffff": 1, "\U0001f600": 2}
