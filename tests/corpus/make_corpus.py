@@ -189,7 +189,9 @@ def build() -> None:
     bad("env-seq-wrong-type", "malformed-envelope", "a string where seq is an integer",
         raw_envelope(canonical_qa1.replace(b'"seq":2', b'"seq":"2"'), "QA"))
     bad("env-payload-extra-member", "malformed-envelope", "a payload member the protocol lacks",
-        raw_envelope(canonical_qa1.replace(b'"seq":2', b'"seq":2,"admin":true'), "QA"))
+        raw_envelope(canonical_qa1.replace(b"{", b'{"admin":true,', 1), "QA"))  # in JCS order: "admin" sorts first
+    bad("env-payload-not-canonical", "payload-not-canonical", "a signed payload that is not its JCS bytes",
+        raw_envelope(canonical_qa1.replace(b'"seq":2', b'"seq": 2'), "QA"))
     bad("env-schema-violation", "schema-invalid", "a body its pinned schema refuses",
         envelope(payload("QA", 2, qa1.hash, body=event(event_type="gala"))))
     bad("env-unknown-schema", "unknown-schema", "a schema version nobody published",

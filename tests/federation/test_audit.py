@@ -28,6 +28,7 @@ from federation.audit import (
 )
 from federation.cli.main import main
 from federation.protocol import merkle
+from federation.protocol.canonical import canonical_bytes
 from federation.protocol.checkpoint import CheckpointError, SignedCheckpoint, cosign, sign_checkpoint
 from federation.protocol.envelope import Envelope, leaf_bytes
 from federation.protocol.keys import SigningKey, b64u_decode, b64u_encode
@@ -139,7 +140,7 @@ def tampered(envelope: dict[str, str], **body_changes: Any) -> dict[str, str]:
     """The envelope with its payload's body edited and re-encoded, the signature left as it was."""
     payload = json.loads(b64u_decode(envelope["payload"]))
     payload["body"] = {**payload["body"], **body_changes}
-    return {**envelope, "payload": b64u_encode(json.dumps(payload, separators=(",", ":")).encode())}
+    return {**envelope, "payload": b64u_encode(canonical_bytes(payload))}  # canonical: the signature fails
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from federation.protocol.canonical import canonical_bytes
 from federation.protocol.envelope import Envelope
 from federation.protocol.keys import SigningKey, b64u_encode
 from federation.protocol.registry import SignedRegistry
@@ -107,7 +108,7 @@ class TestApply:
         env = kr.publish(event, record_id="KR:a").to_dict()
         payload = json.loads(base64.urlsafe_b64decode(env["payload"] + "=="))
         payload["body"]["status"] = "cancelled"
-        env["payload"] = b64u_encode(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
+        env["payload"] = b64u_encode(canonical_bytes(payload))  # canonical, so the signature is what fails
         report = await service.applier.apply_log(0, [(1, env)])
         assert report.quarantined == ["bad-signature"]
         assert await service.store.get_record("KR:a") is None
