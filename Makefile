@@ -34,11 +34,11 @@ deploy-tools:
 	$$SUDO apt-get install -y -q --no-install-recommends systemd shellcheck >/dev/null 2>&1 || \
 	{ $$SUDO apt-get update -q && $$SUDO apt-get install -y -q --no-install-recommends systemd shellcheck; }
 
-# Test files run in parallel, one worker per core (pytest-xdist; a file's tests stay on one worker, so
-# module-scoped federations start once). TEST_WORKERS=0 runs them in this process, one after another.
+# Tests run in parallel, one worker per core (pytest-xdist); an idle worker takes tests queued for the other
+# (worksteal), so one long end-to-end file does not hold the run. TEST_WORKERS=0 runs them in this process.
 TEST_WORKERS ?= auto
 test: $(STAMP) $(CHROMIUM)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff check federation node schemas tests
