@@ -7,6 +7,11 @@ with the checkpoint's. Given the checkpoint of an earlier audit, it also checks 
 checkpoint to the new one, so a hub that rewrote or dropped history since then is caught even where every envelope
 still verifies.
 
+The registry the auditor holds (say the genesis) is only where trust starts: the audit walks the hub's registry chain
+from it to the latest version, checking each step as nodes do (:func:`federation.protocol.governance.walk_chain`, §12),
+and verifies each envelope against the version in force when it was issued (so members admitted, re-keyed or
+removed later are judged as nodes judged them). A forged version in the chain fails the audit.
+
 The audit itself (:func:`audit`) is a pure function of a ``fetch(path) -> bytes`` callable (the hub's HTTP interface,
 §8), the registry and a clock, so tests drive it with an in-memory hub; :class:`HttpFetcher` is the thin
 ``urllib.request`` implementation the command uses. Nothing here raises for what the hub serves: every problem is an
@@ -15,13 +20,14 @@ The audit itself (:func:`audit`) is a pure function of a ``fetch(path) -> bytes`
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http.client import HTTPException
@@ -32,12 +38,13 @@ from urllib.parse import urlsplit
 from federation.progress import ProgressCallback
 from federation.protocol import merkle, strictjson
 from federation.protocol.checkpoint import Checkpoint, CheckpointError, SignedCheckpoint, parse_checkpoint
-from federation.protocol.envelope import Envelope, leaf_bytes
+from federation.protocol.envelope import Envelope, leaf_bytes, parse_time
 from federation.protocol.errors import IpdnError, StrictJsonError
+from federation.protocol.governance import GovernanceError, walk_chain
 from federation.protocol.keys import PublicKey
-from federation.protocol.registry import Registry
+from federation.protocol.registry import Registry, RegistryError, SignedRegistry
 from federation.protocol.schemas import SchemaSet, default_schemas
-from federation.protocol.verify import ChainHead, verify_envelope
+from federation.protocol.verify import ChainHead, KeyResolver, verify_envelope
 
 __all__ = [
     "PAGE_LIMIT",
@@ -47,8 +54,10 @@ __all__ = [
     "HttpFetcher",
     "HubHttpError",
     "HubUnreachable",
+    "KeysInForce",
     "audit",
     "load_checkpoint",
+    "registry_chain",
     "save_checkpoint",
 ]
 
@@ -142,11 +151,12 @@ class AuditReport:
 # -- the audit -----------------------------------------------------------------------------------------------
 
 
-def audit(fetch: Fetch, registry: Registry, *, now: datetime, previous: Checkpoint | None = None,
+def audit(fetch: Fetch, registry: SignedRegistry, *, now: datetime, previous: Checkpoint | None = None,
           schemas: SchemaSet | None = None, page_limit: int = PAGE_LIMIT, progress: ProgressCallback | None = None,
           clock: Callable[[], float] = time.monotonic) -> AuditReport:
-    """Audit the hub behind ``fetch`` against ``registry`` (the only thing trusted), at ``now`` (the time
-    registry validity and envelope times are judged at; ``clock`` only measures how long the audit took).
+    """Audit the hub behind ``fetch`` against ``registry`` (the only thing trusted: the hub's registry chain is
+    walked from it, each version checked), at ``now`` (the time envelope times are judged at; ``clock`` only
+    measures how long the audit took).
 
     ``previous`` is the checkpoint of an earlier audit (its hub signature already checked, see
     :func:`load_checkpoint`): the hub must prove its current log extends it. Raises only
@@ -162,9 +172,52 @@ def audit(fetch: Fetch, registry: Registry, *, now: datetime, previous: Checkpoi
     return report
 
 
-def _audit(fetch: Fetch, registry: Registry, report: AuditReport, previous: Checkpoint | None, now: datetime,
+def registry_chain(fetch: Fetch, anchor: SignedRegistry) -> list[SignedRegistry]:
+    """``anchor`` and every later version the hub serves (``GET /api/v1/registry[?version=K]``), each checked
+    against its predecessor (:func:`federation.protocol.governance.walk_chain`).
+
+    Raises:
+        RegistryError, GovernanceError: a version that is not the justified successor of the one before.
+        HubHttpError, HubUnreachable: from ``fetch``.
+    """
+    return walk_chain(anchor, lambda v: fetch("/api/v1/registry" if v is None else f"/api/v1/registry?version={v}"))
+
+
+class KeysInForce:
+    """Member keys as the registry chain had them: an envelope is judged by the version in force when it was
+    issued, or, for a key that version does not list yet, by the first later version issued within the clock
+    skew that does (a member's clock may run a little behind the hub's)."""
+
+    def __init__(self, chain: list[SignedRegistry], skew: timedelta) -> None:
+        self.chain = chain
+        self.issued = [parse_time(r.registry.issued_at) for r in chain]
+        self.skew = skew
+
+    def at(self, when: datetime) -> KeyResolver:
+        first = max(0, bisect.bisect_right(self.issued, when) - 1)
+
+        def get(kid: str) -> PublicKey | None:
+            for i in range(first, len(self.chain)):
+                if i > first and self.issued[i] > when + self.skew:
+                    break
+                key = self.chain[i].registry.member_keys().get(kid)
+                if key is not None:
+                    return key
+            return None
+
+        return get
+
+
+def _audit(fetch: Fetch, anchor: SignedRegistry, report: AuditReport, previous: Checkpoint | None, now: datetime,
            schemas: SchemaSet, page_limit: int, progress: ProgressCallback | None) -> None:
     fail = report.failures.append
+    try:
+        chain = registry_chain(fetch, anchor)
+    except (RegistryError, GovernanceError) as e:
+        # Without a justified chain from the registry trusted, nothing after it can be judged.
+        fail(AuditFailure(e.reason, f"registry chain: {e.message}"))
+        return
+    registry = chain[-1].registry
     signed = _fetch_checkpoint(fetch, registry, report)
     if signed is None:
         if not report.failures and previous is not None:  # the log is empty now, but was not
@@ -180,7 +233,7 @@ def _audit(fetch: Fetch, registry: Registry, report: AuditReport, previous: Chec
     env_limits = strictjson.JsonLimits(max_bytes=registry.policies.max_envelope_bytes)
     page_limits = strictjson.JsonLimits(max_bytes=page_limit * (registry.policies.max_envelope_bytes + 64) + 65536,
                                         max_depth=8)
-    keys = registry.member_keys()
+    keys = KeysInForce(chain, skew)
     after = 0
     while frontier.size < cp.size:
         path = f"/api/v1/log?after={after}&limit={page_limit}"
@@ -271,7 +324,7 @@ def _leaf(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, sort_keys=True).encode()
 
 
-def _verify_entry(obj: Any, position: int, report: AuditReport, keys: Mapping[str, PublicKey], schemas: SchemaSet,
+def _verify_entry(obj: Any, position: int, report: AuditReport, keys: KeysInForce, schemas: SchemaSet,
                   now: datetime, skew: timedelta, limits: strictjson.JsonLimits) -> bool:
     """Verify one entry's envelope and its place in its origin's chain; record failures. True when all passed."""
     try:
@@ -283,8 +336,8 @@ def _verify_entry(obj: Any, position: int, report: AuditReport, keys: Mapping[st
     head = report.heads.get(p.origin)
     if head is not None and head.hash == _UNKNOWN and p.seq == head.seq + 1:
         head = ChainHead(head.seq, p.prev or "")  # the entry before was not authentic: its true hash is unknown
-    result = verify_envelope(env, keys=keys.get, schemas=schemas, now=now, chain_head=head, check_chain_head=True,
-                             max_future_skew=skew)
+    result = verify_envelope(env, keys=keys.at(p.issued), schemas=schemas, now=now, chain_head=head,
+                             check_chain_head=True, max_future_skew=skew)
     for f in result.failures:
         message = f.message
         if f.reason == "chain-stale":

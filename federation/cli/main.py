@@ -280,10 +280,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
         fetch = audit.HttpFetcher(args.hub)
     except ValueError as e:
         raise UsageError(str(e)) from e
-    registry = load_registry(args.registry).registry
-    previous = audit.load_checkpoint(args.from_checkpoint, registry) if args.from_checkpoint else None
+    anchor = load_registry(args.registry)
+    previous = audit.load_checkpoint(args.from_checkpoint, anchor.registry) if args.from_checkpoint else None
     progress = reporter(args, label="audit", unit="entries")
-    report = audit.audit(fetch, registry, now=datetime.now(UTC), previous=previous, progress=progress)
+    report = audit.audit(fetch, anchor, now=datetime.now(UTC), previous=previous, progress=progress)
     for line in report.failure_lines():
         print(line)
     if not args.quiet:
@@ -352,7 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example: ipdn audit --hub https://hub.ipdn.network --registry registry.json "
                               "--from-checkpoint last.json --save-checkpoint last.json")
     a.add_argument("--hub", required=True, metavar="URL", help="the hub's base URL")
-    a.add_argument("--registry", required=True, type=Path, metavar="FILE", help="the registry you trust")
+    a.add_argument("--registry", required=True, type=Path, metavar="FILE",
+                   help="the registry you trust (e.g. the genesis): the hub's later versions are fetched and each "
+                        "checked")
     a.add_argument("--from-checkpoint", type=Path, metavar="FILE", help="a checkpoint saved by an earlier audit")
     a.add_argument("--save-checkpoint", type=Path, metavar="FILE", help="write the verified checkpoint here")
     a.add_argument("-q", "--quiet", action="store_true", help="print failures only (no progress, no summary)")

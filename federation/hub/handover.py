@@ -13,15 +13,15 @@ import json
 from pathlib import Path
 
 from federation.audit import Fetch, HttpFetcher
+from federation.audit import registry_chain as audit_registry_chain
 from federation.hub.store.log import CheckpointRow, HubStore, LogRow
 from federation.progress import ProgressCallback
 from federation.protocol import merkle
 from federation.protocol.checkpoint import parse_checkpoint
 from federation.protocol.envelope import Envelope, leaf_bytes
 from federation.protocol.errors import TrustError
-from federation.protocol.governance import check_transition
 from federation.protocol.keys import SigningKey
-from federation.protocol.registry import SignedRegistry, load_registry, parse_registry
+from federation.protocol.registry import SignedRegistry, load_registry
 from federation.protocol.schemas import default_schemas
 from federation.protocol.verify import ChainHead, check_chain, verify_envelope
 from federation.server.times import Clock, utcnow
@@ -32,18 +32,9 @@ class HandoverError(TrustError):
 
 
 def registry_chain(fetch: Fetch, anchor: SignedRegistry) -> list[SignedRegistry]:
-    """Every version after ``anchor`` up to the latest, each checked against its predecessor."""
-    latest = parse_registry(fetch("/api/v1/registry")).registry.version
-    chain = [anchor]
-    for v in range(anchor.registry.version + 1, latest + 1):
-        new = parse_registry(fetch(f"/api/v1/registry?version={v}"))
-        prev = chain[-1]
-        signer = prev.registry.hub_public_keys().get(new.document.kid)
-        if signer is None or not new.document.verify_with(signer):
-            raise HandoverError(f"registry v{v} is not signed by a hub key of v{v - 1}")
-        check_transition(prev, new)
-        chain.append(new)
-    return chain
+    """Every version after ``anchor`` up to the latest, each checked against its predecessor
+    (:func:`federation.protocol.governance.walk_chain`, as the auditor and the nodes do)."""
+    return audit_registry_chain(fetch, anchor)
 
 
 async def import_hub(hub_dir: Path, db_url: str, source: str, *, fetch: Fetch | None = None,

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
-from federation.protocol.governance import GovernanceError, check_transition
+from federation.protocol.governance import GovernanceError, check_successor
 from federation.protocol.registry import RegistryError, SignedRegistry, accept_update, parse_registry
 
 log = logging.getLogger("ipdn.node")
@@ -43,8 +43,9 @@ class RegistryFollower:
             new = accept_update(self.current, parse_registry(data), self.clock())
             if new is not self.current:
                 # Only one justified step at a time (PROTOCOL.md §12): the members' signed decisions,
-                # recomputed here, must give exactly this registry.
-                check_transition(self.current, new)
+                # recomputed here, must give exactly this registry (the step the auditor and the
+                # incoming hub of a handover check too: federation.protocol.governance.walk_chain).
+                check_successor(self.current, new)
         except (RegistryError, GovernanceError) as e:
             self.alarm = {"reason": e.reason, "detail": e.message}
             raise RegistryError(e.message, reason=e.reason) from e

@@ -11,7 +11,7 @@ import json
 import subprocess
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,8 +31,9 @@ from federation.protocol import merkle
 from federation.protocol.canonical import canonical_bytes
 from federation.protocol.checkpoint import CheckpointError, SignedCheckpoint, cosign, sign_checkpoint
 from federation.protocol.envelope import Envelope, leaf_bytes
+from federation.protocol.governance import next_version, sign_document
 from federation.protocol.keys import SigningKey, b64u_decode, b64u_encode
-from federation.protocol.registry import Registry, SignedRegistry, genesis
+from federation.protocol.registry import KeyEntry, Registry, SignedRegistry, genesis, sign_registry
 from tests.support.factories import Member, example_bodies, push_request
 from tests.support.harness import IPDN, Federation, free_port, http
 
@@ -52,6 +53,11 @@ class World:
     kr: Member
     signed_registry: SignedRegistry
     envelopes: list[Envelope]
+    versions: list[SignedRegistry] = field(default_factory=list)  # the registry chain the hub serves (v1 ...)
+
+    @property
+    def chain(self) -> list[SignedRegistry]:
+        return self.versions or [self.signed_registry]
 
     @property
     def registry(self) -> Registry:
@@ -71,6 +77,30 @@ def make_world(n: int = N) -> World:
     bodies = example_bodies("cultural-event")
     envelopes = [(qa, kr)[i % 2].publish(bodies[i % len(bodies)]) for i in range(n)]
     return World(hub_key, qa, kr, reg, envelopes)
+
+
+def admit_mz(world: World) -> Member:
+    """Registry v2: MZ applies and QA and KR (the quorum of two founders) approve; MZ then publishes three
+    envelopes, appended to the log."""
+    mz = Member("MZ")
+    now = datetime.now(UTC)
+    app = sign_document({"type": "application", "base": 1, "member": "MZ", "names": {"en": "Mozambique"},
+                         "endpoint": "https://ipdn.mz.example", "key": mz.key.public.to_jwk()}, mz.key, now=now)
+    votes = [sign_document({"type": "vote", "base": 1, "proposal": app.hash, "voter": m.code, "decision": "approve"},
+                           m.key, now=now) for m in (world.qa, world.kr)]
+    v2 = next_version(world.signed_registry, {"action": "admit", "documents": [d.to_dict() for d in (app, *votes)]},
+                      world.hub_key, now=now)
+    world.versions = [world.signed_registry, v2]
+    bodies = example_bodies("cultural-event")
+    world.envelopes += [mz.publish(bodies[i % len(bodies)]) for i in range(3)]
+    return mz
+
+
+def registry_routes(chain: list[SignedRegistry]) -> dict[str, bytes]:
+    """``GET /api/v1/registry`` (the latest) and ``?version=K`` for each version of the chain."""
+    routes = {f"/api/v1/registry?version={r.registry.version}": r.to_bytes() for r in chain}
+    routes["/api/v1/registry"] = chain[-1].to_bytes()
+    return routes
 
 
 def leaf_hashes(log: list[dict[str, str]]) -> list[bytes]:
@@ -128,7 +158,10 @@ class SimHub:
 
 
 def run_audit(world: World, hub: SimHub, **kw: Any) -> AuditReport:
-    return audit(hub.fetch, world.registry, page_limit=PAGE, **{"now": datetime.now(UTC), **kw})
+    """Audit from the genesis registry; the hub serves the world's registry chain unless a test set its own."""
+    for path, data in registry_routes(world.chain).items():
+        hub.routes.setdefault(path, data)
+    return audit(hub.fetch, world.signed_registry, page_limit=PAGE, **{"now": datetime.now(UTC), **kw})
 
 
 def labels(report: AuditReport) -> list[str]:
@@ -149,6 +182,55 @@ def world() -> World:
 
 
 # -- honest hubs ----------------------------------------------------------------------------------------------
+
+
+# The registry chain: audits start from a registry the auditor trusts (the genesis) and walk to the latest.
+
+
+def test_audit_from_genesis_verifies_members_admitted_later(world: World) -> None:
+    """The attack that found it: audited from the genesis registry, an honest hub whose v2 admitted MZ
+    failed with key-unknown for every MZ envelope. The audit walks v1 -> v2 (checking the votes) and
+    verifies MZ's envelopes against v2, the version in force when they were issued."""
+    admit_mz(world)
+    hub = SimHub(world.log, hub_key=world.hub_key)
+    report = run_audit(world, hub)
+    assert report.ok, report.failure_lines()
+    assert report.entries_verified == N + 3 and report.heads["MZ"].seq == 3
+    assert "/api/v1/registry?version=2" in hub.requested or "/api/v1/registry" in hub.requested
+
+
+def test_envelope_issued_before_admission_is_key_unknown(world: World) -> None:
+    """A key is judged by the version in force when the envelope was issued: MZ's envelope dated a day
+    before v2 (beyond any clock skew) names a key the registry did not list then."""
+    mz = admit_mz(world)
+    early = mz.publish(example_bodies("cultural-event")[0], issued=datetime(2020, 1, 1, tzinfo=UTC))
+    world.envelopes.append(early)
+    report = run_audit(world, SimHub(world.log, hub_key=world.hub_key))
+    assert labels(report) == [f"position {N + 4}: key-unknown"]
+
+
+def test_forged_registry_version_refused(world: World) -> None:
+    """A hub that signs a v2 adding a member without the members' votes: the chain walk recomputes v2
+    from v1 and its (empty) change, and the audit fails naming the forged step."""
+    mz = admit_mz(world)
+    bogus = next_version(world.signed_registry, {"action": "renew", "documents": []}, world.hub_key,
+                         now=datetime.now(UTC))
+    v2 = world.versions[1].registry
+    forged = sign_registry(replace(bogus.registry, members=v2.members), world.hub_key)
+    world.versions = [world.signed_registry, forged]
+    report = run_audit(world, SimHub(world.log, hub_key=world.hub_key))
+    assert labels(report) == ["unjustified-change"]
+    assert report.entries_read == 0 and mz.seq == 3
+
+
+def test_registry_version_signed_by_stranger_refused(world: World) -> None:
+    """A v2 signed by a key v1 does not list as a hub key (listing itself as the hub) is refused."""
+    admit_mz(world)
+    stranger = SigningKey.generate()
+    v2 = world.versions[1].registry
+    forged = sign_registry(replace(v2, hub_keys=(KeyEntry(jwk=stranger.public.to_jwk()),)), stranger)
+    world.versions = [world.signed_registry, forged]
+    assert labels(run_audit(world, SimHub(world.log, hub_key=world.hub_key))) == ["registry-untrusted-signer"]
 
 
 class TestHonestHub:
@@ -387,6 +469,7 @@ class TestCommand:
         served = list(world.log)
         served[6] = tampered(served[6], title={"en": "Tampered"})
         hub = SimHub(served, hub_key=world.hub_key, limit=1000)
+        hub.routes.update(registry_routes(world.chain))
         with serve(hub.routes) as url:
             code, out, err = self.run(capsys, "--hub", url, "--registry", str(tmp_path / "registry.json"),
                                       "--save-checkpoint", str(tmp_path / "last.json"))

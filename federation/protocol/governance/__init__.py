@@ -9,9 +9,11 @@ changes, whatever the hub does.
 - :mod:`.documents`: the signed documents (application, proposal, vote, rotation, revocation, handover),
   parsing, signing, and the signature and quorum checks;
 - :mod:`.actions`: one function per action (admit, suspend, reinstate, withdraw, rotate, revoke, handover);
-- :mod:`.evolve`: :func:`evolve` dispatching on the action, :func:`check_transition`, :func:`next_version`.
+- :mod:`.evolve`: :func:`evolve` dispatching on the action, :func:`check_transition`, :func:`next_version`;
+- :mod:`.chain`: :func:`walk_chain` from a trusted version to the latest, :func:`check_successor` one step.
 """
 
+from federation.protocol.governance.chain import FetchVersion, check_successor, walk_chain
 from federation.protocol.governance.documents import (
     DOCUMENT_TYPES,
     TYP,
@@ -33,8 +35,10 @@ __all__ = [
     "RENEW",
     "TYP",
     "Document",
+    "FetchVersion",
     "GovernanceError",
     "check_approvals",
+    "check_successor",
     "check_transition",
     "check_vote",
     "evolve",
@@ -43,4 +47,5 @@ __all__ = [
     "parse_document",
     "quorum",
     "sign_document",
+    "walk_chain",
 ]
