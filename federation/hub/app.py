@@ -18,6 +18,8 @@ from federation.hub.api import status as status_api
 from federation.hub.appkeys import (
     CONFIG,
     GOVERNANCE,
+    GOVERNANCE_ADDRESS_LIMITS,
+    GOVERNANCE_KEY_LIMITS,
     HUB_METRICS,
     MEMBER_LIMITS,
     MONITOR,
@@ -72,7 +74,8 @@ async def _lifecycle(app: web.Application, clock: Clock) -> AsyncIterator[None]:
     app[SERVICE] = service
     # Signatures made before this process started were never seen by its replay cache: refused as expired.
     app[REPLAYS] = httpsig.ReplayCache(window=cfg.replay_window, since=int(service.clock().timestamp()))
-    app[GOVERNANCE] = GovernanceService(service, cfg.registry_path)
+    app[GOVERNANCE] = GovernanceService(service, cfg.registry_path,
+                                        max_pending_applications=cfg.max_pending_applications)
     monitor = app[MONITOR] = Monitor(service, silent_after=cfg.silent_after, flush_interval=cfg.pull_flush_interval)
     await monitor.start()
     app[HUB_METRICS].monitor = monitor
@@ -96,6 +99,8 @@ def create_app(config: HubConfig, *, clock: Clock = utcnow) -> web.Application:
     app[HUB_METRICS] = metrics
     app[MEMBER_LIMITS] = RateLimiter(config.push_rate, config.push_burst)
     app[REFUSAL_LIMITS] = RateLimiter(config.refusal_rate, config.refusal_burst)
+    app[GOVERNANCE_ADDRESS_LIMITS] = RateLimiter(config.governance_rate, config.governance_burst)
+    app[GOVERNANCE_KEY_LIMITS] = RateLimiter(config.governance_key_rate, config.governance_key_burst)
     app[BODY_TIMEOUT] = config.body_timeout
     app.cleanup_ctx.append(functools.partial(_lifecycle, clock=clock))
     app.on_shutdown.append(_wake_readers)

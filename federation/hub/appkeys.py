@@ -24,3 +24,5 @@ MONITOR = web.AppKey("monitor", Monitor)
 HUB_METRICS = web.AppKey("hub_metrics", HubMetrics)
 MEMBER_LIMITS = web.AppKey("member_limits", RateLimiter)  # signed requests, per member
 REFUSAL_LIMITS = web.AppKey("refusal_limits", RateLimiter)  # unauthenticated refusals kept, per client address
+GOVERNANCE_ADDRESS_LIMITS = web.AppKey("governance_address_limits", RateLimiter)  # submissions, per client address
+GOVERNANCE_KEY_LIMITS = web.AppKey("governance_key_limits", RateLimiter)  # governance documents, per signing key

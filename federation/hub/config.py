@@ -39,6 +39,11 @@ class HubConfig:
     refusal_rate: float = 2.0  # refused unsigned requests kept in quarantine per second per client address ...
     refusal_burst: float = 100.0  # ... past it only answered, not kept (no write amplification)
     quarantine_max_bytes: int = 64 * 1024  # of a refused request's body, kept as received (the rest is counted)
+    governance_rate: float = 0.5  # governance submissions per second per client address, sustained ...
+    governance_burst: float = 30.0  # ... and at once; past it 429 with Retry-After (before the body is read)
+    governance_key_rate: float = 0.1  # governance documents per second per signing key (an applicant's, a voter's) ...
+    governance_key_burst: float = 10.0  # ... and at once; past it 429 with Retry-After
+    max_pending_applications: int = 100  # undecided applications held; past it 503 too-many-pending-applications
     body_timeout: float = 60.0  # seconds a client has to send a request body (408 after)
     idle_timeout: float = 15.0  # seconds a connection may idle, or take to send its request line and headers
 

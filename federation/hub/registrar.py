@@ -3,7 +3,13 @@
 The hub only gathers applications, proposals, votes, rotations, revocations and handovers, and signs
 the next registry when :func:`federation.protocol.governance.next_version` accepts one of them with its
 votes. Nodes recompute every version themselves (:func:`federation.protocol.governance.check_transition`),
-so the hub's part is availability, not authority. Every document received is kept: the audit trail.
+so the hub's part is availability, not authority. Every document accepted is kept: the audit trail.
+
+A submission is checked in full before anything of it is stored (shape, signatures, base version, and
+that each subject could pass with enough votes): a refused document is never listed as pending (the
+route keeps the refusal in the quarantine, within the per-address budget). New applications are bounded
+(``max_pending_applications``): an outsider cannot fill the hub with self-signed applications. Each
+submission decides only the subjects it touches, reading only their documents.
 """
 
 from __future__ import annotations
@@ -12,10 +18,12 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from federation.hub.ingest.service import HubService
+from federation.protocol.errors import IpdnError
 from federation.protocol.governance import (
     Document,
     GovernanceError,
@@ -33,53 +41,92 @@ log = logging.getLogger("ipdn.hub.governance")
 _ACTIONS = {"application": "admit", "rotation": "rotate", "revocation": "revoke", "handover": "handover"}
 
 
+class TooManyPendingApplications(IpdnError):
+    """The hub holds ``max_pending_applications`` undecided applications: new ones wait until some are decided."""
+
+    reason = "too-many-pending-applications"
+
+
 def document_id(doc: Document) -> str:
     """Storage key: SHA-256 of the compact JWS (two signatures over one payload are two documents)."""
     return hashlib.sha256(doc.jws.signing_input + b"." + doc.jws.signature).hexdigest()
 
 
 class GovernanceService:
-    def __init__(self, hub: HubService, registry_path: Path) -> None:
+    def __init__(self, hub: HubService, registry_path: Path, *, max_pending_applications: int = 100) -> None:
         self.hub = hub
         self.store = hub.store
         self.registry_path = registry_path
+        self.max_pending_applications = max_pending_applications
 
-    async def submit(self, objs: list[Any]) -> list[str]:
-        """Keep each document (made against the current registry version) and decide what is due.
+    @staticmethod
+    def parse(objs: list[Any]) -> list[Document]:
+        """The submitted documents, parsed (not yet verified).
 
         Raises:
-            GovernanceError: malformed, or made against another registry version (stale-governance-document).
+            GovernanceError: governance-malformed.
+        """
+        return [parse_document(o) for o in objs]
+
+    async def submit(self, docs: list[Document], *,
+                     before_storing: Callable[[list[Document]], None] | None = None) -> list[str]:
+        """Check every document, then keep them (made against the current registry version) and decide what
+        is due. Nothing is stored when anything is refused. ``before_storing`` is called once they are
+        checked, and may refuse them too (a rate limit per signing key, say) by raising.
+
+        Raises:
+            GovernanceError: made against another registry version (stale-governance-document), a bad vote, or
+                a subject that could never pass whatever the votes (bad-governance-signature for an
+                application not signed by the key it presents, governance-malformed, already-a-member, ...).
+            TooManyPendingApplications: a new application while ``max_pending_applications`` are pending.
         """
         version = self.hub.registry.registry.version
-        docs = [parse_document(o) for o in objs]
         for d in docs:
             if d.body["base"] != version:
                 raise GovernanceError(f"made for registry version {d.body['base']}; the current one is {version}",
                                       reason="stale-governance-document")
             if d.type == "vote":  # refused at once, so that one bad vote cannot block a decision
                 check_vote(self.hub.registry.registry, d)
+        touched = {self._subject(d) for d in docs}
+        subjects, related = await self._pending(touched)
+        held = {s.hash for s in subjects}
+        submitted_subjects: dict[str, Document] = {}
+        for d in docs:
+            if d.type != "vote" and d.hash not in held and d.hash not in submitted_subjects:
+                submitted_subjects[d.hash] = d
+            else:
+                related.setdefault(self._subject(d), []).append(d)
+        self._explain(list(submitted_subjects.values()), related)
+        new_applications = sum(1 for d in submitted_subjects.values() if d.type == "application")
+        if new_applications:
+            pending = await self.store.count_pending_governance("application", version)
+            if pending + new_applications > self.max_pending_applications:
+                raise TooManyPendingApplications(
+                    f"{pending} applications are pending, at most {self.max_pending_applications}: "
+                    "new ones are taken once the members decide some")
+        if before_storing is not None:
+            before_storing(docs)
         ids = []
         for d in docs:
-            subject = str(d.body.get("proposal")) if d.type == "vote" else d.hash
             ids.append(document_id(d))
-            await self.store.add_governance(ids[-1], d.type, version, subject,
+            await self.store.add_governance(ids[-1], d.type, version, self._subject(d),
                                             json.dumps(d.to_dict()).encode(), self.hub.clock())
-        while await self.decide():
+        while await self.decide(touched):
             pass
-        await self._explain(docs)
         return ids
 
-    async def _explain(self, submitted: list[Document]) -> None:
-        """A submitted subject that stays pending for any reason but missing votes will never pass:
-        say why (it stays in the audit trail).
+    @staticmethod
+    def _subject(d: Document) -> str:
+        return str(d.body.get("proposal")) if d.type == "vote" else d.hash
+
+    def _explain(self, subjects: list[Document], related: dict[str, list[Document]]) -> None:
+        """A submitted subject that could not pass for any reason but missing votes never will: refuse it
+        before it is stored.
 
         Raises:
-            GovernanceError: the reason, e.g. bad-governance-signature for a forged rotation.
+            GovernanceError: the reason, e.g. bad-governance-signature for a forged application or rotation.
         """
-        subjects, related = await self._pending()
         for s in subjects:
-            if not any(d.hash == s.hash for d in submitted):
-                continue
             action = _ACTIONS.get(s.type) or str(s.body.get("action"))
             docs = [s, *related.get(s.hash, [])]
             try:
@@ -88,24 +135,30 @@ class GovernanceService:
                 if e.reason != "quorum-not-met":
                     raise
 
-    async def _pending(self) -> tuple[list[Document], dict[str, list[Document]]]:
-        rows = await self.store.governance_documents(base=self.hub.registry.registry.version)
+    async def _pending(self, subjects_of: set[str] | None = None
+                       ) -> tuple[list[Document], dict[str, list[Document]]]:
+        """Undecided documents made against the current version (of the given subjects only, if given):
+        the subjects in arrival order, and the other documents (votes, a rotation's second signature) by
+        subject."""
+        rows = await self.store.governance_documents(base=self.hub.registry.registry.version, pending=True,
+                                                     subjects=subjects_of)
         subjects: list[Document] = []
+        seen: set[str] = set()
         by_subject: dict[str, list[Document]] = {}
         for r in rows:
-            if r["decided_in"] is not None:
-                continue
             d = parse_document(json.loads(r["document"]))
-            if d.type == "vote" or any(s.hash == d.hash for s in subjects):
+            if d.type == "vote" or d.hash in seen:
                 by_subject.setdefault(str(r["subject"]), []).append(d)
             else:
                 subjects.append(d)
+                seen.add(d.hash)
         return subjects, by_subject
 
-    async def decide(self) -> bool:
-        """Publish the next registry version if a pending subject now carries its decision."""
+    async def decide(self, subjects_of: set[str] | None = None) -> bool:
+        """Publish the next registry version if a pending subject (of those given, if given) now carries its
+        decision."""
         current = self.hub.registry
-        subjects, related = await self._pending()
+        subjects, related = await self._pending(subjects_of)
         for s in subjects:
             action = _ACTIONS.get(s.type) or str(s.body.get("action"))
             others = related.get(s.hash, [])

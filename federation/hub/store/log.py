@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -416,13 +416,28 @@ class HubStore(LogReads):
                                                           document=document, received_at=now))
             return True
 
-    async def governance_documents(self, base: int | None = None) -> list[dict[str, Any]]:
-        """Governance documents in arrival order (those made against ``base`` only, if given)."""
+    async def governance_documents(self, base: int | None = None, *, pending: bool = False,
+                                   subjects: Collection[str] | None = None) -> list[dict[str, Any]]:
+        """Governance documents in arrival order (those made against ``base`` only, if given; undecided only,
+        if ``pending``; about the given ``subjects`` only, if given)."""
         q = sa.select(governance).order_by(governance.c.received_at, governance.c.hash)
         if base is not None:
             q = q.where(governance.c.base == base)
+        if pending:
+            q = q.where(governance.c.decided_in.is_(None))
+        if subjects is not None:
+            if not subjects:
+                return []
+            q = q.where(governance.c.subject.in_(sorted(subjects)))
         async with self.engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(q)]
+
+    async def count_pending_governance(self, type_: str, base: int) -> int:
+        """Undecided documents of one type made against ``base`` (pending applications, say)."""
+        q = sa.select(sa.func.count()).select_from(governance).where(
+            governance.c.type == type_, governance.c.base == base, governance.c.decided_in.is_(None))
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(q)).scalar_one())
 
     async def save_decision(self, version: int, hash_: str, document: bytes, used: Sequence[str],
                             now: datetime) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -9,6 +12,7 @@ from typing import Any
 import pytest
 
 from federation.hub.app import create_app
+from federation.hub.appkeys import SERVICE
 from federation.hub.config import HubConfig
 from federation.protocol.governance import check_transition, sign_document
 from federation.protocol.keys import SigningKey
@@ -24,14 +28,28 @@ def members() -> dict[str, Member]:
     return {c: Member(c) for c in FOUNDERS}
 
 
+HubFactory = Callable[..., Awaitable[Any]]
+
+
 @pytest.fixture
-async def hub(aiohttp_client: Any, tmp_path: Path, members: dict[str, Member], db_url: str) -> Any:
-    hub_key = SigningKey.generate()
-    hub_key.save(tmp_path / "hub.key.pem")
-    reg = genesis(hub_key=hub_key, hub_url=HUB_URL, founders=[(m.public, {"en": c}) for c, m in members.items()],
-                  now=datetime.now(UTC))
-    (tmp_path / "registry.json").write_bytes(reg.to_bytes())
-    return await aiohttp_client(create_app(HubConfig.load(tmp_path, db_url=db_url, verify_workers=0)))
+def make_hub(aiohttp_client: Any, tmp_path: Path, members: dict[str, Member], db_url: str) -> HubFactory:
+    """A hub with the founders as members; keyword arguments override its settings."""
+
+    async def make(**overrides: Any) -> Any:
+        hub_key = SigningKey.generate()
+        hub_key.save(tmp_path / "hub.key.pem")
+        reg = genesis(hub_key=hub_key, hub_url=HUB_URL,
+                      founders=[(m.public, {"en": c}) for c, m in members.items()], now=datetime.now(UTC))
+        (tmp_path / "registry.json").write_bytes(reg.to_bytes())
+        cfg = HubConfig.load(tmp_path, db_url=db_url, verify_workers=0, **overrides)
+        return await aiohttp_client(create_app(cfg))
+
+    return make
+
+
+@pytest.fixture
+async def hub(make_hub: HubFactory) -> Any:
+    return await make_hub()
 
 
 async def submit(hub: Any, *docs: Any) -> tuple[int, Any]:
@@ -39,9 +57,10 @@ async def submit(hub: Any, *docs: Any) -> tuple[int, Any]:
     return r.status, await r.json()
 
 
-def application(key: SigningKey, base: int = 1) -> Any:
-    return sign_document({"type": "application", "base": base, "member": "MZ",
-                          "names": {"pt": "Instituto Cultural de Moçambique", "en": "Mozambique Cultural Institute"},
+def application(key: SigningKey, base: int = 1, member: str = "MZ", name: str = "Mozambique Cultural Institute"
+                ) -> Any:
+    return sign_document({"type": "application", "base": base, "member": member,
+                          "names": {"pt": "Instituto Cultural de Moçambique", "en": name},
                           "endpoint": "https://ipdn.mz.example", "key": key.public.to_jwk()},
                          key, now=datetime.now(UTC))
 
@@ -130,3 +149,75 @@ class TestRefusals:
         assert status == 403 and doc["reason"] == "bad-governance-signature"
         reg = parse_registry(await (await hub.get("/api/v1/registry")).read())
         assert reg.registry.version == 1
+
+
+class TestGovernanceSpam:
+    """The attack that found these: an outsider posted 600 self-signed applications, all stored; each new
+    submission then took 3.5 s and /healthz up to 1.6 s; a document with a broken signature was answered 403
+    but stored and listed as pending all the same."""
+
+    async def test_broken_signature_application_not_stored(self, hub: Any) -> None:
+        """Refused before anything is stored: not pending, not in the trail; the refusal is in the quarantine."""
+        app_doc, other = application(SigningKey.generate()), application(SigningKey.generate(), name="Other")
+        broken = {**app_doc.to_dict(), "signature": other.to_dict()["signature"]}
+        r = await hub.post("/api/v1/governance", json={"documents": [broken]})
+        assert r.status == 403 and r.content_type == "application/problem+json"
+        assert (await r.json())["reason"] == "bad-governance-signature"
+        overview = await (await hub.get("/api/v1/governance")).json()
+        assert overview["pending"] == [] and overview["trail"] == []
+        kept = await hub.server.app[SERVICE].store.quarantined(reason="bad-governance-signature")
+        assert len(kept) == 1 and json.loads(kept[0]["envelope"]) == {"documents": [broken]}
+
+    async def test_application_flood_from_one_source_rate_limited(self, make_hub: HubFactory) -> None:
+        """Past the per-address burst, 429 with Retry-After, read no further: only the burst is stored."""
+        hub = await make_hub(governance_rate=0.001, governance_burst=5)
+        statuses = []
+        for i in range(20):
+            r = await hub.post("/api/v1/governance", json={"documents": [application(SigningKey.generate(),
+                                                                                     name=f"Applicant {i}").to_dict()]})
+            statuses.append(r.status)
+            if r.status == 429:
+                assert (await r.json())["reason"] == "rate-limited" and int(r.headers["Retry-After"]) >= 1
+        assert statuses == [202] * 5 + [429] * 15
+        assert len((await (await hub.get("/api/v1/governance")).json())["pending"]) == 5
+
+    async def test_application_flood_from_one_key_rate_limited(self, make_hub: HubFactory) -> None:
+        """One applicant key signing many applications (from any number of addresses) is limited too."""
+        hub = await make_hub(governance_key_rate=0.001, governance_key_burst=2)
+        key = SigningKey.generate()
+        statuses = [(await submit(hub, application(key, name=f"Name {i}")))[0] for i in range(4)]
+        assert statuses == [202, 202, 429, 429]
+
+    async def test_pending_applications_bounded(self, make_hub: HubFactory, members: dict[str, Member]) -> None:
+        """Past max_pending_applications a new application is 503 too-many-pending-applications (nothing
+        stored); votes still count, and once one is decided a new application is taken again."""
+        hub = await make_hub(max_pending_applications=3)
+        apps = [application(SigningKey.generate(), member=code) for code in ("MZ", "NG", "SG")]
+        for a in apps:
+            assert (await submit(hub, a))[0] == 202
+        status, problem = await submit(hub, application(SigningKey.generate(), member="PH"))
+        assert status == 503 and problem["reason"] == "too-many-pending-applications"
+        assert "3 applications are pending" in problem["detail"]
+        assert len((await (await hub.get("/api/v1/governance")).json())["trail"]) == 3
+        _, doc = await submit(hub, vote(members["QA"], apps[0]), vote(members["TR"], apps[0]))
+        assert doc["registry_version"] == 2  # the others were made for v1: no longer pending at v2
+        assert (await submit(hub, application(SigningKey.generate(), base=2, member="PH")))[0] == 202
+
+    async def test_listing_and_submitting_fast_with_thousands_pending(self, hub: Any,
+                                                                     members: dict[str, Member]) -> None:
+        """With 2,000 pending applications held, the listing and a new submission each stay well under a
+        second (a submission reads only the documents of the subjects it touches)."""
+        store = hub.server.app[SERVICE].store
+        now = datetime.now(UTC)
+        docs = [application(SigningKey.generate(), name=f"Applicant {i}") for i in range(2000)]
+        for d in docs:
+            await store.add_governance(d.hash, d.type, 1, d.hash, json.dumps(d.to_dict()).encode(), now)
+        started = time.perf_counter()
+        overview = await (await hub.get("/api/v1/governance")).json()
+        listed = time.perf_counter() - started
+        assert len(overview["pending"]) == 2000
+        started = time.perf_counter()
+        status, _ = await submit(hub, vote(members["QA"], docs[-1]))
+        submitted = time.perf_counter() - started
+        assert status == 202
+        assert listed < 1.0 and submitted < 1.0, (listed, submitted)
