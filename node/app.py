@@ -16,7 +16,7 @@ from federation.protocol.errors import IpdnError
 from federation.protocol.registry import load_registry
 from federation.server import openapi
 from federation.server.logs import access_middleware, request_id_middleware
-from federation.server.web import BODY_TIMEOUT, add_health_route, problem_response, problems_middleware
+from federation.server.web import BODY_TIMEOUT, TRUSTED_PROXIES, add_health_route, problem_response, problems_middleware
 from node.api import records as records_api
 from node.appkeys import CONFIG, ENGINE, SERVICE, WEBHOOKS
 from node.config import NodeConfig
@@ -79,6 +79,7 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
         problems_middleware, _node_problems])
     app[CONFIG] = config
     app[BODY_TIMEOUT] = config.body_timeout
+    app[TRUSTED_PROXIES] = config.proxies
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         keys = OwnKeys.load(config.member, config.key_path, config.dir)

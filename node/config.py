@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from yarl import URL
+
 from federation.protocol.errors import ConfigError
 from federation.server import tls
 from federation.server.db import engine as db
 from federation.server.settings import load_settings
+from federation.server.web import TrustedProxies
 from node.webhooks.events import parse_schedule
 
 CONFIG_FILE = "node.toml"
@@ -37,6 +40,16 @@ class NodeConfig:
     db_url: str = ""  # default: SQLite in the node directory (filled in by __post_init__)
     host: str = "127.0.0.1"
     port: int = 8441
+
+    # -- the public address (docs/THREAT-MODEL.md: Host header injection) -----------------------------------
+    # The base URL partners reach this node at, e.g. "https://ipdn.katara.example" behind a reverse proxy: every
+    # absolute link in event pages, feeds (ICS, JSON Feed, Atom) and OAI-PMH is built from it, never from the
+    # request's Host header, so a forged Host cannot poison a shared cache. Empty: http://host:port (https when
+    # tls_cert is set; 127.0.0.1 when host is a wildcard such as 0.0.0.0), see ``public_base``.
+    public_url: str = ""
+    # Reverse proxies whose X-Forwarded-Proto is believed (Secure cookies, the CSRF origin check): comma-separated
+    # addresses and CIDR blocks, e.g. "127.0.0.1, ::1" or "10.0.0.0/8". Empty: no one's.
+    trusted_proxies: str = ""
 
     # -- limits of the HTTP API ------------------------------------------------------------------------
     max_request_bytes: int = 1024 * 1024  # a record body is a few KB; the envelope limit is 256 KiB
@@ -105,6 +118,13 @@ class NodeConfig:
             raise ConfigError(str(e)) from e
         if not 0 <= self.webhook_jitter <= 1 or self.webhook_concurrency < 1 or self.webhook_timeout <= 0:
             raise ConfigError("webhook_jitter is 0 to 1, webhook_concurrency at least 1, webhook_timeout positive")
+        if self.public_url:
+            public = URL(self.public_url)
+            if (public.scheme not in ("http", "https") or not public.host or public.query_string or public.fragment
+                    or public.user):
+                raise ConfigError(f"public_url: {self.public_url!r} is not an http(s) base URL "
+                                  "(e.g. https://ipdn.katara.example)")
+        TrustedProxies.parse(self.trusted_proxies)  # ConfigError when an entry is no address or CIDR block
         if self.partner_rate_per_minute < 1 or self.anonymous_rate_per_minute < 1:
             raise ConfigError("partner_rate_per_minute and anonymous_rate_per_minute are at least 1")
 
@@ -123,6 +143,21 @@ class NodeConfig:
         cert = tls.resolve(self.dir, self.hub_client_cert)
         return tls.client_context(ca=tls.resolve(self.dir, self.hub_ca), cert=cert,
                                   key=tls.resolve(self.dir, self.hub_client_key) or cert)
+
+    @property
+    def public_base(self) -> str:
+        """The node's public base URL without a trailing slash: ``public_url``, else derived from where it listens
+        (never from a request)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host  # noqa: S104 (compared, not bound)
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{'https' if self.tls_cert else 'http'}://{host}:{self.port}"
+
+    @property
+    def proxies(self) -> TrustedProxies:
+        return TrustedProxies.parse(self.trusted_proxies)
 
     @property
     def webhook_retry_schedule(self) -> tuple[float, ...]:

@@ -40,7 +40,7 @@ from federation.server import openapi
 from federation.server.logs import access_middleware, request_id_middleware
 from federation.server.ratelimit import RateLimiter
 from federation.server.times import Clock, utcnow
-from federation.server.web import BODY_TIMEOUT, add_health_route, problems_middleware
+from federation.server.web import BODY_TIMEOUT, TRUSTED_PROXIES, add_health_route, problems_middleware
 
 log = logging.getLogger("ipdn.hub")
 
@@ -102,6 +102,7 @@ def create_app(config: HubConfig, *, clock: Clock = utcnow) -> web.Application:
     app[GOVERNANCE_ADDRESS_LIMITS] = RateLimiter(config.governance_rate, config.governance_burst)
     app[GOVERNANCE_KEY_LIMITS] = RateLimiter(config.governance_key_rate, config.governance_key_burst)
     app[BODY_TIMEOUT] = config.body_timeout
+    app[TRUSTED_PROXIES] = config.proxies
     app.cleanup_ctx.append(functools.partial(_lifecycle, clock=clock))
     app.on_shutdown.append(_wake_readers)
     push_api.register_routes(app)

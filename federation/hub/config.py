@@ -12,6 +12,7 @@ from typing import Any
 from federation.server import tls
 from federation.server.db import engine as db
 from federation.server.settings import load_settings
+from federation.server.web import TrustedProxies
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,16 @@ class HubConfig:
     max_pending_applications: int = 100  # undecided applications held; past it 503 too-many-pending-applications
     body_timeout: float = 60.0  # seconds a client has to send a request body (408 after)
     idle_timeout: float = 15.0  # seconds a connection may idle, or take to send its request line and headers
+    # Reverse proxies whose X-Forwarded-Proto is believed (the dashboard's Secure cookies and CSRF origin check):
+    # comma-separated addresses and CIDR blocks, e.g. "127.0.0.1, ::1". Empty: no one's (docs/THREAT-MODEL.md).
+    trusted_proxies: str = ""
+
+    def __post_init__(self) -> None:
+        TrustedProxies.parse(self.trusted_proxies)  # ConfigError when an entry is no address or CIDR block
+
+    @property
+    def proxies(self) -> TrustedProxies:
+        return TrustedProxies.parse(self.trusted_proxies)
 
     @property
     def session_secret_path(self) -> Path:

@@ -7,16 +7,18 @@ Handlers raise domain errors (``IpdnError``) or :class:`Problem`; one middleware
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from federation.protocol import strictjson
-from federation.protocol.errors import IpdnError, StrictJsonError, TrustError
+from federation.protocol.errors import ConfigError, IpdnError, StrictJsonError, TrustError
 
 PROBLEM_BASE = "https://schemas.ipdn.network/problems/"
 log = logging.getLogger("ipdn.http")
@@ -25,6 +27,51 @@ log = logging.getLogger("ipdn.http")
 # one byte a second (slowloris) would otherwise hold its connection and the handler for as long as it likes.
 DEFAULT_BODY_TIMEOUT = 60.0
 BODY_TIMEOUT = web.AppKey("body_timeout", float)
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedProxies:
+    """The reverse proxies whose forwarding headers (``X-Forwarded-Proto``) are believed: the ``trusted_proxies``
+    setting of the hub and the node. Empty (the default): no one's; a client could otherwise claim a TLS
+    connection it does not have (docs/THREAT-MODEL.md)."""
+
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> TrustedProxies:
+        """Comma-separated addresses and CIDR blocks, e.g. ``"127.0.0.1, 10.0.0.0/8, ::1"``.
+
+        Raises:
+            ConfigError: an entry is neither.
+        """
+        networks = []
+        for item in (part.strip() for part in text.split(",")):
+            if not item:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError as e:
+                raise ConfigError(f"trusted_proxies: {item!r} is not an address or CIDR block") from e
+        return cls(tuple(networks))
+
+    def __contains__(self, address: object) -> bool:
+        if not isinstance(address, str) or not self.networks:
+            return False
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False  # a Unix socket or an unknown peer: never trusted
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip.version == n.version and ip in n for n in self.networks)
+
+
+TRUSTED_PROXIES = web.AppKey("trusted_proxies", TrustedProxies)
+
+
+def from_trusted_proxy(request: web.Request) -> bool:
+    """Whether the request's peer (``request.remote``) is one of the app's TRUSTED_PROXIES (none when unset)."""
+    return request.remote in request.config_dict.get(TRUSTED_PROXIES, TrustedProxies())
 
 
 class Problem(Exception):

@@ -696,7 +696,14 @@ async def _answer(request: web.Request, etag: str, content_type: str,
 
 
 def _base(request: web.Request) -> str:
-    return str(request.url.origin())
+    """The node's configured public base URL: links never echo the request's Host (a forged Host would otherwise
+    be cached for everyone; docs/THREAT-MODEL.md)."""
+    return request.app[CONFIG].public_base
+
+
+def _self_url(request: web.Request) -> str:
+    """This feed's own URL: the public base URL, the path and the query as asked."""
+    return _base(request) + str(request.rel_url)
 
 
 async def events_ics(request: web.Request) -> web.Response:
@@ -712,7 +719,7 @@ async def json_feed(request: web.Request) -> web.Response:
     service, config = _context(request)
     q = parse_query(request.query, service, config, events_only=False)
     records = await recent_records(service, config, q)
-    base, self_url = _base(request), str(request.url)
+    base, self_url = _base(request), _self_url(request)
     return await _answer(request, _etag("json", self_url, q, records), "application/feed+json",
                          lambda: render_json_feed(records, member=service.member, base=base, self_url=self_url,
                                                   lang=q.lang))
@@ -722,7 +729,7 @@ async def atom_feed(request: web.Request) -> web.Response:
     service, config = _context(request)
     q = parse_query(request.query, service, config, events_only=False)
     records = await recent_records(service, config, q)
-    base, self_url = _base(request), str(request.url)
+    base, self_url = _base(request), _self_url(request)
     feed_key = q.canonical()
     return await _answer(request, _etag("atom", self_url, q, records), "application/atom+xml",
                          lambda: render_atom(records, member=service.member, base=base, self_url=self_url,

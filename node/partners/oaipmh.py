@@ -54,6 +54,7 @@ from federation.protocol.canonical import canonical_bytes
 from federation.protocol.envelope import RECORD_ID_RE, Envelope
 from federation.protocol.keys import b64u_decode, b64u_encode
 from node.appkeys import CONFIG, SERVICE
+from node.config import NodeConfig
 from node.errors import BadQueryError, RecordNotFoundError
 from node.partners.feeds import CACHE_CONTROL
 from node.records.service import NodeService
@@ -118,7 +119,8 @@ class OaiSettings:
 
     ``public_url`` is the node's public base URL (e.g. ``https://ipdn.katara.example``): the OAI base URL
     is ``public_url + "/oai"`` and ``dc:identifier`` links to ``public_url + "/api/v1/records/<id>"``.
-    Unset: the member's ``endpoint`` in the registry, else the URL the request came to.
+    Unset: the node's ``public_url`` setting, else the member's ``endpoint`` in the registry, else the node's
+    default base URL (``NodeConfig.public_base``); never the request's Host.
     ``admin_email`` unset: the member's registry contact e-mail, else :data:`DEFAULT_ADMIN_EMAIL`.
     ``page_size`` unset: the node's ``page_size`` (records per ListRecords/ListIdentifiers response).
     """
@@ -690,11 +692,13 @@ HANDLERS: dict[str, Callable[[Context, dict[str, str]], Awaitable[Any]]] = {
 # -- HTTP ------------------------------------------------------------------------------------------------
 
 
-def _public_url(request: web.Request, settings: OaiSettings, endpoint: str | None) -> str:
-    configured = settings.public_url or endpoint
+def _public_url(config: NodeConfig, settings: OaiSettings, endpoint: str | None) -> str:
+    """The OAI settings' public URL, else the node's ``public_url``, else the member's registry endpoint, else the
+    node's default base URL: never the request's Host (docs/THREAT-MODEL.md, Host header injection)."""
+    configured = settings.public_url or config.public_url or endpoint
     if configured:
         return configured.rstrip("/")
-    return str(request.url.origin())
+    return config.public_base
 
 
 def response_document(ctx: Context, request_attrs: Mapping[str, str], content: Any | None,
@@ -723,7 +727,7 @@ async def handle(request: web.Request) -> web.Response:
     members = {m.code: m for m in service.registry.registry.members}
     own = members.get(service.member)
     ctx = Context(service=service, settings=settings,
-                  public_url=_public_url(request, settings, own.endpoint if own else None),
+                  public_url=_public_url(config, settings, own.endpoint if own else None),
                   page_size=settings.page_size or config.page_size, now=service.clock(), registry_members=members)
     attrs: dict[str, str] = {}
     try:

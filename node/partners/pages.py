@@ -35,7 +35,7 @@ from markupsafe import Markup
 
 from federation.server.ui.i18n import direction, pick
 from federation.server.ui.templates import template_env
-from node.appkeys import SERVICE
+from node.appkeys import CONFIG, SERVICE
 from node.errors import RecordNotFoundError
 from node.partners.feeds import record_url
 from node.records.service import NodeService
@@ -306,7 +306,7 @@ async def event_page(request: web.Request) -> web.StreamResponse:
     lang = request.query.get("lang") or None
     if lang is not None and not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*", lang):
         lang = None
-    base = str(request.url.origin())
+    base = request.app[CONFIG].public_base  # never the request's Host: the page is cached publicly
     etag = _etag(rec, base, lang)
     headers = {**SECURITY_HEADERS, "ETag": etag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding"}
     if rec.body is not None and etag in {t.strip() for t in request.headers.get("If-None-Match", "").split(",")}:

@@ -3,7 +3,9 @@
 A session is a stateless cookie: ``base64url(claims).base64url(HMAC-SHA256)``, keyed by a per-service secret.
 The claims hold the subject, an expiry and the session's CSRF token; the sign-in flow (signin.py) still checks
 on every request that the subject exists and is enabled, so disabling an account ends its sessions.
-Every cookie is ``HttpOnly``, ``SameSite=Strict`` and ``Secure`` when the request came over TLS.
+Every cookie is ``HttpOnly``, ``SameSite=Strict`` and ``Secure`` when the request came over TLS: to the service
+itself, or to a reverse proxy listed in the service's ``trusted_proxies`` that says so in ``X-Forwarded-Proto``
+(anyone else's ``X-Forwarded-Proto`` is ignored).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from federation.protocol.keys import b64u_decode, b64u_encode
+from federation.server.web import from_trusted_proxy
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,11 @@ def load_secret(path: Path) -> bytes:
 
 
 def is_tls(request: web.Request) -> bool:
-    return request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+    """Whether the client's connection is TLS: this one, or, from a trusted proxy only, its ``X-Forwarded-Proto``."""
+    if request.secure:
+        return True
+    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return proto == "https" and from_trusted_proxy(request)
 
 
 def set_cookie(response: web.StreamResponse, request: web.Request, name: str, value: str,

@@ -55,7 +55,7 @@ def hub_dir(tmp_path: Path, members: dict[str, Member]) -> Path:
 async def hub(db_url: str, aiohttp_client: Any, hub_dir: Path) -> Any:  # the app closes before its database goes
     client = await aiohttp_client(create_app(HubConfig.load(
         hub_dir, db_url=db_url, verify_workers=0, live_interval=0.1, silent_after=60,
-        operator_token_sha256=hashlib.sha256(b"tok").hexdigest())))
+        operator_token_sha256=hashlib.sha256(b"tok").hexdigest(), trusted_proxies="127.0.0.1, ::1")))
     store = client.server.app[SERVICE].store
     assert await store.add_operator("amal", hash_password(PASSWORD, **FAST), datetime.now(UTC))
     return client

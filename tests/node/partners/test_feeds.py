@@ -8,6 +8,7 @@ JSON Feed against the JSON Feed 1.1 rules (a JSON Schema below; feedparser 6 rea
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from federation.protocol.registry import SignedRegistry
 from federation.protocol.schemas import default_schemas
 from federation.protocol.verify import verify_envelope
 from node.app import create_app
-from node.appkeys import SERVICE
+from node.appkeys import CONFIG, SERVICE
 from node.config import NodeConfig
 from node.partners.feeds import (
     ATOM_PATH,
@@ -445,7 +446,7 @@ class TestJsonFeed:
         assert resp.headers["Cache-Control"] == CACHE_CONTROL and resp.headers["ETag"]
         doc = json.loads(await resp.text())
         jsonschema.validate(doc, JSON_FEED_1_1)
-        assert doc["feed_url"] == str(resp.url) and len(doc["items"]) == 8
+        assert doc["feed_url"] == client.app[CONFIG].public_base + resp.url.path_qs and len(doc["items"]) == 8
 
     async def test_newest_change_first_with_stable_ids(self, client: TestClient, service: NodeService,
                                                        event: dict[str, Any]) -> None:
@@ -683,3 +684,38 @@ class TestRenderCache:
         await publish(service, event)
         await get_text(client, ICS_PATH)
         assert len(calls) == 2
+
+
+# -- Host header injection (docs/THREAT-MODEL.md): links come from public_url, never from the request -------------
+
+
+async def _forged_host(aiohttp_client: Any, config: NodeConfig, path: str) -> str:
+    """``path`` asked with ``Host: evil.example`` of a node whose public_url is https://ipdn.qa.example, with one
+    event published: the body, after checking that nothing in the answer names evil.example."""
+    client = await aiohttp_client(create_app(dataclasses.replace(config, public_url="https://ipdn.qa.example"),
+                                             sync=False))
+    await publish(client.app[SERVICE], example_bodies("cultural-event")[0])
+    resp = await client.get(path, params={"lang": "en"}, headers={"Host": "evil.example"})
+    text = await resp.text()
+    assert resp.status == 200 and "public" in resp.headers["Cache-Control"], text
+    assert "evil.example" not in text and not any("evil.example" in v for v in resp.headers.values())
+    return text
+
+
+async def test_host_header_cannot_poison_ics_links(aiohttp_client: Any, config: NodeConfig) -> None:
+    text = await _forged_host(aiohttp_client, config, ICS_PATH)
+    assert len(icalendar.Calendar.from_ical(text).walk("VEVENT")) == 1 and "https://ipdn.qa.example/" in text
+
+
+async def test_host_header_cannot_poison_json_feed_links(aiohttp_client: Any, config: NodeConfig) -> None:
+    feed = json.loads(await _forged_host(aiohttp_client, config, JSON_FEED_PATH))
+    assert feed["home_page_url"].startswith("https://ipdn.qa.example")
+    assert feed["feed_url"] == f"https://ipdn.qa.example{JSON_FEED_PATH}?lang=en"
+    assert all(item["url"].startswith("https://ipdn.qa.example/") for item in feed["items"])
+
+
+async def test_host_header_cannot_poison_atom_links(aiohttp_client: Any, config: NodeConfig) -> None:
+    parsed = feedparser.parse(await _forged_host(aiohttp_client, config, ATOM_PATH))
+    assert not parsed.bozo
+    assert parsed.feed.links and all(link.href.startswith("https://ipdn.qa.example/") for link in parsed.feed.links)
+    assert any(link.href.startswith("https://ipdn.qa.example/api/v1/records/") for link in parsed.entries[0].links)

@@ -9,6 +9,7 @@ import copy
 import dataclasses
 import io
 import json
+import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,12 @@ class Node:
 
     @property
     def url(self) -> str:
-        return str(self.server.make_url("/oai"))
+        """The OAI base URL: the node's public_url (never the Host a request names: here where it listens) and /oai."""
+        return self.service_url + "/oai"
+
+    @property
+    def service_url(self) -> str:
+        return str(self.server.make_url("/")).rstrip("/")
 
     async def oai(self, method: str = "GET", **params: str) -> Any:
         """One request: 200, text/xml in UTF-8, schema-valid; the parsed document."""
@@ -140,8 +146,12 @@ class Node:
 async def node(aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path, qa: Member, kr: Member,
                registry: SignedRegistry, db_url: str, oai_schema: xmlschema.XMLSchema) -> Node:
     """QA's node with OAI-PMH on a loopback port, three records per page (SQLite, then PostgreSQL)."""
-    app = create_app(make_config(tmp_path, qa, registry, db_url=db_url, page_size=PAGE), sync=False)
-    server = await aiohttp_server(app)
+    with socket.socket() as s:  # a free port, known before the app is made: the node's public_url names it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(make_config(tmp_path, qa, registry, db_url=db_url, page_size=PAGE,
+                                 public_url=f"http://127.0.0.1:{port}"), sync=False)
+    server = await aiohttp_server(app, port=port)
     clock = Clock(T0)
     app[SERVICE].clock = clock
     return Node(server, await aiohttp_client(server), app[SERVICE], clock, oai_schema, kr)
@@ -795,3 +805,16 @@ def test_vectors_present() -> None:
                if not (VECTORS / n).is_file()]
     assert not missing, f"missing under {VECTORS}: {missing}"
     assert IPDN_XSD.is_file()
+
+
+async def test_host_header_cannot_poison_oai_links(node: Node) -> None:
+    """A forged ``Host: evil.example`` changes neither the base URL, the request element nor the records' links of
+    the (cacheable) answer: they come from the node's public_url (docs/THREAT-MODEL.md)."""
+    await seed(node)
+    for verb, extra in (("Identify", {}), ("ListRecords", {"metadataPrefix": "oai_dc"})):
+        resp = await node.client.get("/oai", params={"verb": verb, **extra}, headers={"Host": "evil.example"})
+        body = await resp.text()
+        assert resp.status == 200 and "public" in resp.headers["Cache-Control"], body
+        assert "evil.example" not in body and not any("evil.example" in v for v in resp.headers.values())
+        assert f"{node.url}<" in body or f'"{node.url}"' in body
+    assert f"{node.service_url}/api/v1/records/" in body

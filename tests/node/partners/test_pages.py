@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import hashlib
 import json
 import re
@@ -19,7 +20,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from node.app import create_app
-from node.appkeys import SERVICE
+from node.appkeys import CONFIG, SERVICE
 from node.config import NodeConfig
 from node.partners.pages import CSP, direction
 from node.records.service import NodeService
@@ -246,8 +247,9 @@ class TestHtml:
         (code,) = tree.find_all("code", **{"class": "hash"})
         assert code.all_text() == rec.hash
         (link,) = tree.find_all("a", **{"class": "verify-link"})
-        assert link.attrs["href"].endswith("/api/v1/records/" + rid.replace(":", "%3A"))
-        item = await (await client.session.get(link.attrs["href"])).json()
+        href = link.attrs["href"]
+        assert href == client.app[CONFIG].public_base + "/api/v1/records/" + rid.replace(":", "%3A")
+        item = await (await client.get(href.removeprefix(client.app[CONFIG].public_base))).json()
         assert item["hash"] == rec.hash
 
     async def test_cancelled_event_clearly_marked(self, client: TestClient, service: NodeService) -> None:
@@ -365,3 +367,18 @@ def test_examples_unchanged_by_rendering() -> None:
     before = copy.deepcopy(rec.body)  # decoded once, then the same object on every use
     event_jsonld(rec, "https://n/events/QA:x", "https://n/api/v1/records/QA%3Ax")
     assert rec.body == before
+
+
+async def test_host_header_cannot_poison_cached_links(aiohttp_client: Any, config: NodeConfig) -> None:
+    """A forged ``Host: evil.example`` is answered, but every absolute link in the publicly cached page comes from
+    the node's ``public_url`` (or its default base URL), never from the request (docs/THREAT-MODEL.md)."""
+    for public_url, base in (("https://ipdn.qa.example/", "https://ipdn.qa.example"), ("", config.public_base)):
+        client = await aiohttp_client(create_app(dataclasses.replace(config, public_url=public_url), sync=False))
+        record_id = await publish(client.app[SERVICE], example_bodies("cultural-event")[0])
+        resp = await client.get(f"/events/{record_id}", headers={"Host": "evil.example", "X-Forwarded-Host":
+                                                                 "evil.example"})
+        text = await resp.text()
+        assert resp.status == 200 and "public" in resp.headers["Cache-Control"]
+        assert "evil.example" not in text and not any("evil.example" in v for v in resp.headers.values())
+        assert f"{base}/events/" in text
+        await client.close()

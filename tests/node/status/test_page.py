@@ -3,6 +3,7 @@ that refuses what the node pushes."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from typing import Any
@@ -24,8 +25,8 @@ BIDI = "\u202eevil\u202c"
 
 @pytest.fixture
 async def node(aiohttp_client: Any, net: Net) -> TestClient:
-    """QA's node with its sync loops running against the fake hub."""
-    return await aiohttp_client(create_app(net.config))
+    """QA's node with its sync loops running against the fake hub, behind a proxy on loopback (trusted_proxies)."""
+    return await aiohttp_client(create_app(dataclasses.replace(net.config, trusted_proxies="127.0.0.1, ::1")))
 
 
 def csrf_of(html: str) -> str:

@@ -17,10 +17,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, make_mocked_request
 
+from federation.protocol.errors import ConfigError
 from federation.server.ui import passwords
 from federation.server.ui.csrf import check_csrf
 from federation.server.ui.passwords import hash_password, password_matches, verify_password
-from federation.server.ui.sessions import SessionCodec
+from federation.server.ui.sessions import SessionCodec, is_tls, set_cookie
 from federation.server.ui.signin import (
     PasswordAccounts,
     SignIn,
@@ -29,7 +30,7 @@ from federation.server.ui.signin import (
     TokenAccount,
     safe_next,
 )
-from federation.server.web import Problem, problems_middleware
+from federation.server.web import TRUSTED_PROXIES, Problem, TrustedProxies, problems_middleware
 
 FAST = {"n": 2**10, "r": 8, "p": 1}  # the production cost is for stored accounts, not for tests
 PASSWORD = "correct horse battery"
@@ -112,6 +113,45 @@ def test_cross_site_request_forgery_from_other_origin_is_refused_even_with_token
     check_csrf(_request({"Origin": "http://node.example"}), session, {"csrf_token": session.csrf})
 
 
+def _forwarded(app: web.Application, peer: str) -> Any:
+    """A plain-HTTP POST from ``peer`` claiming, in X-Forwarded-Proto, that the client's connection was TLS."""
+    return make_mocked_request("POST", "/x", app=app, headers={
+        "Host": "node.example", "X-Forwarded-Proto": "https", "Origin": "https://node.example"}).clone(remote=peer)
+
+
+def test_forwarded_proto_from_untrusted_client_ignored() -> None:
+    """Anyone may send X-Forwarded-Proto: from a peer not in trusted_proxies (none by default) it does not make
+    the connection TLS, so no Secure cookie is promised over plain HTTP and the CSRF check takes no https Origin."""
+    _, session = SessionCodec(b"k" * 32).issue("s", now=0.0)
+    for proxies in ("", "10.0.0.0/8, ::1"):
+        app = web.Application()
+        app[TRUSTED_PROXIES] = TrustedProxies.parse(proxies)
+        request = _forwarded(app, "127.0.0.1")
+        assert not is_tls(request)
+        with pytest.raises(Problem):
+            check_csrf(request, session, {"csrf_token": session.csrf})
+        response = web.Response()
+        set_cookie(response, request, "c", "v")
+        assert not response.cookies["c"]["secure"]
+    assert not is_tls(_request({"X-Forwarded-Proto": "https"}))  # an app without the setting trusts no one
+
+
+def test_forwarded_proto_from_trusted_proxy_honoured() -> None:
+    """From a peer in trusted_proxies (an address or a CIDR block), X-Forwarded-Proto: https is believed."""
+    _, session = SessionCodec(b"k" * 32).issue("s", now=0.0)
+    for proxies in ("127.0.0.1", "10.0.0.0/8, 127.0.0.0/8"):
+        app = web.Application()
+        app[TRUSTED_PROXIES] = TrustedProxies.parse(proxies)
+        request = _forwarded(app, "127.0.0.1")
+        assert is_tls(request)
+        check_csrf(request, session, {"csrf_token": session.csrf})
+        response = web.Response()
+        set_cookie(response, request, "c", "v")
+        assert response.cookies["c"]["secure"]
+    with pytest.raises(ConfigError):
+        TrustedProxies.parse("proxy.example")
+
+
 # -- the sign-in lock ------------------------------------------------------------------------------------------
 
 
@@ -190,8 +230,10 @@ async def _change(request: web.Request) -> web.Response:
     return web.Response(text=f"changed by {user.name}: {form.get('what')}")
 
 
-def make_app(clock: Clock, *, accounts: Any = None, remember_next: bool = True) -> web.Application:
+def make_app(clock: Clock, *, accounts: Any = None, remember_next: bool = True,
+             trusted_proxies: str = "") -> web.Application:
     app = web.Application(middlewares=[problems_middleware])
+    app[TRUSTED_PROXIES] = TrustedProxies.parse(trusted_proxies)
     app[USERS] = {"amal": User("amal", hash_password(PASSWORD, **FAST)),
                   "omar": User("omar", hash_password(PASSWORD, **FAST))}
     app[TRAIL] = []
@@ -253,7 +295,9 @@ class TestSignIn:
         assert r.status == 303 and r.headers["Location"] == "/p/"
         assert [a for a, _, _ in client.app[TRAIL]] == ["sign-in"]
 
-    async def test_session_cookie_is_httponly_strict_and_secure_behind_tls(self, client: TestClient) -> None:
+    async def test_session_cookie_is_httponly_strict_and_secure_behind_tls(self, aiohttp_client: Any,
+                                                                          clock: Clock) -> None:
+        client = await aiohttp_client(make_app(clock, trusted_proxies="127.0.0.1, ::1"))
         r = await sign_in(client, **{"X-Forwarded-Proto": "https"})
         cookies = r.headers.getall("Set-Cookie")
         session = next(c for c in cookies if c.startswith("p_session="))
