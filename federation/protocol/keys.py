@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +151,13 @@ class PublicKey:
     def valid_at(self, when: datetime) -> bool:
         return (self.not_before is None or when >= self.not_before) and (
             self.not_after is None or when < self.not_after
+        )
+
+    def valid_near(self, when: datetime, skew: timedelta) -> bool:
+        """Valid at ``when`` give or take ``skew``: ``not_before - skew <= when < not_after + skew`` (a receipt
+        time, judged by a clock other than the signer's, PROTOCOL.md §5 step 2)."""
+        return (self.not_before is None or when >= self.not_before - skew) and (
+            self.not_after is None or when < self.not_after + skew
         )
 
 

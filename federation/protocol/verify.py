@@ -5,7 +5,8 @@ can be read; every later check runs even when an earlier one failed, so the resu
 problem at once.
 
 1. intake: strict JSON, JWS container, payload fields (reasons from strictjson / envelope);
-2. key: the ``kid`` is known, belongs to the envelope's origin, and was valid at ``issued_at``;
+2. key: the ``kid`` is known, belongs to the envelope's origin, and was valid at ``issued_at`` and, when the
+   verifier knows it, at the time the hub received the envelope (within the skew);
 3. time: ``issued_at`` is not later than the reference time plus the allowed skew;
 4. signature: Ed25519 over the signing input exactly as received;
 5. schema: the pinned schema is held and the body satisfies it and its kind's rules;
@@ -25,6 +26,8 @@ from federation.protocol.keys import PublicKey
 from federation.protocol.schemas import Issue, SchemaSet
 
 KeyResolver = Callable[[str], PublicKey | None]
+# A key outside its window at the hub's receipt time (PROTOCOL.md §5 step 2): refused whatever issued_at says.
+RECEIPT_REASON = "key-not-valid-at-receipt"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +104,15 @@ def verify_envelope(
     check_chain_head: bool = False,
     max_future_skew: timedelta = timedelta(minutes=5),
     limits: strictjson.JsonLimits = strictjson.DEFAULT_LIMITS,
+    received_at: datetime | None = None,
 ) -> VerificationResult:
     """Verify one envelope; never raises for bad input (see :meth:`VerificationResult.raise_for_failures`).
 
     ``data`` is the envelope's bytes as received, or an :class:`Envelope` parsed from them (batch
     intake parses the batch document once). The chain is checked when ``check_chain_head`` is set
-    (``chain_head`` None then means: nothing held from this origin yet).
+    (``chain_head`` None then means: nothing held from this origin yet). ``received_at`` is when the hub
+    received the envelope (its own clock at intake; a log entry's ``received_at`` for a node): the key must be
+    valid then too, within ``max_future_skew``, since ``issued_at`` is the signer's to choose (ADR 18).
     """
     if isinstance(data, Envelope):
         env = data
@@ -126,6 +132,9 @@ def verify_envelope(
         fail(Failure("key", "key-not-origin", f"key {env.kid} belongs to {key.member}, not {p.origin}"))
     elif not key.valid_at(p.issued):
         fail(Failure("key", "key-not-valid", f"key {env.kid} was not valid at {p.issued_at}"))
+    elif received_at is not None and not key.valid_near(received_at, max_future_skew):
+        fail(Failure("key", "key-not-valid-at-receipt", f"key {env.kid} was not valid when the hub received "
+                     f"the envelope ({received_at.isoformat()}), whatever its issued_at ({p.issued_at})"))
 
     if p.issued > now + max_future_skew:
         fail(Failure("time", "issued-in-future", f"issued_at {p.issued_at} is later than {now.isoformat()}"))

@@ -63,7 +63,10 @@ def check_batch(registry: bytes, member: str, objs: list[object], now: datetime)
             out.append(Checked(raw, (Failure("intake", e.reason, e.message),)))
             continue
         p = env.payload
-        failures = verify_envelope(env, keys=keys.get, schemas=schemas, now=now, max_future_skew=skew).failures
+        # The key's window is judged at ``now``, the hub's receipt time, as well as at issued_at (the signer's
+        # claim): a rotated-out or revoked key gets no new envelope into the log however it dates it (ADR 18).
+        failures = verify_envelope(env, keys=keys.get, schemas=schemas, now=now, max_future_skew=skew,
+                                   received_at=now).failures
         if p.origin != member:
             failures.append(Failure("origin", "not-own-envelope", f"{member} pushed an envelope of {p.origin}"))
         out.append(Checked(env.to_bytes(), tuple(failures), p.origin, p.seq, p.prev, env.hash, p.record_id,

@@ -88,6 +88,42 @@ class TestVerifyEnvelope:
         env = qa.publish(body, issued=NOW - timedelta(days=30))
         assert reasons(verify(env, [fresh])) == ["key-not-valid"]
 
+    def test_backdated_envelope_signed_by_rotated_out_key_refused(self, qa: Member, body: dict) -> None:
+        """A key ended an hour ago signs an envelope dated inside its window: refused when the receipt time is
+        known (key-not-valid-at-receipt), since issued_at is the signer's claim; without one it would pass."""
+        ended = PublicKey(qa.key.public.key, qa.key.kid, member="QA", not_after=NOW - timedelta(hours=1))
+        env = qa.publish(body, issued=NOW - timedelta(hours=2))
+        assert verify(env, [ended]).ok  # issued_at alone: inside the window
+        assert reasons(verify(env, [ended], received_at=NOW)) == ["key-not-valid-at-receipt"]
+
+    def test_backdated_envelope_signed_by_revoked_key_refused(self, qa: Member, body: dict) -> None:
+        """Revocation ends the window the same way: a receipt after the end (beyond the skew) is refused."""
+        revoked = PublicKey(qa.key.public.key, qa.key.kid, member="QA", not_before=NOW - timedelta(days=9),
+                            not_after=NOW - timedelta(days=1))
+        env = qa.publish(body, issued=NOW - timedelta(days=2))
+        assert reasons(verify(env, [revoked], received_at=NOW)) == ["key-not-valid-at-receipt"]
+
+    def test_receipt_within_the_skew_of_the_keys_end_accepted(self, qa: Member, body: dict) -> None:
+        """An envelope signed just before its key ended and received within the skew after: accepted (transit and
+        clocks); the skew bounds both ends of the window, and equality at the end is outside."""
+        end = NOW.replace(microsecond=0) - timedelta(minutes=10)  # issued_at carries milliseconds
+        ended = PublicKey(qa.key.public.key, qa.key.kid, member="QA", not_after=end)
+        env = qa.publish(body, issued=end - timedelta(seconds=1))
+        skew = timedelta(minutes=5)
+        assert verify(env, [ended], received_at=end + skew - timedelta(milliseconds=1), max_future_skew=skew).ok
+        assert reasons(verify(env, [ended], received_at=end + skew, max_future_skew=skew)) == [
+            "key-not-valid-at-receipt"]
+        young = PublicKey(qa.key.public.key, qa.key.kid, member="QA", not_before=end)
+        env = qa.publish(body, issued=end)
+        assert verify(env, [young], received_at=end - skew, max_future_skew=skew).ok
+        assert reasons(verify(env, [young], received_at=end - skew - timedelta(milliseconds=1),
+                              max_future_skew=skew)) == ["key-not-valid-at-receipt"]
+
+    def test_issued_at_outside_the_window_reported_before_the_receipt(self, qa: Member, body: dict) -> None:
+        """One key reason at most: key-not-valid (issued_at) wins over key-not-valid-at-receipt."""
+        ended = PublicKey(qa.key.public.key, qa.key.kid, member="QA", not_after=NOW - timedelta(days=1))
+        assert reasons(verify(qa.publish(body), [ended], received_at=NOW)) == ["key-not-valid"]
+
     def test_future_dated_envelope_refused(self, qa: Member, body: dict) -> None:
         """issued_at far in the future is refused (clock skew allowance is 5 minutes)."""
         env = qa.publish(body, issued=NOW + timedelta(hours=1))
