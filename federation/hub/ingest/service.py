@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import hashlib
 import itertools
 import json
 import logging
@@ -41,12 +40,11 @@ from federation.hub.store.log import (
     LogReads,
     LogRow,
     LogTransaction,
-    QuarantineBounds,
     QuarantineRow,
 )
 from federation.protocol import merkle
 from federation.protocol.checkpoint import SignedCheckpoint, parse_checkpoint, sign_checkpoint
-from federation.protocol.envelope import leaf_bytes, parse_time
+from federation.protocol.envelope import leaf_bytes
 from federation.protocol.keys import SigningKey
 from federation.protocol.registry import SignedRegistry, parse_registry
 from federation.protocol.verify import RECEIPT_REASON, ChainHead, Failure, chain_position
@@ -78,7 +76,6 @@ class Outcome:
 
 # Batches at least this large are verified in worker processes; smaller ones in the event loop.
 PARALLEL_MIN = 64
-KEPT_ERRORS = 50  # schema errors kept with a refused envelope (the pusher is told all): its metadata stays small
 TAIL = 1024  # entries at the end of the log kept in memory by a sole writer, for the pulls a commit wakes
 
 
@@ -92,7 +89,6 @@ class _Pending:
     future: asyncio.Future[list[Outcome]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
     request: dict[str, Any] | None = None  # for a refused request: what is known of it (kept in the detail)
-    input: tuple[int, str] | None = None  # for a refused request: the length and SHA-256 of all it received
 
 
 @dataclass
@@ -105,10 +101,8 @@ class MemberActivity:
 
 class HubService:
     def __init__(self, store: HubStore, registry: SignedRegistry, hub_key: SigningKey, *, clock: Clock = utcnow,
-                 writer_batch: int = 5000, verify_workers: int = 0, shared_poll: float = 2.0,
-                 quarantine_bounds: QuarantineBounds | None = None) -> None:
+                 writer_batch: int = 5000, verify_workers: int = 0, shared_poll: float = 2.0) -> None:
         self.store = store
-        self.quarantine_bounds = quarantine_bounds or QuarantineBounds()
         self.registry = registry
         self.hub_key = hub_key
         self.frontier = merkle.Frontier()
@@ -224,15 +218,11 @@ class HubService:
                 activity.accepted += 1
         return outcomes
 
-    async def keep_refusal(self, member: str | None, failure: Failure, received: bytes | bytearray,
+    async def keep_refusal(self, member: str | None, failure: Failure, received: bytes,
                            request: dict[str, Any]) -> None:
         """Keep a refused request (not one envelope of a batch: the whole request) in the quarantine with
-        its bytes as received, within the quarantine's bounds (a prefix of them past the per-item bound, so the
-        writer's queue never holds a whole batch for it; its length and digest in full); through the single
-        writer like everything the hub writes, answered once durable."""
-        cut = self.quarantine_bounds.item
-        pending = _Pending(member, [Checked(bytes(received[:cut]), (failure,))], request=request,
-                           input=(len(received), hashlib.sha256(received).hexdigest()))
+        its bytes as received; through the single writer like everything the hub writes, answered once durable."""
+        pending = _Pending(member, [Checked(received, (failure,))], request=request)
         if member is not None:
             self.member_activity(member).rejected += 1
         await self._queue.put(pending)
@@ -404,7 +394,7 @@ class HubService:
         nodes = [n for leaf in leaves for n in frontier.append(leaf)]
         checkpoint = self._sign_checkpoint(self.size + len(rows), frontier) if rows else None
         positions = await tx.append(rows, rejected, self.clock(), size=self.size, nodes=nodes,
-                                    checkpoint=checkpoint[0] if checkpoint else None, bounds=self.quarantine_bounds)
+                                    checkpoint=checkpoint[0] if checkpoint else None)
 
         def settle() -> None:
             self.heads = heads
@@ -430,33 +420,11 @@ class HubService:
         errors = [i.to_dict() for f in failures for i in f.issues]
         rejected.append(QuarantineRow(
             member=p.member, origin=c.origin, seq=c.seq, hash=c.hash, reason=first.reason,
-            detail=json.dumps({"failures": [{"check": f.check, "reason": f.reason, "message": f.message[:1024]}
-                                            for f in failures], "errors": errors[:KEPT_ERRORS],
-                               **({"errors_omitted": len(errors) - KEPT_ERRORS} if len(errors) > KEPT_ERRORS else {}),
+            detail=json.dumps({"failures": [{"check": f.check, "reason": f.reason, "message": f.message}
+                                            for f in failures], "errors": errors,
                                **({"request": p.request} if p.request else {})}, ensure_ascii=False),
-            envelope=c.wire, conflicts_with=conflicts_with if first.reason == "chain-fork" else None,
-            input_size=p.input[0] if p.input else None, input_sha256=p.input[1] if p.input else None))
+            envelope=c.wire, conflicts_with=conflicts_with if first.reason == "chain-fork" else None))
         return Outcome("rejected", c.hash, reason=first.reason, detail=detail, errors=errors or None)
-
-    async def append_recovered(self, rows: list[LogRow], leaves: list[bytes], checkpoint: SignedCheckpoint) -> None:
-        """Append log entries read back from the members after the log's end (federation/hub/recovery.py, which
-        verified that with ``leaves`` the tree has ``checkpoint``'s root), with that checkpoint as the hub first
-        signed it; the view (size, frontier, heads, checkpoint) follows."""
-        async with self._view:
-            frontier = merkle.Frontier.from_list(self.frontier.to_list())
-            nodes = [n for leaf in leaves for n in frontier.append(leaf)]
-            cp = checkpoint.checkpoint
-            if frontier.size != cp.size or frontier.root() != cp.root_bytes:
-                raise ValueError(f"the entries do not make checkpoint {cp.size}'s root")
-            row = CheckpointRow(cp.size, cp.root, parse_time(cp.issued_at), checkpoint.to_bytes())
-            async with self.store.appending() as tx:
-                positions = await tx.append(rows, [], self.clock(), size=self.size, nodes=nodes, checkpoint=row)
-            self.frontier, self.checkpoint, self.size = frontier, checkpoint, positions[-1]
-            self.heads = {o: ChainHead(s, h) for o, (s, h) in (await self.store.heads()).items()}
-            self._heads_known = set(self.heads)
-            if not self.store.shared:
-                self._tail.extend(zip(positions, (r.envelope for r in rows), strict=True))
-            self._wake()
 
     # -- pull -------------------------------------------------------------------------------------------
 
