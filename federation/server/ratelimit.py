@@ -4,7 +4,8 @@ the clock, so tests need no sleeping.
 Each key has a bucket of ``burst`` tokens refilled at ``rate`` tokens per second; a request takes one. When
 the bucket is empty, ``take`` answers how many seconds until a token is back: the ``Retry-After`` of a 429.
 Idle buckets are forgotten (they would be full anyway), so memory is bounded by the callers active within
-the last ``burst / rate`` seconds.
+the last ``burst / rate`` seconds; ``max_keys`` bounds it outright (the least recently used bucket goes first),
+for keys an attacker can make up (client addresses, account names).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 class RateLimiter:
     rate: float  # tokens per second
     burst: float  # bucket size: requests allowed at once after a quiet spell
+    max_keys: int | None = None  # at most this many buckets; None: bounded by the sweep only
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)  # key -> (tokens, at)
     _swept: float = field(default=0.0, repr=False)
 
@@ -28,13 +30,28 @@ class RateLimiter:
         """Take ``cost`` tokens for ``key`` at ``now`` (seconds, monotonic). Answer 0.0 when allowed, else
         the seconds to wait (nothing is taken then)."""
         self._sweep(now)
-        tokens, at = self._buckets.get(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        tokens = self._tokens(key, now)
+        self._buckets.pop(key, None)  # re-inserted last: the dict's order is least recently used first
         if tokens >= cost:
             self._buckets[key] = (tokens - cost, now)
+            self._bound()
             return 0.0
         self._buckets[key] = (tokens, now)
+        self._bound()
         return (cost - tokens) / self.rate
+
+    def wait(self, key: str, now: float, cost: float = 1.0) -> float:
+        """What :meth:`take` would answer, taking nothing: for limits charged only after the fact (a failure)."""
+        tokens = self._tokens(key, now)
+        return 0.0 if tokens >= cost else (cost - tokens) / self.rate
+
+    def _tokens(self, key: str, now: float) -> float:
+        tokens, at = self._buckets.get(key, (self.burst, now))
+        return min(self.burst, tokens + max(0.0, now - at) * self.rate)
+
+    def _bound(self) -> None:
+        while self.max_keys is not None and len(self._buckets) > self.max_keys:
+            del self._buckets[next(iter(self._buckets))]
 
     @staticmethod
     def retry_after(wait: float) -> str:

@@ -74,6 +74,23 @@ def from_trusted_proxy(request: web.Request) -> bool:
     return request.remote in request.config_dict.get(TRUSTED_PROXIES, TrustedProxies())
 
 
+def client_address(request: web.Request) -> str:
+    """The client's address, for limits kept per address: the peer, unless the peer is a trusted proxy; then
+    the nearest ``X-Forwarded-For`` entry that is not a trusted proxy (entries further left are the client's
+    own claims, which anyone can write)."""
+    proxies = request.config_dict.get(TRUSTED_PROXIES, TrustedProxies())
+    address = request.remote or "unknown"
+    if address not in proxies:
+        return address
+    for hop in reversed([h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")]):
+        if not hop:
+            break
+        address = hop
+        if hop not in proxies:
+            break
+    return address
+
+
 class Problem(Exception):
     """An HTTP error with an RFC 9457 body; ``reason`` becomes the last segment of ``type``. ``headers`` go on
     the response (``Retry-After``, ``WWW-Authenticate``), ``extra`` members into the body."""

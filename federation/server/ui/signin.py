@@ -7,19 +7,25 @@ Everything else is the same for all three, so it cannot drift apart:
 
 - the sign-in form carries a pre-session anti-forgery token (csrf.py: double-submit cookie and ``Origin``);
   every later form carries the session's token (``require_form``);
-- one brute-force limit (:class:`SignInThrottle`) per account name, checked before the secret;
+- one brute-force limit (:class:`SignInThrottle`, throttle.py), checked before the secret: per client address
+  (password spraying), per account from one address (guessing), and per account from everywhere, which only
+  slows, so that no one can lock a person out by failing on purpose (docs/adr/0018);
 - secrets are compared in constant time, and an unknown or disabled account costs the same work as a
-  wrong password (passwords.py);
+  wrong password (passwords.py), on a bounded pool off the event loop: when it is full, a sign-in is refused
+  at once (503, ``Retry-After``) rather than queued;
+- an account with a second factor (totp.py) also needs its current one-time code, once only; a wrong code is
+  answered as a wrong password (the answer does not tell that the password was right) and counts the same;
 - the session cookie follows the one cookie policy (sessions.py) and names the account, which must still
   exist and be enabled on every request (disabling an account ends its sessions);
 - signing out ends that session for good, not only in the browser that asked (a copied cookie is refused
   too, until the process restarts);
-- sign-ins, failures, locked attempts and sign-outs are logged (``<event_prefix>-sign-in``, ...), never with
-  the secret, and handed to the page's own trail when it keeps one.
+- sign-ins, failures, locked and throttled attempts and sign-outs are logged (``<event_prefix>-sign-in``, ...),
+  never with the secret, and handed to the page's own trail when it keeps one (throttled ones only to the log).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -32,41 +38,17 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from federation.server.ratelimit import RateLimiter
 from federation.server.ui.csrf import check_csrf, check_form_token, issue_form_token, new_form_token
-from federation.server.ui.passwords import password_matches
+from federation.server.ui.passwords import PasswordCheckBusy, password_matches
 from federation.server.ui.sessions import Session, SessionCodec, clear_cookie, set_cookie
-from federation.server.web import Problem
+from federation.server.ui.throttle import SignInThrottle
+from federation.server.ui.totp import matching_step
+from federation.server.web import Problem, client_address
 
 MAX_NAME = 64  # account names are at most this long; longer input is cut, not looked up
 
 A = TypeVar("A")
-
-
-@dataclass
-class SignInThrottle:
-    """After ``max_failures`` failures for one account within ``window`` seconds it is locked for ``lock_for``
-    seconds (in memory: a restart forgets, which only shortens a lock)."""
-
-    max_failures: int = 5
-    window: float = 15 * 60
-    lock_for: float = 15 * 60
-    _failures: dict[str, list[float]] = field(default_factory=dict, repr=False)
-    _locked: dict[str, float] = field(default_factory=dict, repr=False)
-
-    def locked_until(self, account: str, now: float) -> float | None:
-        until = self._locked.get(account)
-        return until if until is not None and until > now else None
-
-    def failed(self, account: str, now: float) -> None:
-        recent = [t for t in self._failures.get(account, []) if now - t < self.window] + [now]
-        self._failures[account] = recent
-        if len(recent) >= self.max_failures:
-            self._locked[account] = now + self.lock_for
-            self._failures.pop(account)
-
-    def succeeded(self, account: str) -> None:
-        self._failures.pop(account, None)
-        self._locked.pop(account, None)
 
 
 # -- who signs in ----------------------------------------------------------------------------------------------
@@ -87,6 +69,20 @@ class Accounts(Protocol[A]):
         """Whether ``secret`` opens ``account``: constant time, and the same work when ``account`` is None."""
         ...
 
+    @property
+    def second_factor(self) -> bool:
+        """Whether accounts may have a one-time code besides the secret (the form then offers its field)."""
+        ...
+
+    def totp_secret(self, account: A) -> str | None:
+        """The account's one-time code secret, if it enrolled one."""
+        ...
+
+    async def use_totp_step(self, request: web.Request, account: A, step: int) -> bool:
+        """Record that ``account`` signed in with the code of ``step``: False (nothing recorded) when it has
+        used that step or a later one already. Atomic: two sign-ins with one code cannot both succeed."""
+        ...
+
 
 @dataclass(frozen=True)
 class PasswordAccounts(Generic[A]):
@@ -96,6 +92,8 @@ class PasswordAccounts(Generic[A]):
     password_hash: Callable[[A], str]
     name_field: str = "name"
     fold_case: bool = False  # names are lower case (staff user names)
+    totp: Callable[[A], str | None] | None = None  # an account's one-time code secret; None: no second factor
+    use_step: Callable[[web.Request, A, int], Awaitable[bool]] | None = None  # see Accounts.use_totp_step
 
     def credentials(self, form: Mapping[str, Any]) -> tuple[str, str]:
         name = str(form.get(self.name_field, ""))[:MAX_NAME].strip()
@@ -106,6 +104,16 @@ class PasswordAccounts(Generic[A]):
 
     async def verify(self, account: A | None, secret: str) -> bool:
         return await password_matches(secret, None if account is None else self.password_hash(account))
+
+    @property
+    def second_factor(self) -> bool:
+        return self.totp is not None
+
+    def totp_secret(self, account: A) -> str | None:
+        return None if self.totp is None else self.totp(account)
+
+    async def use_totp_step(self, request: web.Request, account: A, step: int) -> bool:
+        return self.use_step is not None and await self.use_step(request, account, step)
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,14 @@ class TokenAccount:
         given = hashlib.sha256(secret.encode()).hexdigest()
         return hmac.compare_digest(given, self.token_sha256) and account is not None
 
+    second_factor = False  # the token is a long random secret kept on the node's own disk
+
+    def totp_secret(self, account: str) -> str | None:
+        return None
+
+    async def use_totp_step(self, request: web.Request, account: str, step: int) -> bool:
+        return False
+
 
 # -- the flow ----------------------------------------------------------------------------------------------------
 
@@ -135,8 +151,10 @@ class SignInForm:
 
     csrf: str  # the form's ``csrf_token`` field
     next: str  # where to go after (the form's ``next`` field, where the page remembers it)
-    error: str | None = None  # "failed" (401) or "locked" (429)
+    error: str | None = None  # "failed" (401), "locked" (429, this account from here), "throttled" (429, too
+    # many failures from this address) or "busy" (503, too many sign-ins being checked at once)
     minutes: int = 0  # how long a lock still lasts
+    second_factor: bool = False  # offer the one-time code's field
 
 
 RenderForm = Callable[[web.Request, int, SignInForm], web.Response]
@@ -173,7 +191,8 @@ class SignIn(Generic[A]):
     remember_next: bool = False  # send a visitor back to the page they asked for (``?next=``) after signing in
     trail: Trail | None = None  # the page's own record of sign-ins, failures, locks and sign-outs
     throttle: SignInThrottle = field(default_factory=SignInThrottle)
-    clock: Callable[[], float] = time.time
+    clock: Callable[[], float] = time.time  # the app's clock (seconds): one-time codes and locks follow it
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # how the throttle's slowing waits
     # The tokens of signed-out sessions, with their expiry: such a cookie opens nothing, even a copy of it.
     _ended: dict[str, float] = field(default_factory=dict, init=False, repr=False)
 
@@ -217,24 +236,36 @@ class SignIn(Generic[A]):
         target = self._next(request.query.get("next"))
         if await self.current(request) is not None:
             raise web.HTTPSeeOther(target)
-        return self._form(request, 200, SignInForm(new_form_token(), target))
+        return self._form(request, 200, self._sign_in_form(target))
 
     async def sign_in(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
         check_form_token(request, self.form_cookie, form)
         name, secret = self.accounts.credentials(form)
         target = self._next(str(form.get("next", "")))
+        address = client_address(request)
         now = self.clock()
-        if (until := self.throttle.locked_until(name, now)) is not None:
-            await self._event(request, "sign-in-locked", name, now)
-            minutes = max(1, round((until - now) / 60))
-            return self._form(request, 429, SignInForm(new_form_token(), target, "locked", minutes))
-        account = await self.accounts.find(request, name)
-        if not await self.accounts.verify(account, secret):
-            self.throttle.failed(name, now)
-            await self._event(request, "sign-in-failed", name or "-", now)
-            return self._form(request, 401, SignInForm(new_form_token(), target, "failed"))
-        self.throttle.succeeded(name)
+        verdict = self.throttle.check(name, address, now)
+        if verdict.refuse_for > 0:
+            # Not in the page's trail: a spray would fill it; the log has every one.
+            locked = verdict.why == "account"
+            await self._event(request, "sign-in-locked" if locked else "sign-in-throttled", name or "-", now,
+                              trail=locked)
+            minutes = max(1, round(verdict.refuse_for / 60))
+            return self._form(request, 429, self._sign_in_form(target, "locked" if locked else "throttled", minutes),
+                              retry_after=verdict.refuse_for)
+        if verdict.slow_by > 0:
+            await self.sleep(verdict.slow_by)
+        try:
+            failure = await self._check(request, name, secret, str(form.get("code", "")), now)
+        except PasswordCheckBusy:
+            await self._event(request, "sign-in-busy", name or "-", now, trail=False)
+            return self._form(request, 503, self._sign_in_form(target, "busy"), retry_after=1)
+        if failure is not None:
+            self.throttle.failed(name, address, now)
+            await self._event(request, failure, name or "-", now)
+            return self._form(request, 401, self._sign_in_form(target, "failed"))
+        self.throttle.succeeded(name, address)
         value, _session = self.codec.issue(name, now)
         await self._event(request, "sign-in", name, now)
         resp = web.HTTPSeeOther(target)
@@ -257,15 +288,36 @@ class SignIn(Generic[A]):
     def _next(self, target: str | None) -> str:
         return safe_next(target, self.home) if self.remember_next else self.home
 
-    def _form(self, request: web.Request, status: int, form: SignInForm) -> web.Response:
+    async def _check(self, request: web.Request, name: str, secret: str, code: str, now: float) -> str | None:
+        """None when the secret (and the one-time code, where the account has enrolled one) opens the account,
+        else the event to log: ``sign-in-failed``, or ``sign-in-code-failed`` when only the code was wrong (the
+        person's password is known to someone else: operators should hear of it)."""
+        account = await self.accounts.find(request, name)
+        if not await self.accounts.verify(account, secret) or account is None:  # None costs the same check
+            return "sign-in-failed"
+        totp = self.accounts.totp_secret(account)
+        if totp is None:
+            return None
+        step = matching_step(totp, code, now)
+        if step is None or not await self.accounts.use_totp_step(request, account, step):
+            return "sign-in-code-failed"
+        return None
+
+    def _sign_in_form(self, target: str, error: str | None = None, minutes: int = 0) -> SignInForm:
+        return SignInForm(new_form_token(), target, error, minutes, self.accounts.second_factor)
+
+    def _form(self, request: web.Request, status: int, form: SignInForm,
+              retry_after: float | None = None) -> web.Response:
         resp = self.render_form(request, status, form)
         issue_form_token(resp, request, self.form_cookie, form.csrf)
+        if retry_after is not None:
+            resp.headers["Retry-After"] = RateLimiter.retry_after(retry_after)
         return resp
 
-    async def _event(self, request: web.Request, action: str, name: str, now: float) -> None:
+    async def _event(self, request: web.Request, action: str, name: str, now: float, *, trail: bool = True) -> None:
         event = f"{self.event_prefix}-{action}"
         level = logging.INFO if action in ("sign-in", "sign-out") else logging.WARNING
         self.log.log(level, "%s: %s", event, name, extra={"fields": {
-            "event": event, "account": name, "remote": request.remote or ""}})
-        if self.trail is not None:
+            "event": event, "account": name, "remote": client_address(request)}})
+        if trail and self.trail is not None:
             await self.trail(request, action, name, now)

@@ -37,3 +37,19 @@ def test_bucket_never_exceeds_burst_after_long_idle() -> None:
 def test_invalid_configuration_is_refused() -> None:
     with pytest.raises(ValueError, match="rate"):
         RateLimiter(rate=0, burst=1)
+
+
+def test_callers_made_up_faster_than_the_sweep_are_bounded_by_max_keys() -> None:
+    """Keys an attacker invents (addresses, account names) within one refill period: the least recently used go."""
+    lim = RateLimiter(rate=0.01, burst=5, max_keys=100)
+    for i in range(10_000):
+        lim.take(f"name-{i}", float(i) / 1000)
+    assert len(lim._buckets) == 100 and "name-9999" in lim._buckets
+
+
+def test_wait_tells_without_taking() -> None:
+    lim = RateLimiter(rate=1.0, burst=1)
+    assert lim.wait("p", 0.0) == 0.0 and lim.wait("p", 0.0) == 0.0
+    lim.take("p", 0.0)
+    assert lim.wait("p", 0.25) == pytest.approx(0.75)
+    assert lim.wait("p", 1.0) == 0.0

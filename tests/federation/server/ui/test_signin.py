@@ -5,11 +5,13 @@ authoring pages use it (their own test modules check that they do)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
 import logging
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +28,11 @@ from federation.server.ui.signin import (
     PasswordAccounts,
     SignIn,
     SignInForm,
-    SignInThrottle,
     TokenAccount,
     safe_next,
 )
+from federation.server.ui.throttle import SignInThrottle, Verdict, address_key
+from federation.server.ui.totp import STEP, code_at, matching_step, new_secret, provisioning_uri
 from federation.server.web import TRUSTED_PROXIES, Problem, TrustedProxies, problems_middleware
 
 FAST = {"n": 2**10, "r": 8, "p": 1}  # the production cost is for stored accounts, not for tests
@@ -155,24 +158,63 @@ def test_forwarded_proto_from_trusted_proxy_honoured() -> None:
 # -- the sign-in lock ------------------------------------------------------------------------------------------
 
 
-def test_password_guessing_locks_the_account_then_success_unlocks() -> None:
+def test_password_guessing_locks_the_account_from_that_address_then_success_unlocks() -> None:
     t = SignInThrottle(max_failures=3, window=60, lock_for=300)
     for i in range(2):
-        t.failed("amal", now=float(i))
-    assert t.locked_until("amal", now=2.0) is None
-    t.failed("amal", now=2.0)
-    assert t.locked_until("amal", now=3.0) == 302.0
-    assert t.locked_until("other", now=3.0) is None
-    assert t.locked_until("amal", now=303.0) is None
-    t.succeeded("amal")
-    assert t.locked_until("amal", now=3.0) is None
+        t.failed("amal", "192.0.2.1", now=float(i))
+    assert t.check("amal", "192.0.2.1", now=2.0) == Verdict()
+    t.failed("amal", "192.0.2.1", now=2.0)
+    assert t.check("amal", "192.0.2.1", now=3.0) == Verdict(299.0, "account")
+    assert t.check("other", "192.0.2.1", now=3.0) == Verdict()
+    assert t.check("amal", "198.51.100.7", now=3.0) == Verdict()  # the person, elsewhere, is not locked out
+    assert t.check("amal", "192.0.2.1", now=303.0) == Verdict()
+    t.succeeded("amal", "192.0.2.1")
+    assert t.check("amal", "192.0.2.1", now=3.0) == Verdict()
 
 
 def test_failures_outside_the_window_do_not_count() -> None:
     t = SignInThrottle(max_failures=2, window=10, lock_for=100)
-    t.failed("a", now=0.0)
-    t.failed("a", now=20.0)
-    assert t.locked_until("a", now=21.0) is None
+    t.failed("a", "192.0.2.1", now=0.0)
+    t.failed("a", "192.0.2.1", now=20.0)
+    assert t.check("a", "192.0.2.1", now=21.0) == Verdict()
+
+
+def test_password_spraying_throttled_per_address() -> None:
+    """A new name at each try never trips a per-account limit: the address's own failures do."""
+    t = SignInThrottle(address_failures=10, window=600)
+    for i in range(10):
+        assert t.check(f"user{i}", "192.0.2.66", now=float(i)).refuse_for == 0
+        t.failed(f"user{i}", "192.0.2.66", now=float(i))
+    verdict = t.check("user10", "192.0.2.66", now=10.0)
+    assert verdict.why == "address" and 0 < verdict.refuse_for <= 60  # one more try per window/10
+    assert t.check("user10", "198.51.100.7", now=10.0) == Verdict()  # another address is not concerned
+    assert t.check("user10", "192.0.2.66", now=70.0) == Verdict()  # the budget refills
+
+
+def test_ipv6_sprayer_cannot_dodge_the_address_limit_by_moving_within_its_block() -> None:
+    t = SignInThrottle(address_failures=3, window=600)
+    for i in range(3):
+        t.failed(f"u{i}", f"2001:db8:1:2::{i + 1}", now=0.0)
+    assert t.check("u9", "2001:db8:1:2:ffff::9", now=0.0).why == "address"
+    assert t.check("u9", "2001:db8:1:3::1", now=0.0) == Verdict()
+    assert address_key("::ffff:192.0.2.1") == "192.0.2.1"
+
+
+def test_distributed_guessing_of_one_account_is_slowed_never_locked() -> None:
+    t = SignInThrottle(max_failures=5, account_failures=20, window=600, slow_by=2.0)
+    for i in range(20):
+        t.failed("amal", f"203.0.113.{i}", now=0.0)  # one failure from each of 20 addresses
+    assert t.check("amal", "198.51.100.7", now=0.0) == Verdict(slow_by=2.0)
+    assert t.check("omar", "198.51.100.7", now=0.0) == Verdict()
+
+
+def test_name_cycling_attacker_cannot_grow_the_throttle_without_bound() -> None:
+    t = SignInThrottle(max_failures=2, max_keys=100)
+    for i in range(5_000):
+        t.failed(f"user{i}", f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", now=float(i))
+        t.failed(f"user{i}", f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", now=float(i))  # locked
+    assert len(t._locked) <= 100 and len(t._failures) <= 100
+    assert len(t._addresses._buckets) <= 100 and len(t._accounts._buckets) <= 100
 
 
 @pytest.mark.parametrize(("target", "expected"), [
@@ -192,6 +234,8 @@ class User:
     name: str
     password_hash: str
     disabled: bool = False
+    totp: str | None = None
+    last_step: int | None = None
 
 
 class Clock:
@@ -230,8 +274,20 @@ async def _change(request: web.Request) -> web.Response:
     return web.Response(text=f"changed by {user.name}: {form.get('what')}")
 
 
+async def _use_step(request: web.Request, user: User, step: int) -> bool:
+    if user.last_step is not None and step <= user.last_step:
+        return False
+    user.last_step = step
+    return True
+
+
+TOTP_ACCOUNTS = PasswordAccounts(_lookup, lambda u: u.password_hash, fold_case=True, totp=lambda u: u.totp,
+                                 use_step=_use_step)
+
+
 def make_app(clock: Clock, *, accounts: Any = None, remember_next: bool = True,
-             trusted_proxies: str = "") -> web.Application:
+             trusted_proxies: str = "", throttle: SignInThrottle | None = None,
+             sleeps: list[float] | None = None) -> web.Application:
     app = web.Application(middlewares=[problems_middleware])
     app[TRUSTED_PROXIES] = TrustedProxies.parse(trusted_proxies)
     app[USERS] = {"amal": User("amal", hash_password(PASSWORD, **FAST)),
@@ -245,7 +301,12 @@ def make_app(clock: Clock, *, accounts: Any = None, remember_next: bool = True,
         accounts or PasswordAccounts(_lookup, lambda u: u.password_hash, fold_case=True),
         SessionCodec(b"s" * 32, ttl=3600), _form, sign_in_url="/p/sign-in", sign_out_url="/p/sign-out", home="/p/",
         cookie="p_session", form_cookie="p_form", log=log, event_prefix="test", remember_next=remember_next,
-        trail=trail, throttle=SignInThrottle(max_failures=3, window=600, lock_for=900), clock=clock)
+        trail=trail, throttle=throttle or SignInThrottle(max_failures=3, window=600, lock_for=900), clock=clock)
+
+    async def sleep(seconds: float) -> None:  # the throttle's slowing, seen and not waited through
+        (sleeps if sleeps is not None else []).append(seconds)
+
+    flow.sleep = sleep
     app[FLOW] = flow
     flow.add_routes(app.router)
     app.router.add_get("/p/", _page)
@@ -270,10 +331,11 @@ def csrf_of(html: str) -> str:
     return m.group(1)
 
 
-async def sign_in(client: TestClient, name: str = "amal", password: str = PASSWORD, **headers: str) -> Any:
+async def sign_in(client: TestClient, name: str = "amal", password: str = PASSWORD, code: str | None = None,
+                  **headers: str) -> Any:
     token = csrf_of(await (await client.get("/p/sign-in")).text())
-    return await client.post("/p/sign-in", data={"name": name, "password": password, "csrf_token": token},
-                             headers=headers, allow_redirects=False)
+    data = {"name": name, "password": password, "csrf_token": token, **({"code": code} if code is not None else {})}
+    return await client.post("/p/sign-in", data=data, headers=headers, allow_redirects=False)
 
 
 async def session_token(client: TestClient) -> str:
@@ -405,6 +467,140 @@ class TestSignIn:
         assert not any(PASSWORD in str(r.__dict__) or "a wrong password" in str(r.__dict__) for r in records)
 
 
+def at(address: str) -> dict[str, str]:
+    """Headers of a request from ``address``, as the trusted proxy in front (127.0.0.1) tells it."""
+    return {"X-Forwarded-For": address}
+
+
+class TestSignInAbuse:
+    """Password spraying, lock-out by a stranger, distributed guessing, and saturating the password checks."""
+
+    @pytest.fixture
+    def sleeps(self) -> list[float]:
+        return []
+
+    @pytest.fixture
+    async def client(self, aiohttp_client: Any, clock: Clock, sleeps: list[float]) -> TestClient:
+        throttle = SignInThrottle(max_failures=3, window=600, lock_for=900, address_failures=6,
+                                  account_failures=8, slow_by=2.0)
+        app = make_app(clock, trusted_proxies="127.0.0.1, ::1", throttle=throttle, sleeps=sleeps)
+        return await aiohttp_client(app)
+
+    async def test_password_spraying_throttled_per_address(self, client: TestClient, clock: Clock) -> None:
+        """A new user name at each try: refused from that address once its failures are spent, with the wait
+        in Retry-After, before any password is checked; other addresses still sign in."""
+        for i in range(6):
+            assert (await sign_in(client, f"user{i}", "Spring2026!", **at("192.0.2.66"))).status == 401
+        r = await sign_in(client, "user6", "Spring2026!", **at("192.0.2.66"))
+        assert r.status == 429 and "throttled" in await r.text()
+        assert 1 <= int(r.headers["Retry-After"]) <= 100  # 600 s / 6 failures: one more try in 100 s
+        assert (await sign_in(client, "amal", PASSWORD, **at("192.0.2.66"))).status == 429  # even a right one
+        assert (await sign_in(client, "amal", PASSWORD, **at("198.51.100.7"))).status == 303
+        client.session.cookie_jar.clear()
+        clock.now += 100
+        assert (await sign_in(client, "user7", "Spring2026!", **at("192.0.2.66"))).status == 401
+
+    async def test_attacker_cannot_lock_out_user_signing_in_from_another_address(self, client: TestClient) -> None:
+        for _ in range(3):
+            assert (await sign_in(client, "amal", "a guess", **at("192.0.2.66"))).status == 401
+        r = await sign_in(client, "amal", PASSWORD, **at("192.0.2.66"))
+        assert r.status == 429 and "locked" in await r.text() and r.headers["Retry-After"] == "900"
+        assert (await sign_in(client, "amal", PASSWORD, **at("198.51.100.7"))).status == 303
+
+    async def test_spoofed_forwarded_for_cannot_dodge_the_address_limit(self, aiohttp_client: Any,
+                                                                          clock: Clock) -> None:
+        """Without trusted proxies, X-Forwarded-For is the client's own claim: the peer's address is counted."""
+        client = await aiohttp_client(make_app(clock, throttle=SignInThrottle(address_failures=3)))
+        for i in range(3):
+            assert (await sign_in(client, f"user{i}", "x", **at(f"203.0.113.{i}"))).status == 401
+        assert (await sign_in(client, "user9", "x", **at("203.0.113.99"))).status == 429
+
+    async def test_distributed_guessing_of_one_account_slowed_but_the_user_still_signs_in(
+            self, client: TestClient, sleeps: list[float]) -> None:
+        for i in range(8):  # 8 addresses, one guess each: no address nor pair limit is reached
+            assert (await sign_in(client, "amal", "a guess", **at(f"203.0.113.{i}"))).status == 401
+        assert sleeps == []
+        assert (await sign_in(client, "amal", PASSWORD, **at("198.51.100.7"))).status == 303
+        assert sleeps == [2.0]  # slowed, not refused
+
+    async def test_sign_in_flood_refused_fast_when_password_checks_are_saturated(
+            self, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(passwords.CHECKER, "pending", passwords.CHECKER.workers + passwords.CHECKER.queue)
+        r = await sign_in(client, "amal", PASSWORD)
+        assert r.status == 503 and r.headers["Retry-After"] == "1" and "busy" in await r.text()
+        monkeypatch.setattr(passwords.CHECKER, "pending", 0)
+        assert (await sign_in(client, "amal", PASSWORD)).status == 303  # not counted as a failure
+
+
+async def test_password_spraying_gets_a_bounded_number_of_hashes_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At most ``workers`` checks run at once and ``queue`` wait; more are refused at once, unknown names too."""
+    release, running, most = threading.Event(), [0], [0]
+    lock = threading.Lock()
+
+    def slow_verify(password: str, encoded: str) -> bool:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        release.wait(5)
+        with lock:
+            running[0] -= 1
+        return False
+
+    monkeypatch.setattr(passwords, "verify_password", slow_verify)
+    checker = passwords.PasswordChecker(workers=1, queue=2)
+    tasks = [asyncio.create_task(checker.matches("guess", None)) for _ in range(3)]
+    await asyncio.sleep(0)  # the three are pending now
+    with pytest.raises(passwords.PasswordCheckBusy):
+        await checker.matches("guess", hash_password(PASSWORD, **FAST))
+    release.set()
+    assert await asyncio.gather(*tasks) == [False] * 3
+    assert most[0] == 1 and checker.pending == 0
+
+
+class TestSecondFactor:
+    """Accounts with a one-time code (RFC 6238): the password alone opens nothing, and a code works once."""
+
+    SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+
+    @pytest.fixture
+    async def client(self, aiohttp_client: Any, clock: Clock) -> TestClient:
+        app = make_app(clock, accounts=TOTP_ACCOUNTS, trusted_proxies="127.0.0.1, ::1")
+        app[USERS]["amal"].totp = self.SECRET
+        return await aiohttp_client(app)
+
+    async def test_stolen_password_without_totp_code_refused(self, client: TestClient, clock: Clock) -> None:
+        for code in (None, "", "000000", "12345", "abcdef"):
+            r = await sign_in(client, "amal", PASSWORD, code=code)
+            assert r.status == 401 and "failed" in await r.text()  # as a wrong password: nothing told
+            client.app[FLOW].throttle.succeeded("amal", "127.0.0.1")
+        assert [a for a, _, _ in client.app[TRAIL]] == ["sign-in-code-failed"] * 5
+        assert (await sign_in(client, "amal", PASSWORD, code=code_at(self.SECRET, clock.now))).status == 303
+
+    async def test_totp_code_replay_refused(self, client: TestClient, clock: Clock) -> None:
+        code = code_at(self.SECRET, clock.now)
+        assert (await sign_in(client, "amal", PASSWORD, code=code)).status == 303
+        client.session.cookie_jar.clear()
+        assert (await sign_in(client, "amal", PASSWORD, code=code, **at("198.51.100.7"))).status == 401
+        earlier = code_at(self.SECRET, clock.now - STEP)  # still within the window, but before the one used
+        assert (await sign_in(client, "amal", PASSWORD, code=earlier, **at("198.51.100.7"))).status == 401
+        clock.now += STEP
+        assert (await sign_in(client, "amal", PASSWORD, code=code_at(self.SECRET, clock.now))).status == 303
+
+    async def test_totp_code_from_outside_the_window_refused(self, client: TestClient, clock: Clock) -> None:
+        for off in (-2 * STEP, 2 * STEP):
+            assert (await sign_in(client, "amal", PASSWORD, code=code_at(self.SECRET, clock.now + off))).status == 401
+        # One step of drift either way is allowed (a phone's clock).
+        assert (await sign_in(client, "amal", PASSWORD, code=code_at(self.SECRET, clock.now - STEP))).status == 303
+
+    async def test_totp_code_guessing_locks_like_password_guessing(self, client: TestClient) -> None:
+        for _ in range(3):
+            assert (await sign_in(client, "amal", PASSWORD, code="000000")).status == 401
+        assert (await sign_in(client, "amal", PASSWORD, code="000001")).status == 429
+
+    async def test_accounts_without_a_second_factor_need_no_code(self, client: TestClient) -> None:
+        assert (await sign_in(client, "omar", PASSWORD)).status == 303
+
+
 class TestTokenAccount:
     """The node's status page: one account, the operator, opened by the operator token."""
 
@@ -432,3 +628,22 @@ class TestTokenAccount:
                                                                                        client: TestClient) -> None:
         r = await client.get("/p/?x=1", allow_redirects=False)
         assert r.headers["Location"] == "/p/sign-in"
+
+
+# -- one-time codes ----------------------------------------------------------------------------------------------
+
+
+def test_totp_codes_follow_rfc_6238() -> None:
+    """RFC 6238 appendix B's SHA-1 vectors (its 20-byte ASCII key), cut to six digits."""
+    secret = base64.b32encode(b"12345678901234567890").decode()
+    for when, code in ((59, "287082"), (1111111109, "081804"), (1234567890, "005924"), (2000000000, "279037")):
+        assert code_at(secret, when) == code
+        assert matching_step(secret, code, when) == when // STEP
+        assert matching_step(secret, code[:3] + " " + code[3:], when + STEP) == when // STEP
+
+
+def test_totp_enrolment_gives_a_fresh_secret_and_an_authenticator_uri() -> None:
+    secret = new_secret()
+    assert len(base64.b32decode(secret)) >= 16 and secret != new_secret()
+    uri = provisioning_uri(secret, "amal", "IPDN node QA")
+    assert uri.startswith("otpauth://totp/IPDN%20node%20QA:amal?secret=" + secret)
