@@ -32,7 +32,7 @@ from federation.hub.dashboard import pages as dashboard
 from federation.hub.ingest.service import HubService
 from federation.hub.monitor import HubMetrics, Monitor
 from federation.hub.registrar import GovernanceService
-from federation.hub.store.log import HubStore
+from federation.hub.store.log import HubStore, QuarantineBounds
 from federation.protocol import httpsig
 from federation.protocol.keys import SigningKey
 from federation.protocol.registry import load_registry, parse_registry
@@ -40,7 +40,13 @@ from federation.server import openapi
 from federation.server.logs import access_middleware, request_id_middleware
 from federation.server.ratelimit import RateLimiter
 from federation.server.times import Clock, utcnow
-from federation.server.web import BODY_TIMEOUT, TRUSTED_PROXIES, add_health_route, problems_middleware
+from federation.server.web import (
+    BODY_TIMEOUT,
+    FORM_MAX_BYTES,
+    TRUSTED_PROXIES,
+    add_health_route,
+    problems_middleware,
+)
 
 log = logging.getLogger("ipdn.hub")
 
@@ -53,8 +59,10 @@ async def _service(cfg: HubConfig, *, verify_workers: int, clock: Clock = utcnow
     stored = await store.latest_registry()
     if stored is not None and parse_registry(stored).registry.version > registry.registry.version:
         registry = parse_registry(stored)
+    bounds = QuarantineBounds(item=cfg.quarantine_max_bytes, member=cfg.quarantine_member_bytes,
+                              total=cfg.quarantine_total_bytes, items=cfg.quarantine_member_items)
     return HubService(store, registry, SigningKey.load(cfg.key_path), clock=clock, writer_batch=cfg.writer_batch,
-                      verify_workers=verify_workers, shared_poll=cfg.shared_poll)
+                      verify_workers=verify_workers, shared_poll=cfg.shared_poll, quarantine_bounds=bounds)
 
 
 async def prepare(cfg: HubConfig) -> None:
@@ -94,7 +102,7 @@ def create_app(config: HubConfig, *, clock: Clock = utcnow) -> web.Application:
     """The hub's web application; ``clock`` is the time every decision reads (tests pass one they move)."""
     metrics = HubMetrics()  # its monitor is set when the service starts
     app = web.Application(middlewares=[request_id_middleware, access_middleware, metrics.base.middleware(),
-                                       problems_middleware], client_max_size=config.max_batch_bytes)
+                                       problems_middleware], client_max_size=FORM_MAX_BYTES)
     app[CONFIG] = config
     app[HUB_METRICS] = metrics
     app[MEMBER_LIMITS] = RateLimiter(config.push_rate, config.push_burst)

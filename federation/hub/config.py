@@ -39,7 +39,12 @@ class HubConfig:
     push_burst: float = 200.0  # ... and at once after a quiet spell; past it 429 with Retry-After
     refusal_rate: float = 2.0  # refused unsigned requests kept in quarantine per second per client address ...
     refusal_burst: float = 100.0  # ... past it only answered, not kept (no write amplification)
-    quarantine_max_bytes: int = 64 * 1024  # of a refused request's body, kept as received (the rest is counted)
+    # -- the quarantine's bounds (docs/operating-hub.md "Quarantine"): every refusal keeps its reason, length and
+    # SHA-256; its bytes only within these. Defaults: at most ~1 GiB of refused bytes on disk, 64 MiB per member.
+    quarantine_max_bytes: int = 256 * 1024  # of one refused input (a request's body, an envelope); then a prefix
+    quarantine_member_bytes: int = 64 * 1024 * 1024  # bytes kept per member (the unauthenticated count as one)
+    quarantine_total_bytes: int = 1024 * 1024 * 1024  # bytes kept in all; past either, refusals kept without bytes
+    quarantine_member_items: int = 100_000  # refusals kept per member; past it only counted
     governance_rate: float = 0.5  # governance submissions per second per client address, sustained ...
     governance_burst: float = 30.0  # ... and at once; past it 429 with Retry-After (before the body is read)
     governance_key_rate: float = 0.1  # governance documents per second per signing key (an applicant's, a voter's) ...

@@ -19,13 +19,16 @@ import asyncio
 import collections
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from federation.hub.ingest.service import HubService, Outcome
+from federation.hub.store.log import QuarantineBounds
 from federation.server.metrics import Metrics
 from federation.server.times import as_utc, utc_text
 
@@ -105,6 +108,7 @@ class Monitor:
         # holds of it: counting the log per origin cost 146-449 ms a request at 1,000,000 entries.
         held = {origin: head.seq for origin, head in service.heads.items()}
         refused = await store.quarantine_counts()
+        usage = await store.quarantine_usage()
         cosigned = await store.latest_cosigned()
         received = await store.last_received([m.code for m in reg.members])
         accepted_today, refused_today = await store.accepted_since(today), await store.refused_since(today)
@@ -135,6 +139,7 @@ class Monitor:
                 "code": m.code, "names": m.names, "role": m.role, "status": m.status,
                 "envelopes": held.get(m.code, 0), "head_seq": head.seq if head else 0,
                 "refused": sum(n for (mm, _), n in refused.items() if mm == m.code),
+                "quarantine_bytes": int(usage.get(m.code, {}).get("kept_bytes", 0)),
                 "accepted_today": accepted_today.get(m.code, 0), "refused_today": refused_today.get(m.code, 0),
                 "last_push_at": utc_text(pushed), "last_pull_at": utc_text(pulled),
                 "cursor": cursor, "cursor_source": source,
@@ -147,6 +152,8 @@ class Monitor:
         cp = service.checkpoint.checkpoint if service.checkpoint else None
         return {"role": "hub", "hub_url": reg.hub_url, "registry_version": reg.version, "log_size": size,
                 "quarantine": sum(refused.values()), "time": utc_text(now), "silent_after": self.silent_after,
+                "quarantine_store": quarantine_store(usage, service.quarantine_bounds),
+                "alarms": quarantine_alarms(usage, service.quarantine_bounds, now),
                 "checkpoint": {"size": cp.size, "root": cp.root, "issued_at": cp.issued_at} if cp else None,
                 "members": members}
 
@@ -166,6 +173,72 @@ class Monitor:
 
         return {"start": utc_text(start), "end": utc_text(now), "seconds_per_bucket": width.total_seconds(),
                 "accepted": count(accepted), "refused": count(refused)}
+
+
+NEAR_BOUND = 0.9  # share of a quarantine bound past which the operator is warned
+DROP_ALARM = timedelta(days=1)  # a bound that cut refused bytes raises an alarm for this long
+
+
+def quarantine_store(usage: dict[str, dict[str, Any]], bounds: QuarantineBounds) -> dict[str, Any]:
+    """What the quarantine holds against its bounds, and what the bounds cut, in all (PROTOCOL.md §8.4)."""
+    def total(name: str) -> int:
+        return sum(int(u[name]) for u in usage.values())
+
+    return {"kept_bytes": total("kept_bytes"), "items": total("items"), "truncated_items": total("truncated_items"),
+            "dropped_items": total("dropped_items"), "dropped_bytes": total("dropped_bytes"),
+            "bounds": {"item_bytes": bounds.item, "member_bytes": bounds.member, "total_bytes": bounds.total,
+                       "member_items": bounds.items}}
+
+
+def quarantine_alarms(usage: dict[str, dict[str, Any]], bounds: QuarantineBounds,
+                      now: datetime) -> list[dict[str, str]]:
+    """``quarantine-bound-reached``: a member's or the hub's bound cut refused bytes (or refusals) within the last
+    day, so evidence is being lost: look at who sends them. ``quarantine-near-bound``: kept bytes past 90 % of a
+    bound. (Refusals nobody authenticated are the member ``-``.)"""
+    out: list[dict[str, str]] = []
+    for code, u in sorted(usage.items()):
+        who = code or "-"
+        last = as_utc(u.get("last_dropped_at"))
+        if last is not None and now - last <= DROP_ALARM:
+            out.append({"reason": "quarantine-bound-reached",
+                        "detail": f"member {who}: {int(u['kept_bytes'])} bytes of refused input kept (bounds: "
+                                  f"{bounds.member} per member, {bounds.total} in all); {int(u['dropped_bytes'])} "
+                                  f"bytes and {int(u['dropped_items'])} refusals not kept, the last at "
+                                  f"{utc_text(last)}"})
+        elif int(u["kept_bytes"]) >= NEAR_BOUND * bounds.member:
+            out.append({"reason": "quarantine-near-bound",
+                        "detail": f"member {who}: {int(u['kept_bytes'])} bytes of refused input kept, bound "
+                                  f"{bounds.member} (quarantine_member_bytes)"})
+    kept = sum(int(u["kept_bytes"]) for u in usage.values())
+    if kept >= NEAR_BOUND * bounds.total:
+        out.append({"reason": "quarantine-near-bound",
+                    "detail": f"{kept} bytes of refused input kept in all, bound {bounds.total} "
+                              "(quarantine_total_bytes)"})
+    return out
+
+
+class _QuarantineCounters:
+    """What the quarantine's bounds cut, per member, as Prometheus counters (persisted in ``quarantine_usage``,
+    so they survive restarts and agree across hub workers): set from the snapshot at each scrape."""
+
+    def __init__(self) -> None:
+        self.usage: dict[str, dict[str, Any]] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        families = [
+            (CounterMetricFamily, "ipdn_hub_quarantine_dropped_bytes",
+             "Bytes of refused inputs received and not kept (past the quarantine's bounds)", "dropped_bytes"),
+            (CounterMetricFamily, "ipdn_hub_quarantine_dropped_items",
+             "Refusals not kept at all (past quarantine_member_items)", "dropped_items"),
+            (CounterMetricFamily, "ipdn_hub_quarantine_truncated_items",
+             "Refusals kept with a prefix of their bytes or none", "truncated_items"),
+            (GaugeMetricFamily, "ipdn_hub_quarantine_kept_bytes", "Bytes of refused inputs kept", "kept_bytes"),
+        ]
+        for family, name, doc, field_ in families:
+            metric = family(name, doc + ", by member ('-': requests nobody authenticated)", labels=["member"])
+            for code, u in sorted(self.usage.items()):
+                metric.add_metric([code or "-"], int(u[field_]))
+            yield metric
 
 
 class HubMetrics:
@@ -195,6 +268,9 @@ class HubMetrics:
                                 registry=r)
         self.cosigned = Gauge("ipdn_hub_member_cosigned_size", "The largest checkpoint a member co-signed",
                               ["member"], registry=r)
+        self.alarms = Gauge("ipdn_hub_alarms", "Alarms on the dashboard, by reason", ["reason"], registry=r)
+        self.quarantine_counters = _QuarantineCounters()
+        r.register(self.quarantine_counters)
         self.base.refresh = self.refresh
 
     async def refresh(self) -> None:
@@ -203,6 +279,10 @@ class HubMetrics:
         snap = await self.monitor.snapshot()
         self.log_size.set(snap["log_size"])
         self.quarantine.set(snap["quarantine"])
+        self.quarantine_counters.usage = await self.monitor.service.store.quarantine_usage()
+        self.alarms.clear()
+        for alarm in snap["alarms"]:
+            self.alarms.labels(alarm["reason"]).inc()
         for gauge in (self.lag_envelopes, self.lag_seconds, self.last_seen, self.key_expiry, self.cosigned):
             gauge.clear()  # a member removed from the registry disappears from the series
         for m in snap["members"]:

@@ -22,8 +22,9 @@ Why not the ``http-message-signatures`` package
 
 Using it on the hub (aiohttp): pass ``request.method``, the public target URI (the configured
 public base URL plus ``request.raw_path``, never a value taken from Host or X-Forwarded-* headers),
-``request.headers`` and the raw body bytes to :func:`verify_request`, then
-:meth:`ReplayCache.check_and_remember` with the result. A header field that appears on more than
+``request.headers`` to :func:`verify_signature` before reading the body (an unsigned or unknown sender's
+body is never read), then the body to :func:`verify_body`; or everything at once to :func:`verify_request`.
+Then :meth:`ReplayCache.check_and_remember` with the result. A header field that appears on more than
 one line is refused if this module has to read it.
 """
 
@@ -62,8 +63,10 @@ __all__ = [
     "format_signature_headers",
     "sign_request",
     "signature_base",
+    "verify_body",
     "verify_content_digest",
     "verify_request",
+    "verify_signature",
 ]
 
 #: What a push signature covers (the design brief: method, target, content digest; plus ``created``).
@@ -471,11 +474,10 @@ def _parse_params(raw: ParamsType) -> tuple[SignatureParams, int, str]:
     return params, params.created, params.keyid
 
 
-def verify_request(
+def verify_signature(
     method: str,
     target_uri: str,
     headers: Mapping[str, str],
-    body: bytes,
     *,
     resolve_key: Callable[[str], Ed25519PublicKey | None],
     now: int,
@@ -483,24 +485,14 @@ def verify_request(
     required: Sequence[str] = DEFAULT_COMPONENTS,
     label: str | None = None,
 ) -> VerifiedSignature:
-    """Verify the RFC 9421 signature of a request (§3.2), then its Content-Digest if covered.
+    """Verify the RFC 9421 signature of a request from its headers alone (§3.2), before its body is read.
 
-    ``target_uri`` must be the URI the verifier itself is reached at (its public base URL plus the
-    raw path and query), never one built from headers the client controls. Exactly one signature
-    is expected unless ``label`` names the one to verify. Replays are not checked here: pass the
-    result to :meth:`ReplayCache.check_and_remember` once the request is otherwise accepted.
+    The signature covers the Content-Digest field, not the body: a verifier checks who signed, when and
+    with which key first, reads the body only then (an outsider's body is never read), and checks the
+    body against the signed digest with :func:`verify_body`. :func:`verify_request` does both.
 
     Raises:
-        SignatureMissingError: no Signature-Input/Signature, or none labelled ``label``.
-        SignatureMalformedError: the fields do not parse, use unsupported features, lack
-            ``created`` or ``keyid``, name another ``alg``, or cover a field the request lacks.
-        SignatureCoverageError: a component in ``required`` is not covered.
-        SignatureExpiredError: ``created`` is more than ``max_skew`` seconds before ``now``, or
-            ``expires`` is more than ``max_skew`` seconds before ``now``.
-        SignatureFromFutureError: ``created`` is more than ``max_skew`` seconds after ``now``.
-        UnknownKeyError: ``resolve_key`` returns None for the keyid.
-        BadSignatureError: the signature does not verify.
-        ContentDigestError: Content-Digest is covered but missing, malformed or wrong for ``body``.
+        everything :func:`verify_request` raises but :class:`ContentDigestError`.
     """
     if max_skew < 0:
         raise ValueError("max_skew must not be negative")
@@ -549,13 +541,58 @@ def verify_request(
     except InvalidSignature as e:
         raise BadSignatureError("the signature does not verify") from e
 
-    # 6. The body, through the signed digest (RFC 9530 §1.1: the signature covers the digest).
-    if "content-digest" in components:
-        verify_content_digest(_field_value(headers, "content-digest"), body)
-
     return VerifiedSignature(
         keyid=keyid, created=created, label=chosen, signature=signature, components=components, nonce=params.nonce
     )
+
+
+def verify_body(signature: VerifiedSignature, headers: Mapping[str, str], body: bytes) -> None:
+    """Check ``body`` against the Content-Digest that ``signature`` covers (RFC 9530 §1.1: the signature
+    covers the digest, the digest the body); nothing to check when it covers none.
+
+    Raises:
+        ContentDigestError: Content-Digest is covered but missing, malformed or wrong for ``body``.
+    """
+    if "content-digest" in signature.components:
+        verify_content_digest(_field_value(headers, "content-digest"), body)
+
+
+def verify_request(
+    method: str,
+    target_uri: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    resolve_key: Callable[[str], Ed25519PublicKey | None],
+    now: int,
+    max_skew: int = 300,
+    required: Sequence[str] = DEFAULT_COMPONENTS,
+    label: str | None = None,
+) -> VerifiedSignature:
+    """Verify the RFC 9421 signature of a request (§3.2), then its Content-Digest if covered
+    (:func:`verify_signature`, then :func:`verify_body`).
+
+    ``target_uri`` must be the URI the verifier itself is reached at (its public base URL plus the
+    raw path and query), never one built from headers the client controls. Exactly one signature
+    is expected unless ``label`` names the one to verify. Replays are not checked here: pass the
+    result to :meth:`ReplayCache.check_and_remember` once the request is otherwise accepted.
+
+    Raises:
+        SignatureMissingError: no Signature-Input/Signature, or none labelled ``label``.
+        SignatureMalformedError: the fields do not parse, use unsupported features, lack
+            ``created`` or ``keyid``, name another ``alg``, or cover a field the request lacks.
+        SignatureCoverageError: a component in ``required`` is not covered.
+        SignatureExpiredError: ``created`` is more than ``max_skew`` seconds before ``now``, or
+            ``expires`` is more than ``max_skew`` seconds before ``now``.
+        SignatureFromFutureError: ``created`` is more than ``max_skew`` seconds after ``now``.
+        UnknownKeyError: ``resolve_key`` returns None for the keyid.
+        BadSignatureError: the signature does not verify.
+        ContentDigestError: Content-Digest is covered but missing, malformed or wrong for ``body``.
+    """
+    sig = verify_signature(method, target_uri, headers, resolve_key=resolve_key, now=now, max_skew=max_skew,
+                           required=required, label=label)
+    verify_body(sig, headers, body)
+    return sig
 
 
 # -- replay ------------------------------------------------------------------------------------------------

@@ -27,6 +27,9 @@ log = logging.getLogger("ipdn.http")
 # one byte a second (slowloris) would otherwise hold its connection and the handler for as long as it likes.
 DEFAULT_BODY_TIMEOUT = 60.0
 BODY_TIMEOUT = web.AppKey("body_timeout", float)
+# What aiohttp's request.post() may hold in memory (its client_max_size) where only small forms use it (sign-in,
+# the hub dashboard): every API route streams its body with its own cap (read_body). Not the push size.
+FORM_MAX_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,14 +151,22 @@ def parse_json(data: bytes, limits: strictjson.JsonLimits) -> Any:
         raise Problem(413 if e.reason == "too-large" else 400, e.reason, e.message) from e
 
 
-async def read_body(request: web.Request, max_bytes: int, into: bytearray | None = None) -> bytes:
-    """The request body: at most ``max_bytes`` (413 ``too-large`` past it, read no further), received within
-    the app's ``BODY_TIMEOUT`` (408 ``request-timeout``; the connection is then closed). ``into`` collects
-    what arrived, also when refused, so a refusal can be kept as received.
+async def read_body(request: web.Request, max_bytes: int, into: bytearray | None = None, *,
+                    admit: Callable[[], Awaitable[None]] | None = None) -> bytes:
+    """The request body, read only once the request earned it: its declared ``Content-Length`` is at most
+    ``max_bytes`` (413 ``too-large`` at once), then ``admit`` (what the headers alone must prove, such as the
+    sender's signature and rate: raise to refuse) passes, and only then is the body read, streamed, at most
+    ``max_bytes`` (413 past it for a chunked body, read no further), within the app's ``BODY_TIMEOUT`` (408
+    ``request-timeout``; the connection is then closed). ``into`` collects what arrived, also when refused, so a
+    refusal can be kept as received. A body refused unread is drained and discarded by aiohttp (for its
+    ``lingering_time``, a 64 KiB buffer at a time), never held: an outsider cannot make the process hold its
+    bytes (docs/THREAT-MODEL.md).
     """
     buf = into if into is not None else bytearray()
     if request.content_length is not None and request.content_length > max_bytes:
         raise Problem(413, "too-large", f"body of {request.content_length} bytes, over {max_bytes}")
+    if admit is not None:
+        await admit()
     timeout = request.app.get(BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT)
     try:
         async with asyncio.timeout(timeout):

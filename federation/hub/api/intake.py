@@ -18,7 +18,7 @@ from federation.hub.appkeys import CONFIG, MEMBER_LIMITS, REFUSAL_LIMITS, REPLAY
 from federation.protocol import httpsig
 from federation.protocol.errors import IpdnError, StrictJsonError, TrustError
 from federation.protocol.verify import Failure
-from federation.server.web import Problem
+from federation.server.web import Problem, read_body
 
 log = logging.getLogger("ipdn.hub")
 
@@ -59,16 +59,16 @@ def refusals_kept(handler: Callable[[web.Request, Intake], Awaitable[web.StreamR
             if problem.status in (429, 503):
                 raise problem from None
             app = request.app
-            cfg = app[CONFIG]
             address = request.remote or "unknown"
             if intake.member is None and app[REFUSAL_LIMITS].take(address, time.monotonic()) > 0:
                 log.warning("refusal from %s not kept (over its budget): %s", address, problem.reason)
                 raise problem from None
-            kept = bytes(intake.received[:cfg.quarantine_max_bytes])
-            await app[SERVICE].keep_refusal(intake.member, Failure("request", problem.reason, problem.detail), kept, {
+            # The bytes as received, cut to the quarantine's bounds by the service (their length and digest whole).
+            await app[SERVICE].keep_refusal(intake.member, Failure("request", problem.reason, problem.detail),
+                                            intake.received, {
                 "method": request.method, "path": request.path, "status": problem.status, "remote": address,
                 "content_length": request.content_length, "received_bytes": len(intake.received),
-                "kept_bytes": len(kept), "sha256": hashlib.sha256(intake.received).hexdigest()})
+                "sha256": hashlib.sha256(intake.received).hexdigest()})
             raise problem from None
 
     return wrapped
@@ -83,10 +83,11 @@ def limit_member(request: web.Request, member: str) -> None:
                       headers={"Retry-After": limiter.retry_after(wait)})
 
 
-async def authenticate_push(request: web.Request, body: bytes,
-                            required: tuple[str, ...] = httpsig.DEFAULT_COMPONENTS) -> str:
-    """The member a push (or a signed pull) comes from, by its RFC 9421 signature (401 problem otherwise). A
-    signature is accepted once: remembered in this process and, where workers share the log, in the database."""
+async def authenticate(request: web.Request,
+                       required: tuple[str, ...] = httpsig.DEFAULT_COMPONENTS) -> tuple[str, httpsig.VerifiedSignature]:
+    """The member a signed request comes from, by its RFC 9421 signature over its headers alone (401 problem
+    otherwise), and the signature: checked before a byte of the body is read. A signature is accepted once:
+    remembered in this process and, where workers share the log, in the database."""
     service = request.app[SERVICE]
     await service.fresh()
     reg = service.registry.registry
@@ -101,8 +102,8 @@ async def authenticate_push(request: web.Request, body: bytes,
 
     target = reg.hub_url.rstrip("/") + request.raw_path  # the public URI, never Host/X-Forwarded-*
     try:
-        sig = httpsig.verify_request(request.method, target, request.headers, body, resolve_key=resolve, now=now,
-                                     max_skew=request.app[CONFIG].replay_window, required=required)
+        sig = httpsig.verify_signature(request.method, target, request.headers, resolve_key=resolve, now=now,
+                                       max_skew=request.app[CONFIG].replay_window, required=required)
         request.app[REPLAYS].check_and_remember(sig.keyid, sig.signature, sig.created, now)
     except httpsig.HttpSignatureError as e:
         raise Problem(401, e.reason, str(e)) from e
@@ -110,7 +111,40 @@ async def authenticate_push(request: web.Request, body: bytes,
     if service.store.shared and not await service.store.remember_signature(
             sig.keyid, sig.signature, sig.created + window, now):
         raise Problem(401, httpsig.ReplayedSignatureError.reason, "signature already accepted by another hub worker")
-    return str(keys[sig.keyid].member)
+    return str(keys[sig.keyid].member), sig
+
+
+async def authenticate_push(request: web.Request, body: bytes,
+                            required: tuple[str, ...] = httpsig.DEFAULT_COMPONENTS) -> str:
+    """:func:`authenticate`, then ``body`` against the signed Content-Digest (a pull's empty body)."""
+    member, sig = await authenticate(request, required)
+    check_digest(request, sig, body)
+    return member
+
+
+def check_digest(request: web.Request, sig: httpsig.VerifiedSignature, body: bytes) -> None:
+    try:
+        httpsig.verify_body(sig, request.headers, body)
+    except httpsig.HttpSignatureError as e:
+        raise Problem(401, e.reason, str(e)) from e
+
+
+async def read_signed(request: web.Request, intake: Intake, max_bytes: int) -> bytes:
+    """A member's signed request body, read only after its headers earned it (federation/server/web.py
+    ``read_body``): declared length, then signature (key of an active member, valid now; ``created`` fresh;
+    not a replay), then the member's rate; then the body, streamed and capped, then checked against the
+    signed Content-Digest. So an outsider's body is never read, whatever its size (docs/THREAT-MODEL.md)."""
+    signature: list[httpsig.VerifiedSignature] = []
+
+    async def admit() -> None:
+        member, sig = await authenticate(request)
+        intake.member = member
+        signature.append(sig)
+        limit_member(request, member)
+
+    body = await read_body(request, max_bytes, into=intake.received, admit=admit)
+    check_digest(request, signature[0], body)
+    return body
 
 
 def int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:

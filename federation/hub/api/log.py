@@ -14,14 +14,14 @@ from federation.hub.api.intake import (
     Intake,
     authenticate_push,
     int_param,
-    limit_member,
+    read_signed,
     refusals_kept,
 )
 from federation.hub.appkeys import CONFIG, MONITOR, SERVICE
 from federation.hub.ingest.service import HubService
 from federation.protocol import merkle, strictjson
 from federation.protocol.checkpoint import parse_checkpoint
-from federation.server.web import Problem, json_response, parse_json, read_body
+from federation.server.web import Problem, json_response, parse_json
 
 
 async def get_log(request: web.Request) -> web.Response:
@@ -98,9 +98,8 @@ async def post_cosignature(request: web.Request, intake: Intake) -> web.Response
     """A member's co-signature of a checkpoint it verified (witnessing), pushed with its RFC 9421 signature."""
     service = request.app[SERVICE]
     limits = strictjson.JsonLimits(max_bytes=16 * 1024, max_depth=3)
-    body = await read_body(request, limits.max_bytes, into=intake.received)
-    member = intake.member = await authenticate_push(request, body)
-    limit_member(request, member)
+    body = await read_signed(request, intake, limits.max_bytes)
+    member = str(intake.member)
     doc = parse_json(body, limits)
     if not isinstance(doc, dict) or set(doc) != {"size", "signature"} or not isinstance(doc["signature"], dict):
         raise Problem(400, "malformed-cosignature", 'a co-signature is {"size": N, "signature": {...}}')

@@ -6,10 +6,10 @@ import time
 
 from aiohttp import web
 
-from federation.hub.api.intake import Intake, authenticate_push, limit_member, refusals_kept
+from federation.hub.api.intake import Intake, read_signed, refusals_kept
 from federation.hub.appkeys import CONFIG, HUB_METRICS, SERVICE
 from federation.protocol import strictjson
-from federation.server.web import Problem, json_response, parse_json, read_body
+from federation.server.web import Problem, json_response, parse_json
 
 
 @refusals_kept
@@ -21,9 +21,8 @@ async def post_envelopes(request: web.Request, intake: Intake) -> web.Response:
     if own is None or not own.valid_at(service.clock()):
         # After a handover this hub's key has ended: the log continues at the new hub, never here.
         raise Problem(503, "hub-handed-over", f"this hub handed over to {reg.hub_url}", hub_url=reg.hub_url)
-    body = await read_body(request, cfg.max_batch_bytes, into=intake.received)
-    member = intake.member = await authenticate_push(request, body)
-    limit_member(request, member)
+    body = await read_signed(request, intake, cfg.max_batch_bytes)
+    member = str(intake.member)
     doc = parse_json(body, strictjson.JsonLimits(max_bytes=cfg.max_batch_bytes, max_depth=4))
     envelopes = doc.get("envelopes") if isinstance(doc, dict) else None
     if not isinstance(envelopes, list) or set(doc) != {"envelopes"}:

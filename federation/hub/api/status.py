@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from typing import Any
 
 from aiohttp import web
 
@@ -29,12 +30,20 @@ async def get_quarantine(request: web.Request) -> web.Response:
     limit = int_param(request, "limit", 100, 1, 1000)
     rows = await request.app[SERVICE].store.quarantined(
         member=request.query.get("member"), reason=request.query.get("reason"), limit=limit)
-    items = [{**{k: v for k, v in r.items() if k not in ("envelope", "detail", "received_at")},
-              "received_at": utc_text(r["received_at"]),
-              "detail": json.loads(str(r["detail"])), "envelope": bytes(r["envelope"]).decode("utf-8", "replace"),
-              "sha256": hashlib.sha256(bytes(r["envelope"])).hexdigest()}
-             for r in rows]
-    return json_response({"items": items})
+    return json_response({"items": [quarantine_item(r) for r in rows]})
+
+
+def quarantine_item(row: dict[str, Any]) -> dict[str, Any]:
+    """One refusal as PROTOCOL.md §8.4 gives it: ``envelope`` is the bytes kept and ``sha256`` their digest;
+    ``size`` and ``input_sha256`` are of the input as received, ``truncated`` says the bytes kept are less
+    (a prefix, or none), ``bound`` which of the quarantine's bounds cut them."""
+    kept = bytes(row["envelope"] or b"")
+    size = row["input_size"] if row.get("input_size") is not None else len(kept)
+    return {**{k: v for k, v in row.items() if k not in ("envelope", "detail", "received_at", "input_size")},
+            "received_at": utc_text(row["received_at"]), "detail": json.loads(str(row["detail"])),
+            "envelope": kept.decode("utf-8", "replace"), "sha256": hashlib.sha256(kept).hexdigest(),
+            "size": size, "kept_bytes": len(kept), "truncated": len(kept) < size,
+            "input_sha256": row.get("input_sha256") or hashlib.sha256(kept).hexdigest()}
 
 
 def register_routes(app: web.Application) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
 import itertools
 import json
 import logging
@@ -40,6 +41,7 @@ from federation.hub.store.log import (
     LogReads,
     LogRow,
     LogTransaction,
+    QuarantineBounds,
     QuarantineRow,
 )
 from federation.protocol import merkle
@@ -76,6 +78,7 @@ class Outcome:
 
 # Batches at least this large are verified in worker processes; smaller ones in the event loop.
 PARALLEL_MIN = 64
+KEPT_ERRORS = 50  # schema errors kept with a refused envelope (the pusher is told all): its metadata stays small
 TAIL = 1024  # entries at the end of the log kept in memory by a sole writer, for the pulls a commit wakes
 
 
@@ -89,6 +92,7 @@ class _Pending:
     future: asyncio.Future[list[Outcome]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
     request: dict[str, Any] | None = None  # for a refused request: what is known of it (kept in the detail)
+    input: tuple[int, str] | None = None  # for a refused request: the length and SHA-256 of all it received
 
 
 @dataclass
@@ -101,8 +105,10 @@ class MemberActivity:
 
 class HubService:
     def __init__(self, store: HubStore, registry: SignedRegistry, hub_key: SigningKey, *, clock: Clock = utcnow,
-                 writer_batch: int = 5000, verify_workers: int = 0, shared_poll: float = 2.0) -> None:
+                 writer_batch: int = 5000, verify_workers: int = 0, shared_poll: float = 2.0,
+                 quarantine_bounds: QuarantineBounds | None = None) -> None:
         self.store = store
+        self.quarantine_bounds = quarantine_bounds or QuarantineBounds()
         self.registry = registry
         self.hub_key = hub_key
         self.frontier = merkle.Frontier()
@@ -218,11 +224,15 @@ class HubService:
                 activity.accepted += 1
         return outcomes
 
-    async def keep_refusal(self, member: str | None, failure: Failure, received: bytes,
+    async def keep_refusal(self, member: str | None, failure: Failure, received: bytes | bytearray,
                            request: dict[str, Any]) -> None:
         """Keep a refused request (not one envelope of a batch: the whole request) in the quarantine with
-        its bytes as received; through the single writer like everything the hub writes, answered once durable."""
-        pending = _Pending(member, [Checked(received, (failure,))], request=request)
+        its bytes as received, within the quarantine's bounds (a prefix of them past the per-item bound, so the
+        writer's queue never holds a whole batch for it; its length and digest in full); through the single
+        writer like everything the hub writes, answered once durable."""
+        cut = self.quarantine_bounds.item
+        pending = _Pending(member, [Checked(bytes(received[:cut]), (failure,))], request=request,
+                           input=(len(received), hashlib.sha256(received).hexdigest()))
         if member is not None:
             self.member_activity(member).rejected += 1
         await self._queue.put(pending)
@@ -394,7 +404,7 @@ class HubService:
         nodes = [n for leaf in leaves for n in frontier.append(leaf)]
         checkpoint = self._sign_checkpoint(self.size + len(rows), frontier) if rows else None
         positions = await tx.append(rows, rejected, self.clock(), size=self.size, nodes=nodes,
-                                    checkpoint=checkpoint[0] if checkpoint else None)
+                                    checkpoint=checkpoint[0] if checkpoint else None, bounds=self.quarantine_bounds)
 
         def settle() -> None:
             self.heads = heads
@@ -420,10 +430,12 @@ class HubService:
         errors = [i.to_dict() for f in failures for i in f.issues]
         rejected.append(QuarantineRow(
             member=p.member, origin=c.origin, seq=c.seq, hash=c.hash, reason=first.reason,
-            detail=json.dumps({"failures": [{"check": f.check, "reason": f.reason, "message": f.message}
-                                            for f in failures], "errors": errors,
+            detail=json.dumps({"failures": [{"check": f.check, "reason": f.reason, "message": f.message[:1024]}
+                                            for f in failures], "errors": errors[:KEPT_ERRORS],
+                               **({"errors_omitted": len(errors) - KEPT_ERRORS} if len(errors) > KEPT_ERRORS else {}),
                                **({"request": p.request} if p.request else {})}, ensure_ascii=False),
-            envelope=c.wire, conflicts_with=conflicts_with if first.reason == "chain-fork" else None))
+            envelope=c.wire, conflicts_with=conflicts_with if first.reason == "chain-fork" else None,
+            input_size=p.input[0] if p.input else None, input_sha256=p.input[1] if p.input else None))
         return Outcome("rejected", c.hash, reason=first.reason, detail=detail, errors=errors or None)
 
     # -- pull -------------------------------------------------------------------------------------------

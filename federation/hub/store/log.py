@@ -48,6 +48,16 @@ quarantine = sa.Table(
     sa.Column("origin", sa.String(2)), sa.Column("seq", sa.BigInteger), sa.Column("hash", sa.String(64)),
     sa.Column("reason", sa.String(64)), sa.Column("detail", sa.Text), sa.Column("conflicts_with", sa.BigInteger),
     sa.Column("envelope", db.Blob),
+    # The input's length and digest as received; ``envelope`` holds all of it, a prefix, or nothing (``bound``
+    # names the bound that cut it: item, member, total). NULL on rows kept whole before 0007.
+    sa.Column("input_size", sa.BigInteger), sa.Column("input_sha256", sa.String(64)), sa.Column("bound", sa.String(8)),
+)
+quarantine_usage = sa.Table(
+    "quarantine_usage", meta,
+    sa.Column("member", sa.String(2), primary_key=True),  # '' for requests nobody authenticated
+    sa.Column("items", sa.BigInteger), sa.Column("kept_bytes", sa.BigInteger),
+    sa.Column("truncated_items", sa.BigInteger), sa.Column("dropped_items", sa.BigInteger),
+    sa.Column("dropped_bytes", sa.BigInteger), sa.Column("last_dropped_at", sa.DateTime(timezone=True)),
 )
 merkle_nodes = sa.Table(
     "merkle_nodes", meta,
@@ -150,6 +160,74 @@ class QuarantineRow:
     detail: str
     envelope: bytes
     conflicts_with: int | None = None
+    input_size: int | None = None  # the whole input's length and digest when ``envelope`` is already a prefix of
+    input_sha256: str | None = None  # it (a refused request: federation/hub/api/intake.py); else of ``envelope``
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineBounds:
+    """How much of the refused inputs the quarantine keeps (docs/operating-hub.md "Quarantine"). Each input is
+    kept whole up to ``item`` bytes, else its first ``item`` bytes; its bytes are kept only while its member's
+    kept bytes stay within ``member`` (requests nobody authenticated count as one member) and everyone's within
+    ``total``, else the refusal is kept without them (first come, first kept: evidence is never evicted by later
+    input). Past ``items`` refusals of one member, a refusal is only counted. Every input keeps its length and
+    SHA-256."""
+
+    item: int = 256 * 1024
+    member: int = 64 * 1024 * 1024
+    total: int = 1024 * 1024 * 1024
+    items: int = 100_000
+
+
+_USAGE_FIELDS = ("items", "kept_bytes", "truncated_items", "dropped_items", "dropped_bytes")
+
+
+async def _keep_refused(conn: AsyncConnection, rejected: Sequence[QuarantineRow], now: datetime,
+                        bounds: QuarantineBounds) -> None:
+    """Insert ``rejected`` within ``bounds``, and account for them in ``quarantine_usage`` (in the writer's
+    transaction: under the log's lock where workers share it, so the figures read stay true until it commits)."""
+    usage = {r.member: dict(r._mapping) for r in await conn.execute(sa.select(quarantine_usage))}
+    total = sum(int(u["kept_bytes"]) for u in usage.values())
+    touched: set[str] = set()
+    rows = []
+    for q in rejected:
+        key = q.member or ""
+        u = usage.get(key)
+        if u is None:
+            u = usage[key] = {"member": key, **dict.fromkeys(_USAGE_FIELDS, 0), "last_dropped_at": None, "new": True}
+        touched.add(key)
+        size = q.input_size if q.input_size is not None else len(q.envelope)
+        kept, bound = q.envelope[:bounds.item], "item" if len(q.envelope) > bounds.item else None
+        if u["items"] >= bounds.items:  # only counted: its bytes and its row
+            u["dropped_items"] += 1
+            u["dropped_bytes"] += size
+            u["last_dropped_at"] = now
+            continue
+        if kept and u["kept_bytes"] + len(kept) > bounds.member:
+            kept, bound = b"", "member"
+        elif kept and total + len(kept) > bounds.total:
+            kept, bound = b"", "total"
+        if len(kept) < size:
+            u["truncated_items"] += 1
+            u["dropped_bytes"] += size - len(kept)
+            if bound in ("member", "total"):
+                u["last_dropped_at"] = now
+        u["items"] += 1
+        u["kept_bytes"] += len(kept)
+        total += len(kept)
+        rows.append({"received_at": now, "member": q.member, "origin": q.origin, "seq": q.seq, "hash": q.hash,
+                     "reason": q.reason, "detail": q.detail, "conflicts_with": q.conflicts_with, "envelope": kept,
+                     "input_size": size, "input_sha256": q.input_sha256 or hashlib.sha256(q.envelope).hexdigest(),
+                     "bound": bound if len(kept) < size else None})
+    if rows:
+        await conn.execute(quarantine.insert(), rows)
+    for key in sorted(touched):
+        u = usage[key]
+        values = {f: u[f] for f in _USAGE_FIELDS} | {"last_dropped_at": u["last_dropped_at"]}
+        if u.pop("new", False):
+            await conn.execute(quarantine_usage.insert().values(member=key, **values))
+        else:
+            await conn.execute(quarantine_usage.update().where(quarantine_usage.c.member == key).values(**values))
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,9 +338,9 @@ class LogTransaction(LogReads):
 
     async def append(self, rows: Sequence[LogRow], rejected: Sequence[QuarantineRow], now: datetime, *,
                      size: int, nodes: Sequence[tuple[int, int, bytes]] = (),
-                     checkpoint: CheckpointRow | None = None) -> list[int]:
+                     checkpoint: CheckpointRow | None = None, bounds: QuarantineBounds | None = None) -> list[int]:
         """Append ``rows`` after position ``size``, their Merkle nodes and the checkpoint that covers them, and
-        keep ``rejected``; the new positions.
+        keep ``rejected`` within the quarantine's ``bounds``; the new positions.
 
         Raises:
             LogConflictError: the log does not end at ``size`` (a writer that ignored the lock; nothing is
@@ -285,10 +363,7 @@ class LogTransaction(LogReads):
             if self.shared:
                 await conn.execute(_NOTIFY, {"c": LOG_CHANNEL, "s": str(positions[-1])})
         if rejected:
-            await conn.execute(quarantine.insert(), [
-                {"received_at": now, "member": q.member, "origin": q.origin, "seq": q.seq, "hash": q.hash,
-                 "reason": q.reason, "detail": q.detail, "conflicts_with": q.conflicts_with,
-                 "envelope": q.envelope} for q in rejected])
+            await _keep_refused(conn, rejected, now, bounds or QuarantineBounds())
         return positions
 
 
@@ -320,10 +395,10 @@ class HubStore(LogReads):
 
     async def commit(self, rows: Sequence[LogRow], rejected: Sequence[QuarantineRow], now: datetime, *,
                      size: int, nodes: Sequence[tuple[int, int, bytes]] = (),
-                     checkpoint: CheckpointRow | None = None) -> list[int]:
+                     checkpoint: CheckpointRow | None = None, bounds: QuarantineBounds | None = None) -> list[int]:
         """:meth:`LogTransaction.append` in a transaction of its own."""
         async with self.appending() as tx:
-            return await tx.append(rows, rejected, now, size=size, nodes=nodes, checkpoint=checkpoint)
+            return await tx.append(rows, rejected, now, size=size, nodes=nodes, checkpoint=checkpoint, bounds=bounds)
 
     async def read_log(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         async with self.engine.connect() as conn:
@@ -338,6 +413,11 @@ class HubStore(LogReads):
             q = q.where(quarantine.c.reason == reason)
         async with self.engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(q)]
+
+    async def quarantine_usage(self) -> dict[str, dict[str, Any]]:
+        """Per member ('' for requests nobody authenticated): refusals and bytes kept, and what the bounds cut."""
+        async with self.engine.connect() as conn:
+            return {r.member: dict(r._mapping) for r in await conn.execute(sa.select(quarantine_usage))}
 
     async def quarantine_counts(self) -> dict[tuple[str | None, str], int]:
         q = sa.select(quarantine.c.member, quarantine.c.reason, sa.func.count()).group_by(
