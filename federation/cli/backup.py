@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from federation.hub.recovery import MARKER
 from federation.progress import add_argument as add_progress_argument
 from federation.progress import reporter
 from federation.server.db import backup
@@ -48,6 +49,11 @@ def register(sub: Any, role: backup.Role, db_url_of: Callable[[Path], str]) -> N
         if missing:
             print(f"copy these from your key backup into {args.dir} (mode 0600) before serving: {', '.join(missing)}",
                   file=sys.stderr)
+        if name == "hub":
+            # A backup is older than the log the members hold: start read-only and read the rest back from them.
+            (args.dir / MARKER).write_text(f"restored from the backup of {manifest['created_at']}\n")
+            print(f"it starts read-only and recovers the log beyond the backup from the members "
+                  f"(docs/operating-hub.md; watch it with: ipdn hub recover --from-members --dir {args.dir} --dry-run)")
         print(f"start it with: ipdn {name} serve --dir {args.dir}")
         return 0
 

@@ -15,6 +15,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,9 +27,10 @@ from aiohttp import web
 
 from federation.cli import backup as backupcli
 from federation.cli.errors import UsageError
-from federation.hub.app import create_app, prepare
+from federation.hub.app import create_app, prepare, recover_offline
 from federation.hub.config import HubConfig
 from federation.hub.handover import import_hub
+from federation.hub.recovery import report_text
 from federation.hub.store.log import MIGRATIONS, VERSION_TABLE, HubStore
 from federation.progress import add_argument as add_progress_argument
 from federation.progress import reporter
@@ -36,7 +39,6 @@ from federation.protocol.registry import genesis
 from federation.server.db import backup
 from federation.server.logs import configure as configure_logging
 from federation.server.ui.passwords import hash_password
-from federation.server.ui.totp import new_secret, provisioning_uri
 
 # Display names of the network's institutions, used when a founder's key file carries only its code.
 KNOWN_INSTITUTIONS: dict[str, dict[str, str]] = {
@@ -151,6 +153,49 @@ def _supervise(hub_dir: Path, cfg: HubConfig) -> int:
     return 0
 
 
+def _hub_answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=5):  # noqa: S310 (the operator's own hub)
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    """Recover the log from the members (docs/operating-hub.md, "Recover from the members"): through the running
+    hub (its operator endpoint), or, with the hub stopped, here on its database."""
+    cfg = HubConfig.load(args.dir)
+    if not cfg.key_path.exists() or not cfg.registry_path.exists():
+        raise UsageError(f"{args.dir} needs hub.key.pem (from your key backup) and registry.json (any node's copy)")
+    only = [m.partition("=")[0] for m in args.member]
+    endpoints = {m.partition("=")[0]: m.partition("=")[2].rstrip("/") for m in args.member if "=" in m}
+    url = (args.hub or f"{'https' if cfg.tls_cert else 'http'}://{cfg.host}:{cfg.port}").rstrip("/")
+    if _hub_answers(url):
+        token_file = args.dir / "operator.token"
+        if not token_file.exists():
+            raise UsageError(f"{token_file} is missing: the running hub's recovery endpoint needs the operator token")
+        body = json.dumps({"members": only, "endpoints": endpoints, "dry_run": args.dry_run, "force": args.force,
+                           "begin": True}).encode()
+        req = urllib.request.Request(url + "/api/v1/recovery", data=body, method="POST", headers={  # noqa: S310
+            "Content-Type": "application/json", "Authorization": f"Bearer {token_file.read_text().strip()}"})
+        print(f"asking the members through the running hub at {url}", file=sys.stderr)
+        try:
+            with urllib.request.urlopen(req, timeout=600) as resp:  # noqa: S310 (the operator's own hub)
+                report = json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            raise UsageError(f"the hub refused: {e.code} {e.read()[:300].decode('utf-8', 'replace')}") from e
+    else:
+        print(f"the hub does not answer at {url}: recovering on its database directly", file=sys.stderr)
+        report = asyncio.run(recover_offline(cfg, only=only, endpoints=endpoints, dry_run=args.dry_run,
+                                             force=args.force)).to_dict()
+    print(report_text(report))
+    if report["outcome"] == "refused":
+        return 1
+    return 3 if report["recovering"] and not args.dry_run else 0
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     """An incoming chair's hub key, made before the handover vote (its public JWK goes in the proposal)."""
 
@@ -218,8 +263,6 @@ async def _operators(cfg: HubConfig, args: argparse.Namespace, password_hash: st
             assert password_hash is not None
             if not await store.add_operator(args.name, password_hash, now):
                 raise UsageError(f"operator {args.name!r} exists")
-        elif args.operator_command == "totp":
-            return await _operator_totp(store, args, now)
         elif not await store.set_operator(args.name, disabled=args.operator_command == "disable"):
             raise UsageError(f"no operator {args.name!r}")
         # The operators' trail on the dashboard's registry page (``cli:`` marks it as done at the console).
@@ -228,23 +271,6 @@ async def _operators(cfg: HubConfig, args: argparse.Namespace, password_hash: st
         return 0
     finally:
         await store.close()
-
-
-async def _operator_totp(store: HubStore, args: argparse.Namespace, now: datetime) -> int:
-    """Enrol (or remove) an operator's second factor: the secret and the otpauth:// URI are printed once, for the
-    operator's authenticator app; the hub keeps the secret in its database."""
-    secret = None if args.remove else new_secret()
-    if not await store.set_operator_totp(args.name, secret):
-        raise UsageError(f"no operator {args.name!r}")
-    await store.add_operator_event(now, args.name, "cli-totp-remove" if secret is None else "cli-totp-enrol")
-    if secret is None:
-        print(f"operator {args.name} signs in with the password alone now")
-        return 0
-    print(f"secret: {secret}")
-    print(f"uri: {provisioning_uri(secret, args.name, 'IPDN hub')}")
-    print(f"give these to {args.name} only (their authenticator app takes the URI, e.g. as a QR code); from now on "
-          "they sign in to the dashboard with the password and the app's 6-digit code")
-    return 0
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
@@ -304,16 +330,33 @@ def register(sub: Any) -> None:
                         epilog=f"example: ipdn hub operator {action} amal --dir hub").add_argument("name")
     osub.add_parser("list", help="every operator, enabled or not, with the last sign-in",
                     epilog="example: ipdn hub operator list --dir hub")
-    ot = osub.add_parser("totp", help="enrol a second factor (RFC 6238 codes): prints the authenticator URI",
-                         epilog="example: ipdn hub operator totp amal --dir hub")
-    ot.add_argument("name")
-    ot.add_argument("--remove", action="store_true", help="remove the second factor instead (a lost phone)")
     for p in osub.choices.values():
         p.add_argument("--dir", required=True, type=Path, help="the hub directory")
     o.set_defaults(func=cmd_operator)
 
     backupcli.register(hs, backup.Role("hub", "hub.toml", "hub.db", VERSION_TABLE, MIGRATIONS),
                        lambda d: HubConfig.load(d).db_url)
+
+    r = hs.add_parser("recover", help="rebuild the log from the members' copies (after a restore or a lost disk)",
+                      formatter_class=argparse.RawDescriptionHelpFormatter,
+                      epilog="examples:\n  ipdn hub recover --from-members --dir /var/lib/ipdn/hub --dry-run\n"
+                             "  ipdn hub recover --from-members --dir /var/lib/ipdn/hub\n"
+                             "  ipdn hub recover --from-members --dir hub --member KR=https://node.kf.or.kr --force\n"
+                             "Asks each member for the checkpoint it co-signed and its log beyond the hub's;\n"
+                             "appends a suffix only when it makes that checkpoint's root. Exit 0: recovered,\n"
+                             "pushes taken again; 3: still read-only (a member did not answer: run again, or\n"
+                             "--force); 1: refused.")
+    r.add_argument("--from-members", action="store_true", required=True,
+                   help="the source: the members' nodes (the only one)")
+    r.add_argument("--dir", required=True, type=Path, help="the hub directory")
+    r.add_argument("--member", action="append", default=[], metavar="CODE[=URL]",
+                   help="ask only these members (repeat); =URL: where its node is (default: member_endpoints in "
+                        "hub.toml, else the registry's endpoint)")
+    r.add_argument("--dry-run", action="store_true", help="ask and verify, append nothing")
+    r.add_argument("--force", action="store_true",
+                   help="resume taking pushes with what the members that answered hold, even if some did not")
+    r.add_argument("--hub", help="the running hub's URL (default: from hub.toml's host and port)")
+    r.set_defaults(func=cmd_recover)
 
     s = hs.add_parser("serve", help="run the hub", formatter_class=argparse.RawDescriptionHelpFormatter,
                       epilog="examples:\n  ipdn hub serve --dir hub --port 8440\n"

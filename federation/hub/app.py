@@ -4,15 +4,19 @@ service, governance and monitor. Handlers parse and authenticate, then hand over
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Mapping
 
+import aiohttp
 from aiohttp import web
 
 from federation.hub.api import governance as governance_api
 from federation.hub.api import log as log_api
 from federation.hub.api import push as push_api
+from federation.hub.api import recovery as recovery_api
 from federation.hub.api import registry as registry_api
 from federation.hub.api import status as status_api
 from federation.hub.appkeys import (
@@ -23,6 +27,7 @@ from federation.hub.appkeys import (
     HUB_METRICS,
     MEMBER_LIMITS,
     MONITOR,
+    RECOVERY,
     REFUSAL_LIMITS,
     REPLAYS,
     SERVICE,
@@ -31,6 +36,7 @@ from federation.hub.config import HubConfig
 from federation.hub.dashboard import pages as dashboard
 from federation.hub.ingest.service import HubService
 from federation.hub.monitor import HubMetrics, Monitor
+from federation.hub.recovery import MARKER, Recovery, RecoveryReport, http_fetch, parse_endpoints
 from federation.hub.registrar import GovernanceService
 from federation.hub.store.log import HubStore, QuarantineBounds
 from federation.protocol import httpsig
@@ -74,12 +80,59 @@ async def prepare(cfg: HubConfig) -> None:
     await service.store.close()
 
 
+def _member_session() -> aiohttp.ClientSession:
+    """The session a recovering hub asks its members with (bounded waits: a silent member is reported, not awaited)."""
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120, connect=5, sock_read=30))
+
+
+def _recovery(cfg: HubConfig, service: HubService, session: aiohttp.ClientSession) -> Recovery:
+    return Recovery(service, http_fetch(session), endpoints=parse_endpoints(cfg.member_endpoints),
+                    marker=cfg.dir / MARKER)
+
+
+async def _recover_until_done(recovery: Recovery, interval: float) -> None:
+    """A restored hub's rounds (read-only meanwhile) until its log holds what the members co-signed."""
+    while recovery.active:
+        try:
+            report = await recovery.run()
+            log.warning("recovery round: %s: %s", report.outcome, report.detail)
+        except Exception:  # a round must not end the task (the members answer later)
+            log.exception("recovery round failed")
+        if recovery.active:
+            await asyncio.sleep(interval)
+
+
+async def recover_offline(cfg: HubConfig, *, only: Collection[str] = (), endpoints: Mapping[str, str] | None = None,
+                          dry_run: bool = False, force: bool = False) -> RecoveryReport:
+    """One recovery round on a hub that is not running (``ipdn hub recover`` with the hub stopped, e.g. rebuilt
+    after losing its disk); unless it completes, the hub starts read-only and carries on by itself."""
+    service = await _service(cfg, verify_workers=0)
+    await service.start()
+    try:
+        async with _member_session() as session:
+            recovery = _recovery(cfg, service, session)
+            if not dry_run:
+                recovery.begin("begun by ipdn hub recover")
+            return await recovery.run(only=only, endpoints=endpoints, dry_run=dry_run, force=force)
+    finally:
+        await service.stop()
+        await service.store.close()
+
+
 async def _lifecycle(app: web.Application, clock: Clock) -> AsyncIterator[None]:
     cfg = app[CONFIG]
     service = await _service(cfg, verify_workers=cfg.verify_workers, clock=clock)
     store = service.store
     await service.start()
     app[SERVICE] = service
+    session = _member_session()
+    recovery = app[RECOVERY] = _recovery(cfg, service, session)
+    if recovery.active:
+        log.warning("hub restored or rebuilt (%s): read-only until its log is recovered from the members",
+                    recovery.marker)
+    elif recovery.probe():
+        log.info("asking the members whether they hold more of the log (read-only until they answered)")
+    recovering = asyncio.create_task(_recover_until_done(recovery, cfg.recovery_interval), name="hub-recovery")
     # Signatures made before this process started were never seen by its replay cache: refused as expired.
     app[REPLAYS] = httpsig.ReplayCache(window=cfg.replay_window, since=int(service.clock().timestamp()))
     app[GOVERNANCE] = GovernanceService(service, cfg.registry_path,
@@ -89,6 +142,10 @@ async def _lifecycle(app: web.Application, clock: Clock) -> AsyncIterator[None]:
     app[HUB_METRICS].monitor = monitor
     log.info("hub ready: log size %d, registry v%d", service.size, service.registry.registry.version)
     yield
+    recovering.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await recovering
+    await session.close()
     await monitor.stop()
     await service.stop()
     await store.close()
@@ -102,7 +159,8 @@ def create_app(config: HubConfig, *, clock: Clock = utcnow) -> web.Application:
     """The hub's web application; ``clock`` is the time every decision reads (tests pass one they move)."""
     metrics = HubMetrics()  # its monitor is set when the service starts
     app = web.Application(middlewares=[request_id_middleware, access_middleware, metrics.base.middleware(),
-                                       problems_middleware], client_max_size=FORM_MAX_BYTES)
+                                       problems_middleware, recovery_api.read_only_middleware],
+                          client_max_size=FORM_MAX_BYTES)
     app[CONFIG] = config
     app[HUB_METRICS] = metrics
     app[MEMBER_LIMITS] = RateLimiter(config.push_rate, config.push_burst)
@@ -115,6 +173,7 @@ def create_app(config: HubConfig, *, clock: Clock = utcnow) -> web.Application:
     app.on_shutdown.append(_wake_readers)
     push_api.register_routes(app)
     log_api.register_routes(app)
+    recovery_api.register_routes(app)
     registry_api.register_routes(app)
     governance_api.register_routes(app)
     status_api.register_routes(app)

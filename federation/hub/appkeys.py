@@ -12,6 +12,7 @@ from aiohttp import web
 from federation.hub.config import HubConfig
 from federation.hub.ingest.service import HubService
 from federation.hub.monitor import HubMetrics, Monitor
+from federation.hub.recovery import Recovery
 from federation.hub.registrar import GovernanceService
 from federation.protocol.httpsig import ReplayCache
 from federation.server.ratelimit import RateLimiter
@@ -21,6 +22,7 @@ SERVICE = web.AppKey("service", HubService)
 GOVERNANCE = web.AppKey("governance", GovernanceService)
 REPLAYS = web.AppKey("replays", ReplayCache)
 MONITOR = web.AppKey("monitor", Monitor)
+RECOVERY = web.AppKey("recovery", Recovery)  # read-only while the log is recovered from the members
 HUB_METRICS = web.AppKey("hub_metrics", HubMetrics)
 MEMBER_LIMITS = web.AppKey("member_limits", RateLimiter)  # signed requests, per member
 REFUSAL_LIMITS = web.AppKey("refusal_limits", RateLimiter)  # unauthenticated refusals kept, per client address

@@ -55,6 +55,12 @@ class HubConfig:
     # Reverse proxies whose X-Forwarded-Proto is believed (the dashboard's Secure cookies and CSRF origin check):
     # comma-separated addresses and CIDR blocks, e.g. "127.0.0.1, ::1". Empty: no one's (docs/THREAT-MODEL.md).
     trusted_proxies: str = ""
+    # -- recovery of the log from the members (docs/adr/0021-hub-recovers-its-log-from-the-members.md) --------
+    # Where to ask each member for its copy of the log, "QA=https://node.qa.example, KR=..." (default: the
+    # endpoint the registry gives each member); a member with neither is not asked.
+    member_endpoints: str = ""
+    recovery_interval: float = 5.0  # seconds between rounds while the hub recovers (read-only)
+
 
     def __post_init__(self) -> None:
         TrustedProxies.parse(self.trusted_proxies)  # ConfigError when an entry is no address or CIDR block

@@ -1,6 +1,6 @@
 """The node's record API: authoring for the operator (``POST``/``PUT``/``DELETE`` under ``/api/v1/records``, the
-outbox retry, key rotation), reading for everyone (a record, a filtered page with ETags), and the log checkpoint
-this node vouches for.
+outbox retry, key rotation), reading for everyone (a record, a filtered page with ETags), the log checkpoint
+this node vouches for, and its copy of the hub's log (which a recovering hub reads back).
 
 Handlers parse and authenticate, the service decides, the store persists. Writes need the operator's bearer
 token (compared as SHA-256 digests in constant time); reads need none. Node errors become problems in the
@@ -212,6 +212,33 @@ async def get_log_checkpoint(request: web.Request) -> web.Response:
     return json_response(doc, headers={"Cache-Control": "no-cache"})
 
 
+LOG_PAGE_LIMIT = 1000
+
+
+def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name, str(default))
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise BadQueryError(f"{name} must be an integer from {low} to {high}")
+    return int(raw)
+
+
+async def get_log(request: web.Request) -> web.Response:
+    """This node's copy of the hub's log, after position ``after``, in the hub's page format (PROTOCOL.md §9,
+    §11.1): every entry it pulled, applied or quarantined, up to its cursor. A hub restored from an old backup (or
+    rebuilt after losing its disk) reads its log back from here; the entries are public signed envelopes and
+    the hub checks them against a checkpoint it signed, so anyone may read them."""
+    after = _int_query(request, "after", 0, 0, 2**53)
+    limit = _int_query(request, "limit", 100, 1, LOG_PAGE_LIMIT)
+    store = request.app[SERVICE].store.trust
+    size = await store.cursor()
+    rows = await store.logged_envelopes(size, after, limit)
+    # Held envelopes are the node's compact JSON of the envelope as pulled: spliced in, never re-encoded.
+    entries = ",".join(f'{{"position":{p},"envelope":{env.decode()}}}' for p, env in rows)
+    nxt = rows[-1][0] if rows else after
+    return web.Response(text=f'{{"entries":[{entries}],"next":{nxt},"size":{size}}}',
+                        content_type="application/json", headers={"Cache-Control": "no-cache"})
+
+
 # -- routes --------------------------------------------------------------------------------------------
 
 
@@ -228,4 +255,5 @@ def register_routes(app: web.Application) -> None:
         web.post("/api/v1/outbox/retry", retry_outbox),
         web.post("/api/v1/keys/rotate", rotate_key),
         web.get("/api/v1/log/checkpoint", get_log_checkpoint),
+        web.get("/api/v1/log", get_log),
     ])

@@ -155,10 +155,6 @@ async def _active_user(request: web.Request, username: str) -> StaffUser | None:
     return await request.app[PAGES].staff.active_user(username)
 
 
-async def _use_totp_step(request: web.Request, user: StaffUser, step: int) -> bool:
-    return await request.app[PAGES].staff.use_totp_step(user.username, step)
-
-
 # -- the list ------------------------------------------------------------------------------------------
 
 
@@ -513,15 +509,12 @@ def register_routes(app: web.Application, config_dir: Path) -> None:
     ``app[SERVICE]`` (the node service), so register after that one."""
 
     signin: SignIn[StaffUser] = SignIn(
-        PasswordAccounts(_active_user, lambda user: user.password_hash, name_field="username", fold_case=True,
-                         totp=lambda user: user.totp_secret, use_step=_use_totp_step),
+        PasswordAccounts(_active_user, lambda user: user.password_hash, name_field="username", fold_case=True),
         SessionCodec(load_secret(config_dir / SECRET_FILE)), _signin_form, sign_in_url=PREFIX + "/signin",
         sign_out_url=PREFIX + "/signout", home=PREFIX + "/", cookie=COOKIE, form_cookie=FORM_COOKIE, log=log,
         event_prefix="author", signed_out_url=PREFIX + "/signin?out=1", remember_next=True)
 
     async def pages(app: web.Application) -> AsyncIterator[None]:
-        node = app[SERVICE]
-        signin.clock = lambda: node.clock().timestamp()  # the node's clock: one-time codes and locks follow it
         catalog = Catalog(CATALOG)
         staff = StaffService(app[SERVICE], catalog)
         env = template_env(TEMPLATES)

@@ -23,6 +23,7 @@ from node.store.tables import checkpoint_evidence, envelopes, quarantine, sync_s
 CURSOR_KEY = "cursor"
 FRONTIER_KEY = "frontier"  # JSON [[level, hex], ...] of merkle.Frontier.to_list(), written with the cursor
 CHECKPOINT_KEY = "checkpoint"  # the last checkpoint accepted, as received
+RESOLVED_KEY = "evidence_resolved"  # evidence rows with an id up to this one no longer halt (a hub recovered)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,15 +113,20 @@ class TrustStore:
             if int(current or 0) == cursor:
                 await _set_states(conn, {FRONTIER_KEY: _frontier_json(frontier)})
 
-    async def logged_envelopes(self, upto: int) -> list[tuple[int, bytes]]:
-        """(position, bytes) of every held or quarantined envelope at log positions 1..upto, in order."""
+    async def logged_envelopes(self, upto: int, after: int = 0, limit: int | None = None) -> list[tuple[int, bytes]]:
+        """(position, bytes) of every held or quarantined envelope at log positions after+1..upto, in order (at
+        most ``limit``): the node's copy of the hub's log, which it serves back to a recovering hub
+        (PROTOCOL.md §11.1)."""
         held = sa.select(envelopes.c.position, envelopes.c.envelope).where(
-            envelopes.c.position.is_not(None), envelopes.c.position <= upto)
+            envelopes.c.position > after, envelopes.c.position <= upto)
         refused = sa.select(quarantine.c.position, quarantine.c.envelope).where(
-            quarantine.c.position.is_not(None), quarantine.c.position <= upto)
+            quarantine.c.position > after, quarantine.c.position <= upto)
+        if limit is not None:
+            held = held.order_by(envelopes.c.position).limit(limit)
+            refused = refused.order_by(quarantine.c.position).limit(limit)
         async with self.engine.connect() as conn:  # a version conflict is both held and quarantined: once
             rows = {int(r.position): bytes(r.envelope) for q in (held, refused) for r in await conn.execute(q)}
-        return sorted(rows.items())
+        return sorted(rows.items())[:limit]
 
     async def accept_checkpoint(self, raw: bytes) -> None:
         """Keep ``raw`` (as received) as the last checkpoint this node verified."""
@@ -133,9 +139,19 @@ class TrustStore:
                 created_at=utc(now), reason=row.reason, detail=row.detail, accepted=row.accepted,
                 offending=row.offending))
 
-    async def evidence(self, limit: int = 100) -> list[EvidenceRow]:
-        """Evidence held, newest first (any row means applying from the hub is halted)."""
+    async def resolve_evidence(self, through: int) -> None:
+        """Evidence up to id ``through`` no longer halts (kept all the same): the hub recovered from a rollback."""
+        async with self.engine.begin() as conn:
+            await _set_states(conn, {RESOLVED_KEY: str(through)})
+
+    async def evidence(self, limit: int = 100, *, resolved: bool = False) -> list[EvidenceRow]:
+        """Evidence held, newest first: unresolved (any row means applying from the hub is halted), or with
+        ``resolved`` every row kept."""
         q = sa.select(checkpoint_evidence).order_by(checkpoint_evidence.c.id.desc()).limit(limit)
         async with self.engine.connect() as conn:
+            if not resolved:
+                done = (await conn.execute(sa.select(sync_state.c.value).where(
+                    sync_state.c.key == RESOLVED_KEY))).scalar_one_or_none()
+                q = q.where(checkpoint_evidence.c.id > int(done or 0))
             return [EvidenceRow(r.reason, r.detail, r.accepted, r.offending, r.id, utc(r.created_at))
                     for r in await conn.execute(q)]

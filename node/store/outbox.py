@@ -85,6 +85,17 @@ class OutboxStore:
                 await conn.execute(outbox.update().where(outbox.c.seq == seq)
                                    .values(state=REJECTED, reason=reason, detail=detail))
 
+    async def requeue_after_rollback(self, size: int) -> int:
+        """After the hub recovered from a rollback to ``size`` entries: own envelopes it acknowledged beyond that,
+        and those it refused for a gap in the chain (its rewound log lacked their predecessors), are pushed
+        again (re-sending is always safe: one already held is a ``duplicate``); how many."""
+        async with self.engine.begin() as conn:
+            lost = await conn.execute(outbox.update().where(outbox.c.state == ACCEPTED, outbox.c.position > size)
+                                      .values(state=PENDING, position=None))
+            gap = await conn.execute(outbox.update().where(outbox.c.state == REJECTED, outbox.c.reason == "chain-gap")
+                                     .values(state=PENDING, reason=None, detail=None))
+        return int(lost.rowcount) + int(gap.rowcount)
+
     async def retry_rejected(self) -> int:
         """Put rejected outbox entries back in the queue (an operator's decision); how many."""
         async with self.engine.begin() as conn:

@@ -297,6 +297,38 @@ class SyncEngine:
         self._cosign_wanted.set()
         return True
 
+    async def resume_after_rollback(self) -> bool:
+        """Resume applying once a hub that rolled back has recovered (PROTOCOL.md §11.1); True if it resumed.
+
+        Only when every unresolved piece of evidence is a ``checkpoint-rollback``: the hub's latest checkpoint
+        must again be at least as large as the one this node accepted and extend it (consistency proof). The
+        evidence stays kept, marked resolved; own envelopes the rewound hub lost or refused go back to the outbox.
+
+        Raises:
+            HubError: the hub could not answer (still recovering: 503 ``hub-recovering``).
+            LogMisbehaviourError: the recovered log does not extend the accepted checkpoint (the caller keeps it).
+        """
+        held = await self.store.trust.evidence(100)
+        if not held or any(e.reason != "checkpoint-rollback" for e in held):
+            return False
+        accepted = logtrust.stored_checkpoint((await self.store.trust.log_view()).checkpoint)
+        if accepted is None:
+            return False
+        raw = await self._hub.checkpoint()
+        signed = logtrust.read_checkpoint(raw, self.service.registry.registry)
+        old, new = accepted.checkpoint.size, signed.checkpoint.size
+        if new < old:
+            return False  # still rewound
+        logtrust.check_consistent(accepted, signed, await self._hub.consistency_proof(old, new) if old < new else [],
+                                  raw)
+        await self.service.trust.resolve(held[0])
+        requeued = await self.store.outbox.requeue_after_rollback(new)
+        if requeued:
+            self.service.outbox_changed.set()
+        log.warning("the hub's log extends checkpoint %d again (now %d): resumed; %d own envelope(s) pushed again",
+                    old, new, requeued)
+        return True
+
     async def cosign_once(self) -> bool:
         """Send the hub this node's co-signature of the last checkpoint accepted (witnessing); True if sent.
 
@@ -458,9 +490,11 @@ class SyncEngine:
             wait = 1 if self.unchecked else self.config.long_poll_wait
             try:
                 n = await self.pull_once(wait, every=self.config.checkpoint_interval)
-            except LogHaltedError as e:  # evidence is kept; only an operator can decide what comes next
+            except LogHaltedError as e:  # evidence is kept; only an operator can decide what comes next ...
                 self._failed(e)
-                return
+                if not await self._await_recovery(backoff):
+                    return
+                continue
             except Exception as e:
                 self._failed(e)
                 await asyncio.sleep(retry_delay(backoff, e))
@@ -470,6 +504,23 @@ class SyncEngine:
             idle = self.config.min_poll_interval - (loop.time() - started)
             if n == 0 and idle > 0:  # the hub answered an empty page without holding it
                 await asyncio.sleep(idle)
+
+    async def _await_recovery(self, backoff: Backoff) -> bool:
+        """... except after a ``checkpoint-rollback``: wait for the hub to recover (a hub restored from a backup
+        rebuilds its log from the members, docs/adr/0021); True once applying resumes, False for good."""
+        while True:
+            await asyncio.sleep(backoff.next_delay())
+            try:
+                if await self.resume_after_rollback():
+                    backoff.reset()
+                    return True
+                if any(e.reason != "checkpoint-rollback" for e in await self.store.trust.evidence(100)):
+                    return False
+            except LogMisbehaviourError as e:
+                await self.service.trust.record_misbehaviour(e)
+                return False
+            except Exception as e:
+                self._failed(e)
 
     async def _witness_loop(self) -> None:
         backoff = Backoff(self.config.backoff_base, self.config.backoff_cap, self.rng)

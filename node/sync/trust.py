@@ -79,6 +79,14 @@ class LogTrust:
         await self.store.trust.add_evidence(row, self.clock())
         self._evidence = self._evidence or row
 
+    async def resolve(self, evidence: EvidenceRow) -> None:
+        """``evidence`` (and any older) no longer halts applying: the hub showed it recovered (kept all the same)."""
+        if evidence.id is not None:
+            await self.store.trust.resolve_evidence(evidence.id)
+        log.warning("the hub recovered from %s (evidence %s): applying from the hub resumes", evidence.reason,
+                    evidence.id)
+        self._evidence, self._evidence_read = None, False
+
     async def accepted_checkpoint(self) -> Checkpoint | None:
         """The last checkpoint of the hub's log this node verified and accepted."""
         signed = logtrust.stored_checkpoint((await self.store.trust.log_view()).checkpoint)

@@ -135,10 +135,6 @@ async def _operator(request: web.Request, name: str) -> dict[str, Any] | None:
     return None if account is None or account["disabled"] else account
 
 
-async def _use_totp_step(request: web.Request, account: dict[str, Any], step: int) -> bool:
-    return await request.app[SERVICE].store.use_operator_totp_step(str(account["name"]), step)
-
-
 def _sign_in_form(request: web.Request, status: int, form: SignInForm) -> web.Response:
     return render(request, "sign_in.html", status=status, signin=form)
 
@@ -331,12 +327,10 @@ def register(app: web.Application) -> None:
     config = app[CONFIG]
     env = template_env(HERE / "templates")
     signin = SignIn(
-        PasswordAccounts(_operator, lambda account: str(account["password_hash"]),
-                         totp=lambda account: account["totp_secret"], use_step=_use_totp_step),
+        PasswordAccounts(_operator, lambda account: str(account["password_hash"])),
         SessionCodec(load_secret(config.session_secret_path), ttl=config.session_ttl), _sign_in_form,
         sign_in_url=f"{PREFIX}/sign-in", sign_out_url=f"{PREFIX}/sign-out", home=PREFIX, cookie=SESSION_COOKIE,
-        form_cookie=PRE_COOKIE, log=log, event_prefix="operator", trail=_trail,
-        clock=lambda: app[SERVICE].clock().timestamp())  # the hub's clock (set once it has started)
+        form_cookie=PRE_COOKIE, log=log, event_prefix="operator", trail=_trail)
     app[STATE] = DashboardState(signin=signin, env=env, catalog=Catalog(HERE / "templates" / "messages.json"),
                                 static=StaticFiles(STATIC))
     app.on_shutdown.append(_close_streams)

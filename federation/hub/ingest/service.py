@@ -46,7 +46,7 @@ from federation.hub.store.log import (
 )
 from federation.protocol import merkle
 from federation.protocol.checkpoint import SignedCheckpoint, parse_checkpoint, sign_checkpoint
-from federation.protocol.envelope import leaf_bytes
+from federation.protocol.envelope import leaf_bytes, parse_time
 from federation.protocol.keys import SigningKey
 from federation.protocol.registry import SignedRegistry, parse_registry
 from federation.protocol.verify import RECEIPT_REASON, ChainHead, Failure, chain_position
@@ -437,6 +437,26 @@ class HubService:
             envelope=c.wire, conflicts_with=conflicts_with if first.reason == "chain-fork" else None,
             input_size=p.input[0] if p.input else None, input_sha256=p.input[1] if p.input else None))
         return Outcome("rejected", c.hash, reason=first.reason, detail=detail, errors=errors or None)
+
+    async def append_recovered(self, rows: list[LogRow], leaves: list[bytes], checkpoint: SignedCheckpoint) -> None:
+        """Append log entries read back from the members after the log's end (federation/hub/recovery.py, which
+        verified that with ``leaves`` the tree has ``checkpoint``'s root), with that checkpoint as the hub first
+        signed it; the view (size, frontier, heads, checkpoint) follows."""
+        async with self._view:
+            frontier = merkle.Frontier.from_list(self.frontier.to_list())
+            nodes = [n for leaf in leaves for n in frontier.append(leaf)]
+            cp = checkpoint.checkpoint
+            if frontier.size != cp.size or frontier.root() != cp.root_bytes:
+                raise ValueError(f"the entries do not make checkpoint {cp.size}'s root")
+            row = CheckpointRow(cp.size, cp.root, parse_time(cp.issued_at), checkpoint.to_bytes())
+            async with self.store.appending() as tx:
+                positions = await tx.append(rows, [], self.clock(), size=self.size, nodes=nodes, checkpoint=row)
+            self.frontier, self.checkpoint, self.size = frontier, checkpoint, positions[-1]
+            self.heads = {o: ChainHead(s, h) for o, (s, h) in (await self.store.heads()).items()}
+            self._heads_known = set(self.heads)
+            if not self.store.shared:
+                self._tail.extend(zip(positions, (r.envelope for r in rows), strict=True))
+            self._wake()
 
     # -- pull -------------------------------------------------------------------------------------------
 

@@ -181,20 +181,6 @@ class TestCli:
         assert out.startswith("amal\tdisabled\t") and "omar" not in out
         assert "scrypt" not in out
 
-    def test_user_totp_enrol_prints_the_authenticator_uri_and_remove(self, node_dir: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
-        monkeypatch.setattr("sys.stdin", io.StringIO("a long enough passphrase\n"))
-        assert main(["node", "user", "add", "--dir", str(node_dir), "amal", "--password-stdin"]) == 0
-        capsys.readouterr()
-        assert main(["node", "user", "totp", "--dir", str(node_dir), "amal"]) == 0
-        out = capsys.readouterr().out
-        secret = out.split("secret: ", 1)[1].split()[0]
-        assert f"uri: otpauth://totp/IPDN%20node%20QA:amal?secret={secret}&issuer=IPDN%20node%20QA" in out
-        assert main(["node", "user", "totp", "--dir", str(node_dir), "nobody"]) == 2
-        assert main(["node", "user", "totp", "--dir", str(node_dir), "amal", "--remove"]) == 0
-        assert "password alone" in capsys.readouterr().out
-
     def test_import_dry_run_import_reimport_export(self, node_dir: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
         bad = tmp_path / "bad.csv"
