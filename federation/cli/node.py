@@ -31,6 +31,7 @@ from federation.protocol.webhooks import public_key_text
 from federation.server.db import backup
 from federation.server.logs import configure as configure_logging
 from federation.server.ui.i18n import Catalog
+from federation.server.ui.totp import provisioning_uri
 from node.app import create_app
 from node.config import CONFIG_FILE, REGISTRY_FILE, TOKEN_FILE, load_config
 from node.errors import ConfigError
@@ -39,7 +40,7 @@ from node.partners import access as partners
 from node.records.service import NodeService
 from node.staff import bulk
 from node.staff.service import ALL_OR_NOTHING, DRY_RUN, VALID_ONLY, StaffService
-from node.staff.web import CATALOG
+from node.staff.web import CATALOG, DOMAIN
 from node.store.records import MIGRATIONS, VERSION_TABLE, NodeStore
 from node.webhooks.events import load_or_create_key
 
@@ -207,7 +208,7 @@ async def _staff(node_dir: Path) -> AsyncIterator[StaffService]:
         keys = OwnKeys.load(config.member, config.key_path, config.dir)
         service = NodeService(store=store, keys=keys, member=config.member,
                               registry=load_registry(config.registry_path), registry_path=config.registry_path)
-        yield StaffService(service, Catalog(CATALOG))
+        yield StaffService(service, Catalog(CATALOG, DOMAIN))
     finally:
         await store.close()
 
@@ -251,6 +252,27 @@ def cmd_user_disable(args: argparse.Namespace) -> int:
 
     asyncio.run(run())
     print(f"user {args.username} {'enabled' if args.enable else 'disabled (their sessions end now)'}")
+    return 0
+
+
+def cmd_user_totp(args: argparse.Namespace) -> int:
+    """Enrol (or remove) an account's second factor: prints the secret and the otpauth:// URI for its holder's
+    authenticator app, once; the node keeps the secret in its database."""
+    async def run() -> tuple[str | None, str]:
+        async with _staff(args.dir) as staff:
+            if args.remove:
+                await staff.remove_totp(args.username)
+                return None, staff.node.member
+            return await staff.enrol_totp(args.username), staff.node.member
+
+    secret, member = asyncio.run(run())
+    if secret is None:
+        print(f"user {args.username} signs in with the password alone now")
+        return 0
+    print(f"secret: {secret}")
+    print(f"uri: {provisioning_uri(secret, args.username, f'IPDN node {member}')}")
+    print(f"give these to {args.username} only (their authenticator app takes the URI, e.g. as a QR code); from "
+          "now on they sign in with the password and the app's 6-digit code")
     return 0
 
 
@@ -370,6 +392,10 @@ def register(sub: Any) -> None:
                   "ipdn node user disable --dir qa amal")
     ud.add_argument("username")
     ud.add_argument("--enable", action="store_true", help="enable it again instead")
+    ut = user.add("totp", cmd_user_totp, "enrol a second factor (RFC 6238 codes): prints the authenticator URI",
+                  "ipdn node user totp --dir qa amal")
+    ut.add_argument("username")
+    ut.add_argument("--remove", action="store_true", help="remove the second factor instead (a lost phone)")
 
     im = node.add("import", cmd_import, "publish own records from a CSV or JSON Lines file (idempotent by source_id)",
                   "ipdn node import --dir qa events.csv --dry-run (columns: docs/operating-node.md)")

@@ -33,7 +33,8 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 from markupsafe import Markup
 
-from federation.server.ui.i18n import direction, pick
+from federation.server.ui import formats
+from federation.server.ui.i18n import Catalog, direction, negotiate, pick
 from federation.server.ui.templates import template_env
 from node.appkeys import CONFIG, SERVICE
 from node.errors import RecordNotFoundError
@@ -47,7 +48,7 @@ SCHEMA = "https://schema.org/"
 HTML_TYPE = "text/html"
 CACHE_CONTROL = "public, max-age=300"
 # Part of every ETag: bump it whenever the same record would be rendered differently.
-PAGE_REVISION = "2"
+PAGE_REVISION = "3"
 
 EVENT_STATUS = {
     "scheduled": "EventScheduled", "completed": "EventScheduled", "postponed": "EventPostponed",
@@ -55,15 +56,8 @@ EVENT_STATUS = {
 }
 ATTENDANCE_MODE = {"offline": "OfflineEventAttendanceMode", "online": "OnlineEventAttendanceMode",
                    "mixed": "MixedEventAttendanceMode"}
-_STATUS_LABEL = {"scheduled": "Scheduled", "completed": "Took place", "postponed": "Postponed",
-                 "rescheduled": "Rescheduled", "cancelled": "Cancelled", "moved-online": "Moved online"}
-_NOTICE = {
-    "cancelled": "this event has been cancelled and will not take place.",
-    "postponed": "this event has been postponed; new dates are to be announced.",
-    "rescheduled": "this event has a new date (see below).",
-    "moved-online": "this event now takes place online only.",
-}
-_ATTENDANCE_LABEL = {"offline": "In person", "online": "Online", "mixed": "In person and online"}
+NOTICE_STATUSES = ("cancelled", "postponed", "rescheduled", "moved-online")  # a banner above the event's texts
+UI_LANGUAGES = ("en", "ar")  # the languages of node/partners/locale (public.po)
 
 # The page's only stylesheet: CSP allows exactly these bytes (by hash), no quotes or angle brackets.
 STYLE = (
@@ -81,7 +75,8 @@ CSP = (f"default-src 'none'; style-src '{STYLE_HASH}'; img-src 'none'; base-uri 
 SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
                     "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
 
-_env = template_env(Path(__file__).resolve().parent / "templates")
+_catalog = Catalog(Path(__file__).resolve().parent / "locale", "public")
+_env = template_env(Path(__file__).resolve().parent / "templates", _catalog)
 
 
 def language_values(texts: Any) -> list[dict[str, str]]:
@@ -233,15 +228,21 @@ def _localized(texts: Any, lang: str | None) -> tuple[str, str] | tuple[None, No
     return chosen if chosen else (None, None)
 
 
-def page_model(rec: StoredRecord, *, base: str, lang: str | None = None) -> dict[str, Any]:
-    """What the template shows of ``rec`` (a tombstone when ``rec.body`` is None)."""
+def _bdi(lang: str | None, text: str) -> Markup:
+    return Markup('<bdi lang="{}" dir="{}">{}</bdi>').format(lang or "und", direction(lang or "en"), text)
+
+
+def page_model(rec: StoredRecord, *, base: str, lang: str | None = None, ui: str = "en") -> dict[str, Any]:
+    """What the template shows of ``rec`` (a tombstone when ``rec.body`` is None): its texts in ``lang`` first,
+    the page's own words in ``ui``."""
+    words = _catalog.translator(ui)
     api_url = record_url(base, rec.record_id)
     page: dict[str, Any] = {
         "record_id": rec.record_id, "origin": rec.origin, "version": rec.version, "hash": rec.hash,
         "issued_at": rec.issued_at, "api_url": api_url, "gone": rec.body is None, "rights": None,
     }
     if rec.body is None:
-        return {**page, "lang": "en", "dir": "ltr", "document_title": f"Withdrawn record {rec.record_id}"}
+        return {**page, "document_title": _isolated(words.gettext("page.withdrawn-title", record=rec.record_id))}
     body = rec.body
     sections = _sections(body)
     if lang:
@@ -249,15 +250,16 @@ def page_model(rec: StoredRecord, *, base: str, lang: str | None = None) -> dict
         sections.sort(key=lambda s: s["lang"] != (chosen[0] if chosen else None))
     first = sections[0] if sections else {"lang": "en", "dir": "ltr", "title": rec.record_id}
     status = str(body.get("status", "scheduled"))
-    notice = {"label": _STATUS_LABEL[status], "text": _NOTICE[status]} if status in _NOTICE else None
-    prefix = f"{_STATUS_LABEL[status]}: " if status in _NOTICE else ""
+    title = first["title"]
+    if status in NOTICE_STATUSES:
+        title = words.gettext("page.title-status", status=words.pgettext("event-status", status), title=title)
     venue = None
     if isinstance(v := body.get("venue"), Mapping):
-        name_lang, name = _localized(v.get("name"), lang)
-        address_lang, address = _localized(v.get("address"), lang)
-        city_lang, city = _localized(v.get("city"), lang)
-        venue = {"name": name, "name_lang": name_lang, "address": address, "address_lang": address_lang,
-                 "city": city, "city_lang": city_lang, "country": v.get("country", "")}
+        # Each part isolated in its own language; joined by the reader's comma (node/partners/templates/event.html).
+        parts = [_bdi(*texts) for k in ("name", "address", "city") if (texts := _localized(v.get(k), lang))[1]]
+        if isinstance(country := v.get("country"), str) and country:
+            parts.append(_bdi(ui, str(formats.locale(ui).territories.get(country, country))))
+        venue = {"parts": parts}
     organizers = []
     for o in body.get("organizers", []):
         o_lang, o_name = _localized(o.get("name"), lang)
@@ -269,31 +271,37 @@ def page_model(rec: StoredRecord, *, base: str, lang: str | None = None) -> dict
             images.append({"url": url, "alt": alt or url, "lang": alt_lang or "en"})
     mode = attendance_mode(body)
     return {
-        **page, "lang": first["lang"], "dir": first["dir"], "sections": sections, "status": status,
-        "status_label": _STATUS_LABEL.get(status, status), "notice": notice,
-        "document_title": _isolated(prefix + first["title"]),
+        **page, "sections": sections, "status": status, "notice": status in NOTICE_STATUSES,
+        "document_title": _isolated(title),
         "start": body.get("start"), "end": body.get("end"), "timezone": body.get("timezone"),
         "previous_start": body.get("previous_start") if status in ("rescheduled", "postponed") else None,
-        "attendance": _ATTENDANCE_LABEL.get(mode) if mode else None, "venue": venue,
+        "attendance": mode, "venue": venue,
         "online_url": _safe_url(body.get("online_url")), "organizers": organizers, "images": images,
-        "languages": list(body.get("languages") or []), "rights": _safe_url(body.get("rights")),
+        "languages": [_bdi(ui, _language_name(t, ui)) for t in body.get("languages") or [] if isinstance(t, str)],
+        "rights": _safe_url(body.get("rights")),
     }
 
 
-def render_event_page(rec: StoredRecord, *, base: str, lang: str | None = None) -> str:
-    """The HTML page of an event record or of its tombstone."""
-    page = page_model(rec, base=base, lang=lang)
+def _language_name(tag: str, ui: str) -> str:
+    loc = formats.locale(ui)
+    return str(loc.languages.get(tag.replace("-", "_")) or loc.languages.get(tag.split("-")[0]) or tag)
+
+
+def render_event_page(rec: StoredRecord, *, base: str, lang: str | None = None, ui: str = "en") -> str:
+    """The HTML page of an event record or of its tombstone, in the reader's language ``ui``."""
+    page = page_model(rec, base=base, lang=lang, ui=ui)
     page_url = f"{base}/events/{quote(rec.record_id, safe=':')}"
     jsonld = None if rec.body is None else script_json(event_jsonld(rec, page_url, page["api_url"]))
     style = Markup(STYLE)  # noqa: S704  (a constant, allowed by its hash in the CSP)
-    return _env.get_template("event.html").render(page=page, jsonld=jsonld, style=style)
+    return _env.get_template("event.html").render(page=page, jsonld=jsonld, style=style, lang=ui,
+                                                  dir=direction(ui))
 
 
 # -- HTTP -------------------------------------------------------------------------------------------------
 
 
-def _etag(rec: StoredRecord, base: str, lang: str | None) -> str:
-    key = json.dumps([PAGE_REVISION, rec.hash, base, lang or ""], separators=(",", ":"))
+def _etag(rec: StoredRecord, base: str, lang: str | None, ui: str) -> str:
+    key = json.dumps([PAGE_REVISION, rec.hash, base, lang or "", ui], separators=(",", ":"))
     return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
 
 
@@ -307,11 +315,16 @@ async def event_page(request: web.Request) -> web.StreamResponse:
     if lang is not None and not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*", lang):
         lang = None
     base = request.app[CONFIG].public_base  # never the request's Host: the page is cached publicly
-    etag = _etag(rec, base, lang)
-    headers = {**SECURITY_HEADERS, "ETag": etag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding"}
+    # The page's words: ?lang= when the catalogue has it, else Accept-Language (never a cookie: the page is
+    # cached publicly, and Vary names what it depends on).
+    ui = negotiate(lang, request.headers.get("Accept-Language", ""), UI_LANGUAGES)
+    etag = _etag(rec, base, lang, ui)
+    headers = {**SECURITY_HEADERS, "ETag": etag, "Cache-Control": CACHE_CONTROL,
+               "Vary": "Accept-Encoding, Accept-Language"}
     if rec.body is not None and etag in {t.strip() for t in request.headers.get("If-None-Match", "").split(",")}:
         return web.Response(status=304, headers=headers)
-    return web.Response(status=410 if rec.body is None else 200, text=render_event_page(rec, base=base, lang=lang),
+    return web.Response(status=410 if rec.body is None else 200,
+                        text=render_event_page(rec, base=base, lang=lang, ui=ui),
                         content_type=HTML_TYPE, charset="utf-8", headers=headers)
 
 

@@ -52,7 +52,8 @@ log = logging.getLogger("ipdn.node.author")
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates" / "author"
 STATIC = HERE / "static" / "author"
-CATALOG = HERE / "messages.json"
+CATALOG = HERE / "locale"  # staff.po per language (federation/server/ui/i18n.py)
+DOMAIN = "staff"
 SECRET_FILE = "author-session.key"  # noqa: S105  (a file name, not a secret)
 COOKIE = "ipdn_author"
 FORM_COOKIE = "ipdn_author_signin"  # the sign-in form's CSRF token (double submit)
@@ -113,7 +114,7 @@ def _render(request: web.Request, template: str, status: int = 200, user: StaffU
     lang = _lang(request)
     names = pages.staff.names(lang)
     html = pages.env.get_template(template).render(
-        _=names.gettext, lang=lang, dir=direction(lang), names=names, user=user,
+        lang=lang, dir=direction(lang), names=names, user=user,
         csrf=session.csrf if session else "", here=request.path, query=request.query, **context)
     resp = web.Response(text=html, content_type="text/html", status=status)
     remember_language(resp, request, UI_LANGUAGES)
@@ -153,6 +154,10 @@ def _signin_form(request: web.Request, status: int, form: SignInForm) -> web.Res
 
 async def _active_user(request: web.Request, username: str) -> StaffUser | None:
     return await request.app[PAGES].staff.active_user(username)
+
+
+async def _use_totp_step(request: web.Request, user: StaffUser, step: int) -> bool:
+    return await request.app[PAGES].staff.use_totp_step(user.username, step)
 
 
 # -- the list ------------------------------------------------------------------------------------------
@@ -509,15 +514,18 @@ def register_routes(app: web.Application, config_dir: Path) -> None:
     ``app[SERVICE]`` (the node service), so register after that one."""
 
     signin: SignIn[StaffUser] = SignIn(
-        PasswordAccounts(_active_user, lambda user: user.password_hash, name_field="username", fold_case=True),
+        PasswordAccounts(_active_user, lambda user: user.password_hash, name_field="username", fold_case=True,
+                         totp=lambda user: user.totp_secret, use_step=_use_totp_step),
         SessionCodec(load_secret(config_dir / SECRET_FILE)), _signin_form, sign_in_url=PREFIX + "/signin",
         sign_out_url=PREFIX + "/signout", home=PREFIX + "/", cookie=COOKIE, form_cookie=FORM_COOKIE, log=log,
         event_prefix="author", signed_out_url=PREFIX + "/signin?out=1", remember_next=True)
 
     async def pages(app: web.Application) -> AsyncIterator[None]:
-        catalog = Catalog(CATALOG)
+        node = app[SERVICE]
+        signin.clock = lambda: node.clock().timestamp()  # the node's clock: one-time codes and locks follow it
+        catalog = Catalog(CATALOG, DOMAIN)
         staff = StaffService(app[SERVICE], catalog)
-        env = template_env(TEMPLATES)
+        env = template_env(TEMPLATES, catalog)
         app[PAGES] = Pages(staff, signin, env, catalog)
         yield
         for job in app[PAGES].jobs.values():

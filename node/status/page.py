@@ -48,8 +48,8 @@ class StatusPage:
             sign_in_url=f"{PREFIX}/sign-in", sign_out_url=f"{PREFIX}/sign-out", home=PREFIX, cookie=SESSION_COOKIE,
             form_cookie=PRE_COOKIE, log=log, event_prefix="status")
         self.status_document = status_document
-        self.env = template_env(TEMPLATES)
-        self.catalog = Catalog(TEMPLATES / "status_messages.json")
+        self.catalog = Catalog(Path(__file__).resolve().parent / "locale", "status")
+        self.env = template_env(TEMPLATES, self.catalog)
         self.static = StaticFiles([SHARED_STATIC / "ipdn.css", STATIC / "status.js"])
 
     # -- helpers -----------------------------------------------------------------------------------------
@@ -58,7 +58,7 @@ class StatusPage:
         lang = choose_language(request, LANGUAGES)
         query = {k: v for k, v in request.query.items() if k != "lang"}
         html = self.env.get_template(template).render(
-            lang=lang, dir=direction(lang), _=self.catalog.gettext(lang),
+            lang=lang, dir=direction(lang),
             here=lambda **q: request.path + "?" + urlencode({**query, **q}), **context)
         resp = web.Response(text=html, content_type="text/html", status=status)
         remember_language(resp, request, LANGUAGES)

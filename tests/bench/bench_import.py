@@ -24,7 +24,7 @@ from federation.server.ui.i18n import Catalog
 from node.own_keys import OwnKeys
 from node.records.service import NodeService
 from node.staff.service import ALL_OR_NOTHING, DRY_RUN, StaffService
-from node.staff.web import CATALOG
+from node.staff.web import CATALOG, DOMAIN
 from node.store.records import NodeStore
 from tests.bench.common import Context, Figure, median
 from tests.support.factories import Member
@@ -57,7 +57,7 @@ async def one_round(n: int, data: bytes, db_url: str | None) -> dict[str, float]
         try:
             service = NodeService(store=store, keys=OwnKeys("QA", qa.key, directory=Path(tmp)), member="QA",
                                   registry=registry)
-            staff = StaffService(service, Catalog(CATALOG))
+            staff = StaffService(service, Catalog(CATALOG, DOMAIN))
             figures: dict[str, float] = {}
             t = time.perf_counter()
             rows = staff.read(data, "csv")

@@ -34,13 +34,13 @@ from urllib.parse import urlencode
 
 import jinja2
 from aiohttp import web
-from markupsafe import Markup
 
 from federation.hub.appkeys import CONFIG, GOVERNANCE, MONITOR, SERVICE
 from federation.protocol.envelope import Envelope
 from federation.protocol.errors import IpdnError
 from federation.server.aio import wait_event
-from federation.server.times import as_utc, utc_text
+from federation.server.times import utc_text
+from federation.server.ui.formats import format_number, time_element
 from federation.server.ui.i18n import Catalog, choose_language, direction, pick, remember_language
 from federation.server.ui.sessions import Session, SessionCodec, load_secret
 from federation.server.ui.signin import PasswordAccounts, SignIn, SignInForm
@@ -78,40 +78,17 @@ def pick_name(names: dict[str, str], lang: str) -> tuple[str, str]:
     return pick(names, lang) or ("und", "")
 
 
-def fmt_time(value: str | datetime | None) -> Markup:
-    """A time as ``<time dir="ltr">YYYY-MM-DD HH:MM:SS</time>`` UTC: left to right in Arabic pages too (the live
-    script writes the same form)."""
-    when = as_utc(datetime.fromisoformat(value) if isinstance(value, str) else value) if value is not None else None
-    if when is None:
-        return Markup("–")
-    return Markup('<time dir="ltr" datetime="{}">{}</time>').format(utc_text(when), when.strftime("%Y-%m-%d %H:%M:%S"))
-
-
-def term(catalog: Catalog, lang: str, kind: str, value: str) -> str:
-    """A registry word (a member's status or role) in the page's language when the catalog has it, else as is."""
-    texts = catalog.messages.get(f"{kind}_{value}")
-    return (texts.get(lang) or texts["en"]) if texts else value
-
-
-def fmt_num(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.0f}"
-    return str(value)
-
-
 def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
     state = request.app[STATE]
     lang = choose_language(request, LANGUAGES)
     session = request.get(SESSION)
     query = {k: v for k, v in request.query.items() if k != "lang"}
     html = state.env.get_template(template).render(
-        lang=lang, dir=direction(lang), _=state.catalog.gettext(lang), session=session,
+        lang=lang, dir=direction(lang), session=session,
         operator=session.subject if session else None, csrf=session.csrf if session else "",
         path=request.path, here=lambda **q: request.path + "?" + urlencode({**query, **q}),
-        pick_name=lambda names: pick_name(names, lang), fmt_time=fmt_time, fmt_num=fmt_num,
-        term=lambda kind, value: term(state.catalog, lang, kind, value), **context)
+        pick_name=lambda names: pick_name(names, lang),
+        fmt_time=lambda v: time_element(v, lang), fmt_num=lambda v: format_number(v, lang), **context)
     resp = web.Response(text=html, content_type="text/html", status=status)
     remember_language(resp, request, LANGUAGES)
     secure_headers(resp)
@@ -133,6 +110,10 @@ async def _operator(request: web.Request, name: str) -> dict[str, Any] | None:
     """The enabled operator account of that name."""
     account = await request.app[SERVICE].store.operator(name)
     return None if account is None or account["disabled"] else account
+
+
+async def _use_totp_step(request: web.Request, account: dict[str, Any], step: int) -> bool:
+    return await request.app[SERVICE].store.use_operator_totp_step(str(account["name"]), step)
 
 
 def _sign_in_form(request: web.Request, status: int, form: SignInForm) -> web.Response:
@@ -325,13 +306,16 @@ async def _close_streams(app: web.Application) -> None:
 def register(app: web.Application) -> None:
     """Add the dashboard's routes and state to the hub's app (its config gives the session secret)."""
     config = app[CONFIG]
-    env = template_env(HERE / "templates")
+    catalog = Catalog(HERE / "locale", "hub")
+    env = template_env(HERE / "templates", catalog)
     signin = SignIn(
-        PasswordAccounts(_operator, lambda account: str(account["password_hash"])),
+        PasswordAccounts(_operator, lambda account: str(account["password_hash"]),
+                         totp=lambda account: account["totp_secret"], use_step=_use_totp_step),
         SessionCodec(load_secret(config.session_secret_path), ttl=config.session_ttl), _sign_in_form,
         sign_in_url=f"{PREFIX}/sign-in", sign_out_url=f"{PREFIX}/sign-out", home=PREFIX, cookie=SESSION_COOKIE,
-        form_cookie=PRE_COOKIE, log=log, event_prefix="operator", trail=_trail)
-    app[STATE] = DashboardState(signin=signin, env=env, catalog=Catalog(HERE / "templates" / "messages.json"),
+        form_cookie=PRE_COOKIE, log=log, event_prefix="operator", trail=_trail,
+        clock=lambda: app[SERVICE].clock().timestamp())  # the hub's clock (set once it has started)
+    app[STATE] = DashboardState(signin=signin, env=env, catalog=catalog,
                                 static=StaticFiles(STATIC))
     app.on_shutdown.append(_close_streams)
     r = app.router

@@ -3,18 +3,25 @@ which text of a language map to show, and the UI messages per language.
 
 - **Language**: ``?lang=`` (remembered in a cookie), else the browser's ``Accept-Language``; ``direction``
   says whether a language tag is written right to left.
-- **Message catalogs** are JSON files ``{"key": {"en": "...", "ar": "..."}}`` beside the templates.
+- **Message catalogues** are gettext ``.po`` files (Babel), one domain per family of pages beside its templates
+  (``locale/<lang>/LC_MESSAGES/<domain>.po``), with CLDR plural rules; :func:`install` gives them to jinja2.
 """
 
 from __future__ import annotations
 
-import json
+import io
+import itertools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import jinja2
+import jinja2.runtime
 from aiohttp import web
+from babel import messages as babel_messages
+from babel import support
+from babel.messages import mofile, pofile
 
 from federation.server.ui.sessions import set_cookie
 
@@ -40,8 +47,17 @@ def choose_language(request: web.Request, supported: Iterable[str]) -> str:
     for asked in (request.query.get("lang"), request.cookies.get(LANG_COOKIE)):
         if asked in options:
             return asked
+    return negotiate(None, request.headers.get("Accept-Language", ""), options)
+
+
+def negotiate(asked: str | None, accept_language: str, supported: Iterable[str]) -> str:
+    """The supported language ``asked`` names (its primary subtag: ``ar-QA`` is ``ar``), else the best of an
+    ``Accept-Language`` header, else the first supported."""
+    options = list(supported)
+    if asked and (primary := asked.lower().split("-")[0]) in options:
+        return primary
     ranked: list[tuple[float, int, str]] = []
-    for i, part in enumerate(request.headers.get("Accept-Language", "").split(",")):
+    for i, part in enumerate(accept_language.split(",")):
         tag, _, params = part.strip().partition(";")
         q = 1.0
         if params.strip().startswith("q="):
@@ -90,20 +106,117 @@ def remember_language(response: web.StreamResponse, request: web.Request, suppor
         set_cookie(response, request, LANG_COOKIE, asked, max_age=365 * 86400)
 
 
-class Catalog:
-    """UI messages per language; a key missing in one language falls back to English."""
+class Translator:
+    """The messages of one catalogue in one language (English filling any gap), formatted with ``%(name)s``
+    placeholders; plural forms by the language's CLDR rule (Arabic has six)."""
 
-    def __init__(self, path: Path) -> None:
-        self.messages: dict[str, dict[str, str]] = json.loads(path.read_text(encoding="utf-8"))
+    def __init__(self, catalog: Catalog, lang: str) -> None:
+        self.catalog, self.lang = catalog, lang
+        self.translations = catalog.translations.get(lang) or catalog.translations["en"]
+
+    def gettext(self, key: str, **values: Any) -> str:
+        """The message ``key`` (a KeyError names a key missing from the English catalogue)."""
+        if key not in self.catalog.keys:
+            raise KeyError(f"no UI message {key!r} in the {self.catalog.domain!r} catalogue")
+        text: str = self.translations.gettext(key)
+        return text % values if values else text  # asked without values (is there such a key?): as written
+
+    def ngettext(self, key: str, n: int, **values: Any) -> str:
+        """The message ``key`` in the plural form for ``n`` (``%(num)s`` is ``n``)."""
+        if key not in self.catalog.keys:
+            raise KeyError(f"no UI message {key!r} in the {self.catalog.domain!r} catalogue")
+        text: str = self.translations.ngettext(key, key, n)
+        return text % {"num": n, **values}
+
+    def pgettext(self, context: str, value: str) -> str:
+        """A value of a family (``op``, ``status``, a refusal ``reason``...) in words; an unknown value as is."""
+        return str(self.translations.pgettext(context, value))
+
+
+SHARED_LOCALE = Path(__file__).resolve().parent / "locale"  # common.po: the protocol's words, for every page
+
+
+class Catalog:
+    """One domain's UI messages in every language it has: gettext catalogues
+    ``<directory>/<lang>/LC_MESSAGES/<domain>.po``, compiled when loaded (no build step to forget), with the
+    shared ``common`` domain (SHARED_LOCALE) behind them.
+
+    A message id is a stable key (``list.col.title``); the English catalogue is the source text and the list of
+    keys. A value of an enum family (a record kind, an operation, a member status, a refusal reason...) is looked
+    up by family and value, ``pgettext("reason", "bad-signature")``, in the domain, then in ``common``.
+    A language falls back to English message by message. docs/adr/0018-message-catalogues.md says why,
+    docs/TRANSLATING.md how to add a language.
+    """
+
+    def __init__(self, directory: Path, domain: str) -> None:
+        self.directory, self.domain = directory, domain
+        self.po = _read(directory, domain)
+        if "en" not in self.po:
+            raise FileNotFoundError(f"no English catalogue {domain}.po under {directory}")
+        common = _read(SHARED_LOCALE, "common") if (directory, domain) != (SHARED_LOCALE, "common") else {}
+        self.translations: dict[str, support.Translations] = {}
+        for lang in self.po:
+            # The language's own messages, then English: each layer the domain, then common.
+            layers = [(cat[code], name) for code in dict.fromkeys([lang, "en"])
+                      for cat, name in ((self.po, domain), (common, "common")) if code in cat]
+            chain = [_compiled(c, name) for c, name in layers]
+            for before, after in itertools.pairwise(chain):
+                before.add_fallback(after)
+            self.translations[lang] = chain[0]
+        self.keys = frozenset(m.id if isinstance(m.id, str) else m.id[0]
+                              for m in self.po["en"] if m.id and not m.context)
+        self._translators: dict[str, Translator] = {}
 
     def languages(self) -> set[str]:
-        return {lang for texts in self.messages.values() for lang in texts}
+        return set(self.translations)
 
-    def gettext(self, lang: str) -> Any:
-        def _(key: str, **values: Any) -> str:
-            texts = self.messages.get(key)
-            if texts is None:
-                raise KeyError(f"no UI message {key!r}")
-            text = texts.get(lang) or texts["en"]
-            return text.format(**values) if values else text
-        return _
+    def translator(self, lang: str) -> Translator:
+        if lang not in self._translators:
+            self._translators[lang] = Translator(self, lang)
+        return self._translators[lang]
+
+    def gettext(self, lang: str) -> Callable[..., str]:
+        return self.translator(lang).gettext
+
+
+def _read(directory: Path, domain: str) -> dict[str, babel_messages.Catalog]:
+    """The ``.po`` catalogues of a domain by language."""
+    found = {}
+    for path in sorted(directory.glob(f"*/LC_MESSAGES/{domain}.po")):
+        lang = path.parent.parent.name
+        with path.open("rb") as f:
+            found[lang] = pofile.read_po(f, locale=lang, domain=domain)
+    return found
+
+
+def _compiled(catalog: babel_messages.Catalog, domain: str) -> support.Translations:
+    """A ``.po`` catalogue compiled in memory (what ``pybabel compile`` writes as a ``.mo`` file)."""
+    compiled = io.BytesIO()
+    mofile.write_mo(compiled, catalog)
+    compiled.seek(0)
+    return support.Translations(compiled, domain=domain)
+
+
+def install(env: jinja2.Environment, catalog: Catalog) -> None:
+    """Give the templates ``_``/``gettext``, ``ngettext`` and ``pgettext`` (jinja2's i18n extension, new style:
+    values are escaped, then put in with ``%(name)s``) in the language of the page being rendered (``lang``)."""
+
+    @jinja2.pass_context
+    def gettext(context: jinja2.runtime.Context, key: str) -> str:
+        return catalog.translator(context["lang"]).translations.gettext(_known(catalog, key))
+
+    @jinja2.pass_context
+    def ngettext(context: jinja2.runtime.Context, key: str, plural: str, n: int) -> str:
+        return catalog.translator(context["lang"]).translations.ngettext(_known(catalog, key), plural, n)
+
+    @jinja2.pass_context
+    def pgettext(context: jinja2.runtime.Context, family: str, value: str) -> str:
+        return catalog.translator(context["lang"]).pgettext(family, value)
+
+    env.install_gettext_callables(gettext, ngettext, newstyle=True, pgettext=pgettext)  # type: ignore[attr-defined]
+
+
+def _known(catalog: Catalog, key: str) -> str:
+    if key not in catalog.keys:
+        raise KeyError(f"no UI message {key!r} in the {catalog.domain!r} catalogue")
+    return key

@@ -11,7 +11,8 @@ from typing import ClassVar
 import jinja2
 from aiohttp import web
 
-from federation.server.ui.i18n import direction
+from federation.server.ui import formats
+from federation.server.ui.i18n import Catalog, direction, install
 from federation.server.web import Problem
 
 # Scripts and styles only from this site's own files; nothing inline, nothing from elsewhere.
@@ -32,11 +33,15 @@ def secure_headers(response: web.StreamResponse, csp: str = PAGE_CSP) -> web.Str
 SHARED_TEMPLATES = Path(__file__).resolve().parent / "templates"  # frame.html: the operator pages' page frame
 
 
-def template_env(directory: Path) -> jinja2.Environment:
-    """Templates from ``directory``, then the shared ones (SHARED_TEMPLATES), which any page may extend."""
+def template_env(directory: Path, catalog: Catalog) -> jinja2.Environment:
+    """Templates from ``directory``, then the shared ones (SHARED_TEMPLATES), which any page may extend; their words
+    from ``catalog`` in the page's language (``lang`` of the render: ``_``, ``ngettext``, ``pgettext``)."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader([directory, SHARED_TEMPLATES]), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             extensions=["jinja2.ext.i18n"])
     env.globals["direction"] = direction
+    install(env, catalog)
+    formats.install(env)
     return env
 
 

@@ -5,7 +5,12 @@
   const root = document.getElementById("hub");
   if (!root) { return; }
   const labels = root.dataset;
-  const time = (iso) => (iso ? iso.slice(0, 19).replace("T", " ") : "–");
+  // Times and numbers in the page's language (Intl's CLDR data; Latin digits as the server's Babel writes them).
+  const locale = `${document.documentElement.lang || "en"}-u-nu-latn`;
+  const dates = new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeStyle: "medium", timeZone: "UTC" });
+  const numbers = new Intl.NumberFormat(locale);
+  const time = (iso) => (iso ? `${dates.format(new Date(iso))} (UTC)` : "–");
+  const num = (v) => (v === null || v === undefined ? "–" : numbers.format(v));
   const set = (id, text) => { const el = document.getElementById(id); if (el && el.textContent !== text) { el.textContent = text; } };
   const tick = async () => {
     try {
@@ -16,10 +21,10 @@
       set("reachable", reachable === true ? labels.yes : reachable === false ? labels.no : labels.unknown);
       set("last-push", time(s.hub.last_push_at));
       set("last-pull", time(s.hub.last_pull_at));
-      set("cursor", String(s.cursor));
-      set("hub-log-size", s.hub.log_size === null ? "–" : String(s.hub.log_size));
-      set("lag", s.hub.log_size === null ? "–" : String(Math.max(0, s.hub.log_size - s.cursor)));
-      for (const state of ["pending", "rejected", "accepted"]) { set(`outbox-${state}`, String(s.outbox[state])); }
+      set("cursor", num(s.cursor));
+      set("hub-log-size", num(s.hub.log_size));
+      set("lag", s.hub.log_size === null ? "–" : num(Math.max(0, s.hub.log_size - s.cursor)));
+      for (const state of ["pending", "rejected", "accepted"]) { set(`outbox-${state}`, num(s.outbox[state])); }
       set("updated", time(s.time));
     } catch (e) { /* the node itself is unreachable: keep the last figures */ }
   };

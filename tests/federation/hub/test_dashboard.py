@@ -25,6 +25,7 @@ from federation.protocol.keys import SigningKey
 from federation.protocol.registry import genesis
 from federation.server.ui.passwords import hash_password
 from federation.server.ui.signin import SignIn
+from federation.server.ui.totp import code_at, new_secret
 from tests.support.factories import Member, example_bodies, push_request
 
 HUB_URL = "http://hub.test"
@@ -79,11 +80,12 @@ def csrf_of(html: str) -> str:
     return m.group(1)
 
 
-async def sign_in(hub: Any, name: str = "amal", password: str = PASSWORD, **headers: str) -> Any:
+async def sign_in(hub: Any, name: str = "amal", password: str = PASSWORD, code: str | None = None,
+                  **headers: str) -> Any:
     page = await hub.get("/dashboard/sign-in")
     token = csrf_of(await page.text())
-    return await hub.post("/dashboard/sign-in", data={"name": name, "password": password, "csrf_token": token},
-                          allow_redirects=False, headers=headers)
+    data = {"name": name, "password": password, "csrf_token": token, **({"code": code} if code is not None else {})}
+    return await hub.post("/dashboard/sign-in", data=data, allow_redirects=False, headers=headers)
 
 
 async def signed_in(hub: Any) -> Any:
@@ -188,6 +190,42 @@ class TestSignIn:
         assert PRE_COOKIE in r.headers.get("Set-Cookie", "")
 
 
+class TestSignInAbuse:
+    """The dashboard's sign-in under attack (docs/adr/0018-sign-in-abuse.md); the hub believes its proxy at
+    127.0.0.1 about each client's address."""
+
+    async def test_attacker_cannot_lock_out_operator_signing_in_from_another_address(self, hub: Any) -> None:
+        there = {"X-Forwarded-For": "192.0.2.66"}
+        for _ in range(5):
+            assert (await sign_in(hub, password="a guess", **there)).status == 401
+        r = await sign_in(hub, **there)
+        assert r.status == 429 and int(r.headers["Retry-After"]) > 0
+        assert (await sign_in(hub, **{"X-Forwarded-For": "198.51.100.7"})).status == 303
+
+    async def test_stolen_operator_password_without_totp_code_refused(self, hub: Any) -> None:
+        store = hub.server.app[SERVICE].store
+        secret = new_secret()
+        assert await store.set_operator_totp("amal", secret)
+        assert 'autocomplete="one-time-code"' in await (await hub.get("/dashboard/sign-in")).text()
+        for code in (None, "000000"):
+            assert (await sign_in(hub, code=code)).status == 401
+        now = hub.server.app[SERVICE].clock().timestamp()
+        assert (await sign_in(hub, code=code_at(secret, now))).status == 303
+        actions = [e["action"] for e in reversed(await store.operator_events(10))]
+        assert actions[-3:] == ["sign-in-code-failed", "sign-in-code-failed", "sign-in"]  # the operators are told
+
+    async def test_operator_totp_code_replay_refused(self, hub: Any) -> None:
+        store = hub.server.app[SERVICE].store
+        secret = new_secret()
+        assert await store.set_operator_totp("amal", secret)
+        now = datetime(2026, 12, 6, 12, 0, 10, tzinfo=UTC)
+        hub.server.app[SERVICE].clock = lambda: now
+        code = code_at(secret, now.timestamp())
+        assert (await sign_in(hub, code=code)).status == 303
+        hub.session.cookie_jar.clear()
+        assert (await sign_in(hub, code=code, **{"X-Forwarded-For": "198.51.100.7"})).status == 401
+
+
 class TestPages:
     async def test_every_member_has_a_row_with_isolated_names(self, hub: Any) -> None:
         """One row per member; names in the page's language, each in <bdi>; markup in a name is text."""
@@ -268,7 +306,7 @@ class TestPages:
         cp = await (await hub.get("/dashboard/checkpoint")).text()
         assert '<dd id="checkpoint-size">3</dd>' in cp
         reg = await (await hub.get("/dashboard/registry")).text()
-        assert "sign-in" in reg and "<bdi>amal</bdi>" in reg  # the operators' trail
+        assert "Signed in" in reg and "<bdi>amal</bdi>" in reg  # the operators' trail
         svg = await (await hub.get("/dashboard/throughput")).text()
         assert '<svg id="throughput"' in svg and svg.count('class="accepted"') >= 1 and "3 accepted" in svg
 

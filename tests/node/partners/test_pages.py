@@ -42,6 +42,9 @@ class Element:
     def iter(self) -> list[Element]:
         return [self] + [e for c in self.children for e in c.iter()]
 
+    def find_all(self, tag: str, **attrs: str) -> list[Element]:
+        return [e for e in self.iter() if e.tag == tag and all(e.attrs.get(k) == v for k, v in attrs.items())]
+
     def ancestors(self) -> list[Element]:
         out, e = [], self.parent
         while e is not None:
@@ -81,7 +84,7 @@ class Tree(HTMLParser):
         self.cur.text += data
 
     def find_all(self, tag: str, **attrs: str) -> list[Element]:
-        return [e for e in self.root.iter() if e.tag == tag and all(e.attrs.get(k) == v for k, v in attrs.items())]
+        return self.root.find_all(tag, **attrs)
 
 
 def example(name: str) -> dict[str, Any]:
@@ -216,11 +219,12 @@ class TestJsonLd:
 
 class TestHtml:
     async def test_arabic_section_is_rtl(self, client: TestClient, service: NodeService) -> None:
-        """Each language has a section with its lang and dir: Arabic rtl, English ltr; the page follows the first."""
+        """Each language has a section with its lang and dir: Arabic rtl, English ltr; the page's own words and
+        html[lang][dir] follow the reader (English by default)."""
         body = example("website-launch")
         tree, _ = await page(client, await publish(service, body))
         (html,) = tree.find_all("html")
-        assert html.attrs == {"lang": "ar", "dir": "rtl"}
+        assert html.attrs == {"lang": "en", "dir": "ltr"}
         (ar,) = tree.find_all("section", lang="ar")
         (en,) = tree.find_all("section", lang="en", **{"class": "text"})
         assert ar.attrs["dir"] == "rtl" and en.attrs["dir"] == "ltr"
@@ -231,6 +235,29 @@ class TestHtml:
         tree, _ = await page(client, await publish(service, example("website-launch")), lang="en")
         assert tree.find_all("html")[0].attrs == {"lang": "en", "dir": "ltr"}
         assert tree.find_all("section")[0].attrs["lang"] == "en"
+
+    async def test_arabic_reader_gets_an_arabic_page(self, client: TestClient, service: NodeService) -> None:
+        """?lang=ar (or Accept-Language: ar) gives a page in Arabic, right to left: its banner, labels and footer
+        from the catalogue, the start in words in the event's own zone named (the machine value kept in
+        <time datetime>), the venue's parts joined by the Arabic comma, each part isolated."""
+        body = example("cancelled")
+        rid = await publish(service, body)
+        for params, headers in (({"lang": "ar"}, {}), ({}, {"Accept-Language": "ar-QA,ar;q=0.9,en;q=0.5"})):
+            resp = await client.get(f"/events/{rid}", params=params, headers=headers)
+            tree = Tree(await resp.text())
+            assert tree.find_all("html")[0].attrs == {"lang": "ar", "dir": "rtl"}
+            assert "Accept-Language" in resp.headers["Vary"]
+        (notice,) = tree.find_all("p", role="status")
+        assert "ملغاة" in notice.all_text() and "cancelled" not in notice.all_text().lower()
+        facts = tree.find_all("section", **{"class": "facts"})[0]
+        assert "التفاصيل" in facts.all_text() and "Details" not in facts.all_text()
+        (start, *_) = facts.find_all("time")
+        assert start.attrs["datetime"] == body["start"]
+        assert "توقيت" in start.all_text() and "T" not in start.all_text()
+        venue = [dd for dd in facts.find_all("dd") if dd.find_all("bdi") and "،" in dd.all_text()]
+        assert venue and all(b.attrs.get("dir") for b in venue[0].find_all("bdi"))
+        footer = tree.find_all("footer")[0]
+        assert "السجل" in footer.all_text() and footer.find_all("code")[0].attrs.get("dir") == "ltr"
 
     @pytest.mark.parametrize(("tag", "dir_"), [("ar", "rtl"), ("fa", "rtl"), ("he", "rtl"), ("ur", "rtl"),
                                                ("ar-QA", "rtl"), ("en", "ltr"), ("ko", "ltr"), ("tr", "ltr"),

@@ -16,7 +16,7 @@ from federation.server.ui.i18n import Catalog
 from node.records.service import NodeService
 from node.staff import bulk
 from node.staff.service import ALL_OR_NOTHING, DRY_RUN, VALID_ONLY, StaffService
-from node.staff.web import CATALOG
+from node.staff.web import CATALOG, DOMAIN
 from tests.support import paths
 from tests.support.factories import Member, example_bodies
 
@@ -26,7 +26,7 @@ SAMPLE = paths.IMPORT_SAMPLE
 
 @pytest.fixture
 def staff(service: NodeService) -> StaffService:
-    return StaffService(service, Catalog(CATALOG))
+    return StaffService(service, Catalog(CATALOG, DOMAIN))
 
 
 def csv_bytes(rows: list[dict[str, str]]) -> bytes:
@@ -180,6 +180,20 @@ class TestCli:
         out = capsys.readouterr().out
         assert out.startswith("amal\tdisabled\t") and "omar" not in out
         assert "scrypt" not in out
+
+    def test_user_totp_enrol_prints_the_authenticator_uri_and_remove(self, node_dir: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+        monkeypatch.setattr("sys.stdin", io.StringIO("a long enough passphrase\n"))
+        assert main(["node", "user", "add", "--dir", str(node_dir), "amal", "--password-stdin"]) == 0
+        capsys.readouterr()
+        assert main(["node", "user", "totp", "--dir", str(node_dir), "amal"]) == 0
+        out = capsys.readouterr().out
+        secret = out.split("secret: ", 1)[1].split()[0]
+        assert f"uri: otpauth://totp/IPDN%20node%20QA:amal?secret={secret}&issuer=IPDN%20node%20QA" in out
+        assert main(["node", "user", "totp", "--dir", str(node_dir), "nobody"]) == 2
+        assert main(["node", "user", "totp", "--dir", str(node_dir), "amal", "--remove"]) == 0
+        assert "password alone" in capsys.readouterr().out
 
     def test_import_dry_run_import_reimport_export(self, node_dir: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,19 +6,23 @@
   const table = document.getElementById("members");
   if (!table || !window.EventSource) { return; }
   const live = document.getElementById("live");
-  const pad = (n) => String(n).padStart(2, "0");
-  const time = (iso) => {
-    if (!iso) { return "–"; }
-    const d = new Date(iso);
-    return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ` +
-      `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
+  // The page's language (CLDR data in the browser's Intl, Latin digits as the server's Babel writes them).
+  const locale = `${document.documentElement.lang || "en"}-u-nu-latn`;
+  const dates = new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeStyle: "medium", timeZone: "UTC" });
+  const numbers = new Intl.NumberFormat(locale, { maximumFractionDigits: 0 });
+  const time = (iso) => (iso ? `${dates.format(new Date(iso))} (UTC)` : "–");
+  const num = (v) => (v === null || v === undefined ? "–" : numbers.format(Math.round(v)));
+  // A duration in the unit that matters, in words with the language's plural forms ("3 minutes", "3 دقائق").
+  const duration = (s) => {
+    if (s === null || s === undefined) { return "–"; }
+    const [unit, n] = s >= 5400 ? ["hour", s / 3600] : s >= 90 ? ["minute", s / 60] : ["second", s];
+    return new Intl.NumberFormat(locale, { style: "unit", unit, unitDisplay: "long", maximumFractionDigits: 0 })
+      .format(Math.round(n));
   };
-  const num = (v) => (v === null || v === undefined ? "–" : String(Math.round(v)));
-  // Times go in a <time dir="ltr">, so that they read left to right in the Arabic page too.
   const showTime = (cell, value, empty) => {
     if (!value) { if (cell.textContent !== empty) { cell.textContent = empty; } return; }
     let el = cell.querySelector("time");
-    if (!el) { el = document.createElement("time"); el.dir = "ltr"; cell.replaceChildren(el); }
+    if (!el) { el = document.createElement("time"); cell.replaceChildren(el); }
     el.dateTime = value;
     el.textContent = time(value);
   };
@@ -27,7 +31,7 @@
       showTime(cell, value, field === "key_expires_at" ? table.dataset.noExpiry : "–");
       return;
     }
-    const text = num(value);
+    const text = cell.dataset.format === "duration" ? duration(value) : num(value);
     const link = cell.querySelector("a");
     if (link && value) { link.textContent = text; } else if (cell.textContent !== text) { cell.textContent = text; }
   };

@@ -1,13 +1,10 @@
 """Languages of the pages: which one a request asks for, which way it is written, which text of a language map to
-show, and the message catalogs."""
-
-import json
-from pathlib import Path
+show (the catalogues: test_catalogues.py)."""
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from federation.server.ui.i18n import Catalog, choose_language, direction, pick
+from federation.server.ui.i18n import choose_language, direction, pick
 
 
 @pytest.mark.parametrize(("headers", "query", "expected"), [
@@ -28,16 +25,6 @@ def test_choose_language(headers: dict[str, str], query: str, expected: str) -> 
                                                ("az-Arab", "rtl"), ("ku-Latn", "ltr"), ("he", "rtl"), ("ko", "ltr")])
 def test_direction(tag: str, expected: str) -> None:
     assert direction(tag) == expected
-
-
-def test_catalog_falls_back_to_english_and_names_missing_keys(tmp_path: Path) -> None:
-    path = tmp_path / "m.json"
-    path.write_text(json.dumps({"hello": {"en": "Hello {name}", "ar": "مرحبا {name}"}, "only": {"en": "Only"}}))
-    cat = Catalog(path)
-    assert cat.gettext("ar")("hello", name="أمل") == "مرحبا أمل"
-    assert cat.gettext("ar")("only") == "Only"
-    with pytest.raises(KeyError, match="nope"):
-        cat.gettext("en")("nope")
 
 
 @pytest.mark.parametrize(("lang", "expected"), [
