@@ -47,7 +47,8 @@ class NodeConfig:
     # request's Host header, so a forged Host cannot poison a shared cache. Empty: http://host:port (https when
     # tls_cert is set; 127.0.0.1 when host is a wildcard such as 0.0.0.0), see ``public_base``.
     public_url: str = ""
-    # Reverse proxies whose X-Forwarded-Proto is believed (Secure cookies, the CSRF origin check): comma-separated
+    # Reverse proxies whose X-Forwarded-Proto is believed (Secure cookies, the CSRF origin check), and whose
+    # X-Forwarded-For names the client the sign-in limits count (docs/adr/0018): comma-separated
     # addresses and CIDR blocks, e.g. "127.0.0.1, ::1" or "10.0.0.0/8". Empty: no one's.
     trusted_proxies: str = ""
 

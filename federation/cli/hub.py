@@ -39,6 +39,7 @@ from federation.protocol.registry import genesis
 from federation.server.db import backup
 from federation.server.logs import configure as configure_logging
 from federation.server.ui.passwords import hash_password
+from federation.server.ui.totp import new_secret, provisioning_uri
 
 # Display names of the network's institutions, used when a founder's key file carries only its code.
 KNOWN_INSTITUTIONS: dict[str, dict[str, str]] = {
@@ -263,6 +264,8 @@ async def _operators(cfg: HubConfig, args: argparse.Namespace, password_hash: st
             assert password_hash is not None
             if not await store.add_operator(args.name, password_hash, now):
                 raise UsageError(f"operator {args.name!r} exists")
+        elif args.operator_command == "totp":
+            return await _operator_totp(store, args, now)
         elif not await store.set_operator(args.name, disabled=args.operator_command == "disable"):
             raise UsageError(f"no operator {args.name!r}")
         # The operators' trail on the dashboard's registry page (``cli:`` marks it as done at the console).
@@ -271,6 +274,23 @@ async def _operators(cfg: HubConfig, args: argparse.Namespace, password_hash: st
         return 0
     finally:
         await store.close()
+
+
+async def _operator_totp(store: HubStore, args: argparse.Namespace, now: datetime) -> int:
+    """Enrol (or remove) an operator's second factor: the secret and the otpauth:// URI are printed once, for the
+    operator's authenticator app; the hub keeps the secret in its database."""
+    secret = None if args.remove else new_secret()
+    if not await store.set_operator_totp(args.name, secret):
+        raise UsageError(f"no operator {args.name!r}")
+    await store.add_operator_event(now, args.name, "cli-totp-remove" if secret is None else "cli-totp-enrol")
+    if secret is None:
+        print(f"operator {args.name} signs in with the password alone now")
+        return 0
+    print(f"secret: {secret}")
+    print(f"uri: {provisioning_uri(secret, args.name, 'IPDN hub')}")
+    print(f"give these to {args.name} only (their authenticator app takes the URI, e.g. as a QR code); from now on "
+          "they sign in to the dashboard with the password and the app's 6-digit code")
+    return 0
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
@@ -330,6 +350,10 @@ def register(sub: Any) -> None:
                         epilog=f"example: ipdn hub operator {action} amal --dir hub").add_argument("name")
     osub.add_parser("list", help="every operator, enabled or not, with the last sign-in",
                     epilog="example: ipdn hub operator list --dir hub")
+    ot = osub.add_parser("totp", help="enrol a second factor (RFC 6238 codes): prints the authenticator URI",
+                         epilog="example: ipdn hub operator totp amal --dir hub")
+    ot.add_argument("name")
+    ot.add_argument("--remove", action="store_true", help="remove the second factor instead (a lost phone)")
     for p in osub.choices.values():
         p.add_argument("--dir", required=True, type=Path, help="the hub directory")
     o.set_defaults(func=cmd_operator)

@@ -18,6 +18,7 @@ from federation.protocol.envelope import Envelope
 from federation.protocol.schemas import Issue
 from federation.server.ui.i18n import Catalog
 from federation.server.ui.passwords import hash_password
+from federation.server.ui.totp import new_secret
 from node.errors import (
     AccountError,
     DraftNotFoundError,
@@ -122,6 +123,24 @@ class StaffService:
         """Raises AccountError: no such user."""
         if not await self.store.set_user_disabled(username, disabled):
             raise AccountError(f"there is no user {username}")
+
+    async def enrol_totp(self, username: str) -> str:
+        """A new second-factor secret for the account (replacing any it had), to be shown once to its holder.
+
+        Raises AccountError: no such user."""
+        secret = new_secret()
+        if not await self.store.set_totp(username, secret):
+            raise AccountError(f"there is no user {username}")
+        return secret
+
+    async def remove_totp(self, username: str) -> None:
+        """Raises AccountError: no such user."""
+        if not await self.store.set_totp(username, None):
+            raise AccountError(f"there is no user {username}")
+
+    async def use_totp_step(self, username: str, step: int) -> bool:
+        """Whether the code of ``step`` may open the account (not used yet, nor a later one): then it is spent."""
+        return await self.store.use_totp_step(username, step)
 
     async def active_user(self, username: str) -> StaffUser | None:
         """The account a session names, if it still exists and is enabled (disabling ends its sessions)."""

@@ -34,6 +34,7 @@ class StaffUser:
     password_hash: str = field(repr=False)
     disabled: bool = False
     created_at: datetime | None = None
+    totp_secret: str | None = field(default=None, repr=False)  # RFC 6238, base32; None: no second factor
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,10 @@ async def add_authorship(conn: AsyncConnection, env: Envelope, by: Authorship, n
             await conn.execute(import_sources.insert().values(source_id=by.source_id, record_id=p.record_id))
 
 
+def _user(r: Any) -> StaffUser:
+    return StaffUser(r.username, r.name, r.password_hash, bool(r.disabled), utc(r.created_at), r.totp_secret)
+
+
 def _draft(r: Any) -> Draft:
     return Draft(r.id, r.kind, json.loads(r.body), tuple(json.loads(r.langs)), r.created_by, r.updated_by,
                  utc(r.created_at), utc(r.updated_at), r.record_id, r.base_version)
@@ -101,18 +106,33 @@ class StaffStore:
     async def user(self, username: str) -> StaffUser | None:
         async with self.engine.connect() as conn:
             r = (await conn.execute(sa.select(staff_users).where(staff_users.c.username == username))).first()
-        return StaffUser(r.username, r.name, r.password_hash, bool(r.disabled), utc(r.created_at)) if r else None
+        return _user(r) if r else None
 
     async def users(self) -> list[StaffUser]:
         async with self.engine.connect() as conn:
-            return [StaffUser(r.username, r.name, r.password_hash, bool(r.disabled), utc(r.created_at))
-                    for r in await conn.execute(sa.select(staff_users).order_by(staff_users.c.username))]
+            return [_user(r) for r in await conn.execute(sa.select(staff_users).order_by(staff_users.c.username))]
 
     async def set_user_disabled(self, username: str, disabled: bool) -> bool:
         """False if there is no such account."""
         async with self.engine.begin() as conn:
             done = await conn.execute(staff_users.update().where(staff_users.c.username == username)
                                       .values(disabled=disabled))
+        return bool(done.rowcount)
+
+    async def set_totp(self, username: str, secret: str | None) -> bool:
+        """Enrol (or, with None, remove) the account's second factor; False if there is no such account."""
+        async with self.engine.begin() as conn:
+            done = await conn.execute(staff_users.update().where(staff_users.c.username == username)
+                                      .values(totp_secret=secret, totp_last_step=None))
+        return bool(done.rowcount)
+
+    async def use_totp_step(self, username: str, step: int) -> bool:
+        """Record a sign-in with the code of ``step``: False, recording nothing, when the account has used that
+        step or a later one. One statement, so two sign-ins with one code cannot both pass."""
+        last = staff_users.c.totp_last_step
+        async with self.engine.begin() as conn:
+            done = await conn.execute(staff_users.update().where(
+                staff_users.c.username == username, sa.or_(last.is_(None), last < step)).values(totp_last_step=step))
         return bool(done.rowcount)
 
     # -- drafts ----------------------------------------------------------------------------------------

@@ -81,6 +81,7 @@ staff_users = sa.Table(
     sa.Column("username", sa.String(64), primary_key=True), sa.Column("name", sa.Text),
     sa.Column("password_hash", sa.Text), sa.Column("disabled", sa.Boolean),
     sa.Column("created_at", sa.DateTime(timezone=True)),
+    sa.Column("totp_secret", sa.Text), sa.Column("totp_last_step", sa.BigInteger),  # 0007: the second factor
 )
 drafts = sa.Table(
     "drafts", meta,

@@ -96,6 +96,7 @@ operators = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True), sa.Column("password_hash", sa.String(200)),
     sa.Column("disabled", sa.Boolean), sa.Column("created_at", sa.DateTime(timezone=True)),
     sa.Column("last_sign_in_at", sa.DateTime(timezone=True)),
+    sa.Column("totp_secret", sa.String(64)), sa.Column("totp_last_step", sa.BigInteger),  # 0008: second factor
 )
 operator_events = sa.Table(
     "operator_events", meta,
@@ -565,6 +566,22 @@ class HubStore(LogReads):
                                                     ("last_sign_in_at", last_sign_in_at)) if v is not None}
         async with self.engine.begin() as conn:
             done = await conn.execute(operators.update().where(operators.c.name == name).values(**values))
+            return bool(done.rowcount)
+
+    async def set_operator_totp(self, name: str, secret: str | None) -> bool:
+        """Enrol (or, with None, remove) an operator's second factor; False when there is none of that name."""
+        async with self.engine.begin() as conn:
+            done = await conn.execute(operators.update().where(operators.c.name == name).values(
+                totp_secret=secret, totp_last_step=None))
+            return bool(done.rowcount)
+
+    async def use_operator_totp_step(self, name: str, step: int) -> bool:
+        """Record a sign-in with the code of ``step``: False, recording nothing, when the operator has used that
+        step or a later one. One statement, so two sign-ins with one code cannot both pass."""
+        last = operators.c.totp_last_step
+        async with self.engine.begin() as conn:
+            done = await conn.execute(operators.update().where(
+                operators.c.name == name, sa.or_(last.is_(None), last < step)).values(totp_last_step=step))
             return bool(done.rowcount)
 
     async def add_operator_event(self, at: datetime, operator: str, action: str, detail: str = "") -> None:

@@ -79,3 +79,19 @@ def test_duplicate_refused(hub_dir: Path, tmp_path: Path, capsys: pytest.Capture
     assert run(capsys, *args)[0] == 0
     code, _, err = run(capsys, *args)
     assert code != 0 and "exists" in err
+
+
+def test_totp_enrol_prints_the_authenticator_uri_keeps_the_secret_and_remove(
+        hub_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "pw").write_text("a long enough password\n")
+    assert run(capsys, "hub", "operator", "add", "amal", "--dir", str(hub_dir), "--password-file",
+               str(tmp_path / "pw"))[0] == 0
+    code, out, _ = run(capsys, "hub", "operator", "totp", "amal", "--dir", str(hub_dir))
+    secret = out.split("secret: ", 1)[1].split()[0]
+    assert code == 0 and f"uri: otpauth://totp/IPDN%20hub:amal?secret={secret}&issuer=IPDN%20hub" in out
+    stored = account(hub_dir, "amal")
+    assert stored is not None and stored["totp_secret"] == secret
+    assert run(capsys, "hub", "operator", "totp", "nobody", "--dir", str(hub_dir))[0] == 2
+    assert run(capsys, "hub", "operator", "totp", "amal", "--remove", "--dir", str(hub_dir))[0] == 0
+    stored = account(hub_dir, "amal")
+    assert stored is not None and stored["totp_secret"] is None

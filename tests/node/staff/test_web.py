@@ -3,13 +3,16 @@ and the attacks they stop (no session, no CSRF token, forged cookies, password g
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+from federation.server.ui.totp import code_at
 from node.app import create_app
 from node.appkeys import SERVICE
 from node.config import NodeConfig
@@ -36,10 +39,11 @@ def csrf_of(html: str) -> str:
     return m.group(1)
 
 
-async def post_sign_in(client: TestClient, **data: str) -> Any:
+async def post_sign_in(client: TestClient, headers: dict[str, str] | None = None, **data: str) -> Any:
     """Post the sign-in form as a browser would: with the form's anti-forgery token."""
     token = csrf_of(await (await client.get("/author/signin")).text())
-    return await client.post("/author/signin", data={"csrf_token": token, **data}, allow_redirects=False)
+    return await client.post("/author/signin", data={"csrf_token": token, **data}, allow_redirects=False,
+                             headers=headers)
 
 
 async def sign_in(client: TestClient, username: str = "amal", password: str = PASSWORD) -> str:
@@ -385,3 +389,65 @@ class TestMigration:
                 assert not {"staff_users", "drafts", "record_authors", "import_sources"} & await conn.run_sync(tables)
         finally:
             await engine.dispose()
+
+
+class TestSignInAbuse:
+    """Sign-in abuse at the authoring pages (docs/adr/0018-sign-in-abuse.md): behind a trusted proxy, which says
+    each client's address in X-Forwarded-For."""
+
+    @pytest.fixture
+    async def proxied(self, aiohttp_client: Any, config: NodeConfig) -> TestClient:
+        c = await aiohttp_client(create_app(dataclasses.replace(config, trusted_proxies="127.0.0.1, ::1"),
+                                            sync=False))
+        await c.app[PAGES].staff.add_user("amal", PASSWORD, "Amal")
+        return c
+
+    async def test_attacker_cannot_lock_out_staff_signing_in_from_another_address(self, proxied: TestClient) -> None:
+        there = {"X-Forwarded-For": "192.0.2.66"}
+        for _ in range(6):
+            await post_sign_in(proxied, username="amal", password="a guess", headers=there)
+        resp = await post_sign_in(proxied, username="amal", password=PASSWORD, headers=there)
+        assert resp.status == 429 and "Retry-After" in resp.headers
+        resp = await post_sign_in(proxied, username="amal", password=PASSWORD,
+                                  headers={"X-Forwarded-For": "198.51.100.7"})
+        assert resp.status == 303
+
+    async def test_password_spraying_of_staff_names_throttled_per_address(self, proxied: TestClient) -> None:
+        for i in range(20):  # a new name at each try: the address's budget, not any account's
+            resp = await post_sign_in(proxied, username=f"user{i}", password="Spring2026!",
+                                      headers={"X-Forwarded-For": "192.0.2.66"})
+            assert resp.status == 401
+        resp = await post_sign_in(proxied, username="user20", password="Spring2026!",
+                                  headers={"X-Forwarded-For": "192.0.2.66"})
+        assert resp.status == 429 and int(resp.headers["Retry-After"]) > 0
+        assert (await post_sign_in(proxied, username="amal", password=PASSWORD,
+                                   headers={"X-Forwarded-For": "198.51.100.7"})).status == 303
+
+    async def test_stolen_staff_password_without_totp_code_refused(self, client: TestClient) -> None:
+        secret = await client.app[PAGES].staff.enrol_totp("amal")
+        form = await (await client.get("/author/signin")).text()
+        assert 'autocomplete="one-time-code"' in form
+        for code in ("", "123456"):
+            resp = await post_sign_in(client, username="amal", password=PASSWORD, code=code)
+            assert resp.status == 401
+        now = client.app[SERVICE].clock().timestamp()
+        resp = await post_sign_in(client, username="amal", password=PASSWORD, code=code_at(secret, now))
+        assert resp.status == 303
+
+    async def test_staff_totp_code_replay_refused(self, client: TestClient) -> None:
+        """The step a code was used at is kept in the database: the same code opens nothing a second time."""
+        secret = await client.app[PAGES].staff.enrol_totp("amal")
+        now = datetime(2026, 12, 6, 12, 0, 10, tzinfo=UTC)
+        client.app[SERVICE].clock = lambda: now
+        code = code_at(secret, now.timestamp())
+        assert (await post_sign_in(client, username="amal", password=PASSWORD, code=code)).status == 303
+        client.session.cookie_jar.clear()
+        assert (await post_sign_in(client, username="amal", password=PASSWORD, code=code)).status == 401
+        now += timedelta(seconds=30)
+        resp = await post_sign_in(client, username="amal", password=PASSWORD, code=code_at(secret, now.timestamp()))
+        assert resp.status == 303
+
+    async def test_removed_second_factor_no_longer_asked(self, client: TestClient) -> None:
+        await client.app[PAGES].staff.enrol_totp("amal")
+        await client.app[PAGES].staff.remove_totp("amal")
+        assert (await post_sign_in(client, username="amal", password=PASSWORD)).status == 303
