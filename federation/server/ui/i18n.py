@@ -144,7 +144,7 @@ class Catalog:
     A message id is a stable key (``list.col.title``); the English catalogue is the source text and the list of
     keys. A value of an enum family (a record kind, an operation, a member status, a refusal reason...) is looked
     up by family and value, ``pgettext("reason", "bad-signature")``, in the domain, then in ``common``.
-    A language falls back to English message by message. docs/adr/0018-message-catalogues.md says why,
+    A language falls back to English message by message. docs/adr/0022-message-catalogues.md says why,
     docs/TRANSLATING.md how to add a language.
     """
 
