@@ -57,6 +57,7 @@ NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)  # the moment every case is judge
 NOW_TEXT = format_time(NOW)
 NOW_UNIX = int(NOW.timestamp())
 GENESIS_AT = datetime(2026, 1, 1, tzinfo=UTC)
+VECTOR_LIFETIME = timedelta(days=365)  # the registries' lifetime in these vectors (fixed: they stay byte-stable)
 QA_OLD_ENDS = "2026-06-01T00:00:00.000Z"  # QA's previous key stopped signing then (a rotation)
 QA_NEW_STARTS = "2026-11-30T09:00:00.000Z"  # QA's next key signs from then on (a rotation under way)
 HUB_URL = "https://hub.ipdn.example"
@@ -527,7 +528,8 @@ NAMES = {"QA": {"en": "Katara – Cultural Village Foundation", "ar": "المؤ�
 def registry_v1() -> SignedRegistry:
     founders = [(PublicKey(key(c.lower()).public.key, key(c.lower()).kid, member=c), NAMES[c])
                 for c in ("QA", "KR", "TR")]
-    return genesis(hub_key=key("hub"), hub_url=HUB_URL, founders=founders, now=GENESIS_AT)
+    return genesis(hub_key=key("hub"), hub_url=HUB_URL, founders=founders, now=GENESIS_AT,
+                   lifetime=VECTOR_LIFETIME)
 
 
 def doc_dict(d: governance.Document) -> dict[str, str]:
@@ -551,8 +553,9 @@ def registry_cases() -> list[dict[str, Any]]:
     application = app()
     admit = {"action": "admit", "documents": [doc_dict(d) for d in (application, vote(application, "QA"),
                                                                     vote(application, "KR"))]}
-    v2 = governance.next_version(v1, admit, hub, now=when)
-    renewed = governance.next_version(v1, {"action": "renew", "documents": []}, hub, now=when - timedelta(days=1))
+    v2 = governance.next_version(v1, admit, hub, now=when, lifetime=VECTOR_LIFETIME)
+    renewed = governance.next_version(v1, {"action": "renew", "documents": []}, hub, now=when - timedelta(days=1),
+                                      lifetime=VECTOR_LIFETIME)
     frozen = governance.next_version(v1, {"action": "renew", "documents": []}, hub, now=GENESIS_AT,
                                      lifetime=timedelta(days=30))
 
@@ -585,7 +588,7 @@ def registry_cases() -> list[dict[str, Any]]:
     rotate = {"action": "rotate", "documents": [
         doc_dict(governance.sign_document(rotation_body, qa, now=when)),
         doc_dict(governance.sign_document(rotation_body, key("qa_new"), now=when))]}
-    rotated = governance.next_version(v1, rotate, hub, now=when)
+    rotated = governance.next_version(v1, rotate, hub, now=when, lifetime=VECTOR_LIFETIME)
     skipped = replace(renewed.registry, version=3)
     tampered = dict(v2.document.to_dict())
     tampered["payload"] = b64u_encode(v2.document.payload.replace(b'"SG"', b'"SX"'))

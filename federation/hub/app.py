@@ -10,6 +10,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Collection, Mapping
 
+from datetime import timedelta
 import aiohttp
 from aiohttp import web
 
@@ -135,13 +136,19 @@ async def _lifecycle(app: web.Application, clock: Clock) -> AsyncIterator[None]:
     recovering = asyncio.create_task(_recover_until_done(recovery, cfg.recovery_interval), name="hub-recovery")
     # Signatures made before this process started were never seen by its replay cache: refused as expired.
     app[REPLAYS] = httpsig.ReplayCache(window=cfg.replay_window, since=int(service.clock().timestamp()))
-    app[GOVERNANCE] = GovernanceService(service, cfg.registry_path,
-                                        max_pending_applications=cfg.max_pending_applications)
+    governance = app[GOVERNANCE] = GovernanceService(
+        service, cfg.registry_path, max_pending_applications=cfg.max_pending_applications,
+        lifetime=timedelta(seconds=cfg.registry_lifetime))
+    await governance.renew_if_due()  # a hub down for days comes back with a registry nodes accept again
     monitor = app[MONITOR] = Monitor(service, silent_after=cfg.silent_after, flush_interval=cfg.pull_flush_interval)
     await monitor.start()
     app[HUB_METRICS].monitor = monitor
+    renewals = asyncio.create_task(_renew_registry(governance, cfg.registry_check_interval), name="hub-renewals")
     log.info("hub ready: log size %d, registry v%d", service.size, service.registry.registry.version)
     yield
+    renewals.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await renewals
     recovering.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await recovering
@@ -149,6 +156,16 @@ async def _lifecycle(app: web.Application, clock: Clock) -> AsyncIterator[None]:
     await monitor.stop()
     await service.stop()
     await store.close()
+
+
+async def _renew_registry(governance: GovernanceService, interval: float) -> None:
+    """Renew the registry before it lapses (GovernanceService.renew_if_due), checking every ``interval`` s."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await governance.renew_if_due()
+        except Exception:  # tried again at the next check; the registry still has half its lifetime
+            log.exception("renewing the registry failed")
 
 
 async def _wake_readers(app: web.Application) -> None:

@@ -55,6 +55,10 @@ class HubConfig:
     # Reverse proxies whose X-Forwarded-Proto is believed (the dashboard's Secure cookies and CSRF origin check):
     # comma-separated addresses and CIDR blocks, e.g. "127.0.0.1, ::1". Empty: no one's (docs/THREAT-MODEL.md).
     trusted_proxies: str = ""
+    # -- the registry's lifetime (docs/PROTOCOL.md §7): each version lapses this many seconds after it is issued;
+    # the hub renews it once less than half is left, checking every registry_check_interval seconds.
+    registry_lifetime: float = 7 * 86400.0
+    registry_check_interval: float = 3600.0
     # -- recovery of the log from the members (docs/adr/0021-hub-recovers-its-log-from-the-members.md) --------
     # Where to ask each member for its copy of the log, "QA=https://node.qa.example, KR=..." (default: the
     # endpoint the registry gives each member); a member with neither is not asked.

@@ -150,7 +150,8 @@ class Monitor:
                 "silent": m.status == "active" and (seen is None or (now - seen).total_seconds() > self.silent_after),
             })
         cp = service.checkpoint.checkpoint if service.checkpoint else None
-        return {"role": "hub", "hub_url": reg.hub_url, "registry_version": reg.version, "log_size": size,
+        return {"role": "hub", "hub_url": reg.hub_url, "registry_version": reg.version,
+                "registry_expires_at": reg.expires_at, "log_size": size,
                 "quarantine": sum(refused.values()), "time": utc_text(now), "silent_after": self.silent_after,
                 "quarantine_store": quarantine_store(usage, service.quarantine_bounds),
                 "alarms": quarantine_alarms(usage, service.quarantine_bounds, now),

@@ -10,6 +10,12 @@ that each subject could pass with enough votes): a refused document is never lis
 route keeps the refusal in the quarantine, within the per-address budget). New applications are bounded
 (``max_pending_applications``): an outsider cannot fill the hub with self-signed applications. Each
 submission decides only the subjects it touches, reading only their documents.
+
+The registry lives days, not a year (``registry_lifetime``): :meth:`GovernanceService.renew_if_due` publishes a
+renewal (same content, new expiry) once less than half of it is left, so an honest hub's registry never
+lapses, and a hub that stops renewing cannot withhold a decision from the nodes for longer than that
+(docs/PROTOCOL.md §7). Documents made against a version only renewals separate from the current one still
+count: votes survive renewals.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +36,14 @@ from federation.protocol.governance import (
     GovernanceError,
     check_vote,
     evolve,
+    made_against,
     next_version,
     parse_document,
     quorum,
+    renewal,
+    unchanged_since,
 )
+from federation.protocol.registry import DEFAULT_LIFETIME, SignedRegistry
 from federation.server.times import utc_text
 
 log = logging.getLogger("ipdn.hub.governance")
@@ -53,11 +64,13 @@ def document_id(doc: Document) -> str:
 
 
 class GovernanceService:
-    def __init__(self, hub: HubService, registry_path: Path, *, max_pending_applications: int = 100) -> None:
+    def __init__(self, hub: HubService, registry_path: Path, *, max_pending_applications: int = 100,
+                 lifetime: timedelta = DEFAULT_LIFETIME) -> None:
         self.hub = hub
         self.store = hub.store
         self.registry_path = registry_path
         self.max_pending_applications = max_pending_applications
+        self.lifetime = lifetime  # of every version this hub publishes
 
     @staticmethod
     def parse(objs: list[Any]) -> list[Document]:
@@ -80,9 +93,10 @@ class GovernanceService:
                 application not signed by the key it presents, governance-malformed, already-a-member, ...).
             TooManyPendingApplications: a new application while ``max_pending_applications`` are pending.
         """
-        version = self.hub.registry.registry.version
+        registry = self.hub.registry.registry
+        version = registry.version
         for d in docs:
-            if d.body["base"] != version:
+            if not made_against(registry, d):
                 raise GovernanceError(f"made for registry version {d.body['base']}; the current one is {version}",
                                       reason="stale-governance-document")
             if d.type == "vote":  # refused at once, so that one bad vote cannot block a decision
@@ -99,7 +113,7 @@ class GovernanceService:
         self._explain(list(submitted_subjects.values()), related)
         new_applications = sum(1 for d in submitted_subjects.values() if d.type == "application")
         if new_applications:
-            pending = await self.store.count_pending_governance("application", version)
+            pending = await self.store.count_pending_governance("application", self._bases())
             if pending + new_applications > self.max_pending_applications:
                 raise TooManyPendingApplications(
                     f"{pending} applications are pending, at most {self.max_pending_applications}: "
@@ -109,11 +123,16 @@ class GovernanceService:
         ids = []
         for d in docs:
             ids.append(document_id(d))
-            await self.store.add_governance(ids[-1], d.type, version, self._subject(d),
+            await self.store.add_governance(ids[-1], d.type, d.body["base"], self._subject(d),
                                             json.dumps(d.to_dict()).encode(), self.hub.clock())
         while await self.decide(touched):
             pass
         return ids
+
+    def _bases(self) -> range:
+        """The versions whose documents count now: the current one and those only renewals separate from it."""
+        reg = self.hub.registry.registry
+        return range(unchanged_since(reg), reg.version + 1)
 
     @staticmethod
     def _subject(d: Document) -> str:
@@ -140,8 +159,7 @@ class GovernanceService:
         """Undecided documents made against the current version (of the given subjects only, if given):
         the subjects in arrival order, and the other documents (votes, a rotation's second signature) by
         subject."""
-        rows = await self.store.governance_documents(base=self.hub.registry.registry.version, pending=True,
-                                                     subjects=subjects_of)
+        rows = await self.store.governance_documents(base=self._bases(), pending=True, subjects=subjects_of)
         subjects: list[Document] = []
         seen: set[str] = set()
         by_subject: dict[str, list[Document]] = {}
@@ -167,13 +185,40 @@ class GovernanceService:
             for docs in ([s, *pair], [s, *pair, *votes]):
                 change = {"action": action, "documents": [d.to_dict() for d in docs]}
                 try:
-                    new = next_version(current, change, self.hub.hub_key, now=self.hub.clock())
+                    new = next_version(current, change, self.hub.hub_key, now=self.hub.clock(),
+                                       lifetime=self.lifetime)
                 except GovernanceError:
                     continue
                 await self.publish(new, [document_id(d) for d in docs])
                 log.info("registry v%d: %s decided (%s)", new.registry.version, action, s.hash[:12])
                 return True
         return False
+
+    def renewal_due(self) -> bool:
+        """Less than half of ``lifetime`` left (or more than a whole one: a registry from before a shorter
+        lifetime was configured, brought down to it)."""
+        left = self.hub.registry.registry.expires_in(self.hub.clock())
+        return left < self.lifetime / 2 or left > self.lifetime + timedelta(minutes=1)
+
+    async def renew_if_due(self) -> SignedRegistry | None:
+        """Publish a renewal of the current registry if due (:meth:`renewal_due`); the new version, or None.
+
+        Every worker of a shared log checks; the one that stores the version first publishes it (versions are
+        unique in the store), the others take it from there.
+        """
+        await self.hub.fresh()
+        if not self.renewal_due():
+            return None
+        new = renewal(self.hub.registry, self.hub.hub_key, now=self.hub.clock(), lifetime=self.lifetime)
+        try:
+            await self.publish(new, [])
+        except Exception as e:  # another worker stored this version first (a unique key): its renewal stands
+            if not self.store.shared:
+                raise
+            log.info("registry v%d renewed by another worker (%s)", new.registry.version, type(e).__name__)
+            return None
+        log.info("registry v%d: renewed until %s", new.registry.version, new.registry.expires_at)
+        return new
 
     async def publish(self, new: Any, used: list[str]) -> None:
         """Store the new version (and mark what decided it), write registry.json, serve it."""

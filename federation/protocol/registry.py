@@ -24,7 +24,9 @@ from federation.protocol.keys import PublicKey, SigningKey
 TYP = "ipdn-registry+jws"
 ROLES = ("chair", "member", "observer")
 STATUSES = ("applicant", "active", "suspended", "withdrawn")
-DEFAULT_LIFETIME = timedelta(days=365)
+# Days, not a year: a hub that stops renewing (or an attacker who blocks renewals) can withhold a revocation or a
+# suspension only this long before nodes stop applying what it serves (PROTOCOL.md §7, docs/adr/0020).
+DEFAULT_LIFETIME = timedelta(days=7)
 
 
 class RegistryError(TrustError):
@@ -164,6 +166,10 @@ class Registry:
 
     def expired(self, now: datetime) -> bool:
         return now >= parse_time(self.expires_at)
+
+    def expires_in(self, now: datetime) -> timedelta:
+        """Time left before this version lapses at ``now`` (negative once it has)."""
+        return parse_time(self.expires_at) - now
 
 
 @dataclass(frozen=True, slots=True)

@@ -321,7 +321,7 @@ def _node_schemas() -> dict[str, Any]:
         "NodeStatus": _obj(
             ["role", "member", "registry_version", "hub", "outbox", "cursor", "records", "quarantine", "webhooks",
              "log", "keys", "alarms", "time"],
-            role={"const": "node"}, member=_STR, registry_version=_int(1),
+            role={"const": "node"}, member=_STR, registry_version=_int(1), registry_expires_at=_STR,
             hub=_obj(["url", "reachable"], url=_STR, reachable={"type": ["boolean", "null"]},
                      last_push_at=_TIME_OR_NULL, last_pull_at=_TIME_OR_NULL, last_error=_STR_OR_NULL,
                      last_error_at=_TIME_OR_NULL, log_size={"type": ["integer", "null"]}),
@@ -511,7 +511,8 @@ def _hub_schemas() -> dict[str, Any]:
             ["position", "envelope"], position=_int(1), envelope=_ref("Envelope"))}, next=_int(0), size=_int(0)),
         "HubStatus": _obj(["role", "hub_url", "registry_version", "log_size", "quarantine", "time", "silent_after",
                            "checkpoint", "members"],
-                          role={"const": "hub"}, hub_url=_STR, registry_version=_int(1), log_size=_int(0),
+                          role={"const": "hub"}, hub_url=_STR, registry_version=_int(1),
+                          registry_expires_at=_STR, log_size=_int(0),
                           quarantine=_int(0), time=_STR, silent_after={"type": "number"},
                           checkpoint={"oneOf": [{"type": "null"}, _obj(["size", "root", "issued_at"], size=_int(0),
                                                                        root=_STR, issued_at=_STR)]},

@@ -28,6 +28,7 @@ async def status_document(app: web.Application) -> dict[str, Any]:
     now = service.clock()  # the service's clock: the keys' state and the document's time agree
     return {
         "role": "node", "member": service.member, "registry_version": reg.version,
+        "registry_expires_at": reg.expires_at,
         "hub": {"url": reg.hub_url, "reachable": state.reachable, "last_push_at": utc_text(state.last_push_at),
                 "last_pull_at": utc_text(state.last_pull_at), "last_error": state.last_error,
                 "last_error_at": utc_text(state.last_error_at), "log_size": state.log_size},

@@ -12,7 +12,8 @@ Five loops, each owned by the app (started and cancelled by its cleanup context)
 - witness: co-signs each accepted checkpoint and sends the co-signature to the hub.
 - peers: compares the node's accepted checkpoint with the one each configured peer node serves
   (split view: the hub showing members different histories).
-- registry: fetches the registry every ``registry_refresh`` seconds and moves forward when valid.
+- registry: fetches the registry every ``registry_refresh`` seconds and moves forward when valid. Once the
+  registry held has lapsed, the pull loop applies nothing until a newer one arrives (PROTOCOL.md §7).
 
 Every signature the engine makes (push requests, co-signatures) is by the own key the registry says is
 valid now (node/own_keys.py); :meth:`SyncEngine.rotate_key` starts a key rotation at the hub. The requests
@@ -232,6 +233,7 @@ class SyncEngine:
             LogHaltedError: the node holds evidence against the hub's log (found now or before).
         """
         await self.service.trust.ensure_applying()
+        await self._require_current_registry()
         after = await self.service.applier.cursor()
         page = await self._hub.log(after, self.config.pull_limit, wait)
         if self.service.applier.signed_by_unknown_keys(page.entries):
@@ -253,6 +255,22 @@ class SyncEngine:
             await self.service.trust.record_misbehaviour(e)
             raise LogHaltedError(f"applying from the hub is halted: {e.reason}: {e.message}") from e
         return len(page.entries)
+
+    async def _require_current_registry(self) -> None:
+        """Apply nothing from the hub under a lapsed registry (PROTOCOL.md §7): it may lack a revocation or a
+        suspension the hub withholds. A renewed one is fetched first; what was not applied waits at the cursor.
+
+        Raises:
+            RegistryError: registry-expired (the pull loop backs off and tries again).
+        """
+        if not self.service.registry.registry.expired(self.service.clock()):
+            return
+        with contextlib.suppress(HubError, RegistryError):  # the follower keeps the alarm of a refused one
+            await self.refresh_registry()
+        reg = self.service.registry.registry
+        if reg.expired(self.service.clock()):
+            raise RegistryError(f"registry version {reg.version} lapsed at {reg.expires_at}: nothing from the hub "
+                                "is applied until it serves a renewed version", reason="registry-expired")
 
     async def check_checkpoint(self) -> bool:
         """Check the hub's latest checkpoint against what this node pulled; True if newly accepted.

@@ -129,6 +129,13 @@ _LOCK = sa.text("SELECT pg_advisory_xact_lock(:k)")
 _NOTIFY = sa.text("SELECT pg_notify(:c, :s)")
 
 
+def _made_against(base: int | range) -> sa.ColumnElement[bool]:
+    """Governance documents made against one version, or any version of a range (renewals between)."""
+    if isinstance(base, range):
+        return governance.c.base.between(base.start, base.stop - 1)
+    return governance.c.base == base
+
+
 async def _checkpoint(conn: AsyncConnection, size: int | None) -> tuple[int, bytes] | None:
     """The size and document of the checkpoint for ``size`` (None: the latest)."""
     row = (await conn.execute(_CHECKPOINT, {"size": size}) if size is not None
@@ -497,13 +504,13 @@ class HubStore(LogReads):
                                                           document=document, received_at=now))
             return True
 
-    async def governance_documents(self, base: int | None = None, *, pending: bool = False,
+    async def governance_documents(self, base: int | range | None = None, *, pending: bool = False,
                                    subjects: Collection[str] | None = None) -> list[dict[str, Any]]:
-        """Governance documents in arrival order (those made against ``base`` only, if given; undecided only,
-        if ``pending``; about the given ``subjects`` only, if given)."""
+        """Governance documents in arrival order (those made against ``base`` only, or a version in the range,
+        if given; undecided only, if ``pending``; about the given ``subjects`` only, if given)."""
         q = sa.select(governance).order_by(governance.c.received_at, governance.c.hash)
         if base is not None:
-            q = q.where(governance.c.base == base)
+            q = q.where(_made_against(base))
         if pending:
             q = q.where(governance.c.decided_in.is_(None))
         if subjects is not None:
@@ -513,10 +520,11 @@ class HubStore(LogReads):
         async with self.engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(q)]
 
-    async def count_pending_governance(self, type_: str, base: int) -> int:
-        """Undecided documents of one type made against ``base`` (pending applications, say)."""
+    async def count_pending_governance(self, type_: str, base: int | range) -> int:
+        """Undecided documents of one type made against ``base`` (or a version in the range): pending
+        applications, say."""
         q = sa.select(sa.func.count()).select_from(governance).where(
-            governance.c.type == type_, governance.c.base == base, governance.c.decided_in.is_(None))
+            governance.c.type == type_, _made_against(base), governance.c.decided_in.is_(None))
         async with self.engine.connect() as conn:
             return int((await conn.execute(q)).scalar_one())
 

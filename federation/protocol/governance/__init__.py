@@ -21,12 +21,22 @@ from federation.protocol.governance.documents import (
     GovernanceError,
     check_approvals,
     check_vote,
+    made_against,
     member_signed,
     parse_document,
     quorum,
     sign_document,
+    unchanged_since,
 )
-from federation.protocol.governance.evolve import ACTIONS, APPLY, RENEW, check_transition, evolve, next_version
+from federation.protocol.governance.evolve import (
+    ACTIONS,
+    APPLY,
+    RENEW,
+    check_transition,
+    evolve,
+    next_version,
+    renewal,
+)
 
 __all__ = [
     "ACTIONS",
@@ -42,10 +52,13 @@ __all__ = [
     "check_transition",
     "check_vote",
     "evolve",
+    "made_against",
     "member_signed",
     "next_version",
     "parse_document",
     "quorum",
+    "renewal",
     "sign_document",
+    "unchanged_since",
     "walk_chain",
 ]

@@ -9,8 +9,9 @@ Documents are flattened JWS (typ ``ipdn-governance+jws``) over JCS payloads with
 - ``revocation``: a key's end, signed by a valid key of the member, or carried by votes;
 - ``handover``: a new hub (URL, keys) and chair, signed by the outgoing hub and carried by votes.
 
-Each names the registry ``base`` version it was made against and counts only there: a decision
-cannot be replayed onto a later registry.
+Each names the registry ``base`` version it was made against and counts only there, or at a later version
+that only renewals separate from it (:func:`made_against`): a decision cannot be replayed onto a later
+registry, and votes survive the hub's routine renewals.
 """
 
 from __future__ import annotations
@@ -106,9 +107,25 @@ def member_signed(registry: Registry, code: str, doc: Document, *, active: bool 
     return m
 
 
+def unchanged_since(registry: Registry) -> int:
+    """The oldest version with this registry's members, keys, hub and policies: only renewals since (a renewal's
+    ``change.since``, checked against its predecessor by :func:`~federation.protocol.governance.evolve`), else
+    its own version."""
+    change = registry.change
+    if isinstance(change, dict) and change.get("action") == "renew" and type(change.get("since")) is int:
+        return int(change["since"])
+    return registry.version
+
+
+def made_against(registry: Registry, doc: Document) -> bool:
+    """Whether ``doc``'s base is ``registry`` or a version only renewals separate from it (same content)."""
+    base = doc.body.get("base")
+    return type(base) is int and unchanged_since(registry) <= base <= registry.version
+
+
 def check_vote(registry: Registry, vote: Document) -> None:
     """A vote made against ``registry``, signed by an active member's valid key (GovernanceError if not)."""
-    if vote.type != "vote" or vote.body.get("base") != registry.version \
+    if vote.type != "vote" or not made_against(registry, vote) \
             or vote.body.get("decision") not in ("approve", "reject"):
         raise GovernanceError("not a vote at this registry version", reason="vote-mismatch")
     member_signed(registry, str(vote.body.get("voter")), vote)

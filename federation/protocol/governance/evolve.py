@@ -15,7 +15,13 @@ from typing import Any
 
 from federation.protocol.envelope import format_time, parse_time
 from federation.protocol.governance import actions
-from federation.protocol.governance.documents import Document, GovernanceError, parse_document
+from federation.protocol.governance.documents import (
+    Document,
+    GovernanceError,
+    made_against,
+    parse_document,
+    unchanged_since,
+)
 from federation.protocol.keys import SigningKey
 from federation.protocol.registry import DEFAULT_LIFETIME, Registry, SignedRegistry, sign_registry
 
@@ -32,7 +38,7 @@ APPLY: Mapping[str, Action] = MappingProxyType({
     "revoke": actions.revoke,
     "handover": actions.handover,
 })
-RENEW = "renew"  # a new version (new expiry) and nothing else: no documents
+RENEW = "renew"  # a new version (new expiry) and nothing else: no documents; ``since`` keeps pending votes valid
 ACTIONS = (*APPLY, RENEW)
 
 
@@ -49,12 +55,16 @@ def evolve(old: Registry, change: dict[str, Any] | None) -> Registry:
         raise GovernanceError("the change's documents are a list", reason="governance-malformed")
     docs = [parse_document(d) for d in listed]
     for d in docs:
-        if d.body["base"] != old.version:
+        if not made_against(old, d):
             raise GovernanceError(f"a document was made for registry version {d.body['base']}, not {old.version}",
                                   reason="stale-governance-document")
     if action == RENEW:
         if docs:
             raise GovernanceError("a renewal carries no documents", reason="governance-malformed")
+        # Optional: the version whose content this one repeats. Absent, documents must be made against it anew.
+        if "since" in change and change["since"] != unchanged_since(old):
+            raise GovernanceError(f"a renewal of v{old.version} repeats v{unchanged_since(old)}, not "
+                                  f"{change['since']!r}", reason="governance-malformed")
         return old
     if not docs:
         raise GovernanceError(f"{action} without documents", reason="governance-malformed")
@@ -90,3 +100,11 @@ def next_version(old: SignedRegistry, change: dict[str, Any], hub_key: SigningKe
     reg = replace(evolve(old.registry, change), version=old.registry.version + 1, issued_at=format_time(now),
                   expires_at=format_time(now + lifetime), change=change)
     return sign_registry(reg, hub_key)
+
+
+def renewal(old: SignedRegistry, hub_key: SigningKey, *, now: datetime,
+            lifetime: timedelta = DEFAULT_LIFETIME) -> SignedRegistry:
+    """Version N+1 with N's content and a new expiry (the hub's routine renewal): ``since`` names the version
+    this content dates from, so documents made against any of those versions still count."""
+    return next_version(old, {"action": RENEW, "documents": [], "since": unchanged_since(old.registry)}, hub_key,
+                        now=now, lifetime=lifetime)
