@@ -18,8 +18,8 @@ from federation.hub.store.log import CheckpointRow, HubStore, LogRow
 from federation.progress import ProgressCallback
 from federation.protocol import merkle
 from federation.protocol.checkpoint import parse_checkpoint
-from federation.protocol.envelope import Envelope, leaf_bytes
-from federation.protocol.errors import TrustError
+from federation.protocol.envelope import Envelope, leaf_bytes, parse_time
+from federation.protocol.errors import IpdnError, TrustError
 from federation.protocol.keys import SigningKey
 from federation.protocol.registry import SignedRegistry, load_registry
 from federation.protocol.schemas import default_schemas
@@ -55,6 +55,7 @@ async def import_hub(hub_dir: Path, db_url: str, source: str, *, fetch: Fetch | 
         if await store.size():
             raise HandoverError("the target database already holds a log")
         rows, nodes, frontier = [], [], merkle.Frontier()
+        received = []  # the outgoing hub's receipt times, kept: nodes judge key windows at them (§8.3)
         keys = {k: v for r in chain for k, v in r.registry.member_keys().items()}
         heads: dict[str, ChainHead] = {}
         schemas = default_schemas()
@@ -68,6 +69,10 @@ async def import_hub(hub_dir: Path, db_url: str, source: str, *, fetch: Fetch | 
                     raise HandoverError(f"log positions jump from {after} to {entry['position']}")
                 env = Envelope.from_dict(entry["envelope"])
                 p = env.payload
+                try:
+                    received.append(parse_time(entry.get("received_at")))
+                except IpdnError as e:
+                    raise HandoverError(f"position {after + 1}: no receipt time: {e.message}") from e
                 failures = verify_envelope(env, keys=keys.get, schemas=schemas, now=p.issued).failures
                 chained = check_chain(env, heads.get(p.origin))
                 if chained:
@@ -85,7 +90,7 @@ async def import_hub(hub_dir: Path, db_url: str, source: str, *, fetch: Fetch | 
             raise HandoverError(f"the log's root at size {size} is not the outgoing hub's checkpoint root")
         now = clock()
         await store.commit(rows, [], now, size=0, nodes=nodes, checkpoint=CheckpointRow(
-            size, checkpoint.checkpoint.root, now, checkpoint.to_bytes()) if size else None)
+            size, checkpoint.checkpoint.root, now, checkpoint.to_bytes()) if size else None, received=received)
         for reg in chain:
             await store.save_registry(reg.registry.version, reg.hash, reg.to_bytes(), now)
         (hub_dir / "registry.json").write_bytes(latest.to_bytes() + b"\n")

@@ -28,6 +28,8 @@ from federation.protocol.schemas import Issue, SchemaSet
 KeyResolver = Callable[[str], PublicKey | None]
 # A key outside its window at the hub's receipt time (PROTOCOL.md §5 step 2): refused whatever issued_at says.
 RECEIPT_REASON = "key-not-valid-at-receipt"
+# A logged envelope whose key's end was published after the hub logged it (judge_logged_key): kept, not verified.
+REVOKED_AFTER_REASON = "key-revoked-after-the-fact"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,34 @@ def chain_position(seq: int, prev: str | None, head: ChainHead | None) -> Failur
     if head is not None and prev != head.hash:
         return Failure("chain", "chain-fork", f"seq {seq} names prev {prev}, the chain has {head.hash}")
     return None
+
+
+def judge_logged_key(key: PublicKey, issued: datetime, received_at: datetime, skew: timedelta,
+                     end_known_at: datetime | None) -> Failure | None:
+    """The window of an envelope's key judged for a log entry: at its ``issued_at`` and at ``received_at``, the
+    hub's receipt time the log serves (PROTOCOL.md §5 step 2, §10; docs/adr/0019). None: within it.
+
+    The entry's time is when the hub committed it, a little after it judged the push, so the receipt allowance is
+    twice the skew: a verifier never refuses what an honest hub accepted. A key that ended before the entry was
+    logged is refused (``key-not-valid`` / ``key-not-valid-at-receipt``) unless its end was published only after
+    that (``end_known_at``: the ``issued_at`` of the registry version that first carried it, or the expiry of the
+    version before if earlier, since a hub must renew before then; an end dated back, say to a key's compromise):
+    the log kept the envelope and later ones chain on it, so it is kept but marked, ``key-revoked-after-the-fact``.
+    """
+    allowance = 2 * skew
+    if key.not_before is not None and (issued < key.not_before or received_at < key.not_before - allowance):
+        early = "key-not-valid" if issued < key.not_before else RECEIPT_REASON
+        return Failure("key", early, f"key {key.kid} starts at {key.not_before.isoformat()}, after the envelope")
+    end = key.not_after
+    if end is None or (issued < end and received_at < end + allowance):
+        return None
+    if end_known_at is not None and received_at < end_known_at:
+        return Failure("key", REVOKED_AFTER_REASON, f"key {key.kid} ended at {end.isoformat()}, an end published "
+                       f"only at {end_known_at.isoformat()}, after the hub logged the envelope "
+                       f"({received_at.isoformat()})")
+    late = "key-not-valid" if issued >= end else RECEIPT_REASON
+    return Failure("key", late, f"key {key.kid} ended at {end.isoformat()}, before the hub logged the envelope "
+                   f"({received_at.isoformat()}), whatever its issued_at ({issued.isoformat()})")
 
 
 def check_chain(env: Envelope, head: ChainHead | None) -> Failure | None:

@@ -8,6 +8,13 @@ chain check too) and the status page raises an alarm. Per record the highest ver
 Every log entry, applied or quarantined, is also a leaf of the node's own Merkle frontier, saved with the
 cursor; node/sync/trust.py and the sync engine compare it with the hub's signed checkpoints. Once the node
 holds evidence that the hub's log misbehaves, it applies nothing more from the hub.
+
+Each entry's key is also judged at the hub's receipt time the log serves (PROTOCOL.md §5 step 2, §10; ADR 19):
+an entry signed by a key that had ended before the hub logged it is quarantined (``key-not-valid-at-receipt``),
+one whose key's end was published only after the hub logged it is applied but marked
+(``key-revoked-after-the-fact``); an end that arrives with a later registry re-judges what is held
+(:meth:`LogApplier.rejudge`). Receipt times must not go back along the log by more than the skew nor lie in the
+future: otherwise the page is refused (``receipt-time-invalid``) and nothing is applied.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from federation.protocol.envelope import TYP as ENVELOPE_TYP
 from federation.protocol.envelope import Envelope
 from federation.protocol.errors import IpdnError
 from federation.protocol.schemas import SchemaSet
-from federation.protocol.verify import ChainHead, verify_envelope
+from federation.protocol.verify import REVOKED_AFTER_REASON, ChainHead, Failure, judge_logged_key, verify_envelope
 from node.errors import HubProtocolError
 from node.store.records import Changes, NodeStore, QuarantineRow
 from node.sync import logtrust
@@ -42,6 +49,7 @@ class ApplyReport:
     applied: int = 0
     duplicates: int = 0
     quarantined: list[str] = field(default_factory=list)  # reasons
+    marked: int = 0  # applied, but signed by a key revoked after the fact
 
 
 class LogApplier:
@@ -83,14 +91,17 @@ class LogApplier:
                 continue  # malformed: refused when applied, whatever the registry says
         return False
 
-    async def apply_log(self, after: int, entries: Sequence[tuple[int, Any]]) -> ApplyReport:
-        """Apply log entries (position, envelope JWS object) that follow position ``after``.
+    async def apply_log(self, after: int, entries: Sequence[tuple[int, Any]],
+                        received: Sequence[datetime] | None = None) -> ApplyReport:
+        """Apply log entries (position, envelope JWS object) that follow position ``after``, received by the hub at
+        the times ``received`` (one per entry, as the log serves them; None: not judged at receipt).
 
         Everything the page changes, the new cursor included, is written in one transaction: a crash
         loses nothing and applies nothing twice.
 
         Raises:
-            HubProtocolError: the positions do not continue the log without a gap (nothing applied).
+            HubProtocolError: the positions do not continue the log without a gap, or (``receipt-time-invalid``)
+                a receipt time goes back along the log or lies in the future (nothing applied).
             LogMisbehaviourError: an entry is no JWS, so no leaf of the log (nothing applied).
             LogHaltedError: the node holds evidence against the hub's log (nothing applied).
         """
@@ -117,16 +128,20 @@ class LogApplier:
             if frontier is None or frontier.size != after:
                 self._cursor = None
                 raise RuntimeError(f"entries after {after} do not follow the stored cursor")
+            if received is not None:
+                self._check_receipts(after, received, basis.view.received_at)
             for position, obj in entries:  # every entry is a leaf, quarantined or not
                 frontier.append(logtrust.entry_leaf(position, obj))
             held, heads, versions = basis.held, basis.heads, basis.versions
-            changes = Changes(cursor=positions[-1], frontier=frontier)
+            changes = Changes(cursor=positions[-1], frontier=frontier,
+                              logged_at=dict(zip(positions, received, strict=True)) if received is not None else {})
             for position, env, obj in parsed:
                 if isinstance(env, IpdnError):
                     self._quarantine(changes, report, QuarantineRow(
                         env.reason, env.message, json.dumps(obj, ensure_ascii=False).encode(), position=position))
                     continue
-                self._apply_one(env, position, held, heads, versions, changes, report)
+                self._apply_one(env, position, held, heads, versions, changes, report,
+                                changes.logged_at.get(position))
             self._cursor, self._applies = None, self._applies + 1  # unknown until the write is done (or failed)
             await self.store.apply(changes, self.clock())
             self._cursor = changes.cursor
@@ -134,7 +149,7 @@ class LogApplier:
 
     def _apply_one(self, env: Envelope, position: int, held: dict[tuple[str, int], str],
                    heads: dict[str, ChainHead], versions: dict[str, tuple[int, str]], changes: Changes,
-                   report: ApplyReport) -> None:
+                   report: ApplyReport, logged_at: datetime | None = None) -> None:
         p = env.payload
         if held.get((p.origin, p.seq)) == env.hash:
             # Already held (our own envelope coming back, or a page seen before): note where it is.
@@ -143,9 +158,10 @@ class LogApplier:
             report.duplicates += 1
             return
         reg = self.registry.current.registry
+        skew = timedelta(seconds=reg.policies.clock_skew_seconds)
         result = verify_envelope(env, keys=reg.member_keys().get, schemas=self.schemas, now=self.clock(),
-                                 chain_head=heads.get(p.origin), check_chain_head=True,
-                                 max_future_skew=timedelta(seconds=reg.policies.clock_skew_seconds))
+                                 chain_head=heads.get(p.origin), check_chain_head=True, max_future_skew=skew)
+        mark = self._judge_receipt(env, logged_at, skew, result.failures)
         if not result.ok:
             # A chain reason only when the envelope is otherwise sound: a forged one is no evidence.
             first = next((f for f in result.failures if f.check != "chain"), result.failures[0])
@@ -157,6 +173,9 @@ class LogApplier:
                                                             env.hash, position))
             return
         changes.envelopes.append((env, position))
+        if mark is not None:
+            changes.marks[env.hash] = mark
+            report.marked += 1
         held[(p.origin, p.seq)] = env.hash
         heads[p.origin] = ChainHead(p.seq, env.hash)
         report.applied += 1
@@ -171,6 +190,70 @@ class LogApplier:
                 "version-conflict", f"{p.record_id} v{p.version} is held with hash {current[1]}",
                 env.to_bytes(), p.origin, p.seq, env.hash, position))
         # A lower version stays in the chain but cannot replace a newer one.
+
+    def _judge_receipt(self, env: Envelope, logged_at: datetime | None, skew: timedelta,
+                       failures: list[Failure]) -> str | None:
+        """Judge the key's window at the hub's receipt time, editing ``failures`` (which replaces ``key-not-valid``
+        with its verdict); the envelope's mark, if it is to be kept but not verified."""
+        key = self.registry.current.registry.member_keys().get(env.kid)
+        if logged_at is None or key is None or any(f.check == "key" and f.reason != "key-not-valid" for f in failures):
+            return None
+        verdict = judge_logged_key(key, env.payload.issued, logged_at, skew, self.registry.end_known_at(env.kid))
+        failures[:] = [f for f in failures if f.check != "key"]
+        if verdict is None:
+            return None
+        if verdict.reason == REVOKED_AFTER_REASON:
+            log.warning("%s seq %s: %s", env.payload.origin, env.payload.seq, verdict.message)
+            return verdict.reason
+        failures.insert(0, verdict)
+        return None
+
+    def _check_receipts(self, after: int, received: Sequence[datetime], last: datetime | None) -> None:
+        """The hub's receipt times along the log never go back by more than the skew and never lie in the future.
+
+        Raises:
+            HubProtocolError: ``receipt-time-invalid`` (the page is not applied; the pull loop tries again).
+        """
+        skew = timedelta(seconds=self.registry.current.registry.policies.clock_skew_seconds)
+        latest, now = last, self.clock()
+        for position, at in enumerate(received, after + 1):
+            if at > now + skew:
+                raise HubProtocolError(f"the hub says it received log position {position} at {at.isoformat()}, "
+                                       f"later than now ({now.isoformat()})", reason="receipt-time-invalid")
+            if latest is not None and at < latest - skew:
+                raise HubProtocolError(f"the hub says it received log position {position} at {at.isoformat()}, "
+                                       f"before an earlier position ({latest.isoformat()})",
+                                       reason="receipt-time-invalid")
+            latest = at if latest is None else max(latest, at)
+
+    async def rejudge(self) -> int:
+        """Re-judge the held envelopes of the keys whose end a newer registry published (``registry.rejudge``):
+        those the hub logged after the end are marked ``key-revoked-after-the-fact``. How many were marked."""
+        pending = sorted(self.registry.rejudge)
+        if not pending:
+            return 0
+        reg = self.registry.current.registry
+        keys = reg.member_keys()
+        skew = timedelta(seconds=reg.policies.clock_skew_seconds)
+        marked = 0
+        for kid in pending:
+            key = keys.get(kid)
+            if key is None or key.not_after is None or key.member is None:
+                continue
+            hits = []
+            for hash_, data, at in await self.store.logged_since(key.member, key.not_after - 2 * skew):
+                env = Envelope.from_bytes(data)
+                if env.kid != kid:
+                    continue
+                verdict = judge_logged_key(key, env.payload.issued, at, skew, self.registry.end_known_at(kid))
+                if verdict is not None:  # whatever it says now, the log held the envelope before the end was known
+                    hits.append(hash_)
+            marked += await self.store.mark(hits, REVOKED_AFTER_REASON)
+            if hits:
+                log.warning("%d envelope(s) signed by key %s after its end (%s), published later: marked %s",
+                            len(hits), kid, key.not_after.isoformat(), REVOKED_AFTER_REASON)
+        self.registry.rejudged(pending)
+        return marked
 
     @staticmethod
     def _quarantine(changes: Changes, report: ApplyReport, row: QuarantineRow) -> None:

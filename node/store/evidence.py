@@ -23,6 +23,7 @@ from node.store.tables import checkpoint_evidence, envelopes, quarantine, sync_s
 CURSOR_KEY = "cursor"
 FRONTIER_KEY = "frontier"  # JSON [[level, hex], ...] of merkle.Frontier.to_list(), written with the cursor
 CHECKPOINT_KEY = "checkpoint"  # the last checkpoint accepted, as received
+RECEIPT_KEY = "receipt"  # the hub's receipt time of the latest entry applied (§8.3), written with the cursor
 RESOLVED_KEY = "evidence_resolved"  # evidence rows with an id up to this one no longer halt (a hub recovered)
 
 
@@ -34,6 +35,7 @@ class LogView:
     cursor: int
     frontier: merkle.Frontier | None
     checkpoint: bytes | None
+    received_at: datetime | None = None  # the hub's receipt time of the entry at the cursor (None: not known)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +55,7 @@ def _frontier_json(frontier: merkle.Frontier) -> str:
 
 
 # On the path of every pull: built once (ADR 15).
-_LOG_VIEW = sa.select(sync_state).where(sync_state.c.key.in_([CURSOR_KEY, FRONTIER_KEY, CHECKPOINT_KEY]))
+_LOG_VIEW = sa.select(sync_state).where(sync_state.c.key.in_([CURSOR_KEY, FRONTIER_KEY, CHECKPOINT_KEY, RECEIPT_KEY]))
 _CURSOR = sa.select(sync_state.c.value).where(sync_state.c.key == CURSOR_KEY)
 _UPSERT_STATE: dict[str, Any] = {}  # dialect name -> INSERT .. ON CONFLICT (key) DO UPDATE (SQLite and PostgreSQL)
 
@@ -77,17 +79,23 @@ async def read_view(conn: AsyncConnection) -> LogView:
     state = {r.key: r.value for r in await conn.execute(_LOG_VIEW)}
     frontier = state.get(FRONTIER_KEY)
     checkpoint = state.get(CHECKPOINT_KEY)
+    received = state.get(RECEIPT_KEY)
     return LogView(int(state.get(CURSOR_KEY, 0)),
                    merkle.Frontier.from_list((lv, bytes.fromhex(h)) for lv, h in json.loads(frontier))
                    if frontier is not None else None,
-                   checkpoint.encode() if checkpoint is not None else None)
+                   checkpoint.encode() if checkpoint is not None else None,
+                   datetime.fromisoformat(received) if received is not None else None)
 
 
-async def save_position(conn: AsyncConnection, cursor: int, frontier: merkle.Frontier | None) -> None:
-    """Move the cursor (and the frontier with it, when given), in the caller's transaction."""
+async def save_position(conn: AsyncConnection, cursor: int, frontier: merkle.Frontier | None,
+                        received_at: datetime | None = None) -> None:
+    """Move the cursor (and the frontier and the receipt time at it with it, when given), in the caller's
+    transaction."""
     state = {CURSOR_KEY: str(cursor)}
     if frontier is not None:
         state[FRONTIER_KEY] = _frontier_json(frontier)
+    if received_at is not None:
+        state[RECEIPT_KEY] = utc(received_at).isoformat()
     await _set_states(conn, state)
 
 

@@ -49,6 +49,8 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "node_alembic_version"
 
 _UNREAD: Any = object()
+WARNINGS = {"key-revoked-after-the-fact": "signed by a key whose end, published after the hub logged this version, "
+                                         "lies before it: kept in its chain, not verified (PROTOCOL.md §10)"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +70,13 @@ class StoredRecord:
     issued_at: str
     updated_at: datetime
     envelope: bytes
+    key_warning: str | None = None  # key-revoked-after-the-fact: kept, but not verified (docs/adr/0019)
     _body: Any = field(default=_UNREAD, repr=False, compare=False)
 
     @classmethod
     def from_row(cls, r: Any) -> StoredRecord:
         return cls(r.record_id, r.origin, r.kind, r.version, r.op, r.status, r.title, r.body, r.hash, r.seq,
-                   r.issued_at, utc(r.updated_at), r.envelope)
+                   r.issued_at, utc(r.updated_at), r.envelope, r.key_warning)
 
     @property
     def body(self) -> dict[str, Any] | None:
@@ -82,8 +85,11 @@ class StoredRecord:
         return cast("dict[str, Any] | None", self._body)
 
     def _facts(self) -> dict[str, Any]:
-        return {"record_id": self.record_id, "origin": self.origin, "kind": self.kind, "version": self.version,
-                "op": self.op, "status": self.status, "seq": self.seq, "hash": self.hash, "issued_at": self.issued_at}
+        facts = {"record_id": self.record_id, "origin": self.origin, "kind": self.kind, "version": self.version,
+                 "op": self.op, "status": self.status, "seq": self.seq, "hash": self.hash, "issued_at": self.issued_at}
+        if self.key_warning is not None:  # PROTOCOL.md §9: present only for a version that is not verified
+            facts["warnings"] = [{"reason": self.key_warning, "detail": WARNINGS.get(self.key_warning, "")}]
+        return facts
 
     def item(self) -> dict[str, Any]:
         """The record as partners get it (the record API, webhook events): its facts, body and envelope."""
@@ -119,6 +125,8 @@ class Changes:
     quarantine: list[QuarantineRow] = field(default_factory=list)
     frontier: merkle.Frontier | None = None  # the Merkle frontier over every entry up to the cursor
     events: list[Envelope] = field(default_factory=list)  # each envelope that became current, in order (webhooks)
+    logged_at: dict[int, datetime] = field(default_factory=dict)  # position -> the hub's receipt time (§8.3)
+    marks: dict[str, str] = field(default_factory=dict)  # envelope hash -> its mark (key-revoked-after-the-fact)
 
 
 
@@ -198,14 +206,16 @@ def fts_query(q: str) -> str | None:
     return " ".join('"' + w + '"' for w in words) if words else None
 
 
-def _envelope_values(env: Envelope, now: datetime, position: int | None) -> dict[str, Any]:
+def _envelope_values(env: Envelope, now: datetime, position: int | None, logged_at: datetime | None = None,
+                     warning: str | None = None) -> dict[str, Any]:
     p = env.payload
     return {"origin": p.origin, "seq": p.seq, "hash": env.hash, "record_id": p.record_id, "version": p.version,
             "kind": p.kind, "op": p.op, "envelope": env.to_bytes(), "issued_at": p.issued_at, "received_at": now,
-            "position": position}
+            "position": position, "logged_at": utc(logged_at) if logged_at is not None else None,
+            "key_warning": warning}
 
 
-def _record_values(env: Envelope, now: datetime) -> dict[str, Any]:
+def _record_values(env: Envelope, now: datetime, warning: str | None = None) -> dict[str, Any]:
     p = env.payload
     deleted = p.op == "delete"
     status = "deleted" if deleted or p.body is None else str(p.body.get("status", ""))
@@ -213,7 +223,7 @@ def _record_values(env: Envelope, now: datetime) -> dict[str, Any]:
             "status": status, "title": _title(p.body),
             "body": None if p.body is None else json.dumps(p.body, ensure_ascii=False),
             "hash": env.hash, "seq": p.seq, "issued_at": p.issued_at, "updated_at": now,
-            "envelope": env.to_bytes(), **search_values(p.body)}
+            "envelope": env.to_bytes(), "key_warning": warning, **search_values(p.body)}
 
 
 # The statements on the path of every pull, built once: building and keying a statement costs SQLAlchemy more
@@ -231,7 +241,7 @@ _CHAINS = sa.union_all(
             envelopes.c.origin == _latest.c.origin).scalar_subquery()))
 # A StoredRecord's columns (not the search columns: a page's `search` text is as large as its body).
 _RECORD = [records.c[n] for n in ("record_id", "origin", "kind", "version", "op", "status", "title", "body", "hash",
-                                  "seq", "issued_at", "updated_at", "envelope")]
+                                  "seq", "issued_at", "updated_at", "envelope", "key_warning")]
 _VERSIONS = sa.select(records.c.record_id, records.c.version, records.c.hash).where(
     records.c.record_id.in_(sa.bindparam("ids", expanding=True)))
 _INSERT_ENVELOPES = envelopes.insert()
@@ -372,10 +382,11 @@ class NodeStore:
         return records.c.record_id.in_(hits.columns(sa.column("record_id")))
 
     @staticmethod
-    async def _put_records(conn: AsyncConnection, envs: Sequence[Envelope], now: datetime) -> None:
+    async def _put_records(conn: AsyncConnection, envs: Sequence[Envelope], now: datetime,
+                           marks: dict[str, str] | None = None) -> None:
         """Write each record's new current version: one UPDATE (executemany) for those held, one INSERT for the
         others. Statement by statement, a catch-up paid a round trip to the database thread per record and table."""
-        rows = [_record_values(env, now) for env in envs]
+        rows = [_record_values(env, now, (marks or {}).get(env.hash)) for env in envs]
         known = await _current_versions(conn, [r["record_id"] for r in rows])
         held = [r for r in rows if r["record_id"] in known]
         if held:
@@ -388,6 +399,32 @@ class NodeStore:
                 # UNINDEXED), so new records skip it: a node catching up would otherwise be O(n²).
                 await conn.execute(_DELETE_FTS, [{"b_record_id": r["record_id"]} for r in held])
             await conn.execute(_INSERT_FTS, [{"record_id": r["record_id"], "search": r["search"]} for r in rows])
+
+    async def logged_since(self, origin: str, since: datetime) -> list[tuple[str, bytes, datetime]]:
+        """(hash, bytes, the hub's receipt time or else this node's) of the envelopes held from ``origin`` logged
+        at or after ``since``, unmarked: those a key's end published later may concern."""
+        at = sa.func.coalesce(envelopes.c.logged_at, envelopes.c.received_at)
+        q = sa.select(envelopes.c.hash, envelopes.c.envelope, at.label("at")).where(
+            envelopes.c.origin == origin, at >= utc(since), envelopes.c.key_warning.is_(None))
+        async with self.engine.connect() as conn:
+            return [(r.hash, bytes(r.envelope), utc(r.at)) for r in await conn.execute(q)]
+
+    async def mark(self, hashes: Sequence[str], warning: str) -> int:
+        """Mark these envelopes, and the records whose current version they are; how many envelopes."""
+        if not hashes:
+            return 0
+        async with self.engine.begin() as conn:
+            n = (await conn.execute(envelopes.update().where(envelopes.c.hash.in_(list(hashes))).values(
+                key_warning=warning))).rowcount
+            await conn.execute(records.update().where(records.c.hash.in_(list(hashes))).values(key_warning=warning))
+        return int(n)
+
+    async def marked_counts(self) -> dict[str, int]:
+        """Envelopes held that are marked, by mark (the status page)."""
+        q = sa.select(envelopes.c.key_warning, sa.func.count()).where(envelopes.c.key_warning.is_not(None)).group_by(
+            envelopes.c.key_warning)
+        async with self.engine.connect() as conn:
+            return {r: int(n) for r, n in await conn.execute(q)}
 
     # -- writes that span the table groups: one transaction, its connection passed to each group -----
 
@@ -410,15 +447,18 @@ class NodeStore:
         now = utc(now)
         async with self.engine.begin() as conn:
             if changes.envelopes:
-                await conn.execute(_INSERT_ENVELOPES, [_envelope_values(e, now, pos) for e, pos in changes.envelopes])
+                await conn.execute(_INSERT_ENVELOPES, [
+                    _envelope_values(e, now, pos, changes.logged_at.get(pos), changes.marks.get(e.hash))
+                    for e, pos in changes.envelopes])
             queued = await self._queue_webhooks(conn, changes.events, now)
-            await self._put_records(conn, list(changes.records.values()), now)
+            await self._put_records(conn, list(changes.records.values()), now, changes.marks)
             await outbox.accept_own(conn, self.member, changes.own_positions)
             if changes.quarantine:
                 await conn.execute(quarantine.insert(), [
                     {"received_at": now, "origin": q.origin, "seq": q.seq, "hash": q.hash, "position": q.position,
                      "reason": q.reason, "detail": q.detail, "envelope": q.envelope} for q in changes.quarantine])
-            await evidence.save_position(conn, changes.cursor, changes.frontier)
+            await evidence.save_position(conn, changes.cursor, changes.frontier,
+                                         changes.logged_at.get(changes.cursor))
         if queued:
             self.webhooks.queued.set()
 

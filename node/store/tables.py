@@ -1,4 +1,4 @@
-"""The node's tables, in one metadata: what migrations 0001-0004 and 0006 made (the webhook tables of 0005 are
+"""The node's tables, in one metadata: what migrations 0001-0004 and 0006-0008 made (the webhook tables of 0005 are
 node/webhooks/store.py's). The store modules of node/store/ query them, each its own group; a transaction that
 spans groups (applying a page, publishing) passes its connection from one group's functions to the next."""
 
@@ -19,6 +19,9 @@ envelopes = sa.Table(
     sa.Column("kind", sa.String(64)), sa.Column("op", sa.String(8)), sa.Column("envelope", sa.LargeBinary),
     sa.Column("issued_at", sa.String(32)), sa.Column("received_at", sa.DateTime(timezone=True)),
     sa.Column("position", sa.BigInteger),
+    # 0008: the hub's receipt time (the log entry's received_at; None for an own envelope not yet seen in the log)
+    # and the mark of one signed by a key revoked after the fact (docs/adr/0019)
+    sa.Column("logged_at", sa.DateTime(timezone=True)), sa.Column("key_warning", sa.String(64)),
 )
 records = sa.Table(
     "records", meta,
@@ -31,6 +34,7 @@ records = sa.Table(
     # |-delimited lists of countries, lowercased tags and lowercased title languages; the searched text.
     sa.Column("start_day", sa.String(10)), sa.Column("end_day", sa.String(10)), sa.Column("countries", sa.Text),
     sa.Column("tags", sa.Text), sa.Column("langs", sa.Text), sa.Column("search", sa.Text),
+    sa.Column("key_warning", sa.String(64)),  # 0008: its current version's envelope mark (docs/adr/0019)
 )
 # SQLite only: an FTS5 table over records.search (0003), kept in sync by NodeStore._put_records.
 records_fts = sa.table("records_fts", sa.column("record_id", sa.String), sa.column("search", sa.Text))

@@ -242,7 +242,7 @@ class SyncEngine:
             with contextlib.suppress(HubError, RegistryError):
                 await self.refresh_registry()
         try:
-            await self.service.applier.apply_log(after, page.entries)
+            await self.service.applier.apply_log(after, page.entries, page.received)
             self.state.last_pull_at = self.service.clock()
             self.state.log_size = page.size
             if page.size is not None and after + len(page.entries) >= page.size:  # caught up
@@ -407,7 +407,9 @@ class SyncEngine:
         Raises:
             HubError; RegistryError (rollback, freeze, bad signature: the service raises an alarm).
         """
-        return await self.service.registry_follower.refresh(self._hub.fetch_registry)
+        changed = await self.service.registry_follower.refresh(self._hub.fetch_registry)
+        await self.service.applier.rejudge()  # a key's end published since may concern envelopes held (ADR 19)
+        return changed
 
     async def rotate_key(self, effective_in: timedelta) -> RotationOutcome:
         """Replace the node's signing key: a new key takes over ``effective_in`` from now (PROTOCOL.md §12).

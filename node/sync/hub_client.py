@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import aiohttp
 
 from federation.protocol import httpsig, strictjson
+from federation.protocol.envelope import parse_time
 from federation.protocol.errors import IpdnError, StrictJsonError
 from node.config import NodeConfig
 from node.errors import HubProtocolError, HubUnavailableError
@@ -46,6 +48,7 @@ class PushAnswer:
 class LogPage:
     entries: list[tuple[int, Any]]  # (position, envelope JWS object)
     size: int | None
+    received: list[datetime] = field(default_factory=list)  # the hub's receipt time of each entry (§8.3)
 
 
 class HubClient:
@@ -168,11 +171,12 @@ class HubClient:
         try:
             entries = [(e["position"], e["envelope"]) for e in doc["entries"]]
             size = doc.get("size")
-        except (KeyError, TypeError, AttributeError) as e:
+            received = [parse_time(e["received_at"]) for e in doc["entries"]]
+        except (KeyError, TypeError, AttributeError, IpdnError) as e:
             raise HubProtocolError(f"log page is malformed: {e}") from e
         if not all(type(p) is int for p, _ in entries):
             raise HubProtocolError("log positions must be integers")
-        return LogPage(entries, size if type(size) is int else None)
+        return LogPage(entries, size if type(size) is int else None, received)
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -60,7 +60,7 @@ class LogTrust:
         for position, data in rows:
             frontier.append(logtrust.entry_leaf(position, json.loads(data)))
         await self.store.trust.save_frontier(view.cursor, frontier)
-        return LogView(view.cursor, frontier, view.checkpoint)
+        return LogView(view.cursor, frontier, view.checkpoint, view.received_at)
 
     async def ensure_applying(self) -> None:
         """Raises LogHaltedError if the node holds evidence against the hub's log."""

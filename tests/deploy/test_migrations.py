@@ -178,7 +178,7 @@ class TestUpgradePath:
         if schema.name == "hub":
             store = await hub_store.HubStore.open(db_url)
             try:
-                assert [p for p, _ in await store.read_log(0, 10)] == [1, 2]
+                assert [e.position for e in await store.read_log(0, 10)] == [1, 2]
             finally:
                 await store.close()
         else:

@@ -29,7 +29,7 @@ from aiohttp import web
 from federation.protocol import httpsig, jws, merkle
 from federation.protocol.canonical import canonical_bytes
 from federation.protocol.checkpoint import TYP, SignedCheckpoint, sign_checkpoint
-from federation.protocol.envelope import Envelope
+from federation.protocol.envelope import Envelope, format_time
 from federation.protocol.errors import IpdnError
 from federation.protocol.governance import GovernanceError, next_version, parse_document
 from federation.protocol.keys import SigningKey, b64u_encode
@@ -48,6 +48,7 @@ class FakeHub:
         self.registry: SignedRegistry | None = None  # set once the server's URL is known
         self.served_registry: bytes | None = None  # what GET /registry answers (default: self.registry)
         self.log: list[Envelope] = []
+        self.received: list[datetime] = []  # the receipt time it serves for each entry (§8.3); a test may forge one
         self.up = True  # False: every request answers 503
         self.reject_reason: str | None = None  # set: every pushed envelope is rejected with it
         self.push_requests = 0
@@ -72,9 +73,12 @@ class FakeHub:
 
     # -- what tests do to it -------------------------------------------------------------------------
 
-    def append(self, env: Envelope) -> int:
-        """Put an envelope in the log as if its origin had pushed it; its position."""
+    def append(self, env: Envelope, received_at: datetime | None = None) -> int:
+        """Put an envelope in the log as if its origin had pushed it, received at ``received_at`` (default: at its
+        ``issued_at``, as an honest hub receives a push sent at once; a malicious hub logs what it likes when it
+        likes); its position."""
         self.log.append(env)
+        self.received.append(received_at or env.payload.issued)
         self._appended.set()
         return len(self.log)
 
@@ -85,6 +89,7 @@ class FakeHub:
     def drop(self, position: int) -> None:
         """Misbehave: remove the entry at ``position``; the later ones move up."""
         del self.log[position - 1]
+        del self.received[position - 1]
 
     def show_history(self, view: str, entries: list[Envelope]) -> None:
         """Misbehave: the front :meth:`app` serves for ``view`` shows ``entries`` as the whole log."""
@@ -106,6 +111,10 @@ class FakeHub:
 
     def _leaves(self, view: str) -> list[bytes]:
         return [merkle.leaf_hash(e.leaf) for e in self._entries(view)]
+
+    def _received_at(self, position: int) -> datetime:
+        """The receipt time served for ``position`` (a view's own entries beyond the log: now)."""
+        return self.received[position - 1] if position <= len(self.received) else self.clock()
 
     def _head(self, origin: str) -> ChainHead | None:
         mine = [e for e in self.log if e.payload.origin == origin]
@@ -236,7 +245,7 @@ class FakeHub:
             finally:
                 self.waiting -= 1
             entries_of = self._entries(request.app[VIEW])
-        entries = [{"position": n, "envelope": e.to_dict()}
+        entries = [{"position": n, "received_at": format_time(self._received_at(n)), "envelope": e.to_dict()}
                    for n, e in enumerate(entries_of[after:after + limit], after + 1)]
         return json_response({"entries": entries, "next": after + len(entries), "size": len(entries_of)})
 

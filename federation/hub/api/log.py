@@ -21,6 +21,7 @@ from federation.hub.appkeys import CONFIG, MONITOR, SERVICE
 from federation.hub.ingest.service import HubService
 from federation.protocol import merkle, strictjson
 from federation.protocol.checkpoint import parse_checkpoint
+from federation.protocol.envelope import format_time
 from federation.server.web import Problem, json_response, parse_json
 
 
@@ -34,8 +35,10 @@ async def get_log(request: web.Request) -> web.Response:
         member = await authenticate_push(request, b"", PULL_COMPONENTS)
         request.app[MONITOR].note_pull(member, after)
     rows = await service.read_log(after, limit, wait)
-    # Stored envelopes are our own compact ASCII JSON: spliced in as they are, never re-encoded.
-    entries = ",".join(f'{{"position":{p},"envelope":{env.decode("ascii")}}}' for p, env in rows)
+    # Stored envelopes are our own compact ASCII JSON: spliced in as they are, never re-encoded. The receipt time
+    # lets nodes judge the key's window at it too (§5 step 2, ADR 19).
+    entries = ",".join(f'{{"position":{p},"received_at":"{format_time(at)}","envelope":{env.decode("ascii")}}}'
+                       for p, env, at in rows)
     nxt = rows[-1][0] if rows else after
     # A full page never changes (positions are final); a partial one grows as the log does.
     size = max(await service.log_size(), nxt)

@@ -38,6 +38,7 @@ from federation.hub.store.log import (
     REGISTRY_CHANNEL,
     CheckpointRow,
     HubStore,
+    LogEntry,
     LogReads,
     LogRow,
     LogTransaction,
@@ -125,10 +126,10 @@ class HubService:
         self._changed = asyncio.Event()
         # Reads of the log in flight, shared by the pulls asking for the same page in the same generation
         # (between two wakes): the nodes one commit wakes would otherwise each read the same rows.
-        self._reads: dict[tuple[asyncio.Event, int, int], asyncio.Future[list[tuple[int, bytes]]]] = {}
+        self._reads: dict[tuple[asyncio.Event, int, int], asyncio.Future[list[LogEntry]]] = {}
         # The last entries this worker committed, as stored, while it is the log's only writer: the pulls a
         # commit wakes (every member's, at the end of the log) are answered without reading the database.
-        self._tail: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=TAIL)
+        self._tail: collections.deque[LogEntry] = collections.deque(maxlen=TAIL)
         self._writer: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._registry_stale = False  # shared log: set by the listener, cleared by fresh()
@@ -165,7 +166,7 @@ class HubService:
         self.frontier = merkle.Frontier.restore(leaves, lambda lv, ix: stored[(lv, ix)])
         while self.frontier.size < self.size:
             rows = await self.store.read_log(self.frontier.size, 1000)
-            nodes = [n for _, env in rows for n in self.frontier.append(merkle.leaf_hash(_leaf_of(env)))]
+            nodes = [n for _, env, _ in rows for n in self.frontier.append(merkle.leaf_hash(_leaf_of(env)))]
             await self.store.save_nodes(nodes)
         latest = await self.store.checkpoint()
         if latest is not None:
@@ -403,7 +404,8 @@ class HubService:
         frontier = merkle.Frontier.from_list(self.frontier.to_list())  # tentative, like the heads
         nodes = [n for leaf in leaves for n in frontier.append(leaf)]
         checkpoint = self._sign_checkpoint(self.size + len(rows), frontier) if rows else None
-        positions = await tx.append(rows, rejected, self.clock(), size=self.size, nodes=nodes,
+        now = self.clock()
+        positions = await tx.append(rows, rejected, now, size=self.size, nodes=nodes,
                                     checkpoint=checkpoint[0] if checkpoint else None, bounds=self.quarantine_bounds)
 
         def settle() -> None:
@@ -413,7 +415,7 @@ class HubService:
             if positions:
                 self.size = positions[-1]
                 if not self.store.shared:
-                    self._tail.extend(zip(positions, (r.envelope for r in rows), strict=True))
+                    self._tail.extend(LogEntry(p, r.envelope, now) for p, r in zip(positions, rows, strict=True))
                 self._wake()
             for p, answers in zip(batch, outcomes, strict=True):
                 for o, row in answers:
@@ -450,17 +452,17 @@ class HubService:
                 raise ValueError(f"the entries do not make checkpoint {cp.size}'s root")
             row = CheckpointRow(cp.size, cp.root, parse_time(cp.issued_at), checkpoint.to_bytes())
             async with self.store.appending() as tx:
-                positions = await tx.append(rows, [], self.clock(), size=self.size, nodes=nodes, checkpoint=row)
+                positions = await tx.append(rows, [], now := self.clock(), size=self.size, nodes=nodes, checkpoint=row)
             self.frontier, self.checkpoint, self.size = frontier, checkpoint, positions[-1]
             self.heads = {o: ChainHead(s, h) for o, (s, h) in (await self.store.heads()).items()}
             self._heads_known = set(self.heads)
             if not self.store.shared:
-                self._tail.extend(zip(positions, (r.envelope for r in rows), strict=True))
+                self._tail.extend(LogEntry(p, r.envelope, now) for p, r in zip(positions, rows, strict=True))
             self._wake()
 
     # -- pull -------------------------------------------------------------------------------------------
 
-    async def read_log(self, after: int, limit: int, wait: float) -> list[tuple[int, bytes]]:
+    async def read_log(self, after: int, limit: int, wait: float) -> list[LogEntry]:
         """Entries after ``after``; with ``wait`` > 0, hold until there are some (long-poll)."""
         changed = self._changed  # taken before reading, so an append in between still wakes this pull
         rows = await self._read_log(after, limit)
@@ -470,7 +472,7 @@ class HubService:
             return []
         return await self._read_log(after, limit)
 
-    def _tail_read(self, after: int, limit: int) -> list[tuple[int, bytes]] | None:
+    def _tail_read(self, after: int, limit: int) -> list[LogEntry] | None:
         """The entries after ``after`` from memory, when this worker is the log's only writer and holds them
         (None: read the database)."""
         if self.store.shared:
@@ -482,7 +484,7 @@ class HubService:
             return list(itertools.islice(self._tail, start, start + limit))
         return None
 
-    async def _read_log(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+    async def _read_log(self, after: int, limit: int) -> list[LogEntry]:
         """``store.read_log``, shared with the pulls that ask for the same page meanwhile. Only within one
         generation: a read started before a commit's wake is never handed to a pull that came after it."""
         rows = self._tail_read(after, limit)

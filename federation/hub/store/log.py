@@ -111,8 +111,8 @@ member_pulls = sa.Table(
 
 
 # Statements on the path of every pull and proof, built once (ADR 15).
-_READ_LOG = sa.select(log.c.position, log.c.envelope).where(log.c.position > sa.bindparam("after")).order_by(
-    log.c.position).limit(sa.bindparam("limit"))
+_READ_LOG = sa.select(log.c.position, log.c.envelope, log.c.received_at).where(
+    log.c.position > sa.bindparam("after")).order_by(log.c.position).limit(sa.bindparam("limit"))
 _NODES = sa.select(merkle_nodes.c.level, merkle_nodes.c.idx, merkle_nodes.c.hash).where(
     sa.tuple_(merkle_nodes.c.level, merkle_nodes.c.idx).in_(sa.bindparam("keys", expanding=True)))
 _CHECKPOINT = sa.select(checkpoints.c.size, checkpoints.c.document).where(checkpoints.c.size == sa.bindparam("size"))
@@ -156,6 +156,14 @@ class LogRow(NamedTuple):
     op: str
     kid: str
     envelope: bytes
+
+
+class LogEntry(NamedTuple):
+    """A log entry as pulled (PROTOCOL.md §8.3): its position, the envelope as stored and the hub's receipt time."""
+
+    position: int
+    envelope: bytes
+    received_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,9 +354,11 @@ class LogTransaction(LogReads):
 
     async def append(self, rows: Sequence[LogRow], rejected: Sequence[QuarantineRow], now: datetime, *,
                      size: int, nodes: Sequence[tuple[int, int, bytes]] = (),
-                     checkpoint: CheckpointRow | None = None, bounds: QuarantineBounds | None = None) -> list[int]:
+                     checkpoint: CheckpointRow | None = None, bounds: QuarantineBounds | None = None,
+                     received: Sequence[datetime] | None = None) -> list[int]:
         """Append ``rows`` after position ``size``, their Merkle nodes and the checkpoint that covers them, and
-        keep ``rejected`` within the quarantine's ``bounds``; the new positions.
+        keep ``rejected`` within the quarantine's ``bounds``; the new positions. Each row is received at ``now``,
+        or at its time in ``received`` (a log imported from another hub keeps its receipt times, §8.3).
 
         Raises:
             LogConflictError: the log does not end at ``size`` (a writer that ignored the lock; nothing is
@@ -366,8 +376,10 @@ class LogTransaction(LogReads):
                 size=checkpoint.size, root=checkpoint.root, issued_at=checkpoint.issued_at,
                 document=checkpoint.document))
         if rows:  # a LogRow is the log's columns between position and received_at (a test holds them so)
+            times = [db.driver_value(conn, log.c.received_at, t) for t in received] if received is not None else None
             at = db.driver_value(conn, log.c.received_at, now)
-            await db.insert_many(conn, log, [(p, *r, at) for p, r in zip(positions, rows, strict=True)])
+            await db.insert_many(conn, log, [(p, *r, times[i] if times is not None else at)
+                                             for i, (p, r) in enumerate(zip(positions, rows, strict=True))])
             if self.shared:
                 await conn.execute(_NOTIFY, {"c": LOG_CHANNEL, "s": str(positions[-1])})
         if rejected:
@@ -403,14 +415,17 @@ class HubStore(LogReads):
 
     async def commit(self, rows: Sequence[LogRow], rejected: Sequence[QuarantineRow], now: datetime, *,
                      size: int, nodes: Sequence[tuple[int, int, bytes]] = (),
-                     checkpoint: CheckpointRow | None = None, bounds: QuarantineBounds | None = None) -> list[int]:
+                     checkpoint: CheckpointRow | None = None, bounds: QuarantineBounds | None = None,
+                     received: Sequence[datetime] | None = None) -> list[int]:
         """:meth:`LogTransaction.append` in a transaction of its own."""
         async with self.appending() as tx:
-            return await tx.append(rows, rejected, now, size=size, nodes=nodes, checkpoint=checkpoint, bounds=bounds)
+            return await tx.append(rows, rejected, now, size=size, nodes=nodes, checkpoint=checkpoint, bounds=bounds,
+                                   received=received)
 
-    async def read_log(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+    async def read_log(self, after: int, limit: int) -> list[LogEntry]:
         async with self.engine.connect() as conn:
-            return [(r.position, r.envelope) for r in await conn.execute(_READ_LOG, {"after": after, "limit": limit})]
+            return [LogEntry(r.position, r.envelope, _aware(r.received_at))
+                    for r in await conn.execute(_READ_LOG, {"after": after, "limit": limit})]
 
     async def quarantined(self, *, member: str | None = None, reason: str | None = None,
                           limit: int = 100) -> list[dict[str, Any]]:

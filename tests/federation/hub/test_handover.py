@@ -19,6 +19,7 @@ from federation.protocol.keys import SigningKey
 from federation.protocol.registry import genesis
 from tests.support.factories import Member, example_bodies
 
+RECEIVED = "2026-01-02T03:04:05.678Z"  # when the outgoing hub received every entry
 FOUNDERS = ("QA", "KR", "TR")
 
 
@@ -54,7 +55,8 @@ class Outgoing:
         for v in self.versions:
             routes[f"/api/v1/registry?version={v.registry.version}"] = v.to_bytes()
         for after in range(len(served) + 1):
-            page = [{"position": i + 1, "envelope": e} for i, e in enumerate(served) if i >= after][:1000]
+            page = [{"position": i + 1, "received_at": RECEIVED, "envelope": e}
+                    for i, e in enumerate(served) if i >= after][:1000]
             routes[f"/api/v1/log?after={after}&limit=1000"] = json.dumps({"entries": page}).encode()
         return routes
 
@@ -84,7 +86,8 @@ class TestImport:
         store = await HubStore.open(f"sqlite+aiosqlite:///{hub_dir / 'hub.db'}")
         rows = await store.read_log(0, 100)
         await store.close()
-        assert [json.loads(env) for _, env in rows] == out.log
+        assert [json.loads(e.envelope) for e in rows] == out.log
+        assert {e.received_at for e in rows} == {datetime(2026, 1, 2, 3, 4, 5, 678000, UTC)}  # kept, not the import's
         assert (hub_dir / "registry.json").read_bytes().strip() == out.versions[-1].to_bytes()
 
     async def test_handover_that_truncates_the_log_refused(self, hub_dir: Path) -> None:

@@ -18,7 +18,7 @@ from federation.hub.config import HubConfig
 from federation.hub.store.log import LogTransaction, log
 from federation.protocol import httpsig, merkle
 from federation.protocol.checkpoint import cosign, parse_checkpoint
-from federation.protocol.envelope import leaf_bytes
+from federation.protocol.envelope import format_time, leaf_bytes
 from federation.protocol.keys import SigningKey
 from tests.support.factories import Member, example_bodies, push_request
 from tests.support.hubdir import HUB_URL
@@ -294,9 +294,9 @@ class TestPull:
         # Workers sharing a log (PostgreSQL) each commit only part of it: they read, once per wake.
         assert reads == ([(0, 100), (1, 100)] if store.shared else [])
         stored = await real(0, 100)
-        assert len(stored) == 2 and later["entries"] == [{"position": 2, "envelope": json.loads(stored[1][1])}]
-        assert all(json.loads(p)["entries"] == [{"position": n, "envelope": json.loads(env)} for n, env in stored]
-                   for p in pages)
+        served = [{"position": n, "received_at": format_time(at), "envelope": json.loads(env)} for n, env, at in stored]
+        assert len(stored) == 2 and later["entries"] == served[1:]
+        assert all(json.loads(p)["entries"] == served for p in pages)  # the receipt times in memory are the stored
 
     async def test_pulls_behind_memory_share_one_read(self, hub: Any, members: dict[str, Member], body: dict,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
@@ -477,7 +477,7 @@ class TestVerifiableLog:
         _, doc = await push(second, qa, [qa.publish(body) for _ in range(2)])
         cp = parse_checkpoint(doc["checkpoint"]).checkpoint
         rows = await second.server.app[SERVICE].store.read_log(0, 100)
-        leaves = [merkle.leaf_hash(leaf_bytes(json.loads(env))) for _, env in rows]
+        leaves = [merkle.leaf_hash(leaf_bytes(json.loads(e.envelope))) for e in rows]
         assert cp.size == 7 and cp.root_bytes == merkle.root(leaves)
 
 

@@ -82,7 +82,7 @@ class TestAppend:
         assert statuses(outcomes) == [("accepted", 1), ("accepted", 2), ("accepted", 3)]
         assert [o.hash for o in outcomes] == [e.hash for e in envs]
         assert service.size == 3 and service.heads["QA"].seq == 3 and service.heads["QA"].hash == envs[-1].hash
-        assert [p for p, _ in await service.store.read_log(0, 10)] == [1, 2, 3]
+        assert [e.position for e in await service.store.read_log(0, 10)] == [1, 2, 3]
 
     async def test_resent_batch_is_duplicate_at_its_positions(self, service: HubService,
                                                               members: dict[str, Member]) -> None:
@@ -198,7 +198,7 @@ class TestPull:
         envs = publish(members["QA"], 3)
         await service.ingest("QA", wire(envs))
         rows = await service.read_log(1, 1, 0)
-        assert [p for p, _ in rows] == [2] and json.loads(rows[0][1]) == envs[1].to_dict()
+        assert [e.position for e in rows] == [2] and json.loads(rows[0].envelope) == envs[1].to_dict()
         assert await service.read_log(3, 10, 0) == []
 
     async def test_long_poll_answered_when_an_envelope_is_committed(self, service: HubService,
@@ -207,7 +207,7 @@ class TestPull:
         pull = asyncio.create_task(service.read_log(0, 10, 30))
         await eventually(lambda: changed.waiters == 1)
         await service.ingest("QA", wire(publish(members["QA"])))
-        assert [p for p, _ in await asyncio.wait_for(pull, 5)] == [1]
+        assert [e.position for e in await asyncio.wait_for(pull, 5)] == [1]
 
     async def test_long_poll_with_nothing_arriving_answers_empty(self, service: HubService) -> None:
         assert await service.read_log(0, 10, 0.05) == []
