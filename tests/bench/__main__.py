@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tests.bench [--quick] [--json out.json] [--rounds N] [--no-pg] [BENCH ...]
 
-BENCH is any of: envelope, ingest, commit, latency, catchup, reads, biglog, import (all by default).
+BENCH is any of: envelope, ingest, commit, latency, catchup, reads, biglog, import, signin (all by default).
 Every figure is printed beside a bare baseline measured in the same run, with the ratio and the goal it is
 held to. ``--quick`` runs a smoke-sized configuration: its figures say nothing about performance.
 """

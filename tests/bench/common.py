@@ -51,6 +51,7 @@ BENCHES = {
     "reads": "tests.bench.bench_reads",
     "biglog": "tests.bench.bench_biglog",
     "import": "tests.bench.bench_import",
+    "signin": "tests.bench.bench_signin",
 }
 
 N = TypeVar("N", int, float)

@@ -254,10 +254,11 @@ class SignIn(Generic[A]):
             minutes = max(1, round(verdict.refuse_for / 60))
             return self._form(request, 429, self._sign_in_form(target, "locked" if locked else "throttled", minutes),
                               retry_after=verdict.refuse_for)
-        if verdict.slow_by > 0:
-            await self.sleep(verdict.slow_by)
         try:
-            failure = await self._check(request, name, secret, str(form.get("code", "")), now)
+            with self.throttle.checking(address):
+                if verdict.slow_by > 0:
+                    await self.sleep(verdict.slow_by)
+                failure = await self._check(request, name, secret, str(form.get("code", "")), now)
         except PasswordCheckBusy:
             await self._event(request, "sign-in-busy", name or "-", now, trail=False)
             return self._form(request, 503, self._sign_in_form(target, "busy"), retry_after=1)

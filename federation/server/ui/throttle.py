@@ -9,6 +9,9 @@ that guessing is slowed wherever it comes from and yet no one can lock a person 
 - Per account from everywhere: past ``account_failures`` failures per ``window`` (many addresses guessing one
   account), each attempt on it waits ``slow_by`` seconds first. It slows a distributed guesser and never
   refuses, so it cannot be turned into a lock-out either.
+- At once per address: at most ``max_pending`` of an address's sign-ins are being checked together; more are
+  refused at once (429, ``Retry-After: 1``). Otherwise one client with many connections would hold every place
+  of the bounded password pool (passwords.py) and everyone else would be told the server is busy.
 
 Failures are counted, not attempts: a person who signs in at the first try is never throttled. Every table is
 bounded (``max_keys``, least recently used first out), since an attacker chooses the names and addresses; all in
@@ -17,7 +20,9 @@ memory, so a restart forgets, which only shortens a lock.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from federation.server.ratelimit import RateLimiter
@@ -53,11 +58,13 @@ class SignInThrottle:
     address_failures: int = 20  # failures from one address per `window`, any accounts
     account_failures: int = 50  # failures for one account per `window`, any addresses, before each attempt waits
     slow_by: float = 2.0
+    max_pending: int = 2  # sign-ins from one address being checked at once
     max_keys: int = 10_000  # per table
     _addresses: RateLimiter = field(init=False, repr=False)
     _accounts: RateLimiter = field(init=False, repr=False)
     _failures: dict[tuple[str, str], list[float]] = field(default_factory=dict, init=False, repr=False)
     _locked: dict[tuple[str, str], float] = field(default_factory=dict, init=False, repr=False)
+    _pending: dict[str, int] = field(default_factory=dict, init=False, repr=False)  # bounded by the pool's size
 
     def __post_init__(self) -> None:
         self._addresses = RateLimiter(self.address_failures / self.window, self.address_failures, self.max_keys)
@@ -68,10 +75,23 @@ class SignInThrottle:
         where = address_key(address)
         if (wait := self._addresses.wait(where, now)) > 0:
             return Verdict(wait, "address")
+        if self._pending.get(where, 0) >= self.max_pending:
+            return Verdict(1.0, "address")
         until = self._locked.get((account, where))
         if until is not None and until > now:
             return Verdict(until - now, "account")
         return Verdict(slow_by=self.slow_by if self._accounts.wait(account, now) > 0 else 0.0)
+
+    @contextlib.contextmanager
+    def checking(self, address: str) -> Iterator[None]:
+        """Around the check of a sign-in's secret: counts towards ``max_pending``."""
+        where = address_key(address)
+        self._pending[where] = self._pending.get(where, 0) + 1
+        try:
+            yield
+        finally:
+            if (left := self._pending.pop(where) - 1) > 0:
+                self._pending[where] = left
 
     def failed(self, account: str, address: str, now: float) -> None:
         where = address_key(address)

@@ -200,6 +200,15 @@ def test_ipv6_sprayer_cannot_dodge_the_address_limit_by_moving_within_its_block(
     assert address_key("::ffff:192.0.2.1") == "192.0.2.1"
 
 
+def test_one_client_cannot_hold_every_place_of_the_password_pool() -> None:
+    """Many connections from one address: two of its sign-ins are checked at once, the others refused at once."""
+    t = SignInThrottle(max_pending=2)
+    with t.checking("192.0.2.66"), t.checking("192.0.2.66"):
+        assert t.check("x", "192.0.2.66", now=0.0) == Verdict(1.0, "address")
+        assert t.check("x", "198.51.100.7", now=0.0) == Verdict()
+    assert t.check("x", "192.0.2.66", now=0.0) == Verdict() and t._pending == {}
+
+
 def test_distributed_guessing_of_one_account_is_slowed_never_locked() -> None:
     t = SignInThrottle(max_failures=5, account_failures=20, window=600, slow_by=2.0)
     for i in range(20):
