@@ -137,12 +137,19 @@ def test_bad_input_refused_with_reason_and_kept(corpus_fed: Federation, name: st
     kept = newest_refusal(f)
     assert kept["id"] != last_refusal and kept["reason"] == case["reason"]
     if case["level"] == "envelope":
-        assert json.loads(kept["envelope"]) == json.loads(sent)["envelopes"][0]  # the envelope as received
+        envelope = json.loads(sent)["envelopes"][0]
+        if kept["truncated"]:  # past quarantine_max_bytes: a prefix, with the length and digest of all of it
+            whole = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
+            assert kept["size"] == len(whole) and kept["input_sha256"] == hashlib.sha256(whole).hexdigest()
+            assert whole.startswith(kept["envelope"].encode()) and kept["bound"] == "item"
+        else:
+            assert json.loads(kept["envelope"]) == envelope  # the envelope as received
         assert kept["member"] == case["sign"]
         return
     request = kept["detail"]["request"]
     assert request["sha256"] == hashlib.sha256(sent[:request["received_bytes"]]).hexdigest()
-    if request["received_bytes"] == len(sent) and len(sent) <= request["kept_bytes"]:
+    assert kept["size"] == request["received_bytes"] and kept["input_sha256"] == request["sha256"]
+    if request["received_bytes"] == len(sent) and not kept["truncated"]:
         assert kept["sha256"] == hashlib.sha256(sent).hexdigest()  # kept whole, byte for byte
-    else:  # too large to keep whole: what was read is kept up to the limit, with its length and digest
+    else:  # refused from its headers (never read), or too large to keep whole: a prefix, its length and digest
         assert request["content_length"] == len(sent)

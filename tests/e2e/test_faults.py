@@ -16,6 +16,7 @@ import functools
 import http.client as http_client
 import json
 import os
+import secrets
 import sqlite3
 import statistics
 import subprocess
@@ -28,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from federation.protocol import httpsig
 from federation.protocol.keys import SigningKey
 from tests.support.factories import Member, example_bodies, push_request
 from tests.support.faultproxy import FaultProxy
@@ -322,7 +324,8 @@ class TestFaultyNetwork:
 
 class TestSlowClients:
     def test_slowloris_cannot_hold_the_hub(self, fed: Federation, record_property: Any) -> None:
-        """150 connections trickle a byte every half second, half of them in the headers, half in the body. The
+        """150 connections trickle a byte every half second, half of them in the headers, half in a member's (signed)
+        body. The
         hub meanwhile answers others at once, takes a push, and cuts every slow connection: the header
         tricklers after idle_timeout, the body tricklers with a 408 after body_timeout (kept in quarantine)."""
         f = fed
@@ -337,6 +340,16 @@ class TestSlowClients:
         code, doc = http("GET", f.hub_direct_url + "/api/v1/quarantine?reason=request-timeout&limit=1000",
                          token=f.tokens["hub"])
         assert code == 200 and len(doc["items"]) == 75
+
+
+def _head(member: Member, hub_url: str, body: bytes) -> bytes:
+    """A push's header lines (Content-Type, Content-Digest, the RFC 9421 signature) signed by ``member`` for
+    ``body``."""
+    headers = {"Content-Type": "application/json"}
+    headers.update(httpsig.sign_request("POST", hub_url + "/api/v1/envelopes", headers, body,
+                                        private_key=member.key.key, keyid=member.key.kid, created=int(time.time()),
+                                        nonce=secrets.token_urlsafe(12)))
+    return "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
 
 
 async def _slowloris(f: Federation, member: Member, n: int, every: float
@@ -374,8 +387,10 @@ async def _slowloris(f: Federation, member: Member, n: int, every: float
 
     header_slow = [trickle(b"POST /api/v1/envelopes HTTP/1.1\r\n", b"Host: hub\r\nX-Slow: " + b"a" * 100)
                    for _ in range(n)]
-    body_slow = [trickle(b"POST /api/v1/envelopes HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 1000\r\n\r\n", b'{"envelopes":[' + b" " * 900) for _ in range(n)]
+    # The body tricklers are a member's (signed): an outsider's body is refused from its headers, never read.
+    body = b'{"envelopes":[' + b" " * 900
+    body_slow = [trickle(b"POST /api/v1/envelopes HTTP/1.1\r\nHost: hub\r\n" + _head(member, f.hub_url, body) +
+                         b"Content-Length: 1000\r\n\r\n", body) for _ in range(n)]
     slow = asyncio.gather(*header_slow, *body_slow)
     await asyncio.wait_for(all_started.wait(), 30)  # every trickler holds a connection
     served = []
@@ -390,3 +405,86 @@ async def _slowloris(f: Federation, member: Member, n: int, every: float
         served.append(loop.time() - t)
         await asyncio.sleep(0.2)  # samples spread over the tricklers' lifetime
     return list(await slow), served
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident set size (VmRSS of /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+LARGE_BODY = 60 * 1024 * 1024  # under max_batch_bytes (64 MiB): the declared length alone does not refuse it
+RSS_BOUND = 64 * 1024 * 1024  # the hub's growth allowed under the attack (docs/operating-hub.md)
+
+
+class TestLargeBodies:
+    def test_concurrent_large_unauthenticated_bodies_do_not_exhaust_memory(self, fed: Federation,
+                                                                           record_property: Any) -> None:
+        """24 clients push 60 MB bodies at once and send all of it (1.4 GB in all, each streamed by the test from
+        one 1 MiB buffer): 12 unsigned, 12 signed by a key no registry lists; half declare their length, half send
+        it chunked. Each is refused (401 problem+json) from its headers, its body never read into memory (drained
+        and discarded), and the hub's resident memory
+        grows by less than RSS_BOUND (it grew from 1.4 to 3.7 GB when bodies were read before the signature was
+        checked); the hub answers /healthz and takes a member's push afterwards."""
+        f = fed
+        f.start("hub", env={"IPDN_HUB_VERIFY_WORKERS": "0"})
+        pid = f.procs["hub"].pid
+        hu = Member(PUSHER, key=SigningKey.load(f.root / "keys" / f"{PUSHER}.key.pem"))
+        stranger = Member(PUSHER, key=SigningKey.generate())  # HU's code, a key the registry does not list
+        http("POST", f.hub_direct_url + "/api/v1/envelopes", data=b"{}")  # the refusal path warmed up
+        before = rss_bytes(pid)
+        t = time.monotonic()
+        answers = asyncio.run(_large_pushes(f, [None] * 12 + [stranger] * 12, LARGE_BODY, all_of_it=True))
+        seconds = time.monotonic() - t
+        after = rss_bytes(pid)
+        record_property("hub_rss_before_mib", round(before / 2**20, 1))
+        record_property("hub_rss_growth_mib", round((after - before) / 2**20, 1))
+        record_property("seconds_for_24_large_bodies", round(seconds, 2))
+        assert [(status, ctype) for status, ctype, _ in answers] == [(401, "application/problem+json")] * 24
+        assert {reason for _, _, reason in answers} == {"signature-missing", "unknown-key"}
+        assert after - before < RSS_BOUND, f"hub RSS grew by {(after - before) / 2**20:.0f} MiB"
+        assert http("GET", f.hub_direct_url + "/healthz")[0] == 200
+        data, headers = push_request(hu, [hu.publish(event(0))], f.hub_url)
+        code, doc = http("POST", f.hub_direct_url + "/api/v1/envelopes", data=data, headers=headers)
+        assert code == 200 and doc["results"][0]["status"] == "accepted"
+
+
+async def _large_pushes(f: Federation, signers: list[Member | None], size: int, *,
+                        all_of_it: bool = False) -> list[tuple[int, str, str]]:
+    """One connection per signer, all at once, each sending a ``size`` byte push body (declared on even ones,
+    chunked on odd ones) until the hub answers (``all_of_it``: whatever it answers, as long as it reads);
+    each answer's status, content type and reason."""
+    chunk = b" " * (1024 * 1024)
+
+    async def push(i: int, signer: Member | None) -> tuple[int, str, str]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", f.hub_bind_port)
+        head = b"POST /api/v1/envelopes HTTP/1.1\r\nHost: hub\r\n" + (
+            _head(signer, f.hub_url, b"another body") if signer else b"Content-Type: application/json\r\n")
+        chunked = i % 2 == 1
+        head += b"Transfer-Encoding: chunked\r\n\r\n" if chunked else f"Content-Length: {size}\r\n\r\n".encode()
+        writer.write(head)
+
+        async def read_answer() -> tuple[int, str, str]:
+            head_bytes = await reader.readuntil(b"\r\n\r\n")
+            fields = dict(line.split(": ", 1) for line in head_bytes.decode().split("\r\n")[1:] if ": " in line)
+            body = await reader.readexactly(int(fields["Content-Length"]))
+            return int(head_bytes.split(b" ", 2)[1]), fields["Content-Type"].split(";")[0], json.loads(body)["reason"]
+
+        answer = asyncio.ensure_future(read_answer())
+        try:
+            # (aiohttp drains a refused body for its lingering_time, 10 s, then resets the connection)
+            for _ in range(size // len(chunk)):
+                if answer.done() and not all_of_it:  # refused: the rest would only be drained and discarded
+                    break
+                writer.write(b"100000\r\n" + chunk + b"\r\n" if chunked else chunk)
+                await writer.drain()
+        except ConnectionError:
+            pass  # the hub stopped draining: the answer came before
+        try:
+            return await asyncio.wait_for(answer, 30)
+        finally:
+            writer.transport.abort()
+
+    return list(await asyncio.gather(*(push(i, s) for i, s in enumerate(signers))))
