@@ -44,7 +44,7 @@ from federation.protocol.governance import GovernanceError, walk_chain
 from federation.protocol.keys import PublicKey
 from federation.protocol.registry import Registry, RegistryError, SignedRegistry
 from federation.protocol.schemas import SchemaSet, default_schemas
-from federation.protocol.verify import ChainHead, KeyResolver, verify_envelope
+from federation.protocol.verify import ChainHead, KeyResolver, judge_logged_key, verify_envelope
 
 __all__ = [
     "PAGE_LIMIT",
@@ -118,6 +118,9 @@ class AuditReport:
     heads: dict[str, ChainHead] = field(default_factory=dict)  # per origin, after the last entry read
     cosigners: list[str] = field(default_factory=list)
     consistent_from: int | None = None  # size of the earlier checkpoint proven to be a prefix
+    # positions of entries signed by a key whose end, published after the hub logged them, lies before them: kept
+    # in the log (not a failure of the hub), not verified (PROTOCOL.md §10, docs/adr/0019)
+    revoked_after: list[int] = field(default_factory=list)
     failures: list[AuditFailure] = field(default_factory=list)
     elapsed: float = 0.0
 
@@ -143,6 +146,10 @@ class AuditReport:
         lines.append(f"co-signed by {', '.join(sorted(self.cosigners)) or 'no member'}")
         if self.consistent_from is not None:
             lines.append(f"consistent with the earlier checkpoint of size {self.consistent_from}")
+        if self.revoked_after:
+            shown = ", ".join(map(str, self.revoked_after[:20])) + (", ..." if len(self.revoked_after) > 20 else "")
+            lines.append(f"signed by a key revoked after the fact (kept, not verified): {len(self.revoked_after)} "
+                         f"entries, positions {shown}")
         lines.append(f"elapsed {self.elapsed:.1f} s")
         lines.append("OK" if self.ok else f"FAILED: {len(self.failures)} failure(s)")
         return lines
@@ -235,6 +242,7 @@ def _audit(fetch: Fetch, anchor: SignedRegistry, report: AuditReport, previous: 
                                         max_depth=8)
     keys = KeysInForce(chain, skew)
     after = 0
+    latest_receipt: datetime | None = None
     while frontier.size < cp.size:
         path = f"/api/v1/log?after={after}&limit={page_limit}"
         entries = _page_entries(fetch(path), page_limits, after)
@@ -258,7 +266,11 @@ def _audit(fetch: Fetch, anchor: SignedRegistry, report: AuditReport, previous: 
             after = position
             frontier.append(merkle.leaf_hash(_leaf(obj)))
             report.entries_read += 1
-            if _verify_entry(obj, position, report, keys, schemas, now, skew, env_limits):
+            received = _receipt(entry, position, latest_receipt, now, skew, report)
+            if received is not None:
+                latest_receipt = received if latest_receipt is None else max(latest_receipt, received)
+            ok = _verify_entry(obj, position, report, keys, schemas, now, skew, env_limits, received)
+            if ok and received is not None and position not in report.revoked_after[-1:]:
                 report.entries_verified += 1
             if progress is not None:
                 progress(frontier.size, cp.size)
@@ -324,9 +336,29 @@ def _leaf(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, sort_keys=True).encode()
 
 
+def _receipt(entry: Any, position: int, latest: datetime | None, now: datetime, skew: timedelta,
+             report: AuditReport) -> datetime | None:
+    """The entry's receipt time (§8.3), or None with a ``receipt-time-invalid`` failure: missing, not a time, in the
+    future, or more than the skew before an earlier entry's."""
+    try:
+        received = parse_time(entry.get("received_at"))
+    except IpdnError as e:
+        report.failures.append(AuditFailure("receipt-time-invalid", f"no receipt time: {e.message}", position))
+        return None
+    if received > now + skew or (latest is not None and received < latest - skew):
+        report.failures.append(AuditFailure("receipt-time-invalid", f"received at {received.isoformat()}: "
+                                            + ("in the future" if received > now + skew else
+                                               f"before an earlier entry ({latest.isoformat() if latest else ''})"),
+                                            position))
+        return None
+    return received
+
+
 def _verify_entry(obj: Any, position: int, report: AuditReport, keys: KeysInForce, schemas: SchemaSet,
-                  now: datetime, skew: timedelta, limits: strictjson.JsonLimits) -> bool:
-    """Verify one entry's envelope and its place in its origin's chain; record failures. True when all passed."""
+                  now: datetime, skew: timedelta, limits: strictjson.JsonLimits,
+                  received: datetime | None = None) -> bool:
+    """Verify one entry's envelope and its place in its origin's chain, its key also at the hub's receipt time
+    ``received`` by the version in force then; record failures. True when all passed."""
     try:
         env = Envelope.from_dict(obj, limits)
     except IpdnError as e:
@@ -338,6 +370,16 @@ def _verify_entry(obj: Any, position: int, report: AuditReport, keys: KeysInForc
         head = ChainHead(head.seq, p.prev or "")  # the entry before was not authentic: its true hash is unknown
     result = verify_envelope(env, keys=keys.at(p.issued), schemas=schemas, now=now, chain_head=head,
                              check_chain_head=True, max_future_skew=skew)
+    if received is not None and not any(f.check == "key" for f in result.failures):
+        # The hub judges a push with the registry it holds then; so does the auditor (docs/adr/0019).
+        then = keys.at(received)(env.kid)
+        verdict = judge_logged_key(then, p.issued, received, skew, None) if then is not None else None
+        if verdict is not None:
+            result.failures.insert(0, verdict)
+        else:
+            latest = keys.chain[-1].registry.member_keys().get(env.kid)
+            if latest is not None and judge_logged_key(latest, p.issued, received, skew, None) is not None:
+                report.revoked_after.append(position)
     for f in result.failures:
         message = f.message
         if f.reason == "chain-stale":

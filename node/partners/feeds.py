@@ -191,7 +191,9 @@ async def _scan(service: NodeService, config: NodeConfig, q: FeedQuery) -> Async
 
 
 def _wanted(rec: StoredRecord, q: FeedQuery) -> bool:
-    return q.statuses is None or rec.status in q.statuses
+    # A version signed by a key revoked after the fact is kept but not verified: the feeds, which cannot say so,
+    # leave it out (PROTOCOL.md §9, docs/adr/0019); the record API carries it with its warning.
+    return rec.key_warning is None and (q.statuses is None or rec.status in q.statuses)
 
 
 async def calendar_records(service: NodeService, config: NodeConfig, q: FeedQuery) -> list[StoredRecord]:

@@ -268,5 +268,8 @@ class NodeService:
                                                          "the hub is halted"})
         for reason, n in sorted((await self.store.quarantine_counts()).items()):
             out.append({"reason": reason, "detail": f"{n} envelope(s) from the hub's log quarantined"})
+        for reason, n in sorted((await self.store.marked_counts()).items()):  # ADR 19
+            out.append({"reason": reason, "detail": f"{n} envelope(s) held were signed by a key whose end, published "
+                                                    "after the hub logged them, lies before them: kept, not verified"})
         return out
 

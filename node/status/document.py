@@ -37,6 +37,7 @@ async def status_document(app: web.Application) -> dict[str, Any]:
         "cursor": await service.applier.cursor(),
         "records": {"own": counts.own, "received": counts.received},
         "quarantine": counts.quarantine,
+        "marked": await service.store.marked_counts(),  # kept, not verified (key-revoked-after-the-fact, ADR 19)
         "webhooks": await service.store.webhooks.counts(),
         "log": await _log_status(app),
         "keys": service.keys.describe(reg, now),

@@ -12,7 +12,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,8 @@ from federation.cli.main import main
 from federation.protocol import merkle
 from federation.protocol.canonical import canonical_bytes
 from federation.protocol.checkpoint import CheckpointError, SignedCheckpoint, cosign, sign_checkpoint
-from federation.protocol.envelope import Envelope, leaf_bytes
+from federation.protocol.envelope import Envelope, format_time, leaf_bytes
+from federation.protocol.errors import IpdnError
 from federation.protocol.governance import next_version, sign_document
 from federation.protocol.keys import SigningKey, b64u_decode, b64u_encode
 from federation.protocol.registry import KeyEntry, Registry, SignedRegistry, genesis, sign_registry
@@ -117,6 +118,16 @@ def checkpoint_of(log: list[dict[str, str]], key: SigningKey, size: int | None =
     return sign_checkpoint(network, size, merkle.root(leaf_hashes(log)[:size]), key, datetime.now(UTC))
 
 
+def received_times(served: list[dict[str, str]]) -> list[str]:
+    """An honest hub's receipt time of each entry: its issued_at (pushed at once), never before an earlier one's."""
+    out, latest = [], "2000-01-01T00:00:00.000Z"
+    for entry in served:
+        with contextlib.suppress(IpdnError, TypeError, AttributeError):
+            latest = max(latest, format_time(Envelope.from_dict(entry).payload.issued))
+        out.append(latest)
+    return out
+
+
 class SimHub:
     """The hub's read API as a dict of path -> bytes (PROTOCOL.md §8.3 and the log endpoints).
 
@@ -126,7 +137,7 @@ class SimHub:
 
     def __init__(self, served: list[dict[str, str]], *, tree: list[dict[str, str]] | None = None,
                  checkpoint: SignedCheckpoint | None = None, positions: list[int] | None = None,
-                 hub_key: SigningKey | None = None, limit: int = PAGE) -> None:
+                 hub_key: SigningKey | None = None, limit: int = PAGE, receipts: list[str] | None = None) -> None:
         tree = served if tree is None else tree
         positions = positions or list(range(1, len(served) + 1))
         if checkpoint is None and tree:
@@ -134,8 +145,10 @@ class SimHub:
             checkpoint = checkpoint_of(tree, hub_key)
         self.routes: dict[str, bytes] = {}
         self.requested: list[str] = []
+        receipts = receipts or received_times(served)
         for after in range(max(positions, default=0) + 1):
-            page = [{"position": p, "envelope": e} for p, e in zip(positions, served, strict=True) if p > after]
+            page = [{"position": p, "received_at": r, "envelope": e}
+                    for p, e, r in zip(positions, served, receipts, strict=True) if p > after]
             page = page[:limit]
             doc = {"entries": page, "next": page[-1]["position"] if page else after, "size": len(served)}
             self.routes[f"/api/v1/log?after={after}&limit={limit}"] = json.dumps(doc).encode()
@@ -207,6 +220,47 @@ def test_envelope_issued_before_admission_is_key_unknown(world: World) -> None:
     world.envelopes.append(early)
     report = run_audit(world, SimHub(world.log, hub_key=world.hub_key))
     assert labels(report) == [f"position {N + 4}: key-unknown"]
+
+
+def revoke_kr(world: World, *, effective: datetime, published: datetime) -> None:
+    """Registry v2: KR revokes its key from ``effective`` (the revocation's issued_at, its signer's choice),
+    published at ``published``."""
+    doc = sign_document({"type": "revocation", "base": 1, "member": "KR", "kid": world.kr.key.kid}, world.kr.key,
+                        now=effective)
+    world.versions = [world.signed_registry, next_version(
+        world.signed_registry, {"action": "revoke", "documents": [doc.to_dict()]}, world.hub_key, now=published)]
+
+
+def test_audit_flags_envelope_logged_after_its_key_ended(world: World) -> None:
+    """KR's key is revoked (published) at T; the hub logs an hour later an envelope signed by it with issued_at
+    dated back into its window. Judged at the hub's receipt time by the version in force then, it fails."""
+    base = datetime.now(UTC)
+    revoke_kr(world, effective=base + timedelta(hours=1), published=base + timedelta(hours=1))
+    world.envelopes.append(world.kr.publish(example_bodies("cultural-event")[0], issued=base + timedelta(minutes=30)))
+    receipts = [*received_times(world.log)[:-1], format_time(base + timedelta(hours=2))]
+    report = run_audit(world, SimHub(world.log, hub_key=world.hub_key, receipts=receipts),
+                       now=base + timedelta(hours=3))
+    assert labels(report) == [f"position {N + 1}: key-not-valid-at-receipt"]
+
+
+def test_audit_notes_envelope_signed_by_key_revoked_after_the_fact(world: World) -> None:
+    """KR revokes its key from a time before an envelope the hub logged, but publishes that only later: the hub did
+    nothing wrong (no failure), and the report names the entry as kept but not verified."""
+    base = datetime.now(UTC)
+    world.envelopes.append(world.kr.publish(example_bodies("cultural-event")[0], issued=base + timedelta(minutes=30)))
+    revoke_kr(world, effective=base + timedelta(minutes=10), published=base + timedelta(hours=1))
+    report = run_audit(world, SimHub(world.log, hub_key=world.hub_key), now=base + timedelta(hours=2))
+    assert report.ok, report.failure_lines()
+    assert report.revoked_after == [N + 1] and report.entries_verified == N
+    assert any("revoked after the fact" in line for line in report.summary_lines())
+
+
+def test_audit_flags_receipt_times_that_go_back(world: World) -> None:
+    """A hub that dates an entry's receipt back before earlier entries' (to slip it into a key's window)."""
+    receipts = received_times(world.log)
+    receipts[5] = "2001-01-01T00:00:00.000Z"
+    report = run_audit(world, SimHub(world.log, hub_key=world.hub_key, receipts=receipts))
+    assert labels(report) == ["position 6: receipt-time-invalid"]
 
 
 def test_forged_registry_version_refused(world: World) -> None:
