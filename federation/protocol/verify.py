@@ -111,8 +111,8 @@ def judge_logged_key(key: PublicKey, issued: datetime, received_at: datetime, sk
     if end is None or (issued < end and received_at < end + allowance):
         return None
     if end_known_at is not None and received_at < end_known_at:
-        return Failure("key", REVOKED_AFTER_REASON, f"key {key.kid} ended at {end.isoformat()}, an end published "
-                       f"only at {end_known_at.isoformat()}, after the hub logged the envelope "
+        return Failure("key", "key-revoked-after-the-fact", f"key {key.kid} ended at {end.isoformat()}, an end "
+                       f"published only at {end_known_at.isoformat()}, after the hub logged the envelope "
                        f"({received_at.isoformat()})")
     late = "key-not-valid" if issued >= end else RECEIPT_REASON
     return Failure("key", late, f"key {key.kid} ended at {end.isoformat()}, before the hub logged the envelope "
