@@ -15,6 +15,7 @@ from aiohttp import web
 from federation.protocol.errors import IpdnError
 from federation.protocol.registry import load_registry
 from federation.server import openapi
+from federation.server.access import OPERATOR_ACCESS
 from federation.server.logs import access_middleware, request_id_middleware
 from federation.server.web import BODY_TIMEOUT, TRUSTED_PROXIES, add_health_route, problem_response, problems_middleware
 from node.api import records as records_api
@@ -80,6 +81,7 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
     app[CONFIG] = config
     app[BODY_TIMEOUT] = config.body_timeout
     app[TRUSTED_PROXIES] = config.proxies
+    app[OPERATOR_ACCESS] = config.operator_access
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         keys = OwnKeys.load(config.member, config.key_path, config.dir)

@@ -18,6 +18,7 @@ from yarl import URL
 
 from federation.protocol.errors import ConfigError
 from federation.server import tls
+from federation.server.access import OperatorAccess
 from federation.server.db import engine as db
 from federation.server.settings import load_settings
 from federation.server.web import TrustedProxies
@@ -51,6 +52,10 @@ class NodeConfig:
     # X-Forwarded-For names the client the sign-in limits count (docs/adr/0018): comma-separated
     # addresses and CIDR blocks, e.g. "127.0.0.1, ::1" or "10.0.0.0/8". Empty: no one's.
     trusted_proxies: str = ""
+    # Who may read the metrics and the full status without a token (docs/adr/0023): comma-separated addresses and
+    # CIDR blocks, judged as the client's address (behind trusted_proxies: its X-Forwarded-For). Empty: token only.
+    operator_networks: str = "127.0.0.1, ::1"
+    metrics_token_hash: str = field(default="", repr=False)  # SHA-256 of a token for /metrics only (Prometheus)
 
     # -- limits of the HTTP API ------------------------------------------------------------------------
     max_request_bytes: int = 1024 * 1024  # a record body is a few KB; the envelope limit is 256 KiB
@@ -126,6 +131,7 @@ class NodeConfig:
                 raise ConfigError(f"public_url: {self.public_url!r} is not an http(s) base URL "
                                   "(e.g. https://ipdn.katara.example)")
         TrustedProxies.parse(self.trusted_proxies)  # ConfigError when an entry is no address or CIDR block
+        TrustedProxies.parse(self.operator_networks)
         if self.partner_rate_per_minute < 1 or self.anonymous_rate_per_minute < 1:
             raise ConfigError("partner_rate_per_minute and anonymous_rate_per_minute are at least 1")
 
@@ -159,6 +165,12 @@ class NodeConfig:
     @property
     def proxies(self) -> TrustedProxies:
         return TrustedProxies.parse(self.trusted_proxies)
+
+    @property
+    def operator_access(self) -> OperatorAccess:
+        """Who reads /metrics and the full /api/v1/status (federation/server/access.py)."""
+        return OperatorAccess(self.operator_token_hash, self.metrics_token_hash,
+                              TrustedProxies.parse(self.operator_networks))
 
     @property
     def webhook_retry_schedule(self) -> tuple[float, ...]:

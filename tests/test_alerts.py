@@ -63,3 +63,13 @@ async def test_every_metric_in_rules_is_exposed(aiohttp_client: Any, tmp_path: P
         exposed |= {f.name for f in text_string_to_metric_families(text)}
     used = {family(m) for r in rules() for m in METRIC.findall(r["expr"])}
     assert used and used - exposed == set(), f"alert rules use metrics no app exposes: {sorted(used - exposed)}"
+
+
+def test_example_scrape_config_sends_a_token() -> None:
+    """deploy/prometheus/prometheus.yml loads the rules and every job sends a bearer token from a file: /metrics is
+    operator-only (federation/server/access.py), and a token in the file itself would sit in backups and diffs."""
+    doc = yaml.safe_load((RULES.parent / "prometheus.yml").read_text(encoding="utf-8"))
+    assert doc["rule_files"] == [RULES.name]
+    for job in doc["scrape_configs"]:
+        auth = job["authorization"]
+        assert auth["type"] == "Bearer" and auth["credentials_file"].startswith("/") and "credentials" not in auth

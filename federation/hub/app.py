@@ -9,8 +9,8 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Collection, Mapping
-
 from datetime import timedelta
+
 import aiohttp
 from aiohttp import web
 
@@ -44,6 +44,7 @@ from federation.protocol import httpsig
 from federation.protocol.keys import SigningKey
 from federation.protocol.registry import load_registry, parse_registry
 from federation.server import openapi
+from federation.server.access import OPERATOR_ACCESS
 from federation.server.logs import access_middleware, request_id_middleware
 from federation.server.ratelimit import RateLimiter
 from federation.server.times import Clock, utcnow
@@ -186,6 +187,7 @@ def create_app(config: HubConfig, *, clock: Clock = utcnow) -> web.Application:
     app[GOVERNANCE_KEY_LIMITS] = RateLimiter(config.governance_key_rate, config.governance_key_burst)
     app[BODY_TIMEOUT] = config.body_timeout
     app[TRUSTED_PROXIES] = config.proxies
+    app[OPERATOR_ACCESS] = config.operator_access
     app.cleanup_ctx.append(functools.partial(_lifecycle, clock=clock))
     app.on_shutdown.append(_wake_readers)
     push_api.register_routes(app)

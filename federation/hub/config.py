@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from federation.server import tls
+from federation.server.access import OperatorAccess
 from federation.server.db import engine as db
 from federation.server.settings import load_settings
 from federation.server.web import TrustedProxies
@@ -55,6 +56,10 @@ class HubConfig:
     # Reverse proxies whose X-Forwarded-Proto is believed (the dashboard's Secure cookies and CSRF origin check):
     # comma-separated addresses and CIDR blocks, e.g. "127.0.0.1, ::1". Empty: no one's (docs/THREAT-MODEL.md).
     trusted_proxies: str = ""
+    # Who may read the metrics and the full status without a token (docs/adr/0023): comma-separated addresses and
+    # CIDR blocks, judged as the client's address (behind trusted_proxies: its X-Forwarded-For). Empty: token only.
+    operator_networks: str = "127.0.0.1, ::1"
+    metrics_token_sha256: str = ""  # SHA-256 of a token that opens /metrics and nothing else (Prometheus)
     # -- the registry's lifetime (docs/PROTOCOL.md §7): each version lapses this many seconds after it is issued;
     # the hub renews it once less than half is left, checking every registry_check_interval seconds.
     registry_lifetime: float = 7 * 86400.0
@@ -68,10 +73,17 @@ class HubConfig:
 
     def __post_init__(self) -> None:
         TrustedProxies.parse(self.trusted_proxies)  # ConfigError when an entry is no address or CIDR block
+        TrustedProxies.parse(self.operator_networks)
 
     @property
     def proxies(self) -> TrustedProxies:
         return TrustedProxies.parse(self.trusted_proxies)
+
+    @property
+    def operator_access(self) -> OperatorAccess:
+        """Who reads /metrics and the full /api/v1/status (federation/server/access.py)."""
+        return OperatorAccess(self.operator_token_sha256, self.metrics_token_sha256,
+                              TrustedProxies.parse(self.operator_networks), reason="operator-token-required")
 
     @property
     def session_secret_path(self) -> Path:

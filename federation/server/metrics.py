@@ -4,7 +4,8 @@ Each application owns its :class:`Metrics` and with it its own ``CollectorRegist
 default), so several apps in one process, as in the tests, do not collide. HTTP requests are counted by
 method, route (the route's canonical path, never the raw URL, so the label set stays bounded) and status.
 Figures that are states rather than events (log size, lag, key expiry) are gauges set by the app's
-``refresh`` coroutine just before each scrape, from the same code that answers the status API.
+``refresh`` coroutine just before each scrape, from the same code that answers the status API. Only the operator
+reads them (federation/server/access.py: a token, the scrape token, or an ``operator_networks`` address).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+from federation.server.access import operator_access
 from federation.server.logs import Handler, observed
 
 PATH = "/metrics"
@@ -46,6 +48,7 @@ class Metrics:
         return count_requests
 
     async def handler(self, request: web.Request) -> web.Response:
+        operator_access(request).require(request, scrape=True)  # keys, alarms, members: not for outsiders
         if self.refresh is not None:
             await self.refresh()
         return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

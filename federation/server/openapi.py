@@ -195,7 +195,12 @@ def _metrics_path(role: str) -> dict[str, Any]:
     return {"/metrics": {"get": {
         "operationId": "getMetrics", "tags": ["status"],
         "summary": f"Prometheus metrics of the {role} (text exposition format; docs/operating-{role}.md lists them)",
-        "responses": {"200": {"description": "The metrics", "content": {"text/plain": {"schema": _STR}}}}}}}
+        "description": "Operator only: the operator's bearer token, the scrape token (`metrics_token_sha256` / "
+                       "`metrics_token_hash`), or a client address in `operator_networks` (default loopback).",
+        "security": [{"operatorToken": []}, {}],
+        "responses": {"200": {"description": "The metrics", "content": {"text/plain": {"schema": _STR}}},
+                      "401": _problem("Neither a token nor an `operator_networks` address (`operator-token-required` "
+                                      "at the hub, `unauthorized` at a node; `WWW-Authenticate: Bearer`)")}}}}
 
 
 def _status_page_paths() -> dict[str, Any]:
@@ -203,6 +208,10 @@ def _status_page_paths() -> dict[str, Any]:
     return {
         "/status": _page("getStatusPage", "The status page for the member's IT staff (hub reachable, outbox, "
                                           "cursor, refusals with reasons, keys, alarms)", tag=tag),
+        "/status/document": {"get": {
+            "operationId": "getStatusDocument", "tags": [tag], "security": [{"session": []}],
+            "summary": "The full NodeStatus for the page's live figures (the signed-in operator, from anywhere)",
+            "responses": {"200": _json(_ref("NodeStatus"), "The node's state"), "303": _SEE_OTHER}}},
         "/status/retry": {"post": {
             "operationId": "postStatusRetry", "tags": [tag], "security": [{"session": []}],
             "summary": "Push the refused own envelopes again (as POST /api/v1/outbox/retry)",
@@ -439,7 +448,14 @@ def _node_paths() -> dict[str, Any]:
         },
         "/api/v1/status": {
             "get": {"operationId": "getNodeStatus", "tags": ["reading"], "summary": "The node's state",
-                    "responses": {"200": _json(_ref("NodeStatus"), "Member, hub, outbox, log, keys, alarms")}},
+                    "description": "The full document to the operator (bearer token, or an `operator_networks` "
+                                   "address); to anyone else only its public part (`restricted: true`).",
+                    "security": [{"operatorToken": []}, {}],
+                    "responses": {"200": _json({"oneOf": [_ref("NodeStatus"), _obj(
+                        ["role", "member", "registry_version", "registry_expires_at", "time", "restricted"],
+                        role={"const": "node"}, member=_STR, registry_version=_int(1), registry_expires_at=_STR,
+                        time=_STR, restricted={"const": True})]}, "Member, hub, outbox, log, keys, alarms; or the "
+                                                                  "public part")}},
         },
         "/api/v1/log/checkpoint": {
             "get": {"operationId": "getWitnessedCheckpoint", "tags": ["reading"],
@@ -591,7 +607,14 @@ def _hub_paths() -> dict[str, Any]:
         },
         "/api/v1/status": {
             "get": {"operationId": "getHubStatus", "tags": ["status"], "summary": "The hub's state (§8.4)",
-                    "responses": {"200": _json(_ref("HubStatus"), "Log size, quarantine, members")}},
+                    "description": "The full document to the operator (bearer token, or an `operator_networks` "
+                                   "address); to anyone else only its public part (`restricted: true`).",
+                    "security": [{"operatorToken": []}, {}],
+                    "responses": {"200": _json({"oneOf": [_ref("HubStatus"), _obj(
+                        ["role", "hub_url", "registry_version", "registry_expires_at", "log_size", "time",
+                         "restricted"], role={"const": "hub"}, hub_url=_STR, registry_version=_int(1),
+                        registry_expires_at=_STR, log_size=_int(0), time=_STR, restricted={"const": True})]},
+                        "Log size, quarantine, members; or the public part")}},
         },
         "/api/v1/quarantine": {
             "get": {"operationId": "getQuarantine", "tags": ["status"], "security": [{"operatorToken": []}],

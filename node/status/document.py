@@ -1,6 +1,9 @@
 """The node's status document, ``GET /api/v1/status``: what the node knows about its sync (the hub, the outbox,
 the cursor, records, quarantine, webhooks, the log as verified, own keys, alarms). The status page
-(node/status/page.py) and the metrics (node/status/metrics.py) show the same document."""
+(node/status/page.py) and the metrics (node/status/metrics.py) show the same document.
+
+It is the operator's (federation/server/access.py: the operator token, or an ``operator_networks`` address);
+anyone else gets the public part (:func:`public_document`): member, registry version and expiry, time."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from federation.server.access import operator_access
 from federation.server.times import utc_text
 from federation.server.web import json_response
 from node.appkeys import ENGINE, SERVICE
@@ -46,6 +50,14 @@ async def status_document(app: web.Application) -> dict[str, Any]:
     }
 
 
+def public_document(app: web.Application) -> dict[str, Any]:
+    """What anyone may read: that the node is up, whose it is, the registry it follows (PROTOCOL.md §9)."""
+    service = app[SERVICE]
+    reg = service.registry.registry
+    return {"role": "node", "member": service.member, "registry_version": reg.version,
+            "registry_expires_at": reg.expires_at, "time": utc_text(service.clock()), "restricted": True}
+
+
 def _document(data: bytes | None) -> Any:
     """Evidence as received: JSON when it is JSON, else text."""
     if data is None:
@@ -70,8 +82,14 @@ async def _log_status(app: web.Application) -> dict[str, Any]:
     }
 
 
+# The answer depends on who asks: no shared cache may keep it.
+NO_STORE = {"Cache-Control": "private, no-store", "Vary": "Authorization"}
+
+
 async def status(request: web.Request) -> web.Response:
-    return json_response(await status_document(request.app))
+    if not operator_access(request).allows(request):
+        return json_response(public_document(request.app), headers=NO_STORE)
+    return json_response(await status_document(request.app), headers=NO_STORE)
 
 
 def register_routes(app: web.Application) -> None:

@@ -25,8 +25,9 @@ from federation.server.ui.i18n import Catalog, choose_language, direction, pick,
 from federation.server.ui.sessions import SessionCodec, load_secret
 from federation.server.ui.signin import SignIn, SignInForm, TokenAccount
 from federation.server.ui.templates import SHARED_STATIC, StaticFiles, secure_headers, template_env
+from federation.server.web import json_response
 from node.appkeys import CONFIG, SERVICE
-from node.status.document import StatusDocument
+from node.status.document import NO_STORE, StatusDocument
 from node.store.outbox import OutboxRow
 
 log = logging.getLogger("ipdn.node.status")
@@ -81,6 +82,12 @@ class StatusPage:
                            lag=None if size is None else max(0, size - cursor),
                            accepted_size=accepted.size if accepted else None)
 
+    async def document(self, request: web.Request) -> web.Response:
+        """The full status document for the page's live figures (status.js), to the signed-in operator wherever
+        they are: ``GET /api/v1/status`` shows it only to the operator's token or networks."""
+        await self.signin.require(request)
+        return json_response(await self.status_document(request.app), headers=NO_STORE)
+
     async def retry(self, request: web.Request) -> web.Response:
         """Push the refused own envelopes again (after the cause is fixed), as ``POST /api/v1/outbox/retry``."""
         await self.signin.require_form(request)
@@ -104,5 +111,6 @@ def register(app: web.Application, status_document: StatusDocument) -> None:
     r = app.router
     r.add_get(PREFIX, page.page)
     page.signin.add_routes(r)
+    r.add_get(f"{PREFIX}/document", page.document)
     r.add_post(f"{PREFIX}/retry", page.retry)
     r.add_get(f"{PREFIX}/static/{{name}}", page.static.handler)

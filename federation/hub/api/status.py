@@ -1,5 +1,6 @@
 """``GET /api/v1/status`` (every member's sync figures) and ``GET /api/v1/quarantine`` (the refused inputs, for
-the operator): PROTOCOL.md §8.4."""
+the operator): PROTOCOL.md §8.4. The status is the operator's (federation/server/access.py); anyone else gets
+its public part: the hub's URL, the registry version and expiry, the log's size, the time."""
 
 from __future__ import annotations
 
@@ -12,16 +13,24 @@ from aiohttp import web
 
 from federation.hub.api.intake import int_param, require_operator
 from federation.hub.appkeys import MONITOR, SERVICE
+from federation.server.access import operator_access
 from federation.server.times import utc_text
 from federation.server.web import json_response
+
+NO_STORE = {"Cache-Control": "private, no-store", "Vary": "Authorization"}  # the answer depends on who asks
 
 
 async def get_status(request: web.Request) -> web.Response:
     """The hub's state and every member's sync figures (federation/hub/monitor.py), and the worker answering."""
     service = request.app[SERVICE]
+    if not operator_access(request).allows(request):
+        reg = service.registry.registry
+        return json_response({"role": "hub", "hub_url": reg.hub_url, "registry_version": reg.version,
+                              "registry_expires_at": reg.expires_at, "log_size": await service.log_size(),
+                              "time": utc_text(service.clock()), "restricted": True}, headers=NO_STORE)
     if service.store.shared:  # other workers' commits and decisions; heads read since the log grew are kept
         await service.catch_up([m.code for m in service.registry.registry.members])
-    return json_response({**await request.app[MONITOR].snapshot(), "worker": os.getpid()})
+    return json_response({**await request.app[MONITOR].snapshot(), "worker": os.getpid()}, headers=NO_STORE)
 
 
 async def get_quarantine(request: web.Request) -> web.Response:

@@ -1,4 +1,5 @@
-// Keeps the node status page's figures current: polls /api/v1/status every 5 s and writes each figure into
+// Keeps the node status page's figures current: polls /status/document (the full status, for the signed-in
+// operator; /api/v1/status shows outsiders only its public part) every 5 s and writes each figure into
 // its element with textContent only. Lists (refusals, alarms) change rarely: the page's own reload shows them.
 "use strict";
 (function () {
@@ -14,7 +15,7 @@
   const set = (id, text) => { const el = document.getElementById(id); if (el && el.textContent !== text) { el.textContent = text; } };
   const tick = async () => {
     try {
-      const r = await fetch("/api/v1/status", { headers: { Accept: "application/json" }, cache: "no-store" });
+      const r = await fetch("/status/document", { headers: { Accept: "application/json" }, cache: "no-store", credentials: "same-origin" });
       if (!r.ok) { return; }
       const s = await r.json();
       const reachable = s.hub.reachable;

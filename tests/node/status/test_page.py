@@ -42,6 +42,15 @@ async def sign_in(node: TestClient, token: str = TOKEN, **headers: str) -> Any:
 
 
 class TestStatusPage:
+    async def test_signed_in_operator_reads_the_full_document_from_anywhere(self, node: TestClient) -> None:
+        """Staff signed in from out there (through the proxy) get the page's live figures from /status/document,
+        while /api/v1/status shows that address only its public part (federation/server/access.py)."""
+        away = {"X-Forwarded-For": "203.0.113.9"}
+        assert (await sign_in(node, **away)).status == 303
+        assert (await (await node.get("/api/v1/status", headers=away)).json())["restricted"] is True
+        r = await node.get("/status/document", headers=away)
+        assert r.status == 200 and {"keys", "alarms", "outbox"} <= set(await r.json())
+
     async def test_unauthenticated_status_page_redirects(self, node: TestClient) -> None:
         r = await node.get("/status", allow_redirects=False)
         assert r.status == 303 and r.headers["Location"] == "/status/sign-in"
