@@ -16,31 +16,13 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from federation.protocol.envelope import Envelope
-from federation.protocol.keys import SigningKey
 from tests.support.browser import SCREENSHOTS, axe_serious, chromium
-from tests.support.factories import Member, example_bodies, push_request
+from tests.support.factories import example_bodies
 from tests.support.harness import Federation, http, wait_for
+from tests.support.pages import BIDI_TITLE, refuse_one
 
 XSS = "<script>alert(1)</script>"
-BIDI = "\u202eAdmin\u202c \u2067exe.txt\u2069 \u200fعنوان"
 PASSWORD = "operator password 2026"
-
-
-def _refuse_one(f: Federation, member: str) -> dict[str, Any]:
-    """Push, signed with the member's own key on top of its chain, an envelope the hub's schema check refuses
-    (its title full of bidi controls); the hub's answer for it."""
-    code, page = http("GET", f.hub_url + "/api/v1/log?limit=1000")
-    assert code == 200
-    own = [Envelope.from_dict(e["envelope"]) for e in page["entries"]
-           if Envelope.from_dict(e["envelope"]).payload.origin == member]
-    m = Member(member, key=SigningKey.load(f.root / "keys" / f"{member}.key.pem"), seq=own[-1].payload.seq,
-               prev=own[-1].hash)
-    body = {**example_bodies("cultural-event")[0], "title": {"en": BIDI}, "status": "not-a-status"}
-    data, headers = push_request(m, [m.publish(body)], f.hub_url)
-    code, doc = http("POST", f.hub_url + "/api/v1/envelopes", data=data, headers=headers)
-    assert code == 200 and doc["results"][0]["status"] == "rejected", doc
-    return dict(doc["results"][0])
 
 
 def _cell(page: Any, member: str, field: str) -> str:
@@ -57,7 +39,7 @@ def test_operator_watches_the_federation_in_a_browser(fed_sqlite: Federation, tm
     body = example_bodies("cultural-event")[0]
     first = f.publish("QA", "cultural-event", {**body, "title": {"en": XSS, "ar": body["title"]["ar"]}})
     f.wait_record("KR", first["record_id"])
-    refusal = _refuse_one(f, "QA")
+    refusal = refuse_one(f, "QA")
 
     # Unauthenticated and forged requests, against the real process.
     assert http("GET", f.hub_url + "/dashboard/events", headers={"Accept": "text/event-stream"})[0] == 401
@@ -108,7 +90,7 @@ def test_operator_watches_the_federation_in_a_browser(fed_sqlite: Federation, tm
         page.locator("tr[data-refusal] a").first.click()
         page.wait_for_url(re.compile(r"/dashboard/quarantine/\d+$"))
         assert page.locator("#refusal-reason").inner_text() == refusal["problem"]["reason"]
-        assert page.locator("dd.title bdi").inner_text() == BIDI.strip()
+        assert page.locator("dd.title bdi").inner_text() == BIDI_TITLE.strip()
         with page.expect_download() as download:
             page.click("a[download]")
         raw = Path(download.value.path()).read_bytes()

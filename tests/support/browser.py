@@ -38,9 +38,13 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
-def axe_serious(page: Any) -> list[dict[str, Any]]:
-    """axe-core's serious and critical violations on the page as shown (axe-playwright-python)."""
+def axe_violations(page: Any) -> list[dict[str, Any]]:
+    """axe-core's violations, of every impact, on the page as shown (axe-playwright-python)."""
     from axe_playwright_python.sync_playwright import Axe
 
-    results = Axe().run(page)
-    return [v for v in results.response["violations"] if v.get("impact") in ("serious", "critical")]
+    return list(Axe().run(page).response["violations"])
+
+
+def axe_serious(page: Any) -> list[dict[str, Any]]:
+    """axe-core's serious and critical violations on the page as shown."""
+    return [v for v in axe_violations(page) if v.get("impact") in ("serious", "critical")]
