@@ -113,26 +113,40 @@ class Translator:
     def __init__(self, catalog: Catalog, lang: str) -> None:
         self.catalog, self.lang = catalog, lang
         self.translations = catalog.translations.get(lang) or catalog.translations["en"]
+        self.rtl = direction(lang) == "rtl"
 
     def gettext(self, key: str, **values: Any) -> str:
         """The message ``key`` (a KeyError names a key missing from the English catalogue)."""
         if key not in self.catalog.keys:
             raise KeyError(f"no UI message {key!r} in the {self.catalog.domain!r} catalogue")
-        text: str = self.translations.gettext(key)
+        text = self.message(key)
         return text % values if values else text  # asked without values (is there such a key?): as written
 
     def ngettext(self, key: str, n: int, **values: Any) -> str:
         """The message ``key`` in the plural form for ``n`` (``%(num)s`` is ``n``)."""
         if key not in self.catalog.keys:
             raise KeyError(f"no UI message {key!r} in the {self.catalog.domain!r} catalogue")
-        text: str = self.translations.ngettext(key, key, n)
-        return text % {"num": n, **values}
+        return self.plural(key, n) % {"num": n, **values}
+
+    def message(self, key: str) -> str:
+        """The text of ``key`` with its placeholders still in, each a bidi isolate in a right-to-left language."""
+        return self._isolated(self.translations.gettext(key))
+
+    def plural(self, key: str, n: int) -> str:
+        return self._isolated(self.translations.ngettext(key, key, n))
+
+    def _isolated(self, text: str) -> str:
+        # An id, a URL, a code or a Latin name put into an Arabic sentence would take the sentence's direction
+        # ("//:http", an id's last character after the next word): first-strong isolates keep each value in
+        # its own direction, as ICU MessageFormat does with its arguments.
+        return _PLACEHOLDER.sub("\u2068\\g<0>\u2069", text) if self.rtl else text
 
     def pgettext(self, context: str, value: str) -> str:
         """A value of a family (``op``, ``status``, a refusal ``reason``...) in words; an unknown value as is."""
         return str(self.translations.pgettext(context, value))
 
 
+_PLACEHOLDER = re.compile(r"%\((?!num\))\w+\)s")  # a plural's count is digits, at home in any direction
 SHARED_LOCALE = Path(__file__).resolve().parent / "locale"  # common.po: the protocol's words, for every page
 
 
@@ -203,11 +217,11 @@ def install(env: jinja2.Environment, catalog: Catalog) -> None:
 
     @jinja2.pass_context
     def gettext(context: jinja2.runtime.Context, key: str) -> str:
-        return catalog.translator(context["lang"]).translations.gettext(_known(catalog, key))
+        return catalog.translator(context["lang"]).message(_known(catalog, key))
 
     @jinja2.pass_context
     def ngettext(context: jinja2.runtime.Context, key: str, plural: str, n: int) -> str:
-        return catalog.translator(context["lang"]).translations.ngettext(_known(catalog, key), plural, n)
+        return catalog.translator(context["lang"]).plural(_known(catalog, key), n)
 
     @jinja2.pass_context
     def pgettext(context: jinja2.runtime.Context, family: str, value: str) -> str:
