@@ -140,11 +140,13 @@ async def _lifecycle(app: web.Application, clock: Clock) -> AsyncIterator[None]:
     governance = app[GOVERNANCE] = GovernanceService(
         service, cfg.registry_path, max_pending_applications=cfg.max_pending_applications,
         lifetime=timedelta(seconds=cfg.registry_lifetime))
-    await governance.renew_if_due()  # a hub down for days comes back with a registry nodes accept again
+    if not recovery.active:  # a hub down for days comes back with a registry nodes accept again
+        await governance.renew_if_due()
     monitor = app[MONITOR] = Monitor(service, silent_after=cfg.silent_after, flush_interval=cfg.pull_flush_interval)
     await monitor.start()
     app[HUB_METRICS].monitor = monitor
-    renewals = asyncio.create_task(_renew_registry(governance, cfg.registry_check_interval), name="hub-renewals")
+    renewals = asyncio.create_task(_renew_registry(governance, recovery, cfg.registry_check_interval),
+                                   name="hub-renewals")
     log.info("hub ready: log size %d, registry v%d", service.size, service.registry.registry.version)
     yield
     renewals.cancel()
@@ -159,10 +161,17 @@ async def _lifecycle(app: web.Application, clock: Clock) -> AsyncIterator[None]:
     await store.close()
 
 
-async def _renew_registry(governance: GovernanceService, interval: float) -> None:
-    """Renew the registry before it lapses (GovernanceService.renew_if_due), checking every ``interval`` s."""
+async def _renew_registry(governance: GovernanceService, recovery: Recovery, interval: float) -> None:
+    """Renew the registry before it lapses (GovernanceService.renew_if_due), checking every ``interval`` s, and
+    never while the hub recovers: a restored hub's registry may be older than the members', and a renewal of it
+    would be a version they hold another of (ADR 0021); it is checked as soon as recovery ends."""
     while True:
-        await asyncio.sleep(interval)
+        if recovery.active:
+            await recovery.finished()
+        else:
+            await asyncio.sleep(interval)
+        if recovery.active:  # begun again meanwhile (by the operator)
+            continue
         try:
             await governance.renew_if_due()
         except Exception:  # tried again at the next check; the registry still has half its lifetime

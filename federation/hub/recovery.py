@@ -9,6 +9,9 @@ it verifies: every envelope as at ingest, and the Merkle root over the hub's log
 root of the largest checkpoint that a hub key signed and a member co-signed. Entries a member holds beyond that
 checkpoint are then taken as pushes would be (same checks, same order, same positions). The hub resumes once
 every member it can ask has answered and none holds a larger checkpoint, or when an operator says so (force).
+
+Receipt times (PROTOCOL.md §8.3) are outside the tree: the members serve the ones the hub's log gave them, and the
+appended entries keep them (:func:`choose_receipts`), since nodes judge key windows at them (ADR 0019).
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +33,9 @@ from federation.hub.ingest.service import HubService
 from federation.hub.store.log import LogRow
 from federation.protocol import merkle, strictjson
 from federation.protocol.checkpoint import SignedCheckpoint, parse_checkpoint
-from federation.protocol.envelope import Envelope
+from federation.protocol.envelope import Envelope, leaf_bytes, parse_time
 from federation.protocol.errors import ConfigError, IpdnError
+from federation.protocol.verify import RECEIPT_REASON
 
 log = logging.getLogger("ipdn.hub.recovery")
 
@@ -38,6 +44,7 @@ PAGE = 1000  # entries per page asked of a member
 _LIMITS = strictjson.JsonLimits(max_bytes=64 * 1024 * 1024, max_depth=8)
 
 Fetch = Callable[[str], Awaitable[bytes]]  # GET a URL, the body of a 200 answer (RecoveryFetchError otherwise)
+Entry = tuple[int, Any, datetime | None]  # a member's log entry: position, envelope, the receipt time it got (or None)
 
 
 class RecoveryFetchError(IpdnError):
@@ -71,6 +78,8 @@ class RecoveryReport:
     source: str | None = None  # the member whose log was read
     appended: int = 0  # entries covered by the checkpoint, appended
     taken: int = 0  # entries beyond it, taken as pushes
+    receipts_disputed: int = 0  # appended entries whose receipt time the members did not all agree on
+    receipts_unknown: int = 0  # appended entries no member gave a usable receipt time for (bounded by a later one)
     recovering: bool = True  # still read-only after this round
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,24 +129,34 @@ class Recovery:
         self.strict = self.active = marker is not None and marker.exists()
         self.last: RecoveryReport | None = None
         self._lock = asyncio.Lock()
+        self._done = asyncio.Event()  # set while not recovering
+        if not self.active:
+            self._done.set()
+
+    async def finished(self) -> None:
+        """Return once the hub is not recovering (at once if it is not)."""
+        await self._done.wait()
 
     def begin(self, why: str) -> None:
         """Go read-only until recovered (kept across restarts by the marker file)."""
         if self.marker is not None and not self.marker.exists():
             self.marker.write_text(why + "\n")
         self.strict = self.active = True
+        self._done.clear()
 
     def probe(self) -> bool:
         """At every start with members to ask: read-only until one round has shown that no member holds a larger
         checkpoint (a hub restored by hand is caught here); True if there is anyone to ask."""
         if not self.active and self.endpoints():
             self.active = True
+            self._done.clear()
         return self.active
 
     def _finish(self) -> None:
         if self.marker is not None:
             self.marker.unlink(missing_ok=True)
         self.strict = self.active = False
+        self._done.set()
         log.warning("recovery done: the log has %d entries; pushes are taken again", self.service.size)
 
     def endpoints(self, only: Collection[str] = (), given: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -165,29 +184,36 @@ class Recovery:
             answer.error = f"{getattr(e, 'reason', 'error')}: {getattr(e, 'message', e)}"
             return answer, None
 
-    async def _suffix(self, url: str, after: int, upto: int) -> list[tuple[int, Any]]:
-        """The member's log entries after+1..upto (fewer if it holds fewer), checked to follow without a gap.
+    async def _pages(self, url: str, after: int, upto: int) -> AsyncIterator[list[Entry]]:
+        """The member's log entries after+1..upto (fewer if it holds fewer), page by page, checked to follow
+        without a gap.
 
         Raises:
-            RecoveryFetchError: unreachable, or not a log page.
+            RecoveryFetchError: unreachable, or not a log page (a receipt time that is not a §1 time included).
         """
-        entries: list[tuple[int, Any]] = []
-        while after + len(entries) < upto:
-            start = after + len(entries)
+        start = after
+        while start < upto:
             doc = strictjson.loads(await self.fetch(f"{url}/api/v1/log?after={start}&limit={min(PAGE, upto - start)}"),
                                    _LIMITS)
             try:
-                page = [(e["position"], e["envelope"]) for e in doc["entries"]]
-            except (KeyError, TypeError) as e:
+                page = [(e["position"], e["envelope"],
+                         parse_time(e["received_at"]) if e.get("received_at") is not None else None)
+                        for e in doc["entries"]]
+            except (KeyError, TypeError, IpdnError) as e:
                 raise RecoveryFetchError(f"{url}: not a log page: {e}") from e
             if not page:
-                break
-            if [p for p, _ in page] != list(range(start + 1, start + 1 + len(page))):
+                return
+            if [p for p, _, _ in page] != list(range(start + 1, start + 1 + len(page))):
                 raise RecoveryFetchError(f"{url}: the log entries after {start} do not follow without a gap")
-            entries += page[:upto - start]
-        return entries
+            page = page[:upto - start]
+            start += len(page)
+            yield page
 
-    def _verified(self, entries: list[tuple[int, Any]], signed: SignedCheckpoint) -> tuple[list[LogRow], list[bytes]]:
+    async def _suffix(self, url: str, after: int, upto: int) -> list[Entry]:
+        """:meth:`_pages`, all of them."""
+        return [e async for page in self._pages(url, after, upto) for e in page]
+
+    def _verified(self, entries: list[Entry], signed: SignedCheckpoint) -> tuple[list[LogRow], list[bytes]]:
         """The entries as log rows, each envelope verified as at ingest and the tree they make with the hub's log
         equal to ``signed``'s.
 
@@ -195,10 +221,12 @@ class Recovery:
             RecoveryFetchError: ``recovery-suffix-invalid``.
         """
         service = self.service
-        checked = check_batch(service.registry.to_bytes(), "", [obj for _, obj in entries], service.clock())
+        checked = check_batch(service.registry.to_bytes(), "", [obj for _, obj, _ in entries], service.clock())
         rows, leaves = [], []
-        for (position, _), c in zip(entries, checked, strict=True):
-            failures = [f for f in c.failures if f.check != "origin"]  # a member serves every origin's envelopes
+        for (position, _, _), c in zip(entries, checked, strict=True):
+            # A member serves every origin's envelopes; the hub judged each key at receipt when it took the entry, and
+            # a key that ended since (a rotation) does not make its signed log any less its own.
+            failures = [f for f in c.failures if f.check != "origin" and f.reason != RECEIPT_REASON]
             if failures or c.origin is None or c.seq is None or c.hash is None:
                 first = failures[0] if failures else None
                 raise RecoveryFetchError(f"position {position}: {first.reason if first else 'malformed'}: "
@@ -277,13 +305,14 @@ class Recovery:
                 log.warning("recovery from %s refused: %s: %s", answer.member, e.reason, e.message)
                 continue
             report.source, report.appended = answer.member, len(rows)
+            received = await self._receipts(report, covered, leaves, held, answer, signed)
             if dry_run:
                 report.outcome = "dry-run"
                 report.detail = f"would append {len(rows)} entries from {answer.member} (checkpoint {size} verified)"
                 return report
             # Kept as the hub first signed it; the members' co-signatures go with it.
             await service.append_recovered(rows, leaves, SignedCheckpoint(signed.checkpoint, signed.payload,
-                                                                          signed.signatures[:1]))
+                                                                          signed.signatures[:1]), received)
             await self._keep_cosignatures(signed)
             report.outcome = "recovered"
             report.detail = f"appended {len(rows)} entries from {answer.member}, verified against checkpoint {size}"
@@ -292,6 +321,34 @@ class Recovery:
         report.outcome = "refused"
         report.detail = "no member served a log that makes the co-signed checkpoint: " + "; ".join(errors)
         return report
+
+    async def _receipts(self, report: RecoveryReport, covered: list[Entry], leaves: list[bytes],
+                        held: list[tuple[SignedCheckpoint, MemberAnswer]], source: MemberAnswer,
+                        signed: SignedCheckpoint) -> list[datetime]:
+        """The receipt time of each verified entry: what the members that hold that very entry (the same leaf) say
+        the hub's log gave them, chosen by :func:`choose_receipts`; a member that cannot be read casts no vote."""
+        before = self.service.size
+        votes: list[Counter[datetime]] = [Counter() if at is None else Counter([at]) for _, _, at in covered]
+        for _, answer in held:
+            if answer is source or (answer.log_size or 0) <= before:
+                continue
+            try:
+                async for page in self._pages(answer.url, before, before + len(covered)):
+                    for position, obj, at in page:
+                        i = position - before - 1
+                        if at is not None and merkle.leaf_hash(leaf_bytes(obj)) == leaves[i]:
+                            votes[i][at] += 1
+            except (IpdnError, TypeError, ValueError) as e:  # TypeError/ValueError: an envelope that is no JWS
+                log.warning("recovery: no receipt times from %s: %s", answer.member, e)
+        last = (await self.service.store.received_at([before])).get(before) if before else None
+        skew = timedelta(seconds=self.service.registry.registry.policies.clock_skew_seconds)
+        times, disputed, unknown = choose_receipts(votes, last=last, upto=parse_time(signed.checkpoint.issued_at),
+                                                   now=self.service.clock(), skew=skew)
+        report.receipts_disputed, report.receipts_unknown = disputed, unknown
+        if disputed or unknown:
+            log.warning("recovery: receipt times of %d entries disputed, of %d unknown (see choose_receipts)",
+                        disputed, unknown)
+        return times
 
     async def _keep_cosignatures(self, signed: SignedCheckpoint) -> None:
         reg = self.service.registry.registry
@@ -304,7 +361,7 @@ class Recovery:
                                                          entry, self.service.clock())
 
     async def _take_tail(self, report: RecoveryReport, held: list[tuple[SignedCheckpoint, MemberAnswer]],
-                         dry_run: bool, *, tail: list[tuple[int, Any]] | None = None,
+                         dry_run: bool, *, tail: list[Entry] | None = None,
                          source: MemberAnswer | None = None) -> RecoveryReport:
         """Entries a member pulled beyond the checkpoint: taken in order as their origins' pushes would be."""
         service = self.service
@@ -321,7 +378,9 @@ class Recovery:
         if dry_run:
             report.taken = len(tail)
             return report
-        for position, obj in tail:
+        # New receipts, at the hub's clock now: the hub signed nothing for them, and what a member says it got is
+        # no proof (an envelope of a key that ended since is refused like any late push, ADR 0019 point 3).
+        for position, obj, _ in tail:
             origin = _origin(obj)
             outcome = (await service.ingest(origin, [obj]))[0] if origin else None
             if outcome is None or outcome.status == "rejected" or outcome.position != position:
@@ -333,6 +392,42 @@ class Recovery:
             report.detail += f"; took {report.taken} entries beyond it from {source.member if source else '?'}"
         report.size_after = service.size
         return report
+
+
+def choose_receipts(votes: Sequence[Mapping[datetime, int]], *, last: datetime | None, upto: datetime,
+                    now: datetime, skew: timedelta) -> tuple[list[datetime], int, int]:
+    """The receipt time of each recovered entry from the members' ``votes`` (time -> how many members hold it),
+    with how many were disputed (members disagreed) and unknown.
+
+    A receipt time is outside the Merkle tree, so it is checked, as a node checks it (PROTOCOL.md §10): not
+    before the latest one chosen (or the hub's own ``last``) by more than ``skew``, and not after the co-signed
+    checkpoint's signing time (``upto``: the hub signed it after logging them) nor the hub's ``now``, each + skew.
+    Of the times that pass, the one the most members hold wins, and on a tie the earliest: a member that lies
+    (alone) cannot date another member's honest entries after its key's end, which would have nodes quarantine
+    them. An entry with no such time gets the next chosen time after it (the log's order proves it was received
+    no later), or ``upto``: never earlier than the log proves, so no time is invented that would let an envelope
+    of an ended key through.
+    """
+    limit = min(upto, now) + skew
+    chosen: list[datetime | None] = []
+    latest, disputed = last, 0
+    for counter in votes:
+        ok = [(n, t) for t, n in counter.items() if t <= limit and (latest is None or t >= latest - skew)]
+        disputed += len(counter) > 1
+        if not ok:
+            chosen.append(None)
+            continue
+        at = max(ok, key=lambda c: (c[0], -c[1].timestamp()))[1]
+        chosen.append(at)
+        latest = at if latest is None else max(latest, at)
+    times, fill, unknown = [], upto, 0
+    for one in reversed(chosen):
+        if one is None:
+            unknown += 1
+        else:
+            fill = one
+        times.append(fill)
+    return times[::-1], disputed, unknown
 
 
 def _origin(obj: Any) -> str | None:
@@ -356,6 +451,9 @@ def report_text(report: RecoveryReport | dict[str, Any]) -> str:
     if r["target"] is not None:
         lines.append(f"largest co-signed checkpoint: {r['target']}")
     lines.append(f"{r['outcome']}: {r['detail']}")
+    if r.get("receipts_disputed") or r.get("receipts_unknown"):
+        lines.append(f"receipt times: {r.get('receipts_disputed', 0)} disputed among members, "
+                     f"{r.get('receipts_unknown', 0)} unknown (dated by the next known one)")
     lines.append(f"log size now {r['size_after']}; " + ("still read-only (recovering)" if r["recovering"]
                                                          else "taking pushes"))
     return "\n".join(lines)

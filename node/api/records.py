@@ -20,7 +20,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from federation.protocol import strictjson
-from federation.protocol.envelope import Envelope
+from federation.protocol.envelope import Envelope, format_time
 from federation.server.web import Problem, json_response, read_json
 from node.appkeys import CONFIG, ENGINE, SERVICE
 from node.errors import BadQueryError, OperatorAuthError
@@ -224,16 +224,18 @@ def _int_query(request: web.Request, name: str, default: int, low: int, high: in
 
 async def get_log(request: web.Request) -> web.Response:
     """This node's copy of the hub's log, after position ``after``, in the hub's page format (PROTOCOL.md §9,
-    §11.1): every entry it pulled, applied or quarantined, up to its cursor. A hub restored from an old backup (or
-    rebuilt after losing its disk) reads its log back from here; the entries are public signed envelopes and
-    the hub checks them against a checkpoint it signed, so anyone may read them."""
+    §11.1): every entry it pulled, applied or quarantined, up to its cursor, with the receipt time the hub's log
+    gave it (§8.3; absent if the node never got one). A hub restored from an old backup (or rebuilt after losing its
+    disk) reads its log back from here; the entries are public signed envelopes and the hub checks them against a
+    checkpoint it signed, so anyone may read them."""
     after = _int_query(request, "after", 0, 0, 2**53)
     limit = _int_query(request, "limit", 100, 1, LOG_PAGE_LIMIT)
     store = request.app[SERVICE].store.trust
     size = await store.cursor()
     rows = await store.logged_envelopes(size, after, limit)
     # Held envelopes are the node's compact JSON of the envelope as pulled: spliced in, never re-encoded.
-    entries = ",".join(f'{{"position":{p},"envelope":{env.decode()}}}' for p, env in rows)
+    entries = ",".join(f'{{"position":{p},' + (f'"received_at":"{format_time(at)}",' if at is not None else "")
+                       + f'"envelope":{env.decode()}}}' for p, env, at in rows)
     nxt = rows[-1][0] if rows else after
     return web.Response(text=f'{{"entries":[{entries}],"next":{nxt},"size":{size}}}',
                         content_type="application/json", headers={"Cache-Control": "no-cache"})

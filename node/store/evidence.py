@@ -121,20 +121,26 @@ class TrustStore:
             if int(current or 0) == cursor:
                 await _set_states(conn, {FRONTIER_KEY: _frontier_json(frontier)})
 
-    async def logged_envelopes(self, upto: int, after: int = 0, limit: int | None = None) -> list[tuple[int, bytes]]:
-        """(position, bytes) of every held or quarantined envelope at log positions after+1..upto, in order (at
-        most ``limit``): the node's copy of the hub's log, which it serves back to a recovering hub
-        (PROTOCOL.md §11.1)."""
-        held = sa.select(envelopes.c.position, envelopes.c.envelope).where(
+    async def logged_envelopes(self, upto: int, after: int = 0,
+                               limit: int | None = None) -> list[tuple[int, bytes, datetime | None]]:
+        """(position, bytes, the hub's receipt time or None) of every held or quarantined envelope at log positions
+        after+1..upto, in order (at most ``limit``): the node's copy of the hub's log, which it serves back to a
+        recovering hub with the receipt times the hub's log gave (PROTOCOL.md §11.1)."""
+        held = sa.select(envelopes.c.position, envelopes.c.envelope, envelopes.c.logged_at).where(
             envelopes.c.position > after, envelopes.c.position <= upto)
-        refused = sa.select(quarantine.c.position, quarantine.c.envelope).where(
+        refused = sa.select(quarantine.c.position, quarantine.c.envelope, quarantine.c.logged_at).where(
             quarantine.c.position > after, quarantine.c.position <= upto)
         if limit is not None:
             held = held.order_by(envelopes.c.position).limit(limit)
             refused = refused.order_by(quarantine.c.position).limit(limit)
+        rows: dict[int, tuple[bytes, datetime | None]] = {}
         async with self.engine.connect() as conn:  # a version conflict is both held and quarantined: once
-            rows = {int(r.position): bytes(r.envelope) for q in (held, refused) for r in await conn.execute(q)}
-        return sorted(rows.items())[:limit]
+            for q in (held, refused):
+                for r in await conn.execute(q):
+                    known = rows.get(int(r.position))
+                    at = r.logged_at if r.logged_at is not None else (known[1] if known else None)
+                    rows[int(r.position)] = (bytes(r.envelope), utc(at) if at is not None else None)
+        return [(p, env, at) for p, (env, at) in sorted(rows.items())][:limit]
 
     async def accept_checkpoint(self, raw: bytes) -> None:
         """Keep ``raw`` (as received) as the last checkpoint this node verified."""

@@ -7,7 +7,7 @@ envelope seen again in the hub's log, in the transaction that applies that page.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -34,6 +34,9 @@ class OutboxRow:
 _POSITION_OWN = envelopes.update().where(
     envelopes.c.origin == sa.bindparam("b_origin"), envelopes.c.seq == sa.bindparam("b_seq")).values(
     position=sa.bindparam("b_position"))
+_POSITION_OWN_LOGGED = envelopes.update().where(  # seen in the hub's log: with its receipt time (§8.3)
+    envelopes.c.origin == sa.bindparam("b_origin"), envelopes.c.seq == sa.bindparam("b_seq")).values(
+    position=sa.bindparam("b_position"), logged_at=sa.bindparam("b_logged_at"))
 _ACCEPT_OWN = outbox.update().where(outbox.c.seq == sa.bindparam("b_seq")).values(
     state=ACCEPTED, position=sa.bindparam("b_position"), reason=None, detail=None)
 
@@ -43,11 +46,18 @@ async def enqueue(conn: AsyncConnection, seq: int) -> None:
     await conn.execute(outbox.insert().values(seq=seq, state=PENDING, attempts=0))
 
 
-async def accept_own(conn: AsyncConnection, member: str, positions: Sequence[tuple[int, int]]) -> None:
-    """The hub holds these own envelopes (seq, log position): durably accepted."""
+async def accept_own(conn: AsyncConnection, member: str, positions: Sequence[tuple[int, int]],
+                     logged_at: Mapping[int, datetime] | None = None) -> None:
+    """The hub holds these own envelopes (seq, log position): durably accepted. ``logged_at`` (position -> the
+    hub's receipt time) when they were seen in its log, kept to serve the log back as it was (§11.1)."""
     if positions:
-        await conn.execute(_POSITION_OWN, [{"b_origin": member, "b_seq": seq, "b_position": position}
-                                           for seq, position in positions])
+        if logged_at:
+            await conn.execute(_POSITION_OWN_LOGGED, [
+                {"b_origin": member, "b_seq": seq, "b_position": position, "b_logged_at": utc(logged_at[position])
+                 if position in logged_at else None} for seq, position in positions])
+        else:
+            await conn.execute(_POSITION_OWN, [{"b_origin": member, "b_seq": seq, "b_position": position}
+                                               for seq, position in positions])
         await conn.execute(_ACCEPT_OWN, [{"b_seq": seq, "b_position": position} for seq, position in positions])
 
 

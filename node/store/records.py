@@ -206,12 +206,16 @@ def fts_query(q: str) -> str | None:
     return " ".join('"' + w + '"' for w in words) if words else None
 
 
+def _logged(at: datetime | None) -> datetime | None:
+    return utc(at) if at is not None else None
+
+
 def _envelope_values(env: Envelope, now: datetime, position: int | None, logged_at: datetime | None = None,
                      warning: str | None = None) -> dict[str, Any]:
     p = env.payload
     return {"origin": p.origin, "seq": p.seq, "hash": env.hash, "record_id": p.record_id, "version": p.version,
             "kind": p.kind, "op": p.op, "envelope": env.to_bytes(), "issued_at": p.issued_at, "received_at": now,
-            "position": position, "logged_at": utc(logged_at) if logged_at is not None else None,
+            "position": position, "logged_at": _logged(logged_at),
             "key_warning": warning}
 
 
@@ -452,11 +456,12 @@ class NodeStore:
                     for e, pos in changes.envelopes])
             queued = await self._queue_webhooks(conn, changes.events, now)
             await self._put_records(conn, list(changes.records.values()), now, changes.marks)
-            await outbox.accept_own(conn, self.member, changes.own_positions)
+            await outbox.accept_own(conn, self.member, changes.own_positions, changes.logged_at)
             if changes.quarantine:
                 await conn.execute(quarantine.insert(), [
                     {"received_at": now, "origin": q.origin, "seq": q.seq, "hash": q.hash, "position": q.position,
-                     "reason": q.reason, "detail": q.detail, "envelope": q.envelope} for q in changes.quarantine])
+                     "reason": q.reason, "detail": q.detail, "envelope": q.envelope,
+                     "logged_at": _logged(changes.logged_at.get(q.position or 0))} for q in changes.quarantine])
             await evidence.save_position(conn, changes.cursor, changes.frontier,
                                          changes.logged_at.get(changes.cursor))
         if queued:

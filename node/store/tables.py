@@ -1,4 +1,4 @@
-"""The node's tables, in one metadata: what migrations 0001-0004 and 0006-0008 made (the webhook tables of 0005 are
+"""The node's tables, in one metadata: what migrations 0001-0004 and 0006-0009 made (the webhook tables of 0005 are
 node/webhooks/store.py's). The store modules of node/store/ query them, each its own group; a transaction that
 spans groups (applying a page, publishing) passes its connection from one group's functions to the next."""
 
@@ -44,6 +44,7 @@ quarantine = sa.Table(
     sa.Column("received_at", sa.DateTime(timezone=True)), sa.Column("origin", sa.String(2)),
     sa.Column("seq", sa.BigInteger), sa.Column("hash", sa.String(64)), sa.Column("position", sa.BigInteger),
     sa.Column("reason", sa.String(64)), sa.Column("detail", sa.Text), sa.Column("envelope", sa.LargeBinary),
+    sa.Column("logged_at", sa.DateTime(timezone=True)),  # 0009: the hub's receipt time of the entry (None: not known)
 )
 
 # -- own envelopes on their way to the hub (node/store/outbox.py) -----------------------------------------

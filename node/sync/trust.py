@@ -54,10 +54,10 @@ class LogTrust:
             return view
         frontier = merkle.Frontier()
         rows = await self.store.trust.logged_envelopes(view.cursor) if view.cursor else []
-        if [p for p, _ in rows] != list(range(1, view.cursor + 1)):
+        if [p for p, _, _ in rows] != list(range(1, view.cursor + 1)):
             raise LogMisbehaviourError(f"the entries held do not cover log positions 1..{view.cursor}: the frontier "
                                        "cannot be rebuilt", reason="frontier-incomplete")
-        for position, data in rows:
+        for position, data, _ in rows:
             frontier.append(logtrust.entry_leaf(position, json.loads(data)))
         await self.store.trust.save_frontier(view.cursor, frontier)
         return LogView(view.cursor, frontier, view.checkpoint, view.received_at)

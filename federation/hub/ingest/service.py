@@ -26,7 +26,7 @@ import itertools
 import json
 import logging
 import multiprocessing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -440,10 +440,12 @@ class HubService:
             input_size=p.input[0] if p.input else None, input_sha256=p.input[1] if p.input else None))
         return Outcome("rejected", c.hash, reason=first.reason, detail=detail, errors=errors or None)
 
-    async def append_recovered(self, rows: list[LogRow], leaves: list[bytes], checkpoint: SignedCheckpoint) -> None:
+    async def append_recovered(self, rows: list[LogRow], leaves: list[bytes], checkpoint: SignedCheckpoint,
+                               received: Sequence[datetime] | None = None) -> None:
         """Append log entries read back from the members after the log's end (federation/hub/recovery.py, which
         verified that with ``leaves`` the tree has ``checkpoint``'s root), with that checkpoint as the hub first
-        signed it; the view (size, frontier, heads, checkpoint) follows."""
+        signed it, each at its receipt time in ``received`` (as the members got it from the log; default now);
+        the view (size, frontier, heads, checkpoint) follows."""
         async with self._view:
             frontier = merkle.Frontier.from_list(self.frontier.to_list())
             nodes = [n for leaf in leaves for n in frontier.append(leaf)]
@@ -451,13 +453,16 @@ class HubService:
             if frontier.size != cp.size or frontier.root() != cp.root_bytes:
                 raise ValueError(f"the entries do not make checkpoint {cp.size}'s root")
             row = CheckpointRow(cp.size, cp.root, parse_time(cp.issued_at), checkpoint.to_bytes())
+            now = self.clock()
+            times = list(received) if received is not None else [now] * len(rows)
             async with self.store.appending() as tx:
-                positions = await tx.append(rows, [], now := self.clock(), size=self.size, nodes=nodes, checkpoint=row)
+                positions = await tx.append(rows, [], now, size=self.size, nodes=nodes, checkpoint=row,
+                                            received=times)
             self.frontier, self.checkpoint, self.size = frontier, checkpoint, positions[-1]
             self.heads = {o: ChainHead(s, h) for o, (s, h) in (await self.store.heads()).items()}
             self._heads_known = set(self.heads)
             if not self.store.shared:
-                self._tail.extend(LogEntry(p, r.envelope, now) for p, r in zip(positions, rows, strict=True))
+                self._tail.extend(LogEntry(p, r.envelope, t) for p, r, t in zip(positions, rows, times, strict=True))
             self._wake()
 
     # -- pull -------------------------------------------------------------------------------------------

@@ -667,7 +667,7 @@ class HubStore(LogReads):
             return {}
         q = sa.select(log.c.position, log.c.received_at).where(log.c.position.in_(list(positions)))
         async with self.engine.connect() as conn:
-            return {int(p): t for p, t in await conn.execute(q)}
+            return {int(p): _aware(t) for p, t in await conn.execute(q)}
 
     async def arrival_times(self, since: datetime) -> tuple[list[datetime], list[datetime]]:
         """Times of the envelopes accepted and of those refused since ``since`` (for the throughput chart)."""

@@ -4,6 +4,7 @@ collected before a renewal still count after it. Time is the test's clock, moved
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,9 @@ from typing import Any
 import pytest
 
 from federation.hub.app import create_app
-from federation.hub.appkeys import GOVERNANCE, SERVICE
+from federation.hub.appkeys import GOVERNANCE, RECOVERY, SERVICE
 from federation.hub.config import HubConfig
+from federation.hub.recovery import MARKER
 from federation.protocol.governance import (
     GovernanceError,
     check_successor,
@@ -24,6 +26,7 @@ from federation.protocol.governance import (
 from federation.protocol.keys import SigningKey
 from federation.protocol.registry import SignedRegistry, genesis, load_registry, parse_registry
 from tests.support.factories import Member
+from tests.support.timing import eventually
 
 HUB_URL = "http://hub.test"
 T0 = datetime.now(UTC).replace(microsecond=0)
@@ -140,3 +143,20 @@ def test_renewal_cannot_claim_older_content_than_it_repeats(members: dict[str, M
     with pytest.raises(GovernanceError) as e:
         evolve(v2.registry, {"action": "renew", "documents": [], "since": 1})
     assert e.value.reason == "governance-malformed"
+
+
+async def test_restored_hub_publishes_no_renewal_before_it_recovered(aiohttp_client: Any, hub_dir: Path,
+                                                                      db_url: str) -> None:
+    """A hub restored from a backup may hold an older registry than its members: a renewal of it would be a version
+    they already hold another of. Due as it starts, the renewal waits while the hub recovers its log (ADR 0021),
+    and is published as soon as recovery ends."""
+    (hub_dir / MARKER).write_text("restored\n")
+    hub = await start(aiohttp_client, hub_dir, db_url, Clock(T0 + timedelta(days=10)))
+    recovery = hub.app[RECOVERY]
+    assert recovery.active and (await served(hub)).registry.version == 1
+    await asyncio.sleep(0)  # the renewal task has run up to its wait
+    assert (await served(hub)).registry.version == 1 and load_registry(hub_dir / "registry.json").registry.version == 1
+    await recovery.run(force=True)  # no member to ask: the operator resumes
+    assert not recovery.active
+    assert await eventually(lambda: load_registry(hub_dir / "registry.json").registry.version == 2)
+    assert (await served(hub)).registry.version == 2

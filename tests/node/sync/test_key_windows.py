@@ -15,10 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
+from federation.protocol.envelope import format_time
 from federation.protocol.governance import next_version, sign_document
 from federation.protocol.keys import SigningKey
 from federation.protocol.registry import genesis, load_registry
+from node.api.records import get_log
+from node.appkeys import SERVICE
 from node.config import NodeConfig
 from node.errors import HubProtocolError
 from node.own_keys import OwnKeys
@@ -162,3 +166,32 @@ async def test_node_refuses_log_whose_receipt_times_go_back(
         with pytest.raises(HubProtocolError, match="later than now"):
             await engine.pull_once()
         assert await engine.service.applier.cursor() == 0
+
+
+async def test_node_serves_its_log_with_the_receipt_times_it_got(
+        hub: FakeHub, tmp_path: Path, hub_key: SigningKey, qa: Member, kr: Member, event: dict[str, Any],
+        aiohttp_client: Any) -> None:
+    """GET /api/v1/log at the node (what a recovering hub reads back, PROTOCOL.md §11.1) gives each entry the
+    receipt time the hub's log gave it, in the hub's entry shape: an envelope applied, the node's own one seen
+    again in the log, and one it quarantined (a thief's, logged after the key's end) alike."""
+    t = T0 + timedelta(hours=1)
+    revoke(hub, hub_key, kr, effective=t, published=t)
+    clock = Clock(t + timedelta(hours=2))
+    async with engine_at(make_config(tmp_path, qa, hub.history[1]), qa, clock) as engine:
+        assert await engine.refresh_registry()
+        own = await engine.service.create("cultural-event", event)
+        hub.append(own, received_at=t - timedelta(minutes=5, microseconds=1500))
+        hub.append(kr.publish(event, issued=t - timedelta(minutes=30)), received_at=t - timedelta(minutes=1))
+        hub.append(kr.publish(event, issued=t - timedelta(minutes=20)), received_at=t + timedelta(hours=1))
+        assert await engine.pull_once() == 3
+        assert await engine.service.store.quarantine_counts() == {"key-not-valid-at-receipt": 1}
+        app = web.Application()
+        app[SERVICE] = engine.service
+        app.router.add_get("/api/v1/log", get_log)
+        client = await aiohttp_client(app)
+        served = await (await client.get("/api/v1/log?after=0&limit=10")).json()
+        assert [(e["position"], e["received_at"]) for e in served["entries"]] == [
+            (1, format_time(t - timedelta(minutes=5, microseconds=1500))), (2, format_time(t - timedelta(minutes=1))),
+            (3, format_time(t + timedelta(hours=1)))]
+        assert all(list(e) == ["position", "received_at", "envelope"] for e in served["entries"])  # §8.3's shape
+        assert served["entries"][0]["envelope"] == own.to_dict()
