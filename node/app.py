@@ -35,7 +35,7 @@ from node.errors import (
 )
 from node.own_keys import OwnKeys
 from node.partners import access as partners
-from node.partners import feeds, oaipmh, pages
+from node.partners import feeds, oaipmh, pages, portal
 from node.records.service import NodeService
 from node.staff import web as authoring
 from node.status import document as status_doc
@@ -110,6 +110,7 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
     oaipmh.register_routes(app)
     feeds.register_routes(app)
     pages.register_routes(app)
+    portal.register_routes(app)
     webhook_api.register_routes(app)
     authoring.register_routes(app, config.dir)
     openapi.register_routes(app, "node")

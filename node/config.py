@@ -8,6 +8,7 @@ relative to the node directory. The operator token itself lives only in ``operat
 
 from __future__ import annotations
 
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -68,6 +69,15 @@ class NodeConfig:
     public_read: bool = True  # off: records, feeds, OAI-PMH and event pages need a partner key with `read`
     partner_rate_per_minute: int = 600  # per partner key, unless the key has its own rate
     anonymous_rate_per_minute: int = 300  # per client address, for reading without a key
+
+    # -- the public portal (node/partners/portal.py, docs/adr/0025) -----------------------------------------
+    portal: bool = True  # off: /, /events, /members, /sitemap.xml answer 404 (record pages /events/{id} stay)
+    portal_name: str = ""  # the portal's name in its top bar (empty: the catalogue's, "IPDN Exchange")
+    portal_logo_url: str = ""  # an https (or same-site /...) image shown beside the name; empty: none
+    portal_colour: str = "#0b5d4b"  # the brand colour (top bar, links): #rgb or #rrggbb
+    portal_accent: str = "#8a5a00"  # the second colour (badges, the current page): #rgb or #rrggbb
+    portal_page_size: int = 20  # records per list page
+    portal_upcoming: int = 8  # events and programmes each on the home page
 
     # -- sync with the hub -----------------------------------------------------------------------------
     push_batch: int = 100  # envelopes per push (also capped by the registry's max_batch)
@@ -132,6 +142,14 @@ class NodeConfig:
                                   "(e.g. https://ipdn.katara.example)")
         TrustedProxies.parse(self.trusted_proxies)  # ConfigError when an entry is no address or CIDR block
         TrustedProxies.parse(self.operator_networks)
+        for name in ("portal_colour", "portal_accent"):
+            if not re.fullmatch(r"#(?:[0-9a-fA-F]{3}){1,2}", getattr(self, name)):
+                raise ConfigError(f"{name}: {getattr(self, name)!r} is not a colour such as #0b5d4b")
+        if self.portal_logo_url and not re.fullmatch(r"(?:https://[^\s\"'()<>\\]+|/[^/\s\"'()<>\\][^\s\"'()<>\\]*)",
+                                                     self.portal_logo_url):
+            raise ConfigError(f"portal_logo_url: {self.portal_logo_url!r} is not an https URL or a path on this site")
+        if not 1 <= self.portal_page_size <= self.max_page_size or not 1 <= self.portal_upcoming <= 100:
+            raise ConfigError("portal_page_size is 1 to max_page_size, portal_upcoming 1 to 100")
         if self.partner_rate_per_minute < 1 or self.anonymous_rate_per_minute < 1:
             raise ConfigError("partner_rate_per_minute and anonymous_rate_per_minute are at least 1")
 

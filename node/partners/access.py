@@ -48,8 +48,9 @@ KEY_PREFIX = "ipdn_pk_"
 SCOPES = frozenset({"read", "webhooks"})
 _KEY_RE = re.compile(r"ipdn_pk_([0-9a-f]{12})_[A-Za-z0-9_-]{43}")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@-]{0,99}")
-# Where partners read (GET/HEAD): the record API, the feeds, OAI-PMH, the event pages.
-READ_PREFIXES = ("/api/v1/records", "/api/v1/feeds/", "/oai", "/events/")
+# Where partners read (GET/HEAD): the record API, the feeds, OAI-PMH, the portal's pages (node/partners/portal.py).
+READ_PREFIXES = ("/api/v1/records", "/api/v1/feeds/", "/oai", "/events", "/members")
+READ_PATHS = frozenset({"/", "/sitemap.xml", "/robots.txt", "/portal.css"})
 WEBHOOKS_PREFIX = "/api/v1/webhooks"
 TOUCH_EVERY = 60.0  # seconds between writes of a key's last use
 REALM = 'Bearer realm="ipdn-node partners"'
@@ -89,7 +90,7 @@ def new_key(name: str, scopes: frozenset[str], rate_per_minute: int | None, now:
 
 
 def _is_read(path: str) -> bool:
-    return path.startswith(READ_PREFIXES)
+    return path.startswith(READ_PREFIXES) or path in READ_PATHS
 
 
 @dataclass

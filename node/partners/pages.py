@@ -1,8 +1,9 @@
-"""Public HTML pages of cultural events, with schema.org Event JSON-LD for search engines and partners.
+"""The portal's record pages (either kind), with schema.org Event JSON-LD for search engines and partners.
 
-``GET /events/{record_id}`` (read-only, no token) answers a page (``node/partners/templates/event.html``):
+``GET /events/{record_id}`` (read-only, no token) answers a page (``node/partners/templates/event.html``) in the
+portal's frame (node/partners/portal.py):
 
-- a ``<script type="application/ld+json">`` block: a schema.org ``Event`` (status, attendance mode,
+- for an event, a ``<script type="application/ld+json">`` block: a schema.org ``Event`` (status, attendance mode,
   ``Place`` and/or ``VirtualLocation``, organisers, dates as published, RFC 3339 with offset), its
   name and description one JSON-LD value object per language (``{"@language": "ar", "@value": ...}``),
   ``license`` the record's rights statement URI;
@@ -10,37 +11,38 @@
   Persian, Hebrew, Urdu and other right-to-left scripts are ``rtl``), every value escaped (jinja2
   autoescape) and isolated (``<bdi>``, ``dir``), so neither markup nor bidirectional controls in a
   title reach beyond it;
-- the envelope hash and the link to the record's API item (``/api/v1/records/{id}``, with the signed
-  envelope) so a reader can verify what the page shows.
+- a "verified" badge saying what this node checked (the signature and by which key, the schema, the version's
+  place in the hub's log), the versions held, the envelope for download (``/events/{id}/envelope.json``), an
+  event's ``.ics`` (``/events/{id}/calendar.ics``), share links and the publisher's feeds.
 
-Unknown ids (and records of another kind) are a 404 problem; a deleted record is a 410 page that still
-names the id and the tombstone's hash. Responses carry a strict ``Content-Security-Policy``
-(``default-src 'none'``, the one stylesheet allowed by its hash, no script: the JSON-LD block is data,
-which CSP does not execute), ``X-Content-Type-Options: nosniff`` and a strong ``ETag``.
+Unknown ids are a 404 page, a deleted record a 410 page that still names the id and the tombstone's hash.
+Responses carry a strict ``Content-Security-Policy`` (``default-src 'none'``, the portal's stylesheet, no script:
+the JSON-LD block is data, which CSP does not execute), ``X-Content-Type-Options: nosniff`` and a strong ``ETag``.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import asyncio
 import json
 import re
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 from markupsafe import Markup
 
+from federation.protocol.envelope import Envelope
 from federation.server.ui import formats
-from federation.server.ui.i18n import Catalog, direction, negotiate, pick
-from federation.server.ui.templates import template_env
+from federation.server.ui.i18n import direction, pick
 from node.appkeys import CONFIG, SERVICE
+from node.config import NodeConfig
 from node.errors import RecordNotFoundError
-from node.partners.feeds import record_url
+from node.partners import portal
+from node.partners.feeds import record_url, render_calendar
+from node.records.filters import RecordFilter
 from node.records.service import NodeService
-from node.store.records import StoredRecord
+from node.store.records import RecordVersion, StoredRecord
 
 EVENT_KIND = "cultural-event"
 EVENT_PATH = "/events/{record_id}"
@@ -48,7 +50,7 @@ SCHEMA = "https://schema.org/"
 HTML_TYPE = "text/html"
 CACHE_CONTROL = "public, max-age=300"
 # Part of every ETag: bump it whenever the same record would be rendered differently.
-PAGE_REVISION = "3"
+PAGE_REVISION = "4"
 
 EVENT_STATUS = {
     "scheduled": "EventScheduled", "completed": "EventScheduled", "postponed": "EventPostponed",
@@ -57,26 +59,14 @@ EVENT_STATUS = {
 ATTENDANCE_MODE = {"offline": "OfflineEventAttendanceMode", "online": "OnlineEventAttendanceMode",
                    "mixed": "MixedEventAttendanceMode"}
 NOTICE_STATUSES = ("cancelled", "postponed", "rescheduled", "moved-online")  # a banner above the event's texts
-UI_LANGUAGES = ("en", "ar")  # the languages of node/partners/locale (public.po)
+UI_LANGUAGES = portal.UI_LANGUAGES
 
-# The page's only stylesheet: CSP allows exactly these bytes (by hash), no quotes or angle brackets.
-STYLE = (
-    "body{font-family:system-ui,sans-serif;line-height:1.5;margin:0 auto;max-width:48rem;padding:1rem}"
-    "section.text{margin-block:1.5rem}"
-    ".notice{border:2px solid #b00;background:#fee;color:#600;padding:.5rem 1rem;font-size:1.2rem}"
-    ".status.cancelled{color:#b00;font-weight:bold}"
-    "dt{font-weight:bold}dd{margin-inline-start:1rem}"
-    "footer{border-top:1px solid #ccc;margin-top:2rem;font-size:.9rem}"
-    "code.hash{word-break:break-all}"
-)
-STYLE_HASH = "sha256-" + base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
-CSP = (f"default-src 'none'; style-src '{STYLE_HASH}'; img-src 'none'; base-uri 'none'; form-action 'none'; "
-       "frame-ancestors 'none'")
-SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
-                    "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
-
-_catalog = Catalog(Path(__file__).resolve().parent / "locale", "public")
-_env = template_env(Path(__file__).resolve().parent / "templates", _catalog)
+_catalog = portal.catalog
+# Where people share a page (the names are the services' own, in no language).
+SHARE = (("WhatsApp", "https://wa.me/?text={text}%20{url}"), ("Telegram", "https://t.me/share/url?url={url}&text={text}"),
+         ("X", "https://x.com/intent/post?url={url}&text={text}"),
+         ("LinkedIn", "https://www.linkedin.com/sharing/share-offsite/?url={url}"),
+         ("Facebook", "https://www.facebook.com/sharer/sharer.php?u={url}"))
 
 
 def language_values(texts: Any) -> list[dict[str, str]]:
@@ -236,10 +226,12 @@ def page_model(rec: StoredRecord, *, base: str, lang: str | None = None, ui: str
     """What the template shows of ``rec`` (a tombstone when ``rec.body`` is None): its texts in ``lang`` first,
     the page's own words in ``ui``."""
     words = _catalog.translator(ui)
+    is_event = rec.kind == EVENT_KIND
     api_url = record_url(base, rec.record_id)
     page: dict[str, Any] = {
         "record_id": rec.record_id, "origin": rec.origin, "version": rec.version, "hash": rec.hash,
         "issued_at": rec.issued_at, "api_url": api_url, "gone": rec.body is None, "rights": None,
+        "kind": rec.kind, "is_event": is_event,
     }
     if rec.body is None:
         return {**page, "document_title": _isolated(words.gettext("page.withdrawn-title", record=rec.record_id))}
@@ -252,7 +244,8 @@ def page_model(rec: StoredRecord, *, base: str, lang: str | None = None, ui: str
     status = str(body.get("status", "scheduled"))
     title = first["title"]
     if status in NOTICE_STATUSES:
-        title = words.gettext("page.title-status", status=words.pgettext("event-status", status), title=title)
+        label = words.pgettext("event-status" if is_event else "status", status)
+        title = words.gettext("page.title-status", status=label, title=title)
     venue = None
     if isinstance(v := body.get("venue"), Mapping):
         # Each part isolated in its own language; joined by the reader's comma (node/partners/templates/event.html).
@@ -261,7 +254,7 @@ def page_model(rec: StoredRecord, *, base: str, lang: str | None = None, ui: str
             parts.append(_bdi(ui, str(formats.locale(ui).territories.get(country, country))))
         venue = {"parts": parts}
     organizers = []
-    for o in body.get("organizers", []):
+    for o in body.get("organizers", []) + ([body["provider"]] if isinstance(body.get("provider"), Mapping) else []):
         o_lang, o_name = _localized(o.get("name"), lang)
         organizers.append({"name": o_name, "lang": o_lang, "url": _safe_url(o.get("url"))})
     images = []
@@ -271,7 +264,8 @@ def page_model(rec: StoredRecord, *, base: str, lang: str | None = None, ui: str
             images.append({"url": url, "alt": alt or url, "lang": alt_lang or "en"})
     mode = attendance_mode(body)
     return {
-        **page, "sections": sections, "status": status, "notice": status in NOTICE_STATUSES,
+        **page, "sections": sections, "status": status,
+        "notice": status in (NOTICE_STATUSES if is_event else ("cancelled", "postponed")),
         "document_title": _isolated(title),
         "start": body.get("start"), "end": body.get("end"), "timezone": body.get("timezone"),
         "previous_start": body.get("previous_start") if status in ("rescheduled", "postponed") else None,
@@ -279,7 +273,22 @@ def page_model(rec: StoredRecord, *, base: str, lang: str | None = None, ui: str
         "online_url": _safe_url(body.get("online_url")), "organizers": organizers, "images": images,
         "languages": [_bdi(ui, _language_name(t, ui)) for t in body.get("languages") or [] if isinstance(t, str)],
         "rights": _safe_url(body.get("rights")),
+        "type": body.get("event_type") or body.get("programme_type"), "format": body.get("format"),
+        "start_date": body.get("start_date"), "end_date": body.get("end_date"), "seats": body.get("seats"),
+        "audience": [words.pgettext("audience", a) for a in body.get("audience") or body.get("target_audience") or []],
+        "countries": [_bdi(ui, str(formats.locale(ui).territories.get(c, c)))
+                      for c in body.get("participating_countries") or body.get("eligible_countries") or []],
+        "eligible": not is_event, "topics": [str(t) for t in body.get("topics") or []],
+        "tags": [str(t) for t in body.get("tags") or []],
+        "signup": _signup(body.get("registration") or body.get("application")), "notice_key":
+            f"notice.{status}" if is_event else f"notice-programme.{status}",
     }
+
+
+def _signup(value: Any) -> dict[str, Any] | None:
+    if not isinstance(value, Mapping) or not (url := _safe_url(value.get("url"))):
+        return None
+    return {"url": url, "deadline": value.get("deadline")}
 
 
 def _language_name(tag: str, ui: str) -> str:
@@ -287,47 +296,114 @@ def _language_name(tag: str, ui: str) -> str:
     return str(loc.languages.get(tag.replace("-", "_")) or loc.languages.get(tag.split("-")[0]) or tag)
 
 
-def render_event_page(rec: StoredRecord, *, base: str, lang: str | None = None, ui: str = "en") -> str:
-    """The HTML page of an event record or of its tombstone, in the reader's language ``ui``."""
+def verification(rec: StoredRecord, versions: Sequence[RecordVersion], service: NodeService) -> dict[str, Any]:
+    """What this node checked of the version shown, for the "verified" badge: the signature (by which key of which
+    member), the schema, and where the hub's log holds it (None: not yet logged, an own version on its way)."""
+    env = Envelope.from_bytes(rec.envelope)
+    logged = next((v for v in versions if v.hash == rec.hash), None)
+    return {"verified": rec.key_warning is None, "warning": rec.key_warning, "kid": env.kid,
+            "schema": env.payload.schema, "position": logged.position if logged else None,
+            "logged_at": logged.logged_at if logged else None,
+            "hub": service.registry.registry.hub_url}
+
+
+def share_links(url: str, title: str) -> list[dict[str, str]]:
+    text, link = quote(title, safe=""), quote(url, safe="")
+    return [{"name": name, "href": pattern.format(url=link, text=text)} for name, pattern in SHARE]
+
+
+def render_event_page(rec: StoredRecord, *, base: str, lang: str | None = None, ui: str = "en",
+                      reader: portal.Reader | None = None, config: NodeConfig | None = None,
+                      versions: Sequence[RecordVersion] = (), service: NodeService | None = None) -> str:
+    """The HTML page of a record (either kind) or of its tombstone, in the reader's language ``ui``."""
     page = page_model(rec, base=base, lang=lang, ui=ui)
-    page_url = f"{base}/events/{quote(rec.record_id, safe=':')}"
-    jsonld = None if rec.body is None else script_json(event_jsonld(rec, page_url, page["api_url"]))
-    style = Markup(STYLE)  # noqa: S704  (a constant, allowed by its hash in the CSP)
-    return _env.get_template("event.html").render(page=page, jsonld=jsonld, style=style, lang=ui,
-                                                  dir=direction(ui))
+    page_url = f"{base}{portal.record_path(rec.record_id)}"
+    is_event = rec.kind == EVENT_KIND and rec.body is not None
+    jsonld = script_json(event_jsonld(rec, page_url, page["api_url"])) if is_event else None
+    extra: dict[str, Any] = {}
+    if reader is not None and config is not None and service is not None:
+        extra = portal.frame(reader, config, alternates=reader.alternates(), versions=list(reversed(versions)),
+                             check=verification(rec, versions, service),
+                             share=share_links(page_url, page["document_title"].strip("\u2068\u2069")),
+                             page_url=page_url, origin_name=portal.member_names(service, ui).get(rec.origin),
+                             subscribe=portal.subscribe_links(portal.ListQuery(
+                                 RecordFilter(origin=rec.origin), None, None, None, None), ui, base, ()))
+    else:
+        reader = portal.Reader(ui, True, portal.record_path(rec.record_id), (), base)
+        extra = {"lang": ui, "dir": direction(ui), "reader": reader, "brand": None, "portal": False,
+                 "alternates": [], "versions": [], "check": None, "share": [], "page_url": page_url,
+                 "origin_name": None, "subscribe": []}
+    return portal.env.get_template("event.html").render(page=page, jsonld=jsonld, **extra)
 
 
 # -- HTTP -------------------------------------------------------------------------------------------------
 
 
-def _etag(rec: StoredRecord, base: str, lang: str | None, ui: str) -> str:
-    key = json.dumps([PAGE_REVISION, rec.hash, base, lang or "", ui], separators=(",", ":"))
-    return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
+def _text_lang(request: web.Request) -> str | None:
+    lang = request.query.get("lang") or None
+    if lang is not None and not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*", lang):
+        lang = None
+    return lang
+
+
+async def _record(request: web.Request) -> StoredRecord | None:
+    """The record named by the path, if it is one the portal shows (either kind)."""
+    try:
+        rec = await request.app[SERVICE].get(request.match_info["record_id"])
+    except RecordNotFoundError:
+        return None
+    return rec if rec.kind in portal.KINDS else None
 
 
 async def event_page(request: web.Request) -> web.StreamResponse:
     service: NodeService = request.app[SERVICE]
-    record_id = request.match_info["record_id"]
-    rec = await service.get(record_id)  # RecordNotFoundError: the app's 404 problem
-    if rec.kind != EVENT_KIND:
-        raise RecordNotFoundError(f"no event {record_id} (it is a {rec.kind} record)")
-    lang = request.query.get("lang") or None
-    if lang is not None and not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*", lang):
-        lang = None
-    base = request.app[CONFIG].public_base  # never the request's Host: the page is cached publicly
+    config: NodeConfig = request.app[CONFIG]
+    rec = await _record(request)
+    if rec is None:
+        return portal.not_found(request, record_id=request.match_info["record_id"])
+    lang = _text_lang(request)
+    base = config.public_base  # never the request's Host: the page is cached publicly
     # The page's words: ?lang= when the catalogue has it, else Accept-Language (never a cookie: the page is
     # cached publicly, and Vary names what it depends on).
-    ui = negotiate(lang, request.headers.get("Accept-Language", ""), UI_LANGUAGES)
-    etag = _etag(rec, base, lang, ui)
-    headers = {**SECURITY_HEADERS, "ETag": etag, "Cache-Control": CACHE_CONTROL,
-               "Vary": "Accept-Encoding, Accept-Language"}
-    if rec.body is not None and etag in {t.strip() for t in request.headers.get("If-None-Match", "").split(",")}:
-        return web.Response(status=304, headers=headers)
-    return web.Response(status=410 if rec.body is None else 200,
-                        text=render_event_page(rec, base=base, lang=lang, ui=ui),
-                        content_type=HTML_TYPE, charset="utf-8", headers=headers)
+    reader = portal.Reader.of(request)
+    versions = await service.versions(rec.record_id)
+    etag = portal.etag_of("record", PAGE_REVISION, rec.hash, rec.key_warning, base, lang or "", reader.ui,
+                          portal.Brand.of(config).revision(), [(v.hash, v.position) for v in versions],
+                          service.registry.registry.version)
+    return portal.respond(request, reader, etag, lambda: render_event_page(
+        rec, base=base, lang=lang, ui=reader.ui, reader=reader, config=config, versions=versions, service=service),
+        status=410 if rec.body is None else 200, cache_control=CACHE_CONTROL)
+
+
+async def event_calendar(request: web.Request) -> web.StreamResponse:
+    """The record as an iCalendar file of one event ("add to calendar")."""
+    service: NodeService = request.app[SERVICE]
+    rec = await _record(request)
+    if rec is None or rec.kind != EVENT_KIND:
+        return portal.not_found(request, record_id=request.match_info["record_id"])
+    if rec.body is None:
+        return portal.not_found(request, gone=True, record_id=rec.record_id)
+    base = request.app[CONFIG].public_base
+    body = await asyncio.to_thread(render_calendar, [rec], member=service.member, base=base, lang=_text_lang(request))
+    name = rec.record_id.replace(":", "-")
+    return web.Response(body=body, content_type="text/calendar", charset="utf-8", headers={
+        "Content-Disposition": f'attachment; filename="{name}.ics"', "Cache-Control": CACHE_CONTROL,
+        "ETag": f'"{rec.hash[:32]}"', "X-Content-Type-Options": "nosniff"})
+
+
+async def envelope_download(request: web.Request) -> web.StreamResponse:
+    """The signed envelope of the current version, byte for byte (``ipdn verify`` checks it offline)."""
+    rec = await _record(request)
+    if rec is None:
+        return portal.not_found(request, record_id=request.match_info["record_id"])
+    name = rec.record_id.replace(":", "-")
+    return web.Response(body=rec.envelope, content_type="application/jose+json", headers={
+        "Content-Disposition": f'attachment; filename="{name}-v{rec.version}.jws.json"',
+        "Cache-Control": CACHE_CONTROL, "ETag": f'"{rec.hash[:32]}"', "X-Content-Type-Options": "nosniff"})
 
 
 def register_routes(app: web.Application) -> None:
-    """Add ``GET /events/{record_id}`` to ``app`` (whose SERVICE the node's cleanup context sets)."""
+    """Add the record page (``GET /events/{record_id}``) and its downloads to ``app``."""
+    app.router.add_get(EVENT_PATH + "/calendar.ics", event_calendar)
+    app.router.add_get(EVENT_PATH + "/envelope.json", envelope_download)
     app.router.add_get(EVENT_PATH, event_page)

@@ -43,7 +43,7 @@ from node.errors import (
 )
 from node.own_keys import OwnKeys
 from node.records.apply import LogApplier
-from node.store.records import Counts, NodeStore, StoredRecord
+from node.store.records import Counts, NodeStore, RecordVersion, StoredRecord
 from node.store.staff import Authorship
 from node.sync.registry import RegistryFollower
 from node.sync.trust import LogTrust
@@ -68,6 +68,19 @@ def _decode_cursor(token: str) -> tuple[datetime, str]:
         return datetime.fromisoformat(at).astimezone(UTC), str(record_id)
     except (ValueError, TypeError, binascii.Error) as e:
         raise BadQueryError("cursor is not one this node issued") from e
+
+
+def _day_of(rec: StoredRecord) -> str:
+    body = rec.body or {}
+    return str(body.get("start") or body.get("start_date") or "")[:10]
+
+
+def _instant(rec: StoredRecord) -> datetime:
+    try:
+        when = datetime.fromisoformat(str((rec.body or {}).get("start") or ""))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 class NodeService:
@@ -244,6 +257,17 @@ class NodeService:
         more = len(items) > limit
         items = items[:limit]
         return items, _encode_cursor(items[-1]) if more else None
+
+    async def upcoming(self, kind: str, limit: int, origin: str | None = None) -> list[StoredRecord]:
+        """Records of ``kind`` not over by today (UTC), soonest first (the portal's home and member pages)."""
+        today = self._now().date().isoformat()
+        found = await self.store.upcoming(kind=kind, today=today, limit=limit, origin=origin)
+        # The store orders by local day; within a day, by the instant each starts (what the body states).
+        return sorted(found, key=lambda r: (_day_of(r), _instant(r)))
+
+    async def versions(self, record_id: str) -> list[RecordVersion]:
+        """Every version held of a record, oldest first, with its place in the hub's log."""
+        return await self.store.versions(record_id)
 
     # -- status ---------------------------------------------------------------------------------------
 

@@ -103,6 +103,20 @@ class StoredRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordVersion:
+    """One version of a record as held: its envelope's hash and time, and its place in the hub's log."""
+
+    version: int
+    op: str
+    hash: str
+    issued_at: str
+    position: int | None  # None: an own version the hub has not logged yet
+    logged_at: datetime | None
+    key_warning: str | None
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
 class QuarantineRow:
     reason: str
     detail: str
@@ -384,6 +398,27 @@ class NodeStore:
             return sa.false()
         hits = sa.text("SELECT record_id FROM records_fts WHERE records_fts MATCH :fts").bindparams(fts=match)
         return records.c.record_id.in_(hits.columns(sa.column("record_id")))
+
+    async def upcoming(self, *, kind: str, today: str, limit: int, origin: str | None = None) -> list[StoredRecord]:
+        """Records of ``kind`` not over by ``today`` (YYYY-MM-DD: their last day is today or later), soonest first;
+        neither tombstones nor versions kept unverified (the portal's home and member pages)."""
+        q_ = sa.select(*_RECORD).where(records.c.kind == kind, records.c.op == "put", records.c.end_day >= today,
+                                       records.c.key_warning.is_(None))
+        if origin is not None:
+            q_ = q_.where(records.c.origin == origin)
+        q_ = q_.order_by(records.c.start_day, records.c.record_id).limit(limit)
+        async with self.engine.connect() as conn:
+            return [StoredRecord.from_row(r) for r in await conn.execute(q_)]
+
+    async def versions(self, record_id: str) -> list[RecordVersion]:
+        """Every version of a record held, oldest first, with where the hub's log holds it (None: not yet)."""
+        q_ = sa.select(envelopes.c.version, envelopes.c.op, envelopes.c.hash, envelopes.c.issued_at,
+                       envelopes.c.position, envelopes.c.logged_at, envelopes.c.key_warning, envelopes.c.seq).where(
+            envelopes.c.record_id == record_id).order_by(envelopes.c.version, envelopes.c.seq)
+        async with self.engine.connect() as conn:
+            return [RecordVersion(r.version, r.op, r.hash, r.issued_at, r.position,
+                                  utc(r.logged_at) if r.logged_at is not None else None, r.key_warning, r.seq)
+                    for r in await conn.execute(q_)]
 
     @staticmethod
     async def _put_records(conn: AsyncConnection, envs: Sequence[Envelope], now: datetime,
