@@ -19,6 +19,7 @@ from federation.server.access import OPERATOR_ACCESS
 from federation.server.logs import access_middleware, request_id_middleware
 from federation.server.web import BODY_TIMEOUT, TRUSTED_PROXIES, add_health_route, problem_response, problems_middleware
 from node.api import records as records_api
+from node.api import stream as records_stream
 from node.appkeys import CONFIG, ENGINE, SERVICE, WEBHOOKS
 from node.config import NodeConfig
 from node.errors import (
@@ -105,6 +106,7 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
             await store.close()
 
     app.cleanup_ctx.append(services)
+    records_stream.register_routes(app)  # before records_api: /api/v1/records/stream is no record id
     records_api.register_routes(app)
     status_doc.register_routes(app)
     oaipmh.register_routes(app)

@@ -69,6 +69,15 @@ class NodeConfig:
     public_read: bool = True  # off: records, feeds, OAI-PMH and event pages need a partner key with `read`
     partner_rate_per_minute: int = 600  # per partner key, unless the key has its own rate
     anonymous_rate_per_minute: int = 300  # per client address, for reading without a key
+    # The record stream (GET /api/v1/records/stream, node/api/stream.py): open streams per partner key (per client
+    # address without a key) and in all; seconds between comments on an idle stream (proxies close silent
+    # connections); the reconnection delay clients are told (retry); how long a write may wait on a slow client
+    # before the stream is dropped (it resumes with Last-Event-ID).
+    stream_max_per_client: int = 4
+    stream_max_total: int = 200
+    stream_heartbeat: float = 15.0
+    stream_retry: float = 2.0
+    stream_write_timeout: float = 30.0
 
     # -- the public portal (node/partners/portal.py, docs/adr/0025) -----------------------------------------
     portal: bool = True  # off: /, /events, /members, /sitemap.xml answer 404 (record pages /events/{id} stay)
@@ -152,6 +161,10 @@ class NodeConfig:
             raise ConfigError("portal_page_size is 1 to max_page_size, portal_upcoming 1 to 100")
         if self.partner_rate_per_minute < 1 or self.anonymous_rate_per_minute < 1:
             raise ConfigError("partner_rate_per_minute and anonymous_rate_per_minute are at least 1")
+        if self.stream_max_per_client < 1 or self.stream_max_total < 1:
+            raise ConfigError("stream_max_per_client and stream_max_total are at least 1")
+        if min(self.stream_heartbeat, self.stream_retry, self.stream_write_timeout) <= 0:
+            raise ConfigError("stream_heartbeat, stream_retry and stream_write_timeout are positive")
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The service's TLS context (:func:`federation.server.tls.served_context`), or None for plain HTTP."""

@@ -159,6 +159,8 @@ def _read_operations(role: openapi.Role) -> list[Any]:
     doc = openapi.document(role)
     out = []
     for m, p in sorted(documented(doc)):
+        if p == "/api/v1/records/stream":  # never ends, so each call takes the whole timeout: test_stream.py reads it
+            continue
         if m == "get" or (m, p) == ("post", "/oai"):
             op = doc["paths"][p][m]
             out.append(pytest.param(m, p, "positive", id=f"{m} {p} positive"))

@@ -372,6 +372,23 @@ def _node_paths() -> dict[str, Any]:
         return {"required": required, "content": {_J: {"schema": schema}}}
 
     change = {"400": bad, "401": unauth, "403": not_own, "404": missing, "409": deleted, "413": big, "503": key}
+    list_params = [
+        _KIND, _query("origin", _STR, "a member code"),
+        _query("updated_since", {"type": "string", "format": "date-time"},
+               "RFC 3339 time with an offset or Z"),
+        _query("country", {"type": "string", "pattern": "^[A-Za-z]{2}$"},
+               "a participating country (also a venue's or a programme's eligible country)"),
+        _query("from", _STR, "a day (YYYY-MM-DD) or RFC 3339 time: records whose event or "
+                             "programme days end on or after it"),
+        _query("to", _STR, "a day (YYYY-MM-DD) or RFC 3339 time: records whose days start on "
+                           "or before it"),
+        _query("lang", {"type": "string", "maxLength": 35}, "a language of the record's title"),
+        _query("status", {"type": "string", "maxLength": 200}, "a record status, e.g. `cancelled`"),
+        _query("tag", {"type": "string", "maxLength": 200}, "a tag (case-insensitive, whole)"),
+        _query("q", {"type": "string", "maxLength": 500},
+               "full text: every word in a title or description, any language"),
+        _query("limit", _int(1, 500, default=50), "page size (at most the node's `max_page_size`)"),
+        _query("cursor", _STR, "`next_cursor` of the previous page; never expires")]
     return {
         "/api/v1/records": {
             "post": {"operationId": "createRecord", "tags": ["authoring"], "security": bearer,
@@ -382,27 +399,38 @@ def _node_paths() -> dict[str, Any]:
                                    "400": bad, "401": unauth, "413": big, "422": invalid, "503": key}},
             "get": {"operationId": "listRecords", "tags": ["reading"],
                     "summary": "Records this node holds, by (update time, record id)",
-                    "parameters": [
-                        _KIND, _query("origin", _STR, "a member code"),
-                        _query("updated_since", {"type": "string", "format": "date-time"},
-                               "RFC 3339 time with an offset or Z"),
-                        _query("country", {"type": "string", "pattern": "^[A-Za-z]{2}$"},
-                               "a participating country (also a venue's or a programme's eligible country)"),
-                        _query("from", _STR, "a day (YYYY-MM-DD) or RFC 3339 time: records whose event or "
-                                             "programme days end on or after it"),
-                        _query("to", _STR, "a day (YYYY-MM-DD) or RFC 3339 time: records whose days start on "
-                                           "or before it"),
-                        _query("lang", {"type": "string", "maxLength": 35}, "a language of the record's title"),
-                        _query("status", {"type": "string", "maxLength": 200}, "a record status, e.g. `cancelled`"),
-                        _query("tag", {"type": "string", "maxLength": 200}, "a tag (case-insensitive, whole)"),
-                        _query("q", {"type": "string", "maxLength": 500},
-                               "full text: every word in a title or description, any language"),
-                        _query("limit", _int(1, 500, default=50), "page size (at most the node's `max_page_size`)"),
-                        _query("cursor", _STR, "`next_cursor` of the previous page; never expires"),
-                        _IF_NONE_MATCH],
+                    "parameters": [*list_params, _IF_NONE_MATCH],
                     "responses": {"200": _json(_ref("Page"), "A page of items", _READ_HEADERS),
                                   "304": {"description": "Not modified", "headers": _READ_HEADERS},
                                   "400": _problem("A parameter that cannot be read (`bad-query`)")}},
+        },
+        "/api/v1/records/stream": {
+            "get": {"operationId": "streamRecords", "tags": ["reading"],
+                    "summary": "Server-sent events of the records as they change (PROTOCOL.md §9.2)",
+                    "description": "`event: record` (a put) or `event: tombstone` (a deletion); `data:` the item, as "
+                                   "a record page gives it; `id:` the cursor a page would continue from after it. "
+                                   "Starts now, at `cursor` or `Last-Event-ID` (which wins), or with `updated_since` "
+                                   "at that time; a `: keep-alive` comment on an idle stream every "
+                                   "`stream_heartbeat` seconds; `retry:` once at the start.",
+                    "parameters": [
+                        *[p for p in list_params if p["name"] not in ("limit", "cursor")],
+                        _query("cursor", _STR, "start after this cursor (a page's `next_cursor`, an event's id)"),
+                        {"name": "Last-Event-ID", "in": "header", "required": False, "schema": _STR,
+                         "description": "the id of the last event received: resume after it"}],
+                    "responses": {"200": {"description": "The stream, held open; each event:",
+                                          "content": {"text/event-stream": {"schema": _obj(
+                                              ["data"], event={"enum": ["record", "tombstone"]}, id=_STR,
+                                              retry={"type": "integer", "minimum": 0},
+                                              data={"type": "string", "contentMediaType": _J,
+                                                    "contentSchema": _ref("Item")})}}},
+                                  "400": _problem("A parameter or cursor that cannot be read (`bad-query`)"),
+                                  "429": {**_problem("Over the rate limit (`rate-limited`: a stream counts as one "
+                                                     "request), or the key (without a key, the client address) "
+                                                     "holds its maximum of open streams (`too-many-streams`)"),
+                                          "headers": {"Retry-After": _header("seconds")}},
+                                  "503": {**_problem("The node serves its maximum of streams, or is stopping "
+                                                     "(`streams-full`)"),
+                                          "headers": {"Retry-After": _header("seconds")}}}},
         },
         "/api/v1/records/{record_id}": {
             "parameters": [record_id],

@@ -169,15 +169,18 @@ def _day(name: str, value: str | None) -> date | None:
     return when.date()
 
 
-async def list_records(request: web.Request) -> web.Response:
-    config, q = request.app[CONFIG], request.query
+def read_filters(request: web.Request) -> dict[str, Any]:
+    """The record filters of the query (every parameter of a record page but ``limit`` and ``cursor``), as keywords
+    of :meth:`NodeService.list_records`: the record page and the record stream (node/api/stream.py) read them alike.
+
+    Raises:
+        BadQueryError: a malformed filter.
+    """
+    q = request.query
     try:
-        limit = int(q.get("limit", config.page_size))
         since = datetime.fromisoformat(q["updated_since"]) if q.get("updated_since") else None
     except ValueError as e:
-        raise BadQueryError(f"limit is an integer and updated_since an RFC 3339 time: {e}") from e
-    if not 1 <= limit <= config.max_page_size:
-        raise BadQueryError(f"limit is between 1 and {config.max_page_size}")
+        raise BadQueryError(f"updated_since is an RFC 3339 time: {e}") from e
     if since is not None and since.tzinfo is None:
         raise BadQueryError("updated_since needs an offset or Z")
     date_from, date_to = _day("from", q.get("from")), _day("to", q.get("to"))
@@ -189,9 +192,20 @@ async def list_records(request: web.Request) -> web.Response:
     if any("\x00" in v for v in q.values()):
         raise BadQueryError("a parameter holds a NUL character")
     f = RecordFilter.parse(q)
+    return {"kind": f.kind, "origin": f.origin, "updated_since": since, "country": f.country, "date_from": date_from,
+            "date_to": date_to, "lang": f.lang, "status": f.status, "tag": f.tag, "q": text}
+
+
+async def list_records(request: web.Request) -> web.Response:
+    config, q = request.app[CONFIG], request.query
+    try:
+        limit = int(q.get("limit", config.page_size))
+    except ValueError as e:
+        raise BadQueryError(f"limit is an integer: {e}") from e
+    if not 1 <= limit <= config.max_page_size:
+        raise BadQueryError(f"limit is between 1 and {config.max_page_size}")
     items, next_cursor = await request.app[SERVICE].list_records(
-        kind=f.kind, origin=f.origin, updated_since=since, cursor=q.get("cursor") or None, limit=limit,
-        country=f.country, date_from=date_from, date_to=date_to, lang=f.lang, status=f.status, tag=f.tag, q=text)
+        **read_filters(request), cursor=q.get("cursor") or None, limit=limit)
 
     def page() -> bytes:  # {"items": [...], "next_cursor": ...}
         return b'{"items":[' + b",".join(r.item_json() for r in items) + b'],"next_cursor":' + json.dumps(

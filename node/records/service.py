@@ -58,7 +58,11 @@ CANCEL_REASON_FIELD = "cancellation_reason"
 
 
 def _encode_cursor(rec: StoredRecord) -> str:
-    raw = json.dumps([rec.updated_at.isoformat(), rec.record_id], separators=(",", ":")).encode()
+    return _encode_key(rec.updated_at, rec.record_id)
+
+
+def _encode_key(updated_at: datetime, record_id: str) -> str:
+    raw = json.dumps([updated_at.isoformat(), record_id], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
@@ -268,6 +272,16 @@ class NodeService:
     async def versions(self, record_id: str) -> list[RecordVersion]:
         """Every version held of a record, oldest first, with its place in the hub's log."""
         return await self.store.versions(record_id)
+
+    @staticmethod
+    def cursor_of(record: StoredRecord) -> str:
+        """The cursor that continues a listing after ``record`` (the record stream's event ids)."""
+        return _encode_cursor(record)
+
+    async def latest_cursor(self) -> str | None:
+        """The cursor after the record listed last (None: no record held): where a record stream starts "now"."""
+        key = await self.store.last_key()
+        return _encode_key(*key) if key is not None else None
 
     # -- status ---------------------------------------------------------------------------------------
 

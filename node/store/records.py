@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from federation.protocol import merkle
 from federation.protocol.envelope import Envelope
 from federation.protocol.verify import ChainHead
+from federation.server.broadcast import Broadcast
 from federation.server.db import engine as db
 from node.store import evidence, outbox, staff
 from node.store.evidence import LogView, TrustStore
@@ -304,6 +305,9 @@ class NodeStore:
         self.staff = StaffStore(engine)
         self.partners = PartnerStore(engine)
         self.webhooks = WebhookStore(engine)
+        # Notified after each commit that changes records (never before it is durable): wakes the record streams.
+        # In this process only: another process writing the same database wakes nobody here (ADR 0026).
+        self.changed = Broadcast()
 
     @classmethod
     async def open(cls, url: str, member: str) -> NodeStore:
@@ -387,6 +391,14 @@ class NodeStore:
                                  sa.and_(records.c.updated_at == at, records.c.record_id > rid)))
         async with self.engine.connect() as conn:
             return [StoredRecord.from_row(r) for r in await conn.execute(q_)]
+
+    async def last_key(self) -> tuple[datetime, str] | None:
+        """The (updated_at, record_id) key of the record listed last (None: no record held)."""
+        q = sa.select(records.c.updated_at, records.c.record_id).order_by(
+            records.c.updated_at.desc(), records.c.record_id.desc()).limit(1)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(q)).first()
+        return (utc(row.updated_at), row.record_id) if row is not None else None
 
     def _matches(self, q: str) -> sa.ColumnElement[bool]:
         """Full text: FTS5 on SQLite, to_tsvector('simple', ...) (GIN-indexed) on PostgreSQL."""
@@ -478,6 +490,7 @@ class NodeStore:
             await outbox.enqueue(conn, env.payload.seq)
             if by is not None:
                 await staff.add_authorship(conn, env, by, now)
+        self.changed.notify()
         if queued:
             self.webhooks.queued.set()
 
@@ -499,6 +512,8 @@ class NodeStore:
                      "logged_at": _logged(changes.logged_at.get(q.position or 0))} for q in changes.quarantine])
             await evidence.save_position(conn, changes.cursor, changes.frontier,
                                          changes.logged_at.get(changes.cursor))
+        if changes.records:
+            self.changed.notify()
         if queued:
             self.webhooks.queued.set()
 
