@@ -52,6 +52,7 @@ BENCHES = {
     "biglog": "tests.bench.bench_biglog",
     "import": "tests.bench.bench_import",
     "signin": "tests.bench.bench_signin",
+    "portal": "tests.bench.bench_portal",
 }
 
 N = TypeVar("N", int, float)
