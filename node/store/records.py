@@ -36,6 +36,7 @@ from federation.protocol.envelope import Envelope
 from federation.protocol.verify import ChainHead
 from federation.server.broadcast import Broadcast
 from federation.server.db import engine as db
+from node.records.text import normalise
 from node.store import evidence, outbox, staff
 from node.store.evidence import LogView, TrustStore
 from node.store.outbox import OutboxStore
@@ -195,7 +196,9 @@ def search_values(body: dict[str, Any] | None) -> dict[str, Any]:
 
     Dates are the local calendar days the body states (events' start/end, programmes'
     start_date/end_date); countries the participating countries, the venue's country and a programme's
-    eligible countries; the searched text every language of the title and the description.
+    eligible countries; the searched text every language of the title and the description, folded by
+    :func:`node.records.text.normalise` as every query is (a change to it needs a migration rebuilding the
+    index: 0010).
     """
     if not body:
         return {"start_day": None, "end_day": None, "countries": "", "tags": "", "langs": "", "search": ""}
@@ -210,14 +213,15 @@ def search_values(body: dict[str, Any] | None) -> dict[str, Any]:
     tags = [t.lower() for t in body.get("tags") or [] if isinstance(t, str)]
     title = body.get("title")
     langs = [k.lower() for k, v in title.items() if isinstance(v, str)] if isinstance(title, dict) else []
-    text = "\n".join(_strings(title) + _strings(body.get("description")))
+    text = normalise("\n".join(_strings(title) + _strings(body.get("description"))))
     return {"start_day": start, "end_day": end, "countries": _joined(sorted(set(countries))),
             "tags": _joined(sorted(set(tags))), "langs": _joined(sorted(set(langs))), "search": text}
 
 
 def fts_query(q: str) -> str | None:
-    """An FTS5 query matching every word of ``q`` (each quoted: no FTS syntax); None: no word."""
-    words = re.findall(r"\w+", q)
+    """An FTS5 query matching every word of ``q`` (normalised as the index is; each quoted: no FTS syntax);
+    None: no word."""
+    words = re.findall(r"\w+", normalise(q))
     return " ".join('"' + w + '"' for w in words) if words else None
 
 
@@ -404,7 +408,7 @@ class NodeStore:
         """Full text: FTS5 on SQLite, to_tsvector('simple', ...) (GIN-indexed) on PostgreSQL."""
         if self.engine.dialect.name == "postgresql":
             doc = sa.func.to_tsvector(sa.literal_column("'simple'::regconfig"), records.c.search)
-            return doc.op("@@")(sa.func.plainto_tsquery(sa.literal_column("'simple'::regconfig"), q))
+            return doc.op("@@")(sa.func.plainto_tsquery(sa.literal_column("'simple'::regconfig"), normalise(q)))
         match = fts_query(q)
         if match is None:
             return sa.false()

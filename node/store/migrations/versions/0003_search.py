@@ -16,7 +16,7 @@ import json
 import sqlalchemy as sa
 from alembic import op
 
-# Backfills with the live function: if search_values ever changes, copy this version here first.
+# Backfills with the live function (later changes to the searched text rebuild it in their own revision: 0010).
 from node.store.records import search_values
 
 revision = "0003"
