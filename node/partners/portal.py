@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -32,6 +33,7 @@ from urllib.parse import urlencode, urlsplit
 from xml.sax.saxutils import escape as xml_escape
 
 from aiohttp import web
+from markupsafe import Markup
 
 from federation.protocol.registry import Member
 from federation.server.ui import formats
@@ -214,6 +216,26 @@ def card(rec: StoredRecord, ui: str, members: Mapping[str, tuple[str, str]]) -> 
     }
 
 
+CARD_CACHE = 20_000  # rendered cards kept (a few hundred bytes each)
+_cards: OrderedDict[tuple[str, str, tuple[str, str] | None], Markup] = OrderedDict()
+
+
+def cards(records: Iterable[StoredRecord], ui: str, members: Mapping[str, tuple[str, str]]) -> list[Markup]:
+    """Each record's card as HTML, rendered once per version (its hash), language and publisher's name and then
+    kept: a list page is then mostly a join (decoding a body and formatting its dates by CLDR is most of a card)."""
+    out = []
+    for rec in records:
+        key = (rec.hash, ui, members.get(rec.origin))
+        html = _cards.get(key)
+        if html is None:
+            html = Markup(env.get_template("card.html").render(lang=ui, c=card(rec, ui, members)))  # noqa: S704
+            _cards[key] = html
+            if len(_cards) > CARD_CACHE:
+                _cards.popitem(last=False)
+        out.append(html)
+    return out
+
+
 def record_path(record_id: str) -> str:
     return "/events/" + record_id  # ids are [A-Z]{2}:[A-Za-z0-9._-]+ (common/v1): nothing to escape
 
@@ -233,6 +255,20 @@ def _country_options(ui: str) -> tuple[tuple[str, str], ...]:
     codes = [c for c in names if isinstance(c, str) and re.fullmatch(r"[A-Z]{2}", c)
              and c not in ("ZZ", "EU", "EZ", "UN", "QO", "XA", "XB")]
     return tuple(sorted(((c, str(names[c])) for c in codes), key=lambda p: p[1]))
+
+
+@cache
+def _country_options_html(ui: str) -> str:
+    return "".join(str(Markup('<option value="{}">{}</option>').format(c, n)) for c, n in _country_options(ui))
+
+
+def country_options(ui: str, selected: str | None) -> Markup:
+    """The country filter's options in ``ui``, made once per language (250 of them on every list page)."""
+    html = _country_options_html(ui)
+    if selected and re.fullmatch(r"[A-Z]{2}", selected.upper()):
+        code = selected.upper()
+        html = html.replace(f'<option value="{code}">', f'<option value="{code}" selected>', 1)
+    return Markup(html)  # noqa: S704  (built above from escaped parts)
 
 
 @cache
@@ -331,11 +367,12 @@ async def list_page(request: web.Request) -> web.StreamResponse:
         event_statuses = service.schemas.documents[service.schemas.latest[EVENT_KIND]]["properties"]["status"]["enum"]
         shown = dict.fromkeys(("kind", "origin", "country", "status", "language", "tag", "from", "to", "q"))
         page = frame(reader, config, alternates=reader.alternates(), query={**shown, **q.active()},
-                     cards=[card(r, reader.ui, members) for r in items],
+                     cards=cards(items, reader.ui, members),
                      next_url=reader.url(cursor=next_cursor) if next_cursor else None,
                      first_url=reader.url(cursor=None) if q.cursor else None,
                      members=sorted(members.items(), key=lambda m: m[1][1]), statuses=statuses,
-                     kinds=KINDS, countries=_country_options(reader.ui), languages=_language_options(reader.ui),
+                     kinds=KINDS, countries=country_options(reader.ui, q.filters.country),
+                     languages=_language_options(reader.ui),
                      subscribe=subscribe_links(q, reader.ui, config.public_base, event_statuses),
                      api_url=_with(config.public_base + "/api/v1/records", {
                          **{k: v for k, v in q.filters.to_dict().items()},
@@ -369,8 +406,8 @@ async def home_page(request: web.Request) -> web.StreamResponse:
     def render() -> str:
         members = member_names(service, reader.ui)
         page = frame(reader, config, alternates=reader.alternates(),
-                     events=[card(r, reader.ui, members) for r in events],
-                     programmes=[card(r, reader.ui, members) for r in programmes],
+                     events=cards(events, reader.ui, members),
+                     programmes=cards(programmes, reader.ui, members),
                      member_count=len(members))
         return env.get_template("home.html").render(**page)
 
@@ -421,8 +458,8 @@ async def member_page(request: web.Request) -> web.StreamResponse:
         names = [{"lang": tag, "dir": direction(tag), "name": name} for tag, name in member.names.items()]
         page = frame(reader, config, alternates=reader.alternates(), member=member, name=members[code],
                      names=names, country=country_name(code, reader.ui),
-                     events=[card(r, reader.ui, members) for r in events],
-                     programmes=[card(r, reader.ui, members) for r in programmes],
+                     events=cards(events, reader.ui, members),
+                     programmes=cards(programmes, reader.ui, members),
                      list_url="/events?" + urlencode({"origin": code}),
                      subscribe=subscribe_links(ListQuery(RecordFilter(origin=code), None, None, None, None),
                                                reader.ui, config.public_base, ()))
