@@ -290,20 +290,25 @@ def cmd_import(args: argparse.Namespace) -> int:
     mode = DRY_RUN if args.dry_run else VALID_ONLY if args.valid_only else ALL_OR_NOTHING
     fmt = args.format or bulk.detect_format(args.file.name, data)
 
+    def worded(staff: Any, err: bulk.RowError) -> str:  # in English, with the technical detail
+        text = staff.row_error(err, staff.names("en"))
+        return f"{text} ({err.detail})" if err.detail else text
+
     async def run() -> Any:
         async with _staff(args.dir) as staff:
             try:
                 rows = staff.read(data, fmt)
             except bulk.FileFormatError as e:
-                raise UsageError(f"{args.file}: {e}") from e
-            return await staff.run_import(rows, mode, args.by, _progress)
+                raise UsageError(f"{args.file}: {worded(staff, bulk.RowError('', e.key, e.values, e.detail))}") from e
+            report = await staff.run_import(rows, mode, args.by, _progress)
+            return report, {id(err): worded(staff, err) for p in report.rows for err in p.errors}
 
-    report = asyncio.run(run())
+    report, messages = asyncio.run(run())
     for p in report.rows:
         where = f" {p.record_id}" + (f" v{p.version}" if p.version else "") if p.record_id else ""
         print(f"row {p.row.number}\t{p.row.source_id}\t{p.action}{where}")
         for err in p.errors:
-            print(f"row {p.row.number}\tcolumn {err.column or '-'}\t{err.message}")
+            print(f"row {p.row.number}\tcolumn {err.column or '-'}\t{messages[id(err)]}")
     counts = ", ".join(f"{report.count(a)} {a}" for a in ("create", "update", "created", "updated", "unchanged",
                                                            "invalid", "skipped", "failed") if report.count(a))
     print(f"{'dry run: ' if mode == DRY_RUN else ''}{counts or 'no rows'}")

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from federation.protocol.schemas import Issue
 from node.staff.forms import Resolver, flatten, unflatten
 
 RESERVED = ("source_id", "kind", "record_id")
@@ -43,13 +44,25 @@ def no_progress(phase: str, done: int, total: int) -> None:
 
 
 class FileFormatError(ValueError):
-    """The file as a whole cannot be read (not UTF-8, no header, an unknown format)."""
+    """The file as a whole cannot be read (not UTF-8, no header, an unknown format): ``key`` names the message
+    (``import.err.<key>`` in the staff catalogue) with its ``values``; ``detail`` the technical text, if any."""
+
+    def __init__(self, key: str, detail: str = "", **values: Any) -> None:
+        super().__init__(f"{key}: {detail or values}")
+        self.key, self.detail, self.values = key, detail, values
 
 
 @dataclass
 class RowError:
+    """What is wrong with a row, worded in the reader's language when shown (node/staff/web.py): a message of
+    the staff catalogue (``import.err.<key>``) with its values, or a schema ``issue`` worded as the form words
+    it; ``detail`` the technical text behind it (a parser's message), shown on request."""
+
     column: str  # the CSV column (dotted path) or JSON member the error is about; "" for the row
-    message: str
+    key: str
+    values: dict[str, Any] = field(default_factory=dict)
+    detail: str = ""
+    issue: Issue | None = None
 
 
 @dataclass
@@ -86,7 +99,7 @@ def _text(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise FileFormatError(f"the file is not UTF-8 text (byte {e.start})") from e
+        raise FileFormatError("not-utf8", f"{e.reason} at byte {e.start}", byte=e.start) from e
 
 
 def read_rows(data: bytes, fmt: str, resolver: Resolver, kinds: Iterable[str]) -> list[Row]:
@@ -99,16 +112,16 @@ def read_rows(data: bytes, fmt: str, resolver: Resolver, kinds: Iterable[str]) -
         return read_csv(data, resolver, kinds)
     if fmt == "jsonl":
         return read_jsonl(data, kinds)
-    raise FileFormatError(f"unknown format {fmt!r} (csv or jsonl)")
+    raise FileFormatError("unknown-format", f"format {fmt!r}: csv or jsonl")
 
 
 def _check(row: Row, kinds: Iterable[str]) -> Row:
     if not row.source_id.strip():
-        row.errors.append(RowError("source_id", "source_id is required (any text naming the row in your system)"))
+        row.errors.append(RowError("source_id", "source-id-required"))
     elif len(row.source_id) > MAX_SOURCE_ID:
-        row.errors.append(RowError("source_id", f"source_id is at most {MAX_SOURCE_ID} characters"))
+        row.errors.append(RowError("source_id", "source-id-too-long", {"max": MAX_SOURCE_ID}))
     if row.kind not in set(kinds):
-        row.errors.append(RowError("kind", f"kind must be one of {', '.join(sorted(kinds))}"))
+        row.errors.append(RowError("kind", "kind-unknown", {"kinds": sorted(kinds)}))
     return row
 
 
@@ -118,15 +131,15 @@ def read_csv(data: bytes, resolver: Resolver, kinds: Iterable[str]) -> list[Row]
     try:
         header = next(reader)
     except StopIteration as e:
-        raise FileFormatError("the CSV file is empty (it needs a header row)") from e
+        raise FileFormatError("csv-empty") from e
     except csv.Error as e:
-        raise FileFormatError(f"the CSV header cannot be read: {e}") from e
+        raise FileFormatError("csv-header-unreadable", str(e)) from e
     header = [h.strip() for h in header]
     if "source_id" not in header or "kind" not in header:
-        raise FileFormatError("the CSV header needs the columns source_id and kind")
+        raise FileFormatError("csv-header-columns")
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
-        raise FileFormatError(f"columns appear twice in the header: {', '.join(dupes)}")
+        raise FileFormatError("csv-header-duplicates", columns=dupes)
     rows: list[Row] = []
     number = 0
     while True:
@@ -136,7 +149,7 @@ def read_csv(data: bytes, resolver: Resolver, kinds: Iterable[str]) -> list[Row]
             break
         except csv.Error as e:
             number += 1
-            rows.append(Row(number, "", "", None, None, [RowError("", f"the row cannot be read: {e}")]))
+            rows.append(Row(number, "", "", None, None, [RowError("", "row-unreadable", detail=str(e))]))
             continue
         if not any(c.strip() for c in cells):
             continue  # a blank line
@@ -145,7 +158,7 @@ def read_csv(data: bytes, resolver: Resolver, kinds: Iterable[str]) -> list[Row]
         row = Row(number, values.get("source_id", "").strip(), values.get("kind", "").strip(),
                   values.get("record_id", "").strip() or None, None)
         if len(cells) > len(header):
-            row.errors.append(RowError("", f"the row has {len(cells)} cells, the header {len(header)}"))
+            row.errors.append(RowError("", "row-too-many-cells", {"cells": len(cells), "columns": len(header)}))
         flat = {k: v for k, v in values.items() if k not in RESERVED}
         if _check(row, kinds).kind in kinds:
             row.body = unflatten(flat, resolver, resolver.root(row.kind))
@@ -164,20 +177,19 @@ def read_jsonl(data: bytes, kinds: Iterable[str]) -> list[Row]:
         try:
             obj = json.loads(line)
         except ValueError as e:
-            rows.append(Row(number, "", "", None, None, [RowError("", f"the line is not JSON: {e}")]))
+            rows.append(Row(number, "", "", None, None, [RowError("", "line-not-json", detail=str(e))]))
             continue
         if not isinstance(obj, dict):
-            rows.append(Row(number, "", "", None, None, [RowError("", "the line is not a JSON object")]))
+            rows.append(Row(number, "", "", None, None, [RowError("", "line-not-object")]))
             continue
         source_id, kind, record_id, body = obj.get("source_id"), obj.get("kind"), obj.get("record_id"), obj.get("body")
         row = Row(number, source_id if isinstance(source_id, str) else "", kind if isinstance(kind, str) else "",
                   record_id if isinstance(record_id, str) and record_id else None, None)
         extra = sorted(set(obj) - {*RESERVED, "body"})
         if extra:
-            row.errors.append(RowError(extra[0], f"unknown member(s) {', '.join(extra)} (source_id, kind, "
-                                                 "record_id, body)"))
+            row.errors.append(RowError(extra[0], "line-unknown-members", {"names": extra}))
         if not isinstance(body, dict):
-            row.errors.append(RowError("body", "body is the record body, a JSON object"))
+            row.errors.append(RowError("body", "line-body-not-object"))
         else:
             row.body = body
         rows.append(_check(row, kinds))

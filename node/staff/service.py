@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from babel.lists import format_list
+
 from federation.protocol.envelope import Envelope
 from federation.protocol.schemas import Issue
 from federation.server.ui.i18n import Catalog
@@ -259,8 +261,8 @@ class StaffService:
         return bulk.read_rows(data, fmt, self.forms.resolver, self.node.schemas.latest)
 
     async def plan(self, rows: Sequence[bulk.Row], progress: bulk.Progress = bulk.no_progress) -> list[Planned]:
-        """What importing each row would do, with every error by row and column (plain words, English)."""
-        names = self.names("en")
+        """What importing each row would do, with every error by row and column (worded when shown:
+        :meth:`row_error`)."""
         mapped = await self.store.source_records([r.source_id for r in rows if r.source_id])
         held = await self.node.store.get_records([t for r in rows if (t := mapped.get(r.source_id) or r.record_id)
                                              and t.partition(":")[0] == self.node.member])
@@ -269,24 +271,23 @@ class StaffService:
         for i, row in enumerate(rows):
             errors = list(row.errors)
             if row.source_id and row.source_id in seen:
-                errors.append(bulk.RowError("source_id", f"source_id {row.source_id} is on an earlier row too"))
+                errors.append(bulk.RowError("source_id", "source-id-repeated", {"source_id": row.source_id}))
             seen.add(row.source_id)
             target = mapped.get(row.source_id) or row.record_id
             current: StoredRecord | None = None
             if target is not None:
                 if target.partition(":")[0] != self.node.member:
-                    errors.append(bulk.RowError("record_id", f"{target} is not a record of {self.node.member}"))
+                    errors.append(bulk.RowError("record_id", "record-of-another-member", {"record": target}))
                 else:
                     current = held.get(target)
                     if current is None and row.source_id not in mapped:
-                        errors.append(bulk.RowError("record_id", f"there is no record {target} here"))
+                        errors.append(bulk.RowError("record_id", "record-unknown", {"record": target}))
                     elif current is not None and current.kind != row.kind:
-                        errors.append(bulk.RowError("kind", f"{target} is a {current.kind}, not a {row.kind}"))
+                        errors.append(bulk.RowError("kind", "record-other-kind",
+                                                    {"record": target, "held": current.kind, "kind": row.kind}))
             if row.body is not None and row.kind in self.node.schemas.latest:
-                root = self.forms.resolver.root(row.kind)
-                for issue in self.check(row.kind, row.body):
-                    errors.append(bulk.RowError(issue_path(issue) or "body",
-                                                plain_message(issue, names, root, self.forms.resolver)))
+                errors += [bulk.RowError(issue_path(x) or "body", "schema", {"kind": row.kind}, x.message, x)
+                           for x in self.check(row.kind, row.body)]
             if errors:
                 out.append(Planned(row, "invalid", current.record_id if current else None, None, errors))
             elif current is None:
@@ -297,6 +298,23 @@ class StaffService:
                 out.append(Planned(row, "update", current.record_id, current.version + 1))
             progress("checked", i + 1, len(rows))
         return out
+
+    def row_error(self, error: bulk.RowError, names: Names) -> str:
+        """An import error in plain words in ``names``' language: a schema issue as the form words it
+        (naming the field), any other from the catalogue (``import.err.<key>``, kinds by their labels)."""
+        if error.issue is not None:
+            kind = error.values["kind"]
+            return plain_message(error.issue, names, self.forms.resolver.root(kind), self.forms.resolver)
+        values = {k: self._shown(k, v, names) for k, v in error.values.items()}
+        return names.message(f"import.err.{error.key}", **values)
+
+    @staticmethod
+    def _shown(name: str, value: Any, names: Names) -> Any:
+        if name in ("kind", "held"):
+            return names.message(f"kind.{value}")
+        if isinstance(value, list):
+            return format_list([str(v) for v in value], locale=names.lang)
+        return value
 
     async def run_import(self, rows: Sequence[bulk.Row], mode: str, by: str,
                          progress: bulk.Progress = bulk.no_progress) -> ImportReport:
@@ -322,7 +340,8 @@ class StaffService:
                     p.action = "updated"
                 p.record_id, p.version = env.payload.record_id, env.payload.version
             except InvalidRecordError as e:  # checked above; kept for a schema that changed meanwhile
-                p.action, p.errors = "failed", [bulk.RowError(issue_path(x) or "body", x.message) for x in e.issues]
+                p.action, p.errors = "failed", [bulk.RowError(issue_path(x) or "body", "schema", {"kind": p.row.kind},
+                                                              x.message, x) for x in e.issues]
             progress("published", i + 1, len(todo))
         for p in plan:
             if p.action == "invalid":

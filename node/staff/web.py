@@ -459,7 +459,9 @@ async def start_import(request: web.Request) -> web.StreamResponse:
     try:
         rows = pages.staff.read(data, bulk.detect_format(name, data))
     except bulk.FileFormatError as e:
-        return _render(request, "import.html", status=422, user=user, session=session, job=None, error=str(e))
+        error = pages.staff.row_error(bulk.RowError("", e.key, e.values), pages.staff.names(_lang(request)))
+        return _render(request, "import.html", status=422, user=user, session=session, job=None, error=error,
+                       error_detail=e.detail)
     job = ImportJob(uuid.uuid4().hex, user.username, mode, total=len(rows))
 
     def progress(phase: str, done: int, total: int) -> None:
@@ -485,7 +487,8 @@ async def import_job_page(request: web.Request) -> web.Response:
     job = request.app[PAGES].jobs.get(request.match_info["job_id"])
     if job is None or job.owner != user.username:
         raise Problem(404, "import-not-found", "no such import (imports are kept until the node restarts)")
-    return _render(request, "import.html", user=user, session=session, job=job, error=job.error)
+    return _render(request, "import.html", user=user, session=session, job=job, error=job.error,
+                   row_error=request.app[PAGES].staff.row_error)
 
 
 # -- static files -----------------------------------------------------------------------------------------

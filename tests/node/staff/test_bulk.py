@@ -65,7 +65,10 @@ class TestReading:
         rows = staff.read(data, "jsonl")
         assert [r.number for r in rows] == [1, 2, 3, 4]
         assert rows[0].body == body and rows[0].errors == []
-        assert "not JSON" in rows[1].errors[0].message and "not a JSON object" in rows[2].errors[0].message
+        assert [rows[1].errors[0].key, rows[2].errors[0].key] == ["line-not-json", "line-not-object"]
+        assert "Expecting value" in rows[1].errors[0].detail  # the parser's words, behind "Technical details"
+        worded = staff.row_error(rows[2].errors[0], staff.names("en"))
+        assert worded == "This line must be one JSON object, written between { and }."
         assert {e.column for e in rows[3].errors} == {"extra", "body"}
 
     def test_format_from_name_or_content(self) -> None:
@@ -81,7 +84,7 @@ class TestImport:
                "venue.country": "qa"}
         report = await staff.run_import(staff.read(csv_bytes([good, bad]), "csv"), DRY_RUN, "amal")
         assert [p.action for p in report.rows] == ["create", "invalid"]
-        errors = {(e.column, e.message) for e in report.rows[1].errors}
+        errors = {(e.column, staff.row_error(e, staff.names("en"))) for e in report.rows[1].errors}
         assert ("venue.country", "Venue › Country: choose a country from the list.") in errors
         assert ("organizers.0.name", "Organizers 1 › Name is required.") in errors
         assert not report.published and (await staff.node.counts()).own == 0

@@ -303,6 +303,41 @@ class TestWriting:
         assert "operator token (API)" in html
 
 
+    async def test_import_report_in_arabic_words_row_errors_in_arabic(self, client: TestClient) -> None:
+        """The import report read in Arabic gives every row error in Arabic (a schema error naming the field, a
+        repeated source_id), the parser's technical words only behind "تفاصيل تقنية"; a file that is not UTF-8
+        is refused in Arabic too."""
+        import aiohttp
+
+        csrf = await sign_in(client)
+
+        def form(data: bytes) -> aiohttp.FormData:
+            out = aiohttp.FormData()
+            out.add_field("csrf_token", csrf)
+            out.add_field("mode", "dry-run")
+            out.add_field("file", data, filename="events.csv", content_type="text/csv")
+            return out
+
+        bad = (paths.IMPORT_SAMPLE.read_bytes().replace(b"Asia/Qatar,mixed", b"Asia/Qatar,by-boat")
+               .replace(b"katara-2026-002", b"katara-2026-001"))
+        resp = await client.post("/author/import", data=form(bad), allow_redirects=False)
+        assert resp.status == 303, await resp.text()
+
+        async def finished() -> str | None:
+            html = await (await client.get(resp.headers["Location"] + "?lang=ar")).text()
+            return None if 'http-equiv="refresh"' in html else html
+
+        html = str(await eventually(finished, within=10))
+        assert 'dir="rtl"' in html
+        assert "طريقة الحضور: اختر أحد الخيارات." in html
+        assert "في صف سابق قيمة \u2066source_id\u2069 نفسها \u2068katara-2026-001\u2069" in html
+        assert "choose one of the options" not in html and "earlier row" not in html
+        refused = await client.post("/author/import?lang=ar", data=form(b"source_id,kind\n\xff\xfe,x\n"))
+        page = await refused.text()
+        assert refused.status == 422 and "الملف غير محفوظ بترميز" in page
+        assert "<summary>تفاصيل تقنية</summary>" in page and "byte 15" in page
+
+
 def _changes_with(env: Any) -> Any:
     from node.store.records import Changes
 
