@@ -19,8 +19,9 @@ Everything else is the same for all three, so it cannot drift apart:
   exist and be enabled on every request (disabling an account ends its sessions);
 - signing out ends that session for good, not only in the browser that asked (a copied cookie is refused
   too, until the process restarts);
-- sign-ins, failures, locked and throttled attempts and sign-outs are logged (``<event_prefix>-sign-in``, ...),
-  never with the secret, and handed to the page's own trail when it keeps one (throttled ones only to the log).
+- sign-ins, failures, locked attempts and sign-outs are logged (``<event_prefix>-sign-in``, ...), never with the
+  secret, and handed to the page's own trail when it keeps one; throttled attempts only to the log, counted per
+  address, one line a minute: they are answered before the request's body is read, at the least cost.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,13 +42,17 @@ from multidict import MultiDictProxy
 
 from federation.server.ratelimit import RateLimiter
 from federation.server.ui.csrf import check_csrf, check_form_token, issue_form_token, new_form_token
+from federation.server.ui.i18n import LANG_COOKIE
 from federation.server.ui.passwords import PasswordCheckBusy, password_matches
 from federation.server.ui.sessions import Session, SessionCodec, clear_cookie, set_cookie
-from federation.server.ui.throttle import SignInThrottle
+from federation.server.ui.throttle import SignInThrottle, address_key
 from federation.server.ui.totp import matching_step
-from federation.server.web import Problem, client_address
+from federation.server.web import Problem, client_address, problem_response
 
 MAX_NAME = 64  # account names are at most this long; longer input is cut, not looked up
+THROTTLED_LOG_EVERY = 60.0  # seconds: a throttled address is logged at most this often, with a count
+KEPT_PAGES = 32  # sign-in pages kept rendered (per language, notice and wait)
+_PLACEHOLDER = "form-token-" + secrets.token_hex(16)  # where a kept page's token goes
 
 A = TypeVar("A")
 
@@ -195,6 +201,10 @@ class SignIn(Generic[A]):
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # how the throttle's slowing waits
     # The tokens of signed-out sessions, with their expiry: such a cookie opens nothing, even a copy of it.
     _ended: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    # Per throttled address (its key): when it was last logged, and the attempts refused since.
+    _refused: dict[str, tuple[float, int]] = field(default_factory=dict, init=False, repr=False)
+    _pages: dict[tuple[int, str | None, int, str | None, str | None], tuple[bytes, bytes, str, dict[str, str]]] = field(
+        default_factory=dict, init=False, repr=False)  # see _kept_page
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_get(self.sign_in_url, self.form_page)
@@ -236,24 +246,26 @@ class SignIn(Generic[A]):
         target = self._next(request.query.get("next"))
         if await self.current(request) is not None:
             raise web.HTTPSeeOther(target)
-        return self._form(request, 200, self._sign_in_form(target))
+        return self._form(request, 200, target)
 
     async def sign_in(self, request: web.Request) -> web.StreamResponse:
+        address = client_address(request)
+        now = self.clock()
+        # A throttled address is answered from the headers alone, as cheaply as can be: its body is never read
+        # (aiohttp discards it), the page is one rendered before, the log gets a count (docs/adr/0018).
+        if (wait := self.throttle.address_wait(address, now)) > 0:
+            return self._throttled(request, address, wait, now)
         form = await request.post()
         check_form_token(request, self.form_cookie, form)
         name, secret = self.accounts.credentials(form)
         target = self._next(str(form.get("next", "")))
-        address = client_address(request)
-        now = self.clock()
         verdict = self.throttle.check(name, address, now)
-        if verdict.refuse_for > 0:
-            # Not in the page's trail: a spray would fill it; the log has every one.
-            locked = verdict.why == "account"
-            await self._event(request, "sign-in-locked" if locked else "sign-in-throttled", name or "-", now,
-                              trail=locked)
+        if verdict.why == "address":  # reached while the body was read
+            return self._throttled(request, address, verdict.refuse_for, now)
+        if verdict.refuse_for > 0:  # this account, from this address
+            await self._event(request, "sign-in-locked", name or "-", now)
             minutes = max(1, round(verdict.refuse_for / 60))
-            return self._form(request, 429, self._sign_in_form(target, "locked" if locked else "throttled", minutes),
-                              retry_after=verdict.refuse_for)
+            return self._form(request, 429, target, "locked", minutes, retry_after=verdict.refuse_for)
         try:
             with self.throttle.checking(address):
                 if verdict.slow_by > 0:
@@ -261,11 +273,11 @@ class SignIn(Generic[A]):
                 failure = await self._check(request, name, secret, str(form.get("code", "")), now)
         except PasswordCheckBusy:
             await self._event(request, "sign-in-busy", name or "-", now, trail=False)
-            return self._form(request, 503, self._sign_in_form(target, "busy"), retry_after=1)
+            return self._form(request, 503, target, "busy", retry_after=1)
         if failure is not None:
             self.throttle.failed(name, address, now)
             await self._event(request, failure, name or "-", now)
-            return self._form(request, 401, self._sign_in_form(target, "failed"))
+            return self._form(request, 401, target, "failed")
         self.throttle.succeeded(name, address)
         value, _session = self.codec.issue(name, now)
         await self._event(request, "sign-in", name, now)
@@ -304,16 +316,68 @@ class SignIn(Generic[A]):
             return "sign-in-code-failed"
         return None
 
-    def _sign_in_form(self, target: str, error: str | None = None, minutes: int = 0) -> SignInForm:
-        return SignInForm(new_form_token(), target, error, minutes, self.accounts.second_factor)
-
-    def _form(self, request: web.Request, status: int, form: SignInForm,
+    def _form(self, request: web.Request, status: int, target: str, error: str | None = None, minutes: int = 0,
               retry_after: float | None = None) -> web.Response:
-        resp = self.render_form(request, status, form)
-        issue_form_token(resp, request, self.form_cookie, form.csrf)
+        """The sign-in form with a new token (also its cookie): kept rendered (_kept_page) when it leads home and
+        the request has no query (``?next=``, ``?lang=``, ``?out=``... may change the page), else rendered."""
+        token = new_form_token()
+        if target == self.home and not request.query_string:
+            resp = self._kept_page(request, status, error, minutes, token)
+        else:
+            resp = self._render(request, status, target, error, minutes, token)
+        issue_form_token(resp, request, self.form_cookie, token)
         if retry_after is not None:
             resp.headers["Retry-After"] = RateLimiter.retry_after(retry_after)
         return resp
+
+    def _throttled(self, request: web.Request, address: str, wait: float, now: float) -> web.Response:
+        """429 for an address past its budget: a problem for a client that does not ask for a page, else the
+        form with the "throttled" notice, rendered once per language and kept (only the form's token is new).
+        Logged once a minute per address, with the count of attempts refused since the last line (one a
+        request would let a spray fill the log); not in the page's trail, which it would fill too."""
+        key = address_key(address)
+        last, unlogged = self._refused.pop(key, (float("-inf"), 0))
+        unlogged += 1
+        if now - last >= THROTTLED_LOG_EVERY:
+            event = f"{self.event_prefix}-sign-in-throttled"
+            self.log.warning("%s: %d attempts from %s", event, unlogged, address, extra={"fields": {
+                "event": event, "account": "-", "remote": address, "attempts": unlogged}})
+            last, unlogged = now, 0
+        self._refused[key] = (last, unlogged)  # last: the dict's order is least recently refused first
+        while len(self._refused) > self.throttle.max_keys:
+            del self._refused[next(iter(self._refused))]
+        if "text/html" in request.headers.get("Accept", ""):
+            return self._form(request, 429, self.home, "throttled", max(1, round(wait / 60)), retry_after=wait)
+        resp = problem_response(429, "sign-in-throttled", "too many failed sign-ins from this address; "
+                                "try again after Retry-After seconds")
+        resp.headers["Retry-After"] = RateLimiter.retry_after(wait)
+        return resp
+
+    def _render(self, request: web.Request, status: int, target: str, error: str | None, minutes: int,
+                token: str) -> web.Response:
+        return self.render_form(request, status, SignInForm(token, target, error, minutes, self.accounts.second_factor))
+
+    def _kept_page(self, request: web.Request, status: int, error: str | None, minutes: int,
+                   token: str) -> web.Response:
+        """The sign-in form leading home, with ``token``, from a rendering kept per status, notice and what a
+        page's language follows without a query (the ``lang`` cookie, ``Accept-Language``): a flood of sign-ins
+        costs no template rendering. Rendered each time when the page sets a cookie. At most KEPT_PAGES are kept;
+        a template changed meanwhile shows after a restart."""
+        key = (status, error, minutes, request.cookies.get(LANG_COOKIE), request.headers.get("Accept-Language"))
+        kept = self._pages.get(key)
+        if kept is None:
+            resp = self._render(request, status, self.home, error, minutes, _PLACEHOLDER)
+            parts = resp.text.split(_PLACEHOLDER) if resp.text is not None else []
+            if len(parts) != 2 or resp.cookies:
+                return self._render(request, status, self.home, error, minutes, token)
+            headers = {k: v for k, v in resp.headers.items() if k not in ("Content-Type", "Content-Length")}
+            kept = (parts[0].encode(), parts[1].encode(), resp.content_type, headers)
+            if len(self._pages) >= KEPT_PAGES:
+                del self._pages[next(iter(self._pages))]
+            self._pages[key] = kept
+        head, tail, content_type, headers = kept
+        return web.Response(status=status, body=head + token.encode() + tail, content_type=content_type,
+                            charset="utf-8", headers=headers)
 
     async def _event(self, request: web.Request, action: str, name: str, now: float, *, trail: bool = True) -> None:
         event = f"{self.event_prefix}-{action}"

@@ -70,13 +70,20 @@ class SignInThrottle:
         self._addresses = RateLimiter(self.address_failures / self.window, self.address_failures, self.max_keys)
         self._accounts = RateLimiter(self.account_failures / self.window, self.account_failures, self.max_keys)
 
-    def check(self, account: str, address: str, now: float) -> Verdict:
-        """Whether an attempt on ``account`` from ``address`` may go on to the secret's check."""
+    def address_wait(self, address: str, now: float) -> float:
+        """Seconds before ``address`` may try again (0: now), whatever the account: its failures are spent, or
+        ``max_pending`` of its sign-ins are being checked. It needs no form, so the sign-in flow asks it before
+        reading the request's body."""
         where = address_key(address)
         if (wait := self._addresses.wait(where, now)) > 0:
+            return wait
+        return 1.0 if self._pending.get(where, 0) >= self.max_pending else 0.0
+
+    def check(self, account: str, address: str, now: float) -> Verdict:
+        """Whether an attempt on ``account`` from ``address`` may go on to the secret's check."""
+        if (wait := self.address_wait(address, now)) > 0:
             return Verdict(wait, "address")
-        if self._pending.get(where, 0) >= self.max_pending:
-            return Verdict(1.0, "address")
+        where = address_key(address)
         until = self._locked.get((account, where))
         if until is not None and until > now:
             return Verdict(until - now, "account")

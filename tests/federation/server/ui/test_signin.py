@@ -509,6 +509,57 @@ class TestSignInAbuse:
         clock.now += 100
         assert (await sign_in(client, "user7", "Spring2026!", **at("192.0.2.66"))).status == 401
 
+    async def spend_budget(self, client: TestClient, address: str = "192.0.2.66") -> None:
+        for i in range(6):
+            assert (await sign_in(client, f"user{i}", "Spring2026!", **at(address))).status == 401
+
+    async def test_sign_in_flood_from_a_throttled_address_refused_before_its_body_is_read(
+            self, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Once an address is throttled its posts are answered from the headers alone: no form parsed (so not
+        even a missing form token is looked at), no page rendered for a client that asks for none."""
+        await self.spend_budget(client)
+        read: list[int] = []
+        real_post = web.Request.post
+        monkeypatch.setattr(web.Request, "post", lambda request: read.append(1) or real_post(request))
+        r = await client.post("/p/sign-in", data={"name": "x" * 60_000}, headers=at("192.0.2.66"))
+        assert r.status == 429 and 1 <= int(r.headers["Retry-After"]) <= 100
+        assert r.content_type == "application/problem+json" and (await r.json())["reason"] == "sign-in-throttled"
+        assert read == []
+        r = await client.post("/p/sign-in", data={"name": "x"}, headers=at("198.51.100.7"))
+        assert r.status == 403 and read == [1]  # elsewhere the form is read, and its missing token refused
+
+    async def test_sign_in_flood_from_a_browser_gets_a_page_rendered_once(self, client: TestClient) -> None:
+        """A browser is shown the form with the notice; the page is rendered once and kept, each answer with a
+        form token of its own (also its cookie, so the person can try again once the wait is over)."""
+        await self.spend_budget(client)
+        flow, renders = client.app[FLOW], []
+        render = flow.render_form
+        flow.render_form = lambda *args: renders.append(1) or render(*args)
+        tokens = []
+        for _ in range(3):
+            r = await client.post("/p/sign-in", data={}, headers={"Accept": "text/html", **at("192.0.2.66")})
+            text = await r.text()
+            assert r.status == 429 and r.content_type == "text/html" and "throttled 2" in text  # minutes: 600 s / 6
+            tokens.append(csrf_of(text))
+            assert client.session.cookie_jar.filter_cookies(client.make_url("/"))["p_form"].value == tokens[-1]
+        assert len(set(tokens)) == 3 and renders == [1]
+
+    async def test_sign_in_flood_cannot_fill_the_log(self, client: TestClient, clock: Clock,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+        """Throttled attempts are logged once a minute per address, with their count, not once each."""
+        await self.spend_budget(client)
+        caplog.set_level(logging.INFO, "ipdn.test.signin")
+        for _ in range(50):
+            assert (await client.post("/p/sign-in", data={}, headers=at("192.0.2.66"))).status == 429
+        clock.now += 61
+        await self.spend_budget(client, "192.0.2.77")
+        for address in ("192.0.2.66", "192.0.2.77"):
+            assert (await client.post("/p/sign-in", data={}, headers=at(address))).status == 429
+        lines = [f for f in (r.__dict__["fields"] for r in caplog.records) if f["event"] == "test-sign-in-throttled"]
+        assert [(f["remote"], f["attempts"]) for f in lines] == [("192.0.2.66", 1), ("192.0.2.66", 50),
+                                                                 ("192.0.2.77", 1)]
+        assert client.app[TRAIL][-1][0] == "sign-in-failed"  # not in the page's trail
+
     async def test_attacker_cannot_lock_out_user_signing_in_from_another_address(self, client: TestClient) -> None:
         for _ in range(3):
             assert (await sign_in(client, "amal", "a guess", **at("192.0.2.66"))).status == 401
