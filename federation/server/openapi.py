@@ -288,6 +288,24 @@ _LANG = _query("lang", {"type": "string", "maxLength": 35}, "a BCP 47 language t
 _KIND = _query("kind", _STR, "a record kind, e.g. `cultural-event`")
 
 
+def _portal_page(op_id: str, summary: str, *params: dict[str, Any], media_type: str = "text/html",
+                 not_found: str | None = None, bad: str | None = None) -> dict[str, Any]:
+    """A public portal page (docs/adr/0025): HTML in the reader's language (``lang``, else Accept-Language),
+    cacheable; 404 when the operator turned the portal off."""
+    ok = {"description": summary, "headers": _PAGE_HEADERS, "content": {media_type: {"schema": _STR}}}
+    html = {"content": {"text/html": {"schema": _STR}}}
+    responses: dict[str, Any] = {"200": ok, "304": {"description": "Not modified", "headers": _PAGE_HEADERS},
+                                 "404": {"description": (not_found or "The portal is turned off") + "; a path "
+                                                        "no route matches is a problem+json",
+                                         "content": {"text/html": {"schema": _STR},
+                                                     "application/problem+json": {"schema": _ref("Problem")}}}}
+    if bad:
+        responses["400"] = {"description": bad, **html}
+    return {"get": {"operationId": op_id, "tags": ["portal"], "summary": summary,
+                    "parameters": [_query("lang", _STR, "the page's language (`en`, `ar`)"), *params, _IF_NONE_MATCH],
+                    "responses": responses}}
+
+
 def _feed(op_id: str, summary: str, params: list[dict[str, Any]], description: str, media_type: str,
           schema: dict[str, Any]) -> dict[str, Any]:
     """A feed's GET: the feed with its caching headers, 304 on If-None-Match, 400 on a bad parameter."""
@@ -485,6 +503,16 @@ def _node_paths() -> dict[str, Any]:
                         time=_STR, restricted={"const": True})]}, "Member, hub, outbox, log, keys, alarms; or the "
                                                                   "public part")}},
         },
+        "/api/v1/log": {
+            "get": {"operationId": "getLogCopy", "tags": ["reading"],
+                    "summary": "This node's copy of the hub's log, in the hub's page format (§9, §11.1): what a "
+                               "restored hub reads back",
+                    "parameters": [_query("after", _int(0, 2**53, default=0), "the last position seen"),
+                                   _query("limit", _int(1, 1000, default=100), "how many entries")],
+                    "responses": {"200": _json(_obj(["entries", "next", "size"], entries={"type": "array"},
+                                                    next=_int(0), size=_int(0)), "Entries in position order"),
+                                  "400": _problem("A parameter out of range or not an integer (`bad-parameter`)")}},
+        },
         "/api/v1/log/checkpoint": {
             "get": {"operationId": "getWitnessedCheckpoint", "tags": ["reading"],
                     "summary": "The last hub checkpoint this node verified, with its own co-signature (§11)",
@@ -507,15 +535,52 @@ def _node_paths() -> dict[str, Any]:
             "The feed", "application/atom+xml", _STR),
         "/events/{record_id}": {
             "get": {"operationId": "getEventPage", "tags": ["feeds"],
-                    "summary": "The public HTML page of a cultural event, with schema.org Event JSON-LD",
+                    "summary": "The public HTML page of a record (both kinds), with schema.org JSON-LD",
                     "parameters": [record_id, _query("lang", _STR, "a language tag preferred for the texts"),
                                    _IF_NONE_MATCH],
                     "responses": {"200": {"description": "The page", "headers": _PAGE_HEADERS,
                                           "content": {"text/html": {"schema": _STR}}},
                                   "304": {"description": "Not modified", "headers": _PAGE_HEADERS},
-                                  "404": _problem("No such event (`record-not-found`; other kinds too)"),
+                                  "404": {"description": "No such record: an HTML page",
+                                          "content": {"text/html": {"schema": _STR}}},
                                   "410": {"description": "The event was deleted: a page naming the tombstone",
                                           "headers": _PAGE_HEADERS, "content": {"text/html": {"schema": _STR}}}}},
+        },
+        "/": _portal_page("getPortalHome", "The portal's home: what is coming up across the network"),
+        "/events": _portal_page(
+            "getPortalList", "Events and programmes of the whole network, filtered and searched",
+            _KIND, _ORIGIN, _query("country", _STR, "a participating country"), _STATUS,
+            _query("tag", _STR, "a tag"), _query("language", _STR, "a language of the titles"),
+            _query("from", _STR, "a day, YYYY-MM-DD"), _query("to", _STR, "a day, YYYY-MM-DD"),
+            _query("q", _STR, "full-text search"), _query("cursor", _STR, "the next page's cursor"),
+            bad="A filter the page cannot read (an HTML page naming it)"),
+        "/members": _portal_page("getPortalMembers", "The network's member institutions"),
+        "/members/{code}": _portal_page(
+            "getPortalMember", "One member institution and its records",
+            {"name": "code", "in": "path", "required": True, "schema": _STR, "description": "a member code"},
+            not_found="No such member, or the portal is turned off"),
+        "/sitemap.xml": _portal_page("getSitemap", "The portal's pages (sitemaps.org)", media_type="application/xml"),
+        "/robots.txt": _portal_page("getRobots", "Crawling rules, naming the sitemap", media_type="text/plain"),
+        "/portal.css": {"get": {"operationId": "getPortalStylesheet", "tags": ["portal"],
+                                "summary": "The portal's stylesheet (with the operator's colours)",
+                                "responses": {"200": {"description": "The stylesheet",
+                                                      "content": {"text/css": {"schema": _STR}}}}}},
+        "/events/{record_id}/calendar.ics": {
+            "get": {"operationId": "getEventCalendar", "tags": ["portal"],
+                    "summary": "One event as iCalendar (RFC 5545): \"add to calendar\"",
+                    "parameters": [record_id],
+                    "responses": {"200": {"description": "The event", "content": {"text/calendar": {"schema": _STR}}},
+                                  "404": {"description": "No such event", "content": {"text/html": {"schema": _STR}}},
+                                  "410": {"description": "The event was deleted",
+                                          "content": {"text/html": {"schema": _STR}}}}},
+        },
+        "/events/{record_id}/envelope.json": {
+            "get": {"operationId": "getEventEnvelope", "tags": ["portal"],
+                    "summary": "The signed envelope of the record's current version, to verify it yourself (§3)",
+                    "parameters": [record_id],
+                    "responses": {"200": _json(_ref("Envelope"), "The envelope as the node holds it"),
+                                  "404": {"description": "No such record",
+                                          "content": {"text/html": {"schema": _STR}}}}},
         },
         "/oai": {
             "get": {"operationId": "oaiGet", "tags": ["feeds"], "summary": "OAI-PMH 2.0, all six verbs",
@@ -552,7 +617,8 @@ def _hub_schemas() -> dict[str, Any]:
                   hash=_STR, problem=_ref("Problem"))
     return {
         "LogPage": _obj(["entries", "next", "size"], entries={"type": "array", "items": _obj(
-            ["position", "envelope"], position=_int(1), envelope=_ref("Envelope"))}, next=_int(0), size=_int(0)),
+            ["position", "envelope", "received_at"], position=_int(1), envelope=_ref("Envelope"),
+            received_at={**_STR, "description": "when the hub logged it (§8.3)"})}, next=_int(0), size=_int(0)),
         "HubStatus": _obj(["role", "hub_url", "registry_version", "log_size", "quarantine", "time", "silent_after",
                            "checkpoint", "members"],
                           role={"const": "hub"}, hub_url=_STR, registry_version=_int(1),
@@ -578,6 +644,14 @@ def _hub_schemas() -> dict[str, Any]:
             truncated={"type": "boolean", "description": "fewer bytes kept than received: a prefix, or none"},
             bound={"enum": ["item", "member", "total", None], "description": "the quarantine bound that cut them"},
             input_sha256={"type": "string", "description": "SHA-256 (hex) of the whole input as received"})}),
+        "RecoveryReport": _obj(
+            ["outcome", "detail", "size_before", "size_after", "members", "recovering"],
+            outcome={"enum": ["recovered", "up-to-date", "waiting", "refused", "dry-run"]}, detail=_STR,
+            size_before=_int(0), size_after=_int(0), target=int_or_null, source=_STR_OR_NULL, appended=_int(0),
+            taken=_int(0), receipts_disputed=_int(0), receipts_unknown=_int(0), recovering={"type": "boolean"},
+            members={"type": "array", "items": _obj(
+                ["member", "url"], member=_STR, url=_STR, checkpoint_size=int_or_null, root=_STR_OR_NULL,
+                cosigners={"type": "array", "items": _STR}, log_size=int_or_null, error=_STR_OR_NULL)}),
         "Governance": _obj(["registry_version", "quorum", "pending", "trail"], registry_version=_int(1),
                            quorum=_int(0), pending={"type": "array", "items": {"type": "object"}},
                            trail={"type": "array", "items": {"type": "object"}}),
@@ -688,6 +762,25 @@ def _hub_paths() -> dict[str, Any]:
                                    "404": _problem("No checkpoint of that size"), "408": slow, "413": big,
                                    "422": _problem("Not that member's signature (`bad-cosignature`)"),
                                    "429": limited}},
+        },
+        "/api/v1/recovery": {
+            "get": {"operationId": "getRecovery", "tags": ["status"], "security": [{"operatorToken": []}],
+                    "summary": "Recovery of the log from the members (§11.1): read-only or not, the last round",
+                    "responses": {"200": _json(_obj(["recovering", "size", "last", "members"],
+                                                    recovering={"type": "boolean"}, size=_int(0),
+                                                    last={"oneOf": [_ref("RecoveryReport"), {"type": "null"}]},
+                                                    members={"type": "object"}), "The recovery state"),
+                                  "401": _problem("No or a wrong operator token (`operator-token-required`)")}},
+            "post": {"operationId": "runRecovery", "tags": ["status"], "security": [{"operatorToken": []}],
+                     "summary": "Run a recovery round now (what `ipdn hub recover --from-members` calls)",
+                     "requestBody": {"required": False, "content": {_J: {"schema": {
+                         **_obj(members={"type": "array", "items": _STR},
+                                endpoints={"type": "object", "additionalProperties": _STR},
+                                dry_run={"type": "boolean"}, force={"type": "boolean"}, begin={"type": "boolean"}),
+                         "additionalProperties": False}}}},
+                     "responses": {"200": _json(_ref("RecoveryReport"), "The round's report"),
+                                   "400": _problem("Not a recovery request (`malformed-request`)"),
+                                   "401": _problem("No or a wrong operator token (`operator-token-required`)")}},
         },
         "/api/v1/governance": {
             "post": {"operationId": "postGovernance", "tags": ["registry"],
