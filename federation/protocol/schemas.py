@@ -191,6 +191,11 @@ class SchemaSet:
             issues = [Issue(pointer(e.instance_path), _keyword(e), e.message) for e in v.iter_errors(body)]
         return issues or list(RULES[self.kind_of[sid]](body))
 
+    def rules(self, kind_or_id: str, body: Any) -> list[Issue]:
+        """The kind's rules alone, whatever the schema says (a form reports them in the same round as the
+        schema's issues, so nobody fixes one list to be shown another); none for a body that is no object."""
+        return list(RULES[self.kind_of[self.schema_id(kind_or_id)]](body)) if isinstance(body, dict) else []
+
     def validate_reference(self, kind_or_id: str, body: Any) -> list[Issue]:
         """The same verdict through the pure-Python reference implementation."""
         sid = self.schema_id(kind_or_id)

@@ -217,7 +217,8 @@ def _form_context(request: web.Request, draft: Draft, *, show_errors: bool) -> d
     issues = staff.check(draft.kind, draft.body) if show_errors else []
     form = staff.forms.build(draft.kind, draft.body, issues, list(draft.langs), names)
     preview = _preview(staff, draft.kind, draft.body, names)
-    return {"draft": draft, "form": form, "preview": preview, "suggested": SUGGESTED_LANGUAGES, "saved": False}
+    return {"draft": draft, "form": form, "preview": preview, "suggested": SUGGESTED_LANGUAGES, "saved": False,
+            "focus_errors": show_errors}
 
 
 def _preview(staff: StaffService, kind: str, body: dict[str, Any], names: Names) -> list[dict[str, Any]]:
@@ -271,7 +272,8 @@ async def draft_page(request: web.Request) -> web.Response:
     user, session = await _signed_in(request)
     draft = await _draft(request)
     context = _form_context(request, draft, show_errors=bool(draft.body))
-    context["saved"] = bool(request.query.get("saved"))
+    # The summary takes the focus after the staff member acted (saved, previewed), not on a plain visit.
+    context["saved"] = context["focus_errors"] = bool(request.query.get("saved"))
     return _render(request, "form.html", user=user, session=session, **context)
 
 
@@ -310,7 +312,9 @@ async def _apply_form(request: web.Request, user: StaffUser, session: Session, d
             return _render(request, "form.html", status=422, user=user, session=session,
                            **_form_context(request, draft, show_errors=True))
         raise web.HTTPSeeOther(here + "/publish")
-    raise web.HTTPSeeOther(here + ("?saved=1#preview" if action == "preview" else "?saved=1"))
+    # A preview of a body with errors shows the errors, at the top and focused, not an invalid preview.
+    previewed = action == "preview" and not staff.check(draft.kind, draft.body)
+    raise web.HTTPSeeOther(here + ("?saved=1#preview" if previewed else "?saved=1"))
 
 
 def _without_language(value: Any, tag: str) -> Any:

@@ -166,6 +166,38 @@ def test_script_injection_in_every_field_renders_as_text(two_nodes: Federation) 
         assert page.locator("img[src=x]").count() == 0
         assert page.locator("script:not([src])").count() == 0
         assert page.locator("#f-title--en").input_value() == ATTACK
-        assert ATTACK in page.locator("#preview").inner_text()
+        assert page.locator("#preview").count() == 0  # an invalid body is not previewed: its errors are shown
+        assert page.locator("#errors li").count() > 0
         page.reload()
         assert dialogs == []
+
+
+def test_preview_and_publish_with_errors_focus_the_summary_with_schema_and_rule_errors_at_once(
+        two_nodes: Federation) -> None:
+    """Preview and Publish of a draft with a missing title (a schema error) and an end before its start (a rule)
+    show both in the one error summary at the top of the page, focused and in view; no preview of the invalid
+    body, no jump to the bottom."""
+    qa = two_nodes.url("QA")
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-GB")
+        page.set_default_timeout(10_000)
+        sign_in(page, qa)
+        page.goto(qa + "/author/new/cultural-event")
+        page.locator(".actions button[value=save]").click()  # a draft ("add another" buttons are value=save too)
+        page.wait_for_url("**/author/drafts/*")
+        page.locator("#f-description--en").fill("An evening of calligraphy.")
+        page.locator("#f-timezone").select_option("Asia/Qatar")
+        page.locator("#f-start").fill("2026-05-01T19:00")
+        page.locator("#f-end").fill("2026-05-01T18:00")
+        for button in ("Preview", "Publish…"):
+            page.get_by_role("button", name=button).click()
+            page.wait_for_load_state()
+            page.wait_for_function("document.activeElement && document.activeElement.id === 'errors'")
+            summary = page.locator("#errors")
+            text = summary.inner_text()
+            assert "End is before the start." in text and "Title" in text, (button, text)
+            assert "#preview" not in page.url and page.locator("#preview").count() == 0, button
+            box = summary.bounding_box()
+            assert box is not None and 0 <= box["y"] < 900, (button, box)  # in view, not scrolled past
+            no_serious(page, f"form with errors after {button}")
+

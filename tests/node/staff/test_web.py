@@ -329,7 +329,7 @@ class TestWriting:
 
         html = str(await eventually(finished, within=10))
         assert 'dir="rtl"' in html
-        assert "طريقة الحضور: اختر أحد الخيارات." in html
+        assert "\u2068طريقة الحضور\u2069: اختر أحد الخيارات." in html
         assert "في صف سابق قيمة \u2066source_id\u2069 نفسها \u2068katara-2026-001\u2069" in html
         assert "choose one of the options" not in html and "earlier row" not in html
         refused = await client.post("/author/import?lang=ar", data=form(b"source_id,kind\n\xff\xfe,x\n"))
