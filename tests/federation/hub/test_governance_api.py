@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -203,21 +202,29 @@ class TestGovernanceSpam:
         assert doc["registry_version"] == 2  # the others were made for v1: no longer pending at v2
         assert (await submit(hub, application(SigningKey.generate(), base=2, member="PH")))[0] == 202
 
-    async def test_listing_and_submitting_fast_with_thousands_pending(self, hub: Any,
-                                                                     members: dict[str, Member]) -> None:
-        """With 2,000 pending applications held, the listing and a new submission each stay well under a
-        second (a submission reads only the documents of the subjects it touches)."""
+    async def test_listing_and_submitting_fast_with_thousands_pending(self, hub: Any, members: dict[str, Member],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+        """With 2,000 pending applications held, the listing reads them in one query and a new submission reads
+        only the documents of the subject it touches (not all 2,000): its cost does not grow with the spam. Counted,
+        not timed, so it holds on a loaded machine."""
         store = hub.server.app[SERVICE].store
         now = datetime.now(UTC)
         docs = [application(SigningKey.generate(), name=f"Applicant {i}") for i in range(2000)]
         for d in docs:
             await store.add_governance(d.hash, d.type, 1, d.hash, json.dumps(d.to_dict()).encode(), now)
-        started = time.perf_counter()
+        reads: list[int] = []
+        real = store.governance_documents
+
+        async def counted(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+            rows = await real(*args, **kwargs)
+            reads.append(len(rows))
+            return rows
+
+        monkeypatch.setattr(store, "governance_documents", counted)
         overview = await (await hub.get("/api/v1/governance")).json()
-        listed = time.perf_counter() - started
         assert len(overview["pending"]) == 2000
-        started = time.perf_counter()
+        assert len(reads) <= 2, reads  # a fixed number of queries (pending, trail), not one per applicant
+        reads.clear()
         status, _ = await submit(hub, vote(members["QA"], docs[-1]))
-        submitted = time.perf_counter() - started
         assert status == 202
-        assert listed < 1.0 and submitted < 1.0, (listed, submitted)
+        assert sum(reads) <= 4, reads  # the touched applicant's documents (its application, the vote), not 2,000
