@@ -21,8 +21,8 @@ from markupsafe import Markup, escape
 
 Style = Literal["full", "long", "medium", "short"]
 ListStyle = Literal["standard", "standard-short", "or", "or-short", "unit", "unit-short", "unit-narrow"]
-STYLES: dict[str, tuple[Style, Style]] = {"full": ("full", "short"), "long": ("long", "short"), "medium": ("medium", "medium"),
-          "short": ("short", "short")}  # date format, time format
+STYLES: dict[str, tuple[Style, Style]] = {  # date format, time format
+    "full": ("full", "short"), "long": ("long", "short"), "medium": ("medium", "medium"), "short": ("short", "short")}
 
 
 @cache

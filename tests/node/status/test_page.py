@@ -98,7 +98,8 @@ class TestStatusPage:
         assert (await sign_in(node)).status == 303
         html = await (await node.get("/status?lang=en")).text()
         assert XSS not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-        assert '<code dir="ltr">schema-invalid</code>' in html and "Does not match the schema" in html and "data-refused=" in html
+        assert '<code dir="ltr">schema-invalid</code>' in html and "Does not match the schema" in html
+        assert "data-refused=" in html
         ar = await (await node.get("/status?lang=ar")).text()
         assert '<html lang="ar" dir="rtl">' in ar
         r = await node.post("/status/retry", data={}, allow_redirects=False)
@@ -140,7 +141,8 @@ class TestAlarms:
         await eventually(halted)
         assert (await sign_in(node)).status == 303
         html = await (await node.get("/status?lang=en")).text()
-        assert '<code dir="ltr">log-inconsistent</code>' in html and "Log inconsistent" in html and 'class="alarm bad"' in html
+        assert '<code dir="ltr">log-inconsistent</code>' in html and "Log inconsistent" in html
+        assert 'class="alarm bad"' in html
         text = await (await node.get("/metrics")).text()
         assert "ipdn_node_log_halted 1.0" in text and 'ipdn_node_alarms{reason="log-inconsistent"} 1.0' in text
 
