@@ -66,6 +66,16 @@ class Names:
         except KeyError:
             return name.replace("_", " ").capitalize()
 
+    def help(self, path: str) -> str:
+        """A field's help in plain words: the catalogue's ``help.<parent>.<name>`` (a name whose meaning depends
+        on where it stands: a venue's name, a registration's url), else ``help.<name>``; "" when none."""
+        parts = [p for p in split(path) if not p.isdigit()]
+        keys = [f"help.{'.'.join(parts[-2:])}", f"help.{parts[-1]}"] if parts else []
+        for key in keys:
+            if _has(self, key):
+                return self.gettext(key)
+        return ""
+
     def option(self, value: str) -> str:
         """An enum value in words (catalog ``value.<value>``, else the value with spaces)."""
         try:
@@ -332,7 +342,8 @@ class Field:
     widget: str  # langmap, text, textarea, select, country, countries, timezone, datetime, date, number,
     #              checkbox, checkboxes, group, repeat, list
     label: str
-    help: str = ""
+    help: str = ""  # in plain words, from the catalogue (Names.help)
+    detail: str = ""  # the schema's description: the technical details, in English
     required: bool = False
     value: Any = ""
     options: list[tuple[str, str]] = field(default_factory=list)
@@ -488,8 +499,10 @@ class FormBuilder:
                names: Names, tz: str | None, errors: dict[str, list[str]]) -> Field:
         s = node.schema
         value = _get(body, split(path))
+        item = split(path)[-1].isdigit()  # an item of a repeated group: its group has the help
         f = Field(path=path, widget=_widget(node), label=names.field(name), required=required,
-                  help=str(s.get("description", "")), errors=list(errors.get(path, [])))
+                  help="" if item else names.help(path), detail="" if item else str(s.get("description", "")),
+                  errors=list(errors.get(path, [])))
         if f.widget == "langmap":
             texts = value if isinstance(value, Mapping) else {}
             f.long = _is_long_text(self.resolver.resolve(s["additionalProperties"], node.base).schema)

@@ -7,6 +7,7 @@ they are complete in English and Arabic.
   statements taken out) and the HTML left is parsed; its text and its people-facing attributes (title,
   placeholder, aria-label, alt, label) must hold no letters but the allowed non-linguistic tokens;
 - every key a template names exists in its domain, every family value it looks up in ``common``;
+- every field the authoring form shows has help in plain words (``help.<name>``, ``help.<parent>.<name>``);
 - the protocol's words have labels: every reason of PROTOCOL §6, record kinds, member statuses and roles,
   governance documents, event statuses and attendance modes.
 """
@@ -24,8 +25,10 @@ from babel.messages import pofile
 from jinja2 import nodes
 
 from federation.protocol.governance.documents import DOCUMENT_TYPES
+from federation.protocol.schemas import default_schemas
 from federation.server.ui.i18n import SHARED_LOCALE, Catalog
 from federation.server.ui.templates import SHARED_TEMPLATES, template_env
+from node.staff.forms import FormBuilder, Names
 from tests.support.paths import ROOT
 
 # Each family of pages: its templates and its catalogue (directory, domain).
@@ -195,6 +198,21 @@ def test_every_key_a_template_names_exists(domain: str, path: Path) -> None:
         if name == "pgettext" and len(args) == 2 and catalog.translator("en").pgettext(*args) == args[1]:
             missing.append(f"{args[0]}:{args[1]}")
     assert not missing, f"{path.relative_to(ROOT)} names messages its catalogue lacks: {missing}"
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("kind", ["cultural-event", "capacity-programme"])
+def test_every_field_of_the_form_has_help_in_plain_words(kind: str, lang: str) -> None:
+    """Each field the authoring form shows (a repeated group's items share their group's) has a ``help.`` key in
+    the staff catalogue: plain words, not the schema's description (that stays under "Technical details")."""
+    staff = Catalog(DOMAINS["staff"][1], "staff")
+    form = FormBuilder(default_schemas()).build(kind, {}, [], [lang], Names(lang, staff.gettext(lang)))
+    shown = [f for top in form.fields for f in top.walk() if not f.path.split(".")[-1].isdigit()]
+    assert len(shown) > 30
+    missing = [f.path for f in shown if not f.help]
+    assert not missing, f"{kind}: fields without a help.<name> key in {lang}: {missing}"
+    jargon = [f.path for f in shown if re.search(r"BCP 47|RFC \d|WHATWG|IANA|ISO 3166|RRULE|URI\b", f.help)]
+    assert not jargon, f"{kind}: help in jargon: {jargon}"
 
 
 # -- the protocol's words ------------------------------------------------------------------------------------
