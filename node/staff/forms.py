@@ -499,9 +499,9 @@ class FormBuilder:
                names: Names, tz: str | None, errors: dict[str, list[str]]) -> Field:
         s = node.schema
         value = _get(body, split(path))
-        item = split(path)[-1].isdigit()  # an item of a repeated group: its group has the help
+        is_item = split(path)[-1].isdigit()  # an item of a repeated group: its group has the help
         f = Field(path=path, widget=_widget(node), label=names.field(name), required=required,
-                  help="" if item else names.help(path), detail="" if item else str(s.get("description", "")),
+                  help="" if is_item else names.help(path), detail="" if is_item else str(s.get("description", "")),
                   errors=list(errors.get(path, [])))
         if f.widget == "langmap":
             texts = value if isinstance(value, Mapping) else {}
