@@ -65,18 +65,21 @@ log = logging.getLogger("ipdn.node.feeds")
 
 PREFIX = "/api/v1/feeds"
 ICS_PATH, JSON_FEED_PATH, ATOM_PATH = f"{PREFIX}/events.ics", f"{PREFIX}/feed.json", f"{PREFIX}/atom.xml"
+LIST_PATH = "/events"  # the portal's list (node/partners/portal.py); its record pages are under it
+JSON_TYPE, HTML_TYPE, JOSE_TYPE = "application/json", "text/html", "application/jose+json"
 
 UID_DOMAIN = "ipdn.network"
 TAG_PREFIX = "tag:ipdn.network,2020:"  # RFC 4151 tag URIs: stable Atom ids
 IPDN_NS = "https://schemas.ipdn.network/feeds/v1"  # the Atom extension elements' namespace
 OP_SCHEME = "https://schemas.ipdn.network/feeds/v1/op"  # the Atom category scheme for "deleted"
+ENVELOPE_REL = "https://schemas.ipdn.network/feeds/v1/envelope"  # a link to the signed envelope (a download)
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 EVENT_KIND = "cultural-event"
 CACHE_CONTROL = "public, max-age=300"
 DEFAULT_LIMIT = 50
 RENDER_CACHE_BYTES = 16 * 1024 * 1024  # renderings kept for partners that poll without If-None-Match
 # Part of every ETag: bump it whenever the same records would be rendered differently.
-FORMAT_REVISION = "1"
+FORMAT_REVISION = "2"
 
 _ORIGIN_RE = re.compile(r"[A-Z]{2}")
 _LANG_RE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
@@ -235,6 +238,29 @@ def record_url(base: str, record_id: str) -> str:
     return f"{base}/api/v1/records/{quote(record_id, safe='')}"
 
 
+def record_path(record_id: str) -> str:
+    """The path of the record's page on the portal (either kind; a tombstone's is a 410 page)."""
+    return f"{LIST_PATH}/{record_id}"  # ids are [A-Z]{2}:[A-Za-z0-9._-]+ (common/v1): nothing to escape
+
+
+def page_url(base: str, record_id: str) -> str:
+    """The record's page for people (text/html): what every feed links a record to (docs/adr/0027)."""
+    return base + record_path(record_id)
+
+
+def envelope_url(base: str, record_id: str) -> str:
+    """The signed envelope of the record's current version, as a download (``application/jose+json``)."""
+    return page_url(base, record_id) + "/envelope.json"
+
+
+def list_url(base: str, q: FeedQuery) -> str:
+    """The portal's list with the feed's filters that it understands (kind, member, one status)."""
+    params = [("kind", q.kind), ("origin", q.origin),
+              ("status", next(iter(q.statuses)) if q.statuses is not None and len(q.statuses) == 1 else None)]
+    text = "&".join(f"{k}={quote(v, safe='')}" for k, v in params if v)
+    return f"{base}{LIST_PATH}?{text}" if text else base + LIST_PATH
+
+
 def event_uid(record_id: str) -> str:
     """The iCalendar UID of a record, stable across versions: ``QA:ga6`` is ``QA-ga6@ipdn.network``.
 
@@ -299,36 +325,37 @@ def _tags(body: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _facts(rec: StoredRecord, lang: str | None, url: str, *, calendar: bool) -> list[str]:
-    """The footer under a description: when, where, status, links, rights, and where to verify."""
+def _facts(rec: StoredRecord, lang: str | None, page: str) -> list[str]:
+    """The footer under a news item's text, for people: when, where, status, how to take part, the rights
+    statement and the record's page. Hashes and other machine data are in the feeds' own fields (``_ipdn``,
+    ``ipdn:*``), not here."""
     body = rec.body or {}
     lines = []
-    if not calendar:  # a calendar shows when and where in its own fields
-        if body.get("start"):
-            end = f" – {body['end']}" if body.get("end") else ""
-            tz = f" ({body['timezone']})" if body.get("timezone") else ""
-            lines.append(f"When: {body['start']}{end}{tz}")
-        elif body.get("start_date"):
-            end = f" – {body['end_date']}" if body.get("end_date") else ""
-            lines.append(f"Dates: {body['start_date']}{end}")
-        if body.get("recurrence"):
-            lines.append(f"Repeats: {body['recurrence']}")
-        where = _where(body, lang)
-        if where:
-            lines.append(f"Where: {where}")
+    if body.get("start"):
+        end = f" – {body['end']}" if body.get("end") else ""
+        tz = f" ({body['timezone']})" if body.get("timezone") else ""
+        lines.append(f"When: {body['start']}{end}{tz}")
+    elif body.get("start_date"):
+        end = f" – {body['end_date']}" if body.get("end_date") else ""
+        lines.append(f"Dates: {body['start_date']}{end}")
+    if body.get("recurrence"):
+        lines.append(f"Repeats: {body['recurrence']}")
+    where = _where(body, lang)
+    if where:
+        lines.append(f"Where: {where}")
     if rec.status and rec.status != "scheduled":
         lines.append(f"Status: {rec.status}")
     if body.get("previous_start"):
         lines.append(f"Previously: {body['previous_start']}")
-    if body.get("online_url") and (calendar or _where(body, lang) != body["online_url"]):
+    if body.get("online_url") and where != body["online_url"]:
         lines.append(f"Online: {body['online_url']}")
     for key, label in (("registration", "Register"), ("application", "Apply")):
         if isinstance(body.get(key), dict) and body[key].get("url"):
             deadline = f" (deadline {body[key]['deadline']})" if body[key].get("deadline") else ""
             lines.append(f"{label}: {body[key]['url']}{deadline}")
-    if body.get("rights"):
+    if body.get("rights"):  # what a reader may do with the text
         lines.append(f"Rights: {body['rights']}")
-    lines.append(f"Record: {rec.record_id} version {rec.version}, signed envelope {rec.hash}: {url}")
+    lines.append(page)
     return lines
 
 
@@ -384,10 +411,11 @@ def _vevent(rec: StoredRecord, base: str, lang: str | None) -> tuple[Event, date
         for tag, text in body["title"].items():  # one SUMMARY only (RFC 5545): the others alongside
             if tag != title[0]:
                 ev.add("x-ipdn-title", text, parameters={"LANGUAGE": tag})
-    url = record_url(base, rec.record_id)
+    url, page = record_url(base, rec.record_id), page_url(base, rec.record_id)
+    # DESCRIPTION is for people: the text in the feed's language and the record's page (when, where and status
+    # have fields of their own; what a machine needs is in the X-IPDN-* properties below).
     description = pick(body.get("description"), lang)
-    footer = _facts(rec, lang, url, calendar=True)
-    ev.add("description", _with_footer(description[1] if description else None, footer),
+    ev.add("description", _with_footer(description[1] if description else None, [page]),
            parameters={"LANGUAGE": description[0]} if description else {})
     where = _where(body, lang)
     if where:
@@ -395,7 +423,11 @@ def _vevent(rec: StoredRecord, base: str, lang: str | None) -> tuple[Event, date
     venue = body.get("venue")
     if isinstance(venue, dict) and isinstance(venue.get("geo"), dict):
         ev.add("geo", (float(venue["geo"]["lat"]), float(venue["geo"]["lon"])))
-    ev.add("url", _web_page(body) or url)
+    ev.add("url", page, parameters={"VALUE": "URI"})
+    # The same record for machines, with its media type (RFC 9253 LINK); the organiser's own page beside it.
+    ev.add("link", url, parameters={"VALUE": "URI", "LINKREL": "alternate", "FMTTYPE": JSON_TYPE})
+    if website := _web_page(body):
+        ev.add("link", website, parameters={"VALUE": "URI", "LINKREL": "related", "FMTTYPE": HTML_TYPE})
     _organizer(ev, body, lang)
     tags = _tags(body)
     if tags:
@@ -403,6 +435,8 @@ def _vevent(rec: StoredRecord, base: str, lang: str | None) -> tuple[Event, date
     ev.add("class", "PUBLIC")
     ev.add("status", _ICAL_STATUS.get(rec.status, "CONFIRMED"))
     ev.add("x-ipdn-status", rec.status)
+    if body.get("previous_start"):
+        ev.add("x-ipdn-previous-start", str(body["previous_start"]))
     if body.get("event_type"):
         ev.add("x-ipdn-event-type", str(body["event_type"]))
     if body.get("rights"):
@@ -410,6 +444,7 @@ def _vevent(rec: StoredRecord, base: str, lang: str | None) -> tuple[Event, date
     ev.add("x-ipdn-record-id", rec.record_id)
     ev.add("x-ipdn-record", url)
     ev.add("x-ipdn-envelope-hash", rec.hash)
+    ev.add("x-ipdn-envelope-url", envelope_url(base, rec.record_id))
     return ev, start, end
 
 
@@ -432,13 +467,12 @@ def _rrule(value: str, zone: tzinfo) -> vRecur:
 
 
 def _organizer(ev: Event, body: Mapping[str, Any], lang: str | None) -> None:
-    """ORGANIZER (a calendar address: the contact's e-mail, else the organiser's web site) named by the
-    first organiser; CONTACT from the contact block."""
+    """ORGANIZER, a calendar address (RFC 5545 §3.8.4.3: ``mailto:``), is the contact's e-mail, named (CN) by the
+    first organiser; none without an e-mail (a web site is no calendar address). CONTACT from the contact block."""
     contact: dict[str, Any] = body["contact"] if isinstance(body.get("contact"), dict) else {}
     people = _people(body)
-    address = f"mailto:{contact['email']}" if contact.get("email") else (people[0].get("url") if people else None)
-    if address:
-        org = vCalAddress(address)
+    if contact.get("email"):
+        org = vCalAddress(f"mailto:{contact['email']}")
         name = _text(people[0].get("name"), lang) if people else _text(contact.get("name"), lang)
         if name:
             org.params["CN"] = name
@@ -475,26 +509,31 @@ def render_calendar(records: Iterable[StoredRecord], *, member: str, base: str, 
 # -- JSON Feed 1.1 ---------------------------------------------------------------------------------------
 
 
+def _machine_links(base: str, record_id: str) -> list[dict[str, str]]:
+    """The record for machines, each link with its media type: the API item and the envelope download."""
+    return [{"rel": "alternate", "type": JSON_TYPE, "href": record_url(base, record_id)},
+            {"rel": ENVELOPE_REL, "type": JOSE_TYPE, "href": envelope_url(base, record_id)}]
+
+
 def _json_item(rec: StoredRecord, base: str, lang: str | None) -> dict[str, Any]:
-    url = record_url(base, rec.record_id)
+    url, page = record_url(base, rec.record_id), page_url(base, rec.record_id)
     ipdn = {"record_id": rec.record_id, "origin": rec.origin, "kind": rec.kind, "version": rec.version,
             "op": rec.op, "status": rec.status, "seq": rec.seq, "hash": rec.hash, "issued_at": rec.issued_at,
-            "rights": None, "record": url, "envelope": json.loads(rec.envelope)}
+            "rights": None, "record": url, "links": _machine_links(base, rec.record_id),
+            "envelope": json.loads(rec.envelope)}
     if rec.op == "delete" or rec.body is None:
-        return {"id": rec.record_id, "url": url, "title": f"[deleted] {rec.record_id}",
+        return {"id": rec.record_id, "url": page, "title": f"[deleted] {rec.record_id}",
                 "content_text": f"{rec.record_id} was deleted by its origin {rec.origin} (version {rec.version}); "
                                 "the signed tombstone is in _ipdn.envelope.",
                 "date_modified": rec.issued_at, "_ipdn": ipdn}
     body = rec.body
     title = pick(body.get("title"), lang)
     description = pick(body.get("description"), lang)
-    item: dict[str, Any] = {"id": rec.record_id, "url": url}
-    page = _web_page(body)
-    if page:
-        item["external_url"] = page
+    item: dict[str, Any] = {"id": rec.record_id, "url": page}
+    if website := _web_page(body):  # "a page elsewhere" (JSON Feed 1.1): the organiser's own
+        item["external_url"] = website
     item["title"] = title[1] if title else rec.record_id
-    item["content_text"] = _with_footer(description[1] if description else None,
-                                        _facts(rec, lang, url, calendar=False))
+    item["content_text"] = _with_footer(description[1] if description else None, _facts(rec, lang, page))
     item["date_modified"] = rec.issued_at
     if title:
         item["language"] = title[0]
@@ -514,18 +553,20 @@ def _json_item(rec: StoredRecord, base: str, lang: str | None) -> dict[str, Any]
 
 
 def render_json_feed(records: Iterable[StoredRecord], *, member: str, base: str, self_url: str,
-                     lang: str | None) -> bytes:
-    """A JSON Feed 1.1 document; each item's ``_ipdn`` carries the record's envelope for verification."""
-    doc = {
+                     lang: str | None, home: str | None) -> bytes:
+    """A JSON Feed 1.1 document; each item's ``_ipdn`` carries the record's envelope for verification.
+    ``home`` is the portal's list of the same records (None: the operator turned the portal off)."""
+    doc: dict[str, Any] = {
         "version": JSON_FEED_VERSION,
         "title": f"IPDN Exchange: records at the {member} node",
-        "home_page_url": f"{base}/api/v1/records",
+        **({"home_page_url": home} if home else {}),
         "feed_url": self_url,
         "description": "Cultural events and capacity-building programmes of the International Public "
                        "Diplomacy Network, newest change first. Each item's _ipdn.envelope is the record's "
                        "signed envelope (docs/PROTOCOL.md §3): verify it with `ipdn verify` or any JOSE library.",
         "authors": [{"name": f"IPDN member node {member}"}],
-        "_ipdn": {"member": member, "calendar": f"{base}{ICS_PATH}", "atom": f"{base}{ATOM_PATH}"},
+        "_ipdn": {"member": member, "calendar": f"{base}{ICS_PATH}", "atom": f"{base}{ATOM_PATH}",
+                  "records": f"{base}/api/v1/records"},
         "items": [_json_item(rec, base, lang) for rec in records],
     }
     if lang:
@@ -570,8 +611,9 @@ class _IpdnEntry(BaseEntryExtension):  # type: ignore[misc]
 
 
 def render_atom(records: Sequence[StoredRecord], *, member: str, base: str, self_url: str, feed_key: str,
-                lang: str | None) -> bytes:
-    """An Atom feed (RFC 4287) of the records, with stable tag ids and deletions marked."""
+                lang: str | None, home: str | None) -> bytes:
+    """An Atom feed (RFC 4287) of the records, with stable tag ids and deletions marked; ``home`` is the portal's
+    list of the same records (None: the portal is off)."""
     fg = FeedGenerator()
     fg.register_extension("ipdn", _IpdnFeed, _IpdnEntry, rss=False)
     fg.id(f"{TAG_PREFIX}node/{member}/atom{feed_key}")
@@ -579,6 +621,8 @@ def render_atom(records: Sequence[StoredRecord], *, member: str, base: str, self
     fg.subtitle("Cultural events and capacity-building programmes of the International Public Diplomacy "
                 "Network, newest change first; each entry carries its signed envelope (ipdn:envelope).")
     fg.author({"name": f"IPDN member node {member}"})
+    if home:
+        fg.link(href=home, rel="alternate", type=HTML_TYPE)
     fg.link(href=self_url, rel="self", type="application/atom+xml")
     fg.link(href=f"{base}{JSON_FEED_PATH}", rel="alternate", type="application/feed+json")
     fg.generator("IPDN Exchange node")
@@ -592,11 +636,13 @@ def render_atom(records: Sequence[StoredRecord], *, member: str, base: str, self
 
 
 def _atom_entry(fe: Any, rec: StoredRecord, base: str, lang: str | None) -> None:
-    url = record_url(base, rec.record_id)
+    page = page_url(base, rec.record_id)
     ext: _IpdnEntry = fe.ipdn
     fe.id(atom_id(rec.record_id))
     fe.updated(parse_time(rec.issued_at))
-    ext.links.append({"rel": "alternate", "type": "application/json", "href": url})
+    # The page for people first (readers open the first alternate), then the same record for machines.
+    ext.links.append({"rel": "alternate", "type": HTML_TYPE, "href": page})
+    ext.links.extend(_machine_links(base, rec.record_id))
     body = rec.body
     if rec.op == "delete" or body is None:
         fe.title(f"[deleted] {rec.record_id}")
@@ -607,13 +653,11 @@ def _atom_entry(fe: Any, rec: StoredRecord, base: str, lang: str | None) -> None
         title = pick(body.get("title"), lang)
         description = pick(body.get("description"), lang)
         fe.title(title[1] if title else rec.record_id)
-        fe.content(_with_footer(description[1] if description else None, _facts(rec, lang, url, calendar=False)),
-                   type="text")
+        fe.content(_with_footer(description[1] if description else None, _facts(rec, lang, page)), type="text")
         ext.title_lang = title[0] if title else None
         ext.content_lang = description[0] if description else None
-        page = _web_page(body)
-        if page:
-            ext.links.append({"rel": "related", "type": "text/html", "href": page})
+        if website := _web_page(body):
+            ext.links.append({"rel": "related", "type": HTML_TYPE, "href": website})
         for person in _people(body):
             name = _text(person.get("name"), lang)
             if name:
@@ -635,9 +679,9 @@ def _context(request: web.Request) -> tuple[NodeService, NodeConfig]:
     return request.app[SERVICE], request.app[CONFIG]
 
 
-def _etag(fmt: str, url: str, q: FeedQuery, records: Sequence[StoredRecord]) -> str:
+def _etag(fmt: str, url: str, q: FeedQuery, records: Sequence[StoredRecord], home: str | None = None) -> str:
     """A strong validator of the rendering: the same inputs always render the same bytes."""
-    h = hashlib.sha256(json.dumps([FORMAT_REVISION, _LIBRARIES, fmt, url, q.key()]).encode())
+    h = hashlib.sha256(json.dumps([FORMAT_REVISION, _LIBRARIES, fmt, url, q.key(), home]).encode())
     for rec in records:
         h.update(f"\n{rec.record_id} {rec.hash}".encode())
     return h.hexdigest()[:40]
@@ -722,9 +766,10 @@ async def json_feed(request: web.Request) -> web.Response:
     q = parse_query(request.query, service, config, events_only=False)
     records = await recent_records(service, config, q)
     base, self_url = _base(request), _self_url(request)
-    return await _answer(request, _etag("json", self_url, q, records), "application/feed+json",
+    home = list_url(base, q) if config.portal else None
+    return await _answer(request, _etag("json", self_url, q, records, home), "application/feed+json",
                          lambda: render_json_feed(records, member=service.member, base=base, self_url=self_url,
-                                                  lang=q.lang))
+                                                  lang=q.lang, home=home))
 
 
 async def atom_feed(request: web.Request) -> web.Response:
@@ -733,9 +778,10 @@ async def atom_feed(request: web.Request) -> web.Response:
     records = await recent_records(service, config, q)
     base, self_url = _base(request), _self_url(request)
     feed_key = q.canonical()
-    return await _answer(request, _etag("atom", self_url, q, records), "application/atom+xml",
+    home = list_url(base, q) if config.portal else None
+    return await _answer(request, _etag("atom", self_url, q, records, home), "application/atom+xml",
                          lambda: render_atom(records, member=service.member, base=base, self_url=self_url,
-                                             feed_key=feed_key, lang=q.lang))
+                                             feed_key=feed_key, lang=q.lang, home=home))
 
 
 def register_routes(app: web.Application) -> None:

@@ -43,7 +43,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 from aiohttp.helpers import ETag
@@ -56,7 +55,7 @@ from federation.protocol.keys import b64u_decode, b64u_encode
 from node.appkeys import CONFIG, SERVICE
 from node.config import NodeConfig
 from node.errors import BadQueryError, RecordNotFoundError
-from node.partners.feeds import CACHE_CONTROL
+from node.partners.feeds import CACHE_CONTROL, page_url, record_url
 from node.records.service import NodeService
 from node.store.records import StoredRecord
 
@@ -80,6 +79,9 @@ DEFAULT_REPOSITORY_IDENTIFIER = "ipdn.network"
 DEFAULT_ADMIN_EMAIL = "secretariat@ipdn.network"  # when neither the settings nor the registry name one
 GRANULARITY = "YYYY-MM-DDThh:mm:ssZ"
 DCMI_EVENT = "Event"  # DCMI Type Vocabulary: both v1 kinds describe something that happens at a time
+# Statuses that change what a reader should do: their statement comes before the record's own descriptions, where a
+# harvester that keeps one description (or shows the first) keeps it (PROTOCOL §9.1).
+NOTICE_STATUSES = frozenset({"cancelled", "postponed", "rescheduled", "moved-online"})
 
 FORMATS: dict[str, tuple[str, str]] = {  # metadataPrefix -> (schema, namespace)
     "oai_dc": (OAI_DC_SCHEMA, OAI_DC_NS),
@@ -118,7 +120,7 @@ class OaiSettings:
     """What a deployment may change; the defaults suit a node as ``ipdn node init`` makes it.
 
     ``public_url`` is the node's public base URL (e.g. ``https://ipdn.katara.example``): the OAI base URL
-    is ``public_url + "/oai"`` and ``dc:identifier`` links to ``public_url + "/api/v1/records/<id>"``.
+    is ``public_url + "/oai"`` and ``dc:identifier`` links to ``public_url + "/events/<id>"`` (then the API item).
     Unset: the node's ``public_url`` setting, else the member's ``endpoint`` in the registry, else the node's
     default base URL (``NodeConfig.public_base``); never the request's Host.
     ``admin_email`` unset: the member's registry contact e-mail, else :data:`DEFAULT_ADMIN_EMAIL`.
@@ -333,7 +335,18 @@ def _institutions(value: Any) -> list[dict[str, Any]]:
     return [i for i in items if isinstance(i, dict)]
 
 
-def dublin_core(rec: StoredRecord, *, record_url: str, publisher: Mapping[str, str] | None = None) -> Any:
+def status_statement(body: Mapping[str, Any]) -> str | None:
+    """The record's status as a sentence Dublin Core keeps (a ``dc:description``): ``Status: cancelled.``, with the
+    start announced before for a rescheduled or postponed event."""
+    status = body.get("status")
+    if not isinstance(status, str):
+        return None
+    before = body.get("previous_start") if status in ("rescheduled", "postponed") else None
+    return f"Status: {status}" + (f" (previously announced to start {before})." if isinstance(before, str) else ".")
+
+
+def dublin_core(rec: StoredRecord, *, page_url: str, record_url: str,
+                publisher: Mapping[str, str] | None = None) -> Any:
     """The ``oai_dc:dc`` element of a record (not a tombstone).
 
     The mapping, by body field (both v1 kinds; other kinds get what their bodies share):
@@ -343,7 +356,10 @@ def dublin_core(rec: StoredRecord, *, record_url: str, publisher: Mapping[str, s
     (W3CDTF as in the record); ``type``: DCMI ``Event``, the kind, the event or programme type;
     ``subject``: topics and tags; ``coverage``: the venue (name and city per language) and its country code;
     ``language``: the languages; ``relation``: the links; ``rights``: the rights statement URI;
-    ``identifier``: the record's URL on this node.
+    ``identifier``: the record's page on the portal (``page_url``, text/html), then its item in the JSON API
+    (``record_url``). The status is a ``description`` (``Status: cancelled.``, English): before the record's own
+    descriptions when it changes what a reader should do (cancelled, postponed, rescheduled, moved online), else
+    after them.
     """
     body = rec.body or {}
     dc = etree.Element(f"{{{OAI_DC_NS}}}dc", nsmap={"oai_dc": OAI_DC_NS, "dc": DC_NS, "xsi": XSI_NS})
@@ -357,8 +373,14 @@ def dublin_core(rec: StoredRecord, *, record_url: str, publisher: Mapping[str, s
 
     for lang, text in _texts(body.get("title")):
         add("title", text, lang)
+    statement = status_statement(body)
+    notice = body.get("status") in NOTICE_STATUSES
+    if statement and notice:
+        add("description", statement, "en")
     for lang, text in _texts(body.get("description")):
         add("description", text, lang)
+    if statement and not notice:
+        add("description", statement, "en")
     for who in _institutions(body.get("organizers", body.get("provider", []))):
         for lang, text in _texts(who.get("name")):
             add("creator", text, lang)
@@ -393,6 +415,7 @@ def dublin_core(rec: StoredRecord, *, record_url: str, publisher: Mapping[str, s
             add("relation", link["url"])
     if isinstance(body.get("rights"), str):
         add("rights", body["rights"])
+    add("identifier", page_url)
     add("identifier", record_url)
     return dc
 
@@ -490,7 +513,10 @@ class Context:
         return oai_identifier(self.repository, rec.record_id)
 
     def record_url(self, record_id: str) -> str:
-        return f"{self.public_url}/api/v1/records/{quote(record_id, safe='')}"
+        return record_url(self.public_url, record_id)
+
+    def page_url(self, record_id: str) -> str:
+        return page_url(self.public_url, record_id)
 
     def publisher(self, origin: str) -> dict[str, str]:
         member = self.registry_members.get(origin)
@@ -523,7 +549,8 @@ def _record(ctx: Context, parent: Any, rec: StoredRecord, prefix: str) -> None:
         return
     metadata = _sub(record, "metadata")
     if prefix == "oai_dc":
-        metadata.append(dublin_core(rec, record_url=ctx.record_url(rec.record_id), publisher=ctx.publisher(rec.origin)))
+        metadata.append(dublin_core(rec, page_url=ctx.page_url(rec.record_id), record_url=ctx.record_url(rec.record_id),
+                                    publisher=ctx.publisher(rec.origin)))
     else:
         metadata.append(ipdn_record(rec))
 

@@ -26,10 +26,13 @@ import asyncio
 import json
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
+from icalendar import vRecur
 from markupsafe import Markup
 
 from federation.protocol.envelope import Envelope
@@ -39,7 +42,8 @@ from node.appkeys import CONFIG, SERVICE
 from node.config import NodeConfig
 from node.errors import RecordNotFoundError
 from node.partners import portal
-from node.partners.feeds import record_url, render_calendar
+from node.partners.feeds import page_url as record_page_url
+from node.partners.feeds import record_path, record_url, render_calendar
 from node.records.filters import RecordFilter
 from node.records.service import NodeService
 from node.store.records import RecordVersion, StoredRecord
@@ -50,7 +54,7 @@ SCHEMA = "https://schema.org/"
 HTML_TYPE = "text/html"
 CACHE_CONTROL = "public, max-age=300"
 # Part of every ETag: bump it whenever the same record would be rendered differently.
-PAGE_REVISION = "4"
+PAGE_REVISION = "5"
 
 EVENT_STATUS = {
     "scheduled": "EventScheduled", "completed": "EventScheduled", "postponed": "EventPostponed",
@@ -58,6 +62,8 @@ EVENT_STATUS = {
 }
 ATTENDANCE_MODE = {"offline": "OfflineEventAttendanceMode", "online": "OnlineEventAttendanceMode",
                    "mixed": "MixedEventAttendanceMode"}
+PROGRAMME_STATUS = {"cancelled": "EventCancelled", "postponed": "EventPostponed"}  # the others: EventScheduled
+FORMAT_MODE = {"in-person": "offline", "online": "online", "hybrid": "mixed"}  # a programme's format
 NOTICE_STATUSES = ("cancelled", "postponed", "rescheduled", "moved-online")  # a banner above the event's texts
 UI_LANGUAGES = portal.UI_LANGUAGES
 
@@ -69,11 +75,12 @@ SHARE = (("WhatsApp", "https://wa.me/?text={text}%20{url}"), ("Telegram", "https
          ("Facebook", "https://www.facebook.com/sharer/sharer.php?u={url}"))
 
 
-def language_values(texts: Any) -> list[dict[str, str]]:
-    """A language map as JSON-LD value objects, one per language (the map's order)."""
+def language_values(texts: Any, *, besides: str | None = None) -> list[dict[str, str]]:
+    """A language map as JSON-LD value objects, one per language (the map's order), but ``besides``."""
     if not isinstance(texts, Mapping):
         return []
-    return [{"@language": tag, "@value": text} for tag, text in texts.items() if isinstance(text, str)]
+    return [{"@language": tag, "@value": text} for tag, text in texts.items()
+            if isinstance(text, str) and tag != besides]
 
 
 def _isolated(text: str) -> str:
@@ -110,25 +117,44 @@ def attendance_mode(body: Mapping[str, Any]) -> str | None:
     return "mixed" if venue and online else "offline" if venue else "online" if online else None
 
 
-def _place(venue: Mapping[str, Any]) -> dict[str, Any]:
+class _Texts:
+    """The record's texts for one page: one string in the page's language (search engines read one per page),
+    the other languages beside it as language-tagged values (``alternateName``)."""
+
+    def __init__(self, lang: str) -> None:
+        self.lang = lang
+
+    def one(self, texts: Any) -> tuple[str, str] | None:
+        return pick(texts, self.lang) if isinstance(texts, Mapping) else None
+
+    def named(self, target: dict[str, Any], texts: Any, key: str = "name") -> None:
+        """``target[key]`` the text in the page's language; the others as ``alternateName`` (names only)."""
+        if chosen := self.one(texts):
+            target[key] = chosen[1]
+            if key == "name" and (others := language_values(texts, besides=chosen[0])):
+                target["alternateName"] = others
+
+
+def _place(venue: Mapping[str, Any], t: _Texts) -> dict[str, Any]:
     address: dict[str, Any] = {"@type": "PostalAddress"}
-    if venue.get("address"):
-        address["streetAddress"] = language_values(venue["address"])
-    if venue.get("city"):
-        address["addressLocality"] = language_values(venue["city"])
+    t.named(address, venue.get("address"), "streetAddress")
+    t.named(address, venue.get("city"), "addressLocality")
     if venue.get("postal_code"):
         address["postalCode"] = venue["postal_code"]
     if venue.get("country"):
         address["addressCountry"] = venue["country"]
-    place: dict[str, Any] = {"@type": "Place", "name": language_values(venue.get("name")), "address": address}
+    place: dict[str, Any] = {"@type": "Place"}
+    t.named(place, venue.get("name"))
+    place["address"] = address
     geo = venue.get("geo")
     if isinstance(geo, Mapping) and "lat" in geo and "lon" in geo:
         place["geo"] = {"@type": "GeoCoordinates", "latitude": geo["lat"], "longitude": geo["lon"]}
     return place
 
 
-def _organization(inst: Mapping[str, Any]) -> dict[str, Any]:
-    org: dict[str, Any] = {"@type": "Organization", "name": language_values(inst.get("name"))}
+def _organization(inst: Mapping[str, Any], t: _Texts) -> dict[str, Any]:
+    org: dict[str, Any] = {"@type": "Organization"}
+    t.named(org, inst.get("name"))
     if url := _safe_url(inst.get("url")):
         org["url"] = url
     if inst.get("identifier"):
@@ -138,54 +164,144 @@ def _organization(inst: Mapping[str, Any]) -> dict[str, Any]:
     return org
 
 
-def event_jsonld(rec: StoredRecord, page_url: str, api_url: str) -> dict[str, Any]:
-    """The schema.org ``Event`` of a cultural-event record (``rec.body`` is not None)."""
+_FREQUENCY = {"YEARLY": "P{}Y", "MONTHLY": "P{}M", "WEEKLY": "P{}W", "DAILY": "P{}D", "HOURLY": "PT{}H",
+              "MINUTELY": "PT{}M", "SECONDLY": "PT{}S"}
+_WEEKDAYS = {"MO": "Monday", "TU": "Tuesday", "WE": "Wednesday", "TH": "Thursday", "FR": "Friday",
+             "SA": "Saturday", "SU": "Sunday"}
+
+
+def _local(value: str | datetime, zone: str) -> datetime:
+    """An RFC 3339 time in the record's zone (as published when the zone is unknown here)."""
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if when.tzinfo is None:  # a floating UNTIL: already local
+        return when
+    try:
+        return when.astimezone(ZoneInfo(zone))
+    except (ZoneInfoNotFoundError, ValueError):
+        return when
+
+
+def _duration(span: timedelta) -> str:
+    """An ISO 8601 duration of whole seconds: ``PT2H30M``."""
+    seconds = int(span.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    time_part = "".join(f"{n}{u}" for n, u in ((hours, "H"), (minutes, "M"), (seconds, "S")) if n)
+    return "P" + (f"{days}D" if days else "") + (f"T{time_part}" if time_part else "" if days else "T0S")
+
+
+def event_schedule(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A recurring event's schema.org ``Schedule`` from its RRULE (read by icalendar): how often (``repeatFrequency``
+    with the rule's interval), on which days (``byDay``: schema.org days, or the iCalendar form such as ``1MO``
+    for an ordinal, which schema.org allows), ``byMonth``/``byMonthDay``, ``repeatCount`` or the last day
+    (``endDate``), from the first occurrence's local day and times in ``scheduleTimezone``. None for a one-off
+    event or a rule icalendar cannot read (the page then shows the first occurrence only, as the calendar does)."""
+    if not isinstance(body.get("recurrence"), str) or not isinstance(body.get("start"), str):
+        return None
+    try:
+        rule = vRecur.from_ical(body["recurrence"])
+        freq = str(rule["FREQ"][0])
+        interval = int(rule.get("INTERVAL", [1])[0])
+    except (KeyError, ValueError, TypeError, IndexError):
+        return None
+    if freq not in _FREQUENCY:
+        return None
+    zone = str(body.get("timezone") or "UTC")
+    start = _local(body["start"], zone)
+    schedule: dict[str, Any] = {"@type": "Schedule", "repeatFrequency": _FREQUENCY[freq].format(interval),
+                                "startDate": start.date().isoformat(), "startTime": start.time().isoformat()}
+    if isinstance(body.get("end"), str):
+        end = _local(body["end"], zone)
+        schedule["endTime"] = end.time().isoformat()
+        schedule["duration"] = _duration(end - start)
+    days = [str(d) for d in rule.get("BYDAY", [])]
+    if days:
+        schedule["byDay"] = [SCHEMA + _WEEKDAYS[d] if d in _WEEKDAYS else d for d in days]
+    for part, prop in (("BYMONTH", "byMonth"), ("BYMONTHDAY", "byMonthDay")):
+        if rule.get(part):
+            schedule[prop] = [int(v) for v in rule[part]]
+    if rule.get("COUNT"):
+        schedule["repeatCount"] = int(rule["COUNT"][0])
+    if rule.get("UNTIL"):
+        until = rule["UNTIL"][0]
+        if isinstance(until, datetime):
+            until = _local(until, zone).date()
+        schedule["endDate"] = until.isoformat()
+    schedule["scheduleTimezone"] = zone
+    return schedule
+
+
+def _offer(value: Any) -> dict[str, Any] | None:
+    """How to take part (an event's registration, a programme's application) as a schema.org ``Offer``: its page
+    and deadline. The records carry no price and no availability: none is invented."""
+    if not isinstance(value, Mapping) or not (url := _safe_url(value.get("url"))):
+        return None
+    offer: dict[str, Any] = {"@type": "Offer", "url": url}
+    if value.get("deadline"):
+        offer["validThrough"] = value["deadline"]
+    return offer
+
+
+def event_jsonld(rec: StoredRecord, page_url: str, api_url: str, lang: str = "en") -> dict[str, Any]:
+    """The schema.org ``Event`` of a cultural-event record, or the ``EducationEvent`` of a capacity programme
+    (``rec.body`` is not None), in the page's language ``lang`` (node/partners/pages.py, PROTOCOL §9.1)."""
     body: Mapping[str, Any] = rec.body or {}
+    is_event = rec.kind == EVENT_KIND
+    t = _Texts(lang)
     status = body.get("status", "scheduled")
     doc: dict[str, Any] = {
         "@context": "https://schema.org",
-        "@type": "Event",
+        "@type": "Event" if is_event else "EducationEvent",
         "@id": page_url + "#event",
         "url": page_url,
         "identifier": rec.record_id,
-        "name": language_values(body.get("title")),
     }
-    if body.get("description"):
-        doc["description"] = language_values(body["description"])
+    t.named(doc, body.get("title"))
+    t.named(doc, body.get("description"), "description")
     doc["inLanguage"] = list(body.get("languages") or body.get("title") or [])
-    doc["startDate"] = body.get("start")
-    if body.get("end"):
-        doc["endDate"] = body["end"]
-    doc["eventStatus"] = SCHEMA + EVENT_STATUS.get(status, "EventScheduled")
+    doc["startDate"] = body.get("start") or body.get("start_date")
+    if end := body.get("end") or body.get("end_date"):
+        doc["endDate"] = end
+    if schedule := event_schedule(body):
+        doc["eventSchedule"] = schedule
+    doc["eventStatus"] = SCHEMA + (EVENT_STATUS if is_event else PROGRAMME_STATUS).get(status, "EventScheduled")
     if body.get("previous_start") and status in ("rescheduled", "postponed"):
         doc["previousStartDate"] = body["previous_start"]
-    if mode := attendance_mode(body):
+    mode = attendance_mode(body) if is_event else FORMAT_MODE.get(str(body.get("format")))
+    if mode:
         doc["eventAttendanceMode"] = SCHEMA + ATTENDANCE_MODE[mode]
     locations: list[dict[str, Any]] = []
-    if isinstance(body.get("venue"), Mapping):
-        locations.append(_place(body["venue"]))
-    if online := _safe_url(body.get("online_url")):
+    if isinstance(body.get("venue"), Mapping) and mode != "online":
+        locations.append(_place(body["venue"], t))
+    if (online := _safe_url(body.get("online_url"))) and mode != "offline":
         locations.append({"@type": "VirtualLocation", "url": online})
     if locations:
         doc["location"] = locations[0] if len(locations) == 1 else locations
-    doc["organizer"] = [_organization(o) for o in body.get("organizers", []) if isinstance(o, Mapping)]
-    if partners := [_organization(o) for o in body.get("partners", []) if isinstance(o, Mapping)]:
+    people = body.get("organizers") if is_event else [body.get("provider")]
+    doc["organizer"] = [_organization(o, t) for o in people or [] if isinstance(o, Mapping)]
+    if partners := [_organization(o, t) for o in body.get("partners", []) if isinstance(o, Mapping)]:
         doc["sponsor"] = partners
     images = [i for i in body.get("images", []) if isinstance(i, Mapping) and _safe_url(i.get("url"))]
     if images:
-        doc["image"] = [{"@type": "ImageObject", "contentUrl": i["url"], "url": i["url"],
-                         "caption": language_values(i.get("alt")), "license": i.get("rights")} for i in images]
+        doc["image"] = []
+        for i in images:
+            image: dict[str, Any] = {"@type": "ImageObject", "contentUrl": i["url"], "url": i["url"]}
+            t.named(image, i.get("alt"), "caption")
+            if i.get("rights"):
+                image["license"] = i["rights"]
+            doc["image"].append(image)
     if isinstance(body.get("is_accessible_for_free"), bool):  # no v1 field says so yet
         doc["isAccessibleForFree"] = body["is_accessible_for_free"]
-    if body.get("audience"):
-        doc["audience"] = [{"@type": "Audience", "audienceType": a} for a in body["audience"]]
-    if body.get("tags"):
-        doc["keywords"] = list(body["tags"])
-    if body.get("registration") and (reg := _safe_url(body["registration"].get("url"))):
-        offer: dict[str, Any] = {"@type": "Offer", "url": reg}
-        if body["registration"].get("deadline"):
-            offer["validThrough"] = body["registration"]["deadline"]
+    if audience := body.get("audience") or body.get("target_audience"):
+        doc["audience"] = [{"@type": "Audience", "audienceType": a} for a in audience]
+    if isinstance(body.get("seats"), int):
+        doc["maximumAttendeeCapacity"] = body["seats"]
+    if keywords := [*body.get("topics", []), *body.get("tags", [])]:
+        doc["keywords"] = keywords
+    if offer := _offer(body.get("registration") or body.get("application")):
         doc["offers"] = offer
+    # No performer: neither v1 schema names performers (docs/operating-node.md).
     if body.get("rights"):
         doc["license"] = body["rights"]
     doc["subjectOf"] = {"@type": "DigitalDocument", "url": api_url, "encodingFormat": "application/json",
@@ -317,9 +433,10 @@ def render_event_page(rec: StoredRecord, *, base: str, lang: str | None = None, 
                       versions: Sequence[RecordVersion] = (), service: NodeService | None = None) -> str:
     """The HTML page of a record (either kind) or of its tombstone, in the reader's language ``ui``."""
     page = page_model(rec, base=base, lang=lang, ui=ui)
-    page_url = f"{base}{portal.record_path(rec.record_id)}"
-    is_event = rec.kind == EVENT_KIND and rec.body is not None
-    jsonld = script_json(event_jsonld(rec, page_url, page["api_url"])) if is_event else None
+    page_url = record_page_url(base, rec.record_id)
+    jsonld = None
+    if rec.body is not None:  # in the language the page's texts come first in
+        jsonld = script_json(event_jsonld(rec, page_url, page["api_url"], lang or ui))
     extra: dict[str, Any] = {}
     if reader is not None and config is not None and service is not None:
         extra = portal.frame(reader, config, alternates=reader.alternates(), versions=list(reversed(versions)),
@@ -329,7 +446,7 @@ def render_event_page(rec: StoredRecord, *, base: str, lang: str | None = None, 
                              subscribe=portal.subscribe_links(portal.ListQuery(
                                  RecordFilter(origin=rec.origin), None, None, None, None), ui, base, ()))
     else:
-        reader = portal.Reader(ui, True, portal.record_path(rec.record_id), (), base)
+        reader = portal.Reader(ui, True, record_path(rec.record_id), (), base)
         extra = {"lang": ui, "dir": direction(ui), "reader": reader, "brand": None, "portal": False,
                  "alternates": [], "versions": [], "check": None, "share": [], "page_url": page_url,
                  "origin_name": None, "subscribe": []}

@@ -42,7 +42,7 @@ from federation.server.ui.templates import template_env
 from node.appkeys import CONFIG, SERVICE
 from node.config import NodeConfig
 from node.errors import BadQueryError
-from node.partners.feeds import ATOM_PATH, ICS_PATH, JSON_FEED_PATH
+from node.partners.feeds import ATOM_PATH, ICS_PATH, JSON_FEED_PATH, record_path
 from node.records.filters import RecordFilter
 from node.records.service import NodeService
 from node.store.records import StoredRecord
@@ -234,10 +234,6 @@ def cards(records: Iterable[StoredRecord], ui: str, members: Mapping[str, tuple[
                 _cards.popitem(last=False)
         out.append(html)
     return out
-
-
-def record_path(record_id: str) -> str:
-    return "/events/" + record_id  # ids are [A-Z]{2}:[A-Za-z0-9._-]+ (common/v1): nothing to escape
 
 
 def _kinds_statuses(service: NodeService) -> list[str]:

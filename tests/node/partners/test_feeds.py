@@ -36,6 +36,7 @@ from node.config import NodeConfig
 from node.partners.feeds import (
     ATOM_PATH,
     CACHE_CONTROL,
+    ENVELOPE_REL,
     ICS_PATH,
     JSON_FEED_PATH,
     RenderCache,
@@ -311,7 +312,7 @@ class TestCalendar:
         events = vevents(await calendar(client))
         for name, (status, ical) in names.items():
             assert (str(events[uids[name]]["X-IPDN-STATUS"]), str(events[uids[name]]["STATUS"])) == (status, ical)
-        assert "Previously: 2020-02-05T19:00:00+01:00" in str(events[uids["07-hungarian"]]["DESCRIPTION"])
+        assert str(events[uids["07-hungarian"]]["X-IPDN-PREVIOUS-START"]) == "2020-02-05T19:00:00+01:00"
 
     async def test_deleted_event_left_out(self, client: TestClient, service: NodeService,
                                           event: dict[str, Any]) -> None:
@@ -352,26 +353,42 @@ class TestCalendar:
         assert other.description.value.split("\n\n")[0] == body["description"]["ar"]
         assert "الحي الثقافي كتارا، الدوحة، قطر" in other.location.value
 
-    async def test_details_and_rights(self, client: TestClient, service: NodeService) -> None:
-        """LOCATION, GEO, URL, ORGANIZER with CN, CONTACT and CATEGORIES from the record; the rights URI as
-        X-IPDN-RIGHTS and in the description's footer with the record's API address."""
+    async def test_details_for_people_machine_data_in_x_properties(self, client: TestClient, service: NodeService,
+                                                                  config: NodeConfig) -> None:
+        """LOCATION, GEO, ORGANIZER (mailto: with CN), CONTACT and CATEGORIES from the record; URL the record's page
+        on the portal, the API item a LINK with its media type (RFC 9253), the organiser's site a related LINK;
+        DESCRIPTION the text and the page, nothing else; hash, envelope, record id and rights in X-IPDN-*."""
         body = example("cultural-event", "01-general")
         rid = (await publish(service, body)).payload.record_id
         text = await get_text(client, ICS_PATH)
         ev = vevents(icalendar.Calendar.from_ical(text))[event_uid(rid)]
+        page = f"{config.public_base}/events/{rid}"
         assert str(ev["LOCATION"]) == "Katara Cultural Village, Doha, Qatar"
         assert (ev["GEO"].latitude, ev["GEO"].longitude) == (25.3601, 51.5257)
-        assert str(ev["URL"]) == "https://ipdn.network/ga6"
+        assert str(ev["URL"]) == page
+        links = {(str(x.params["LINKREL"]), str(x.params["FMTTYPE"])): str(x) for x in ev["LINK"]}
+        api = f"{config.public_base}/api/v1/records/{rid.replace(':', '%3A')}"
+        assert links == {("alternate", "application/json"): api, ("related", "text/html"): "https://ipdn.network/ga6"}
         assert str(ev["ORGANIZER"]) == "mailto:secretariat@ipdn.network"
         assert ev["ORGANIZER"].params["CN"] == "Cultural Village Foundation (Katara)"
         assert "secretariat@ipdn.network" in str(ev["CONTACT"])
         assert [str(c) for c in ev["CATEGORIES"].cats] == body["tags"]
         assert str(ev["X-IPDN-RIGHTS"]) == RIGHTS and str(ev["X-IPDN-EVENT-TYPE"]) == "general-assembly"
+        record = await service.get(rid)
+        assert str(ev["X-IPDN-ENVELOPE-HASH"]) == record.hash and str(ev["X-IPDN-RECORD-ID"]) == rid
+        assert str(ev["X-IPDN-ENVELOPE-URL"]) == f"{page}/envelope.json"
         other = vobject.readOne(text).vevent  # (icalendar before 7 decodes %3A when it reads)
-        description = other.description.value
-        assert f"Rights: {RIGHTS}" in description and description.startswith(body["description"]["en"])
-        assert f"/api/v1/records/{rid.replace(':', '%3A')}" in description
+        assert other.description.value == f"{body['description']['en']}\n\n{page}"
+        assert record.hash not in other.description.value and "/api/" not in other.description.value
         assert other.categories.value == body["tags"] and other.x_ipdn_rights.value == RIGHTS
+
+    async def test_organizer_without_email_left_out(self, client: TestClient, service: NodeService) -> None:
+        """No contact e-mail: no ORGANIZER (a web site is no calendar address); CONTACT keeps what there is."""
+        body = example("cultural-event", "01-general")
+        body["contact"] = {"url": "https://ipdn.network/contact"}
+        uid = event_uid((await publish(service, body)).payload.record_id)
+        ev = vevents(await calendar(client))[uid]
+        assert "ORGANIZER" not in ev and str(ev["CONTACT"]) == "https://ipdn.network/contact"
 
     async def test_online_event_located_online(self, client: TestClient, service: NodeService,
                                                event: dict[str, Any]) -> None:
@@ -458,7 +475,7 @@ class TestJsonFeed:
         assert [i["id"] for i in items] == [a.payload.record_id, c.payload.record_id, b.payload.record_id]
         assert items[0]["date_modified"] == updated.payload.issued_at
         assert items[0]["_ipdn"]["version"] == 2 and items[0]["_ipdn"]["status"] == "cancelled"
-        assert items[0]["url"].endswith("/api/v1/records/" + a.payload.record_id.replace(":", "%3A"))
+        assert items[0]["url"] == f"{client.app[CONFIG].public_base}/events/{a.payload.record_id}"
         for item in items:
             assert datetime.fromisoformat(item["date_modified"]).tzinfo is not None
         assert [i["id"] for i in (await json_feed(client, limit="2"))["items"]] == [a.payload.record_id,
@@ -480,6 +497,7 @@ class TestJsonFeed:
         assert item["tags"] == body["tags"] and item["external_url"] == body["registration"]["url"]
         assert item["content_text"].startswith(body["description"]["en"])
         assert "When: 2020-01-21T10:00:00+03:00 – 2020-01-21T16:00:00+03:00 (Asia/Qatar)" in item["content_text"]
+        assert env.hash not in item["content_text"] and "/api/" not in item["content_text"]
 
     async def test_saved_feed_verifies_offline_with_ipdn_verify(self, client: TestClient, service: NodeService,
                                                                 config: NodeConfig, tmp_path: Any,
@@ -541,7 +559,9 @@ class TestJsonFeed:
 class TestAtomFeed:
     async def test_parsed_by_feedparser(self, client: TestClient, service: NodeService) -> None:
         """A well-formed Atom 1.0 feed: entry ids are tag URIs of the record ids, updated is issued_at,
-        newest first, links to the record's API item and its web page."""
+        newest first; each entry's first alternate link is its page (text/html, what feedparser gives as
+        entry.link), the record's API item a second alternate (application/json); the feed's own alternate
+        is the portal's list."""
         envs = [await publish(service, body) for body in example_bodies("cultural-event")[:3]]
         resp = await client.get(ATOM_PATH)
         assert resp.headers["Content-Type"] == "application/atom+xml; charset=utf-8"
@@ -555,9 +575,13 @@ class TestAtomFeed:
             assert datetime(*entry.updated_parsed[:6], tzinfo=UTC) == datetime.fromisoformat(
                 env.payload.issued_at).replace(microsecond=0)
             links = {(link.rel, link.type): link.href for link in entry.links}
+            page = f"{client.app[CONFIG].public_base}/events/{env.payload.record_id}"
+            assert entry.link == page == links["alternate", "text/html"]
+            assert entry.links[0] == {"rel": "alternate", "type": "text/html", "href": page}
             assert links["alternate", "application/json"].endswith(env.payload.record_id.replace(":", "%3A"))
-            assert [link.rel for link in entry.links].count("alternate") == 1
+            assert links[ENVELOPE_REL, "application/jose+json"] == f"{page}/envelope.json"
             assert entry.ipdn_hash == env.hash and entry.ipdn_version == "1" and entry.ipdn_op == "put"
+        assert parsed.feed.link == f"{client.app[CONFIG].public_base}/events"
         assert {link.rel for link in parsed.feed.links} >= {"self", "alternate"}
 
     async def test_rights_and_envelope(self, client: TestClient, service: NodeService,

@@ -47,7 +47,7 @@ from node.partners.oaipmh import (
 from node.records.service import NodeService
 from node.store.records import StoredRecord
 from tests.support import paths
-from tests.support.factories import Member, example_bodies
+from tests.support.factories import Member, example_bodies, example_paths
 from tests.support.nodes import make_config
 
 VECTORS = paths.VECTORS / "oai-pmh"
@@ -295,7 +295,8 @@ class TestResumptionToken:
 
 class TestDublinCore:
     def dc(self, oai_schema: xmlschema.XMLSchema, rec: StoredRecord) -> Any:
-        el = oaipmh.dublin_core(rec, record_url="https://node.example/api/v1/records/QA%3Ar1",
+        el = oaipmh.dublin_core(rec, page_url="https://node.example/events/QA:r1",
+                                record_url="https://node.example/api/v1/records/QA%3Ar1",
                                 publisher={"en": "Katara", "ar": "كتارا"})
         oai_schema.validate(io.BytesIO(etree.tostring(el)))  # the oai_dc element on its own
         return el
@@ -306,7 +307,8 @@ class TestDublinCore:
 
     def test_event_maps_to_dublin_core(self, oai_schema: xmlschema.XMLSchema) -> None:
         """An event: titles and descriptions per language, organizers as creators, partners as contributors,
-        the origin as publisher, start and end, DCMI Event, venue and country, languages, rights, its URL."""
+        the origin as publisher, start and end, DCMI Event, venue and country, languages, rights, its page (the
+        first identifier, what harvesters link to) and its API item; the status after the descriptions."""
         body = example_bodies("cultural-event")[0]
         el = self.dc(oai_schema, stored(body))
         assert self.values(el, "title") == list(body["title"].items())
@@ -321,7 +323,24 @@ class TestDublinCore:
         assert self.values(el, "language") == [(None, "ar"), (None, "en")]
         assert (None, "public diplomacy") in self.values(el, "subject")
         assert self.values(el, "rights") == [(None, "https://creativecommons.org/licenses/by/4.0/")]
-        assert self.values(el, "identifier") == [(None, "https://node.example/api/v1/records/QA%3Ar1")]
+        assert self.values(el, "identifier") == [(None, "https://node.example/events/QA:r1"),
+                                                 (None, "https://node.example/api/v1/records/QA%3Ar1")]
+        assert self.values(el, "description")[-1] == ("en", "Status: completed.")
+
+    @pytest.mark.parametrize(("name", "statement"), [
+        ("06-korean", "Status: cancelled."),
+        ("05-photography", "Status: postponed."),  # no previous_start in this example
+        ("07-hungarian", "Status: rescheduled (previously announced to start 2020-02-05T19:00:00+01:00)."),
+    ])
+    def test_changed_status_is_the_first_description(self, oai_schema: xmlschema.XMLSchema, name: str,
+                                                     statement: str) -> None:
+        """A cancelled, postponed or rescheduled event says so in the first dc:description, where a harvester that
+        keeps or shows one description keeps it; it is still DCMI Event."""
+        (body,) = [b for b, p in zip(example_bodies("cultural-event"), example_paths("cultural-event"), strict=True)
+                   if name in p.name]
+        el = self.dc(oai_schema, stored(body))
+        assert self.values(el, "description")[0] == ("en", statement)
+        assert self.values(el, "type")[0] == (None, "Event")
 
     def test_programme_maps_provider_and_dates(self, oai_schema: xmlschema.XMLSchema) -> None:
         """A programme: the provider is the creator, start_date/end_date the dates, topics are subjects."""
@@ -331,6 +350,8 @@ class TestDublinCore:
         assert self.values(el, "date") == [(None, "2020-03-01"), (None, "2020-03-05")]
         assert (None, "training") in self.values(el, "type")
         assert (None, "digital diplomacy") in self.values(el, "subject")
+        assert self.values(el, "type")[:2] == [(None, "Event"), (None, "capacity-programme")]
+        assert ("en", f"Status: {body['status']}.") in self.values(el, "description")
 
     def test_text_xml_cannot_carry_is_replaced(self, oai_schema: xmlschema.XMLSchema) -> None:
         """Noncharacters in free text (allowed in JSON) become U+FFFD instead of breaking the response."""
@@ -408,6 +429,7 @@ class TestIdentify:
         doc = assert_valid(oai_schema, await (await client.get("/oai", params={
             "verb": "GetRecord", "metadataPrefix": "oai_dc", "identifier": f"oai:katara.example:{rec_id}"})).read())
         assert doc.xpath("//dc:identifier/text()", namespaces=NS) == [
+            f"https://ipdn.katara.example/events/{rec_id}",
             "https://ipdn.katara.example/api/v1/records/" + rec_id.replace(":", "%3A")]
 
 

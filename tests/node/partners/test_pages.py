@@ -11,16 +11,19 @@ import copy
 import dataclasses
 import json
 import re
+from datetime import datetime
 from html.parser import HTMLParser
 from typing import Any
 
+import icalendar
 import pytest
+import recurring_ical_events
 from aiohttp.test_utils import TestClient
 
 from node.app import create_app
 from node.appkeys import CONFIG, SERVICE
 from node.config import NodeConfig
-from node.partners.pages import direction
+from node.partners.pages import direction, event_schedule
 from node.records.service import NodeService
 from tests.support.factories import example_bodies, example_paths
 
@@ -99,6 +102,46 @@ def values(lang_values: list[dict[str, str]]) -> dict[str, str]:
     return {v["@language"]: v["@value"] for v in lang_values}
 
 
+def texts_of(doc: dict[str, Any], key: str = "name", lang: str = "en") -> dict[str, str]:
+    """A text's languages in the JSON-LD: the page's one (a plain string) and the others (``alternateName``)."""
+    return {lang: doc[key], **values(doc.get("alternateName", []) if key == "name" else [])}
+
+
+# Google Search Central, "Event (Event) structured data"
+# (https://developers.google.com/search/docs/appearance/structured-data/event): required and recommended properties.
+GOOGLE_REQUIRED = ("name", "startDate", "location")
+GOOGLE_REQUIRED_LOCATION = {"Place": ("address",), "VirtualLocation": ("url",)}
+GOOGLE_RECOMMENDED = ("description", "endDate", "eventAttendanceMode", "eventStatus", "image", "offers", "organizer",
+                      "performer", "previousStartDate")
+GOOGLE_RECOMMENDED_NESTED = {"location": ("name",), "offers": ("availability", "price", "priceCurrency", "url",
+                                                                "validFrom"),
+                             "organizer": ("name", "url"), "performer": ("name",)}
+# What no v1 record can say (neither schema has performers, prices, availability or a sale start): never invented.
+NOT_IN_RECORDS = {"performer", "offers.availability", "offers.price", "offers.priceCurrency", "offers.validFrom"}
+
+
+def google_gaps(doc: dict[str, Any], body: dict[str, Any]) -> list[str]:
+    """The Google properties the JSON-LD lacks although the record has what they say."""
+    has = {"image": bool(body.get("images")), "offers": bool(body.get("registration") or body.get("application")),
+           "previousStartDate": body.get("status") in ("rescheduled", "postponed") and "previous_start" in body,
+           "description": bool(body.get("description")), "endDate": bool(body.get("end") or body.get("end_date"))}
+    gaps = [p for p in GOOGLE_REQUIRED if not doc.get(p)]
+    locations = doc.get("location") if isinstance(doc.get("location"), list) else [doc.get("location") or {}]
+    for place in locations:
+        gaps += [f"location.{p}" for p in GOOGLE_REQUIRED_LOCATION.get(place.get("@type"), ("@type",))
+                 if not place.get(p)]
+        if place.get("@type") == "Place":
+            gaps += [f"location.{p}" for p in GOOGLE_RECOMMENDED_NESTED["location"] if not place.get(p)]
+    gaps += [p for p in GOOGLE_RECOMMENDED if p not in NOT_IN_RECORDS and has.get(p, True) and not doc.get(p)]
+    for key in ("offers", "organizer"):
+        for item in doc.get(key) if isinstance(doc.get(key), list) else [doc[key]] if key in doc else []:
+            sources = body.get("organizers") or [body.get("provider")] if key == "organizer" else [{"url": 1}]
+            source = sources[0] or {}
+            gaps += [f"{key}.{p}" for p in GOOGLE_RECOMMENDED_NESTED[key]
+                     if f"{key}.{p}" not in NOT_IN_RECORDS and not item.get(p) and (p != "url" or source.get("url"))]
+    return gaps
+
+
 @pytest.fixture
 async def client(aiohttp_client: Any, config: NodeConfig) -> TestClient:
     """QA's node (create_app registers the page routes)."""
@@ -129,16 +172,86 @@ class TestJsonLd:
         rid = await publish(service, body)
         doc = jsonld_of((await page(client, rid))[0])
         assert doc["@context"] == "https://schema.org" and doc["@type"] == "Event"
-        assert values(doc["name"]) == body["title"]
+        assert texts_of(doc) == body["title"] and doc["description"] == body["description"]["en"]
         assert doc["startDate"] == body["start"] and doc.get("endDate") == body.get("end")
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)", doc["startDate"])
         assert doc["location"] and doc["eventStatus"].startswith(SCHEMA)
         assert doc["eventAttendanceMode"].startswith(SCHEMA)
-        assert [values(o["name"]) for o in doc["organizer"]] == [o["name"] for o in body["organizers"]]
+        assert [texts_of(o) for o in doc["organizer"]] == [o["name"] for o in body["organizers"]]
         assert all(o["@type"] == "Organization" for o in doc["organizer"])
         assert doc["license"] == body["rights"]
         assert doc["identifier"] == rid and doc["url"].endswith(f"/events/{rid}")
         assert doc["inLanguage"] == body.get("languages", list(body["title"]))
+        assert google_gaps(doc, body) == []
+
+    @pytest.mark.parametrize("body", example_bodies("capacity-programme"), ids=lambda b: b["title"]["en"][:30])
+    async def test_every_programme_is_an_education_event(self, client: TestClient, service: NodeService,
+                                                         body: dict[str, Any]) -> None:
+        """A capacity programme is a schema.org EducationEvent (an Event): its days, format as attendance mode,
+        provider as organizer, application as offer, seats as capacity; Google's properties as for events."""
+        doc = jsonld_of((await page(client, await publish(service, body, "capacity-programme"), lang="en"))[0])
+        assert doc["@type"] == "EducationEvent" and texts_of(doc) == body["title"]
+        assert (doc["startDate"], doc.get("endDate")) == (body["start_date"], body.get("end_date"))
+        mode = {"in-person": "Offline", "online": "Online", "hybrid": "Mixed"}[body["format"]]
+        assert doc["eventAttendanceMode"] == f"{SCHEMA}{mode}EventAttendanceMode"
+        assert texts_of(doc["organizer"][0]) == body["provider"]["name"]
+        if "application" in body:
+            assert doc["offers"]["url"] == body["application"]["url"]
+        assert doc.get("maximumAttendeeCapacity") == body.get("seats")
+        assert google_gaps(doc, body) == []
+
+    async def test_one_name_per_page_in_its_language(self, client: TestClient, service: NodeService) -> None:
+        """name, description, place and organiser names are one string in the page's language (?lang= for the
+        texts, else the reader's); the other languages are alternateName values with their language."""
+        body = example("weekly")
+        rid = await publish(service, body)
+        for params, lang in (({"lang": "hu"}, "hu"), ({"lang": "ar"}, "ar"), ({}, "en")):
+            doc = jsonld_of((await page(client, rid, **params))[0])
+            assert doc["name"] == body["title"][lang] and doc["description"] == body["description"][lang]
+            assert texts_of(doc, lang=lang) == body["title"]
+            assert doc["location"]["name"] == body["venue"]["name"][lang]
+            assert doc["location"]["address"]["streetAddress"] == body["venue"]["address"][lang]
+            assert doc["organizer"][0]["name"] == body["organizers"][0]["name"][lang]
+
+    async def test_recurring_event_has_its_schedule(self, client: TestClient, service: NodeService) -> None:
+        """A weekly event's eventSchedule says what its RRULE says, and agrees with the occurrences a calendar
+        application expands from the same record's iCalendar (recurring_ical_events)."""
+        body = example("weekly")
+        rid = await publish(service, body)
+        schedule = jsonld_of((await page(client, rid))[0])["eventSchedule"]
+        assert schedule == {"@type": "Schedule", "repeatFrequency": "P1W", "byDay": [SCHEMA + "Thursday"],
+                            "repeatCount": 6, "startDate": "2020-02-06", "startTime": "19:00:00",
+                            "endTime": "21:30:00", "duration": "PT2H30M", "scheduleTimezone": "Europe/Budapest"}
+        resp = await client.get(f"/events/{rid}/calendar.ics")
+        cal = icalendar.Calendar.from_ical(await resp.read())
+        occurrences = recurring_ical_events.of(cal).between(datetime(2020, 1, 1), datetime(2021, 1, 1))
+        starts = [o["DTSTART"].dt for o in occurrences]
+        assert len(starts) == schedule["repeatCount"]
+        assert {s.strftime("%A") for s in starts} == {"Thursday"} and starts[0].date().isoformat() == "2020-02-06"
+        assert {s.time().isoformat() for s in starts} == {schedule["startTime"]}
+        assert {str(s.tzinfo) for s in starts} == {schedule["scheduleTimezone"]}
+
+    @pytest.mark.parametrize(("rule", "expected"), [
+        ("FREQ=MONTHLY;INTERVAL=2;BYDAY=1MO;UNTIL=20201231T225959Z",
+         {"repeatFrequency": "P2M", "byDay": ["1MO"], "endDate": "2020-12-31"}),
+        ("FREQ=DAILY;COUNT=3", {"repeatFrequency": "P1D", "repeatCount": 3}),
+        ("FREQ=YEARLY;BYMONTH=3;BYMONTHDAY=21", {"repeatFrequency": "P1Y", "byMonth": [3], "byMonthDay": [21]}),
+    ])
+    def test_schedule_of_other_rules(self, rule: str, expected: dict[str, Any]) -> None:
+        """Interval, ordinal days (iCalendar's form, which schema.org's byDay allows), months, month days, UNTIL as
+        the last local day."""
+        schedule = event_schedule({"recurrence": rule, "start": "2020-03-02T19:00:00+01:00",
+                                   "timezone": "Europe/Budapest"})
+        assert schedule is not None and {k: schedule[k] for k in expected} == expected
+
+    async def test_registration_is_the_offer(self, client: TestClient, service: NodeService) -> None:
+        """An event's registration is its Offer: the page to register on and the deadline as validThrough."""
+        body = example("youth")
+        doc = jsonld_of((await page(client, await publish(service, body)))[0])
+        offer = {"@type": "Offer", "url": body["registration"]["url"]}
+        if "deadline" in body["registration"]:
+            offer["validThrough"] = body["registration"]["deadline"]
+        assert doc["offers"] == offer
 
     async def test_cancelled_event_is_event_cancelled(self, client: TestClient, service: NodeService) -> None:
         """A cancelled event's eventStatus is EventCancelled."""
@@ -176,13 +289,16 @@ class TestJsonLd:
         doc = jsonld_of((await page(client, await publish(service, body)))[0])
         place, virtual = doc["location"]
         assert doc["eventAttendanceMode"] == SCHEMA + "MixedEventAttendanceMode"
-        assert place["@type"] == "Place" and values(place["name"]) == body["venue"]["name"]
+        assert place["@type"] == "Place" and texts_of(place) == body["venue"]["name"]
         assert place["address"]["@type"] == "PostalAddress"
-        assert values(place["address"]["addressLocality"]) == body["venue"]["city"]
+        assert place["address"]["addressLocality"] == body["venue"]["city"]["en"]
+        assert place["address"]["streetAddress"] == body["venue"]["address"]["en"]
         assert place["address"]["addressCountry"] == "QA"
         assert place["geo"] == {"@type": "GeoCoordinates", "latitude": 25.3601, "longitude": 51.5257}
         assert virtual == {"@type": "VirtualLocation", "url": body["online_url"]}
         assert doc["image"][0]["contentUrl"] == body["images"][0]["url"]
+        assert doc["image"][0]["caption"] == body["images"][0]["alt"]["en"]
+        assert doc["endDate"] == body["end"]
 
     @pytest.mark.parametrize(("venue", "online", "mode"), [(True, False, "Offline"), (False, True, "Online"),
                                                            (True, True, "Mixed")])
@@ -199,7 +315,8 @@ class TestJsonLd:
         assert doc["eventAttendanceMode"] == f"{SCHEMA}{mode}EventAttendanceMode"
 
     async def test_expands_as_json_ld(self, client: TestClient, service: NodeService) -> None:
-        """The block expands as JSON-LD (pyld, schema.org context given locally): languages kept per value."""
+        """The block expands as JSON-LD (pyld, schema.org context given locally): one name as a plain string, the
+        other languages kept per value in alternateName."""
         jsonld = pytest.importorskip("pyld.jsonld")
 
         def loader(url: str, options: Any = None) -> dict[str, Any]:
@@ -211,8 +328,12 @@ class TestJsonLd:
         doc = jsonld_of((await page(client, await publish(service, body)))[0])
         (event,) = jsonld.expand(doc, {"documentLoader": loader})
         assert event["@type"] == [SCHEMA + "Event"]
-        assert {(v["@language"], v["@value"]) for v in event[SCHEMA + "name"]} == set(body["title"].items())
+        assert event[SCHEMA + "name"] == [{"@value": body["title"]["en"]}]
+        assert [(v["@language"], v["@value"]) for v in event[SCHEMA + "alternateName"]] == [("ar", body["title"]["ar"])]
         assert event[SCHEMA + "eventStatus"] == [{"@value": SCHEMA + "EventScheduled"}]
+        # Compacted again with schema.org as the default vocabulary, the document is the one served.
+        again = jsonld.compact(event, {"@vocab": SCHEMA}, {"documentLoader": loader})
+        assert again["name"] == doc["name"] and again["endDate"] == doc["endDate"]
 
 
 class TestHtml:
@@ -315,7 +436,7 @@ class TestAttacks:
         assert [s.attrs.get("type") for s in tree.find_all("script")] == ["application/ld+json"]
         assert not tree.find_all("img")
         assert "<script>alert(1)</script>" in tree.find_all("section", lang="en")[0].all_text()
-        assert values(jsonld_of(tree)["name"]) == body["title"]
+        assert texts_of(jsonld_of(tree)) == body["title"]
 
     async def test_script_end_tag_in_description_cannot_leave_json_ld(self, client: TestClient,
                                                                       service: NodeService) -> None:
@@ -327,7 +448,7 @@ class TestAttacks:
         raw = await resp.text()
         block = raw.split('<script type="application/ld+json">', 1)[1].split("</script>", 1)[0]
         assert "<" not in block and ">" not in block
-        assert values(jsonld_of(tree)["description"]) == {"en": evil}
+        assert jsonld_of(tree)["description"] == evil
         assert len(tree.find_all("script")) == 1
 
     async def test_bidi_override_in_title_isolated(self, client: TestClient, service: NodeService) -> None:
@@ -361,11 +482,11 @@ class TestErrors:
         assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
 
     async def test_programme_has_its_page(self, client: TestClient, service: NodeService) -> None:
-        """A capacity programme has a record page too (no Event JSON-LD: it is no event)."""
+        """A capacity programme has a record page too (its JSON-LD an EducationEvent)."""
         body = example_bodies("capacity-programme")[0]
         rid = await publish(service, body, kind="capacity-programme")
         tree, _ = await page(client, rid, lang="en")
-        assert body["title"]["en"] in tree.root.all_text() and not tree.find_all("script")
+        assert body["title"]["en"] in tree.root.all_text() and jsonld_of(tree)["@type"] == "EducationEvent"
         assert "Capacity programme" in tree.root.all_text()
 
     async def test_tombstone_is_410_page_with_id(self, client: TestClient, service: NodeService) -> None:
