@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from federation.protocol.schemas import default_schemas
+
 Role = Literal["node", "hub"]
 PATH = "/api/v1/openapi.json"
 VERSION = "1.0.0"
@@ -76,8 +78,34 @@ def _header(description: str) -> dict[str, Any]:
 _CACHE = _header("Cache-Control: `no-cache`, or `public, max-age=31536000, immutable` for what never changes")
 
 
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+def _query(name: str, schema: dict[str, Any], description: str, *, empty: bool = False) -> dict[str, Any]:
+    """A query parameter; ``empty``: the handler reads ``name=`` as if it were absent."""
+    out = {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+    if empty:
+        out["allowEmptyValue"] = True
+    return out
+
+
+# Parameter formats, as the handlers read them (node/records/filters.py, node/api/records.py, node/partners/).
+_LANG_TAG = "^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$"  # the shape of a BCP 47 tag the filters accept
+_COUNTRY: dict[str, Any] = {"type": "string", "pattern": "^[A-Za-z]{2}$"}
+_FILTER: dict[str, Any] = {"type": "string", "maxLength": 200, "pattern": "^[^\\u0000]*$"}  # filters.MAX_VALUE
+_DAY: dict[str, Any] = {"type": "string", "format": "date"}
+_DAY_OR_TIME: dict[str, Any] = {"anyOf": [_DAY, {"type": "string", "format": "date-time"}]}
+_UI_LANG: dict[str, Any] = {"type": "string", "description": "`en` or `ar`; any other value: the default"}
+
+
+def _kinds() -> list[str]:
+    return sorted(default_schemas().latest)
+
+
+def _statuses(*, deleted: bool, events_only: bool = False) -> dict[str, Any]:
+    """A comma-separated list of statuses the record schemas define (and `deleted`)."""
+    schemas = default_schemas()
+    names = {st for sid, kind in schemas.kind_of.items() if not events_only or kind == "cultural-event"
+             for st in schemas.documents[sid].get("properties", {}).get("status", {}).get("enum", [])}
+    one = "(" + "|".join(sorted(names | ({"deleted"} if deleted else set()))) + ")"
+    return {"type": "string", "pattern": f"^{one}(,{one})*$"}
 
 
 def _common_schemas() -> dict[str, Any]:
@@ -145,10 +173,26 @@ def _page(op_id: str, summary: str, *, tag: str, params: list[dict[str, Any]] | 
           extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """A signed-in HTML page: 200 with the page, 303 to the sign-in page without a session."""
     return {"get": {"operationId": op_id, "tags": [tag], "summary": summary, "security": [{"session": []}],
-                    "parameters": [_query("lang", {"type": "string", "enum": ["en", "ar"]},
-                                          "the page's language (remembered in a cookie)"), *(params or [])],
+                    "parameters": [_query("lang", _UI_LANG, "the page's language (remembered in a cookie)"),
+                                   *(params or [])],
                     "responses": {"200": {"description": "The page", "headers": _UI_HEADERS, "content": _HTML},
                                   "303": _SEE_OTHER, **(extra or {})}}}
+
+
+def _sign_in_refused(description: str, *, retry: bool = False) -> dict[str, Any]:
+    """A refused sign-in (federation/server/ui/signin.py): the form again for a browser (Accept with text/html),
+    a problem (`sign-in-failed`, `-locked`, `-throttled`, `-busy`) for anything else."""
+    out: dict[str, Any] = {"description": description + "; the form again (text/html in Accept), else a problem",
+                           "content": {**_HTML, _PROBLEM: {"schema": _ref("Problem")}}}
+    if retry:
+        out["headers"] = {"Retry-After": _header("seconds")}
+    return out
+
+
+_SIGN_IN_REFUSALS = {
+    "401": _sign_in_refused("Wrong credentials"),
+    "429": _sign_in_refused("Too many failures: this account from this address, or this address", retry=True),
+    "503": _sign_in_refused("Every password check is busy", retry=True)}
 
 
 def _sign_in_paths(prefix: str, what: str, tag: str, secret: str, form: dict[str, Any]) -> dict[str, Any]:
@@ -160,18 +204,14 @@ def _sign_in_paths(prefix: str, what: str, tag: str, secret: str, form: dict[str
     return {
         f"{prefix}/sign-in": {
             "get": {"operationId": f"get{name}SignIn", "tags": [tag], "summary": f"The sign-in form of {what}",
-                    "parameters": [_query("lang", {"type": "string", "enum": ["en", "ar"]}, "the page's language")],
+                    "parameters": [_query("lang", _UI_LANG, "the page's language")],
                     "responses": {"200": {"description": "The form; sets the form's anti-forgery cookie",
                                           "headers": _UI_HEADERS, "content": _HTML},
                                   "303": _SEE_OTHER}},
             "post": {"operationId": f"post{name}SignIn", "tags": [tag], "requestBody": body,
                      "summary": f"Sign in with {secret}: a session cookie (HttpOnly, SameSite=Strict, Secure "
                                 "behind TLS)",
-                     "responses": {"303": _SEE_OTHER,
-                                   "401": {"description": "Wrong credentials: the form again", "content": _HTML},
-                                   "403": _FORGED,
-                                   "429": {"description": "Locked after repeated failures: the form again",
-                                           "content": _HTML}}},
+                     "responses": {"303": _SEE_OTHER, "403": _FORGED, **_SIGN_IN_REFUSALS}},
         },
         f"{prefix}/sign-out": {
             "post": {"operationId": f"post{name}SignOut", "tags": [tag], "summary": "End the session",
@@ -281,11 +321,13 @@ _IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False, "s
 _READ_HEADERS = {"ETag": _header("strong validator of the body"),
                  "Cache-Control": _header("public, max-age=60 (a list) or 300 (an item)"),
                  "Access-Control-Allow-Origin": _header("*")}
-_ORIGIN = _query("origin", _STR, "a member code (ISO 3166-1 alpha-2, case-insensitive)")
-_STATUS = _query("status", _STR, "comma-separated record statuses (e.g. `scheduled,cancelled`; `deleted` in the "
-                                 "JSON Feed and Atom)")
-_LANG = _query("lang", {"type": "string", "maxLength": 35}, "a BCP 47 language tag choosing the texts")
-_KIND = _query("kind", _STR, "a record kind, e.g. `cultural-event`")
+_ORIGIN = _query("origin", _COUNTRY, "a member code (ISO 3166-1 alpha-2, case-insensitive)", empty=True)
+_STATUS = _query("status", _statuses(deleted=True), "comma-separated record statuses (e.g. `scheduled,cancelled`; "
+                                                    "`deleted` in the JSON Feed and Atom); with `kind`, that kind's",
+                 empty=True)
+_LANG = _query("lang", {"type": "string", "maxLength": 35, "pattern": _LANG_TAG},
+               "a BCP 47 language tag choosing the texts", empty=True)
+_KIND = _query("kind", {"type": "string", "enum": _kinds()}, "a record kind", empty=True)
 
 
 def _portal_page(op_id: str, summary: str, *params: dict[str, Any], media_type: str = "text/html",
@@ -302,7 +344,7 @@ def _portal_page(op_id: str, summary: str, *params: dict[str, Any], media_type: 
     if bad:
         responses["400"] = {"description": bad, **html}
     return {"get": {"operationId": op_id, "tags": ["portal"], "summary": summary,
-                    "parameters": [_query("lang", _STR, "the page's language (`en`, `ar`)"), *params, _IF_NONE_MATCH],
+                    "parameters": [_query("lang", _UI_LANG, "the page's language"), *params, _IF_NONE_MATCH],
                     "responses": responses}}
 
 
@@ -318,10 +360,10 @@ def _feed(op_id: str, summary: str, params: list[dict[str, Any]], description: s
 
 
 _OAI_ARGS: dict[str, dict[str, Any]] = {
-    "verb": {"type": "string", "enum": ["Identify", "ListMetadataFormats", "ListSets", "ListIdentifiers",
-                                        "ListRecords", "GetRecord"]},
+    "verb": {"type": "string", "description": "Identify, ListMetadataFormats, ListSets, ListIdentifiers, "
+                                              "ListRecords or GetRecord (another: `badVerb`)"},
     "identifier": {"type": "string", "description": "oai:ipdn.network:<record_id>"},
-    "metadataPrefix": {"type": "string", "enum": ["oai_dc", "ipdn"]},
+    "metadataPrefix": {"type": "string", "description": "oai_dc or ipdn (another: `cannotDisseminateFormat`)"},
     "from": {"type": "string", "description": "YYYY-MM-DD or YYYY-MM-DDThh:mm:ssZ"},
     "until": {"type": "string", "description": "YYYY-MM-DD or YYYY-MM-DDThh:mm:ssZ"},
     "set": {"type": "string", "description": "kind, kind:<kind>, origin or origin:<CC>"},
@@ -390,23 +432,26 @@ def _node_paths() -> dict[str, Any]:
         return {"required": required, "content": {_J: {"schema": schema}}}
 
     change = {"400": bad, "401": unauth, "403": not_own, "404": missing, "409": deleted, "413": big, "503": key}
+    # Unknown kinds, origins and statuses are not refused: they match nothing (an empty page).
     list_params = [
-        _KIND, _query("origin", _STR, "a member code"),
-        _query("updated_since", {"type": "string", "format": "date-time"},
-               "RFC 3339 time with an offset or Z"),
-        _query("country", {"type": "string", "pattern": "^[A-Za-z]{2}$"},
-               "a participating country (also a venue's or a programme's eligible country)"),
-        _query("from", _STR, "a day (YYYY-MM-DD) or RFC 3339 time: records whose event or "
-                             "programme days end on or after it"),
-        _query("to", _STR, "a day (YYYY-MM-DD) or RFC 3339 time: records whose days start on "
-                           "or before it"),
-        _query("lang", {"type": "string", "maxLength": 35}, "a language of the record's title"),
-        _query("status", {"type": "string", "maxLength": 200}, "a record status, e.g. `cancelled`"),
-        _query("tag", {"type": "string", "maxLength": 200}, "a tag (case-insensitive, whole)"),
-        _query("q", {"type": "string", "maxLength": 500},
-               "full text: every word in a title or description, any language"),
+        _query("kind", _FILTER, "a record kind, e.g. `cultural-event`", empty=True),
+        _query("origin", _FILTER, "a member code", empty=True),
+        _query("updated_since", {"type": "string", "format": "date-time"}, "RFC 3339 time with an offset or Z",
+               empty=True),
+        _query("country", _COUNTRY, "a participating country (also a venue's or a programme's eligible country)",
+               empty=True),
+        _query("from", _DAY_OR_TIME, "a day (YYYY-MM-DD) or RFC 3339 time: records whose event or "
+                                     "programme days end on or after it", empty=True),
+        _query("to", _DAY_OR_TIME, "a day (YYYY-MM-DD) or RFC 3339 time: records whose days start on "
+                                   "or before it (not before `from`)", empty=True),
+        _query("lang", {**_FILTER, "pattern": _LANG_TAG}, "a language of the record's title (BCP 47)", empty=True),
+        _query("status", _FILTER, "a record status, e.g. `cancelled`", empty=True),
+        _query("tag", _FILTER, "a tag (case-insensitive, whole)", empty=True),
+        _query("q", {"type": "string", "maxLength": 500, "pattern": "^[^\\u0000]*$"},
+               "full text: every word in a title or description, any language", empty=True),
         _query("limit", _int(1, 500, default=50), "page size (at most the node's `max_page_size`)"),
-        _query("cursor", _STR, "`next_cursor` of the previous page; never expires")]
+        _query("cursor", _STR, "`next_cursor` of the previous page; never expires; one this node did not "
+                               "make is a 400", empty=True)]
     return {
         "/api/v1/records": {
             "post": {"operationId": "createRecord", "tags": ["authoring"], "security": bearer,
@@ -521,7 +566,9 @@ def _node_paths() -> dict[str, Any]:
                                   "404": _problem("No checkpoint accepted yet (`no-checkpoint`)")}},
         },
         "/api/v1/feeds/events.ics": _feed("getCalendar", "iCalendar (RFC 5545): one VEVENT per cultural event",
-                                          [_ORIGIN, _STATUS, _LANG], "The calendar", "text/calendar", _STR),
+                                          [_ORIGIN, _query("status", _statuses(deleted=False, events_only=True),
+                                                           "comma-separated event statuses", empty=True), _LANG],
+                                          "The calendar", "text/calendar", _STR),
         "/api/v1/feeds/feed.json": _feed(
             "getJsonFeed", "JSON Feed 1.1, newest change first; each item's `_ipdn` carries the envelope",
             [_KIND, _ORIGIN, _STATUS, _LANG, _query("limit", _int(1, 500), "how many items (at most `max_page_size`)")],
@@ -536,7 +583,8 @@ def _node_paths() -> dict[str, Any]:
         "/events/{record_id}": {
             "get": {"operationId": "getEventPage", "tags": ["feeds"],
                     "summary": "The public HTML page of a record (both kinds), with schema.org JSON-LD",
-                    "parameters": [record_id, _query("lang", _STR, "a language tag preferred for the texts"),
+                    "parameters": [record_id, _query("lang", _STR, "a language tag preferred for the texts "
+                                                                  "(any other value: the default)"),
                                    _IF_NONE_MATCH],
                     "responses": {"200": {"description": "The page", "headers": _PAGE_HEADERS,
                                           "content": {"text/html": {"schema": _STR}}},
@@ -549,15 +597,20 @@ def _node_paths() -> dict[str, Any]:
         "/": _portal_page("getPortalHome", "The portal's home: what is coming up across the network"),
         "/events": _portal_page(
             "getPortalList", "Events and programmes of the whole network, filtered and searched",
-            _KIND, _ORIGIN, _query("country", _STR, "a participating country"), _STATUS,
-            _query("tag", _STR, "a tag"), _query("language", _STR, "a language of the titles"),
-            _query("from", _STR, "a day, YYYY-MM-DD"), _query("to", _STR, "a day, YYYY-MM-DD"),
-            _query("q", _STR, "full-text search"), _query("cursor", _STR, "the next page's cursor"),
+            _KIND, _ORIGIN, _query("country", _COUNTRY, "a participating country", empty=True),
+            _query("status", _FILTER, "a record status", empty=True),
+            _query("tag", _FILTER, "a tag", empty=True),
+            _query("language", {**_FILTER, "pattern": _LANG_TAG}, "a language of the titles", empty=True),
+            _query("from", _DAY, "a day, YYYY-MM-DD", empty=True), _query("to", _DAY, "a day, YYYY-MM-DD", empty=True),
+            _query("q", {"type": "string", "maxLength": 500, "pattern": "^[^\\u0000]*$"}, "full-text search",
+                   empty=True),
+            _query("cursor", _STR, "the next page's cursor", empty=True),
             bad="A filter the page cannot read (an HTML page naming it)"),
         "/members": _portal_page("getPortalMembers", "The network's member institutions"),
         "/members/{code}": _portal_page(
             "getPortalMember", "One member institution and its records",
-            {"name": "code", "in": "path", "required": True, "schema": _STR, "description": "a member code"},
+            {"name": "code", "in": "path", "required": True, "schema": _COUNTRY,
+             "description": "a member code (lower case: a permanent redirect to upper case)"},
             not_found="No such member, or the portal is turned off"),
         "/sitemap.xml": _portal_page("getSitemap", "The portal's pages (sitemaps.org)", media_type="application/xml"),
         "/robots.txt": _portal_page("getRobots", "Crawling rules, naming the sitemap", media_type="text/plain"),
@@ -578,7 +631,8 @@ def _node_paths() -> dict[str, Any]:
             "get": {"operationId": "getEventEnvelope", "tags": ["portal"],
                     "summary": "The signed envelope of the record's current version, to verify it yourself (§3)",
                     "parameters": [record_id],
-                    "responses": {"200": _json(_ref("Envelope"), "The envelope as the node holds it"),
+                    "responses": {"200": {"description": "The envelope as the node holds it",
+                                          "content": {"application/jose+json": {"schema": _ref("Envelope")}}},
                                   "404": {"description": "No such record",
                                           "content": {"text/html": {"schema": _STR}}}}},
         },
@@ -588,7 +642,8 @@ def _node_paths() -> dict[str, Any]:
                     "responses": {"200": _OAI_OK}},
             "post": {"operationId": "oaiPost", "tags": ["feeds"], "summary": "OAI-PMH 2.0 as a form",
                      "requestBody": {"required": False, "content": {"application/x-www-form-urlencoded": {
-                         "schema": {"type": "object", "properties": _OAI_ARGS, "additionalProperties": False}}}},
+                         "schema": {"type": "object", "properties": _OAI_ARGS,
+                                    "description": "other arguments are `badArgument` errors"}}}},
                      "responses": {"200": _OAI_OK, "413": _problem("Body over the node's limit")}},
         },
     }
@@ -693,7 +748,8 @@ def _hub_paths() -> dict[str, Any]:
                                     "description": "the ETag of a full page fetched before: 304"},
                                    _query("limit", _int(1, 1000, default=100), "at most the hub's `page_limit`"),
                                    _query("wait", _int(0, 30, default=0),
-                                          "long-poll seconds while nothing is after `after` (at most `max_wait`)")],
+                                          "long-poll seconds while nothing is after `after` (the hub holds it "
+                                          "its `max_wait` at most)")],
                     "responses": {"200": _json(_ref("LogPage"), "Entries in position order", {
                         **immutable, "ETag": _header("weak validator of a full page's entries (full pages only)")}),
                                   "304": {"description": "A full page, not modified (If-None-Match matched)"},
@@ -740,7 +796,7 @@ def _hub_paths() -> dict[str, Any]:
                                    _query("size", _int(1, pos), "a tree size up to the log's; default the log's")],
                     "responses": {"200": _json(_obj(["index", "size", "proof"], index=_int(0), size=_int(1),
                                                     proof={"type": "array", "items": _HEX}), "The proof", immutable),
-                                  "400": bad_param}},
+                                  "400": bad_param, "404": _problem("The log is empty (`no-checkpoint`)")}},
         },
         "/api/v1/log/proof/consistency": {
             "get": {"operationId": "getConsistencyProof", "tags": ["log"],
@@ -749,7 +805,7 @@ def _hub_paths() -> dict[str, Any]:
                                    _query("to", _int(1, pos), "up to the log's size; default the log's")],
                     "responses": {"200": _json(_obj(["from", "to", "proof"], **{"from": _int(1)}, to=_int(1),
                                                     proof={"type": "array", "items": _HEX}), "The proof", immutable),
-                                  "400": bad_param}},
+                                  "400": bad_param, "404": _problem("The log is empty (`no-checkpoint`)")}},
         },
         "/api/v1/log/cosignatures": {
             "post": {"operationId": "postCosignature", "tags": ["log"], "security": signed,
@@ -785,14 +841,22 @@ def _hub_paths() -> dict[str, Any]:
         "/api/v1/governance": {
             "post": {"operationId": "postGovernance", "tags": ["registry"],
                      "summary": "Submit signed governance documents (§12.3; self-authenticating)",
-                     "requestBody": body({**_obj(["documents"], documents={"type": "array"}),
+                     "requestBody": body({**_obj(["documents"], documents={
+                         "type": "array", "items": {**_ref("Envelope"), "description": "a governance document: a "
+                                                                                       "flattened JWS (§12.3)"}}),
                                           "additionalProperties": False}),
                      "responses": {"202": _json(_obj(["accepted", "registry_version"],
                                                      accepted={"type": "array", "items": _STR},
                                                      registry_version=_int(1)), "Accepted"),
                                    "400": _problem("Malformed (`malformed-request`)"),
                                    "403": _problem("A signature that does not verify"), "413": big,
-                                   "422": _problem("Refused (e.g. `stale-governance-document`)")}},
+                                   "422": _problem("Refused (e.g. `stale-governance-document`)"),
+                                   "429": {**_problem("Over the governance rate of the client address or the "
+                                                      "signing key (`rate-limited`)"),
+                                           "headers": {"Retry-After": _header("seconds")}},
+                                   "503": {**_problem("The hub holds its maximum of undecided applications "
+                                                      "(`too-many-pending-applications`)"),
+                                           "headers": {"Retry-After": _header("seconds")}}}},
             "get": {"operationId": "getGovernance", "tags": ["registry"],
                     "summary": "Pending subjects with their tallies, and the audit trail",
                     "responses": {"200": _json(_ref("Governance"), "Pending and trail")}},
@@ -1008,7 +1072,13 @@ def _author_paths() -> dict[str, Any]:
     return {
         "/author/": {"get": page("authorList", "Own drafts and records, and records received; search and filters")},
         "/author/signin": {"get": page("authorSignInPage", "The sign-in form", secure=False),
-                           "post": post("authorSignIn", "Sign in (locked after repeated failures)", secure=False)},
+                           "post": {**post("authorSignIn", "Sign in (locked after repeated failures)", secure=False),
+                                    "requestBody": {"required": True, "content": {
+                                        "application/x-www-form-urlencoded": {"schema": _obj(
+                                            ["csrf_token", "name", "password"], csrf_token=_STR, name=_STR,
+                                            password=_STR, code={**_STR, "description": "a one-time code"},
+                                            next={**_STR, "description": "where to go after"})}}},
+                                    "responses": {"303": to_sign_in, "403": csrf, **_SIGN_IN_REFUSALS}}},
         "/author/signout": {"post": post("authorSignOut", "Sign out")},
         "/author/new/{kind}": {"get": page("authorNew", "An empty form for a new record of a kind", kind)},
         "/author/drafts": {"post": post("authorCreateDraft", "Save a new draft (unsigned, kept on this node)")},

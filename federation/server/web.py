@@ -124,6 +124,9 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 @web.middleware
 async def problems_middleware(request: web.Request,
                               handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    if request.content_type.startswith("multipart/") and "boundary=" not in request.headers.get("Content-Type", ""):
+        # aiohttp's form reader raises ValueError on it: the client's mistake, not a server error.
+        return problem_response(400, "malformed-request", f"{request.content_type} without a boundary")
     try:
         return await handler(request)
     except Problem as p:
@@ -136,7 +139,14 @@ async def problems_middleware(request: web.Request,
         return problem_response(422 if not isinstance(e, StrictJsonError) else 400, e.reason, e.message)
     except web.HTTPException as e:
         if e.status >= 400 and e.content_type != "application/problem+json":
-            return problem_response(e.status, e.reason.lower().replace(" ", "-"), e.text or e.reason)
+            detail = e.text or e.reason
+            allowed = ", ".join(sorted(e.allowed_methods)) if isinstance(e, web.HTTPMethodNotAllowed) else None
+            if allowed is not None:
+                detail = f"{request.method} is not allowed here; allowed: {allowed}"
+            resp = problem_response(e.status, e.reason.lower().replace(" ", "-"), detail)
+            if allowed is not None:  # RFC 9110 §15.5.6: a 405 names the methods that work
+                resp.headers["Allow"] = allowed
+            return resp
         raise
     except Exception:  # a bug: logged with its trace, answered without one
         log.exception("unhandled error in %s %s", request.method, request.path)

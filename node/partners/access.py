@@ -52,6 +52,7 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@-]{0,99}")
 READ_PREFIXES = ("/api/v1/records", "/api/v1/feeds/", "/oai", "/events", "/members")
 READ_PATHS = frozenset({"/", "/sitemap.xml", "/robots.txt", "/portal.css"})
 WEBHOOKS_PREFIX = "/api/v1/webhooks"
+WEBHOOKS_KEY_PATH = WEBHOOKS_PREFIX + "/signing-key"  # the one webhook route anyone may read
 TOUCH_EVERY = 60.0  # seconds between writes of a key's last use
 REALM = 'Bearer realm="ipdn-node partners"'
 CORS_ALLOW_HEADERS = "Authorization, Content-Type, If-None-Match, If-Modified-Since, Accept, Accept-Language"
@@ -181,12 +182,17 @@ async def partner_middleware(request: web.Request,
     access = request.app[ACCESS]
     try:
         key = presented_key(request)
+        # Who first, then how fast: a wrong key is a 401 (authenticate limits a valid key's rate), and so is no
+        # key where one is needed; only a request that may be anonymous counts against the address's limit, so
+        # a 429 never hides the 401 that says what is missing (PROTOCOL.md §9.1).
         partner = await access.authenticate(key) if key is not None else None
-        if partner is None:
-            access.limit_anonymous(request.remote or "unknown")
         request[PARTNER] = partner
         if read and not access.public_read:
             require_scope(request, "read")
+        elif partner is None and not read and path != WEBHOOKS_KEY_PATH:
+            require_scope(request, "webhooks")
+        if partner is None:
+            access.limit_anonymous(request.remote or "unknown")
     except Problem as p:  # this middleware sits outside problems_middleware, so the refusal gets CORS too
         response: web.StreamResponse = problem_response(p.status, p.reason, p.detail, **p.extra)
         response.headers.update(p.headers)

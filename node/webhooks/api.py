@@ -23,8 +23,8 @@ from node.partners import access as partners
 from node.webhooks import events as webhooks
 from node.webhooks.store import ACTIVE, DELIVERED, FAILED, OPERATOR, PENDING, Delivery, Subscription, WebhookStore
 
-BASE = "/api/v1/webhooks"
-KEY_PATH = BASE + "/signing-key"
+BASE = partners.WEBHOOKS_PREFIX
+KEY_PATH = partners.WEBHOOKS_KEY_PATH
 TOLERANCE = 300  # seconds: what receivers should accept around webhook-timestamp (the spec's 5 minutes)
 
 

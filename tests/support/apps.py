@@ -42,5 +42,6 @@ def hub_app(directory: Path, members: list[Member]) -> web.Application:
     """A hub whose registry (hub URL tests.support.hubdir.HUB_URL) lists ``members``; operator token HUB_TOKEN."""
     make_hub_dir(directory, {m.code: m for m in members})
     config = HubConfig.load(directory, db_url=f"sqlite+aiosqlite:///{directory / 'hub.db'}", verify_workers=0,
-                            operator_token_sha256=hashlib.sha256(HUB_TOKEN.encode()).hexdigest(), max_wait=1)
+                            operator_token_sha256=hashlib.sha256(HUB_TOKEN.encode()).hexdigest(), max_wait=1,
+                            governance_rate=10**6, governance_burst=10**6)  # the fuzzer reaches the handler
     return with_openapi(create_hub_app(config), "hub")

@@ -30,7 +30,8 @@ async def get_log(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     after = int_param(request, "after", 0, 0, 2**53)
     limit = int_param(request, "limit", 100, 1, cfg.page_limit)
-    wait = int_param(request, "wait", 0, 0, int(cfg.max_wait))
+    # §8.3 allows up to 30 s; a hub configured shorter holds the request its max_wait at most, not a 400.
+    wait = min(int_param(request, "wait", 0, 0, max(30, int(cfg.max_wait))), int(cfg.max_wait))
     if "Signature-Input" in request.headers:  # a member's node, saying who it is (docs/adr/0008)
         member = await authenticate_push(request, b"", PULL_COMPONENTS)
         request.app[MONITOR].note_pull(member, after)
@@ -68,6 +69,14 @@ async def get_checkpoint(request: web.Request) -> web.Response:
     return json_response(signed.to_dict(), headers={"Cache-Control": cache})
 
 
+async def _log_size(service: HubService) -> int:
+    """The log's size, for a proof: an empty log has no tree to prove anything in (404, as its checkpoint)."""
+    size = await service.log_size()
+    if size == 0:
+        raise Problem(404, "no-checkpoint", "the log is empty: no tree to prove in")
+    return size
+
+
 async def _proof(service: HubService, build: Callable[[merkle.NodeGetter], list[bytes]]) -> list[str]:
     needed = merkle.node_reads(build)
     nodes = await service.store.nodes(needed)
@@ -77,8 +86,8 @@ async def _proof(service: HubService, build: Callable[[merkle.NodeGetter], list[
 async def get_inclusion_proof(request: web.Request) -> web.Response:
     """RFC 9162 inclusion proof of leaf ``index`` (0-based: log position - 1) in the tree of ``size``."""
     service = request.app[SERVICE]
-    now_size = await service.log_size()
-    size = int_param(request, "size", now_size, 1, max(1, now_size))
+    now_size = await _log_size(service)
+    size = int_param(request, "size", now_size, 1, now_size)
     index = int_param(request, "index", 0, 0, size - 1)
     proof = await _proof(service, lambda get: merkle.inclusion_proof(index, size, get))
     return json_response({"index": index, "size": size, "proof": proof},
@@ -88,8 +97,8 @@ async def get_inclusion_proof(request: web.Request) -> web.Response:
 async def get_consistency_proof(request: web.Request) -> web.Response:
     """RFC 9162 consistency proof between the trees of sizes ``from`` and ``to``."""
     service = request.app[SERVICE]
-    now_size = await service.log_size()
-    to = int_param(request, "to", now_size, 1, max(1, now_size))
+    now_size = await _log_size(service)
+    to = int_param(request, "to", now_size, 1, now_size)
     frm = int_param(request, "from", 1, 1, to)
     proof = await _proof(service, lambda get: merkle.consistency_proof(frm, to, get))
     return json_response({"from": frm, "to": to, "proof": proof},

@@ -167,6 +167,12 @@ RenderForm = Callable[[web.Request, int, SignInForm], web.Response]
 Trail = Callable[[web.Request, str, str, float], Awaitable[None]]  # (request, action, account name, now)
 
 
+# What a refused sign-in's problem says (the form says it in the reader's language).
+_NOT_SIGNED_IN = {"failed": "wrong name, secret or one-time code", "busy": "the server is busy; try again in a moment",
+                  "locked": "too many failed sign-ins to this account from this address; try again after "
+                            "Retry-After seconds"}
+
+
 def safe_next(target: str | None, home: str) -> str:
     """``target`` when it is a path among the pages under ``home``, else ``home`` (no open redirect)."""
     if not target:
@@ -319,7 +325,14 @@ class SignIn(Generic[A]):
     def _form(self, request: web.Request, status: int, target: str, error: str | None = None, minutes: int = 0,
               retry_after: float | None = None) -> web.Response:
         """The sign-in form with a new token (also its cookie): kept rendered (_kept_page) when it leads home and
-        the request has no query (``?next=``, ``?lang=``, ``?out=``... may change the page), else rendered."""
+        the request has no query (``?next=``, ``?lang=``, ``?out=``... may change the page), else rendered. A refusal
+        to a client that does not ask for a page (no ``text/html`` in Accept: a script) is a problem, as
+        :meth:`_throttled` answers it."""
+        if status >= 400 and "text/html" not in request.headers.get("Accept", ""):
+            resp = problem_response(status, f"sign-in-{error}", _NOT_SIGNED_IN.get(error or "", "not signed in"))
+            if retry_after is not None:
+                resp.headers["Retry-After"] = RateLimiter.retry_after(retry_after)
+            return resp
         token = new_form_token()
         if target == self.home and not request.query_string:
             resp = self._kept_page(request, status, error, minutes, token)

@@ -344,7 +344,9 @@ async def sign_in(client: TestClient, name: str = "amal", password: str = PASSWO
                   **headers: str) -> Any:
     token = csrf_of(await (await client.get("/p/sign-in")).text())
     data = {"name": name, "password": password, "csrf_token": token, **({"code": code} if code is not None else {})}
-    return await client.post("/p/sign-in", data=data, headers=headers, allow_redirects=False)
+    # A browser: its Accept names text/html, so a refusal is the form again (a script gets a problem).
+    return await client.post("/p/sign-in", data=data, headers={"Accept": "text/html,*/*;q=0.8", **headers},
+                             allow_redirects=False)
 
 
 async def session_token(client: TestClient) -> str:
@@ -353,6 +355,14 @@ async def session_token(client: TestClient) -> str:
 
 
 class TestSignIn:
+    async def test_script_signing_in_wrongly_gets_a_problem_a_browser_the_form(self, client: TestClient) -> None:
+        """What the OpenAPI documents say: the form for a browser, RFC 9457 problems for anything else."""
+        r = await sign_in(client, password="a guess", Accept="application/json")
+        assert r.status == 401 and r.content_type == "application/problem+json"
+        assert (await r.json())["reason"] == "sign-in-failed"
+        r = await sign_in(client, password="a guess")
+        assert r.status == 401 and r.content_type == "text/html" and "csrf_token" in await r.text()
+
     async def test_sign_in_opens_the_pages_and_leads_where_the_visitor_was_going(self, client: TestClient) -> None:
         r = await client.get("/p/?q=1", allow_redirects=False)
         assert r.status == 303 and r.headers["Location"].startswith("/p/sign-in?next=")
