@@ -414,6 +414,19 @@ class TestVerifiableLog:
         assert signed.checkpoint.size == 3
         assert signed.checkpoint.root_bytes == merkle.root([merkle.leaf_hash(e.leaf) for e in envs])
 
+    async def test_proofs_of_an_empty_log_are_not_found_not_a_server_error(self, hub: Any) -> None:
+        for path in ("/api/v1/log/proof/inclusion", "/api/v1/log/proof/consistency", "/api/v1/log/checkpoint"):
+            r = await hub.get(path)
+            assert r.status == 404 and (await r.json())["reason"] == "no-checkpoint", path
+
+    async def test_long_poll_past_max_wait_is_held_max_wait_not_refused(self, aiohttp_client: Any, hub_dir: Path,
+                                                                       db_url: str) -> None:
+        """§8.3 allows wait up to 30 s; a hub configured shorter holds it its own max_wait."""
+        short = await aiohttp_client(create_app(HubConfig.load(hub_dir, db_url=db_url, verify_workers=0, max_wait=0)))
+        r = await short.get("/api/v1/log", params={"wait": "30"})
+        assert r.status == 200 and (await r.json())["entries"] == []
+        assert (await short.get("/api/v1/log", params={"wait": "31"})).status == 400
+
     async def test_inclusion_proof_for_every_entry(self, hub: Any, members: dict[str, Member], body: dict) -> None:
         """Every entry's inclusion proof verifies against the checkpoint root."""
         qa, kr = members["QA"], members["KR"]

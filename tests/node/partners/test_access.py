@@ -162,6 +162,20 @@ class TestRateLimits:
         for _ in range(3):
             await publish(client, event | {"title": {"en": f"t{_}"}})  # authoring is not a partner route
 
+    async def test_rate_limit_never_hides_a_missing_or_wrong_key(self, aiohttp_client: Any,
+                                                                 config: NodeConfig) -> None:
+        """An address that spent its anonymous allowance still learns what is missing: 401, not 429 (issue 19)."""
+        for public in (True, False):
+            client = await aiohttp_client(create_app(dataclasses.replace(
+                config, anonymous_rate_per_minute=1, public_read=public), sync=False))
+            await client.get("/api/v1/webhooks/signing-key")  # the one anonymous webhook route: spends the budget
+            assert (await client.get("/api/v1/webhooks/signing-key")).status == 429
+            for path in ("/api/v1/webhooks", *([] if public else ["/api/v1/records"])):
+                resp = await client.get(path)
+                assert resp.status == 401 and (await resp.json())["reason"] == "partner-key-required", path
+            resp = await client.get("/api/v1/records", headers=bearer("ipdn_pk_000000000000_" + "A" * 43))
+            assert resp.status == 401 and (await resp.json())["reason"] == "partner-key-invalid"
+
     @pytest.mark.parametrize("over", [{"partner_rate_per_minute": 0}, {"anonymous_rate_per_minute": 0}])
     def test_zero_rate_refused_in_config(self, config: NodeConfig, over: dict[str, int]) -> None:
         from node.errors import ConfigError
