@@ -55,6 +55,19 @@ class HistoryEntry:
     via: str | None
     note: str | None
     changed: list[str]  # dotted paths of the fields that differ from the version before
+    name: str | None = None  # the person's display name (the account's)
+    changes: list[Change] = field(default_factory=list)  # each value that differs, old and new
+    body: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One value that differs between two versions: a leaf's dotted path (``venue.name.ar``), its text before
+    and after (None: absent)."""
+
+    path: str
+    old: str | None
+    new: str | None
 
 
 @dataclass
@@ -93,6 +106,13 @@ def changed_paths(before: dict[str, Any] | None, after: dict[str, Any] | None) -
             if top not in out:
                 out.append(top)
     return out
+
+
+def changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[Change]:
+    """Every value that differs, leaf by leaf, in the order of the later version's fields."""
+    a, b = flatten(before or {}), flatten(after or {})
+    order = list(b) + [p for p in a if p not in b]
+    return [Change(p, a.get(p), b.get(p)) for p in order if a.get(p) != b.get(p)]
 
 
 class StaffService:
@@ -240,6 +260,11 @@ class StaffService:
     async def record(self, record_id: str) -> StoredRecord:
         return await self.node.get(record_id)
 
+    async def last_bodies(self, record_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The body of each record's last version that had one: what a deleted record was."""
+        envs = await self.store.last_puts(record_ids)
+        return {rid: body for rid, raw in envs.items() if (body := Envelope.from_bytes(raw).payload.body) is not None}
+
     async def history(self, record_id: str) -> list[HistoryEntry]:
         """Every version held, newest first, with who published it here and which fields it changed.
 
@@ -256,7 +281,8 @@ class StaffService:
             status = None if body is None else str(body.get("status", "")) or None
             changed = changed_paths(before, body) if body is not None else []
             out.append(HistoryEntry(p.version, p.op, status, p.issued_at, Envelope.from_bytes(r.envelope).hash,
-                                    p.origin, r.username, r.via, r.note, changed))
+                                    p.origin, r.username, r.via, r.note, changed, r.name,
+                                    changes(before, body) if body is not None and before is not None else [], body))
             before = body
         return out[::-1]
 

@@ -28,6 +28,7 @@ from multidict import MultiDict, MultiDictProxy
 
 from federation.protocol.errors import IpdnError, UnknownSchemaError
 from federation.server.ui.csrf import check_csrf
+from federation.server.ui.formats import format_date, format_time
 from federation.server.ui.i18n import Catalog, choose_language, direction, remember_language
 from federation.server.ui.sessions import Session, SessionCodec, load_secret
 from federation.server.ui.signin import PasswordAccounts, SignIn, SignInForm
@@ -43,7 +44,7 @@ from node.errors import (
     RecordNotFoundError,
 )
 from node.staff import bulk
-from node.staff.forms import Names, flatten, label
+from node.staff.forms import TIMEZONE_FIELD, Names, Node, flatten, label, split
 from node.staff.service import ALL_OR_NOTHING, DRY_RUN, VALID_ONLY, ImportReport, StaffService
 from node.store.records import StoredRecord
 from node.store.staff import Draft, StaffUser
@@ -187,9 +188,11 @@ async def list_page(request: web.Request) -> web.Response:
             raise Problem(400, e.reason, e.message) from e
         records = [r for r in page if (whose == "own" or r.origin != staff.node.member)
                    and (state != "published" or r.status not in ("cancelled", "deleted"))]
+    # A deleted record has no body: it is titled by its last version's title.
+    last = await staff.last_bodies([r.record_id for r in records if r.body is None])
     return _render(request, "list.html", user=user, session=session, drafts=drafts, records=records,
                    next_cursor=next_cursor, state=state, kind=kind, whose=whose, text=text or "", kinds=KINDS,
-                   states=STATES, member=staff.node.member, title_of=title_of)
+                   states=STATES, member=staff.node.member, title_of=title_of, last=last)
 
 
 def _titles(body: dict[str, Any] | None) -> list[str]:
@@ -372,7 +375,9 @@ async def record_page(request: web.Request) -> web.Response:
     return _render(request, "record.html", user=user, session=session, rec=rec, message=message,
                    own=rec.origin == staff.node.member, open_draft=open_draft,
                    preview=_preview(staff, rec.kind, rec.body, names) if rec.body else [],
-                   title=title_of(rec.body, _lang(request)), record_path=_record_path)
+                   title=title_of(rec.body if rec.body is not None else
+                                  (await staff.last_bodies([rec.record_id])).get(rec.record_id), _lang(request)),
+                   record_path=_record_path)
 
 
 async def edit_record(request: web.Request) -> web.StreamResponse:
@@ -408,7 +413,28 @@ async def change_record(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(_record_path(record_id, f"?done={done}&version={env.payload.version}"))
 
 
+MAX_SHOWN = 200  # characters of a changed value shown in the history (a description runs to 20,000)
+
+
+def value_words(staff: StaffService, root: Node, path: str, text: str, names: Names, zone: str | None) -> str:
+    """A leaf's value as a person reads it: a choice by its label, a country by its name, a time in the record's
+    zone and a date in words (CLDR, the page's language), other text as written (long text cut short)."""
+    node = staff.forms.resolver.at(root, split(path))
+    s = node.schema if node is not None else {}
+    if "enum" in s:
+        return names.option(text)
+    if node is not None and node.defn == "countryCode":
+        return names.country(text)
+    if s.get("format") == "date-time":
+        return format_time(text, names.lang, zone, "long")
+    if s.get("format") == "date":
+        return format_date(text, names.lang)
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "…"
+
+
 async def history_page(request: web.Request) -> web.Response:
+    """Every version, newest first: when (localized, ``<time>``), who (the person's name) and what changed,
+    field by field in plain labels, old and new values in words; headed by the record's title."""
     user, session = await _signed_in(request)
     staff = request.app[PAGES].staff
     record_id = request.match_info["record_id"]
@@ -416,9 +442,18 @@ async def history_page(request: web.Request) -> web.Response:
     names = staff.names(_lang(request))
     kind = (await staff.record(record_id)).kind
     root = staff.forms.resolver.root(kind)
-    changed = {e.version: [label(p, names, staff.forms.resolver, root) for p in e.changed] for e in entries}
+    changes: dict[int, list[tuple[str, str | None, str | None]]] = {}
+    for e in entries:
+        zone = (e.body or {}).get(TIMEZONE_FIELD)
+        zone = zone if isinstance(zone, str) else None
+        changes[e.version] = [
+            (label(c.path, names, staff.forms.resolver, root),
+             None if c.old is None else value_words(staff, root, c.path, c.old, names, zone),
+             None if c.new is None else value_words(staff, root, c.path, c.new, names, zone)) for c in e.changes]
+    last_body = next((e.body for e in entries if e.body is not None), None)
     return _render(request, "history.html", user=user, session=session, record_id=record_id, entries=entries,
-                   changed=changed, member=staff.node.member, record_path=_record_path)
+                   changes=changes, title=title_of(last_body, names.lang), member=staff.node.member,
+                   record_path=_record_path)
 
 
 # -- import ----------------------------------------------------------------------------------------------

@@ -63,6 +63,7 @@ class VersionRow:
     username: str | None
     via: str | None
     note: str | None
+    name: str | None = None  # the account's display name (None: no account of that name held here)
 
 
 async def add_authorship(conn: AsyncConnection, env: Envelope, by: Authorship, now: datetime) -> None:
@@ -172,13 +173,27 @@ class StaffStore:
     async def versions(self, record_id: str) -> list[VersionRow]:
         """Every version of a record held, oldest first, with who published own versions here."""
         q = (sa.select(envelopes.c.version, envelopes.c.seq, envelopes.c.envelope, record_authors.c.username,
-                       record_authors.c.via, record_authors.c.note)
+                       record_authors.c.via, record_authors.c.note, staff_users.c.name)
              .outerjoin(record_authors, sa.and_(record_authors.c.record_id == envelopes.c.record_id,
                                                 record_authors.c.version == envelopes.c.version))
+             .outerjoin(staff_users, staff_users.c.username == record_authors.c.username)
              .where(envelopes.c.record_id == record_id).order_by(envelopes.c.version, envelopes.c.seq))
         async with self.engine.connect() as conn:
-            return [VersionRow(r.version, r.seq, bytes(r.envelope), r.username, r.via, r.note)
+            return [VersionRow(r.version, r.seq, bytes(r.envelope), r.username, r.via, r.note, r.name or None)
                     for r in await conn.execute(q)]
+
+    async def last_puts(self, record_ids: Sequence[str]) -> dict[str, bytes]:
+        """The envelope of each record's last version with a body (a deleted record's last words)."""
+        out: dict[str, bytes] = {}
+        async with self.engine.connect() as conn:
+            for i in range(0, len(record_ids), 500):
+                last = (sa.select(envelopes.c.record_id, sa.func.max(envelopes.c.version).label("version"))
+                        .where(envelopes.c.record_id.in_(list(record_ids[i:i + 500])), envelopes.c.op == "put")
+                        .group_by(envelopes.c.record_id).subquery())
+                q = sa.select(envelopes.c.record_id, envelopes.c.envelope).join(last, sa.and_(
+                    envelopes.c.record_id == last.c.record_id, envelopes.c.version == last.c.version))
+                out.update({r.record_id: bytes(r.envelope) for r in await conn.execute(q)})
+        return out
 
     async def source_records(self, source_ids: Sequence[str]) -> dict[str, str]:
         """The record each imported source id created (absent: none yet)."""

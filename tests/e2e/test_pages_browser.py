@@ -18,7 +18,7 @@ from typing import Any
 from tests.support import paths
 from tests.support.browser import SCREENSHOTS, axe_violations, chromium
 from tests.support.factories import example_bodies
-from tests.support.harness import IPDN, Federation
+from tests.support.harness import IPDN, Federation, http
 from tests.support.pages import overflow, refuse_one
 
 PASSWORD = "correct horse battery staple"
@@ -159,8 +159,15 @@ def test_every_page_fits_a_phone_in_arabic_and_english_and_axe_finds_no_violatio
     problems: list[str] = []
     try:
         f.start_all()
-        event = f.publish("QA", "cultural-event", example_bodies("cultural-event")[0])
-        f.wait_record("KR", event["record_id"])
+        body = example_bodies("cultural-event")[0]
+        event = f.publish("QA", "cultural-event", body)
+        # A second version, so that the history shows changes (a title, a time, a choice, a tag added).
+        body = {**body, "title": {**body["title"], "ar": "الجمعية العامة السادسة"}, "event_type": "conference",
+                "end": "2020-01-22T17:00:00+03:00", "tags": [*body["tags"], "Katara"]}
+        code, doc = http("PUT", f.url("QA") + "/api/v1/records/" + event["record_id"], {"body": body},
+                         token=f.tokens["QA"], context=f.tls)
+        assert code == 200, doc
+        f.wait_record("KR", event["record_id"], version=2)
         refuse_one(f, "QA")
         with chromium() as browser:
             for lang in ("ar", "en"):

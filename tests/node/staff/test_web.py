@@ -278,6 +278,46 @@ class TestWriting:
         html = await (await client.get(rpath + "/history")).text()
         assert "Title (English" in html and "Reason: the hall is closed" in html
 
+    async def test_history_headed_by_title_names_the_person_and_words_each_change(self, client: TestClient) -> None:
+        """The history is headed by the record's title (not its id), names the person (the account's display name,
+        not the user name), gives times in the reader's language inside <time datetime>, and each change as
+        "label: old → new" in plain labels and words (a choice by its label, a time in the event's zone), in
+        English and in Arabic; a deleted record is listed and shown under its last title, marked deleted."""
+        await client.app[PAGES].staff.add_user("fatima", PASSWORD, "Fatima Al-Thani")
+        csrf = await sign_in(client, "fatima")
+        path = await new_draft(client, csrf)
+        await client.post(path + "/publish", data={"csrf_token": csrf})
+        record_id = (await client.app[SERVICE].list_records(limit=5))[0][0].record_id
+        rpath = "/author/records/" + quote(record_id, safe=":")
+        edit = await client.post(rpath + "/edit", data={"csrf_token": csrf}, allow_redirects=False)
+        dpath = edit.headers["Location"]
+        await client.post(dpath, data=event_form(csrf, **{"title.en": "Calligraphy night", "event_type": "exhibition",
+                                                          "start": "2026-05-01T18:30", "tags.0": "art"}))
+        await client.post(dpath + "/publish", data={"csrf_token": csrf})
+
+        html = await (await client.get(rpath + "/history?lang=en")).text()
+        h1 = re.search(r"<h1>(.*?)</h1>", html, re.S).group(1)
+        assert "Calligraphy night" in h1 and record_id not in h1
+        assert "Fatima Al-Thani" in html and "<bdi>fatima</bdi>" not in html
+        assert re.search(r'<time datetime="2026-[^"]+">[^<]*2026', html)
+        assert "Title (English): Calligraphy evening → Calligraphy night" in html
+        assert "Type of event: Workshop → Exhibition" in html
+        assert re.search(r"Start: May 1, 2026[^<]*7:00\sPM \(Qatar Time\) → May 1, 2026[^<]*6:30\sPM", html)
+        assert "Tags 1: art (added)" in html and "T19:00:00+03:00" not in html
+
+        ar = await (await client.get(rpath + "/history?lang=ar")).text()
+        assert "Calligraphy night" in re.search(r"<h1>(.*?)</h1>", ar, re.S).group(1)
+        assert "\u2068نوع الفعالية\u2069: \u2068ورشة عمل\u2069 ← \u2068معرض\u2069" in ar  # each part isolated
+        assert "\u2068العنوان (الإنجليزية)\u2069: \u2068Calligraphy evening\u2069 ← \u2068Calligraphy night\u2069" in ar
+        assert "Fatima Al-Thani" in ar
+
+        await client.post(rpath + "/delete", data={"csrf_token": csrf})
+        listing = await (await client.get("/author/?state=deleted&lang=en")).text()
+        row = next(r for r in re.findall(r"<tr.*?</tr>", listing, re.S) if quote(record_id) in r or record_id in r)
+        assert "Calligraphy night" in row and 'class="mark">deleted<' in row
+        assert "Calligraphy night" in re.search(r"<h1>(.*?)</h1>", await (await client.get(rpath)).text(),
+                                                re.S).group(1)
+
     async def test_received_records_are_read_only(self, client: TestClient, kr: Member,
                                                   event: dict[str, Any]) -> None:
         """A record of another member is listed and shown, and cannot be edited, cancelled or deleted here."""
