@@ -20,11 +20,18 @@ Identity is stable across versions, so partners update rather than duplicate: th
 Atom category ``deleted``) and drops the event from the calendar; a cancelled event stays in the
 calendar with ``STATUS:CANCELLED``.
 
+Every link for a record leads people to its page on the portal, ``/events/<record_id>`` (text/html): the
+iCalendar ``URL``, the JSON Feed item ``url``, the Atom entry's first ``alternate``; the JSON Feed's
+``home_page_url`` and the Atom feed's HTML alternate are the portal's list (docs/adr/0027). The record's API item
+(``application/json``) and its envelope download (``application/jose+json``) follow as second links with their
+media types (iCalendar ``LINK``, ``_ipdn.links``, Atom links). What people read carries no hashes: the calendar's
+``DESCRIPTION`` is the description and the page, the news items' text a short footer ending with the page.
+
 Every format carries what a partner needs to verify an item itself: the envelope hash
 (``X-IPDN-ENVELOPE-HASH``, ``_ipdn.hash``, ``ipdn:hash``), the whole envelope in the news feeds
-(``_ipdn.envelope``, ``ipdn:envelope``) and the URL of the record's API item (which has the envelope)
-everywhere. Every format states the record's rights statement URI (``X-IPDN-RIGHTS`` and the
-description's footer, ``_ipdn.rights``, Atom ``rights`` and ``link rel="license"``).
+(``_ipdn.envelope``, ``ipdn:envelope``) and the URLs of the record's API item and envelope
+everywhere. Every format states the record's rights statement URI (``X-IPDN-RIGHTS``, the news items'
+footer, ``_ipdn.rights``, Atom ``rights`` and ``link rel="license"``).
 
 Responses carry a strong ``ETag`` derived from what they are made of (the records' ids and envelope
 hashes, the query, the base URL, the rendering revision and library versions), so an ``If-None-Match``

@@ -3,10 +3,11 @@
 ``GET /events/{record_id}`` (read-only, no token) answers a page (``node/partners/templates/event.html``) in the
 portal's frame (node/partners/portal.py):
 
-- for an event, a ``<script type="application/ld+json">`` block: a schema.org ``Event`` (status, attendance mode,
-  ``Place`` and/or ``VirtualLocation``, organisers, dates as published, RFC 3339 with offset), its
-  name and description one JSON-LD value object per language (``{"@language": "ar", "@value": ...}``),
-  ``license`` the record's rights statement URI;
+- a ``<script type="application/ld+json">`` block: a schema.org ``Event`` (an ``EducationEvent`` for a programme:
+  status, attendance mode, ``Place`` and/or ``VirtualLocation``, organisers, dates as published, RFC 3339 with
+  offset, ``eventSchedule`` for a recurring event, ``offers`` from registration), its name and description one
+  string in the page's language, the other titles ``alternateName`` values with their language, ``license`` the
+  record's rights statement URI (PROTOCOL.md §9);
 - the text in every language of the record, each section with its ``lang`` and ``dir`` (Arabic,
   Persian, Hebrew, Urdu and other right-to-left scripts are ``rtl``), every value escaped (jinja2
   autoescape) and isolated (``<bdi>``, ``dir``), so neither markup nor bidirectional controls in a

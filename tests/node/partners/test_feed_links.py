@@ -9,31 +9,68 @@ and oai_dc XSDs).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import socket
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import feedparser
 import icalendar
+from aiohttp.test_utils import TestServer
+from sickle import Sickle
 
 from federation.protocol.envelope import Envelope
+from federation.protocol.registry import SignedRegistry
 from node.app import create_app
 from node.appkeys import CONFIG, SERVICE
 from node.config import NodeConfig
 from node.partners.feeds import ATOM_PATH, ENVELOPE_REL, ICS_PATH, JSON_FEED_PATH
-from tests.node.partners.test_oaipmh import (
-    Node,
-    node,  # noqa: F401  (a fixture)
-    oai_schema,  # noqa: F401  (a fixture node uses)
-    rid,
-    seed,
-    sickle_harvest,
-)
-from tests.support.factories import example_bodies
-from tests.support.nodes import bearer, issue
+from node.partners.oaipmh import record_id_of
+from node.records.service import NodeService
+from tests.support.factories import Member, example_bodies
+from tests.support.nodes import bearer, issue, make_config
 
 HTML, JSON, JOSE = "text/html", "application/json", "application/jose+json"
+NO_PROXY = {"http": None, "https": None}  # loopback only, whatever the environment says
+
+
+async def listening_node(aiohttp_server: Any, tmp_path: Path, qa: Member, registry: SignedRegistry,
+                         db_url: str) -> TestServer:
+    """QA's node on a loopback port that is also its public_url: every absolute link can be requested as given."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(make_config(tmp_path, qa, registry, db_url=db_url, public_url=f"http://127.0.0.1:{port}"),
+                     sync=False)
+    return await aiohttp_server(app, port=port)
+
+
+async def seed(service: NodeService, kr: Member) -> tuple[list[str], str]:
+    """Every example of both kinds at QA, two events of KR's from the hub's log, one of QA's withdrawn: the ids
+    and the withdrawn one."""
+    ids = [(await service.create("cultural-event", b)).payload.record_id for b in example_bodies("cultural-event")]
+    ids += [(await service.create("capacity-programme", b)).payload.record_id
+            for b in example_bodies("capacity-programme")]
+    logged = [(i + 1, kr.publish(b, record_id=f"KR:event-{i}").to_dict())
+              for i, b in enumerate(example_bodies("cultural-event")[:2])]
+    assert (await service.applier.apply_log(0, logged)).applied == 2
+    ids += ["KR:event-0", "KR:event-1"]
+    await service.delete(ids[1])
+    return ids, ids[1]
+
+
+def oai_dc_identifiers(oai_url: str) -> list[tuple[str, list[str]]]:
+    """A harvester's view (Sickle, blocking): each live record's id and its dc:identifier values, in order."""
+    records = Sickle(oai_url, timeout=10, proxies=NO_PROXY).ListRecords(metadataPrefix="oai_dc", ignore_deleted=True)
+    out = []
+    for record in records:
+        record_id = record_id_of("ipdn.network", record.header.identifier)
+        assert record_id is not None
+        out.append((record_id, list(record.metadata["identifier"])))
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,20 +133,20 @@ def atom_links(text: str) -> list[Link]:
     return out
 
 
-async def test_every_feed_link_naming_a_record_opens_it(node: Node) -> None:  # noqa: F811
+async def test_every_feed_link_naming_a_record_opens_it(aiohttp_server: Any, tmp_path: Path, qa: Member,
+                                                        kr: Member, registry: SignedRegistry, db_url: str) -> None:
     """ICS, JSON Feed, Atom and oai_dc: each link naming a record (events and programmes, QA's and KR's, one
     withdrawn) answers its page as text/html (410 for the withdrawn one), and the machine links their JSON or
     envelope; the first link of each is the page."""
-    ids = await seed(node)
-    await node.service.delete(ids[1])
-    node.clock.tick()
-    gone = {ids[1]}
-    base = node.service_url
-    assert node.server.app[CONFIG].public_base == base
+    server = await listening_node(aiohttp_server, tmp_path, qa, registry, db_url)
+    ids, withdrawn = await seed(server.app[SERVICE], kr)
+    gone = {withdrawn}
+    base = str(server.make_url("/")).rstrip("/")
+    assert server.app[CONFIG].public_base == base
     links: list[Link] = []
-    harvest = await sickle_harvest(node, metadataPrefix="oai_dc")  # anonymous, like any harvester
-    # A partner key with a rate of its own: the limits' bursts (on the node's stopped clock) would cut the walk short.
-    key = await issue(node.server.app[CONFIG], "link checker", rate=100_000)
+    harvested = await asyncio.to_thread(oai_dc_identifiers, base + "/oai")  # anonymous, like any harvester
+    # A partner key with a rate of its own: the limits' bursts would cut the walk short.
+    key = await issue(server.app[CONFIG], "link checker", rate=100_000)
     async with aiohttp.ClientSession(trust_env=False, headers=bearer(key)) as session:
         async with session.get(base + ICS_PATH) as resp:
             links += calendar_links(await resp.read())
@@ -117,12 +154,9 @@ async def test_every_feed_link_naming_a_record_opens_it(node: Node) -> None:  # 
             links += json_feed_links(json.loads(await resp.text()))
         async with session.get(base + ATOM_PATH, params={"limit": "100"}) as resp:
             links += atom_links(await resp.text())
-        for record in harvest.records:
-            if record.deleted:
-                continue
-            page, api = record.metadata["identifier"]  # Sickle's oai_dc reading: the page first
-            links += [Link("oai_dc identifier", rid(record.header.identifier), page, HTML),
-                      Link("oai_dc identifier", rid(record.header.identifier), api, JSON)]
+        assert {record_id for record_id, _ in harvested} == set(ids) - gone
+        for record_id, (page, api) in harvested:  # the page first
+            links += [Link("oai_dc identifier", record_id, page, HTML), Link("oai_dc identifier", record_id, api, JSON)]
         assert all(link.href.startswith(base + "/") for link in links)
         named = {link.record_id for link in links if link.type == HTML}
         assert named >= set(ids), set(ids) - named  # every record is reached from some feed, by its page
