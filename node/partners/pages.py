@@ -43,8 +43,8 @@ from node.appkeys import CONFIG, SERVICE
 from node.config import NodeConfig
 from node.errors import RecordNotFoundError
 from node.partners import portal
+from node.partners.feeds import FORMAT_REVISION, record_path, record_url, render_calendar
 from node.partners.feeds import page_url as record_page_url
-from node.partners.feeds import record_path, record_url, render_calendar
 from node.records.filters import RecordFilter
 from node.records.service import NodeService
 from node.store.records import RecordVersion, StoredRecord
@@ -501,12 +501,14 @@ async def event_calendar(request: web.Request) -> web.StreamResponse:
         return portal.not_found(request, record_id=request.match_info["record_id"])
     if rec.body is None:
         return portal.not_found(request, gone=True, record_id=rec.record_id)
-    base = request.app[CONFIG].public_base
-    body = await asyncio.to_thread(render_calendar, [rec], member=service.member, base=base, lang=_text_lang(request))
+    base, lang = request.app[CONFIG].public_base, _text_lang(request)
+    body = await asyncio.to_thread(render_calendar, [rec], member=service.member, base=base, lang=lang)
     name = rec.record_id.replace(":", "-")
+    # The ETag names this rendering: the version, the texts' language and the calendar's own revision.
+    etag = portal.etag_of("ics", FORMAT_REVISION, rec.hash, base, lang or "")
     return web.Response(body=body, content_type="text/calendar", charset="utf-8", headers={
         "Content-Disposition": f'attachment; filename="{name}.ics"', "Cache-Control": CACHE_CONTROL,
-        "ETag": f'"{rec.hash[:32]}"', "X-Content-Type-Options": "nosniff"})
+        "ETag": etag, "X-Content-Type-Options": "nosniff"})
 
 
 async def envelope_download(request: web.Request) -> web.StreamResponse:

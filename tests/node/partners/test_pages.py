@@ -231,6 +231,13 @@ class TestJsonLd:
         assert {s.time().isoformat() for s in starts} == {schedule["startTime"]}
         assert {str(s.tzinfo) for s in starts} == {schedule["scheduleTimezone"]}
 
+    async def test_calendar_download_etag_names_its_rendering(self, client: TestClient, service: NodeService) -> None:
+        """The one-event .ics in another text language is another rendering: another ETag (a cache keeps both)."""
+        rid = await publish(service, example("weekly"))
+        en, ar = [await client.get(f"/events/{rid}/calendar.ics", params=params) for params in ({}, {"lang": "ar"})]
+        assert await en.read() != await ar.read() and en.headers["ETag"] != ar.headers["ETag"]
+        assert "ORGANIZER" not in (await en.text())  # the record has no contact e-mail
+
     @pytest.mark.parametrize(("rule", "expected"), [
         ("FREQ=MONTHLY;INTERVAL=2;BYDAY=1MO;UNTIL=20201231T225959Z",
          {"repeatFrequency": "P2M", "byDay": ["1MO"], "endDate": "2020-12-31"}),
