@@ -165,10 +165,7 @@ HUB_NEEDED = {("post", "/api/v1/keys/rotate")}
 # Where data the document allows may still be refused for what the server holds, not for its form: a cursor or a
 # size the log does not have, a signature, a session, a record id. The public reads outside this list must accept
 # every request the document allows (positive_data_acceptance).
-# TODO(feeds): the JSON Feed and Atom refuse a status of the other kind with `kind` (node/partners/feeds.py
-# parse_query checks the statuses of the kind given); once any known status is accepted there, drop them here.
-STATE_DEPENDENT = {"/api/v1/log", "/api/v1/log/proof/inclusion", "/api/v1/log/proof/consistency",
-                   "/api/v1/feeds/feed.json", "/api/v1/feeds/atom.xml"}
+STATE_DEPENDENT = {"/api/v1/log", "/api/v1/log/proof/inclusion", "/api/v1/log/proof/consistency"}
 
 
 def _operations(role: openapi.Role) -> list[Any]:

@@ -167,7 +167,9 @@ def parse_query(query: Mapping[str, str], service: NodeService, config: NodeConf
     statuses = None
     if query.get("status"):
         statuses = frozenset(s.strip() for s in query["status"].split(",") if s.strip())
-        known = _statuses(service, [kind] if kind else list(service.schemas.latest))
+        # Any status of any kind: with ``kind`` given, another kind's status simply matches nothing (as the
+        # OpenAPI document says), rather than refusing a query the document allows.
+        known = _statuses(service, [EVENT_KIND] if events_only else list(service.schemas.latest))
         if not events_only:
             known.add("deleted")
         unknown = sorted(s for s in statuses if s not in known)
