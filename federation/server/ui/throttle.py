@@ -77,7 +77,11 @@ class SignInThrottle:
         where = address_key(address)
         if (wait := self._addresses.wait(where, now)) > 0:
             return wait
-        return 1.0 if self._pending.get(where, 0) >= self.max_pending else 0.0
+        pending = self._pending.get(where, 0)
+        # Each check in flight may fail and spend a failure: counted as spent already, so concurrent attempts
+        # cannot overshoot the address's budget.
+        busy = pending >= self.max_pending or self._addresses.wait(where, now, cost=1 + pending) > 0
+        return 1.0 if busy else 0.0
 
     def check(self, account: str, address: str, now: float) -> Verdict:
         """Whether an attempt on ``account`` from ``address`` may go on to the secret's check."""

@@ -84,11 +84,11 @@ class Hub:
             refused = [doc]
         assert len(await store.quarantined(limit=100_000)) == held + len(refused)
         log = await store.read_log(0, 1000)
-        assert [p for p, _ in log] == list(range(1, len(log) + 1))
+        assert [e.position for e in log] == list(range(1, len(log) + 1))
         # Only envelopes QA signed, each verifying offline in chain order (nothing partial, nothing forged).
         reg = self.client.server.app[SERVICE].registry.registry
         head = None
-        for _, wire in log:
+        for _, wire, _received in log:
             assert json.loads(wire) == self.legit[Envelope.from_bytes(wire).hash]
             result = verify_envelope(wire, keys=reg.member_keys().get, schemas=default_schemas(),
                                      now=datetime.now(UTC), chain_head=head, check_chain_head=True)

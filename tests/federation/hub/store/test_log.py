@@ -52,9 +52,9 @@ class TestAppend:
         assert await store.commit([row("QA", 1), row("KR", 1)], [], NOW, size=0) == [1, 2]
         assert await store.commit([row("QA", 2)], [], NOW, size=2) == [3]
         assert await store.size() == 3
-        assert await store.read_log(0, 10) == [(1, row("QA", 1).envelope), (2, row("KR", 1).envelope),
-                                               (3, row("QA", 2).envelope)]
-        assert await store.read_log(1, 1) == [(2, row("KR", 1).envelope)]
+        assert await store.read_log(0, 10) == [(1, row("QA", 1).envelope, NOW), (2, row("KR", 1).envelope, NOW),
+                                               (3, row("QA", 2).envelope, NOW)]
+        assert await store.read_log(1, 1) == [(2, row("KR", 1).envelope, NOW)]  # with the receipt time (§8.3)
 
     async def test_heads_and_held(self, store: HubStore) -> None:
         """Each origin's last (seq, hash); what is held at given (origin, seq), and nothing for the rest."""
