@@ -102,7 +102,10 @@ class TestBackupRestore:
             # node was backed up first, so it holds nothing beyond the hub's backup and the hub resumes at once.
             g.start("KR")
             g.start("hub", env={"IPDN_HUB_MEMBER_ENDPOINTS": f"KR={g.url('KR')}", "IPDN_HUB_RECOVERY_INTERVAL": "0.5"})
-            wait_for("the restored hub resuming", lambda: http("GET", g.hub_url + "/api/v1/log/checkpoint")[0] == 200)
+            # A deadline, not a pace: recovery rounds run every 0.5 s, but a loaded CI machine (PostgreSQL, two
+            # workers) was seen to need more than 30 s for the node to start and answer.
+            wait_for("the restored hub resuming", lambda: http("GET", g.hub_url + "/api/v1/log/checkpoint")[0] == 200,
+                     timeout=120)
             assert not (tmp_path / "hub" / "recovering").exists()
             audit = ipdn("audit", "--hub", g.hub_url, "--registry", str(tmp_path / "hub" / "registry.json"))
             assert audit.returncode == 0, audit.stdout + audit.stderr
@@ -124,6 +127,6 @@ class TestBackupRestore:
             def pushed() -> bool:
                 return http("GET", g.url("KR") + "/api/v1/status")[1]["outbox"]["pending"] == 0
 
-            wait_for(f"{rid} pushed to the restored hub", pushed, timeout=15)
+            wait_for(f"{rid} pushed to the restored hub", pushed, timeout=60)
             _, status = http("GET", g.hub_url + "/api/v1/status")
             assert status["log_size"] == int(m[2]) + 1
