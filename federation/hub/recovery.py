@@ -51,6 +51,10 @@ class RecoveryFetchError(IpdnError):
     reason = "member-unreachable"
 
 
+class NothingHeld(RecoveryFetchError):
+    """The member answered 404: it has accepted no checkpoint, so it holds nothing a recovery could take."""
+
+
 @dataclass(slots=True)
 class MemberAnswer:
     """What one member answered: the checkpoint it holds (hub-signed; who co-signed it) and its log's size."""
@@ -107,6 +111,8 @@ def http_fetch(session: aiohttp.ClientSession, max_bytes: int = _LIMITS.max_byte
         try:
             async with session.get(url) as resp:
                 body = await resp.content.read(max_bytes + 1)
+                if resp.status == 404:
+                    raise NothingHeld(f"GET {url}: 404 {body[:200].decode('utf-8', 'replace')}")
                 if resp.status != 200:
                     raise RecoveryFetchError(f"GET {url}: {resp.status} {body[:200].decode('utf-8', 'replace')}")
                 if len(body) > max_bytes:
@@ -180,6 +186,8 @@ class Recovery:
             page = strictjson.loads(await self.fetch(f"{url}/api/v1/log?after={after}&limit=1"), _LIMITS)
             answer.log_size = page.get("size") if isinstance(page, dict) and type(page.get("size")) is int else None
             return answer, signed
+        except NothingHeld:  # an answer, not an error: a node that never accepted a checkpoint holds nothing
+            return answer, None
         except (IpdnError, AttributeError) as e:
             answer.error = f"{getattr(e, 'reason', 'error')}: {getattr(e, 'message', e)}"
             return answer, None
@@ -280,6 +288,10 @@ class Recovery:
         held = sorted(((s, a) for a, s in asked if s is not None and a.cosigners),
                       key=lambda x: (x[0].checkpoint.size, x[1].log_size or 0), reverse=True)
         if not held:
+            if not any(a.error for a in report.members):  # every member answered, none holds anything beyond
+                report.outcome = "up-to-date"
+                report.detail = "no member holds a co-signed checkpoint of this hub's log: nothing to recover"
+                return report
             report.detail = "no member answered with a co-signed checkpoint of this hub's log"
             return report
         target = held[0][0]
