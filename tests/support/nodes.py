@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,12 +66,16 @@ class Net:
 
 
 @contextlib.asynccontextmanager
-async def driven_engine(config: NodeConfig) -> AsyncIterator[SyncEngine]:
-    """An engine with its session open and no loops running: the test drives it."""
+async def driven_engine(config: NodeConfig, *, key: SigningKey | None = None,
+                        clock: Callable[[], datetime] | None = None) -> AsyncIterator[SyncEngine]:
+    """An engine with its session open and no loops running: the test drives it (signing with ``key`` instead of
+    the key file, on ``clock`` instead of the wall clock, if given)."""
     store = await NodeStore.open(config.db_url, config.member)
-    service = NodeService(store=store, keys=OwnKeys.load(config.member, config.key_path, config.dir),
-                          member=config.member, registry=load_registry(config.registry_path),
-                          registry_path=config.registry_path)
+    keys = OwnKeys(config.member, key, directory=config.dir) if key is not None else \
+        OwnKeys.load(config.member, config.key_path, config.dir)
+    extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
+    service = NodeService(store=store, keys=keys, member=config.member, registry=load_registry(config.registry_path),
+                          registry_path=config.registry_path, **extra)
     engine = SyncEngine(config, service, store)
     await engine.start(loops=False)
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,19 +19,16 @@ from aiohttp import web
 from federation.protocol.envelope import format_time
 from federation.protocol.governance import next_version, sign_document
 from federation.protocol.keys import SigningKey
-from federation.protocol.registry import genesis, load_registry
+from federation.protocol.registry import genesis
 from node.api.records import get_log
 from node.appkeys import SERVICE
 from node.config import NodeConfig
 from node.errors import HubProtocolError
-from node.own_keys import OwnKeys
 from node.partners.feeds import parse_query, recent_records
-from node.records.service import NodeService
-from node.store.records import NodeStore
 from node.sync.engine import SyncEngine
 from tests.support.factories import Member
 from tests.support.fakehub import FakeHub
-from tests.support.nodes import make_config
+from tests.support.nodes import driven_engine, make_config
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)  # the genesis; checkpoints are signed at now
 SKEW = timedelta(seconds=300)  # the registry's clock_skew_seconds
@@ -46,19 +42,9 @@ class Clock:
         return self.at
 
 
-@contextlib.asynccontextmanager
-async def engine_at(config: NodeConfig, qa: Member, clock: Clock) -> AsyncIterator[SyncEngine]:
+def engine_at(config: NodeConfig, qa: Member, clock: Clock) -> contextlib.AbstractAsyncContextManager[SyncEngine]:
     """QA's engine, its loops not running, on ``clock``."""
-    store = await NodeStore.open(config.db_url, config.member)
-    service = NodeService(store=store, keys=OwnKeys("QA", qa.key, directory=config.dir), member="QA",
-                          registry=load_registry(config.registry_path), registry_path=config.registry_path, clock=clock)
-    engine = SyncEngine(config, service, store)
-    await engine.start(loops=False)
-    try:
-        yield engine
-    finally:
-        await engine.stop()
-        await store.close()
+    return driven_engine(config, key=qa.key, clock=clock)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ the registry's lifetime. Time is the test's: the node's clock is moved by hand."
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,15 +13,12 @@ import pytest
 
 from federation.protocol.governance import next_version, renewal, sign_document
 from federation.protocol.keys import SigningKey
-from federation.protocol.registry import DEFAULT_LIFETIME, RegistryError, genesis, load_registry
+from federation.protocol.registry import DEFAULT_LIFETIME, RegistryError, genesis
 from node.config import NodeConfig
-from node.own_keys import OwnKeys
-from node.records.service import NodeService
-from node.store.records import NodeStore
 from node.sync.engine import SyncEngine
 from tests.support.factories import Member
 from tests.support.fakehub import FakeHub
-from tests.support.nodes import make_config
+from tests.support.nodes import driven_engine, make_config
 
 # The registry is issued eight days ago, so "the lapse" is about now: checkpoints the fake hub signs at the
 # wall clock are never from the node's future.
@@ -37,19 +33,9 @@ class Clock:
         return self.at
 
 
-@contextlib.asynccontextmanager
-async def engine_at(config: NodeConfig, qa: Member, clock: Clock) -> AsyncIterator[SyncEngine]:
+def engine_at(config: NodeConfig, qa: Member, clock: Clock) -> contextlib.AbstractAsyncContextManager[SyncEngine]:
     """QA's engine, its loops not running, on ``clock``."""
-    store = await NodeStore.open(config.db_url, config.member)
-    service = NodeService(store=store, keys=OwnKeys("QA", qa.key, directory=config.dir), member="QA",
-                          registry=load_registry(config.registry_path), registry_path=config.registry_path, clock=clock)
-    engine = SyncEngine(config, service, store)
-    await engine.start(loops=False)
-    try:
-        yield engine
-    finally:
-        await engine.stop()
-        await store.close()
+    return driven_engine(config, key=qa.key, clock=clock)
 
 
 @pytest.fixture
