@@ -440,13 +440,15 @@ def _node_paths() -> dict[str, Any]:
                empty=True),
         _query("country", _COUNTRY, "a participating country (also a venue's or a programme's eligible country)",
                empty=True),
-        _query("from", _DAY_OR_TIME, "a day (YYYY-MM-DD) or RFC 3339 time: records whose event or "
-                                     "programme days end on or after it", empty=True),
+        _query("from", _DAY_OR_TIME, "a day (YYYY-MM-DD) or RFC 3339 time: records whose event or programme "
+                                     "days (a recurring event's last occurrence) end on or after it", empty=True),
         _query("to", _DAY_OR_TIME, "a day (YYYY-MM-DD) or RFC 3339 time: records whose days start on "
                                    "or before it (not before `from`)", empty=True),
         _query("lang", {**_FILTER, "pattern": _LANG_TAG}, "a language of the record's title (BCP 47)", empty=True),
         _query("status", _FILTER, "a record status, e.g. `cancelled`", empty=True),
         _query("tag", _FILTER, "a tag (case-insensitive, whole)", empty=True),
+        _query("type", _FILTER, "an event_type or programme_type, e.g. `screening`", empty=True),
+        _query("audience", _FILTER, "one of the audience (or target_audience), e.g. `youth`", empty=True),
         _query("q", {"type": "string", "maxLength": 500, "pattern": "^[^\\u0000]*$"},
                "full text: every word in a title or description, any language", empty=True),
         _query("limit", _int(1, 500, default=50), "page size (at most the node's `max_page_size`)"),

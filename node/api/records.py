@@ -193,7 +193,8 @@ def read_filters(request: web.Request) -> dict[str, Any]:
         raise BadQueryError("a parameter holds a NUL character")
     f = RecordFilter.parse(q)
     return {"kind": f.kind, "origin": f.origin, "updated_since": since, "country": f.country, "date_from": date_from,
-            "date_to": date_to, "lang": f.lang, "status": f.status, "tag": f.tag, "q": text}
+            "date_to": date_to, "lang": f.lang, "status": f.status, "tag": f.tag, "q": text, "type_": f.type,
+            "audience": f.audience}
 
 
 async def list_records(request: web.Request) -> web.Response:

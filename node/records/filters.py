@@ -1,10 +1,11 @@
 """The record filters partners use, one vocabulary for the record API's query and webhook subscriptions.
 
 ``kind``, ``origin``, ``country`` (a participating, venue or eligible country), ``lang`` (a language of the
-title), ``status`` and ``tag`` (case-insensitive), combined with AND. The record API turns them into SQL
+title), ``status``, ``tag`` (case-insensitive), ``type`` (the event_type or programme_type) and ``audience`` (one
+of the audience or target_audience), combined with AND. The record API turns them into SQL
 (:meth:`node.store.records.NodeStore.list_records`); a webhook subscription tests each applied record with
-:meth:`RecordFilter.matches` against the same derived values the store keeps (``|``-joined countries, tags
-and languages, node/store/records.py ``search_values``), so both answer the same question the same way.
+:meth:`RecordFilter.matches` against the same derived values the store keeps (``|``-joined countries, tags,
+languages and audiences, node/store/records.py ``search_values``), so both answer the same question the same way.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from node.errors import BadQueryError
 COUNTRY_RE = re.compile(r"[A-Za-z]{2}")
 LANG_RE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
 MAX_VALUE = 200
-NAMES = ("kind", "origin", "country", "lang", "status", "tag")
+NAMES = ("kind", "origin", "country", "lang", "status", "tag", "type", "audience")
 
 
 def _matching(name: str, value: str | None, pattern: re.Pattern[str], what: str) -> str | None:
@@ -38,6 +39,8 @@ class RecordFilter:
     lang: str | None = None
     status: str | None = None
     tag: str | None = None
+    type: str | None = None
+    audience: str | None = None
 
     @classmethod
     def parse(cls, values: Mapping[str, Any], *, kinds: Collection[str] | None = None) -> RecordFilter:
@@ -66,7 +69,7 @@ class RecordFilter:
         return cls(kind=got["kind"], origin=got["origin"],
                    country=_matching("country", got["country"], COUNTRY_RE, "a two-letter country code"),
                    lang=_matching("lang", got["lang"], LANG_RE, "a BCP 47 language tag"),
-                   status=got["status"], tag=got["tag"])
+                   status=got["status"], tag=got["tag"], type=got["type"], audience=got["audience"])
 
     def to_dict(self) -> dict[str, str]:
         """The filters set (for storing and showing)."""
@@ -74,12 +77,17 @@ class RecordFilter:
 
     def matches(self, values: Mapping[str, Any]) -> bool:
         """Whether a record with these stored values (``kind``, ``origin``, ``status`` and the derived
-        ``countries``, ``tags``, ``langs`` of node/store/records.py) passes: the test list_records makes in SQL."""
+        ``countries``, ``tags``, ``langs``, ``type``, ``audiences`` of node/store/records.py) passes: the test
+        list_records makes in SQL."""
         if self.kind is not None and values.get("kind") != self.kind:
             return False
         if self.origin is not None and values.get("origin") != self.origin:
             return False
         if self.status is not None and values.get("status") != self.status:
+            return False
+        if self.type is not None and values.get("type") != self.type:
+            return False
+        if self.audience is not None and f"|{self.audience}|" not in (values.get("audiences") or ""):
             return False
         if self.country is not None and f"|{self.country.upper()}|" not in (values.get("countries") or ""):
             return False

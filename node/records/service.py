@@ -240,12 +240,14 @@ class NodeService:
                            updated_since: datetime | None = None, cursor: str | None = None,
                            country: str | None = None, date_from: date | None = None, date_to: date | None = None,
                            lang: str | None = None, status: str | None = None, tag: str | None = None,
-                           q: str | None = None, limit: int) -> tuple[list[StoredRecord], str | None]:
+                           q: str | None = None, type_: str | None = None, audience: str | None = None,
+                           limit: int) -> tuple[list[StoredRecord], str | None]:
         """One page in (updated_at, record_id) order, and the cursor of the next page (None: no more).
 
         Filters combine: ``country`` (participating, venue or eligible country), ``date_from``/``date_to``
-        (the record's local days overlap them), ``lang`` (a language of the title), ``status``, ``tag``
-        (case-insensitive), ``q`` (every word in a title or description, any language).
+        (the record's local days overlap them: a recurring event's, from the first occurrence to the last), ``lang``
+        (a language of the title), ``status``, ``tag`` (case-insensitive), ``q`` (every word in a title or
+        description, any language), ``type_`` (event_type or programme_type), ``audience`` (one of the audiences).
 
         The cursor is the key of the last item, so it never expires; a record updated meanwhile moves
         to the end and is seen again.
@@ -257,7 +259,7 @@ class NodeService:
         items = await self.store.list_records(
             kind=kind, origin=origin, updated_since=updated_since, after=after, country=country,
             date_from=date_from.isoformat() if date_from else None, date_to=date_to.isoformat() if date_to else None,
-            lang=lang, status=status, tag=tag, q=q, limit=limit + 1)
+            lang=lang, status=status, tag=tag, q=q, type_=type_, audience=audience, limit=limit + 1)
         more = len(items) > limit
         items = items[:limit]
         return items, _encode_cursor(items[-1]) if more else None

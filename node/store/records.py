@@ -36,6 +36,7 @@ from federation.protocol.envelope import Envelope
 from federation.protocol.verify import ChainHead
 from federation.server.broadcast import Broadcast
 from federation.server.db import engine as db
+from node.records.occurrences import last_day
 from node.records.text import normalise
 from node.store import evidence, outbox, staff
 from node.store.evidence import LogView, TrustStore
@@ -195,13 +196,15 @@ def search_values(body: dict[str, Any] | None) -> dict[str, Any]:
     """The derived search columns of a record body (None: a tombstone, found by no filter of its body).
 
     Dates are the local calendar days the body states (events' start/end, programmes'
-    start_date/end_date); countries the participating countries, the venue's country and a programme's
-    eligible countries; the searched text every language of the title and the description, folded by
-    :func:`node.records.text.normalise` as every query is (a change to it needs a migration rebuilding the
-    index: 0010).
+    start_date/end_date), and the last day of a recurring event's last occurrence (``last_day``); countries the
+    participating countries, the venue's country and a programme's eligible countries; the searched text every
+    language of the title and the description, folded by :func:`node.records.text.normalise` as every query is
+    (a change to it needs a migration rebuilding the index: 0010). ``type`` is the event_type or programme_type,
+    ``audiences`` the audience or target_audience (0011).
     """
     if not body:
-        return {"start_day": None, "end_day": None, "countries": "", "tags": "", "langs": "", "search": ""}
+        return {"start_day": None, "end_day": None, "countries": "", "tags": "", "langs": "", "search": "",
+                "type": None, "audiences": "", "last_day": None}
     start = _day(body.get("start")) or _day(body.get("start_date"))
     end = _day(body.get("end")) or _day(body.get("end_date")) or start
     countries: list[str] = []
@@ -214,8 +217,12 @@ def search_values(body: dict[str, Any] | None) -> dict[str, Any]:
     title = body.get("title")
     langs = [k.lower() for k, v in title.items() if isinstance(v, str)] if isinstance(title, dict) else []
     text = normalise("\n".join(_strings(title) + _strings(body.get("description"))))
+    type_ = body.get("event_type") or body.get("programme_type")
+    audiences = [a for a in body.get("audience") or body.get("target_audience") or [] if isinstance(a, str)]
     return {"start_day": start, "end_day": end, "countries": _joined(sorted(set(countries))),
-            "tags": _joined(sorted(set(tags))), "langs": _joined(sorted(set(langs))), "search": text}
+            "tags": _joined(sorted(set(tags))), "langs": _joined(sorted(set(langs))), "search": text,
+            "type": type_ if isinstance(type_, str) else None, "audiences": _joined(sorted(set(audiences))),
+            "last_day": last_day(body) or end}
 
 
 def fts_query(q: str) -> str | None:
@@ -362,10 +369,12 @@ class NodeStore:
                            updated_since: datetime | None = None, after: tuple[datetime, str] | None = None,
                            country: str | None = None, date_from: str | None = None, date_to: str | None = None,
                            lang: str | None = None, status: str | None = None, tag: str | None = None,
-                           q: str | None = None, limit: int) -> list[StoredRecord]:
+                           q: str | None = None, type_: str | None = None, audience: str | None = None,
+                           limit: int) -> list[StoredRecord]:
         """Records in (updated_at, record_id) order, starting after the key ``after``, filtered.
 
-        ``date_from``/``date_to`` are calendar days (YYYY-MM-DD): records whose days overlap them;
+        ``date_from``/``date_to`` are calendar days (YYYY-MM-DD): records whose days overlap them (from the
+        first occurrence's first day to the last occurrence's last day, for a recurring event);
         ``q`` matches records whose titles or descriptions hold every word of it (any language).
         """
         q_ = sa.select(*_RECORD).order_by(records.c.updated_at, records.c.record_id).limit(limit)
@@ -383,8 +392,12 @@ class NodeStore:
             q_ = q_.where(records.c.langs.contains(f"|{lang.lower()}|", autoescape=True))
         if status is not None:
             q_ = q_.where(records.c.status == status)
+        if type_ is not None:
+            q_ = q_.where(records.c.type == type_)
+        if audience is not None:
+            q_ = q_.where(records.c.audiences.contains(f"|{audience}|", autoescape=True))
         if date_from is not None:
-            q_ = q_.where(records.c.end_day >= date_from)
+            q_ = q_.where(records.c.last_day >= date_from)
         if date_to is not None:
             q_ = q_.where(records.c.start_day <= date_to)
         if q is not None:

@@ -1,4 +1,4 @@
-"""The node's tables, in one metadata: what migrations 0001-0004 and 0006-0009 made (the webhook tables of 0005 are
+"""The node's tables, in one metadata: what migrations 0001-0004 and 0006-0011 made (the webhook tables of 0005 are
 node/webhooks/store.py's). The store modules of node/store/ query them, each its own group; a transaction that
 spans groups (applying a page, publishing) passes its connection from one group's functions to the next."""
 
@@ -35,6 +35,9 @@ records = sa.Table(
     sa.Column("start_day", sa.String(10)), sa.Column("end_day", sa.String(10)), sa.Column("countries", sa.Text),
     sa.Column("tags", sa.Text), sa.Column("langs", sa.Text), sa.Column("search", sa.Text),
     sa.Column("key_warning", sa.String(64)),  # 0008: its current version's envelope mark (docs/adr/0019)
+    # 0011: the event_type or programme_type, the |-delimited audiences, and the last local day of the last
+    # occurrence (a recurring event's series; node/records/occurrences.py), for the portal's filters and views.
+    sa.Column("type", sa.String(64)), sa.Column("audiences", sa.Text), sa.Column("last_day", sa.String(10)),
 )
 # SQLite only: an FTS5 table over records.search (0003), kept in sync by NodeStore._put_records.
 records_fts = sa.table("records_fts", sa.column("record_id", sa.String), sa.column("search", sa.Text))

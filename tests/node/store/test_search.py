@@ -263,3 +263,45 @@ class TestMigration:
                                                 lang="hu", tag="film", limit=5)) == 1
         finally:
             await store.close()
+
+
+class TestPortalColumns:
+    """0011: type, audiences and the series' last day (issue 19's filters and calendar views)."""
+
+    async def test_type_and_audience(self, client: TestClient, ids: dict[str, str]) -> None:
+        assert await found(client, type="screening") == titles(ids, FILM)
+        assert await found(client, type="webinar") == titles(ids, WEBINARS)
+        assert await found(client, audience="diplomats", kind="capacity-programme") == titles(ids, WEBINARS)
+        assert await found(client, audience="invited", type="screening") == titles(ids, FILM)
+        assert await found(client, type="nothing-such") == set()
+
+    async def test_a_recurring_event_is_found_by_a_later_occurrence(self, client: TestClient,
+                                                                     ids: dict[str, str]) -> None:
+        """The weekly film evenings (six Thursdays from 2020-02-06) are found in March by their last two."""
+        assert ids[FILM] in await found(client, **{"from": "2020-03-10", "to": "2020-03-12"})
+        assert ids[FILM] not in await found(client, **{"from": "2020-03-13", "to": "2020-03-31"})
+
+    async def test_records_stored_before_0011_are_backfilled(self, config: NodeConfig, qa: Member) -> None:
+        """A record written at revision 0010 gets its type, audiences and last day from 0011."""
+        engine = db.make_engine(config.db_url)
+        await db.migrate(engine, MIGRATIONS, VERSION_TABLE, revision="0010")
+        env = qa.publish(EVENTS[6])
+        async with engine.begin() as conn:  # as the store of 0010 wrote it
+            old = sa.table("records", *(sa.column(c) for c in (
+                "record_id", "origin", "kind", "version", "op", "status", "title", "body", "hash", "seq",
+                "issued_at", "updated_at", "envelope", "start_day", "end_day", "countries", "tags", "langs",
+                "search")))
+            await conn.execute(old.insert().values(
+                record_id=env.payload.record_id, origin="QA", kind="cultural-event", version=1, op="put",
+                status="rescheduled", title="x", body=json.dumps(EVENTS[6], ensure_ascii=False), hash=env.hash,
+                seq=env.payload.seq, issued_at=env.payload.issued_at, updated_at=datetime.now(UTC),
+                envelope=env.to_bytes(), start_day="2020-02-06", end_day="2020-02-06", countries="|HU|",
+                tags="|film|", langs="|ar|en|hu|", search="film"))
+        await engine.dispose()
+        store = await NodeStore.open(config.db_url, config.member)
+        try:
+            assert len(await store.list_records(type_="screening", audience="invited", date_from="2020-03-12",
+                                                limit=5)) == 1
+            assert await store.list_records(date_from="2020-03-13", limit=5) == []
+        finally:
+            await store.close()

@@ -45,7 +45,7 @@ def upgrade() -> None:
                        *(sa.column(c) for c in _COLUMNS))
     for rid, body in conn.execute(sa.select(records.c.record_id, records.c.body)).all():
         values = search_values(json.loads(body) if body is not None else None)
-        conn.execute(records.update().where(records.c.record_id == rid).values(values))
+        conn.execute(records.update().where(records.c.record_id == rid).values({c: values[c] for c in _COLUMNS}))
         if sqlite:
             conn.execute(sa.text("INSERT INTO records_fts (record_id, search) VALUES (:rid, :text)"),
                          {"rid": rid, "text": values["search"]})
