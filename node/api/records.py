@@ -25,6 +25,7 @@ from federation.server.web import Problem, json_response, read_json
 from node.appkeys import CONFIG, ENGINE, SERVICE
 from node.errors import BadQueryError, OperatorAuthError
 from node.own_keys import MAX_EFFECTIVE_IN
+from node.partners import jscalendar
 from node.records.filters import RecordFilter
 from node.store.records import StoredRecord
 
@@ -142,7 +143,7 @@ def _records_etag(records: Sequence[StoredRecord], cursor: str | None) -> str:
 def _cached(request: web.Request, etag: str, cache_control: str, body: Callable[[], bytes]) -> web.Response:
     """``body()`` as JSON with its ``ETag``, ``Cache-Control`` and CORS for browser partners; 304 (and no body
     made) when ``If-None-Match`` names the ETag (or is ``*``)."""
-    headers = {"ETag": etag, "Cache-Control": cache_control, "Access-Control-Allow-Origin": "*"}
+    headers = {"ETag": etag, "Cache-Control": cache_control, "Vary": "Accept", "Access-Control-Allow-Origin": "*"}
     wanted = {t.strip().removeprefix("W/") for t in request.headers.get("If-None-Match", "").split(",")}
     if etag in wanted or "*" in wanted:
         return web.Response(status=304, headers=headers)
@@ -150,7 +151,11 @@ def _cached(request: web.Request, etag: str, cache_control: str, body: Callable[
 
 
 async def get_record(request: web.Request) -> web.Response:
+    as_calendar = jscalendar.wanted(request)  # JSCalendar by Accept or ?format= (node/partners/jscalendar.py)
     record = await request.app[SERVICE].get(request.match_info["record_id"])
+    if as_calendar:
+        return jscalendar.item_response(request, record, base=request.app[CONFIG].public_base,
+                                        member=request.app[SERVICE].member, cache_control=ITEM_CACHE)
     return _cached(request, _records_etag([record], None), ITEM_CACHE, record.item_json)
 
 
@@ -205,14 +210,29 @@ async def list_records(request: web.Request) -> web.Response:
         raise BadQueryError(f"limit is an integer: {e}") from e
     if not 1 <= limit <= config.max_page_size:
         raise BadQueryError(f"limit is between 1 and {config.max_page_size}")
+    as_calendar = jscalendar.wanted(request)
     items, next_cursor = await request.app[SERVICE].list_records(
         **read_filters(request), cursor=q.get("cursor") or None, limit=limit)
+    if as_calendar:
+        return _calendar_page(request, items, next_cursor)
 
     def page() -> bytes:  # {"items": [...], "next_cursor": ...}
         return b'{"items":[' + b",".join(r.item_json() for r in items) + b'],"next_cursor":' + json.dumps(
             next_cursor).encode() + b"}"
 
     return _cached(request, _records_etag(items, next_cursor), LIST_CACHE, page)
+
+
+def _calendar_page(request: web.Request, items: Sequence[StoredRecord], next_cursor: str | None) -> web.Response:
+    """A page of records as a JSCalendar Group; the next page (same query, its cursor) in ``Link: rel="next"``."""
+    base, member = request.app[CONFIG].public_base, request.app[SERVICE].member
+    source = base + str(request.rel_url)
+    headers = {}
+    if next_cursor is not None:
+        headers["Link"] = f'<{base}{request.rel_url.update_query(cursor=next_cursor)}>; rel="next"'
+    tag = jscalendar.etag([source, next_cursor, *((r.hash, r.status) for r in items)])
+    return jscalendar.response(request, lambda: jscalendar.group(items, base=base, member=member, source=source,
+                                                                 next_cursor=next_cursor), tag, LIST_CACHE, headers)
 
 
 # -- the log -------------------------------------------------------------------------------------------

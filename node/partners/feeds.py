@@ -395,17 +395,25 @@ def _vevent(rec: StoredRecord, base: str, lang: str | None) -> tuple[Event, date
     issued = parse_time(rec.issued_at)
     ev.add("dtstamp", issued)
     ev.add("last-modified", issued)
-    zone = _zone(body["timezone"])
-    if zone is None:  # a zone newer than this node's database: the instants are right in UTC
-        log.warning("%s: time zone %r unknown here; its times are given in UTC", rec.record_id, body["timezone"])
-        ev.add("x-ipdn-timezone", str(body["timezone"]))
-        zone = UTC
-    start = datetime.fromisoformat(body["start"]).astimezone(zone)
-    ev.add("dtstart", start)
-    end = start
-    if body.get("end"):
-        end = datetime.fromisoformat(body["end"]).astimezone(zone)
-        ev.add("dtend", end)
+    if "start" not in body and body.get("start_date"):  # a programme: its days, all-day (RFC 5545 §3.6.1)
+        first = date.fromisoformat(body["start_date"])
+        last = date.fromisoformat(body.get("end_date") or body["start_date"])
+        ev.add("dtstart", first)
+        ev.add("dtend", last + timedelta(days=1))  # a DATE DTEND is the day after the last
+        start, end = datetime.combine(first, time(), UTC), datetime.combine(last, time(), UTC)
+        zone: tzinfo = _zone(body.get("timezone")) or UTC
+    else:
+        known = _zone(body["timezone"])
+        if known is None:  # a zone newer than this node's database: the instants are right in UTC
+            log.warning("%s: time zone %r unknown here; its times are given in UTC", rec.record_id, body["timezone"])
+            ev.add("x-ipdn-timezone", str(body["timezone"]))
+        zone = known or UTC
+        start = datetime.fromisoformat(body["start"]).astimezone(zone)
+        ev.add("dtstart", start)
+        end = start
+        if body.get("end"):
+            end = datetime.fromisoformat(body["end"]).astimezone(zone)
+            ev.add("dtend", end)
     if body.get("recurrence"):
         try:
             ev.add("rrule", _rrule(body["recurrence"], zone))
@@ -492,7 +500,8 @@ def _organizer(ev: Event, body: Mapping[str, Any], lang: str | None) -> None:
 
 
 def render_calendar(records: Iterable[StoredRecord], *, member: str, base: str, lang: str | None) -> bytes:
-    """An RFC 5545 calendar: one VEVENT per event record and a VTIMEZONE for every zone they use."""
+    """An RFC 5545 calendar: one VEVENT per record (an event at its times, a programme on its days) and a VTIMEZONE
+    for every zone they use."""
     cal = Calendar()
     cal.add("prodid", f"-//IPDN Exchange//member node {member}//EN")
     cal.add("version", "2.0")
