@@ -23,6 +23,7 @@ from federation.server.access import OperatorAccess
 from federation.server.db import engine as db
 from federation.server.settings import load_settings
 from federation.server.web import TrustedProxies
+from node.staff.licences import BY_KEY as LICENCES
 from node.webhooks.events import parse_schedule
 
 CONFIG_FILE = "node.toml"
@@ -87,6 +88,11 @@ class NodeConfig:
     portal_accent: str = "#8a5a00"  # the second colour (badges, the current page): #rgb or #rrggbb
     portal_page_size: int = 20  # records per list page
     portal_upcoming: int = 8  # events and programmes each on the home page
+
+    # -- the authoring pages (node/staff/, docs/adr/0028) ------------------------------------------------------
+    # The licence a new record's rights statement starts with on the form (staff may choose another): cc0, by,
+    # by-sa, by-nc, by-nd, by-nc-sa, by-nc-nd (Creative Commons 4.0) or all-rights-reserved; empty: none chosen.
+    default_licence: str = "by"
 
     # -- sync with the hub -----------------------------------------------------------------------------
     push_batch: int = 100  # envelopes per push (also capped by the registry's max_batch)
@@ -159,6 +165,8 @@ class NodeConfig:
             raise ConfigError(f"portal_logo_url: {self.portal_logo_url!r} is not an https URL or a path on this site")
         if not 1 <= self.portal_page_size <= self.max_page_size or not 1 <= self.portal_upcoming <= 100:
             raise ConfigError("portal_page_size is 1 to max_page_size, portal_upcoming 1 to 100")
+        if self.default_licence and self.default_licence not in LICENCES:
+            raise ConfigError(f"default_licence: {self.default_licence!r} is none of {', '.join(LICENCES)} (or empty)")
         if self.partner_rate_per_minute < 1 or self.anonymous_rate_per_minute < 1:
             raise ConfigError("partner_rate_per_minute and anonymous_rate_per_minute are at least 1")
         if self.stream_max_per_client < 1 or self.stream_max_total < 1:

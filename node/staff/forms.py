@@ -10,13 +10,21 @@ against the schema set (``common/v1`` definitions by absolute URI). Widgets foll
 - an object -> a fieldset; an array of objects -> a repeatable group (the items held plus one
   blank, each removable); an array of strings -> repeated inputs; an array of an enum -> checkboxes;
   an array of countries -> a multiple picker;
-- an enum -> a select; a country -> a select of country names; a time zone -> a select of IANA zones;
+- an enum -> a select; a country -> a select of country names; a time zone -> a select grouped by country,
+  the node's own first (node/staff/zones.py);
+- a rights statement -> a licence picker (node/staff/licences.py: Creative Commons or "all rights reserved",
+  in plain words, the node's preset chosen; another URI may be typed);
+- a recurrence rule -> a builder (weekly on days, monthly on a day, until a day or a number of times: the RRULE
+  written by node/staff/recurrence.py, and shown in words; a rule it cannot say is edited as text);
 - a date-time -> ``datetime-local`` in the record's own time zone (its ``timezone`` field); the offset
   is worked out from the zone at that local time, so summer time is right;
 - integers and numbers -> number inputs, booleans -> checkboxes, other strings -> text inputs.
 
 Every field has a dotted *path* (``organizers.0.name.en``): the form's input names, the columns of
-a bulk-import CSV (node/staff/bulk.py) and the place a schema error is shown all use it.
+a bulk-import CSV (node/staff/bulk.py) and the place a schema error is shown all use it. A widget made of several
+inputs (the licence picker, the recurrence builder) names its own inputs ``<path>._<control>``;
+:meth:`FormBuilder.parse` turns them back into the field's one value (a value posted under ``<path>`` itself is
+taken as it is).
 :func:`flatten` and :func:`unflatten` turn a body into paths and back, typed by the schema.
 :func:`plain_message` turns a validator issue (RFC 6901 pointer, keyword) into plain words naming the
 field ("Organizers 1 › Name (Arabic) must not be blank").
@@ -37,9 +45,12 @@ from typing import Any
 from babel import Locale, UnknownLocaleError
 
 from federation.protocol.schemas import Issue, SchemaSet
+from federation.server.ui.formats import format_date, format_time, zone_name
 from federation.server.ui.i18n import direction
+from node.staff import licences, recurrence, zones
 
-COMMON_DEFS = {"countryCode": "country", "timeZone": "timezone"}  # common/v1 definitions with their own widget
+# common/v1 definitions with their own widget
+COMMON_DEFS = {"countryCode": "country", "timeZone": "timezone", "rights": "licence", "rrule": "recurrence"}
 # Region codes that are no country (continents, the EU, unknown, private use).
 _NOT_COUNTRIES = frozenset({"EU", "EZ", "UN", "QO", "ZZ", "XA", "XB"})
 TIMEZONE_FIELD = "timezone"
@@ -55,6 +66,7 @@ class Names:
 
     lang: str
     gettext: Callable[..., str]
+    ngettext: Callable[..., str] | None = None  # (key, n, **values): the plural form for n (CLDR)
 
     @property
     def _locale(self) -> Locale:
@@ -101,6 +113,19 @@ class Names:
 
     def message(self, key: str, **values: Any) -> str:
         return self.gettext(key, **values)
+
+    def plural(self, key: str, n: int, **values: Any) -> str:
+        """The message ``key`` in the plural form for ``n`` (``%(num)s``)."""
+        return self.ngettext(key, n, **values) if self.ngettext else self.gettext(key, num=n, **values)
+
+    def zone(self, name: str) -> str:
+        """A time zone as a reader says it: "Qatar Time", "توقيت قطر"."""
+        return zone_name(name, self.lang)
+
+    def licence(self, uri: str) -> str:
+        """A rights statement in words with its short name, or its URI when the picker does not offer it."""
+        known = licences.BY_URI.get(uri)
+        return f"{self.gettext(known.message)} ({known.code})" if known else uri
 
 
 @cache
@@ -351,6 +376,7 @@ class Field:
     errors: list[str] = field(default_factory=list)
     long: bool = False
     inputs: list[dict[str, str]] = field(default_factory=list)  # langmap: one per language
+    extra: dict[str, Any] = field(default_factory=dict)  # what a widget of several inputs shows (licence, ...)
 
     @property
     def id(self) -> str:
@@ -445,9 +471,12 @@ def _widget(node: Node) -> str:
 class FormBuilder:
     """Builds :class:`Form` for a kind from its schema, a (possibly partial) body and its issues."""
 
-    def __init__(self, schemas: SchemaSet) -> None:
+    def __init__(self, schemas: SchemaSet, rights: str | None = None, country: str | None = None) -> None:
+        """``rights``: the licence URI a new record's rights statement starts with (the node's preset, none: staff
+        choose); ``country``: the node's own, whose time zones come first."""
         self.schemas = schemas
         self.resolver = Resolver(schemas)
+        self.rights, self.country = rights, country
 
     def langs_of(self, kind_or_id: str, body: Any) -> list[str]:
         """The languages a body is written in (every language-map key), in first-seen order."""
@@ -539,7 +568,20 @@ class FormBuilder:
         elif f.widget == "country":
             f.value, f.options = str(value or ""), names.countries()
         elif f.widget == "timezone":
-            f.value, f.options = str(value or ""), [(z, z) for z in time_zones()]
+            groups = zones.grouped(names.lang, self.country)
+            f.value = str(value or "")
+            f.options = [z for g in groups for z in g.zones] + [(zones.UNIVERSAL, zones.UNIVERSAL)]
+            f.extra = {"groups": [(g.name, list(g.zones)) for g in groups]
+                       + [(names.message("tz.other"), [(zones.UNIVERSAL, zones.UNIVERSAL)])]}
+        elif f.widget == "licence":
+            # A new record starts with the node's preset; a picture's rights do not (a blank picture would be sent).
+            f.value = str(value) if value is not None else (self.rights or "") if "." not in path else ""
+            known = f.value in licences.BY_URI
+            f.extra = {"choices": [(lc.uri, names.message(lc.message), lc.code) for lc in licences.LICENCES],
+                       "other": bool(f.value) and not known, "typed": "" if known else f.value}
+        elif f.widget == "recurrence":
+            f.value = str(value or "")
+            f.extra = self._recurrence(f.value, tz, names)
         elif f.widget == "datetime":
             f.value = to_local(value, tz)
         elif f.widget == "checkbox":
@@ -547,6 +589,63 @@ class FormBuilder:
         else:
             f.value = "" if value is None else flatten(value).get("", str(value))
         return f
+
+    @staticmethod
+    def _recurrence(rule: str, tz: str | None, names: Names) -> dict[str, Any]:
+        """The builder's inputs for ``rule``: its choices when it can say the rule, else "another rule" with the
+        text; the rule in words; the days of the week in the page's language."""
+        rec = recurrence.read(rule, tz) if rule else None
+        shown = rec or recurrence.Recurrence("")
+        return {"freq": "" if not rule else rec.freq if rec else recurrence.CUSTOM,
+                "interval": str(shown.interval), "days": list(shown.days),
+                "monthday": "" if shown.monthday is None else str(shown.monthday),
+                "until": shown.until.isoformat() if shown.until else "",
+                "count": "" if shown.count is None else str(shown.count),
+                "rule": rule if rule and rec is None else "", "was": rule,
+                "words": recurrence.words(rule, names, tz) if rule else None,
+                "weekdays": recurrence.day_names(names.lang)}
+
+    # -- values in words ----------------------------------------------------------------------------------
+
+    def words(self, root: Node, path: str, text: str, names: Names, zone: str | None,
+              style: str = "long", cut: int | None = None) -> str:
+        """A leaf's value as a person reads it, in the page's language: a choice by its label, a country and a
+        language by name, a time in the record's zone (named) and a date in words (CLDR), a time zone by its name,
+        a licence in words, a recurrence in words; other text as written (cut to ``cut`` characters)."""
+        node = self.resolver.at(root, split(path))
+        s = node.schema if node is not None else {}
+        defn = node.defn if node is not None else None
+        if "enum" in s:
+            return names.option(text)
+        if defn == "countryCode":
+            return names.country(text)
+        if defn == "languageTag":
+            return names.language(text)
+        if defn == "timeZone":
+            return f"{names.zone(text)} ({text})" if text in zones.all_zones() and text != zones.UNIVERSAL else text
+        if defn == "rights":
+            return names.licence(text)
+        if defn == "rrule":
+            return recurrence.words(text, names, zone) or text
+        if s.get("format") == "date-time":
+            return format_time(text, names.lang, zone, style)
+        if s.get("format") == "date":
+            return format_date(text, names.lang, style)
+        return text if cut is None or len(text) <= cut else text[:cut] + "…"
+
+    def rules(self, kind_or_id: str, body: Mapping[str, Any]) -> list[Issue]:
+        """What the form checks beyond the schema and the protocol's rules: a recurrence rule a calendar can expand
+        (``rule:recurrence-*``, node/staff/recurrence.py)."""
+        root = self.resolver.root(kind_or_id)
+        zone = body.get(TIMEZONE_FIELD) if isinstance(body.get(TIMEZONE_FIELD), str) else None
+        start = body.get("start") if isinstance(body.get("start"), str) else None
+        out = []
+        for name, value in body.items():
+            node = self.resolver.child(root, name)
+            if (node is not None and node.defn == "rrule" and isinstance(value, str)
+                    and (wrong := recurrence.problem(value, start, zone)) is not None):
+                out.append(Issue(f"/{name}", f"rule:recurrence-{wrong}", f"recurrence rule {value!r}: {wrong}"))
+        return out
 
     # -- the way back ------------------------------------------------------------------------------------
 
@@ -561,11 +660,16 @@ class FormBuilder:
         multi: dict[str, list[str]] = {}
         flat: dict[str, str] = {}
         removed: list[str] = []
+        controls: dict[str, dict[str, list[str]]] = {}  # a widget's own inputs (<path>._<control>) by its path
         for name, value in pairs:
             if not isinstance(value, str) or name.startswith("_") or name == "csrf_token":
                 continue
             if name.endswith("._remove"):
                 removed.append(name.removesuffix("._remove"))
+                continue
+            path, _, control = name.rpartition(".")
+            if path and control.startswith("_"):
+                controls.setdefault(path, {}).setdefault(control, []).append(value)
                 continue
             node = self.resolver.at(root, split(name))
             widget = _widget(node) if node else "text"
@@ -576,8 +680,15 @@ class FormBuilder:
         for name, values in multi.items():
             for i, v in enumerate(values):
                 flat[f"{name}.{i}"] = v
-        flat = {k: v for k, v in flat.items() if not any(k == r or k.startswith(r + ".") for r in removed)}
         tz = flat.get(TIMEZONE_FIELD, "").strip() or None
+        for path, inputs in controls.items():
+            node = self.resolver.at(root, split(path))
+            widget = _widget(node) if node else ""
+            if widget == "licence" and flat.get(path) == licences.OTHER:
+                flat[path] = (inputs.get("_other") or [""])[0]
+            elif widget == "recurrence" and path not in flat:
+                flat[path] = recurrence.from_form(inputs, tz)
+        flat = {k: v for k, v in flat.items() if not any(k == r or k.startswith(r + ".") for r in removed)}
         for name in list(flat):
             node = self.resolver.at(root, split(name))
             if node is not None and _widget(node) == "datetime":

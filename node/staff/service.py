@@ -116,14 +116,15 @@ def changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list
 
 
 class StaffService:
-    def __init__(self, node: NodeService, catalog: Catalog) -> None:
+    def __init__(self, node: NodeService, catalog: Catalog, rights: str | None = None) -> None:
+        """``rights``: the licence URI new records start with (the node's ``default_licence``; none: staff choose)."""
         self.node = node
         self.store = node.store.staff
         self.catalog = catalog
-        self.forms = FormBuilder(node.schemas)
+        self.forms = FormBuilder(node.schemas, rights, node.member)
 
     def names(self, lang: str) -> Names:
-        return Names(lang, self.catalog.gettext(lang))
+        return Names(lang, self.catalog.gettext(lang), self.catalog.translator(lang).ngettext)
 
     # -- accounts -------------------------------------------------------------------------------------
 
@@ -218,12 +219,14 @@ class StaffService:
 
     def check(self, kind: str, body: Any) -> list[Issue]:
         """Every issue of a body in one round: the schema's and, unlike publishing (which stops at the schema),
-        the kind's rules too ("end is before the start"), but none about a field the schema already faults."""
+        the kind's rules too ("end is before the start"), and the form's own (a recurrence a calendar can expand:
+        FormBuilder.rules), but none about a field already faulted."""
         issues = self.node.schemas.validate(kind, body)
         if issues:
             faulted = {i.pointer for i in issues}
             issues += [r for r in self.node.schemas.rules(kind, body) if r.pointer not in faulted]
-        return issues
+        faulted = {i.pointer for i in issues}
+        return issues + [r for r in self.forms.rules(kind, body) if r.pointer not in faulted]
 
     async def publish(self, draft_id: str, by: str) -> Envelope:
         """Sign and publish a draft (a new record, or the next version of the one it edits); the draft is

@@ -28,13 +28,12 @@ from multidict import MultiDict, MultiDictProxy
 
 from federation.protocol.errors import IpdnError, UnknownSchemaError
 from federation.server.ui.csrf import check_csrf
-from federation.server.ui.formats import format_date, format_time
 from federation.server.ui.i18n import Catalog, choose_language, direction, remember_language
 from federation.server.ui.sessions import Session, SessionCodec, load_secret
 from federation.server.ui.signin import PasswordAccounts, SignIn, SignInForm
 from federation.server.ui.templates import secure_headers, template_env
 from federation.server.web import Problem
-from node.appkeys import SERVICE
+from node.appkeys import CONFIG, SERVICE
 from node.errors import (
     DraftNotFoundError,
     EditConflictError,
@@ -43,8 +42,8 @@ from node.errors import (
     RecordDeletedError,
     RecordNotFoundError,
 )
-from node.staff import bulk
-from node.staff.forms import TIMEZONE_FIELD, Names, Node, flatten, label, split
+from node.staff import bulk, licences
+from node.staff.forms import TIMEZONE_FIELD, Names, flatten, is_langmap, label, split
 from node.staff.service import ALL_OR_NOTHING, DRY_RUN, VALID_ONLY, ImportReport, StaffService
 from node.store.records import StoredRecord
 from node.store.staff import Draft, StaffUser
@@ -225,18 +224,33 @@ def _form_context(request: web.Request, draft: Draft, *, show_errors: bool) -> d
 
 
 def _preview(staff: StaffService, kind: str, body: dict[str, Any], names: Names) -> list[dict[str, Any]]:
-    """The body as partners' pages show it: each field's label and its values, texts with lang and dir."""
-    root = staff.forms.resolver.root(kind)
+    """The body as partners' pages show it, in the page's language: each field's label and its values in words
+    (choices, countries and languages by name, times in the event's zone named, dates in words, the licence and
+    the recurrence in words; ``machine`` keeps a time's RFC 3339 value for ``<time datetime>``), texts of another
+    language with their lang and dir."""
+    forms = staff.forms
+    root = forms.resolver.root(kind)
+    zone = body.get(TIMEZONE_FIELD) if isinstance(body.get(TIMEZONE_FIELD), str) else None
     out: list[dict[str, Any]] = []
     for key, value in body.items():
-        item: dict[str, Any] = {"label": label(key, names, staff.forms.resolver, root), "texts": [], "values": []}
-        node = staff.forms.resolver.child(root, key)
-        if isinstance(value, dict) and node is not None and "propertyNames" in node.schema:
+        item: dict[str, Any] = {"label": label(key, names, forms.resolver, root), "texts": [], "values": []}
+        node = forms.resolver.child(root, key)
+        if isinstance(value, dict) and node is not None and is_langmap(node):
             item["texts"] = [{"lang": k, "dir": direction(k), "text": v, "language": names.language(k)}
                              for k, v in value.items() if isinstance(v, str)]
         else:
-            item["values"] = [(label(f"{key}.{p}" if p else key, names, staff.forms.resolver, root), v)
-                              for p, v in flatten(value).items()]
+            for p, v in flatten(value).items():
+                path = f"{key}.{p}" if p else key
+                parts = split(path)
+                parent = forms.resolver.at(root, parts[:-1]) if len(parts) > 1 else None
+                leaf = forms.resolver.at(root, parts)
+                shown: dict[str, Any] = {"label": label(path, names, forms.resolver, root),
+                                         "text": forms.words(root, path, v, names, zone, "full")}
+                if parent is not None and is_langmap(parent):  # a venue's name in Arabic: written that way
+                    shown.update(lang=parts[-1], dir=direction(parts[-1]))
+                if leaf is not None and leaf.schema.get("format") == "date-time":
+                    shown["machine"] = v
+                item["values"].append(shown)
         out.append(item)
     return out
 
@@ -416,22 +430,6 @@ async def change_record(request: web.Request) -> web.StreamResponse:
 MAX_SHOWN = 200  # characters of a changed value shown in the history (a description runs to 20,000)
 
 
-def value_words(staff: StaffService, root: Node, path: str, text: str, names: Names, zone: str | None) -> str:
-    """A leaf's value as a person reads it: a choice by its label, a country by its name, a time in the record's
-    zone and a date in words (CLDR, the page's language), other text as written (long text cut short)."""
-    node = staff.forms.resolver.at(root, split(path))
-    s = node.schema if node is not None else {}
-    if "enum" in s:
-        return names.option(text)
-    if node is not None and node.defn == "countryCode":
-        return names.country(text)
-    if s.get("format") == "date-time":
-        return format_time(text, names.lang, zone, "long")
-    if s.get("format") == "date":
-        return format_date(text, names.lang)
-    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "…"
-
-
 async def history_page(request: web.Request) -> web.Response:
     """Every version, newest first: when (localized, ``<time>``), who (the person's name) and what changed,
     field by field in plain labels, old and new values in words; headed by the record's title."""
@@ -448,8 +446,9 @@ async def history_page(request: web.Request) -> web.Response:
         zone = zone if isinstance(zone, str) else None
         changes[e.version] = [
             (label(c.path, names, staff.forms.resolver, root),
-             None if c.old is None else value_words(staff, root, c.path, c.old, names, zone),
-             None if c.new is None else value_words(staff, root, c.path, c.new, names, zone)) for c in e.changes]
+             None if c.old is None else staff.forms.words(root, c.path, c.old, names, zone, cut=MAX_SHOWN),
+             None if c.new is None else staff.forms.words(root, c.path, c.new, names, zone, cut=MAX_SHOWN))
+            for c in e.changes]
     last_body = next((e.body for e in entries if e.body is not None), None)
     return _render(request, "history.html", user=user, session=session, record_id=record_id, entries=entries,
                    changes=changes, title=title_of(last_body, names.lang), member=staff.node.member,
@@ -566,7 +565,7 @@ def register_routes(app: web.Application, config_dir: Path) -> None:
         node = app[SERVICE]
         signin.clock = lambda: node.clock().timestamp()  # the node's clock: one-time codes and locks follow it
         catalog = Catalog(CATALOG, DOMAIN)
-        staff = StaffService(app[SERVICE], catalog)
+        staff = StaffService(app[SERVICE], catalog, licences.preset_uri(app[CONFIG].default_licence))
         env = template_env(TEMPLATES, catalog)
         app[PAGES] = Pages(staff, signin, env, catalog)
         yield

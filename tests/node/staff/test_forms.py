@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from functools import cache
 from typing import Any
 
 import pytest
@@ -25,13 +26,19 @@ def builder() -> FormBuilder:
     return FormBuilder(default_schemas())
 
 
+@cache
+def catalog() -> Catalog:
+    return Catalog(CATALOG, DOMAIN)
+
+
 def names(lang: str = "en") -> Names:
-    return Names(lang, Catalog(CATALOG, DOMAIN).gettext(lang))
+    return Names(lang, catalog().gettext(lang), catalog().translator(lang).ngettext)
 
 
 def as_post(builder: FormBuilder, kind: str, body: dict[str, Any]) -> list[tuple[str, str]]:
     """What a browser posts for a body shown in the form: date-times as local times in the record's zone,
-    multiple choices as repeated names."""
+    multiple choices as repeated names, a licence as the radio chosen (or "other" and the address typed), a
+    recurrence as the builder's inputs."""
     form = builder.build(kind, body, [], builder.langs_of(kind, body), names())
     pairs: list[tuple[str, str]] = []
     for top in form.fields:
@@ -42,6 +49,14 @@ def as_post(builder: FormBuilder, kind: str, body: dict[str, Any]) -> list[tuple
                 pairs += [(f.path, v) for v in f.value]
             elif f.widget == "checkbox":
                 pairs += [(f.path, "true")] if f.value else []
+            elif f.widget == "licence":
+                pairs += [(f.path, "other" if f.extra["other"] else f.value)] if f.value else []
+                pairs.append((f.path + "._other", f.extra["typed"]))
+            elif f.widget == "recurrence":
+                r = f.extra
+                pairs += [(f"{f.path}.{k}", r[k.lstrip("_")]) for k in
+                          ("_was", "_freq", "_interval", "_monthday", "_until", "_count", "_rule")]
+                pairs += [(f.path + "._byday", d) for d in r["days"]]
             elif f.widget not in ("group", "repeat", "list"):
                 pairs.append((f.path, f.value))
     return pairs
@@ -110,7 +125,7 @@ class TestWidgets:
         assert (ar["dir"], ar["name"], ar["value"]) == ("rtl", "title.ar", body["title"]["ar"])
         assert by_path["event_type"].widget == "select"
         assert by_path["start"].widget == "datetime" and by_path["start"].value == "2020-01-20T09:00"
-        assert by_path["timezone"].widget == "timezone" and ("Asia/Qatar", "Asia/Qatar") in by_path["timezone"].options
+        assert by_path["timezone"].widget == "timezone" and ("Asia/Qatar", "Qatar") in by_path["timezone"].options
         assert by_path["venue"].widget == "group" and by_path["venue.country"].widget == "country"
         assert ("QA", "Qatar") in by_path["venue.country"].options
         assert by_path["organizers"].widget == "repeat"
@@ -118,7 +133,7 @@ class TestWidgets:
         assert by_path["participating_countries"].widget == "countries"
         assert by_path["audience"].widget == "checkboxes"
         assert by_path["tags"].widget == "list"
-        assert by_path["rights"].widget == "text"
+        assert by_path["rights"].widget == "licence" and by_path["recurrence"].widget == "recurrence"
 
     def test_country_and_language_names_in_arabic(self, builder: FormBuilder) -> None:
         form = builder.build("cultural-event", {}, [], ["ar"], names("ar"))

@@ -3,6 +3,8 @@
 //    every field. A language whose input has an error is marked; the page opens on it.
 // 2. "Add another" in a repeated group or list adds a blank item in place (no round trip), numbered like
 //    the server numbers them, so the post reads the same with or without this script.
+// 3. The time-zone picker (a select grouped by country) gets a filter: words of a country, a city or the zone's
+//    name (Asia/Qatar) keep the matching zones; one match left is chosen.
 (function () {
   "use strict";
   var tabsets = [];
@@ -132,8 +134,54 @@
     });
   }
 
+  // -- the time-zone filter ---------------------------------------------------------------------------------
+
+  function fold(text) {
+    return text.toLowerCase().normalize("NFD").replace(/[\u0300-\u036f\u064b-\u065f\u0640]/g, "")
+      .replace(/[_/]/g, " ").replace(/[أإآ]/g, "ا").replace(/ى/g, "ي").replace(/ة/g, "ه");
+  }
+
+  function enhanceZones(root) {
+    Array.prototype.forEach.call(root.querySelectorAll("select[data-filter]"), function (select) {
+      var wrap = document.createElement("p");
+      wrap.className = "zone-filter";
+      var label = document.createElement("label");
+      var input = document.createElement("input");
+      var status = document.createElement("span");
+      input.type = "search";
+      input.id = select.id + "-filter";
+      input.setAttribute("autocomplete", "off");
+      input.setAttribute("aria-controls", select.id);
+      label.htmlFor = input.id;
+      label.textContent = select.dataset.filter;
+      status.className = "help";
+      status.setAttribute("aria-live", "polite");
+      wrap.appendChild(label);
+      wrap.appendChild(input);
+      wrap.appendChild(status);
+      select.parentNode.insertBefore(wrap, select);
+      input.addEventListener("input", function () {
+        var words = fold(input.value).split(/\s+/).filter(Boolean);
+        var shown = [];
+        Array.prototype.forEach.call(select.querySelectorAll("optgroup"), function (group) {
+          var any = false;
+          Array.prototype.forEach.call(group.querySelectorAll("option"), function (option) {
+            var text = fold(group.label + " " + option.textContent + " " + option.value);
+            var on = words.every(function (w) { return text.indexOf(w) >= 0; });
+            option.hidden = !on;
+            if (on) { any = true; shown.push(option); }
+          });
+          group.hidden = !any;
+        });
+        status.textContent = words.length && !shown.length ? select.dataset.none : "";
+        if (words.length && shown.length === 1) { select.value = shown[0].value; }
+      });
+    });
+  }
+
   enhanceRepeats(document);
   enhanceTabs(document);
+  enhanceZones(document);
   var bad = document.querySelector(".lang-panel [aria-invalid='true']");
   var start = bad ? bad.closest(".lang-panel").dataset.lang : (tabsets.length ? tabsets[0].tabs[0].dataset.lang : null);
   if (start) { select(start); }
