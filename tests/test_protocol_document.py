@@ -1,31 +1,16 @@
 """docs/PROTOCOL.md §6 and the code name the same reasons: every slug the hub, the nodes and the protocol core can
 emit is listed in §6, and every slug §6 lists is emitted somewhere.
 
-A slug is read from the code where it is written: ``reason="…"`` (an error's or a check's reason), a class's
-``reason = "…"``, ``Problem(status, "…", …)`` and ``problem_response(status, "…", …)`` (an HTTP problem),
-``Failure("check", "…", …)`` (a verification failure) and ``"reason": "…"`` (an alarm). §6 is read by its heading,
-and its slugs are the back-quoted ones in its tables.
+How slugs are read from the code and from §6: tests/support/reasons.py.
 """
 
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 
 from tests.support.paths import ROOT
+from tests.support.reasons import emitted, listed
 
-SLUG = r"([a-z][a-z0-9]*(?:-[a-z0-9]+)+|[a-z]{3,})"
-EMITTERS = [
-    re.compile(rf'reason\s*=\s*"{SLUG}"'),
-    re.compile(rf'^\s+reason(?:\s*:\s*str)?\s*=\s*"{SLUG}"', re.MULTILINE),
-    re.compile(rf'(?:Problem|problem_response)\(\s*\d{{3}}\s*,\s*"{SLUG}"'),
-    re.compile(rf'Failure\(\s*"[a-z]+"\s*,\s*"{SLUG}"'),
-    re.compile(rf'"reason"\s*:\s*"{SLUG}"'),
-]
-# Not part of the exchange between parties (PROTOCOL.md §9): the operators' and staff's pages, the command line
-# (its verdicts are the protocol's reasons, and its own errors are local), and the conformance suite's generator.
-NOT_PROTOCOL = ("federation/server/ui/", "federation/hub/dashboard/", "node/staff/", "federation/cli/",
-                "federation/conformance/")
 # Reasons the code defines but that no other party ever sees, each with why.
 LOCAL = {
     "error": "IpdnError's default: every error raised on purpose names its own reason",
@@ -41,33 +26,6 @@ LOCAL = {
     "draft-not-found": "the authoring pages' drafts (node/staff)",
     "edit-conflict": "the authoring pages' drafts (node/staff)",
 }
-
-
-def emitted(*, protocol_only: bool) -> dict[str, set[str]]:
-    """slug -> the files that emit it."""
-    found: dict[str, set[str]] = defaultdict(set)
-    for package in ("federation", "node"):
-        for path in sorted((ROOT / package).rglob("*.py")):
-            rel = path.relative_to(ROOT).as_posix()
-            if protocol_only and rel.startswith(NOT_PROTOCOL):
-                continue
-            text = path.read_text(encoding="utf-8")
-            for pattern in EMITTERS:
-                for m in pattern.finditer(text):
-                    found[m.group(1)].add(rel)
-    return found
-
-
-def section_6() -> str:
-    text = (ROOT / "docs" / "PROTOCOL.md").read_text(encoding="utf-8")
-    start = text.index("\n## 6. Reasons\n")
-    end = text.index("\n## ", start + 1)
-    return text[start:end]
-
-
-def listed() -> set[str]:
-    rows = [line for line in section_6().splitlines() if line.startswith("|")]
-    return {s for row in rows for s in re.findall(r"`([a-z][a-z0-9]*(?:-[a-z0-9]+)*)`", row)}
 
 
 def test_every_emitted_reason_is_listed_in_section_6() -> None:

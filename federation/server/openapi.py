@@ -328,6 +328,10 @@ _STATUS = _query("status", _statuses(deleted=True), "comma-separated record stat
 _LANG = _query("lang", {"type": "string", "maxLength": 35, "pattern": _LANG_TAG},
                "a BCP 47 language tag choosing the texts", empty=True)
 _KIND = _query("kind", {"type": "string", "enum": _kinds()}, "a record kind", empty=True)
+_JSCALENDAR = "application/jscalendar+json"
+_FORMAT = _query("format", {"type": "string", "enum": ["json", "jscalendar"]},
+                 "`jscalendar`: RFC 8984 JSCalendar, as `Accept: application/jscalendar+json` asks (PROTOCOL.md §9); "
+                 "`json` (the default) the record API's JSON", empty=True)
 
 
 def _portal_page(op_id: str, summary: str, *params: dict[str, Any], media_type: str = "text/html",
@@ -346,6 +350,18 @@ def _portal_page(op_id: str, summary: str, *params: dict[str, Any], media_type: 
     return {"get": {"operationId": op_id, "tags": ["portal"], "summary": summary,
                     "parameters": [_query("lang", _UI_LANG, "the page's language"), *params, _IF_NONE_MATCH],
                     "responses": responses}}
+
+
+def _catalog(op_id: str, summary: str, *params: dict[str, Any]) -> dict[str, Any]:
+    """The DCAT-AP catalogue (node/partners/dcat.py): RDF, cacheable, 304 on If-None-Match."""
+    headers = {"ETag": _header("strong validator"), "Cache-Control": _header("public, max-age=3600"),
+               "Link": _header("the catalogue's other formats, rel=alternate")}
+    rdf = {media: {"schema": _STR} for media in ("text/turtle", "application/rdf+xml")}
+    return {"get": {"operationId": op_id, "tags": ["feeds"], "summary": summary,
+                    "parameters": [*params, _IF_NONE_MATCH],
+                    "responses": {"200": {"description": summary, "headers": headers,
+                                          "content": {"application/ld+json": {"schema": {"type": "object"}}, **rdf}},
+                                  "304": {"description": "Not modified", "headers": headers}}}}
 
 
 def _feed(op_id: str, summary: str, params: list[dict[str, Any]], description: str, media_type: str,
@@ -385,6 +401,17 @@ def _node_schemas() -> dict[str, Any]:
             envelope=_ref("Envelope")),
         "Page": _obj(["items", "next_cursor"], items={"type": "array", "items": _ref("Item")},
                      next_cursor=_STR_OR_NULL),
+        # RFC 8984 (node/partners/jscalendar.py; PROTOCOL.md §9): what a reader relies on, the rest as the RFC says.
+        "JSCalendarEvent": {**_obj(["@type", "uid", "updated", "start"], **{
+            "@type": {"const": "Event"}, "uid": _STR, "updated": _STR, "start": _STR, "duration": _STR,
+            "timeZone": {"type": ["string", "null"]}, "status": {"enum": ["confirmed", "cancelled", "tentative"]},
+            "ipdn.network:recordId": _STR}),
+            "description": "An RFC 8984 Event: one record (either kind); vendor properties `ipdn.network:*`"},
+        "JSCalendarGroup": {**_obj(["@type", "uid", "updated", "entries"], **{
+            "@type": {"const": "Group"}, "uid": _STR, "updated": _STR,
+            "entries": {"type": "array", "items": _ref("JSCalendarEvent")},
+            "ipdn.network:nextCursor": _STR_OR_NULL}),
+            "description": "An RFC 8984 Group: a page of records (tombstones left out)"},
         "Published": _obj(["record_id", "version", "seq", "hash", "envelope"], record_id=_STR, version=_int(1),
                           seq=_int(1), hash=_STR, envelope=_ref("Envelope")),
         "NodeStatus": _obj(
@@ -464,8 +491,12 @@ def _node_paths() -> dict[str, Any]:
                                    "400": bad, "401": unauth, "413": big, "422": invalid, "503": key}},
             "get": {"operationId": "listRecords", "tags": ["reading"],
                     "summary": "Records this node holds, by (update time, record id)",
-                    "parameters": [*list_params, _IF_NONE_MATCH],
-                    "responses": {"200": _json(_ref("Page"), "A page of items", _READ_HEADERS),
+                    "parameters": [*list_params, _FORMAT, _IF_NONE_MATCH],
+                    "responses": {"200": {"description": "A page of items (JSON), or a JSCalendar Group of them",
+                                          "headers": {**_READ_HEADERS, "Vary": _header("Accept"), "Link": _header(
+                                              'JSCalendar: the next page, `<...>; rel="next"`')},
+                                          "content": {_J: {"schema": _ref("Page")},
+                                                      _JSCALENDAR: {"schema": _ref("JSCalendarGroup")}}},
                                   "304": {"description": "Not modified", "headers": _READ_HEADERS},
                                   "400": _problem("A parameter that cannot be read (`bad-query`)")}},
         },
@@ -500,10 +531,17 @@ def _node_paths() -> dict[str, Any]:
         "/api/v1/records/{record_id}": {
             "parameters": [record_id],
             "get": {"operationId": "getRecord", "tags": ["reading"], "summary": "One record (a tombstone too)",
-                    "parameters": [_IF_NONE_MATCH],
-                    "responses": {"200": _json(_ref("Item"), "The record", _READ_HEADERS),
+                    "parameters": [_FORMAT, _IF_NONE_MATCH],
+                    "responses": {"200": {"description": "The record (JSON), or a JSCalendar Event",
+                                          "headers": {**_READ_HEADERS, "Vary": _header("Accept")},
+                                          "content": {_J: {"schema": _ref("Item")},
+                                                      _JSCALENDAR: {"schema": _ref("JSCalendarEvent")}}},
                                   "304": {"description": "Not modified", "headers": _READ_HEADERS},
-                                  "404": missing}},
+                                  "400": _problem("A `format` other than json or jscalendar (`bad-query`)"),
+                                  "404": missing,
+                                  "406": _problem("JSCalendar asked for a body that gives no start "
+                                                  "(`not-representable`)"),
+                                  "410": _problem("JSCalendar asked for a deleted record (`record-deleted`)")}},
             "put": {"operationId": "updateRecord", "tags": ["authoring"], "security": bearer,
                     "summary": "A new version of an own record",
                     "requestBody": body({**_obj(["body"], body={"type": "object"}), "additionalProperties": False}),
@@ -638,6 +676,13 @@ def _node_paths() -> dict[str, Any]:
                                   "404": {"description": "No such record",
                                           "content": {"text/html": {"schema": _STR}}}}},
         },
+        "/catalog": _catalog("getCatalog", "The DCAT-AP 3 catalogue of the network: JSON-LD, Turtle or RDF/XML "
+                                           "by Accept (JSON-LD by default)"),
+        "/catalog.{suffix}": _catalog("getCatalogFile", "The DCAT-AP 3 catalogue in the format the suffix names",
+                                      {"name": "suffix", "in": "path", "required": True,
+                                       "schema": {"type": "string", "enum": ["jsonld", "ttl", "rdf"]},
+                                       "description": "`jsonld` (application/ld+json), `ttl` (text/turtle) or `rdf` "
+                                                      "(application/rdf+xml)"}),
         "/oai": {
             "get": {"operationId": "oaiGet", "tags": ["feeds"], "summary": "OAI-PMH 2.0, all six verbs",
                     "parameters": [_query(k, v, v.get("description", k)) for k, v in _OAI_ARGS.items()],

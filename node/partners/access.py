@@ -50,7 +50,8 @@ _KEY_RE = re.compile(r"ipdn_pk_([0-9a-f]{12})_[A-Za-z0-9_-]{43}")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@-]{0,99}")
 # Where partners read (GET/HEAD): the record API, the feeds, OAI-PMH, the portal's pages (node/partners/portal.py).
 READ_PREFIXES = ("/api/v1/records", "/api/v1/feeds/", "/oai", "/events", "/members")
-READ_PATHS = frozenset({"/", "/sitemap.xml", "/robots.txt", "/portal.css"})
+READ_PATHS = frozenset({"/", "/sitemap.xml", "/robots.txt", "/portal.css",
+                        "/catalog", "/catalog.jsonld", "/catalog.ttl", "/catalog.rdf"})  # node/partners/dcat.py
 WEBHOOKS_PREFIX = "/api/v1/webhooks"
 WEBHOOKS_KEY_PATH = WEBHOOKS_PREFIX + "/signing-key"  # the one webhook route anyone may read
 TOUCH_EVERY = 60.0  # seconds between writes of a key's last use

@@ -6,7 +6,9 @@ a signed session cookie, the CSRF token of every POST, a lock after repeated fai
 autoescape; English and Arabic, right to left for Arabic). Pages are server-rendered and work without
 JavaScript; node/staff/static/author/author.js only adds language tabs. Every response under ``/author/``
 carries the strict page headers (``secure_headers``: no inline script or style, no framing). Errors are
-RFC 9457 problems, except what staff can fix in a form (validation), which is shown on the form itself.
+RFC 9457 problems, except what staff can fix in a form (validation), which is shown on the form itself; a
+browser asking for a page (``Accept: text/html``) gets the problem as a page in the reader's language (the
+reason's sentence, its slug, the technical text behind a disclosure).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import contextlib
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -525,8 +527,10 @@ async def import_job_page(request: web.Request) -> web.Response:
     job = request.app[PAGES].jobs.get(request.match_info["job_id"])
     if job is None or job.owner != user.username:
         raise Problem(404, "import-not-found", "no such import (imports are kept until the node restarts)")
-    return _render(request, "import.html", user=user, session=session, job=job, error=job.error,
-                   row_error=request.app[PAGES].staff.row_error)
+    # A job that failed says so in the reader's language; the exception's text is the technical detail.
+    failed = request.app[PAGES].staff.names(_lang(request)).message("import.err.failed") if job.error else None
+    return _render(request, "import.html", user=user, session=session, job=job, error=failed,
+                   error_detail=job.error or "", row_error=request.app[PAGES].staff.row_error)
 
 
 # -- static files -----------------------------------------------------------------------------------------
@@ -539,6 +543,32 @@ async def static_file(request: web.Request) -> web.Response:
         raise Problem(404, "not-found", f"no file {name}")
     return web.Response(body=path.read_bytes(), content_type=STATIC_TYPES[path.suffix],
                         headers={"Cache-Control": "public, max-age=300"})
+
+
+def _for_people(request: web.Request) -> bool:
+    """A page under /author/ that a browser navigated to (it asks for HTML); scripts keep the JSON problem."""
+    under = request.path.startswith(PREFIX + "/") and not request.path.startswith(PREFIX + "/static/")
+    return under and "text/html" in request.headers.get("Accept", "")
+
+
+@web.middleware
+async def _problem_pages(request: web.Request,
+                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """A refusal of an authoring page (a record of another member, one deleted, a draft gone, an edit that
+    crossed a colleague's) as a page in the reader's language, not raw JSON: the reason's sentence from the
+    common catalogue with its slug, the problem's English detail behind "Technical details"."""
+    try:
+        return await handler(request)
+    except Problem as p:
+        if not _for_people(request):
+            raise
+        resp = _render(request, "problem.html", status=p.status, reason=p.reason, detail=p.detail)
+        resp.headers.update(p.headers)
+        return resp
+    except web.HTTPNotFound:
+        if not _for_people(request):
+            raise
+        return _render(request, "problem.html", status=404, reason="not-found", detail=request.path)
 
 
 async def _page_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -577,6 +607,7 @@ def register_routes(app: web.Application, config_dir: Path) -> None:
 
     app.cleanup_ctx.append(pages)
     app.on_response_prepare.append(_page_headers)
+    app.middlewares.append(_problem_pages)  # innermost: it sees the handlers' problems before problems_middleware
     r = app.router
     r.add_get(PREFIX + "/", list_page)
     signin.add_routes(r)

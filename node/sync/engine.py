@@ -86,6 +86,7 @@ class SyncState:
     last_push_at: datetime | None = None
     last_pull_at: datetime | None = None
     last_error: str | None = None
+    last_error_reason: str | None = None  # its reason slug: the status page words it (internal-error for a bug)
     last_error_at: datetime | None = None
     log_size: int | None = None
     cosigned_size: int | None = None  # the checkpoint whose co-signature the hub holds from this node
@@ -480,6 +481,7 @@ class SyncEngine:
             log.exception("sync step failed")
             text = f"internal: {type(e).__name__}: {e}"
         self.state.last_error, self.state.last_error_at = text, self.service.clock()
+        self.state.last_error_reason = e.reason if isinstance(e, IpdnError) else "internal-error"
 
     async def _push_loop(self) -> None:
         backoff = Backoff(self.config.backoff_base, self.config.backoff_cap, self.rng)

@@ -281,6 +281,32 @@ class TestPages:
         assert json.loads(await raw.read()) == bad
         assert (await hub.get("/dashboard/quarantine/999999")).status == 404
 
+    async def test_refusal_details_in_the_readers_language_with_the_slug_as_a_code(
+            self, hub: Any, members: dict[str, Member], body: dict) -> None:
+        """Where operators read why an envelope was refused (the member page, the quarantine, the refusal page),
+        the reason is the catalogue's sentence in the page's language, the slug a secondary code isolated left to
+        right, the verifier's English message only behind "Technical details" (lang="en"); the refusal page words
+        each schema error by its keyword, the pointer and keyword as codes."""
+        qa = members["QA"]
+        await push(hub, qa, [qa.publish({**body, "status": "nope"})])
+        await signed_in(hub)
+        item = (await hub.server.app[SERVICE].store.quarantine_page(member="QA"))[0]
+        sentence = {"en": "The record does not match its schema", "ar": "السجل لا يطابق مخططه"}
+        for path in ("/dashboard/members/QA", "/dashboard/quarantine", f"/dashboard/quarantine/{item['id']}"):
+            for lang in ("en", "ar"):
+                html = await (await hub.get(f"{path}?lang={lang}")).text()
+                assert sentence[lang] in html, (path, lang)
+                assert '<code class="slug" dir="ltr"><bdi>schema-invalid</bdi></code>' in html, (path, lang)
+                technical = re.findall(r'<details class="technical"><summary>([^<]+)</summary>'
+                                       r'<p lang="en" dir="ltr"><bdi>([^<]+)</bdi></p></details>', html)
+                assert technical and technical[0][0] == {"en": "Technical details", "ar": "تفاصيل تقنية"}[lang]
+                # The English message is never shown outside its disclosure.
+                outside = re.sub(r"<details.*?</details>", "", html, flags=re.S)
+                assert all(message not in outside for _, message in technical), (path, lang)
+        ar = await (await hub.get(f"/dashboard/quarantine/{item['id']}?lang=ar")).text()
+        assert "قيمة ليست من الخيارات المسموح بها." in ar  # enum, in words
+        assert '<code dir="ltr"><bdi>/status</bdi></code> <code class="slug" dir="ltr"><bdi>enum</bdi></code>' in ar
+
     async def test_quarantine_filters(self, hub: Any, members: dict[str, Member], body: dict) -> None:
         """Filter by member, reason and time window."""
         for code in ("QA", "KR"):

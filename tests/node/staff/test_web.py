@@ -16,7 +16,7 @@ from federation.server.ui.totp import code_at
 from node.app import create_app
 from node.appkeys import SERVICE
 from node.config import NodeConfig
-from node.staff.web import PAGES
+from node.staff.web import PAGES, ImportJob
 from tests.support import paths
 from tests.support.factories import Member
 from tests.support.nodes import TOKEN
@@ -427,6 +427,38 @@ class TestUpload:
         form.add_field("file", b"source_id,kind\n", filename="x.csv")
         resp = await client.post("/author/import", data=form)
         assert resp.status == 403 and (await resp.json())["reason"] == "csrf"
+
+
+class TestRefusalsForPeople:
+    async def test_a_refusal_is_a_page_in_the_readers_language_and_json_for_scripts(self, client: TestClient) -> None:
+        """A browser asking for an authoring page the node refuses (no such record here) gets a page in its
+        language: the reason's label and sentence from the catalogue, the slug as an isolated code, the problem's
+        English detail behind "Technical details"; a script (no text/html in Accept) keeps the RFC 9457 problem."""
+        await sign_in(client)
+        html_accept = {"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"}
+        r = await client.get("/author/records/QA:nothing?lang=ar", headers=html_accept)
+        assert r.status == 404 and r.content_type == "text/html"
+        html = await r.text()
+        assert '<html lang="ar" dir="rtl">' in html and "<h1>السجل غير موجود</h1>" in html
+        assert "لا يوجد سجل بهذا المعرّف." in html and '<code class="slug" dir="ltr"><bdi>record-not-found</bdi>' in html
+        assert '<summary>تفاصيل تقنية</summary><p lang="en" dir="ltr">' in html
+        assert r.headers["Content-Security-Policy"].startswith("default-src 'none'")
+        r = await client.get("/author/nowhere?lang=en", headers=html_accept)
+        assert r.status == 404 and "Nothing was found at this address." in await r.text()
+        r = await client.get("/author/records/QA:nothing")
+        assert r.status == 404 and r.content_type == PROBLEM and (await r.json())["reason"] == "record-not-found"
+
+    async def test_an_import_that_failed_says_so_in_words_with_the_error_behind_details(
+            self, client: TestClient) -> None:
+        """An import job that stopped on an exception shows the catalogue's sentence, not the exception's text,
+        which stays behind "Technical details"."""
+        await sign_in(client)
+        client.app[PAGES].jobs["j1"] = ImportJob("j1", "amal", "all", total=2, error="OperationalError: disk full")
+        html = await (await client.get("/author/import/j1?lang=ar")).text()
+        assert "توقف الاستيراد بسبب خطأ." in html
+        assert re.search(r'<details><summary>تفاصيل تقنية</summary><code lang="en" dir="ltr">'
+                         r"OperationalError: disk full</code></details>", html)
+        assert "<p>OperationalError" not in html
 
 
 class TestMigration:

@@ -87,8 +87,9 @@ class TestStatusPage:
 
     async def test_refusals_shown_with_reason_escaped(self, node: TestClient, net: Net,
                                                       event: dict[str, Any]) -> None:
-        """An own envelope the hub refused is listed with its reason; its <script> title and bidi overrides are
-        text; retrying needs the form's CSRF token."""
+        """An own envelope the hub refused is listed with its reason in the reader's language (the catalogue's
+        sentence; the slug a secondary code, isolated; the hub's English detail behind "Technical details"); its
+        <script> title and bidi overrides are text; retrying needs the form's CSRF token."""
         net.hub.reject_reason = "schema-invalid"
         title = {"en": XSS, "ar": BIDI}
         r = await node.post("/api/v1/records", json={"kind": "cultural-event", "body": {**event, "title": title}},
@@ -98,10 +99,14 @@ class TestStatusPage:
         assert (await sign_in(node)).status == 303
         html = await (await node.get("/status?lang=en")).text()
         assert XSS not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-        assert '<code dir="ltr">schema-invalid</code>' in html and "Does not match the schema" in html
+        assert '<code class="slug" dir="ltr"><bdi>schema-invalid</bdi></code>' in html
+        assert "Does not match the schema" in html and "The record does not match its schema" in html
+        assert '<p lang="en" dir="ltr"><bdi>envelope 0: schema-invalid</bdi></p>' in html  # the hub's own words
         assert "data-refused=" in html
         ar = await (await node.get("/status?lang=ar")).text()
         assert '<html lang="ar" dir="rtl">' in ar
+        assert "السجل لا يطابق مخططه" in ar and "تفاصيل تقنية" in ar and "The record does not" not in ar
+        assert '<code class="slug" dir="ltr"><bdi>schema-invalid</bdi></code>' in ar
         r = await node.post("/status/retry", data={}, allow_redirects=False)
         assert r.status == 403
         net.hub.reject_reason = None
@@ -141,8 +146,10 @@ class TestAlarms:
         await eventually(halted)
         assert (await sign_in(node)).status == 303
         html = await (await node.get("/status?lang=en")).text()
-        assert '<code dir="ltr">log-inconsistent</code>' in html and "Log inconsistent" in html
-        assert 'class="alarm bad"' in html
+        assert '<code class="slug" dir="ltr"><bdi>log-inconsistent</bdi></code>' in html and "Log inconsistent" in html
+        assert "the log may have been rewritten" in html and 'class="alarm bad"' in html
+        ar = await (await node.get("/status?lang=ar")).text()  # the alarm in Arabic words, the slug kept
+        assert "ربما أُعيدت كتابة السجل" in ar and '<bdi>log-inconsistent</bdi>' in ar
         text = await (await node.get("/metrics")).text()
         assert "ipdn_node_log_halted 1.0" in text and 'ipdn_node_alarms{reason="log-inconsistent"} 1.0' in text
 

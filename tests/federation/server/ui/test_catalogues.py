@@ -14,12 +14,14 @@ they are complete in English and Arabic.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from html.parser import HTMLParser
 from pathlib import Path
 
 import jinja2
+import jsonschema
 import pytest
 from babel.messages import pofile
 from jinja2 import nodes
@@ -30,6 +32,7 @@ from federation.server.ui.i18n import SHARED_LOCALE, Catalog
 from federation.server.ui.templates import SHARED_TEMPLATES, template_env
 from node.staff.forms import FormBuilder, Names
 from tests.support.paths import ROOT
+from tests.support.reasons import emitted, listed
 
 # Each family of pages: its templates and its catalogue (directory, domain).
 DOMAINS = {
@@ -119,19 +122,23 @@ def test_catalogue_falls_back_to_english_and_names_missing_keys() -> None:
 
 
 class _Literals(HTMLParser):
-    """Text and people-facing attribute values of a template's HTML with its jinja2 parts taken out."""
+    """Text and people-facing attribute values of a template's HTML with its jinja2 parts taken out; each
+    ``{{ … }}`` is a marker ``\x00n\x00`` whose expression is looked at when it lands where people read it."""
 
-    def __init__(self) -> None:
+    def __init__(self, expressions: list[str]) -> None:
         super().__init__(convert_charrefs=True)
+        self.expressions = expressions
         self.found: list[str] = []
         self.skip = 0  # inside <code>, <script>, <style>: not words
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in ("code", "script", "style", "pre"):
             self.skip += 1
-        self.found += [f"{tag}[{k}]={v}" for k, v in attrs if k in PEOPLE_ATTRIBUTES and v and _wordy(v)]
-        if tag == "input" and dict(attrs).get("type") in ("submit", "button") and _wordy(dict(attrs).get("value")):
-            self.found.append(f"input[value]={dict(attrs)['value']}")
+        for k, v in attrs:
+            if k in PEOPLE_ATTRIBUTES and v:
+                self._read(v, f"{tag}[{k}]=")
+        if tag == "input" and dict(attrs).get("type") in ("submit", "button"):
+            self._read(dict(attrs).get("value") or "", "input[value]=")
 
     def handle_endtag(self, tag: str) -> None:
         if tag in ("code", "script", "style", "pre") and self.skip:
@@ -139,8 +146,44 @@ class _Literals(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         data = re.sub(r'[\w-]+="[^"]*"', "", data)  # attributes a macro writes into its caller's tag
-        if not self.skip and _wordy(data):
-            self.found.append(data.strip())
+        if not self.skip:
+            self._read(data, "")
+
+    def _read(self, text: str, where: str) -> None:
+        """Words written in the template, and words written as string constants in the expressions shown here."""
+        if _wordy(_MARKER.sub("", text)):
+            self.found.append(where + _MARKER.sub("{{…}}", text).strip())
+        for i in _MARKER.findall(text):
+            self.found += [f"{where}{{{{ {self.expressions[int(i)]} }}}}: {c!r}"
+                           for c in _shown_constants(self.expressions[int(i)]) if _wordy(c)]
+
+
+_MARKER = re.compile("\x00(\\d+)\x00")
+_PARSER = jinja2.Environment(extensions=["jinja2.ext.i18n"])  # noqa: S701 (parses templates, renders nothing)
+
+
+def _shown_constants(expression: str) -> list[str]:
+    """The string constants an expression can show as they are: ``{{ "Refused" }}``, ``{{ x or "none" }}``, ``{{
+    "a" if c else "b" }}``; not a constant handed to a call or filter (a message key, a format), compared, or used
+    as a key (``d["errors"]``)."""
+
+    def shown(node: nodes.Node) -> list[str]:
+        if isinstance(node, nodes.Const):
+            return [node.value] if isinstance(node.value, str) else []
+        if isinstance(node, nodes.CondExpr):
+            return shown(node.expr1) + (shown(node.expr2) if node.expr2 is not None else [])
+        if isinstance(node, (nodes.Or, nodes.And)):
+            return shown(node.left) + shown(node.right)
+        if isinstance(node, (nodes.Concat, nodes.List, nodes.Tuple)):
+            return [c for n in node.nodes if not isinstance(n, nodes.Pair) for c in shown(n)]
+        if isinstance(node, nodes.Filter) and node.node is not None:  # a default is shown when the value is not
+            fallback = node.args[:1] if node.name in ("default", "d") else []
+            return shown(node.node) + [c for a in fallback for c in shown(a)]
+        return []
+
+    output = _PARSER.parse("{{ " + expression + " }}").body[0]
+    assert isinstance(output, nodes.Output)
+    return [c for n in output.nodes for c in shown(n)]
 
 
 def _wordy(text: str | None) -> bool:
@@ -152,52 +195,180 @@ def _wordy(text: str | None) -> bool:
     return any(unicodedata.category(c).startswith("L") for c in text)
 
 
-def _html_without_jinja(env: jinja2.Environment, source: str) -> str:
-    """The template's own HTML: each ``{{ … }}`` becomes a placeholder, statements and comments go."""
-    out, depth = [], 0
+def _html_without_jinja(env: jinja2.Environment, source: str) -> tuple[str, list[str]]:
+    """The template's own HTML, each ``{{ … }}`` a numbered marker (with the list of their expressions);
+    statements and comments go."""
+    out: list[str] = []
+    expressions: list[str] = []
+    depth, expression = 0, None
     for _line, kind, value in env.lex(source):
         if kind == "data" and depth == 0:
             out.append(value)
         elif kind == "variable_begin":
             depth += 1
-            out.append("\x00")
-        elif kind in ("block_begin",):
+            expression = []
+        elif kind == "block_begin":
             depth += 1
-        elif kind in ("variable_end", "block_end"):
+        elif kind == "variable_end":
             depth -= 1
-    return "".join(out)
+            out.append(f"\x00{len(expressions)}\x00")
+            expressions.append("".join(expression or []).strip())
+            expression = None
+        elif kind == "block_end":
+            depth -= 1
+        elif expression is not None:
+            expression.append(value)
+    return "".join(out), expressions
 
 
-def templates() -> list[tuple[str, Path]]:
-    found = [(domain, p) for domain, (directory, _) in DOMAINS.items() for p in sorted(directory.rglob("*.html"))]
-    return found + [(domain, p) for p in sorted(SHARED_TEMPLATES.glob("*.html")) for domain in SHARED_USERS]
+def words_outside_the_catalogue(env: jinja2.Environment, source: str) -> list[str]:
+    html, expressions = _html_without_jinja(env, source)
+    parser = _Literals(expressions)
+    parser.feed(html)
+    parser.close()
+    return parser.found
 
 
-@pytest.mark.parametrize(("domain", "path"), templates(), ids=lambda x: x if isinstance(x, str) else x.name)
-def test_no_words_outside_the_catalogue(domain: str, path: Path) -> None:
-    """Every word a template shows comes from the catalogue: none in its text or people-facing attributes."""
-    env = template_env(path.parent, Catalog(DOMAINS[domain][1], domain))
-    parser = _Literals()
-    parser.feed(_html_without_jinja(env, path.read_text(encoding="utf-8")))
-    assert parser.found == [], f"{path.relative_to(ROOT)}: words outside the catalogue: {parser.found}"
-
-
-@pytest.mark.parametrize(("domain", "path"), templates(), ids=lambda x: x if isinstance(x, str) else x.name)
-def test_every_key_a_template_names_exists(domain: str, path: Path) -> None:
-    """``_("key")`` and ``ngettext("key", …)`` name a message of the domain; ``pgettext("family", "value")`` one
-    of the domain or of ``common``."""
-    catalog = Catalog(DOMAINS[domain][1], domain)
-    env = template_env(path.parent, catalog)
-    tree = env.parse(path.read_text(encoding="utf-8"))
+def unknown_keys(catalog: Catalog, env: jinja2.Environment, source: str) -> list[str]:
+    """Keys the template names that its catalogue lacks: ``_("key")`` and ``ngettext("key", …)`` in the domain,
+    ``pgettext("family", "value")`` in the domain or in ``common``."""
     missing = []
-    for call in tree.find_all(nodes.Call):
+    for call in env.parse(source).find_all(nodes.Call):
         name = getattr(call.node, "name", None)
         args = [a.value for a in call.args if isinstance(a, nodes.Const)]
         if name in ("_", "gettext", "ngettext") and args and args[0] not in catalog.keys:
             missing.append(args[0])
         if name == "pgettext" and len(args) == 2 and catalog.translator("en").pgettext(*args) == args[1]:
             missing.append(f"{args[0]}:{args[1]}")
+    return missing
+
+
+def _referenced(source: str) -> set[str]:
+    """The templates a template extends, imports or includes, by name."""
+    tree = _PARSER.parse(source)
+    found = set()
+    for node in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+        if isinstance(node.template, nodes.Const):
+            found.add(node.template.value)
+    return found
+
+
+def shared_users() -> dict[str, set[str]]:
+    """Each shared template (federation/server/ui/templates) and the domains whose pages use it, directly or
+    through another shared template: each is checked against every catalogue it is rendered with."""
+    shared = {p.name: p for p in SHARED_TEMPLATES.glob("*.html")}
+    users: dict[str, set[str]] = {name: set() for name in shared}
+    for domain, (directory, _) in DOMAINS.items():
+        todo = [r for p in directory.rglob("*.html") for r in _referenced(p.read_text(encoding="utf-8"))]
+        seen: set[str] = set()
+        while todo:
+            name = todo.pop()
+            if name in shared and name not in seen:
+                seen.add(name)
+                todo += _referenced(shared[name].read_text(encoding="utf-8"))
+        for name in seen:
+            users[name].add(domain)
+    return users
+
+
+def templates() -> list[tuple[str, Path]]:
+    found = [(domain, p) for domain, (directory, _) in DOMAINS.items() for p in sorted(directory.rglob("*.html"))]
+    return found + [(domain, SHARED_TEMPLATES / name) for name, used in sorted(shared_users().items())
+                    for domain in sorted(used)]
+
+
+def _env(domain: str, path: Path) -> tuple[Catalog, jinja2.Environment]:
+    catalog = Catalog(DOMAINS[domain][1], domain)
+    return catalog, template_env(path.parent, catalog)
+
+
+def test_every_template_family_is_checked() -> None:
+    """Every directory of templates in the code is a family with its catalogue here (hub dashboard, status page,
+    authoring pages, public portal) or the shared one, and every shared template is used and so checked: a new
+    family of pages cannot escape the checks below."""
+    found = {p.parent for package in ("federation", "node") for p in (ROOT / package).rglob("*.html")}
+    families = {d for directory, _ in DOMAINS.values() for d in found if d.is_relative_to(directory)}
+    assert found - families == {SHARED_TEMPLATES}, f"templates outside any family: {found - families}"
+    unused = sorted(name for name, used in shared_users().items() if not used)
+    assert not unused, f"shared templates no page uses (so checked against no catalogue): {unused}"
+    assert shared_users()["page.html"] == set(DOMAINS)  # the skeleton of every page
+    assert {"hub", "status"} <= shared_users()["frame.html"]
+
+
+@pytest.mark.parametrize(("domain", "path"), templates(), ids=lambda x: x if isinstance(x, str) else x.name)
+def test_no_words_outside_the_catalogue(domain: str, path: Path) -> None:
+    """Every word a template shows comes from the catalogue: none in its text or people-facing attributes, none
+    as a string constant shown by an expression."""
+    _, env = _env(domain, path)
+    found = words_outside_the_catalogue(env, path.read_text(encoding="utf-8"))
+    assert found == [], f"{path.relative_to(ROOT)}: words outside the catalogue: {found}"
+
+
+@pytest.mark.parametrize(("domain", "path"), templates(), ids=lambda x: x if isinstance(x, str) else x.name)
+def test_every_key_a_template_names_exists(domain: str, path: Path) -> None:
+    """``_("key")`` and ``ngettext("key", …)`` name a message of the domain; ``pgettext("family", "value")`` one
+    of the domain or of ``common``."""
+    catalog, env = _env(domain, path)
+    missing = unknown_keys(catalog, env, path.read_text(encoding="utf-8"))
     assert not missing, f"{path.relative_to(ROOT)} names messages its catalogue lacks: {missing}"
+
+
+# What a template may hold and what it may not: the checks above must find each of these.
+LITERALS = [
+    "<p>Refused</p>",
+    '<p title="Refused">{{ _("k") }}</p>',
+    '<img alt="Refused" src="x.png">',
+    '<input type="submit" value="Send">',
+    '<p>{{ "Refused" }}</p>',
+    "<p>{{ x or 'none' }}</p>",
+    '<p>{{ "yes" if x else _("k") }}</p>',
+    '<td>{{ x|default("unknown") }}</td>',
+    '<p aria-label="{{ \'Close\' }}">×</p>',
+    "<p>مرفوض</p>",
+]
+NOT_LITERALS = [
+    '<p class="{{ \'ok\' if x else \'bad\' }}">{{ _("k") }}</p>',
+    "<p><code>bad-signature</code> {{ pgettext('reason', 'bad-signature') }}</p>",
+    '<a href="{{ path(x, \'/edit\') }}" lang="en">English</a> <span lang="ar">العربية</span>',
+    "<p>{{ x.get('failures', []) }} {{ d['errors'] }} {{ t|when(style='short') }} {{ n }} · – IPDN</p>",
+    '<p>{% if lang == "en" %}{{ _("k") }}{% endif %}{# Not shown #}</p>',
+]
+
+
+@pytest.mark.parametrize("source", LITERALS)
+def test_the_literal_check_finds_a_word_outside_the_catalogue(source: str) -> None:
+    """The check is not vacuous: each synthetic template above holds a word outside the catalogue and is caught."""
+    env = template_env(SHARED_TEMPLATES, Catalog(DOMAINS["hub"][1], "hub"))
+    assert words_outside_the_catalogue(env, source), source
+
+
+@pytest.mark.parametrize("source", NOT_LITERALS)
+def test_the_literal_check_lets_codes_keys_and_markup_through(source: str) -> None:
+    env = template_env(SHARED_TEMPLATES, Catalog(DOMAINS["hub"][1], "hub"))
+    assert words_outside_the_catalogue(env, source) == [], source
+
+
+def _one_per_family() -> list[tuple[str, Path]]:
+    """The first template of each domain, and each shared template with each domain using it."""
+    firsts = {}
+    for domain, path in templates():
+        if path.parent != SHARED_TEMPLATES:
+            firsts.setdefault(domain, (domain, path))
+    return list(firsts.values()) + [(d, p) for d, p in templates() if p.parent == SHARED_TEMPLATES]
+
+
+@pytest.mark.parametrize(("domain", "path"), _one_per_family(), ids=lambda x: x if isinstance(x, str) else x.name)
+def test_a_word_or_key_added_to_any_family_fails_the_checks(domain: str, path: Path) -> None:
+    """A real template of every family (hub, status, staff, public and the shared ones), with a literal word and
+    a key its catalogue lacks put in, fails the two checks above; as it is, it passes them."""
+    catalog, env = _env(domain, path)
+    source = path.read_text(encoding="utf-8")
+    assert words_outside_the_catalogue(env, source) == [] and unknown_keys(catalog, env, source) == []
+    marker = "{% block main %}" if "{% block main %}" in source else None
+    added = '<p class="note">Refused by the hub</p>{{ _("no.such.key") }}'
+    broken = source.replace(marker, marker + added, 1) if marker else source + added
+    assert words_outside_the_catalogue(env, broken) == ["Refused by the hub"]
+    assert unknown_keys(catalog, env, broken) == ["no.such.key"]
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
@@ -219,12 +390,30 @@ def test_every_field_of_the_form_has_help_in_plain_words(kind: str, lang: str) -
 
 
 def _reasons() -> set[str]:
-    """The reason slugs PROTOCOL §6 lists (the back-quoted ones in its tables, as tests/test_protocol_document.py)."""
-    text = (ROOT / "docs" / "PROTOCOL.md").read_text(encoding="utf-8")
-    start = text.index("\n## 6. Reasons\n")
-    section = text[start:text.index("\n## ", start + 1)]
-    rows = [line for line in section.splitlines() if line.startswith("|")]
-    return {s for row in rows for s in re.findall(r"`([a-z][a-z0-9]*(?:-[a-z0-9]+)*)`", row)}
+    """Every reason a page may show: those PROTOCOL §6 lists, those the code emits (the pages' own too:
+    tests/support/reasons.py reads both) and the status page's fallback for a refusal without one."""
+    return listed() | set(emitted(protocol_only=False)) | {"rejected"}
+
+
+def _schema_keywords() -> set[str]:
+    """The validation keywords the record schemas use and the kinds' rules (``rule:<name>``): what a refused
+    record's schema errors name."""
+    validators = set(jsonschema.Draft202012Validator.VALIDATORS)
+    used: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            used.update(k for k in node if k in validators and k not in ("properties", "items", "$ref"))
+            for k, v in node.items():
+                walk(v if k != "properties" or not isinstance(v, dict) else list(v.values()))
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    for path in (ROOT / "schemas").glob("*/v*.json"):
+        walk(json.loads(path.read_text(encoding="utf-8")))
+    rules = set(re.findall(r'"(rule:[a-z-]+)"', (ROOT / "federation/protocol/schemas.py").read_text(encoding="utf-8")))
+    return used | rules
 
 
 def _schema_enum(kind: str, field: str) -> set[str]:
@@ -235,6 +424,8 @@ def _schema_enum(kind: str, field: str) -> set[str]:
 
 @pytest.mark.parametrize(("family", "values"), [
     ("reason", _reasons()),
+    ("reason-explained", _reasons()),
+    ("schema-keyword", _schema_keywords()),
     ("kind", {"cultural-event", "capacity-programme"}),
     ("op", {"put", "delete"}),
     ("member-status", {"applicant", "active", "suspended", "withdrawn"}),
@@ -245,7 +436,8 @@ def _schema_enum(kind: str, field: str) -> set[str]:
 ], ids=lambda x: x if isinstance(x, str) else "")
 def test_protocol_words_have_labels(family: str, values: set[str]) -> None:
     """Every value of the family has a label in English and Arabic in ``common`` (a reason added to PROTOCOL §6
-    needs one: federation/server/ui/locale/*/LC_MESSAGES/common.po)."""
+    or to the code needs two: its label, ``reason``, and the sentence pages show, ``reason-explained``, in
+    federation/server/ui/locale/*/LC_MESSAGES/common.po; a schema keyword or rule its sentence)."""
     cats = {lang: read(SHARED_LOCALE, "common", lang) for lang in LANGUAGES}
     missing = sorted(f"{lang}:{v}" for v in values for lang in LANGUAGES
                      if not (m := cats[lang].get(v, context=family)) or not m.string)
