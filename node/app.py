@@ -36,7 +36,7 @@ from node.errors import (
 )
 from node.own_keys import OwnKeys
 from node.partners import access as partners
-from node.partners import feeds, oaipmh, pages, portal
+from node.partners import answers, feeds, oaipmh, pages, portal
 from node.partners.dcat import register_routes as catalog_routes
 from node.records.service import NodeService
 from node.staff import web as authoring
@@ -113,6 +113,7 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
     oaipmh.register_routes(app)
     feeds.register_routes(app)
     catalog_routes(app)  # /catalog: the DCAT-AP catalogue (node/partners/dcat.py)
+    answers.install(app)  # the public pages' answers, kept until the data changes (pages and portal)
     pages.register_routes(app)
     portal.register_routes(app)
     webhook_api.register_routes(app)

@@ -65,6 +65,7 @@ from federation.server.ui.i18n import pick  # one language-map chooser for every
 from node.appkeys import CONFIG, SERVICE
 from node.config import NodeConfig
 from node.errors import BadQueryError
+from node.partners.answers import BoundedCache
 from node.records.service import NodeService
 from node.store.records import StoredRecord
 
@@ -710,33 +711,10 @@ def _not_modified(request: web.Request, etag: str) -> bool:
     return any(t.value in (etag, "*") for t in request.if_none_match or ())
 
 
-class RenderCache:
-    """The latest renderings by ETag (an ETag names exactly one rendering), at most ``max_bytes`` in all.
-
-    Calendar applications poll without validators; rendering a large calendar is CPU work (icalendar
-    needs about 0.7 ms per event), so the same answer is not made twice.
-    """
-
-    def __init__(self, max_bytes: int = RENDER_CACHE_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[str, bytes] = OrderedDict()
-        self._size = 0
-
-    def get(self, etag: str) -> bytes | None:
-        data = self._items.get(etag)
-        if data is not None:
-            self._items.move_to_end(etag)
-        return data
-
-    def put(self, etag: str, data: bytes) -> None:
-        if len(data) > self.max_bytes or etag in self._items:
-            return
-        self._items[etag] = data
-        self._size += len(data)
-        while self._size > self.max_bytes:
-            self._size -= len(self._items.popitem(last=False)[1])
-
-
+# The latest renderings by ETag (an ETag names exactly one rendering). Calendar applications poll without
+# validators; rendering a large calendar is CPU work (icalendar needs about 0.7 ms per event), so the same answer is
+# not made twice.
+RenderCache = BoundedCache[str, bytes]
 RENDER_CACHE = web.AppKey("feeds_render_cache", RenderCache)
 
 
@@ -804,7 +782,7 @@ async def atom_feed(request: web.Request) -> web.Response:
 
 def register_routes(app: web.Application) -> None:
     """Add the feed routes (GET, and HEAD with it) to the node's application, and their render cache."""
-    app[RENDER_CACHE] = RenderCache()
+    app[RENDER_CACHE] = RenderCache(RENDER_CACHE_BYTES, len)
     app.router.add_get(ICS_PATH, events_ics)
     app.router.add_get(JSON_FEED_PATH, json_feed)
     app.router.add_get(ATOM_PATH, atom_feed)

@@ -43,6 +43,7 @@ from node.appkeys import CONFIG, SERVICE
 from node.config import NodeConfig
 from node.errors import RecordNotFoundError
 from node.partners import portal
+from node.partners.answers import cached
 from node.partners.feeds import FORMAT_REVISION, record_path, record_url, render_calendar
 from node.partners.feeds import page_url as record_page_url
 from node.records.filters import RecordFilter
@@ -526,4 +527,4 @@ def register_routes(app: web.Application) -> None:
     """Add the record page (``GET /events/{record_id}``) and its downloads to ``app``."""
     app.router.add_get(EVENT_PATH + "/calendar.ics", event_calendar)
     app.router.add_get(EVENT_PATH + "/envelope.json", envelope_download)
-    app.router.add_get(EVENT_PATH, event_page)
+    app.router.add_get(EVENT_PATH, cached(event_page))

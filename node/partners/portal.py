@@ -42,6 +42,7 @@ from federation.server.ui.templates import template_env
 from node.appkeys import CONFIG, SERVICE
 from node.config import NodeConfig
 from node.errors import BadQueryError
+from node.partners.answers import cached
 from node.partners.feeds import ATOM_PATH, ICS_PATH, JSON_FEED_PATH, record_path
 from node.records.filters import RecordFilter
 from node.records.service import NodeService
@@ -530,10 +531,10 @@ def _portal_only(handler: Callable[[web.Request], Any]) -> Callable[[web.Request
 
 def register_routes(app: web.Application) -> None:
     """The portal's routes (the record page and its downloads are node/partners/pages.py's)."""
-    app.router.add_get("/", _portal_only(home_page))
-    app.router.add_get("/events", _portal_only(list_page))
-    app.router.add_get("/members", _portal_only(members_page))
-    app.router.add_get("/members/{code:[A-Za-z]{2}}", _portal_only(member_page))
-    app.router.add_get("/sitemap.xml", _portal_only(sitemap))
+    app.router.add_get("/", _portal_only(cached(home_page)))
+    app.router.add_get("/events", _portal_only(cached(list_page)))
+    app.router.add_get("/members", _portal_only(cached(members_page)))
+    app.router.add_get("/members/{code:[A-Za-z]{2}}", _portal_only(cached(member_page)))
+    app.router.add_get("/sitemap.xml", _portal_only(cached(sitemap)))
     app.router.add_get("/robots.txt", _portal_only(robots))
     app.router.add_get("/portal.css", stylesheet)

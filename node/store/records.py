@@ -485,6 +485,7 @@ class NodeStore:
             n = (await conn.execute(envelopes.update().where(envelopes.c.hash.in_(list(hashes))).values(
                 key_warning=warning))).rowcount
             await conn.execute(records.update().where(records.c.hash.in_(list(hashes))).values(key_warning=warning))
+        self.changed.notify()  # what the records show changed (the answers kept by node/partners/answers.py)
         return int(n)
 
     async def marked_counts(self) -> dict[str, int]:
@@ -529,7 +530,7 @@ class NodeStore:
                      "logged_at": _logged(changes.logged_at.get(q.position or 0))} for q in changes.quarantine])
             await evidence.save_position(conn, changes.cursor, changes.frontier,
                                          changes.logged_at.get(changes.cursor))
-        if changes.records:
+        if changes.records or changes.own_positions:  # own positions: a record page's badge names them
             self.changed.notify()
         if queued:
             self.webhooks.queued.set()

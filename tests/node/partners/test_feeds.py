@@ -682,7 +682,7 @@ class TestRenderCache:
     def test_keeps_latest_within_bytes(self) -> None:
         """Renderings are kept by ETag up to the byte budget, least recently used out first; one larger
         than the budget is not kept."""
-        cache = RenderCache(max_bytes=10)
+        cache = RenderCache(10, len)
         cache.put("a", b"aaaa")
         cache.put("b", b"bbbb")
         assert cache.get("a") == b"aaaa"  # a is now the most recently used
