@@ -36,7 +36,7 @@ from node.errors import (
 )
 from node.own_keys import OwnKeys
 from node.partners import access as partners
-from node.partners import answers, feeds, oaipmh, pages, portal
+from node.partners import answers, feeds, oaipmh, pages, portal, views
 from node.partners.dcat import register_routes as catalog_routes
 from node.records.service import NodeService
 from node.staff import web as authoring
@@ -116,6 +116,7 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
     answers.install(app)  # the public pages' answers, kept until the data changes (pages and portal)
     pages.register_routes(app)
     portal.register_routes(app)
+    views.register_routes(app)  # the portal's calendar, agenda and the operator's page
     webhook_api.register_routes(app)
     authoring.register_routes(app, config.dir)
     openapi.register_routes(app, "node")

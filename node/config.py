@@ -88,6 +88,13 @@ class NodeConfig:
     portal_accent: str = "#8a5a00"  # the second colour (badges, the current page): #rgb or #rrggbb
     portal_page_size: int = 20  # records per list page
     portal_upcoming: int = 8  # events and programmes each on the home page
+    portal_view_records: int = 1000  # records read at most for one month of the calendar or one agenda page
+    portal_agenda_days: int = 31  # days one agenda page covers
+    portal_agenda_max: int = 200  # occurrences on one agenda page (whole days: the rest on the next page)
+    # The operator's own page, /about, linked from every portal page's footer (node/partners/about.py): a Markdown
+    # (.md) or HTML (.html) file; beside it, the same name with .ar, .en ... before the suffix for that language.
+    # Its first heading is its title. Sanitised before it is shown (docs/adr/0025). Empty: no such page.
+    portal_page: str = ""
 
     # -- the authoring pages (node/staff/, docs/adr/0028) ------------------------------------------------------
     # The licence a new record's rights statement starts with on the form (staff may choose another): cc0, by,
@@ -165,6 +172,12 @@ class NodeConfig:
             raise ConfigError(f"portal_logo_url: {self.portal_logo_url!r} is not an https URL or a path on this site")
         if not 1 <= self.portal_page_size <= self.max_page_size or not 1 <= self.portal_upcoming <= 100:
             raise ConfigError("portal_page_size is 1 to max_page_size, portal_upcoming 1 to 100")
+        if not (1 <= self.portal_view_records <= 100_000 and 1 <= self.portal_agenda_days <= 366
+                and 1 <= self.portal_agenda_max <= 10_000):
+            raise ConfigError("portal_view_records is 1 to 100000, portal_agenda_days 1 to 366, portal_agenda_max 1 to "
+                              "10000")
+        if self.portal_page and Path(self.portal_page).suffix.lower() not in (".md", ".html"):
+            raise ConfigError(f"portal_page: {self.portal_page!r} is a Markdown (.md) or HTML (.html) file")
         if self.default_licence and self.default_licence not in LICENCES:
             raise ConfigError(f"default_licence: {self.default_licence!r} is none of {', '.join(LICENCES)} (or empty)")
         if self.partner_rate_per_minute < 1 or self.anonymous_rate_per_minute < 1:

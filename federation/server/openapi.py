@@ -328,6 +328,37 @@ _STATUS = _query("status", _statuses(deleted=True), "comma-separated record stat
 _LANG = _query("lang", {"type": "string", "maxLength": 35, "pattern": _LANG_TAG},
                "a BCP 47 language tag choosing the texts", empty=True)
 _KIND = _query("kind", {"type": "string", "enum": _kinds()}, "a record kind", empty=True)
+
+
+def _choices(*names: str) -> dict[str, Any]:
+    """One of the values the record schemas allow for these properties (an enum, or an array's items' enum)."""
+    schemas = default_schemas()
+    values = {v for sid in schemas.kind_of for name in names
+              for prop in [schemas.documents[sid].get("properties", {}).get(name, {})]
+              for v in prop.get("enum") or prop.get("items", {}).get("enum") or []}
+    return {"type": "string", "enum": sorted(values)}
+
+
+def _selection(*, choices: bool) -> list[dict[str, Any]]:
+    """The portal list's filters, by its names, in the list, the calendar views and every feed (docs/adr/0025);
+    ``choices``: a type or audience is one the schemas know (the portal's pages answer 400 to another; the feeds an
+    empty feed)."""
+    return [
+        _query("country", _COUNTRY, "a participating country (also a venue's or a programme's eligible country)",
+               empty=True),
+        _query("type", _choices("event_type", "programme_type") if choices else _FILTER,
+               "an event_type or programme_type", empty=True),
+        _query("audience", _choices("audience", "target_audience") if choices else _FILTER,
+               "one of the audience (or target_audience)", empty=True),
+        _query("language", {**_FILTER, "pattern": _LANG_TAG}, "a language of the titles (BCP 47)", empty=True),
+        _query("tag", _FILTER, "a tag (case-insensitive, whole)", empty=True),
+        _query("q", {"type": "string", "maxLength": 500, "pattern": "^[^\\u0000]*$"}, "full-text search",
+               empty=True)]
+
+
+_DAYS = [_query("from", _DAY, "a day, YYYY-MM-DD: records whose days (a recurring event's last) end on or after it",
+                empty=True),
+         _query("to", _DAY, "a day, YYYY-MM-DD: records whose days start on or before it", empty=True)]
 _JSCALENDAR = "application/jscalendar+json"
 _FORMAT = _query("format", {"type": "string", "enum": ["json", "jscalendar"]},
                  "`jscalendar`: RFC 8984 JSCalendar, as `Accept: application/jscalendar+json` asks (PROTOCOL.md §9); "
@@ -607,17 +638,19 @@ def _node_paths() -> dict[str, Any]:
         },
         "/api/v1/feeds/events.ics": _feed("getCalendar", "iCalendar (RFC 5545): one VEVENT per cultural event",
                                           [_ORIGIN, _query("status", _statuses(deleted=False, events_only=True),
-                                                           "comma-separated event statuses", empty=True), _LANG],
+                                                           "comma-separated event statuses", empty=True), _LANG,
+                                           *_selection(choices=False), *_DAYS],
                                           "The calendar", "text/calendar", _STR),
         "/api/v1/feeds/feed.json": _feed(
             "getJsonFeed", "JSON Feed 1.1, newest change first; each item's `_ipdn` carries the envelope",
-            [_KIND, _ORIGIN, _STATUS, _LANG, _query("limit", _int(1, 500), "how many items (at most `max_page_size`)")],
+            [_KIND, _ORIGIN, _STATUS, _LANG, *_selection(choices=False), *_DAYS,
+             _query("limit", _int(1, 500), "how many items (at most `max_page_size`)")],
             "The feed", "application/feed+json",
             _obj(["version", "title", "items"], version={"const": "https://jsonfeed.org/version/1.1"},
                  title=_STR, items={"type": "array", "items": {"type": "object"}})),
         "/api/v1/feeds/atom.xml": _feed(
             "getAtomFeed", "Atom (RFC 4287)",
-            [_KIND, _ORIGIN, _STATUS, _LANG,
+            [_KIND, _ORIGIN, _STATUS, _LANG, *_selection(choices=False), *_DAYS,
              _query("limit", _int(1, 500), "how many entries (at most `max_page_size`)")],
             "The feed", "application/atom+xml", _STR),
         "/events/{record_id}": {
@@ -637,15 +670,22 @@ def _node_paths() -> dict[str, Any]:
         "/": _portal_page("getPortalHome", "The portal's home: what is coming up across the network"),
         "/events": _portal_page(
             "getPortalList", "Events and programmes of the whole network, filtered and searched",
-            _KIND, _ORIGIN, _query("country", _COUNTRY, "a participating country", empty=True),
-            _query("status", _FILTER, "a record status", empty=True),
-            _query("tag", _FILTER, "a tag", empty=True),
-            _query("language", {**_FILTER, "pattern": _LANG_TAG}, "a language of the titles", empty=True),
-            _query("from", _DAY, "a day, YYYY-MM-DD", empty=True), _query("to", _DAY, "a day, YYYY-MM-DD", empty=True),
-            _query("q", {"type": "string", "maxLength": 500, "pattern": "^[^\\u0000]*$"}, "full-text search",
-                   empty=True),
-            _query("cursor", _STR, "the next page's cursor", empty=True),
+            _KIND, _ORIGIN, _query("status", _FILTER, "a record status", empty=True), *_selection(choices=True),
+            *_DAYS, _query("cursor", _STR, "the next page's cursor", empty=True),
             bad="A filter the page cannot read (an HTML page naming it)"),
+        "/calendar": _portal_page(
+            "getPortalCalendar", "A month of the list's records, each occurrence on its local day",
+            _KIND, _ORIGIN, _query("status", _FILTER, "a record status", empty=True), *_selection(choices=True),
+            _query("month", {"type": "string", "pattern": "^[1-9][0-9]{3}-(0[1-9]|1[0-2])$"}, "the month, YYYY-MM "
+                   "(this month when absent)", empty=True),
+            bad="A filter or month the page cannot read (an HTML page naming it)"),
+        "/agenda": _portal_page(
+            "getPortalAgenda", "The coming days' occurrences of the list's records, by day",
+            _KIND, _ORIGIN, _query("status", _FILTER, "a record status", empty=True), *_selection(choices=True),
+            _query("from", _DAY, "the first day, YYYY-MM-DD (today when absent)", empty=True),
+            bad="A filter the page cannot read (an HTML page naming it)"),
+        "/about": _portal_page("getPortalAbout", "The node operator's own page",
+                               not_found="The operator has no page, or the portal is turned off"),
         "/members": _portal_page("getPortalMembers", "The network's member institutions"),
         "/members/{code}": _portal_page(
             "getPortalMember", "One member institution and its records",

@@ -10,8 +10,10 @@ Read-only, no token, from any node:
 
 Query parameters (all optional): ``origin`` (member code), ``status`` (comma-separated record statuses),
 ``lang`` (preferred BCP 47 language of titles and descriptions: that language, then English, then
-the record's first); the two news feeds also take ``kind`` and ``limit``. An unreadable value is a 400
-``bad-query`` problem.
+the record's first); the two news feeds also take ``kind`` and ``limit``. Every feed also takes the portal list's
+filters by the same names (``country``, ``type``, ``audience``, ``language`` (a language of the title), ``tag``,
+``from``, ``to``, ``q``), so a subscribe link carries the list's selection as it is (docs/adr/0025). An unreadable
+value is a 400 ``bad-query`` problem.
 
 Identity is stable across versions, so partners update rather than duplicate: the iCalendar ``UID`` is
 ``<origin>-<rest of the record id>@ipdn.network`` and ``SEQUENCE`` the record version; the JSON Feed item
@@ -57,7 +59,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiohttp import web
 from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
-from icalendar import Calendar, Event, vCalAddress, vRecur
+from icalendar import Calendar, Event, vCalAddress
 from lxml import etree
 
 from federation.protocol.envelope import parse_time
@@ -66,6 +68,8 @@ from node.appkeys import CONFIG, SERVICE
 from node.config import NodeConfig
 from node.errors import BadQueryError
 from node.partners.answers import BoundedCache
+from node.records.filters import RecordFilter
+from node.records.occurrences import rrule
 from node.records.service import NodeService
 from node.store.records import StoredRecord
 
@@ -124,17 +128,26 @@ class FeedQuery:
     statuses: frozenset[str] | None = None
     lang: str | None = None
     limit: int = DEFAULT_LIMIT
+    selection: tuple[tuple[str, str], ...] = ()  # the portal list's other filters, by their names (SELECTION)
 
     def key(self) -> list[Any]:
         return [self.kind, self.origin, sorted(self.statuses) if self.statuses is not None else None,
-                self.lang.lower() if self.lang else None, self.limit]
+                self.lang.lower() if self.lang else None, self.limit, self.selection]
+
+    def store_filters(self) -> dict[str, Any]:
+        """The selection as keywords of :meth:`NodeService.list_records` (checked by :func:`parse_query`)."""
+        s = dict(self.selection)
+        days = {name: date.fromisoformat(s[name]) if name in s else None for name in ("from", "to")}
+        return {"country": s.get("country"), "type_": s.get("type"), "audience": s.get("audience"),
+                "lang": s.get("language"), "tag": s.get("tag"), "q": s.get("q"), "date_from": days["from"],
+                "date_to": days["to"]}
 
     def canonical(self) -> str:
         """The query in a canonical form (``?kind=...&origin=...``; empty for none): part of the Atom feed id."""
         pairs = [("kind", self.kind), ("origin", self.origin),
                  ("status", ",".join(sorted(self.statuses)) if self.statuses is not None else None),
                  ("lang", self.lang.lower() if self.lang else None),
-                 ("limit", str(self.limit) if self.limit != DEFAULT_LIMIT else None)]
+                 ("limit", str(self.limit) if self.limit != DEFAULT_LIMIT else None), *self.selection]
         text = "&".join(f"{k}={quote(v, safe=',')}" for k, v in pairs if v)
         return f"?{text}" if text else ""
 
@@ -147,6 +160,30 @@ def _statuses(service: NodeService, kinds: Iterable[str]) -> set[str]:
         if kind in wanted:
             out.update(service.schemas.documents[sid].get("properties", {}).get("status", {}).get("enum", []))
     return out
+
+
+SELECTION = ("country", "type", "audience", "language", "tag", "from", "to", "q")  # the portal list's names
+MAX_Q = 500
+
+
+def parse_selection(query: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The portal list's filters in a feed's query, checked as the list checks them (SELECTION's order, blanks out).
+
+    Raises:
+        BadQueryError: a value that cannot be read.
+    """
+    values = {name: (query.get(name) or "").strip() for name in SELECTION}
+    f = RecordFilter.parse({"country": values["country"], "type": values["type"], "audience": values["audience"],
+                            "lang": values["language"], "tag": values["tag"]})
+    values["country"] = (f.country or "").upper()
+    for name in ("from", "to"):
+        try:
+            values[name] = date.fromisoformat(values[name]).isoformat() if values[name] else ""
+        except ValueError as e:
+            raise BadQueryError(f"{name} is a day (YYYY-MM-DD)") from e
+    if len(values["q"]) > MAX_Q or "\x00" in values["q"]:
+        raise BadQueryError(f"q is at most {MAX_Q} characters")
+    return tuple((name, value) for name, value in values.items() if value)
 
 
 def parse_query(query: Mapping[str, str], service: NodeService, config: NodeConfig, *,
@@ -185,18 +222,19 @@ def parse_query(query: Mapping[str, str], service: NodeService, config: NodeConf
             raise BadQueryError("limit is an integer") from e
         if not 1 <= limit <= config.max_page_size:
             raise BadQueryError(f"limit is between 1 and {config.max_page_size}")
-    return FeedQuery(kind=kind, origin=origin, statuses=statuses, lang=lang, limit=limit)
+    return FeedQuery(kind=kind, origin=origin, statuses=statuses, lang=lang, limit=limit,
+                     selection=parse_selection(query))
 
 
 # -- selecting records -----------------------------------------------------------------------------------
 
 
 async def _scan(service: NodeService, config: NodeConfig, q: FeedQuery) -> AsyncIterator[StoredRecord]:
-    """Every record of the query's kind and origin, in listing order (update time, record id)."""
+    """Every record of the query's kind, origin and selection, in listing order (update time, record id)."""
     cursor: str | None = None
     while True:
         items, cursor = await service.list_records(kind=q.kind, origin=q.origin, cursor=cursor,
-                                                   limit=config.max_page_size)
+                                                   limit=config.max_page_size, **q.store_filters())
         for rec in items:
             yield rec
         if cursor is None:
@@ -264,9 +302,10 @@ def envelope_url(base: str, record_id: str) -> str:
 
 
 def list_url(base: str, q: FeedQuery) -> str:
-    """The portal's list with the feed's filters that it understands (kind, member, one status)."""
+    """The portal's list with the feed's filters that it understands (kind, member, one status, the selection)."""
     params = [("kind", q.kind), ("origin", q.origin),
-              ("status", next(iter(q.statuses)) if q.statuses is not None and len(q.statuses) == 1 else None)]
+              ("status", next(iter(q.statuses)) if q.statuses is not None and len(q.statuses) == 1 else None),
+              *q.selection]
     text = "&".join(f"{k}={quote(v, safe='')}" for k, v in params if v)
     return f"{base}{LIST_PATH}?{text}" if text else base + LIST_PATH
 
@@ -417,7 +456,7 @@ def _vevent(rec: StoredRecord, base: str, lang: str | None) -> tuple[Event, date
             ev.add("dtend", end)
     if body.get("recurrence"):
         try:
-            ev.add("rrule", _rrule(body["recurrence"], zone))
+            ev.add("rrule", rrule(body["recurrence"], zone))  # UNTIL in UTC (node/records/occurrences.py)
             end = max(end, start + timedelta(days=3650))  # the time zone blocks cover ten years of it
         except ValueError as e:  # the schema checks the rule's shape only: show the first occurrence, say so
             log.warning("%s: recurrence %r not readable (%s); only the first occurrence is shown",
@@ -464,24 +503,6 @@ def _vevent(rec: StoredRecord, base: str, lang: str | None) -> tuple[Event, date
     ev.add("x-ipdn-envelope-hash", rec.hash)
     ev.add("x-ipdn-envelope-url", envelope_url(base, rec.record_id))
     return ev, start, end
-
-
-def _rrule(value: str, zone: tzinfo) -> vRecur:
-    """The record's RRULE, with UNTIL in UTC as RFC 5545 §3.3.10 requires when DTSTART has a zone: a
-    local UNTIL time is read in the event's zone, an UNTIL date as the end of that day there.
-
-    Raises:
-        ValueError: not an RRULE value icalendar can read.
-    """
-    rule: vRecur = vRecur.from_ical(value)
-    if rule.get("UNTIL"):
-        u = rule["UNTIL"][0]
-        if not isinstance(u, datetime):
-            u = datetime.combine(u, time(23, 59, 59))
-        if u.tzinfo is None:
-            u = u.replace(tzinfo=zone)
-        rule["UNTIL"] = [u.astimezone(UTC)]
-    return rule
 
 
 def _organizer(ev: Event, body: Mapping[str, Any], lang: str | None) -> None:

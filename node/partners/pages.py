@@ -426,8 +426,10 @@ def verification(rec: StoredRecord, versions: Sequence[RecordVersion], service: 
 
 
 def share_links(url: str, title: str) -> list[dict[str, str]]:
+    """Plain links to each service's own share page (no script of theirs on ours), and an e-mail."""
     text, link = quote(title, safe=""), quote(url, safe="")
-    return [{"name": name, "href": pattern.format(url=link, text=text)} for name, pattern in SHARE]
+    return [{"name": name, "key": "", "href": pattern.format(url=link, text=text)} for name, pattern in SHARE] + [
+        {"name": "", "key": "page.share-email", "href": f"mailto:?subject={text}&body={link}"}]
 
 
 def render_event_page(rec: StoredRecord, *, base: str, lang: str | None = None, ui: str = "en",

@@ -3,8 +3,9 @@ HTML pages that work without JavaScript, in the reader's language (docs/adr/0025
 
 - ``/``: what is coming up across the network (the next events and programmes, soonest first);
 - ``/events``: every record of both kinds, with the read API's filters (kind, member, participating country,
-  status, title language, tag, dates) and full-text search, paged with the API's cursor; subscribe links carry
-  the filters the feeds understand to the ICS, JSON Feed and Atom URLs;
+  type, audience, status, title language, tag, dates) and full-text search, paged with the API's cursor;
+  subscribe links carry the same filters to the ICS, JSON Feed and Atom URLs (which read them alike);
+- ``/calendar`` and ``/agenda``: the same filters as a month and as the coming days (node/partners/views.py);
 - ``/members`` and ``/members/{code}``: the member institutions, by the registry's names, and what each publishes;
 - ``/events/{record_id}``: the record page (node/partners/pages.py), with its ``calendar.ics`` and
   ``envelope.json`` downloads;
@@ -42,6 +43,7 @@ from federation.server.ui.templates import template_env
 from node.appkeys import CONFIG, SERVICE
 from node.config import NodeConfig
 from node.errors import BadQueryError
+from node.partners import about
 from node.partners.answers import cached
 from node.partners.feeds import ATOM_PATH, ICS_PATH, JSON_FEED_PATH, record_path
 from node.records.filters import RecordFilter
@@ -81,10 +83,12 @@ class Brand:
     logo: str
     colour: str
     accent: str
+    page: str = ""  # the version of the operator's page (node/partners/about.py), which every footer links to
 
     @classmethod
     def of(cls, config: NodeConfig) -> Brand:
-        return cls(config.portal_name.strip(), config.portal_logo_url, config.portal_colour, config.portal_accent)
+        return cls(config.portal_name.strip(), config.portal_logo_url, config.portal_colour, config.portal_accent,
+                   about.revision(config, UI_LANGUAGES))
 
     def stylesheet(self) -> bytes:
         return (f":root{{--brand:{self.colour};--accent:{self.accent}}}\n" + STYLESHEET).encode()
@@ -96,7 +100,8 @@ class Brand:
                 "frame-ancestors 'none'")
 
     def revision(self) -> str:
-        return hashlib.sha256(json.dumps([self.name, self.logo, self.colour, self.accent]).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps([self.name, self.logo, self.colour, self.accent, self.page]).encode()
+                              ).hexdigest()[:16]
 
 
 def security_headers(config: NodeConfig) -> dict[str, str]:
@@ -142,8 +147,10 @@ class Reader:
 
 def frame(reader: Reader, config: NodeConfig, **page: Any) -> dict[str, Any]:
     """What portal.html needs beside the page's own model."""
+    operator_page = about.load(config, reader.ui) if config.portal else None
     return {"lang": reader.ui, "dir": direction(reader.ui), "reader": reader, "brand": Brand.of(config),
-            "portal": config.portal, **page}
+            "portal": config.portal, "about_title": (operator_page.title or words(reader.ui).gettext("about.title"))
+            if operator_page else None, **page}
 
 
 def etag_of(*parts: Any) -> str:
@@ -213,7 +220,7 @@ def card(rec: StoredRecord, ui: str, members: Mapping[str, tuple[str, str]]) -> 
         "type": body.get("event_type") or body.get("programme_type"),
         "start": body.get("start"), "end": body.get("end"), "timezone": body.get("timezone"),
         "start_date": body.get("start_date"), "end_date": body.get("end_date"),
-        "where": where, "gone": rec.body is None,
+        "where": where, "gone": rec.body is None, "recurring": isinstance(body.get("recurrence"), str),
     }
 
 
@@ -237,13 +244,35 @@ def cards(records: Iterable[StoredRecord], ui: str, members: Mapping[str, tuple[
     return out
 
 
-def _kinds_statuses(service: NodeService) -> list[str]:
-    out: dict[str, None] = {}
-    for sid, kind in sorted(service.schemas.kind_of.items()):
-        if kind in KINDS:
-            out.update(dict.fromkeys(service.schemas.documents[sid].get("properties", {}).get("status", {}).get(
-                "enum", [])))
-    return list(out)
+@dataclass(frozen=True, slots=True)
+class Vocabulary:
+    """The values the list's choices offer, from the schemas the node holds (both kinds, every version)."""
+
+    statuses: tuple[str, ...]
+    event_statuses: tuple[str, ...]
+    types: tuple[str, ...]  # event types, then the programme types that are not also event types
+    event_types: tuple[str, ...]
+    audiences: tuple[str, ...]
+
+    @classmethod
+    def of(cls, service: NodeService) -> Vocabulary:
+        found: dict[tuple[str, str], dict[str, None]] = {}
+        for sid, kind in sorted(service.schemas.kind_of.items()):
+            if kind not in KINDS:
+                continue
+            props = service.schemas.documents[sid].get("properties", {})
+            for name, key in (("status", "status"), ("event_type", "type"), ("programme_type", "type"),
+                              ("audience", "audience"), ("target_audience", "audience")):
+                schema = props.get(name, {})
+                values = schema.get("enum") or schema.get("items", {}).get("enum") or []
+                found.setdefault((kind, key), {}).update(dict.fromkeys(values))
+
+        def of(kind: str | None, key: str) -> tuple[str, ...]:
+            kinds = KINDS if kind is None else (kind,)
+            return tuple(dict.fromkeys(v for k in kinds for v in found.get((k, key), {})))
+
+        return cls(of(None, "status"), of(EVENT_KIND, "status"), of(None, "type"), of(EVENT_KIND, "type"),
+                   of(None, "audience"))
 
 
 @cache
@@ -290,11 +319,18 @@ class ListQuery:
     cursor: str | None
 
     @classmethod
-    def parse(cls, query: Mapping[str, str]) -> ListQuery:
-        values = {k: (query.get(k) or "").strip() for k in ("kind", "origin", "country", "status", "tag")}
+    def parse(cls, query: Mapping[str, str], vocabulary: Vocabulary | None = None) -> ListQuery:
+        """The filters of ``query``; with ``vocabulary``, a type or audience must be one it knows (a choice the form
+        offers: a typed URL's typo is a 400 page, not an empty list)."""
+        values = {k: (query.get(k) or "").strip() for k in ("kind", "origin", "country", "status", "tag", "type",
+                                                          "audience")}
         values["lang"] = (query.get("language") or "").strip()
         if values["kind"] and values["kind"] not in KINDS:
             raise BadQueryError(f"kind is one of {', '.join(KINDS)}")
+        if vocabulary is not None:
+            for name, known in (("type", vocabulary.types), ("audience", vocabulary.audiences)):
+                if values[name] and values[name] not in known:
+                    raise BadQueryError(f"{name} is one of {', '.join(known)}")
         filters = RecordFilter.parse(values, kinds=KINDS)
         days = []
         for name in ("from", "to"):
@@ -307,6 +343,13 @@ class ListQuery:
         if search is not None and (len(search) > MAX_Q or "\x00" in search):
             raise BadQueryError(f"q is at most {MAX_Q} characters")
         return cls(filters, days[0], days[1], search, query.get("cursor") or None)
+
+    def store_filters(self, *, dates: bool = True) -> dict[str, Any]:
+        """The filters as keywords of :meth:`NodeService.list_records` (``dates``: with the list's from/to)."""
+        f = self.filters
+        return {"kind": f.kind, "origin": f.origin, "country": f.country, "lang": f.lang, "status": f.status,
+                "tag": f.tag, "type_": f.type, "audience": f.audience, "q": self.q,
+                "date_from": self.date_from if dates else None, "date_to": self.date_to if dates else None}
 
     def active(self) -> dict[str, str]:
         """The filters set, by their portal names."""
@@ -322,19 +365,49 @@ class ListQuery:
         return out
 
 
-def subscribe_links(q: ListQuery, ui: str, base: str, event_statuses: Iterable[str]) -> list[dict[str, str]]:
-    """The feeds with the filters they understand (kind, member, status; the page's language as their ``lang``)."""
+FEED_FILTERS = ("origin", "country", "type", "audience", "language", "tag", "from", "to", "q")  # besides kind, status
+
+
+def subscribe_links(q: ListQuery, ui: str, base: str, event_statuses: Iterable[str] = (), *,
+                    event_types: Iterable[str] | None = None, dates: bool = True) -> list[dict[str, str]]:
+    """The feeds with the list's filters, by the same names (the feeds read them alike: node/partners/feeds.py), and
+    the page's language as their ``lang``. The calendar (events only) is offered unless the filters name programmes
+    only (their kind, a type or a status no event has). ``dates``: the list's from/to (a view's month is not)."""
     f = q.filters
-    common = {"origin": f.origin, "lang": ui}
+    active = q.active()
+    common = {k: active.get(k) for k in FEED_FILTERS if dates or k not in ("from", "to")} | {"lang": ui}
     feeds = {"kind": f.kind, "status": f.status, **common}
     links = []
-    if f.kind in (None, EVENT_KIND):
-        ics = {**common, "status": f.status if f.status in set(event_statuses) else None}
+    events_only_type = event_types is None or f.type is None or f.type in set(event_types)
+    if f.kind in (None, EVENT_KIND) and events_only_type and (f.status is None or f.status in set(event_statuses)):
+        ics = {**common, "status": f.status}
         links.append({"key": "subscribe.ics", "type": "text/calendar", "href": _with(base + ICS_PATH, ics)})
     links.append({"key": "subscribe.json", "type": "application/feed+json",
                   "href": _with(base + JSON_FEED_PATH, feeds)})
     links.append({"key": "subscribe.atom", "type": "application/atom+xml", "href": _with(base + ATOM_PATH, feeds)})
     return links
+
+
+VIEWS = (("list", "/events"), ("calendar", "/calendar"), ("agenda", "/agenda"))
+
+
+def filter_form(q: ListQuery, reader: Reader, members: Mapping[str, tuple[str, str]], vocabulary: Vocabulary, *,
+                view: str) -> dict[str, Any]:
+    """What the filter form (templates/filters.html) shows, on the list and on the calendar views: the choices in
+    the reader's language (sorted by their words), the values chosen, and the same filters in the other views."""
+    words_ = words(reader.ui)
+    shown = dict.fromkeys(("kind", "origin", "country", "status", "language", "tag", "type", "audience", "from",
+                           "to", "q"))
+    kept = {k: v for k, v in q.active().items() if k not in ("from", "to")}
+    return {
+        "query": {**shown, **q.active()}, "view": view, "kinds": KINDS, "statuses": vocabulary.statuses,
+        "members": sorted(members.items(), key=lambda m: m[1][1]),
+        "countries": country_options(reader.ui, q.filters.country), "languages": _language_options(reader.ui),
+        "types": sorted(vocabulary.types, key=lambda t: str(words_.pgettext("type", t))),
+        "audiences": sorted(vocabulary.audiences, key=lambda a: str(words_.pgettext("audience", a))),
+        "views": [{"key": f"views.{name}", "href": path + "?" + urlencode({**kept, "lang": reader.ui}),
+                   "current": name == view} for name, path in VIEWS],
+    }
 
 
 def _with(url: str, params: Mapping[str, str | None]) -> str:
@@ -346,12 +419,11 @@ async def list_page(request: web.Request) -> web.StreamResponse:
     service: NodeService = request.app[SERVICE]
     config: NodeConfig = request.app[CONFIG]
     reader = Reader.of(request)
+    vocabulary = Vocabulary.of(service)
     try:
-        q = ListQuery.parse(request.query)
-        f = q.filters
-        items, next_cursor = await service.list_records(
-            kind=f.kind, origin=f.origin, cursor=q.cursor, country=f.country, date_from=q.date_from,
-            date_to=q.date_to, lang=f.lang, status=f.status, tag=f.tag, q=q.q, limit=config.portal_page_size)
+        q = ListQuery.parse(request.query, vocabulary)
+        items, next_cursor = await service.list_records(**q.store_filters(), cursor=q.cursor,
+                                                        limit=config.portal_page_size)
     except BadQueryError as e:
         return _bad_query(request, reader, str(e))
     items = [r for r in items if r.key_warning is None]
@@ -360,17 +432,12 @@ async def list_page(request: web.Request) -> web.StreamResponse:
 
     def render() -> str:
         members = member_names(service, reader.ui)
-        statuses = _kinds_statuses(service)
-        event_statuses = service.schemas.documents[service.schemas.latest[EVENT_KIND]]["properties"]["status"]["enum"]
-        shown = dict.fromkeys(("kind", "origin", "country", "status", "language", "tag", "from", "to", "q"))
-        page = frame(reader, config, alternates=reader.alternates(), query={**shown, **q.active()},
-                     cards=cards(items, reader.ui, members),
+        page = frame(reader, config, alternates=reader.alternates(), cards=cards(items, reader.ui, members),
                      next_url=reader.url(cursor=next_cursor) if next_cursor else None,
                      first_url=reader.url(cursor=None) if q.cursor else None,
-                     members=sorted(members.items(), key=lambda m: m[1][1]), statuses=statuses,
-                     kinds=KINDS, countries=country_options(reader.ui, q.filters.country),
-                     languages=_language_options(reader.ui),
-                     subscribe=subscribe_links(q, reader.ui, config.public_base, event_statuses),
+                     **filter_form(q, reader, members, vocabulary, view="list"),
+                     subscribe=subscribe_links(q, reader.ui, config.public_base, vocabulary.event_statuses,
+                                               event_types=vocabulary.event_types),
                      api_url=_with(config.public_base + "/api/v1/records", {
                          **{k: v for k, v in q.filters.to_dict().items()},
                          "from": q.active().get("from"), "to": q.active().get("to"), "q": q.q}))
@@ -484,11 +551,16 @@ async def sitemap(request: web.Request) -> web.StreamResponse:
     service: NodeService = request.app[SERVICE]
     config: NodeConfig = request.app[CONFIG]
     base = config.public_base
-    records = await _all_records(service, config, SITEMAP_MAX - 2 - len(service.registry.registry.members))
-    etag = etag_of("sitemap", base, [(r.record_id, r.hash) for r in records], service.registry.registry.version)
+    records = await _all_records(service, config, SITEMAP_MAX - 6 - len(service.registry.registry.members))
+    etag = etag_of("sitemap", base, [(r.record_id, r.hash) for r in records], service.registry.registry.version,
+                   Brand.of(config).page)
     if any(t.value in (etag.strip('"'), "*") for t in request.if_none_match or ()):
         return web.Response(status=304, headers={"ETag": etag, "Cache-Control": "public, max-age=3600"})
-    entries: list[tuple[str, str | None]] = [("/", None), ("/events", None), ("/members", None)]
+    # The views as they open (this month, the coming days): one URL each, not one per month or filter.
+    entries: list[tuple[str, str | None]] = [("/", None), ("/events", None), ("/calendar", None), ("/agenda", None),
+                                             ("/members", None)]
+    if config.portal_page and about.load(config, "en") is not None:
+        entries.append((about.PATH, None))
     entries += [(f"/members/{m.code}", None) for m in service.registry.registry.members if m.status != "applicant"]
     entries += [(record_path(r.record_id), r.updated_at.date().isoformat()) for r in records]
     parts = ['<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" '

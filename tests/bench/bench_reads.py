@@ -29,16 +29,19 @@ CONCURRENCY = 16
 NODE = "DE"
 
 
-async def throughput(url: str, seconds: float, headers: dict[str, str] | None = None, expect: int = 200) -> float:
-    """Requests per second answered ``expect`` to ``CONCURRENCY`` concurrent GETs of ``url`` for ``seconds``."""
+async def throughput(url: str, seconds: float, headers: dict[str, str] | None = None, expect: int = 200, *,
+                     fresh: bool = False) -> float:
+    """Requests per second answered ``expect`` to ``CONCURRENCY`` concurrent GETs of ``url`` for ``seconds``
+    (``fresh``: each with a parameter of its own added, so that no answer kept for an earlier one serves it)."""
     done = 0
+    sep = "&" if "?" in url else "?"
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as session:
         deadline = time.perf_counter() + seconds
 
         async def client() -> None:
             nonlocal done
             while time.perf_counter() < deadline:
-                async with session.get(url, headers=headers) as r:
+                async with session.get(f"{url}{sep}n={done}" if fresh else url, headers=headers) as r:
                     await r.read()
                     if r.status != expect:
                         raise AssertionError(f"GET {url}: {r.status}, expected {expect}")
