@@ -95,7 +95,7 @@ def test_staff_publish_an_event_in_arabic_and_english_that_reaches_another_node(
         assert page.evaluate("window.stillHere === true")
         assert page.locator("#f-organizers--1").locator("legend").first.inner_text() == "Organizers 2"
         page.locator("#f-organizers--1--country").select_option("KR")
-        page.locator("#f-rights").fill("https://creativecommons.org/licenses/by/4.0/")
+        page.locator("#f-rights").get_by_label("Anyone may use and change it, naming us as the source").check()
         page.get_by_role("button", name="Publish…").click()
 
         summary = page.get_by_role("alert")
