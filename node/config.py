@@ -96,7 +96,7 @@ class NodeConfig:
     # Its first heading is its title. Sanitised before it is shown (docs/adr/0025). Empty: no such page.
     portal_page: str = ""
 
-    # -- the authoring pages (node/staff/, docs/adr/0028) ------------------------------------------------------
+    # -- the authoring pages (node/staff/, docs/adr/0029) ------------------------------------------------------
     # The licence a new record's rights statement starts with on the form (staff may choose another): cc0, by,
     # by-sa, by-nc, by-nd, by-nc-sa, by-nc-nd (Creative Commons 4.0) or all-rights-reserved; empty: none chosen.
     default_licence: str = "by"

@@ -1,4 +1,4 @@
-"""The licences the authoring form offers for a rights statement (docs/adr/0028).
+"""The licences the authoring form offers for a rights statement (docs/adr/0029).
 
 Staff choose a licence by what it lets others do, in plain words (the staff catalogue's ``licence.<key>``); the
 record gets the licence's URI, the form the ``rights`` field of the schemas (``common/v1#/$defs/rights``) accepts.

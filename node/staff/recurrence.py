@@ -11,7 +11,7 @@ kept as written and edited as text (the builder's "another rule"), so every reco
 The last day is a date in the event's own time zone, inclusive: it is written as the end of that day there, in
 UTC (``UNTIL=20270331T205959Z`` for Doha), as RFC 5545 wants beside a start with a zone; without a zone yet, as
 the date (the partner feeds read that as the end of the day in the event's zone: node/partners/feeds.py).
-docs/adr/0028-licence-picker-and-recurrence-builder.md says why.
+docs/adr/0029-licence-picker-and-recurrence-builder.md says why.
 """
 
 from __future__ import annotations
