@@ -16,18 +16,21 @@ API and OAI-PMH (the last two with ``dcat:accessService``), each with its media 
 follows and the licence the member's records state (``dct:license`` when they all state the same licence, a
 ``dct:rights`` statement otherwise).
 
-Gathering the facts reads every record held (one listing), so the graph is built at most once per
-``REBUILD_EVERY`` and served from memory meanwhile; a change shows within that time. Answers carry a strong
+Gathering the facts reads every record held (one listing, page by page in worker threads: about 2,000 records a
+second), so the graph is rebuilt in the background at most once per ``REBUILD_EVERY`` and served from memory
+meanwhile; a change shows within that time and the rebuild. Answers carry a strong
 ``ETag`` (the facts' key, the format, the base URL, the revision) and ``Cache-Control: public, max-age=3600``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import importlib.metadata
 import json
-from collections import Counter
+import logging
+from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -79,6 +82,7 @@ STANDARDS = {  # what each distribution follows, with the name people know it by
 CONTEXT = {"dcat": str(DCAT), "dct": str(DCTERMS), "foaf": str(FOAF), "vcard": str(VCARD), "skos": str(SKOS),
            "xsd": str(XSD), "rdfs": "http://www.w3.org/2000/01/rdf-schema#"}
 _RDFLIB = importlib.metadata.version("rdflib")
+log = logging.getLogger("ipdn.node.catalog")
 
 
 # -- the facts -------------------------------------------------------------------------------------------------
@@ -139,18 +143,23 @@ def _days(body: Mapping[str, Any]) -> tuple[date, date | None]:
     rule = rrule.rrulestr(str(body["recurrence"]), dtstart=start.replace(tzinfo=None))
     if "UNTIL=" not in str(body["recurrence"]).upper() and "COUNT=" not in str(body["recurrence"]).upper():
         return start.date(), None
-    last = rule[-1] if rule.count() else start.replace(tzinfo=None)  # finite by COUNT or UNTIL
-    return start.date(), (last + (end - start)).date()
+    last = deque(rule, maxlen=1) or [start.replace(tzinfo=None)]  # finite (COUNT or UNTIL): one pass to the last
+    return start.date(), (last[-1] + (end - start)).date()
 
 
 async def gather(service: NodeService, config: NodeConfig) -> dict[str, MemberFacts]:
-    """Every member's facts, from one listing of every record held (the current version of each)."""
+    """Every member's facts, from one listing of every record held (the current version of each); each page is
+    read in a worker thread (decoding the bodies), so the node's other requests and sync loops are not held up."""
     facts: dict[str, MemberFacts] = {}
+
+    def add(items: Sequence[StoredRecord]) -> None:
+        for rec in items:
+            facts.setdefault(rec.origin, MemberFacts()).add(rec)
+
     cursor: str | None = None
     while True:
         items, cursor = await service.list_records(cursor=cursor, limit=config.max_page_size)
-        for rec in items:
-            facts.setdefault(rec.origin, MemberFacts()).add(rec)
+        await asyncio.to_thread(add, items)
         if cursor is None:
             return facts
 
@@ -379,28 +388,51 @@ class _Built:
 
 
 class CatalogCache:
-    """The latest graph and its serialisations; rebuilt when the records or the registry changed, at most once per
-    ``REBUILD_EVERY`` (harvesters read daily; one listing of 100,000 records is seconds of work)."""
+    """The latest graph and its serialisations. The first request builds it; after that, when the records or the
+    registry changed and ``REBUILD_EVERY`` has passed, a request starts a rebuild in the background and is answered
+    from the graph held (a listing of 100,000 records takes tens of seconds: no harvester waits for it)."""
 
     def __init__(self) -> None:
         self.built: _Built | None = None
         self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
 
     async def get(self, request: web.Request) -> _Built:
         service, config = request.app[SERVICE], request.app[CONFIG]
+        key = json.dumps([REVISION, _RDFLIB, config.public_base, config.portal, config.public_read,
+                          service.registry.registry.version, await service.latest_cursor()])
         async with self._lock:
-            now = service.clock()
-            key = json.dumps([REVISION, _RDFLIB, config.public_base, config.portal, config.public_read,
-                              service.registry.registry.version, await service.latest_cursor()])
-            built = self.built
-            if built is not None and (built.key == key or now - built.at < REBUILD_EVERY):
-                return built
-            facts = await gather(service, config)
-            graph = await asyncio.to_thread(
-                build, facts, service.registry.registry.members, base=config.public_base, member=service.member,
-                portal=config.portal, public_read=config.public_read)
-            self.built = _Built(key, now, graph)
-            return self.built
+            built = self.built or await self._build(service, config, key)
+            if (built.key != key and service.clock() - built.at >= REBUILD_EVERY
+                    and (self._task is None or self._task.done())):
+                self._task = asyncio.create_task(self._rebuild(service, config, key))
+        return built
+
+    async def _build(self, service: NodeService, config: NodeConfig, key: str) -> _Built:
+        at = service.clock()
+        facts = await gather(service, config)
+        graph = await asyncio.to_thread(
+            build, facts, service.registry.registry.members, base=config.public_base, member=service.member,
+            portal=config.portal, public_read=config.public_read)
+        self.built = _Built(key, at, graph)
+        return self.built
+
+    async def _rebuild(self, service: NodeService, config: NodeConfig, key: str) -> None:
+        try:
+            await self._build(service, config, key)
+        except Exception:  # the graph held stays served; the next request after REBUILD_EVERY tries again
+            log.exception("the catalogue could not be rebuilt")
+
+    async def settled(self) -> None:
+        """Wait for a rebuild under way (tests; the application's cleanup)."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def close(self, _app: web.Application) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 CATALOG_CACHE = web.AppKey("dcat_catalog_cache", CatalogCache)
@@ -427,6 +459,7 @@ async def catalog(request: web.Request) -> web.StreamResponse:
 
 def register_routes(app: web.Application) -> None:
     """``GET /catalog`` (negotiated) and ``/catalog.jsonld``, ``/catalog.ttl``, ``/catalog.rdf``."""
-    app[CATALOG_CACHE] = CatalogCache()
+    app[CATALOG_CACHE] = cache = CatalogCache()
+    app.on_cleanup.append(cache.close)
     app.router.add_get(PATH, catalog)
     app.router.add_get(PATH + ".{suffix:jsonld|ttl|rdf}", catalog)
