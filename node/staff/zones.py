@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from babel import Locale, UnknownLocaleError, dates
+from babel import dates
+
+from federation.server.ui.formats import locale
 
 UNIVERSAL = "UTC"
 
@@ -44,16 +46,8 @@ def zone_countries() -> dict[str, str]:
 
 
 @cache
-def _locale(lang: str) -> Locale:
-    try:
-        return Locale.parse(lang.replace("-", "_"))
-    except (ValueError, UnknownLocaleError):
-        return Locale("en")
-
-
-@cache
 def _groups(lang: str) -> tuple[ZoneGroup, ...]:
-    loc = _locale(lang)
+    loc = locale(lang)
     by_country: dict[str, list[tuple[str, str]]] = {}
     for zone, code in zone_countries().items():
         city = str(dates.get_timezone_location(zone, locale=loc, return_city=True))

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.browser import axe_violations, chromium
+from tests.support.browser import chromium
 from tests.support.harness import IPDN, Federation
-from tests.support.pages import overflow
+from tests.support.pages import layout_problems
 
 PASSWORD = "correct horse battery staple"
 WIDTHS = (390, 1280)
@@ -125,15 +125,6 @@ def test_publish_a_weekly_recurring_event_under_a_chosen_licence(qa: Federation)
         page.close()
 
 
-def _check(page: Any, where: str, lang: str, problems: list[str]) -> None:
-    assert page.locator("html").get_attribute("lang") == lang, where
-    assert page.locator("html").get_attribute("dir") == ("rtl" if lang == "ar" else "ltr"), where
-    if (wide := overflow(page)) is not None:
-        problems.append(f"{where}: {wide['scroll']} px wide in {wide['inner']}: {wide['culprits']}")
-    for v in axe_violations(page):
-        problems.append(f"{where}: axe {v['id']} ({v['impact']}): {v['help']} {[n['target'] for n in v['nodes']][:4]}")
-
-
 # Each option row: its radio's and its label's boxes (is the label beside the radio, on which side, how tall).
 _OPTIONS = """(sel) => Array.from(document.querySelectorAll(sel)).map((row) => {
   const box = (el) => { const r = el.getBoundingClientRect(); return {left: r.left, right: r.right, top: r.top,
@@ -186,12 +177,12 @@ def test_the_form_and_the_import_page_fit_a_phone_in_arabic_and_english(qa: Fede
                 where = f"form ({lang}, {width} px)"
                 assert page.locator("#f-rights-uri").is_visible(), where
                 assert page.locator("#f-recurrence-day-SA").is_checked(), where
-                _check(page, where, lang, problems)
+                problems += layout_problems(page, where, lang)
                 _beside(page, ".licence .option", lang, where, problems)
                 _beside(page, ".recurrence .days .option", lang, where, problems)
                 page.goto(f"{base}/author/import?lang={lang}")
                 where = f"import ({lang}, {width} px)"
-                _check(page, where, lang, problems)
+                problems += layout_problems(page, where, lang)
                 _beside(page, "form.import .option", lang, where, problems)
         page.close()
     assert problems == [], "\n".join(problems)

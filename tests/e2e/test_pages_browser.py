@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from tests.support import paths
-from tests.support.browser import SCREENSHOTS, axe_violations, chromium
+from tests.support.browser import SCREENSHOTS, chromium
 from tests.support.factories import example_bodies
 from tests.support.harness import IPDN, Federation, http
-from tests.support.pages import overflow, refuse_one
+from tests.support.pages import layout_problems, refuse_one
 
 PASSWORD = "correct horse battery staple"
 WIDTHS = (390, 1280)
@@ -32,14 +32,7 @@ BAD_ROW = ('katara-bad,cultural-event,Broken row,صف معطوب,,,workshop,sche
 
 def _check(page: Any, name: str, lang: str, width: int, problems: list[str], shots: Path) -> None:
     """The page as shown now, at this width: it fits, it says its language and direction, axe is content."""
-    where = f"{name} ({lang}, {width} px)"
-    assert page.locator("html").get_attribute("lang") == lang, where
-    assert page.locator("html").get_attribute("dir") == ("rtl" if lang == "ar" else "ltr"), where
-    if (wide := overflow(page)) is not None:
-        problems.append(f"{where}: {wide['scroll']} px wide in {wide['inner']}: {wide['culprits']}")
-    for v in axe_violations(page):
-        problems.append(f"{where}: axe {v['id']} ({v['impact']}): {v['help']} "
-                        f"{[n['target'] for n in v['nodes']][:4]}")
+    problems += layout_problems(page, f"{name} ({lang}, {width} px)", lang)
     if width == 390 and lang == "ar":
         page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
         if name in SHOWN:  # the first screen, as the phone shows it

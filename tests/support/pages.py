@@ -1,5 +1,5 @@
 """What the browser tests of the pages share: a refusal to show on the hub's pages, and the layout checks a
-page must pass at every width (nothing wider than the window)."""
+page must pass at every width (nothing wider than the window, its language and direction, axe content)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from federation.protocol.envelope import Envelope
 from federation.protocol.keys import SigningKey
+from tests.support.browser import axe_violations
 from tests.support.factories import Member, example_bodies, push_request
 from tests.support.harness import Federation, http
 
@@ -50,3 +51,16 @@ def overflow(page: Any) -> dict[str, Any] | None:
     innerWidth``); else the widths and the elements that stick out."""
     found = dict(page.evaluate(_OVERFLOW))
     return None if found["scroll"] <= found["inner"] else found
+
+
+def layout_problems(page: Any, where: str, lang: str) -> list[str]:
+    """The page as shown now, ``where`` naming it: its ``html[lang]`` and ``html[dir]`` are asserted; what is wrong
+    is returned, an element wider than the window and each axe-core violation (of any impact)."""
+    assert page.locator("html").get_attribute("lang") == lang, where
+    assert page.locator("html").get_attribute("dir") == ("rtl" if lang == "ar" else "ltr"), where
+    problems = []
+    if (wide := overflow(page)) is not None:
+        problems.append(f"{where}: {wide['scroll']} px wide in {wide['inner']}: {wide['culprits']}")
+    for v in axe_violations(page):
+        problems.append(f"{where}: axe {v['id']} ({v['impact']}): {v['help']} {[n['target'] for n in v['nodes']][:4]}")
+    return problems
