@@ -1,6 +1,6 @@
 """The authoring form's pickers (issue 18): the licence picker and the node's preset (node/staff/licences.py), the
 recurrence builder, its RRULE and its words in English and Arabic (node/staff/recurrence.py), time zones grouped
-by country with the node's first (node/staff/zones.py)."""
+by country with the node's first (node/staff/zones.py), and the preview's values in words."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import dataclasses
 import time
 import zoneinfo
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,7 +21,8 @@ from federation.server.ui.templates import template_env
 from node.config import NodeConfig
 from node.staff import licences, recurrence, zones
 from node.staff.forms import Field, FormBuilder, Names, plain_message
-from node.staff.web import CATALOG, DOMAIN, TEMPLATES
+from node.staff.web import CATALOG, DOMAIN, TEMPLATES, _preview
+from tests.support.factories import example_bodies
 
 CC_BY = "https://creativecommons.org/licenses/by/4.0/"
 CC_BY_NC = "https://creativecommons.org/licenses/by-nc/4.0/"
@@ -249,3 +251,33 @@ class TestTimeZones:
         assert '<option value="US/Eastern" selected>US/Eastern</option>' in html  # an old record stays as it was
         assert 'data-filter="Find a time zone (country or city)"' in html
         assert html.count("<optgroup") == len(tz.extra["groups"])
+
+
+# -- the preview ---------------------------------------------------------------------------------------------------
+
+
+def test_preview_says_every_value_in_the_pages_language() -> None:
+    """The preview (and the record and confirmation pages) shows choices, countries, languages, the time zone, the
+    licence and the recurrence in words, times in the event's zone with the zone named and the machine value kept
+    for <time datetime>, a venue's texts with their own language and direction: no raw value, no ISO string."""
+    body = {**example_bodies("cultural-event")[0], "recurrence": "FREQ=WEEKLY;COUNT=6;BYDAY=TH"}
+    staff: Any = SimpleNamespace(forms=FormBuilder(default_schemas()))
+    for lang, expected in (
+        ("en", {"Type of event": "General assembly", "Start": "Monday, January 20, 2020",
+                "Time zone": "Qatar Time (Asia/Qatar)", "Repeats": "Every week on Thursday, 6 times in all",
+                "Rights statement": "Anyone may use and change it, naming us as the source (CC BY 4.0)"}),
+        ("ar", {"نوع الفعالية": "جمعية عامة", "البداية": "الاثنين، 20 يناير 2020",
+                "المنطقة الزمنية": "توقيت قطر (Asia/Qatar)", "التكرار": "كل أسبوع، أيام الخميس، 6 مرات",
+                "بيان الحقوق": "يجوز لأي أحد استخدامه وتعديله مع ذكرنا مصدرًا (CC BY 4.0)"})):
+        shown = {item["label"]: item for item in _preview(staff, "cultural-event", body, names(lang))}
+        for label, words in expected.items():
+            assert words in shown[label]["values"][0]["text"].translate(ISOLATES), (lang, label, shown[label])
+        start = shown[list(expected)[1]]["values"][0]
+        assert start["machine"] == "2020-01-20T09:00:00+03:00" and "(" in start["text"] and "T09" not in start["text"]
+        texts = [v["text"] for item in shown.values() for v in item["values"]]
+        assert not [t for t in texts if t in ("QA", "ar", "general-assembly", "diplomats", "Asia/Qatar")], texts
+        venue = {v["label"]: v for v in shown[names(lang).field("venue")]["values"]}
+        assert any(v.get("lang") == "ar" and v.get("dir") == "rtl" for v in venue.values())
+    countries = {v["text"] for v in shown["الدول المشاركة"]["values"]}
+    assert {"قطر", "تركيا", "كوريا الجنوبية"} <= countries
+    assert {v["text"] for v in shown["لغات الفعالية"]["values"]} == {"العربية (ar)", "الإنجليزية (en)"}
