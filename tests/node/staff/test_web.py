@@ -365,7 +365,7 @@ class TestWriting:
 
         async def finished() -> str | None:
             html = await (await client.get(resp.headers["Location"] + "?lang=ar")).text()
-            return None if 'http-equiv="refresh"' in html else html
+            return None if "data-follow" in html else html
 
         html = str(await eventually(finished, within=10))
         assert 'dir="rtl"' in html
@@ -402,7 +402,7 @@ class TestUpload:
 
             async def finished() -> str | None:
                 html = await (await client.get(resp.headers["Location"])).text()
-                return None if 'http-equiv="refresh"' in html else html
+                return None if "data-follow" in html else html
 
             return str(await eventually(finished, within=10))  # the job page stops refreshing when it is done
 

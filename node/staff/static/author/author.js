@@ -5,6 +5,8 @@
 //    the server numbers them, so the post reads the same with or without this script.
 // 3. The time-zone picker (a select grouped by country) gets a filter: words of a country, a city or the zone's
 //    name (Asia/Qatar) keep the matching zones; one match left is chosen.
+// 4. An import still running ([data-follow]) has its progress brought up to date every second in place (a live
+//    region, no page refresh), and the page is loaded again once the report is there.
 (function () {
   "use strict";
   var tabsets = [];
@@ -179,9 +181,28 @@
     });
   }
 
+  function followImport() {
+    var status = document.querySelector("[data-follow]");
+    if (!status) { return; }
+    var timer = setInterval(function () {
+      fetch(location.pathname, { credentials: "same-origin", cache: "no-store" }).then(function (r) {
+        return r.ok ? r.text() : null;
+      }).then(function (html) {
+        if (html === null) { return; }
+        var fresh = new DOMParser().parseFromString(html, "text/html").querySelector("[data-follow]");
+        if (!fresh) { clearInterval(timer); location.reload(); return; }  // finished: the report is on the page
+        var bar = status.querySelector("progress"), now = fresh.querySelector("progress");
+        if (bar && now) { bar.max = now.max; bar.value = now.value; bar.textContent = now.textContent; }
+        var text = fresh.lastChild && fresh.lastChild.textContent;
+        if (status.lastChild && text && status.lastChild.textContent !== text) { status.lastChild.textContent = text; }
+      }).catch(function () { /* the node is busy or away: try again at the next tick */ });
+    }, 1000);
+  }
+
   enhanceRepeats(document);
   enhanceTabs(document);
   enhanceZones(document);
+  followImport();
   var bad = document.querySelector(".lang-panel [aria-invalid='true']");
   var start = bad ? bad.closest(".lang-panel").dataset.lang : (tabsets.length ? tabsets[0].tabs[0].dataset.lang : null);
   if (start) { select(start); }
