@@ -114,6 +114,22 @@ class TestStatusPage:
         assert r.status == 303
         await eventually(lambda: _accepted(node))
 
+    async def test_last_hub_error_in_the_readers_words(self, node: TestClient, net: Net) -> None:
+        """With the hub away, the status document names the last error's reason (``hub.last_error_reason``) and
+        the page says it in the reader's language, the node's English text behind "Technical details"."""
+        net.hub.up = False
+
+        async def failed() -> dict[str, Any] | None:
+            doc = await _status(node)
+            return doc if doc["hub"]["last_error_reason"] == "hub-unavailable" else None
+
+        doc = await eventually(failed)
+        assert doc["hub"]["last_error"].startswith("hub-unavailable: ")
+        assert (await sign_in(node)).status == 303
+        ar = await (await node.get("/status?lang=ar")).text()
+        assert "تعذّر الوصول إلى المركز الآن" in ar and '<bdi>hub-unavailable</bdi>' in ar
+        assert '<summary>تفاصيل تقنية</summary><p lang="en" dir="ltr"><bdi>hub-unavailable: ' in ar
+
     async def test_metrics(self, node: TestClient, net: Net) -> None:
         """Outbox, cursor, reachability and sync-loop errors by loop and reason; routes by canonical path."""
         await eventually(lambda: _reachable(node))
