@@ -7,6 +7,7 @@ from pathlib import Path
 
 from federation.protocol.keys import SigningKey
 from federation.protocol.registry import genesis
+from tests.support import dbtemplates
 from tests.support.factories import Member
 
 HUB_URL = "http://hub.test"  # the registry's hub URL: pushes and pulls are signed for it
@@ -19,4 +20,6 @@ def make_hub_dir(path: Path, members: dict[str, Member], names: dict[str, dict[s
     founders = [(m.public, (names or {}).get(c, {"en": c})) for c, m in members.items()]
     (path / "registry.json").write_bytes(genesis(hub_key=hub_key, hub_url=HUB_URL, founders=founders,
                                                       now=datetime.now(UTC)).to_bytes())
+    if not (path / "hub.db").exists():  # the default database, its schema at head
+        dbtemplates.copy_sqlite("hub", path / "hub.db")
     return path

@@ -27,6 +27,7 @@ from node.store.records import NodeStore
 from node.sync.engine import SyncEngine
 from node.webhooks.events import EventFilter
 from node.webhooks.store import Subscription
+from tests.support import dbtemplates
 from tests.support.factories import Member
 from tests.support.fakehub import FakeHub
 
@@ -49,6 +50,8 @@ def make_config(tmp_path: Path, member: Member, registry: SignedRegistry, **over
     if not key_path.exists():
         member.key.save(key_path)
     (d / "registry.json").write_bytes(registry.to_bytes())
+    if "db_url" not in over and not (d / "node.db").exists():  # the default database, its schema at head
+        dbtemplates.copy_sqlite("node", d / "node.db")
     limits: dict[str, Any] = {"backoff_base": 0.01, "backoff_cap": 0.05, "long_poll_wait": 1,
                               "min_poll_interval": 0.05, "registry_refresh": 0.2, "request_timeout": 5.0}
     return NodeConfig(member=member.code, dir=d, key_path=key_path, registry_path=d / "registry.json",

@@ -27,11 +27,11 @@ async def _pg_admin() -> Any:
 
 
 @contextlib.asynccontextmanager
-async def pg_database() -> AsyncIterator[str]:
-    """A fresh, empty PostgreSQL database (its SQLAlchemy URL), dropped afterwards."""
+async def pg_database(template: str | None = None) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database (its SQLAlchemy URL), empty or a copy of ``template``, dropped afterwards."""
     admin = await _pg_admin()
     name = f"ipdn_test_{uuid.uuid4().hex[:12]}"
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     try:
         yield PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
     finally:

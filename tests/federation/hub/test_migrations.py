@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
@@ -18,6 +19,8 @@ from federation.protocol.keys import SigningKey
 from federation.protocol.registry import genesis
 from federation.server.db import engine as db
 from tests.support.factories import Member, example_bodies
+
+pytestmark = pytest.mark.empty_db  # each test starts from an empty database and migrates it step by step
 
 
 class TestUpgradeFrom0001:

@@ -462,6 +462,7 @@ class TestRefusalsForPeople:
 
 
 class TestMigration:
+    @pytest.mark.empty_db
     async def test_0006_upgrades_a_database_with_records_and_downgrades(self, config: NodeConfig,
                                                                         event: dict[str, Any]) -> None:
         """0003 -> 0006 keeps what was there and adds the authoring tables; downgrading removes them again."""

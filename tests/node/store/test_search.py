@@ -211,6 +211,7 @@ class TestCaching:
 
 
 class TestMigration:
+    @pytest.mark.empty_db
     async def test_records_indexed_before_0010_found_by_folded_arabic(self, config: NodeConfig, qa: Member) -> None:
         """A record indexed at revision 0009 (its searched text not folded) is found by "خط" for "الخط" once 0010
         has rebuilt the index, and still by its Latin words."""
@@ -241,6 +242,7 @@ class TestMigration:
         finally:
             await store.close()
 
+    @pytest.mark.empty_db
     async def test_records_stored_before_0003_are_backfilled(self, config: NodeConfig, qa: Member) -> None:
         """A record written at revision 0002 is found by full text and filters once 0003 has run."""
         engine = db.make_engine(config.db_url)
@@ -281,6 +283,7 @@ class TestPortalColumns:
         assert ids[FILM] in await found(client, **{"from": "2020-03-10", "to": "2020-03-12"})
         assert ids[FILM] not in await found(client, **{"from": "2020-03-13", "to": "2020-03-31"})
 
+    @pytest.mark.empty_db
     async def test_records_stored_before_0011_are_backfilled(self, config: NodeConfig, qa: Member) -> None:
         """A record written at revision 0010 gets its type, audiences and last day from 0011."""
         engine = db.make_engine(config.db_url)

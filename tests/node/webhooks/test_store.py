@@ -253,6 +253,7 @@ class TestAttempts:
         assert [(d.subscription_id, d.record_id) for d in rows] == [(mine.id, "QA:1"), (mine.id, "QA:0")]
 
 
+@pytest.mark.empty_db
 async def test_upgrade_from_0004(config: NodeConfig, qa: Member, event: dict[str, Any]) -> None:
     """A node database at revision 0004 (before webhooks) upgrades past 0005 when opened and queues events."""
     engine = db.make_engine(config.db_url)
