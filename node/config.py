@@ -119,6 +119,9 @@ class NodeConfig:
     peer_interval: float = 60.0  # seconds between comparisons
     checkpoint_interval: float = 0.5  # seconds between checkpoint checks while entries keep arriving
     witness_interval: float = 1.0  # seconds between co-signatures (each co-signs the latest checkpoint)
+    # One log line per pulled page with the wall-clock times it arrived and was applied (the latency benchmark
+    # reads them, tests/bench/bench_latency.py); off by default: it costs a line per page.
+    sync_trace: bool = False
 
     # -- own keys ------------------------------------------------------------------------------------------
     key_warn_days: float = 30.0  # status alarm key-expiring when the current key ends sooner, with no successor

@@ -760,7 +760,9 @@ def _hub_schemas() -> dict[str, Any]:
     return {
         "LogPage": _obj(["entries", "next", "size"], entries={"type": "array", "items": _obj(
             ["position", "envelope", "received_at"], position=_int(1), envelope=_ref("Envelope"),
-            received_at={**_STR, "description": "when the hub logged it (§8.3)"})}, next=_int(0), size=_int(0)),
+            received_at={**_STR, "description": "when the hub logged it (§8.3)"})}, next=_int(0), size=_int(0),
+            checkpoint={**_ref("Checkpoint"), "description": "the hub's, of size `next`: only on a page ending at the "
+                                                             "end of the log (§8.3)"}),
         "HubStatus": _obj(["role", "hub_url", "registry_version", "log_size", "quarantine", "time", "silent_after",
                            "checkpoint", "members"],
                           role={"const": "hub"}, hub_url=_STR, registry_version=_int(1),

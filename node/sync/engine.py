@@ -1,14 +1,20 @@
 """The sync engine: push the outbox to the hub, pull the hub's log, follow the registry, witness.
 
-Five loops, each owned by the app (started and cancelled by its cleanup context):
+Seven loops, each owned by the app (started and cancelled by its cleanup context):
 
 - push: woken when authoring adds to the outbox (and once at start); sends pending own envelopes in
   seq order, in batches signed with RFC 9421, and records what the hub accepted. An own envelope
-  the hub rejects stops pushing (its successors chain on it) until an operator acts. The checkpoint
-  in the answer must include the first and the last own envelope acknowledged (inclusion proofs).
-- pull: long-polls ``GET /api/v1/log`` from the stored cursor and applies each page; when caught up
-  it checks the hub's latest checkpoint against the node's own Merkle frontier and the last checkpoint
-  it accepted (consistency proof), and accepts it. Evidence of misbehaviour stops this loop for good.
+  the hub rejects stops pushing (its successors chain on it) until an operator acts.
+- inclusion: the checkpoint in each push answer must include the first and the last own envelope
+  acknowledged (inclusion proofs), checked here so that the next push need not wait for the proofs.
+- pull: long-polls ``GET /api/v1/log`` from the stored cursor and applies each page. A page that ends at
+  the end of the log carries the hub's checkpoint of that size (PROTOCOL.md §8.3): its signature and its
+  root against the node's own Merkle frontier are checked at once, without a request. A hub that sends
+  none (an older one, or an empty page) has its latest checkpoint fetched and checked in the loop, at most
+  every ``checkpoint_interval``. Evidence of misbehaviour stops this loop for good.
+- checkpoint: accepts the last checkpoint the pull loop verified once a consistency proof shows it extends
+  the one accepted before, at most every ``checkpoint_interval``: the proof and the write are off the path
+  of the next pull.
 - witness: co-signs each accepted checkpoint and sends the co-signature to the hub.
 - peers: compares the node's accepted checkpoint with the one each configured peer node serves
   (split view: the hub showing members different histories).
@@ -32,6 +38,7 @@ import contextlib
 import json
 import logging
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,6 +46,7 @@ from typing import Any
 
 import aiohttp
 
+from federation.protocol import merkle
 from federation.protocol.checkpoint import SignedCheckpoint, cosign
 from federation.protocol.errors import IpdnError
 from federation.protocol.registry import RegistryError
@@ -60,6 +68,7 @@ from node.sync import logtrust
 from node.sync.hub_client import HubClient
 
 log = logging.getLogger("ipdn.node.sync")
+trace = logging.getLogger("ipdn.node.sync.trace")  # config.sync_trace: one line per page pulled
 
 
 class Backoff:
@@ -121,6 +130,13 @@ class SyncEngine:
         self._cosign_wanted = asyncio.Event()  # set when a checkpoint is accepted
         self.unchecked = False  # caught up with entries whose checkpoint is not yet checked
         self._last_check = float("-inf")
+        # The last checkpoint a log page brought whose root the pull loop verified, waiting for the checkpoint loop to
+        # accept it (raw as received), and the event that wakes that loop.
+        self._verified: tuple[SignedCheckpoint, bytes] | None = None
+        self._verified_ready = asyncio.Event()
+        self._accepting = asyncio.Lock()  # one acceptance at a time: the accepted checkpoint only grows
+        # Push answers whose inclusion proofs are still to check: (checkpoint, batch, acknowledged).
+        self._inclusions: asyncio.Queue[tuple[bytes | None, list[OutboxRow], list[tuple[int, int]]]] = asyncio.Queue()
 
     async def start(self, *, loops: bool = True) -> None:
         """Open the HTTP session and, unless ``loops`` is False (tests drive it by hand), the loops."""
@@ -132,7 +148,8 @@ class SyncEngine:
         if loops:
             self.service.outbox_changed.set()  # push whatever a previous run left pending
             self._cosign_wanted.set()  # the hub may not hold our co-signature of the last accepted checkpoint
-            loops_ = [self._push_loop, self._pull_loop, self._registry_loop, self._witness_loop]
+            loops_ = [self._push_loop, self._inclusion_loop, self._pull_loop, self._checkpoint_loop,
+                      self._registry_loop, self._witness_loop]
             if self.config.peer_urls:
                 loops_.append(self._peer_loop)
             self._tasks = [asyncio.create_task(loop(), name=f"ipdn-node-{loop.__name__}") for loop in loops_]
@@ -192,8 +209,19 @@ class SyncEngine:
         if rejected is not None:
             log.error("the hub rejected own envelope seq %s: %s: %s; pushing stops until an operator acts",
                       *rejected)
-        await self.check_own_included(answer.checkpoint, batch, accepted)
+        # Checked by the inclusion loop (check_inclusions), not here: the next push does not wait for two proofs.
+        self._inclusions.put_nowait((answer.checkpoint, batch, accepted))
         return rejected is None and len(batch) == limit
+
+    async def check_inclusions(self) -> None:
+        """Check every push answer :meth:`push_once` left (:meth:`check_own_included`), oldest first.
+
+        Raises:
+            HubError: a proof could not be fetched (that answer is left unchecked; the pull loop still covers its
+                envelopes with the frontier).
+        """
+        while not self._inclusions.empty():
+            await self.check_own_included(*self._inclusions.get_nowait())
 
     async def check_own_included(self, checkpoint: bytes | None, batch: Sequence[OutboxRow],
                                  acknowledged: Sequence[tuple[int, int]]) -> None:
@@ -237,21 +265,29 @@ class SyncEngine:
         await self._require_current_registry()
         after = await self.service.applier.cursor()
         page = await self._hub.log(after, self.config.pull_limit, wait)
+        pulled = _wall() if self.config.sync_trace else 0.0
         if self.service.applier.signed_by_unknown_keys(page.entries):
             # A member admitted or a key rotated since the last refresh: without the new registry its
             # envelopes would be quarantined and its chain would stop here.
             with contextlib.suppress(HubError, RegistryError):
                 await self.refresh_registry()
         try:
-            await self.service.applier.apply_log(after, page.entries, page.received)
+            report = await self.service.applier.apply_log(after, page.entries, page.received)
+            if pulled and page.entries:
+                trace.info("applied log positions %d..%d", after + 1, after + len(page.entries), extra={"fields": {
+                    "first": after + 1, "last": after + len(page.entries), "pulled": pulled, "applied": _wall()}})
             self.state.last_pull_at = self.service.clock()
             self.state.log_size = page.size
             if page.size is not None and after + len(page.entries) >= page.size:  # caught up
-                now = asyncio.get_running_loop().time()  # monotonic: only the interval since the last check counts
-                self.unchecked = True
-                if now - self._last_check >= every:
-                    await self.check_checkpoint()
-                    self._last_check, self.unchecked = now, False
+                if report.frontier is not None and page.checkpoint is not None \
+                        and self.check_page_checkpoint(page.checkpoint, report.frontier):
+                    self.unchecked = False
+                else:
+                    now = asyncio.get_running_loop().time()  # monotonic: only the interval since the last check
+                    self.unchecked = True
+                    if now - self._last_check >= every:
+                        await self.check_checkpoint()
+                        self._last_check, self.unchecked = now, False
         except LogMisbehaviourError as e:
             await self.service.trust.record_misbehaviour(e)
             raise LogHaltedError(f"applying from the hub is halted: {e.reason}: {e.message}") from e
@@ -273,6 +309,58 @@ class SyncEngine:
             raise RegistryError(f"registry version {reg.version} lapsed at {reg.expires_at}: nothing from the hub "
                                 "is applied until it serves a renewed version", reason="registry-expired")
 
+    def check_page_checkpoint(self, raw: bytes, frontier: merkle.Frontier) -> bool:
+        """Check the checkpoint a log page ended with (PROTOCOL.md §8.3) against the node's frontier after applying
+        that page; True if it is of the frontier's size and checked (False: another size, left to
+        :meth:`check_checkpoint`).
+
+        The hub's signature and the root are checked here, in the pull loop: no request, no database. What needs
+        one, the consistency proof from the checkpoint accepted last and keeping the new one, is left to
+        :meth:`accept_checkpoint` (the checkpoint loop, at most every ``checkpoint_interval``), off the path of
+        the next pull. Its size is the node's cursor, which is never below a checkpoint it accepted: no rollback.
+
+        Raises:
+            HubError: not a checkpoint document.
+            LogMisbehaviourError: ``checkpoint-bad-signature`` or ``log-inconsistent`` (the caller keeps it).
+        """
+        signed = logtrust.read_checkpoint(raw, self.service.registry.registry)
+        cp = signed.checkpoint
+        if cp.size != frontier.size:
+            return False
+        if cp.root_bytes != frontier.root():
+            raise LogMisbehaviourError(f"checkpoint {cp.size} has root {cp.root}, the {cp.size} entries this node "
+                                       f"pulled have root {frontier.root().hex()}",
+                                       reason="log-inconsistent", offending=raw)
+        self._verified = (signed, raw)
+        self._verified_ready.set()
+        return True
+
+    async def accept_checkpoint(self) -> bool:
+        """Accept the last checkpoint :meth:`check_page_checkpoint` verified, once it is shown to extend the one
+        accepted before (consistency proof); True if newly accepted. The witness loop then co-signs it.
+
+        Raises:
+            HubError: the proof could not be fetched (the checkpoint stays pending: retried).
+            LogMisbehaviourError: ``log-inconsistent`` (the caller keeps it).
+        """
+        if self._verified is None:
+            return False
+        signed, raw = self._verified
+        async with self._accepting:
+            accepted = logtrust.stored_checkpoint((await self.store.trust.log_view()).checkpoint)
+            if accepted is not None:
+                old = accepted.checkpoint.size
+                if signed.checkpoint.size < old or accepted.payload == signed.payload:
+                    return False  # one at least as large was accepted meanwhile (by check_checkpoint)
+                proof = await self._hub.consistency_proof(old, signed.checkpoint.size) \
+                    if old < signed.checkpoint.size else []
+                logtrust.check_consistent(accepted, signed, proof, raw)
+            await self.store.trust.accept_checkpoint(raw)
+            if self._verified is not None and self._verified[0] is signed:
+                self._verified = None
+        self._cosign_wanted.set()
+        return True
+
     async def check_checkpoint(self) -> bool:
         """Check the hub's latest checkpoint against what this node pulled; True if newly accepted.
 
@@ -286,6 +374,10 @@ class SyncEngine:
             HubError: unreachable, or not a checkpoint document / proof at all (retried).
             LogMisbehaviourError: the caller keeps the evidence.
         """
+        async with self._accepting:
+            return await self._check_checkpoint()
+
+    async def _check_checkpoint(self) -> bool:
         view = await self.service.trust.log_view()
         if view.cursor == 0 or view.frontier is None:
             return False  # an empty log has no checkpoint
@@ -503,6 +595,14 @@ class SyncEngine:
                 self._ok()
                 backoff.reset()
 
+    async def _inclusion_loop(self) -> None:
+        while True:
+            answer = await self._inclusions.get()
+            try:
+                await self.check_own_included(*answer)
+            except Exception as e:  # that answer stays unchecked; the next ones are checked
+                self._failed(e)
+
     async def _pull_loop(self) -> None:
         backoff = Backoff(self.config.backoff_base, self.config.backoff_cap, self.rng)
         loop = asyncio.get_running_loop()
@@ -544,6 +644,27 @@ class SyncEngine:
             except Exception as e:
                 self._failed(e)
 
+    async def _checkpoint_loop(self) -> None:
+        backoff = Backoff(self.config.backoff_base, self.config.backoff_cap, self.rng)
+        ready = self._verified_ready
+        while True:
+            await ready.wait()
+            ready.clear()
+            try:
+                await self.accept_checkpoint()
+            except LogMisbehaviourError as e:  # the pull loop finds the evidence before its next page and halts
+                await self.service.trust.record_misbehaviour(e)
+                continue
+            except Exception as e:
+                self._failed(e)
+                await asyncio.sleep(retry_delay(backoff, e))
+                ready.set()
+                continue
+            backoff.reset()
+            # Accept at most this often: each acceptance costs the hub a proof and this node a write, and the
+            # pull loop has checked every root already.
+            await asyncio.sleep(self.config.checkpoint_interval)
+
     async def _witness_loop(self) -> None:
         backoff = Backoff(self.config.backoff_base, self.config.backoff_cap, self.rng)
         wanted = self._cosign_wanted
@@ -583,6 +704,11 @@ class SyncEngine:
             except Exception as e:
                 self._failed(e)
             await asyncio.sleep(self.config.registry_refresh)
+
+
+def _wall() -> float:
+    """Seconds of the wall clock, for the sync trace only: compared across processes, deciding nothing."""
+    return time.time()
 
 
 def _size(signed: SignedCheckpoint) -> int:

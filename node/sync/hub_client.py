@@ -49,6 +49,7 @@ class LogPage:
     entries: list[tuple[int, Any]]  # (position, envelope JWS object)
     size: int | None
     received: list[datetime] = field(default_factory=list)  # the hub's receipt time of each entry (§8.3)
+    checkpoint: bytes | None = None  # the hub's checkpoint at the page's end, when it sent one (re-serialized)
 
 
 class HubClient:
@@ -172,11 +173,13 @@ class HubClient:
             entries = [(e["position"], e["envelope"]) for e in doc["entries"]]
             size = doc.get("size")
             received = [parse_time(e["received_at"]) for e in doc["entries"]]
+            checkpoint = doc.get("checkpoint")
         except (KeyError, TypeError, AttributeError, IpdnError) as e:
             raise HubProtocolError(f"log page is malformed: {e}") from e
         if not all(type(p) is int for p, _ in entries):
             raise HubProtocolError("log positions must be integers")
-        return LogPage(entries, size if type(size) is int else None, received)
+        return LogPage(entries, size if type(size) is int else None, received,
+                       logtrust.dump(checkpoint) if checkpoint is not None else None)
 
 
 def _retry_after(value: str | None) -> float | None:

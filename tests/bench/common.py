@@ -52,7 +52,6 @@ BENCHES = {
     "biglog": "tests.bench.bench_biglog",
     "import": "tests.bench.bench_import",
     "signin": "tests.bench.bench_signin",
-    "stream": "tests.bench.bench_stream",
     "portal": "tests.bench.bench_portal",
 }
 

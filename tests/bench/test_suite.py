@@ -35,6 +35,16 @@ class TestQuickSuite:
         assert f"| {bench} |" in render(doc)
         if bench == "ingest":
             assert "| ingest | hub ingest, SQLite |" in render(doc)
+        if bench == "latency":  # each regime as a client sees it (GET and stream), by a client never rate-limited
+            names = " ".join(f["name"] for f in doc["figures"])
+            for regime in ("paced", "steady", "five"):
+                assert f"{regime}: POST to GET 200 at a peer, p99" in names
+                assert f"{regime}: POST to stream event at a peer, p50" in names
+            assert "partner key of unlimited rate, none answered 429" in render(doc)
+        if bench == "storage":  # both goals of the node's storage, each beside its baseline
+            names = {f["name"]: f for f in doc["figures"]}
+            assert names["node bytes per envelope, SQLite"]["baseline_name"] == "the hub's, same envelopes"
+            assert "updates with 2,000 records held, SQLite" in " ".join(names)
 
     def test_unknown_benchmark_refused(self) -> None:
         """Naming a benchmark that does not exist stops the run with the list of those that do."""

@@ -58,6 +58,7 @@ class FakeHub:
         self.governance_refusal: str | None = None  # set: refuse submissions with this reason (422)
         self.governance_down = False  # True: governance submissions answer 503 and change nothing
         self.proof_requests: list[tuple[str, dict[str, str]]] = []
+        self.checkpoint_requests = 0
         self.cosignatures: dict[int, dict[str, dict[str, str]]] = {}  # size -> kid -> co-signature
         self.replay = httpsig.ReplayCache()
         self._appended = asyncio.Event()
@@ -70,6 +71,9 @@ class FakeHub:
         self.serve_checkpoint_size: int | None = None  # serve the (older) checkpoint of this size
         self.forge_key: SigningKey | None = None  # sign served checkpoints with this key instead
         self.ack_without_logging = False  # acknowledge pushes at the last position without logging them
+        # A page ending at the end of the log carries the checkpoint served (misbehaviour above included), as the
+        # hub's pages do (§8.3); False: as a hub before them, the node asks for it.
+        self.page_checkpoints = False
 
     # -- what tests do to it -------------------------------------------------------------------------
 
@@ -247,20 +251,29 @@ class FakeHub:
             entries_of = self._entries(request.app[VIEW])
         entries = [{"position": n, "received_at": format_time(self._received_at(n)), "envelope": e.to_dict()}
                    for n, e in enumerate(entries_of[after:after + limit], after + 1)]
-        return json_response({"entries": entries, "next": after + len(entries), "size": len(entries_of)})
+        page = {"entries": entries, "next": after + len(entries), "size": len(entries_of)}
+        if self.page_checkpoints and entries and after + len(entries) == len(entries_of):
+            page["checkpoint"] = self._served(request.app[VIEW]).to_dict()
+        return json_response(page)
 
-    async def get_checkpoint(self, request: web.Request) -> web.Response:
-        if (down := self._down()) is not None:
-            return down
-        view = request.app[VIEW]
-        if not self._entries(view):
-            return problem_response(404, "no-checkpoint", "the log is empty")
+    def _served(self, view: str) -> SignedCheckpoint:
+        """The checkpoint served for ``view``, as the misbehaviour asked for is set."""
         signed = self.checkpoint(view, self.serve_checkpoint_size)
         if self.forge_key is not None:  # another key's signature under the hub key's kid
             protected = b64u_encode(canonical_bytes({"alg": jws.ALG, "kid": self.key.kid, "typ": TYP}))
             forged = self.forge_key.sign(f"{protected}.{b64u_encode(signed.payload)}".encode())
             signed = SignedCheckpoint(signed.checkpoint, signed.payload,
                                       ({"protected": protected, "signature": b64u_encode(forged)},))
+        return signed
+
+    async def get_checkpoint(self, request: web.Request) -> web.Response:
+        if (down := self._down()) is not None:
+            return down
+        view = request.app[VIEW]
+        self.checkpoint_requests += 1
+        if not self._entries(view):
+            return problem_response(404, "no-checkpoint", "the log is empty")
+        signed = self._served(view)
         for entry in self.cosignatures.get(signed.checkpoint.size, {}).values():
             signed = signed.with_signature(entry)
         return json_response(signed.to_dict())

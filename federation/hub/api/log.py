@@ -43,6 +43,10 @@ async def get_log(request: web.Request) -> web.Response:
     nxt = rows[-1][0] if rows else after
     # A full page never changes (positions are final); a partial one grows as the log does.
     size = max(await service.log_size(), nxt)
+    # A page that ends where the hub's latest checkpoint does carries it: the node checks that root at once
+    # (PROTOCOL.md §8.3) instead of asking for the checkpoint on its way to the next pull.
+    checkpoint = service.checkpoint_at(nxt) if rows else None
+    tail = f',"checkpoint":{checkpoint}' if checkpoint else ""
     headers = {"Cache-Control": "no-cache"}
     if len(rows) == limit:
         # Its ETag covers the entries only: "size" is a hint that grows, so the validator is weak
@@ -51,7 +55,7 @@ async def get_log(request: web.Request) -> web.Response:
         headers = {"Cache-Control": "public, max-age=31536000, immutable", "ETag": f'W/"{tag}"'}
         if any(t.value in (tag, "*") for t in request.if_none_match or ()):
             return web.Response(status=304, headers=headers)
-    return web.Response(text=f'{{"entries":[{entries}],"next":{nxt},"size":{size}}}',
+    return web.Response(text=f'{{"entries":[{entries}],"next":{nxt},"size":{size}{tail}}}',
                         content_type="application/json", headers=headers)
 
 

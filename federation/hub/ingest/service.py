@@ -139,6 +139,7 @@ class HubService:
         # or a catch-up asked for between two of them.
         self._view = asyncio.Lock()
         self._closing = False
+        self._checkpoint_text: tuple[SignedCheckpoint, str] | None = None  # the latest checkpoint as a page carries it
 
     async def start(self) -> None:
         self.heads = {o: ChainHead(s, h) for o, (s, h) in (await self.store.heads()).items()}
@@ -350,6 +351,16 @@ class HubService:
     def _wake(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def checkpoint_at(self, size: int) -> str | None:
+        """The JSON text of this worker's latest checkpoint if it is of ``size`` (None: it is not), made once per
+        checkpoint: a log page ending at ``size`` carries it, so a node checks its root without asking (§8.3)."""
+        signed = self.checkpoint
+        if signed is None or signed.checkpoint.size != size:
+            return None
+        if self._checkpoint_text is None or self._checkpoint_text[0] is not signed:
+            self._checkpoint_text = (signed, json.dumps(signed.to_dict(), separators=(",", ":")))
+        return self._checkpoint_text[1]
 
     async def log_size(self) -> int:
         """The log's size now: this worker's own view, or the database's on a shared log."""

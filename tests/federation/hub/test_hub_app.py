@@ -226,6 +226,23 @@ class TestPull:
         assert doc["entries"][0]["envelope"] == envs[1].to_dict()
         assert r.headers["Cache-Control"] == "no-cache"
 
+    async def test_page_ending_at_the_log_end_carries_its_checkpoint(self, hub: Any, members: dict[str, Member],
+                                                                      body: dict) -> None:
+        """A page that ends where the log does carries the hub-signed checkpoint of that size (§8.3), whose root is
+        that of the entries so far: a node checks it without asking. A page that stops short of the end, or an empty
+        one, carries none."""
+        qa = members["QA"]
+        envs = [qa.publish(body) for _ in range(3)]
+        await push(hub, qa, envs)
+        doc = await (await hub.get("/api/v1/log", params={"after": 1, "limit": 10})).json()
+        signed = parse_checkpoint(doc["checkpoint"])
+        signed.verify(hub.server.app[SERVICE].registry.registry.hub_public_keys(), {})
+        assert signed.checkpoint.size == doc["next"] == 3
+        assert signed.checkpoint.root_bytes == merkle.root([merkle.leaf_hash(e.leaf) for e in envs])
+        short = await (await hub.get("/api/v1/log", params={"after": 0, "limit": 2})).json()
+        empty = await (await hub.get("/api/v1/log", params={"after": 3})).json()
+        assert "checkpoint" not in short and "checkpoint" not in empty
+
     async def test_full_page_is_immutable(self, hub: Any, members: dict[str, Member], body: dict) -> None:
         """A full page can never change, so it may be cached for a year."""
         qa = members["QA"]

@@ -44,9 +44,10 @@ def log_of(*envs: Envelope, start: int = 1) -> list[tuple[int, Any]]:
 
 
 async def sync(engine: SyncEngine) -> None:
-    """Pull until caught up (each caught-up page also checks the hub's checkpoint)."""
+    """Pull until caught up (each caught-up page also checks the hub's checkpoint), then accept the one verified."""
     while await engine.pull_once():
         pass
+    await engine.accept_checkpoint()
 
 
 async def accepted_size(engine: SyncEngine) -> int | None:
@@ -137,6 +138,15 @@ class TestNodeFrontier:
         assert err.value.reason == "frontier-incomplete"
 
 
+@pytest.fixture(params=["asked for", "in the page"])
+def checkpoints(request: pytest.FixtureRequest, net: Net) -> str:
+    """Both ways a node gets the hub's checkpoint: asked for when caught up (a hub before §8.3's page checkpoints),
+    or carried by the page that ends at the end of the log."""
+    net.hub.page_checkpoints = request.param == "in the page"
+    return str(request.param)
+
+
+@pytest.mark.usefixtures("checkpoints")
 class TestCheckpointChecks:
     async def test_matching_checkpoint_accepted(self, net: Net, kr: Member, event: dict[str, Any]) -> None:
         """When caught up, the hub's checkpoint with the node's own root is accepted; a later one is accepted
@@ -150,6 +160,27 @@ class TestCheckpointChecks:
             assert await accepted_size(engine) == 5
             assert ("consistency", {"from": "3", "to": "5"}) in net.hub.proof_requests
             assert await engine.service.trust.evidence() == []
+
+    async def test_page_checkpoint_checked_without_asking(self, net: Net, kr: Member, event: dict[str, Any],
+                                                          checkpoints: str) -> None:
+        """A checkpoint carried by the page is checked in the pull loop (signature, root against the frontier) and
+        accepted by the checkpoint loop after its consistency proof: the node never asks for the checkpoint and
+        the pull does not wait for the proof. A hub without page checkpoints is asked as before."""
+        publish_n(net.hub, kr, event, 3)
+        async with driven_engine(net.config) as engine:
+            while await engine.pull_once():
+                pass
+            in_page = checkpoints == "in the page"
+            assert await accepted_size(engine) == (None if in_page else 3)
+            assert await engine.accept_checkpoint() is in_page
+            assert await accepted_size(engine) == 3
+            publish_n(net.hub, kr, event, 2)
+            await engine.pull_once()
+            assert await accepted_size(engine) == (3 if in_page else 5)
+            await engine.accept_checkpoint()
+            assert await accepted_size(engine) == 5
+            assert ("consistency", {"from": "3", "to": "5"}) in net.hub.proof_requests
+            assert net.hub.checkpoint_requests == (0 if in_page else 2)
 
     async def test_hub_first_checkpoint_with_another_root_detected(self, net: Net, kr: Member,
                                                                    event: dict[str, Any]) -> None:
@@ -290,6 +321,8 @@ class TestOwnInclusion:
             for _ in range(3):
                 await engine.service.create("cultural-event", event)
             await engine.push_once()
+            assert [kind for kind, _ in net.hub.proof_requests] == []  # the next push does not wait for them
+            await engine.check_inclusions()
             asked = [q for kind, q in net.hub.proof_requests if kind == "inclusion"]
             assert asked == [{"index": "1", "size": "4"}, {"index": "3", "size": "4"}]
             assert await engine.service.trust.evidence() == []
@@ -303,6 +336,7 @@ class TestOwnInclusion:
         async with driven_engine(net.config) as engine:
             await engine.service.create("cultural-event", event)
             await engine.push_once()
+            await engine.check_inclusions()
             [ev] = await engine.service.trust.evidence()
             assert ev.reason == "own-envelope-not-included"
             assert parse_checkpoint(json.loads(ev.offending or b"")).checkpoint.size == 1
