@@ -497,10 +497,10 @@ async def event_page(request: web.Request) -> web.StreamResponse:
 
 
 async def event_calendar(request: web.Request) -> web.StreamResponse:
-    """The record as an iCalendar file of one event ("add to calendar")."""
+    """The record as an iCalendar file of one event ("add to calendar"; a programme's days all-day)."""
     service: NodeService = request.app[SERVICE]
     rec = await _record(request)
-    if rec is None or rec.kind != EVENT_KIND:
+    if rec is None:
         return portal.not_found(request, record_id=request.match_info["record_id"])
     if rec.body is None:
         return portal.not_found(request, gone=True, record_id=rec.record_id)

@@ -155,7 +155,11 @@ async def test_programme_record_page_with_history_badge_and_downloads(client: Te
     assert env_resp.status == 200 and env_resp.content_type == "application/jose+json"
     env = Envelope.from_bytes(await env_resp.read())
     assert env.payload.version == 2 and env.hash == (await service.get(rid)).hash
-    assert (await client.get(f"/events/{rid}/calendar.ics")).status == 404  # a programme is no calendar event
+    assert f'href="/events/{rid}/calendar.ics"' in html  # a programme's days go in a calendar too, all-day
+    resp = await client.get(f"/events/{rid}/calendar.ics")
+    assert resp.status == 200 and resp.content_type == "text/calendar"
+    (days,) = Calendar.from_ical(await resp.read()).walk("VEVENT")
+    assert days["DTSTART"].dt.isoformat() == body["start_date"] and not hasattr(days["DTSTART"].dt, "hour")
 
 
 async def test_event_add_to_calendar_and_share(client: TestClient, published: dict[str, str]) -> None:
