@@ -1,13 +1,13 @@
 """The node's authoring pages for member staff, under ``/author/``: sign in, list, write, publish, import.
 
-Handlers only: they authenticate (the one sign-in flow of every operator page, federation/server/ui/signin.py:
-a signed session cookie, the CSRF token of every POST, a lock after repeated failures), read the form, call
-:class:`~node.staff.service.StaffService` and render a template (node/staff/templates/author/, jinja2
-autoescape; English and Arabic, right to left for Arabic). Pages are server-rendered and work without
-JavaScript; node/staff/static/author/author.js only adds language tabs, "add another" in place and a time-zone filter. Every response under ``/author/``
-carries the strict page headers (``secure_headers``: no inline script or style, no framing). Errors are
-RFC 9457 problems, except what staff can fix in a form (validation), which is shown on the form itself; a
-browser asking for a page (``Accept: text/html``) gets the problem as a page in the reader's language (the
+Handlers only: they authenticate (the one sign-in flow of every operator page, federation/server/ui/signin.py: a
+signed session cookie, the CSRF token of every POST, a lock after repeated failures), read the form, call
+:class:`~node.staff.service.StaffService` and render a template (node/staff/templates/author/, jinja2 autoescape;
+English and Arabic, right to left for Arabic). Pages are server-rendered and work without JavaScript;
+node/staff/static/author/author.js only adds language tabs, "add another" in place and a time-zone filter. Every
+response under ``/author/`` carries the strict page headers (``secure_headers``: no inline script or style, no
+framing). Errors are RFC 9457 problems, except what staff can fix in a form (validation), which is shown on the form
+itself; a browser asking for a page (``Accept: text/html``) gets the problem as a page in the reader's language (the
 reason's sentence, its slug, the technical text behind a disclosure).
 """
 
