@@ -1,7 +1,7 @@
 """The DCAT-AP 3 catalogue (node/partners/dcat.py): ``GET /catalog`` as JSON-LD, Turtle and RDF/XML.
 
 Read back with a real RDF toolkit: every serialisation parsed with rdflib and the graphs isomorphic; the graph
-validated with pySHACL against the DCAT-AP 3.0.0 SHACL shapes (tests/vectors/dcat-ap/, README there): 0
+validated with pySHACL against the DCAT-AP 3.0.1 SHACL shapes (tests/vectors/dcat-ap/, README there): 0
 violations, and a catalogue with a mandatory property taken out is caught. Every distribution's access URL
 answers on the node with the media type the catalogue states.
 """
@@ -28,15 +28,29 @@ from node.partners import dcat
 from node.records.service import NodeService
 from tests.support.factories import example_bodies
 
-SHAPES = Path(__file__).resolve().parents[2] / "vectors" / "dcat-ap" / "dcat-ap-SHACL-3.0.0.jsonld"
+SHAPES = Path(__file__).resolve().parents[2] / "vectors" / "dcat-ap" / "dcat-ap-SHACL-3.0.1.ttl"
 IANA = "https://www.iana.org/assignments/media-types/"
 FORMATS = {"jsonld": "json-ld", "ttl": "turtle", "rdf": "xml"}
 VCARD = "http://www.w3.org/2006/vcard/ns#"
 
 
+# The 3.0.1 file still lists two DataService property shapes it no longer defines (3.0.0's `sh:class rdfs:Resource`
+# for dcat:endpointURL and dcat:endpointDescription; SEMICeu/DCAT-AP issue 448): validators refuse a reference to a
+# shape without sh:path, so these two references, which constrain nothing, are taken out of the graph read.
+UNDEFINED = {URIRef(f"https://semiceu.github.io/DCAT-AP/releases/3.0.1#dcat:DataServiceShape/{h}")
+             for h in ("dc08f4dca4377fade57f89454e3fa06a8389d314", "eb3ac4e4fdde2e2588a9502c5956060a18c5c99f")}
+
+
 @pytest.fixture(scope="module")
 def shapes() -> Graph:
-    return Graph().parse(SHAPES, format="json-ld")
+    g = Graph().parse(SHAPES, format="turtle")
+    dangling = {(s, ps) for s, ps in g.subject_objects(ns.SH.property) if g.value(ps, ns.SH.path) is None}
+    assert {ps for _, ps in dangling} == UNDEFINED  # a new release that fixes (or adds to) them shows here
+    for s, ps in dangling:
+        g.remove((s, ns.SH.property, ps))
+    assert len(set(g.subjects(ns.RDF.type, ns.SH.NodeShape))) == 33
+    assert len(set(g.objects(None, ns.SH.property))) == 290
+    return g
 
 
 @pytest.fixture
@@ -71,9 +85,8 @@ async def fetch(client: TestClient, path: str, **headers: str) -> tuple[Any, byt
 
 
 def violations(data: Graph, shapes: Graph) -> list[str]:
-    """What pySHACL reports (any severity). RDFS inference: every IRI is an rdfs:Resource, which the 3.0.0 shapes'
-    ranges ask of URLs (tests/vectors/dcat-ap/README.md)."""
-    conforms, report, _ = pyshacl.validate(data, shacl_graph=shapes, inference="rdfs", allow_warnings=False)
+    """What pySHACL reports (any severity), the data graph taken as it is: no inference."""
+    conforms, report, _ = pyshacl.validate(data, shacl_graph=shapes, inference="none", allow_warnings=False)
     sh = ns.SH
     found = [f"{report.value(r, sh.focusNode)} {report.value(r, sh.resultPath)}: {report.value(r, sh.resultMessage)}"
              for r in report.subjects(ns.RDF.type, sh.ValidationResult)]
