@@ -127,7 +127,7 @@ MAX_Q = 500
 
 
 # Part of every record API ETag: bump it whenever the same records would be encoded differently.
-RECORDS_REVISION = b"records-1"
+RECORDS_REVISION = b"records-2"  # 2: bodies spliced from the envelope, in its compact RFC 8785 form (ADR 30)
 
 
 def _records_etag(records: Sequence[StoredRecord], cursor: str | None) -> str:

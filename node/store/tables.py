@@ -1,4 +1,4 @@
-"""The node's tables, in one metadata: what migrations 0001-0004 and 0006-0011 made (the webhook tables of 0005 are
+"""The node's tables, in one metadata: what migrations 0001-0004 and 0006-0012 made (the webhook tables of 0005 are
 node/webhooks/store.py's). The store modules of node/store/ query them, each its own group; a transaction that
 spans groups (applying a page, publishing) passes its connection from one group's functions to the next."""
 
@@ -23,24 +23,31 @@ envelopes = sa.Table(
     # and the mark of one signed by a key revoked after the fact (docs/adr/0019)
     sa.Column("logged_at", sa.DateTime(timezone=True)), sa.Column("key_warning", sa.String(64)),
 )
+# The current version of each record: the columns its filters and lists need. Its envelope (and so its body) is
+# the row of `envelopes` at (origin, seq), never copied here (0012, docs/adr/0030); `id` keys the full-text index.
+RECORD_ID_TYPE = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite: INTEGER PRIMARY KEY is the rowid
 records = sa.Table(
     "records", meta,
-    sa.Column("record_id", sa.String(80), primary_key=True), sa.Column("origin", sa.String(2)),
+    sa.Column("id", RECORD_ID_TYPE, primary_key=True),
+    sa.Column("record_id", sa.String(80)), sa.Column("origin", sa.String(2)),
     sa.Column("kind", sa.String(64)), sa.Column("version", sa.BigInteger), sa.Column("op", sa.String(8)),
-    sa.Column("status", sa.String(32)), sa.Column("title", sa.Text), sa.Column("body", sa.Text),
+    sa.Column("status", sa.String(32)), sa.Column("title", sa.Text),
     sa.Column("hash", sa.String(64)), sa.Column("seq", sa.BigInteger), sa.Column("issued_at", sa.String(32)),
-    sa.Column("updated_at", sa.DateTime(timezone=True)), sa.Column("envelope", sa.LargeBinary),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
     # Derived from the body for searching (0003): first and last local calendar day (YYYY-MM-DD), and
-    # |-delimited lists of countries, lowercased tags and lowercased title languages; the searched text.
+    # |-delimited lists of countries, lowercased tags and lowercased title languages.
     sa.Column("start_day", sa.String(10)), sa.Column("end_day", sa.String(10)), sa.Column("countries", sa.Text),
-    sa.Column("tags", sa.Text), sa.Column("langs", sa.Text), sa.Column("search", sa.Text),
+    sa.Column("tags", sa.Text), sa.Column("langs", sa.Text),
     sa.Column("key_warning", sa.String(64)),  # 0008: its current version's envelope mark (docs/adr/0019)
     # 0011: the event_type or programme_type, the |-delimited audiences, and the last local day of the last
     # occurrence (a recurring event's series; node/records/occurrences.py), for the portal's filters and views.
     sa.Column("type", sa.String(64)), sa.Column("audiences", sa.Text), sa.Column("last_day", sa.String(10)),
 )
-# SQLite only: an FTS5 table over records.search (0003), kept in sync by NodeStore._put_records.
-records_fts = sa.table("records_fts", sa.column("record_id", sa.String), sa.column("search", sa.Text))
+# The full-text index of the records' searched text (node.store.records.search_values), one row per record keyed
+# by records.id, kept in each write's transaction by NodeStore._put_records (0012): on SQLite a contentless FTS5
+# table (rowid = records.id; the text is not stored, so a row is deleted by giving its text again, derived from
+# the envelope it was indexed from), on PostgreSQL a table (rowid, search tsvector) with a GIN index.
+records_fts = sa.table("records_fts", sa.column("rowid", RECORD_ID_TYPE), sa.column("search", sa.Text))
 quarantine = sa.Table(
     "quarantine", meta,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),

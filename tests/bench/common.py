@@ -53,6 +53,7 @@ BENCHES = {
     "import": "tests.bench.bench_import",
     "signin": "tests.bench.bench_signin",
     "portal": "tests.bench.bench_portal",
+    "storage": "tests.bench.bench_storage",
 }
 
 N = TypeVar("N", int, float)

@@ -32,6 +32,9 @@ from tests.support.factories import Member, example_bodies
 # Diff kinds that mean "the database is not what the code addresses". Nullability, indexes and
 # constraints live in the migrations only (the stores' tables declare names and types).
 SHAPE_DIFFS = {"add_table", "remove_table", "add_column", "remove_column", "modify_type"}
+# Columns a revision removes by design, with what keeps their data: the walk checks what is left of each seeded row,
+# and the head's store reads the rest back (test_head_migrated_database_opens_and_serves_the_seed).
+DROPPED = {("node", "records", "body"): "0012", ("node", "records", "envelope"): "0012"}  # envelopes holds it once
 
 
 @dataclass(frozen=True)
@@ -160,8 +163,11 @@ class TestUpgradePath:
                 await db.migrate(engine, schema.migrations, schema.version_table, revision=rev)
                 assert await db.current_revision(engine, schema.migrations, schema.version_table) == rev
                 for table, rows in seed.items():
-                    got = [tuple(_normalise(v) for v in r) for r in await _rows(engine, table, list(rows[0]))]
-                    assert sorted(got) == expected[table], f"{table} changed by {rev}"
+                    kept = [i for i, c in enumerate(rows[0]) if DROPPED.get((schema.name, table, c), "~") > rev]
+                    got = [tuple(_normalise(v) for v in r)
+                           for r in await _rows(engine, table, [list(rows[0])[i] for i in kept])]
+                    assert sorted(got) == sorted(tuple(e[i] for i in kept) for e in expected[table]), \
+                        f"{table} changed by {rev}"
             assert await _shape_diffs(engine, schema) == []
         finally:
             await engine.dispose()
@@ -186,6 +192,7 @@ class TestUpgradePath:
             try:
                 rec = await nstore.get_record(envs[1].payload.record_id)
                 assert rec is not None and rec.version == 1
+                assert (rec.body, rec.envelope) == (envs[1].payload.body, envs[1].to_bytes())  # from envelopes
                 # 0003's backfill made the seeded records searchable by a word of their title.
                 word = (envs[0].payload.body or {})["title"]["en"].split()[0]
                 found = await nstore.list_records(q=word, limit=10)
