@@ -8,6 +8,7 @@ relative to the node directory. The operator token itself lives only in ``operat
 
 from __future__ import annotations
 
+import os
 import re
 import ssl
 from collections.abc import Mapping
@@ -104,6 +105,9 @@ class NodeConfig:
     # -- sync with the hub -----------------------------------------------------------------------------
     push_batch: int = 100  # envelopes per push (also capped by the registry's max_batch)
     pull_limit: int = 500  # log entries asked for per pull
+    # Processes verifying pulled pages while the node applies the page before (node/sync/verifier.py, ADR 32): both
+    # cores of a small server work when catching up; started at the first large page. 0: verify in-process.
+    verify_workers: int = field(default_factory=lambda: min(os.cpu_count() or 1, 4) if (os.cpu_count() or 1) > 1 else 0)
     long_poll_wait: int = 25  # seconds the hub may hold a pull (the hub allows at most 30)
     min_poll_interval: float = 1.0  # seconds between empty pulls, should the hub not hold them
     registry_refresh: float = 60.0  # seconds between registry fetches

@@ -32,12 +32,13 @@ from federation.protocol.envelope import TYP as ENVELOPE_TYP
 from federation.protocol.envelope import Envelope
 from federation.protocol.errors import IpdnError
 from federation.protocol.schemas import SchemaSet
-from federation.protocol.verify import REVOKED_AFTER_REASON, ChainHead, Failure, judge_logged_key, verify_envelope
+from federation.protocol.verify import REVOKED_AFTER_REASON, ChainHead, Failure, check_chain, judge_logged_key
 from node.errors import HubProtocolError
 from node.store.records import Changes, NodeStore, QuarantineRow
 from node.sync import logtrust
 from node.sync.registry import RegistryFollower
 from node.sync.trust import LogTrust
+from node.sync.verifier import CheckedPage, check_entries, envelope_of
 
 log = logging.getLogger("ipdn.node")
 
@@ -93,9 +94,13 @@ class LogApplier:
         return False
 
     async def apply_log(self, after: int, entries: Sequence[tuple[int, Any]],
-                        received: Sequence[datetime] | None = None) -> ApplyReport:
+                        received: Sequence[datetime] | None = None, checked: CheckedPage | None = None) -> ApplyReport:
         """Apply log entries (position, envelope JWS object) that follow position ``after``, received by the hub at
         the times ``received`` (one per entry, as the log serves them; None: not judged at receipt).
+
+        ``checked``: the entries' verdicts made beforehand (node/sync/verifier.py, in worker processes while the
+        page before was applied); made here, in-process, when absent or made under another registry. The chain,
+        the receipt-time window and the versions are judged here either way, in order.
 
         Everything the page changes, the new cursor included, is written in one transaction: a crash
         loses nothing and applies nothing twice.
@@ -112,15 +117,16 @@ class LogApplier:
         report = ApplyReport()
         if not entries:
             return report
-        parsed: list[tuple[int, Envelope | IpdnError, Any]] = []
-        for position, obj in entries:
-            try:
-                parsed.append((position, Envelope.from_dict(obj), obj))
-            except IpdnError as e:
-                parsed.append((position, e, obj))
-        envs = [e for _, e, _ in parsed if isinstance(e, Envelope)]
+        objs = [obj for _, obj in entries]
+        if checked is None or checked.registry != self.registry.current.hash or len(checked.items) != len(objs):
+            checked = self._check(objs)
+        parsed = [(position, envelope_of(obj, c.parts) if c.parts is not None else None, obj)
+                  for (position, obj), c in zip(entries, checked.items, strict=True)]
+        envs = [e for _, e, _ in parsed if e is not None]
         async with self._write:
             await self.trust.ensure_applying()  # evidence found while the page was on its way stops it too
+            if checked.registry != self.registry.current.hash:  # the registry moved while waiting for the lock
+                checked = self._check(objs)
             basis = await self.store.apply_basis([(e.payload.origin, e.payload.seq) for e in envs],
                                                  [e.payload.record_id for e in envs])
             frontier = basis.view.frontier
@@ -131,48 +137,56 @@ class LogApplier:
                 raise RuntimeError(f"entries after {after} do not follow the stored cursor")
             if received is not None:
                 self._check_receipts(after, received, basis.view.received_at)
-            for position, obj in entries:  # every entry is a leaf, quarantined or not
-                frontier.append(logtrust.entry_leaf(position, obj))
+            for (position, obj), c in zip(entries, checked.items, strict=True):  # each entry a leaf, quarantined or not
+                frontier.append(c.leaf if c.leaf is not None else logtrust.entry_leaf(position, obj))
             held, heads, versions = basis.held, basis.heads, basis.versions
             changes = Changes(cursor=positions[-1], frontier=frontier,
                               logged_at=dict(zip(positions, received, strict=True)) if received is not None else {})
-            for position, env, obj in parsed:
-                if isinstance(env, IpdnError):
+            for (position, env, obj), c in zip(parsed, checked.items, strict=True):
+                if env is None:
+                    intake = c.failures[0]
                     self._quarantine(changes, report, QuarantineRow(
-                        env.reason, env.message, json.dumps(obj, ensure_ascii=False).encode(), position=position))
+                        intake.reason, intake.message, json.dumps(obj, ensure_ascii=False).encode(), position=position))
                     continue
-                self._apply_one(env, position, held, heads, versions, changes, report,
-                                changes.logged_at.get(position))
+                if self._apply_one(env, position, held, heads, versions, changes, report, list(c.failures),
+                                   changes.logged_at.get(position)) and c.derived is not None:
+                    changes.derived[env.hash] = c.derived
             self._cursor, self._applies = None, self._applies + 1  # unknown until the write is done (or failed)
             await self.store.apply(changes, self.clock())
             self._cursor, report.frontier = changes.cursor, frontier
         return report
 
+    def _check(self, objs: Sequence[Any]) -> CheckedPage:
+        """The verdicts of a page made here, in-process (the reference path; node/sync/verifier.py)."""
+        now, reg = self.clock(), self.registry.current
+        return CheckedPage(reg.hash, now, check_entries(reg, self.schemas, objs, now))
+
     def _apply_one(self, env: Envelope, position: int, held: dict[tuple[str, int], str],
                    heads: dict[str, ChainHead], versions: dict[str, tuple[int, str]], changes: Changes,
-                   report: ApplyReport, logged_at: datetime | None = None) -> None:
+                   report: ApplyReport, failures: list[Failure], logged_at: datetime | None = None) -> bool:
+        """Judge one parsed envelope, given its verdict but for the chain and the receipt time (``failures``, as
+        :func:`~node.sync.verifier.check_entries` made it); True if it becomes a record's current version."""
         p = env.payload
         if held.get((p.origin, p.seq)) == env.hash:
             # Already held (our own envelope coming back, or a page seen before): note where it is.
             if p.origin == self.member:
                 changes.own_positions.append((p.seq, position))
             report.duplicates += 1
-            return
-        reg = self.registry.current.registry
-        skew = timedelta(seconds=reg.policies.clock_skew_seconds)
-        result = verify_envelope(env, keys=reg.member_keys().get, schemas=self.schemas, now=self.clock(),
-                                 chain_head=heads.get(p.origin), check_chain_head=True, max_future_skew=skew)
-        mark = self._judge_receipt(env, logged_at, skew, result.failures)
-        if not result.ok:
+            return False
+        skew = timedelta(seconds=self.registry.current.registry.policies.clock_skew_seconds)
+        if (chain := check_chain(env, heads.get(p.origin))) is not None:
+            failures.append(chain)
+        mark = self._judge_receipt(env, logged_at, skew, failures)
+        if failures:
             # A chain reason only when the envelope is otherwise sound: a forged one is no evidence.
-            first = next((f for f in result.failures if f.check != "chain"), result.failures[0])
+            first = next((f for f in failures if f.check != "chain"), failures[0])
             reason = "chain-fork" if first.reason == "chain-stale" else first.reason  # stale, other hash: fork
-            detail = "; ".join(f"{f.check}: {f.message}" for f in result.failures)
+            detail = "; ".join(f"{f.check}: {f.message}" for f in failures)
             if first.reason == "chain-stale":
                 detail += f" (this node holds {held.get((p.origin, p.seq))} at seq {p.seq}, the log has {env.hash})"
             self._quarantine(changes, report, QuarantineRow(reason, detail, env.to_bytes(), p.origin, p.seq,
                                                             env.hash, position))
-            return
+            return False
         changes.envelopes.append((env, position))
         if mark is not None:
             changes.marks[env.hash] = mark
@@ -185,12 +199,13 @@ class LogApplier:
             versions[p.record_id] = (p.version, env.hash)
             changes.records[p.record_id] = env
             changes.events.append(env)  # each version that becomes current is an event (webhooks)
-        elif p.version == current[0] and env.hash != current[1]:
+            return True
+        if p.version == current[0] and env.hash != current[1]:
             # Two envelopes for one record version: evidence of misbehaviour, kept and not applied (§3.4).
             self._quarantine(changes, report, QuarantineRow(
                 "version-conflict", f"{p.record_id} v{p.version} is held with hash {current[1]}",
                 env.to_bytes(), p.origin, p.seq, env.hash, position))
-        # A lower version stays in the chain but cannot replace a newer one.
+        return False  # a lower version stays in the chain but cannot replace a newer one
 
     def _judge_receipt(self, env: Envelope, logged_at: datetime | None, skew: timedelta,
                        failures: list[Failure]) -> str | None:

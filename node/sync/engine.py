@@ -65,7 +65,8 @@ from node.records.service import NodeService
 from node.store.outbox import PENDING, REJECTED, OutboxRow
 from node.store.records import NodeStore
 from node.sync import logtrust
-from node.sync.hub_client import HubClient
+from node.sync.hub_client import HubClient, LogPage
+from node.sync.verifier import CheckedPage, PageVerifier
 
 log = logging.getLogger("ipdn.node.sync")
 trace = logging.getLogger("ipdn.node.sync.trace")  # config.sync_trace: one line per page pulled
@@ -135,6 +136,10 @@ class SyncEngine:
         self._verified: tuple[SignedCheckpoint, bytes] | None = None
         self._verified_ready = asyncio.Event()
         self._accepting = asyncio.Lock()  # one acceptance at a time: the accepted checkpoint only grows
+        # Pulled pages are verified in worker processes when large (catching up), and the next page is fetched and
+        # verified while the one before is applied: (its `after`, the task) (node/sync/verifier.py).
+        self.verifier = PageVerifier(service.schemas, config.verify_workers)
+        self._ahead: tuple[int, asyncio.Task[tuple[LogPage, CheckedPage]]] | None = None
         # Push answers whose inclusion proofs are still to check: (checkpoint, batch, acknowledged).
         self._inclusions: asyncio.Queue[tuple[bytes | None, list[OutboxRow], list[tuple[int, int]]]] = asyncio.Queue()
 
@@ -159,6 +164,10 @@ class SyncEngine:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self._ahead is not None:
+            self._ahead[1].cancel()
+            self._ahead = None
+        await self.verifier.stop()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -264,7 +273,7 @@ class SyncEngine:
         await self.service.trust.ensure_applying()
         await self._require_current_registry()
         after = await self.service.applier.cursor()
-        page = await self._hub.log(after, self.config.pull_limit, wait)
+        page, checked = await self._next_page(after, wait)
         pulled = _wall() if self.config.sync_trace else 0.0
         if self.service.applier.signed_by_unknown_keys(page.entries):
             # A member admitted or a key rotated since the last refresh: without the new registry its
@@ -272,7 +281,7 @@ class SyncEngine:
             with contextlib.suppress(HubError, RegistryError):
                 await self.refresh_registry()
         try:
-            report = await self.service.applier.apply_log(after, page.entries, page.received)
+            report = await self.service.applier.apply_log(after, page.entries, page.received, checked)
             if pulled and page.entries:
                 trace.info("applied log positions %d..%d", after + 1, after + len(page.entries), extra={"fields": {
                     "first": after + 1, "last": after + len(page.entries), "pulled": pulled, "applied": _wall()}})
@@ -292,6 +301,33 @@ class SyncEngine:
             await self.service.trust.record_misbehaviour(e)
             raise LogHaltedError(f"applying from the hub is halted: {e.reason}: {e.message}") from e
         return len(page.entries)
+
+    async def _next_page(self, after: int, wait: int) -> tuple[LogPage, CheckedPage | None]:
+        """The page after ``after`` and its verdicts: the page fetched ahead if it is that one, else fetched now. When
+        a full page says more follow (catching up), the next is fetched and verified meanwhile, in worker processes,
+        while this one is applied: at most two pages are held."""
+        ahead, self._ahead = self._ahead, None
+        got = None
+        if ahead is not None and ahead[0] == after:
+            with contextlib.suppress(HubError):  # fetched again below, where a failure counts
+                got = await ahead[1]
+        elif ahead is not None:
+            ahead[1].cancel()  # the cursor moved otherwise (a page failed): that page is not the next
+        page, checked = got if got is not None else (await self._hub.log(after, self.config.pull_limit, wait), None)
+        end = after + len(page.entries)
+        if self.verifier.workers and len(page.entries) >= self.config.pull_limit and end < (page.size or 0):
+            task = asyncio.create_task(self._fetch_checked(end), name="ipdn-node-pull-ahead")
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failure is met when awaited
+            self._ahead = (end, task)
+        if checked is None and self.verifier.workers:
+            checked = await self.verifier.check(self.service.registry, [obj for _, obj in page.entries],
+                                                self.service.clock())
+        return page, checked
+
+    async def _fetch_checked(self, after: int) -> tuple[LogPage, CheckedPage]:
+        page = await self._hub.log(after, self.config.pull_limit, 0)
+        return page, await self.verifier.check(self.service.registry, [obj for _, obj in page.entries],
+                                               self.service.clock())
 
     async def _require_current_registry(self) -> None:
         """Apply nothing from the hub under a lapsed registry (PROTOCOL.md §7): it may lack a revocation or a

@@ -1,0 +1,186 @@
+"""Verifying pulled log pages in worker processes, while the node applies the page before (docs/adr/0032).
+
+What an envelope's verdict needs besides the envelope is the registry and a reference time: never the node's
+database. So everything but the chain is judged here, by :func:`check_entries`, a plain function of picklable
+values that runs in a worker process or, for small pages and for the reference path, in the node's own:
+
+- intake: the JWS container, strict JSON, the RFC 8785 form of header and payload (``Envelope.from_dict``);
+- key (known, of the origin, valid at ``issued_at``), time, Ed25519 signature, schema: ``verify_envelope``,
+  exactly as the applier calls it, without the chain;
+- the Merkle leaf hash of the entry, and the record's derived search columns (``search_values``: the searched
+  text folded, the last day of a recurring event's series), which cost as much as the verification.
+
+The chain (against the heads the database holds), the key's window at the hub's receipt time (with the registry
+follower's knowledge of when each key's end was published), versions and the write stay with
+:class:`~node.records.apply.LogApplier`, in order, in the node's process. A verdict holds for the registry it was
+made under: the applier checks it again in-process when the registry moved meanwhile.
+
+A worker sends back plain tuples, never :class:`~federation.protocol.envelope.Envelope` objects: a slotted
+dataclass pickles at several hundred microseconds an envelope, more than parsing it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+from federation.protocol import merkle
+from federation.protocol.envelope import Envelope, Payload, leaf_bytes
+from federation.protocol.errors import IpdnError
+from federation.protocol.jws import SignedDocument
+from federation.protocol.registry import SignedRegistry, parse_registry
+from federation.protocol.schemas import SchemaSet
+from federation.protocol.verify import Failure, verify_envelope
+from node.store.records import search_values
+from node.sync.logtrust import JWS_MEMBERS
+
+log = logging.getLogger("ipdn.node.sync")
+
+
+class Checked(NamedTuple):
+    """One log entry judged by :func:`check_entries` (everything but the chain and the receipt-time window)."""
+
+    failures: tuple[Failure, ...]  # intake (alone) or key, time, signature, schema; never chain
+    leaf: bytes | None  # the Merkle leaf hash; None: the entry is no JWS (the applier raises log-entry-malformed)
+    # What rebuilds the envelope in the node's process without parsing it again (None: it did not parse).
+    parts: tuple[bytes, dict[str, Any], bytes, tuple[Any, ...]] | None = None  # signature, header, payload, fields
+    derived: dict[str, Any] | None = None  # the record's search columns (node.store.records.search_values)
+
+
+class CheckedPage(NamedTuple):
+    """A page's verdicts, one per entry in order, and what they were made under."""
+
+    registry: str  # the registry's hash
+    now: datetime  # the reference time of the time check
+    items: list[Checked]
+
+
+def _leaf(obj: Any) -> bytes | None:
+    if isinstance(obj, dict) and all(isinstance(obj.get(k), str) and obj[k].isascii() for k in JWS_MEMBERS):
+        return merkle.leaf_hash(leaf_bytes(obj))
+    return None
+
+
+def check_entries(registry: SignedRegistry, schemas: SchemaSet, objs: Sequence[Any], now: datetime) -> list[Checked]:
+    """Judge log entries (envelope JWS objects as the log serves them) as :meth:`LogApplier.apply_log` does,
+    without the chain and the receipt-time window."""
+    reg = registry.registry
+    keys = reg.member_keys().get
+    skew = timedelta(seconds=reg.policies.clock_skew_seconds)
+    out = []
+    for obj in objs:
+        leaf = _leaf(obj)
+        try:
+            env = Envelope.from_dict(obj)
+        except IpdnError as e:
+            out.append(Checked((Failure("intake", e.reason, e.message),), leaf))
+            continue
+        result = verify_envelope(env, keys=keys, schemas=schemas, now=now, max_future_skew=skew)
+        p, d = env.payload, env.jws
+        fields = (p.origin, p.seq, p.prev, p.record_id, p.version, p.kind, p.schema, p.op, p.issued_at, p.body)
+        out.append(Checked(tuple(result.failures), leaf, (d.signature, d.header, d.payload, fields),
+                           search_values(p.body)))
+    return out
+
+
+def envelope_of(obj: dict[str, str], parts: tuple[bytes, dict[str, Any], bytes, tuple[Any, ...]]) -> Envelope:
+    """The envelope :func:`check_entries` parsed from ``obj``, rebuilt from its parts (the payload's rules are
+    checked again by its constructor: cheap, and nothing is taken on trust from the pipe)."""
+    signature, header, payload, fields = parts
+    return Envelope(SignedDocument(obj["protected"], obj["payload"], signature, header, payload), Payload(*fields))
+
+
+# -- in a worker process -------------------------------------------------------------------------------------
+
+_worker: dict[str, Any] = {}
+
+
+def _init_worker(documents: dict[str, dict[str, Any]]) -> None:
+    _worker["schemas"] = SchemaSet(documents)
+    _worker["registries"] = {}
+
+
+def _check_in_worker(registry: bytes, digest: str, objs: list[Any], now: datetime) -> list[Checked]:
+    registries: dict[str, SignedRegistry] = _worker["registries"]
+    reg = registries.get(digest)
+    if reg is None:
+        registries.clear()
+        reg = registries[digest] = parse_registry(registry)  # the node checked it already; parsed once per worker
+    return check_entries(reg, _worker["schemas"], objs, now)
+
+
+class PageVerifier:
+    """Judges pages by :func:`check_entries`: in ``workers`` processes (a page split between them), or in this
+    process when there are none, while they start, or for a page smaller than ``parallel_min`` (a round trip to a
+    worker costs more than a few envelopes: a live record's page stays in-process). The workers are started at the
+    first page that would use them: a node that never catches up on a long log never starts them."""
+
+    def __init__(self, schemas: SchemaSet, workers: int = 0, parallel_min: int = 64) -> None:
+        self.schemas, self.workers, self.parallel_min = schemas, workers, parallel_min
+        self._pool: ProcessPoolExecutor | None = None  # set once every worker has started
+        self._starting: asyncio.Task[None] | None = None
+        self._bytes: tuple[str, bytes] | None = None  # the registry's hash and bytes last sent
+
+    async def start(self) -> None:
+        """Start the worker processes (spawned: this process runs an event loop and database threads) and wait
+        until each has imported everything and compiled the schemas."""
+        if self.workers <= 0 or self._pool is not None:
+            return
+        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(self.schemas.documents,))
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.gather(*(loop.run_in_executor(pool, os.getpid) for _ in range(self.workers)))
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        self._pool = pool
+
+    async def stop(self) -> None:
+        if self._starting is not None:
+            self._starting.cancel()
+            await asyncio.gather(self._starting, return_exceptions=True)
+            self._starting = None
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes' ids."""
+        return list((self._pool._processes or {}).keys()) if self._pool is not None else []
+
+    async def check(self, registry: SignedRegistry, objs: Sequence[Any], now: datetime) -> CheckedPage:
+        """The verdicts of ``objs`` under ``registry`` at ``now``."""
+        wanted = self.workers > 0 and len(objs) >= self.parallel_min
+        if wanted and self._pool is None:
+            if self._starting is None:
+                self._starting = asyncio.create_task(self.start(), name="ipdn-node-verify-workers")
+            elif self._starting.done() and (error := self._starting.exception()) is not None:
+                log.error("the verify workers could not start (%s: %s): pages are verified in-process",
+                          type(error).__name__, error)
+                self.workers, self._starting = 0, None
+        if not wanted or self._pool is None:
+            return CheckedPage(registry.hash, now, check_entries(registry, self.schemas, objs, now))
+        digest = registry.hash
+        if self._bytes is None or self._bytes[0] != digest:
+            self._bytes = (digest, registry.to_bytes())
+        data = self._bytes[1]
+        step = -(-len(objs) // self.workers)
+        loop = asyncio.get_running_loop()
+        try:
+            parts = await asyncio.gather(*(
+                loop.run_in_executor(self._pool, _check_in_worker, data, digest, list(objs[i:i + step]), now)
+                for i in range(0, len(objs), step)))
+        except BrokenProcessPool as e:  # a worker died (killed, out of memory): this page here, new workers later
+            log.warning("a verify worker died (%s): the page is verified in-process, the workers restarted", e)
+            pool, self._pool, self._starting = self._pool, None, None
+            pool.shutdown(wait=False, cancel_futures=True)
+            return CheckedPage(digest, now, check_entries(registry, self.schemas, objs, now))
+        return CheckedPage(digest, now, [c for part in parts for c in part])
