@@ -8,10 +8,12 @@ authorship: node/store/staff.py), ``partners`` (partner keys: node/store/partner
 
 Here are the records: every envelope the node holds (its own and those pulled from the hub, byte for byte),
 the chains they form, the current version of each record with its search columns and full-text index, and the
-quarantine of envelopes refused or kept as evidence. The two writes that span groups are here too, each in one
-transaction whose connection goes to the other groups' functions: :meth:`NodeStore.author` (envelope, record,
-outbox entry, authorship) and :meth:`NodeStore.apply` (a page of the hub's log with the new cursor). Decisions
-(which version wins, what is a fork) are the service's; this module writes what it is told.
+quarantine of envelopes refused or kept as evidence. Each envelope is stored once, in ``envelopes``: a record
+names its current version's row by (origin, seq), and its body is read from that envelope (docs/adr/0030).
+The two writes that span groups are here too, each in one transaction whose connection goes to the other groups'
+functions: :meth:`NodeStore.author` (envelope, record, outbox entry, authorship) and :meth:`NodeStore.apply` (a
+page of the hub's log with the new cursor). Decisions (which version wins, what is a fork) are the service's;
+this module writes what it is told.
 
 Webhooks follow the outbox pattern: the transaction that makes a record version current also queues its event
 for every subscription that wants it.
@@ -19,6 +21,7 @@ for every subscription that wants it.
 
 from __future__ import annotations
 
+import binascii
 import json
 import re
 from collections.abc import Sequence
@@ -52,6 +55,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "node_alembic_version"
 
 _UNREAD: Any = object()
+_B64URL = bytes.maketrans(b"-_", b"+/")
 WARNINGS = {"key-revoked-after-the-fact": "signed by a key whose end, published after the hub logged this version, "
                                          "lies before it: kept in its chain, not verified (PROTOCOL.md §10)"}
 
@@ -67,7 +71,9 @@ class StoredRecord:
     op: str
     status: str
     title: str | None
-    body_json: str | None  # the body as stored (JSON text): decoded on the first use of ``body``
+    # The body's JSON text (decoded on the first use of ``body``); from_row leaves it to be read from the envelope
+    # on first use (:func:`envelope_body`): a page answered 304 never reads it.
+    body_json: str | None
     hash: str
     seq: int
     issued_at: str
@@ -78,13 +84,20 @@ class StoredRecord:
 
     @classmethod
     def from_row(cls, r: Any) -> StoredRecord:
-        return cls(r.record_id, r.origin, r.kind, r.version, r.op, r.status, r.title, r.body, r.hash, r.seq,
-                   r.issued_at, utc(r.updated_at), r.envelope, r.key_warning)
+        """A row of records joined to its envelope (or anything with those attributes)."""
+        return cls(r.record_id, r.origin, r.kind, r.version, r.op, r.status, r.title, _UNREAD, r.hash, r.seq,
+                   r.issued_at, utc(r.updated_at), bytes(r.envelope), r.key_warning)
+
+    def _body_text(self) -> str | None:
+        if self.body_json is _UNREAD:
+            object.__setattr__(self, "body_json", envelope_body(self.envelope))
+        return self.body_json
 
     @property
     def body(self) -> dict[str, Any] | None:
         if self._body is _UNREAD:  # a page of records for the record API never needs it decoded
-            object.__setattr__(self, "_body", None if self.body_json is None else json.loads(self.body_json))
+            text = self._body_text()
+            object.__setattr__(self, "_body", None if text is None else json.loads(text))
         return cast("dict[str, Any] | None", self._body)
 
     def _facts(self) -> dict[str, Any]:
@@ -102,7 +115,7 @@ class StoredRecord:
         """:meth:`item` as JSON, with the stored body and envelope spliced in as they are: decoding them to encode
         them again was about half of a record page's cost. Tests hold it to :meth:`item`."""
         facts = json.dumps(self._facts(), ensure_ascii=False, separators=(",", ":"))
-        return f'{facts[:-1]},"body":{self.body_json or "null"},"envelope":'.encode() + self.envelope + b"}"
+        return f'{facts[:-1]},"body":{self._body_text() or "null"},"envelope":'.encode() + self.envelope + b"}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +184,34 @@ class Counts:
     outbox: dict[str, int]
 
 
+def envelope_body(envelope: bytes) -> str | None:
+    """The body's JSON text in a held envelope (None: a tombstone), sliced out of its payload, not re-encoded.
+
+    Held envelopes are :meth:`Envelope.to_bytes` and their payloads RFC 8785 JSON (checked when received: §3.2),
+    so ``body``, when present, is the payload's first member and ``issued_at`` the next: outside strings (where a
+    quote is escaped) ``,"issued_at":`` occurs once more after the body, at the top level.
+    """
+    start = envelope.index(b'"payload":"') + 11
+    b64 = envelope[start:envelope.index(b'"', start)]
+    payload = binascii.a2b_base64(b64.translate(_B64URL) + b"==")
+    if not payload.startswith(b'{"body":{'):
+        return None
+    return payload[8:payload.rindex(b',"issued_at":')].decode()
+
+
+def stored_search_text(envelope: bytes) -> str:
+    """The searched text indexed for a held envelope (:func:`searched_text` of its body), as it was indexed: the
+    SQLite index is contentless, so deleting a row means giving its text again."""
+    text = envelope_body(envelope)
+    return searched_text(json.loads(text)) if text is not None else ""
+
+
+def searched_text(body: dict[str, Any]) -> str:
+    """Every language of a body's title and description, folded by :func:`node.records.text.normalise` as every
+    query is (a change to it needs a migration rebuilding the index: 0010, 0012)."""
+    return normalise("\n".join(_strings(body.get("title")) + _strings(body.get("description"))))
+
+
 def _title(body: dict[str, Any] | None) -> str | None:
     title = body.get("title") if body else None
     if isinstance(title, dict):
@@ -179,9 +220,10 @@ def _title(body: dict[str, Any] | None) -> str | None:
 
 
 def _strings(value: Any) -> list[str]:
-    """The strings of a language map (or a lone string)."""
+    """The strings of a language map by language tag (the order a signed payload has them in, whatever order the
+    author gave: the SQLite index is told a record's text again to delete it, from its envelope), or a lone string."""
     if isinstance(value, dict):
-        return [v for v in value.values() if isinstance(v, str)]
+        return [v for _, v in sorted(value.items()) if isinstance(v, str)]
     return [value] if isinstance(value, str) else []
 
 
@@ -199,9 +241,8 @@ def search_values(body: dict[str, Any] | None) -> dict[str, Any]:
 
     Dates are the local calendar days the body states (events' start/end, programmes'
     start_date/end_date), and the last day of a recurring event's last occurrence (``last_day``); countries the
-    participating countries, the venue's country and a programme's eligible countries; the searched text every
-    language of the title and the description, folded by :func:`node.records.text.normalise` as every query is
-    (a change to it needs a migration rebuilding the index: 0010). ``type`` is the event_type or programme_type,
+    participating countries, the venue's country and a programme's eligible countries; the searched text
+    :func:`searched_text`. ``type`` is the event_type or programme_type,
     ``audiences`` the audience or target_audience (0011).
     """
     if not body:
@@ -218,7 +259,7 @@ def search_values(body: dict[str, Any] | None) -> dict[str, Any]:
     tags = [t.lower() for t in body.get("tags") or [] if isinstance(t, str)]
     title = body.get("title")
     langs = [k.lower() for k, v in title.items() if isinstance(v, str)] if isinstance(title, dict) else []
-    text = normalise("\n".join(_strings(title) + _strings(body.get("description"))))
+    text = searched_text(body)
     type_ = body.get("event_type") or body.get("programme_type")
     audiences = [a for a in body.get("audience") or body.get("target_audience") or [] if isinstance(a, str)]
     return {"start_day": start, "end_day": end, "countries": _joined(sorted(set(countries))),
@@ -247,18 +288,16 @@ def _envelope_values(env: Envelope, now: datetime, position: int | None, logged_
             "key_warning": warning}
 
 
-def _record_values(env: Envelope, now: datetime, warning: str | None = None,
-                   derived: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``derived``: :func:`search_values` of its body, when already made (node/sync/verifier.py)."""
+def record_values(env: Envelope, now: datetime, warning: str | None = None,
+                  derived: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The record's columns for its new current version, and its searched text (``search``, for the index);
+    ``derived``: :func:`search_values` of its body, when already made."""
     p = env.payload
     deleted = p.op == "delete"
     status = "deleted" if deleted or p.body is None else str(p.body.get("status", ""))
     return {"record_id": p.record_id, "origin": p.origin, "kind": p.kind, "version": p.version, "op": p.op,
-            "status": status, "title": _title(p.body),
-            "body": None if p.body is None else json.dumps(p.body, ensure_ascii=False),
-            "hash": env.hash, "seq": p.seq, "issued_at": p.issued_at, "updated_at": now,
-            "envelope": env.to_bytes(), "key_warning": warning,
-            **(search_values(p.body) if derived is None else derived)}
+            "status": status, "title": _title(p.body), "hash": env.hash, "seq": p.seq, "issued_at": p.issued_at,
+            "updated_at": now, "key_warning": warning, **(search_values(p.body) if derived is None else derived)}
 
 
 # The statements on the path of every pull, built once: building and keying a statement costs SQLAlchemy more
@@ -274,16 +313,26 @@ _CHAINS = sa.union_all(
         _latest.c.origin.in_(sa.bindparam("origins", expanding=True)),
         _latest.c.seq == sa.select(sa.func.max(envelopes.c.seq)).where(
             envelopes.c.origin == _latest.c.origin).scalar_subquery()))
-# A StoredRecord's columns (not the search columns: a page's `search` text is as large as its body).
-_RECORD = [records.c[n] for n in ("record_id", "origin", "kind", "version", "op", "status", "title", "body", "hash",
-                                  "seq", "issued_at", "updated_at", "envelope", "key_warning")]
+# A StoredRecord's columns: the record's and its current version's envelope, the one copy of it (ADR 30).
+_RECORD = [*(records.c[n] for n in ("record_id", "origin", "kind", "version", "op", "status", "title", "hash", "seq",
+                                    "issued_at", "updated_at", "key_warning")), envelopes.c.envelope]
+_WITH_ENVELOPE = records.join(envelopes, sa.and_(envelopes.c.origin == records.c.origin,
+                                                 envelopes.c.seq == records.c.seq))
+_SELECT_RECORDS = sa.select(*_RECORD).select_from(_WITH_ENVELOPE)
 _VERSIONS = sa.select(records.c.record_id, records.c.version, records.c.hash).where(
+    records.c.record_id.in_(sa.bindparam("ids", expanding=True)))
+# The records held among those a write replaces, with the envelope their index row was made from (SQLite).
+_REPLACED = sa.select(records.c.id, records.c.record_id, envelopes.c.envelope).select_from(_WITH_ENVELOPE).where(
     records.c.record_id.in_(sa.bindparam("ids", expanding=True)))
 _INSERT_ENVELOPES = envelopes.insert()
 _INSERT_RECORD = records.insert()
 _UPDATE_RECORD = records.update().where(records.c.record_id == sa.bindparam("b_record_id"))
-_INSERT_FTS = records_fts.insert()
-_DELETE_FTS = records_fts.delete().where(records_fts.c.record_id == sa.bindparam("b_record_id"))
+# The index row of a record, keyed by its id: each an index probe, never a scan (ADR 30).
+_SQLITE_INDEX = sa.text("INSERT INTO records_fts (rowid, search) SELECT id, :search FROM records "
+                        "WHERE record_id = :rid")
+_SQLITE_UNINDEX = sa.text("INSERT INTO records_fts (records_fts, rowid, search) VALUES ('delete', :id, :search)")
+_PG_INDEX = sa.text("INSERT INTO records_fts (rowid, search) SELECT id, strip(to_tsvector('simple', :search)) "
+                    "FROM records WHERE record_id = :rid ON CONFLICT (rowid) DO UPDATE SET search = excluded.search")
 
 
 async def _chains(conn: AsyncConnection, keys: Sequence[tuple[str, int]],
@@ -361,13 +410,13 @@ class NodeStore:
         ids = sorted(set(record_ids))
         async with self.engine.connect() as conn:
             for i in range(0, len(ids), 500):
-                q = sa.select(*_RECORD).where(records.c.record_id.in_(ids[i:i + 500]))
+                q = _SELECT_RECORDS.where(records.c.record_id.in_(ids[i:i + 500]))
                 out.update({r.record_id: StoredRecord.from_row(r) for r in await conn.execute(q)})
         return out
 
     async def get_record(self, record_id: str) -> StoredRecord | None:
         async with self.engine.connect() as conn:
-            row = (await conn.execute(sa.select(*_RECORD).where(records.c.record_id == record_id))).first()
+            row = (await conn.execute(_SELECT_RECORDS.where(records.c.record_id == record_id))).first()
         return StoredRecord.from_row(row) if row is not None else None
 
     async def list_records(self, *, kind: str | None = None, origin: str | None = None,
@@ -382,7 +431,7 @@ class NodeStore:
         first occurrence's first day to the last occurrence's last day, for a recurring event);
         ``q`` matches records whose titles or descriptions hold every word of it (any language).
         """
-        q_ = sa.select(*_RECORD).order_by(records.c.updated_at, records.c.record_id).limit(limit)
+        q_ = _SELECT_RECORDS.order_by(records.c.updated_at, records.c.record_id).limit(limit)
         if kind is not None:
             q_ = q_.where(records.c.kind == kind)
         if origin is not None:
@@ -423,20 +472,21 @@ class NodeStore:
         return (utc(row.updated_at), row.record_id) if row is not None else None
 
     def _matches(self, q: str) -> sa.ColumnElement[bool]:
-        """Full text: FTS5 on SQLite, to_tsvector('simple', ...) (GIN-indexed) on PostgreSQL."""
+        """Full text: the ids records_fts finds, by FTS5 on SQLite, by its GIN-indexed tsvector ('simple': no
+        stemming, every language matched as words) on PostgreSQL."""
         if self.engine.dialect.name == "postgresql":
-            doc = sa.func.to_tsvector(sa.literal_column("'simple'::regconfig"), records.c.search)
-            return doc.op("@@")(sa.func.plainto_tsquery(sa.literal_column("'simple'::regconfig"), normalise(q)))
+            query = sa.func.plainto_tsquery(sa.literal_column("'simple'::regconfig"), normalise(q))
+            return records.c.id.in_(sa.select(records_fts.c.rowid).where(records_fts.c.search.op("@@")(query)))
         match = fts_query(q)
         if match is None:
             return sa.false()
-        hits = sa.text("SELECT record_id FROM records_fts WHERE records_fts MATCH :fts").bindparams(fts=match)
-        return records.c.record_id.in_(hits.columns(sa.column("record_id")))
+        hits = sa.text("SELECT rowid FROM records_fts WHERE records_fts MATCH :fts").bindparams(fts=match)
+        return records.c.id.in_(hits.columns(records_fts.c.rowid))
 
     async def upcoming(self, *, kind: str, today: str, limit: int, origin: str | None = None) -> list[StoredRecord]:
         """Records of ``kind`` not over by ``today`` (YYYY-MM-DD: their last day is today or later), soonest first;
         neither tombstones nor versions kept unverified (the portal's home and member pages)."""
-        q_ = sa.select(*_RECORD).where(records.c.kind == kind, records.c.op == "put", records.c.end_day >= today,
+        q_ = _SELECT_RECORDS.where(records.c.kind == kind, records.c.op == "put", records.c.end_day >= today,
                                        records.c.key_warning.is_(None))
         if origin is not None:
             q_ = q_.where(records.c.origin == origin)
@@ -459,21 +509,33 @@ class NodeStore:
                            marks: dict[str, str] | None = None, derived: dict[str, dict[str, Any]] | None = None,
                            ) -> None:
         """Write each record's new current version: one UPDATE (executemany) for those held, one INSERT for the
-        others. Statement by statement, a catch-up paid a round trip to the database thread per record and table."""
+        others (statement by statement, a catch-up paid a round trip to the database thread per record and table),
+        then its row of the full-text index, found by the record's id: an update costs index probes, O(log n)."""
         marks, derived = marks or {}, derived or {}
-        rows = [_record_values(env, now, marks.get(env.hash), derived.get(env.hash)) for env in envs]
-        known = await _current_versions(conn, [r["record_id"] for r in rows])
-        held = [r for r in rows if r["record_id"] in known]
+        rows = [record_values(env, now, marks.get(env.hash), derived.get(env.hash)) for env in envs]
+        if not rows:
+            return
+        texts = [{"rid": r["record_id"], "search": r.pop("search")} for r in rows]
+        ids = sorted({r["record_id"] for r in rows})
+        replaced: dict[str, Any]  # the records held among them
+        if conn.dialect.name == "sqlite":
+            replaced = {r.record_id: (r.id, r.envelope) for r in await conn.execute(_REPLACED, {"ids": ids})}
+            # The index holds no text: a row is taken out by giving the text it was made from again, derived from
+            # the envelope still current (a tombstone's empty text was never indexed).
+            old = [{"id": i, "search": t} for i, env in replaced.values() if (t := stored_search_text(env))]
+            if old:
+                await conn.execute(_SQLITE_UNINDEX, old)
+            index, texts = _SQLITE_INDEX, [t for t in texts if t["search"]]
+        else:
+            replaced = await _current_versions(conn, ids)
+            index = _PG_INDEX
+        held = [r for r in rows if r["record_id"] in replaced]
         if held:
             await conn.execute(_UPDATE_RECORD, [{**r, "b_record_id": r["record_id"]} for r in held])
         if len(held) < len(rows):
-            await conn.execute(_INSERT_RECORD, [r for r in rows if r["record_id"] not in known])
-        if conn.dialect.name == "sqlite" and rows:  # the FTS5 table follows the records, in the same transaction
-            if held:
-                # Only a record held before has an FTS row. The delete scans the whole FTS table (record_id is
-                # UNINDEXED), so new records skip it: a node catching up would otherwise be O(n²).
-                await conn.execute(_DELETE_FTS, [{"b_record_id": r["record_id"]} for r in held])
-            await conn.execute(_INSERT_FTS, [{"record_id": r["record_id"], "search": r["search"]} for r in rows])
+            await conn.execute(_INSERT_RECORD, [r for r in rows if r["record_id"] not in replaced])
+        if texts:
+            await conn.execute(index, texts)
 
     async def logged_since(self, origin: str, since: datetime) -> list[tuple[str, bytes, datetime]]:
         """(hash, bytes, the hub's receipt time or else this node's) of the envelopes held from ``origin`` logged
@@ -557,13 +619,13 @@ class NodeStore:
         held: dict[str, dict[str, Any]] = {r.record_id: dict(r._mapping) for r in rows}
         queued = 0
         for env in events:
-            values = _record_values(env, now)
+            values = record_values(env, now)
             old = held.get(env.payload.record_id)
             type_ = webhooks.event_type(values["op"], values["status"], old)
             wanted = [s for s in subs if s.filters.wants(type_, values, old)]
             held[env.payload.record_id] = values
             if wanted:
-                item = StoredRecord.from_row(SimpleNamespace(**values)).item()
+                item = StoredRecord.from_row(SimpleNamespace(**values, envelope=env.to_bytes())).item()
                 queued += await webhook_store.add_event(
                     conn, type_, record_id=env.payload.record_id, origin=env.payload.origin,
                     version=env.payload.version, body=webhooks.event_body(type_, now, item), subs=wanted, now=now)
