@@ -23,6 +23,8 @@ from tests.support import release_db
 from tests.support.factories import Member, example_bodies
 from tests.support.search_index import index_and_rebuild
 
+pytestmark = pytest.mark.empty_db  # the database starts as release 0010 made it, not at head
+
 FIXTURE = Path(__file__).with_name("release-0010.json")
 UPGRADE = "0012"
 NOW = datetime(2026, 12, 20, 9, 0, tzinfo=UTC)
