@@ -25,6 +25,7 @@ from tests.support.search_index import index_and_rebuild
 
 pytestmark = pytest.mark.empty_db  # the database starts as release 0010 made it, not at head
 
+pytestmark = pytest.mark.empty_db  # each test makes the release's database from an empty one
 FIXTURE = Path(__file__).with_name("release-0010.json")
 UPGRADE = "0012"
 NOW = datetime(2026, 12, 20, 9, 0, tzinfo=UTC)
