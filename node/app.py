@@ -38,7 +38,7 @@ from node.own_keys import OwnKeys
 from node.partners import access as partners
 from node.partners import answers, feeds, oaipmh, pages, portal, views
 from node.partners.dcat import register_routes as catalog_routes
-from node.records.service import NodeService
+from node.records.service import NodeService, schemas_written
 from node.staff import web as authoring
 from node.status import document as status_doc
 from node.status import page as statuspage
@@ -91,7 +91,8 @@ def create_app(config: NodeConfig, *, sync: bool = True) -> web.Application:
         keys.require_listed(registry.registry)
         store = await NodeStore.open(config.db_url, config.member)
         service = NodeService(store=store, keys=keys, member=config.member, registry=registry,
-                              registry_path=config.registry_path, key_warn=timedelta(days=config.key_warn_days))
+                              registry_path=config.registry_path, key_warn=timedelta(days=config.key_warn_days),
+                              schemas=schemas_written(config.status_reasons))
         engine = SyncEngine(config, service, store)
         hooks = WebhookWorker(config, store.webhooks, load_or_create_key(config.webhook_key_path), clock=service.clock)
         app[SERVICE], app[ENGINE], app[WEBHOOKS] = service, engine, hooks

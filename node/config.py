@@ -67,6 +67,13 @@ class NodeConfig:
     page_size: int = 50  # records per page when the partner does not ask
     max_page_size: int = 500
 
+    # -- record schemas (docs/adr/0031) -----------------------------------------------------------------------
+    # On: a cancellation's or postponement's reason is published in status_reason (cultural-event/v2, pinned only
+    # by records that carry one). Off: this node writes cultural-event/v1 only and keeps reasons in its staff
+    # history, as nodes of the previous release do; it accepts v2 records from others either way. Turn it on
+    # once the hub and every member run a release that holds cultural-event/v2 (an older one quarantines them).
+    status_reasons: bool = False
+
     # -- partners (node/partners/access.py) ------------------------------------------------------------------
     public_read: bool = True  # off: records, feeds, OAI-PMH and event pages need a partner key with `read`
     partner_rate_per_minute: int = 600  # per partner key, unless the key has its own rate

@@ -138,11 +138,13 @@ class SchemaSet:
         self.documents = documents
         self.latest: dict[str, str] = {}
         self.kind_of: dict[str, str] = {}
+        self.versions: dict[str, list[str]] = {}  # each kind's record schemas, oldest first
         for sid in sorted(documents, key=lambda s: int(_ID_RE.fullmatch(s).group(2))):  # type: ignore[union-attr]
             kind = _ID_RE.fullmatch(sid).group(1)  # type: ignore[union-attr]
             if kind in RULES:
                 self.kind_of[sid] = kind
                 self.latest[kind] = sid
+                self.versions.setdefault(kind, []).append(sid)
         self._fast_registry = jsonschema_rs.Registry(list(documents.items()))
         self._ref_registry: referencing.Registry[Any] = referencing.Registry().with_resources(
             (sid, referencing.jsonschema.DRAFT202012.create_resource(doc)) for sid, doc in documents.items()
@@ -161,6 +163,33 @@ class SchemaSet:
                 raise ValueError(f"{path}: $id {sid!r} does not match its path")
             docs[sid] = doc
         return cls(docs)
+
+    def capped(self, newest: dict[str, str]) -> SchemaSet:
+        """The same documents (every version is still verified), with ``latest`` held back to ``newest`` for the
+        kinds it names: what a producer writes and its forms offer while the network still runs an older release
+        (docs/adr/0031)."""
+        out = SchemaSet(self.documents)
+        for kind, sid in newest.items():
+            if out.kind_of.get(sid) != kind:
+                raise UnknownSchemaError(f"no record schema {sid!r} for kind {kind!r}")
+            out.latest[kind] = sid
+            out.versions[kind] = out.versions[kind][: out.versions[kind].index(sid) + 1]
+        return out
+
+    def pin(self, kind: str, body: Any) -> str:
+        """The ``$id`` a producer pins for ``body``: the oldest version of ``kind`` up to ``latest`` that the body
+        satisfies, so a receiver of an older release (which holds only the older versions) accepts every record
+        that needs nothing newer (docs/adr/0031). A body no version accepts pins the newest, whose issues say why;
+        a tombstone (``None``, checked against no schema) the oldest.
+
+        Raises:
+            UnknownSchemaError: ``kind`` is no record kind of this set.
+        """
+        newest = self.schema_id(kind)
+        for sid in self.versions[self.kind_of[newest]]:
+            if sid == newest or body is None or self._compiled(sid).is_valid(body):
+                return sid
+        return newest
 
     def schema_id(self, kind_or_id: str) -> str:
         """The pinned ``$id`` for a kind name (its newest version) or an ``$id`` this set holds.

@@ -427,7 +427,7 @@ def _node_schemas() -> dict[str, Any]:
             record_id=_STR, origin=_STR, kind=_STR, version=_int(1), op={"type": "string", "enum": ["put", "delete"]},
             status=_STR_OR_NULL, seq=_int(1), hash=_STR, issued_at=_STR,
             body={"type": ["object", "null"],
-                  "description": f"the record body, valid by its kind's schema ({SCHEMAS_BASE}<kind>/v1); "
+                  "description": f"the record body, valid by the schema its envelope pins ({SCHEMAS_BASE}<kind>/v<N>); "
                                  "null for a tombstone"},
             envelope=_ref("Envelope")),
         "Page": _obj(["items", "next_cursor"], items={"type": "array", "items": _ref("Item")},
@@ -586,7 +586,10 @@ def _node_paths() -> dict[str, Any]:
             "parameters": [record_id],
             "post": {"operationId": "cancelRecord", "tags": ["authoring"], "security": bearer,
                      "summary": "Publish an update with status cancelled",
-                     "requestBody": body({**_obj(reason=_STR), "additionalProperties": False}, required=False),
+                     "requestBody": body({**_obj(reason=_STR, lang={
+                         "type": "string", "description": "the reason's language (BCP 47; default en): the reason is "
+                         "published in the body's status_reason when the node writes cultural-event/v2 (ADR 0031)"}),
+                         "additionalProperties": False}, required=False),
                      "responses": {"200": published, **change, "422": invalid}},
         },
         "/api/v1/outbox/retry": {

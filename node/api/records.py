@@ -80,12 +80,14 @@ async def update_record(request: web.Request) -> web.Response:
 
 async def cancel_record(request: web.Request) -> web.Response:
     _authorize(request)
-    reason = None
+    reason, lang = None, "en"
     if request.can_read_body:
-        reason = (await _read_object(request, set(), {"reason"})).get("reason")
-        if reason is not None and not isinstance(reason, str):
-            raise Problem(400, "malformed-request", "reason is a string")
-    env = await request.app[SERVICE].cancel(request.match_info["record_id"], reason)
+        doc = await _read_object(request, set(), {"reason", "lang"})
+        reason, lang = doc.get("reason"), doc.get("lang", lang)
+        if (reason is not None and not isinstance(reason, str)) or not isinstance(lang, str):
+            raise Problem(400, "malformed-request", "reason and lang (a BCP 47 tag, the reason's language) are strings")
+    # A lang that is no language tag makes the body invalid (schema-invalid at /status_reason), as any field would.
+    env = await request.app[SERVICE].cancel(request.match_info["record_id"], reason, lang=lang)
     return json_response(_published(env))
 
 

@@ -70,7 +70,7 @@ from node.errors import BadQueryError
 from node.partners.answers import BoundedCache
 from node.records.filters import RecordFilter
 from node.records.occurrences import rrule
-from node.records.service import NodeService
+from node.records.service import REASON_FIELD, REASON_STATUSES, NodeService
 from node.store.records import StoredRecord
 
 log = logging.getLogger("ipdn.node.feeds")
@@ -374,6 +374,13 @@ def _tags(body: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _reason(body: dict[str, Any], lang: str | None) -> str | None:
+    """Why a cancelled, postponed, rescheduled or moved-online event changed (cultural-event/v2 ``status_reason``),
+    in the feed's language (then English, then the first given)."""
+    chosen = pick(body.get(REASON_FIELD), lang) if body.get("status") in REASON_STATUSES else None
+    return chosen[1] if chosen else None
+
+
 def _facts(rec: StoredRecord, lang: str | None, page: str) -> list[str]:
     """The footer under a news item's text, for people: when, where, status, how to take part, the rights
     statement and the record's page. Hashes and other machine data are in the feeds' own fields (``_ipdn``,
@@ -394,6 +401,8 @@ def _facts(rec: StoredRecord, lang: str | None, page: str) -> list[str]:
         lines.append(f"Where: {where}")
     if rec.status and rec.status != "scheduled":
         lines.append(f"Status: {rec.status}")
+    if reason := _reason(body, lang):
+        lines.append(f"Reason: {reason}")
     if body.get("previous_start"):
         lines.append(f"Previously: {body['previous_start']}")
     if body.get("online_url") and where != body["online_url"]:
@@ -472,8 +481,11 @@ def _vevent(rec: StoredRecord, base: str, lang: str | None) -> tuple[Event, date
     # DESCRIPTION is for people: the text in the feed's language and the record's page (when, where and status
     # have fields of their own; what a machine needs is in the X-IPDN-* properties below).
     description = pick(body.get("description"), lang)
-    ev.add("description", _with_footer(description[1] if description else None, [page]),
-           parameters={"LANGUAGE": description[0]} if description else {})
+    text = description[1] if description else None
+    if reason := _reason(body, lang):  # first, where a calendar's preview shows it: "Cancelled: <why>"
+        line = f"{str(body['status']).replace('-', ' ').capitalize()}: {reason}"
+        text = f"{line}\n\n{text}" if text else line
+    ev.add("description", _with_footer(text, [page]), parameters={"LANGUAGE": description[0]} if description else {})
     where = _where(body, lang)
     if where:
         ev.add("location", where)

@@ -56,7 +56,7 @@ from node.appkeys import CONFIG, SERVICE
 from node.config import NodeConfig
 from node.errors import BadQueryError, RecordNotFoundError
 from node.partners.feeds import CACHE_CONTROL, page_url, record_url
-from node.records.service import NodeService
+from node.records.service import REASON_FIELD, NodeService
 from node.store.records import StoredRecord
 
 # -- names -----------------------------------------------------------------------------------------------
@@ -377,6 +377,8 @@ def dublin_core(rec: StoredRecord, *, page_url: str, record_url: str,
     notice = body.get("status") in NOTICE_STATUSES
     if statement and notice:
         add("description", statement, "en")
+        for lang, text in _texts(body.get(REASON_FIELD)):  # why (cultural-event/v2), each in its language
+            add("description", text, lang)
     for lang, text in _texts(body.get("description")):
         add("description", text, lang)
     if statement and not notice:

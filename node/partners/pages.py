@@ -47,7 +47,7 @@ from node.partners.answers import cached
 from node.partners.feeds import FORMAT_REVISION, record_path, record_url, render_calendar
 from node.partners.feeds import page_url as record_page_url
 from node.records.filters import RecordFilter
-from node.records.service import NodeService
+from node.records.service import REASON_FIELD, REASON_STATUSES, NodeService
 from node.store.records import RecordVersion, StoredRecord
 
 EVENT_KIND = "cultural-event"
@@ -381,12 +381,15 @@ def page_model(rec: StoredRecord, *, base: str, lang: str | None = None, ui: str
             alt_lang, alt = _localized(i.get("alt"), lang)
             images.append({"url": url, "alt": alt or url, "lang": alt_lang or "en"})
     mode = attendance_mode(body)
+    # Why plans changed (cultural-event/v2 status_reason), in the reader's language if given in it.
+    reason_lang, reason = _localized(body.get(REASON_FIELD), lang or ui) if status in REASON_STATUSES else (None, None)
     return {
         **page, "sections": sections, "status": status,
         "notice": status in (NOTICE_STATUSES if is_event else ("cancelled", "postponed")),
         "document_title": _isolated(title),
         "start": body.get("start"), "end": body.get("end"), "timezone": body.get("timezone"),
         "previous_start": body.get("previous_start") if status in ("rescheduled", "postponed") else None,
+        "reason": {"lang": reason_lang, "dir": direction(reason_lang), "text": reason} if reason_lang else None,
         "attendance": mode, "venue": venue,
         "online_url": _safe_url(body.get("online_url")), "organizers": organizers, "images": images,
         "languages": [_bdi(ui, _language_name(t, ui)) for t in body.get("languages") or [] if isinstance(t, str)],

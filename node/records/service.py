@@ -50,8 +50,23 @@ from node.sync.trust import LogTrust
 
 log = logging.getLogger("ipdn.node")
 
-# A body field that carries why an event was cancelled, if a record schema defines one (v1 does not).
-CANCEL_REASON_FIELD = "cancellation_reason"
+# The body field that says why an event was cancelled or postponed, in languages (cultural-event/v2; v1 has none).
+REASON_FIELD = "status_reason"
+REASON_CHARS = 500  # the schema's one line (common/v1 shortText)
+REASON_STATUSES = frozenset({"cancelled", "postponed", "rescheduled", "moved-online"})  # those v2 gives a reason
+EVENT_V1 = "https://schemas.ipdn.network/cultural-event/v1"  # what a node writes with status_reasons off
+
+
+def schemas_written(status_reasons: bool) -> SchemaSet:
+    """The schema set a node works with: every version verified; cultural-event written up to v2 only when
+    ``status_reasons`` is on (NodeConfig.status_reasons, docs/adr/0031), else up to v1, as the previous release."""
+    schemas = default_schemas()
+    return schemas if status_reasons else schemas.capped({"cultural-event": EVENT_V1})
+
+
+def reason_text(reason: str) -> str:
+    """A reason typed by a person as the schema's one line: whitespace runs (line breaks) as one space, cut."""
+    return " ".join(reason.split())[:REASON_CHARS].rstrip()
 
 
 
@@ -160,8 +175,11 @@ class NodeService:
             self._validate(current.kind, body)
             return await self._publish(record_id, current.kind, current.version + 1, body, by)
 
-    async def cancel(self, record_id: str, reason: str | None = None, by: Authorship | None = None) -> Envelope:
-        """Cancel an own record: a new version with status ``cancelled`` (not a deletion).
+    async def cancel(self, record_id: str, reason: str | None = None, by: Authorship | None = None,
+                     lang: str = "en") -> Envelope:
+        """Cancel an own record: a new version with status ``cancelled`` (not a deletion). ``reason``, in ``lang``,
+        goes into ``status_reason`` when the schema written holds one (cultural-event/v2, ADR 0031); else it is only
+        logged (and kept in the staff history by ``by``). A reason given for an earlier status is dropped.
 
         Raises:
             NotOwnRecordError, RecordNotFoundError, RecordDeletedError, InvalidRecordError.
@@ -172,10 +190,11 @@ class NodeService:
                 raise RecordDeletedError(f"{record_id} is deleted; publish an update to restore it first")
             if current.status == "cancelled":
                 return Envelope.from_bytes(current.envelope)
-            body = {**current.body, "status": "cancelled"}
+            body = {k: v for k, v in current.body.items() if k != REASON_FIELD} | {"status": "cancelled"}
             schema = self.schemas.documents[self.schemas.schema_id(current.kind)]
-            if reason and CANCEL_REASON_FIELD in schema.get("properties", {}):
-                body[CANCEL_REASON_FIELD] = reason
+            text = reason_text(reason or "")
+            if text and REASON_FIELD in schema.get("properties", {}):
+                body[REASON_FIELD] = {lang: text}
             elif reason:
                 log.info("cancelled %s (%s has no field for the reason): %s", record_id, current.kind, reason)
             self._validate(current.kind, body)
@@ -215,7 +234,7 @@ class NodeService:
         key = await self.signing_key(parse_time(issued_at))
         env = sign_envelope(key, Payload(
             origin=self.member, seq=head.seq + 1 if head else 1, prev=head.hash if head else None,
-            record_id=record_id, version=version, kind=kind, schema=self.schemas.schema_id(kind),
+            record_id=record_id, version=version, kind=kind, schema=self.schemas.pin(kind, body),
             op="put" if body is not None else "delete", issued_at=issued_at, body=body))
         limit = self.registry.registry.policies.max_envelope_bytes
         if len(env.to_bytes()) > limit:  # the hub and every member would refuse it

@@ -30,7 +30,7 @@ from node.errors import (
     RecordNotFoundError,
     found,
 )
-from node.records.service import NodeService
+from node.records.service import REASON_FIELD, NodeService
 from node.staff import bulk
 from node.staff.forms import FormBuilder, Names, flatten, issue_path, plain_message
 from node.store.records import StoredRecord
@@ -249,8 +249,14 @@ class StaffService:
         await self.store.delete_draft(d.id)
         return env
 
-    async def cancel(self, record_id: str, reason: str, by: str) -> Envelope:
-        return await self.node.cancel(record_id, reason or None, Authorship(by, "form", note=reason or None))
+    async def cancel(self, record_id: str, reason: str, by: str, lang: str = "en") -> Envelope:
+        """Cancel, the reason in ``lang`` (the page's language) published when the schema holds one (ADR 0031)."""
+        return await self.node.cancel(record_id, reason or None, Authorship(by, "form", note=reason or None), lang)
+
+    def public_reason(self, kind: str) -> bool:
+        """Whether a reason given for ``kind`` is published (in ``status_reason``), not only kept in the history."""
+        sid = self.node.schemas.schema_id(kind)
+        return REASON_FIELD in self.node.schemas.documents[sid].get("properties", {})
 
     async def delete(self, record_id: str, by: str) -> Envelope:
         env = await self.node.delete(record_id, Authorship(by, "form"))

@@ -44,6 +44,7 @@ from node.errors import (
     RecordDeletedError,
     RecordNotFoundError,
 )
+from node.records.service import REASON_CHARS
 from node.staff import bulk, licences
 from node.staff.forms import TIMEZONE_FIELD, Names, flatten, is_langmap, label, split
 from node.staff.service import ALL_OR_NOTHING, DRY_RUN, VALID_ONLY, ImportReport, StaffService
@@ -411,7 +412,8 @@ async def confirm_page(request: web.Request) -> web.Response:
         raise Problem(403, "not-own-record", f"{rec.record_id} is a record of another member: read only here")
     names = staff.names(_lang(request))
     return _render(request, "confirm.html", user=user, session=session, what=what, draft=None,
-                   record_id=rec.record_id, version=rec.version + 1,
+                   record_id=rec.record_id, version=rec.version + 1, public_reason=staff.public_reason(rec.kind),
+                   reason_chars=REASON_CHARS, reason_dir=direction(_lang(request)),
                    preview=_preview(staff, rec.kind, rec.body, names) if rec.body else [],
                    action=_record_path(rec.record_id, f"/{what}"), back=_record_path(rec.record_id))
 
@@ -421,7 +423,10 @@ async def change_record(request: web.Request) -> web.StreamResponse:
     staff = request.app[PAGES].staff
     record_id, what = request.match_info["record_id"], request.match_info["what"]
     if what == "cancel":
-        env = await _answered(staff.cancel(record_id, form.get("reason", "").strip()[:2000], user.username))
+        # The reason is in the language the confirm page was shown in (it says so), posted with it.
+        lang = form.get("reason_lang", "")
+        env = await _answered(staff.cancel(record_id, form.get("reason", "").strip()[:2000], user.username,
+                                           lang if lang in UI_LANGUAGES else _lang(request)))
         done = "cancelled"
     else:
         env = await _answered(staff.delete(record_id, user.username))

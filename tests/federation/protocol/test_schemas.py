@@ -131,3 +131,32 @@ class TestFastPathAgreesWithReference:
         """And on arbitrary JSON values."""
         schemas = default_schemas()
         assert (schemas.validate(kind, body) == []) == (schemas.validate_reference(kind, body) == [])
+
+
+EVENT_V1 = "https://schemas.ipdn.network/cultural-event/v1"
+EVENT_V2 = "https://schemas.ipdn.network/cultural-event/v2"
+
+
+class TestPinnedVersion:
+    """What a producer pins (docs/adr/0031): the oldest version that holds the body, so a receiver of the previous
+    release, which holds only the older versions, accepts every record that needs nothing newer."""
+
+    def test_oldest_version_that_holds_the_body(self, schemas: SchemaSet) -> None:
+        """A v1 body pins v1 though v2 is the newest; a body with status_reason pins v2; a body no version accepts
+        pins the newest (its issues say why); a tombstone the oldest."""
+        body = example_bodies("cultural-event")[5]
+        assert schemas.latest["cultural-event"] == EVENT_V2
+        assert schemas.pin("cultural-event", body) == EVENT_V1
+        assert schemas.pin("cultural-event", {**body, "status_reason": {"en": "The hall is closed"}}) == EVENT_V2
+        assert schemas.pin("cultural-event", {**body, "typo": 1}) == EVENT_V2
+        assert schemas.pin("cultural-event", None) == EVENT_V1
+        assert schemas.pin("capacity-programme", example_bodies("capacity-programme")[0]).endswith("/v1")
+
+    def test_capped_set_writes_older_and_verifies_all(self, schemas: SchemaSet) -> None:
+        """A set held back to v1 offers and pins v1 only, and still verifies v2 bodies pinned by others."""
+        capped = schemas.capped({"cultural-event": EVENT_V1})
+        body = {**example_bodies("cultural-event")[5], "status_reason": {"ar": "أُغلقت القاعة"}}
+        assert capped.latest["cultural-event"] == EVENT_V1 and capped.pin("cultural-event", body) == EVENT_V1
+        assert capped.validate("cultural-event", body) != [] and capped.validate(EVENT_V2, body) == []
+        with pytest.raises(UnknownSchemaError):
+            schemas.capped({"cultural-event": "https://schemas.ipdn.network/capacity-programme/v1"})

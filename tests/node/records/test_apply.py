@@ -13,12 +13,16 @@ from federation.protocol.canonical import canonical_bytes
 from federation.protocol.envelope import Envelope
 from federation.protocol.keys import SigningKey, b64u_encode
 from federation.protocol.registry import SignedRegistry
+from federation.protocol.schemas import SchemaSet, default_schemas
 from federation.protocol.verify import ChainHead
 from node.errors import HubProtocolError
-from node.records.service import NodeService
+from node.own_keys import OwnKeys
+from node.records.service import EVENT_V1, NodeService, schemas_written
 from node.store.outbox import ACCEPTED
 from node.store.records import NodeStore
 from tests.support.factories import Member
+
+EVENT_V2 = "https://schemas.ipdn.network/cultural-event/v2"
 
 
 def log_of(*envs: Envelope, start: int = 1) -> list[tuple[int, Any]]:
@@ -64,6 +68,35 @@ class TestApply:
         await service.applier.apply_log(3, log_of(tomb, start=4))
         rec = await service.get("KR:a")
         assert (rec.op, rec.status, rec.body, rec.version) == ("delete", "deleted", None, 4)
+
+    async def test_v2_record_with_a_reason_applied(self, store: NodeStore, qa: Member, kr: Member, config: Any,
+                                                   registry: SignedRegistry, event: dict[str, Any]) -> None:
+        """A cultural-event/v2 record (a cancellation with status_reason) from another member is applied by a node of
+        this release, also one that writes only v1 itself (status_reasons off, ADR 0031)."""
+        service = NodeService(store=store, keys=OwnKeys("QA", qa.key, directory=config.dir), member="QA",
+                              registry=registry, schemas=schemas_written(False))
+        body = {**event, "status": "cancelled", "status_reason": {"en": "The hall is closed", "ar": "القاعة مغلقة"}}
+        env = kr.publish(body, record_id="KR:a", schema=EVENT_V2)
+        report = await service.applier.apply_log(0, log_of(env))
+        assert (report.applied, report.quarantined) == (1, [])
+        assert (await service.get("KR:a")).body == body
+
+    async def test_previous_release_quarantines_v2_and_stops_its_origin(self, store: NodeStore, qa: Member,
+                                                                        kr: Member, config: Any,
+                                                                        registry: SignedRegistry,
+                                                                        event: dict[str, Any]) -> None:
+        """Why v2 is written only when a record needs it and only once the network holds v2 (ADR 0031): a node that
+        holds v1 alone quarantines a v2 envelope (unknown-schema), and every later envelope of its origin then
+        fails the chain check; v1 envelopes, as this release writes them without a reason, it applies."""
+        v1_only = SchemaSet({sid: doc for sid, doc in default_schemas().documents.items() if sid != EVENT_V2})
+        old = NodeService(store=store, keys=OwnKeys("QA", qa.key, directory=config.dir), member="QA",
+                          registry=registry, schemas=v1_only)
+        plain = kr.publish({**event, "status": "cancelled"}, record_id="KR:a", schema=EVENT_V1)
+        reason = kr.publish({**event, "status": "cancelled", "status_reason": {"en": "closed"}}, record_id="KR:b",
+                            schema=EVENT_V2)
+        after = kr.publish(event, record_id="KR:c", schema=EVENT_V1)
+        report = await old.applier.apply_log(0, log_of(plain, reason, after))
+        assert (report.applied, report.quarantined) == (1, ["unknown-schema", "chain-gap"])
 
     async def test_chain_gap_quarantined(self, service: NodeService, kr: Member, event: dict[str, Any]) -> None:
         """A log that skips an origin's seq is refused for that origin (and only it), and kept as evidence."""

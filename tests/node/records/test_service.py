@@ -15,10 +15,15 @@ from federation.protocol.envelope import Envelope
 from federation.protocol.registry import SignedRegistry
 from federation.protocol.schemas import default_schemas
 from federation.protocol.verify import ChainHead, verify_envelope
+from node.config import NodeConfig
 from node.errors import InvalidRecordError, NotOwnRecordError, RecordDeletedError
-from node.records.service import NodeService
+from node.own_keys import OwnKeys
+from node.records.service import EVENT_V1, NodeService, schemas_written
 from node.store.outbox import PENDING
+from node.store.records import NodeStore
 from tests.support.factories import Member, example_bodies, example_paths
+
+EVENT_V2 = "https://schemas.ipdn.network/cultural-event/v2"
 
 
 def verify_own(env: Envelope, registry: SignedRegistry, head: ChainHead | None = None) -> list[str]:
@@ -39,7 +44,8 @@ class TestAuthoring:
         assert verify_own(env, registry) == []
         p = env.payload
         assert (p.origin, p.seq, p.prev, p.version, p.op) == ("QA", 1, None, 1, "put")
-        assert p.record_id.startswith("QA:") and p.schema == default_schemas().schema_id("cultural-event")
+        # The oldest version that holds the body (ADR 0031): v1 for a body without status_reason.
+        assert p.record_id.startswith("QA:") and p.schema == EVENT_V1
         assert service.outbox_changed.is_set()
         assert [r.seq for r in await service.store.outbox.entries(PENDING, 10)] == [1]
 
@@ -72,12 +78,49 @@ class TestAuthoring:
         assert (await service.get(p.record_id)).status == "postponed"
 
     async def test_cancel_sets_status_cancelled(self, service: NodeService, event: dict[str, Any]) -> None:
-        """Cancelling is an update with status cancelled, the rest of the body unchanged."""
+        """Cancelling without a reason is an update with status cancelled, the rest of the body unchanged, still
+        cultural-event/v1 (what nodes of the previous release hold)."""
         first = await service.create("cultural-event", event)
-        env = await service.cancel(first.payload.record_id, "the venue is closed")
+        env = await service.cancel(first.payload.record_id)
         assert env.payload.body == {**event, "status": "cancelled"} and env.payload.version == 2
+        assert env.payload.schema == EVENT_V1
         rec = await service.get(first.payload.record_id)
         assert (rec.status, rec.op) == ("cancelled", "put")
+
+    async def test_cancel_with_a_reason_publishes_it_in_v2(self, service: NodeService, registry: SignedRegistry,
+                                                           event: dict[str, Any]) -> None:
+        """A reason goes into status_reason in the language given, as one line; only that record pins v2."""
+        first = await service.create("cultural-event", event)
+        env = await service.cancel(first.payload.record_id, "  أُغلقت القاعة\nللصيانة ", lang="ar")
+        assert env.payload.body == {**event, "status": "cancelled", "status_reason": {"ar": "أُغلقت القاعة للصيانة"}}
+        assert env.payload.schema == EVENT_V2
+        assert verify_own(env, registry, ChainHead(1, first.hash)) == []
+        # Restored to scheduled without the reason: back to v1.
+        again = await service.update(first.payload.record_id, event)
+        assert again.payload.schema == EVENT_V1
+
+    async def test_cancel_drops_the_reason_of_a_postponement(self, service: NodeService,
+                                                             event: dict[str, Any]) -> None:
+        """A reason given for a postponement does not stay to explain a cancellation given without one."""
+        first = await service.create("cultural-event", {**event, "status": "postponed",
+                                                        "status_reason": {"en": "The soloist is ill"}})
+        assert first.payload.schema == EVENT_V2
+        env = await service.cancel(first.payload.record_id)
+        assert "status_reason" not in (env.payload.body or {}) and env.payload.schema == EVENT_V1
+
+    async def test_reason_kept_out_while_v2_is_not_written(self, store: NodeStore, qa: Member,
+                                                           registry: SignedRegistry, config: NodeConfig,
+                                                           event: dict[str, Any]) -> None:
+        """With status_reasons off (the default: the network may still run the previous release), the node writes
+        v1 only: the reason is not published, a body with status_reason is refused, v2 records are still read."""
+        service = NodeService(store=store, keys=OwnKeys("QA", qa.key, directory=config.dir), member="QA",
+                              registry=registry, schemas=schemas_written(False))
+        first = await service.create("cultural-event", event)
+        env = await service.cancel(first.payload.record_id, "the venue is closed")
+        assert env.payload.body == {**event, "status": "cancelled"} and env.payload.schema == EVENT_V1
+        with pytest.raises(InvalidRecordError):
+            await service.create("cultural-event", {**event, "status": "postponed", "status_reason": {"en": "why"}})
+        assert schemas_written(True).latest["cultural-event"] == EVENT_V2
 
     async def test_delete_makes_a_tombstone(self, service: NodeService, event: dict[str, Any]) -> None:
         """A delete is a signed tombstone (no body, version + 1); deleting again returns the same one."""
