@@ -19,6 +19,7 @@ from federation.hub.api.intake import (
 )
 from federation.hub.appkeys import CONFIG, MONITOR, SERVICE
 from federation.hub.ingest.service import HubService
+from federation.hub.store.log import CosignatureRow
 from federation.protocol import merkle, strictjson
 from federation.protocol.checkpoint import parse_checkpoint
 from federation.protocol.envelope import format_time
@@ -83,7 +84,7 @@ async def _log_size(service: HubService) -> int:
 
 async def _proof(service: HubService, build: Callable[[merkle.NodeGetter], list[bytes]]) -> list[str]:
     needed = merkle.node_reads(build)
-    nodes = await service.store.nodes(needed)
+    nodes = await service.nodes(needed)
     return [h.hex() for h in build(lambda lv, ix: nodes[(lv, ix)])]
 
 
@@ -120,15 +121,16 @@ async def post_cosignature(request: web.Request, intake: Intake) -> web.Response
     if not isinstance(doc, dict) or set(doc) != {"size", "signature"} or not isinstance(doc["signature"], dict):
         raise Problem(400, "malformed-cosignature", 'a co-signature is {"size": N, "signature": {...}}')
     size = doc["size"]
-    held = await service.store.checkpoint(size) if type(size) is int else None
+    held = await service.checkpoint_document(size) if type(size) is int else None
     if held is None:
         raise Problem(404, "no-checkpoint", f"no checkpoint of size {size}")
     signed = parse_checkpoint(json.loads(held)).with_signature(doc["signature"])
     keys = {k: v for k, v in service.registry.registry.member_keys().items() if v.member == member}
     if member not in signed.verify(service.registry.registry.hub_public_keys(), keys):
         raise Problem(422, "bad-cosignature", f"the signature is not {member}'s over checkpoint {size}")
-    kid = signed.signers()[-1]
-    await service.store.add_cosignature(size, kid, member, doc["signature"], service.clock())
+    entry = doc["signature"]
+    await service.add_cosignature(CosignatureRow(size, signed.signers()[-1], member, entry["protected"],
+                                                 entry["signature"]))
     return json_response({"size": size, "member": member, "cosigned": True}, status=201)
 
 

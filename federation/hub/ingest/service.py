@@ -26,7 +26,7 @@ import itertools
 import json
 import logging
 import multiprocessing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,6 +37,7 @@ from federation.hub.store.log import (
     LOG_CHANNEL,
     REGISTRY_CHANNEL,
     CheckpointRow,
+    CosignatureRow,
     HubStore,
     LogEntry,
     LogReads,
@@ -81,6 +82,10 @@ class Outcome:
 PARALLEL_MIN = 64
 KEPT_ERRORS = 50  # schema errors kept with a refused envelope (the pusher is told all): its metadata stays small
 TAIL = 1024  # entries at the end of the log kept in memory by a sole writer, for the pulls a commit wakes
+# Merkle nodes and checkpoints kept in memory (both never change once written): the proofs and co-signatures every
+# node sends each second are answered without reading the database.
+NODE_CACHE = 65_536
+CHECKPOINT_CACHE = 256
 
 
 @dataclass(slots=True)
@@ -94,6 +99,7 @@ class _Pending:
         default_factory=lambda: asyncio.get_running_loop().create_future())
     request: dict[str, Any] | None = None  # for a refused request: what is known of it (kept in the detail)
     input: tuple[int, str] | None = None  # for a refused request: the length and SHA-256 of all it received
+    cosignature: CosignatureRow | None = None  # a verified co-signature to keep (``checked`` is empty)
 
 
 @dataclass
@@ -140,6 +146,8 @@ class HubService:
         self._view = asyncio.Lock()
         self._closing = False
         self._checkpoint_text: tuple[SignedCheckpoint, str] | None = None  # the latest checkpoint as a page carries it
+        self._nodes: dict[tuple[int, int], bytes] = {}  # recent Merkle nodes by (level, index), oldest first
+        self._checkpoints: dict[int, bytes] = {}  # recent checkpoint documents by size, oldest first
 
     async def start(self) -> None:
         self.heads = {o: ChainHead(s, h) for o, (s, h) in (await self.store.heads()).items()}
@@ -237,6 +245,14 @@ class HubService:
                            input=(len(received), hashlib.sha256(received).hexdigest()))
         if member is not None:
             self.member_activity(member).rejected += 1
+        await self._queue.put(pending)
+        await pending.future
+
+    async def add_cosignature(self, row: CosignatureRow) -> None:
+        """Keep a verified co-signature through the single writer, in the group commit of the log's next
+        transaction: a member's co-signature each second costs neither a transaction of its own (an fsync) nor the
+        writer a wait for SQLite's lock; answered once durable."""
+        pending = _Pending(row.member, [], cosignature=row)
         await self._queue.put(pending)
         await pending.future
 
@@ -352,6 +368,36 @@ class HubService:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    async def nodes(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """Merkle nodes by (level, index), for a proof: from memory, the rest read in one query and kept."""
+        found = {k: self._nodes[k] for k in keys if k in self._nodes}
+        if len(found) < len(set(keys)):
+            read = await self.store.nodes([k for k in keys if k not in found])
+            self._keep_nodes(read.items())
+            found.update(read)
+        return found
+
+    def _keep_nodes(self, nodes: Iterable[tuple[tuple[int, int], bytes]]) -> None:
+        cache = self._nodes
+        cache.update(nodes)
+        while len(cache) > NODE_CACHE:
+            del cache[next(iter(cache))]
+
+    async def checkpoint_document(self, size: int) -> bytes | None:
+        """The checkpoint document of ``size`` as stored (None: the hub signed none of that size); recent ones from
+        memory."""
+        held = self._checkpoints.get(size)
+        if held is None:
+            held = await self.store.checkpoint(size)
+            if held is not None:
+                self._keep_checkpoint(size, held)
+        return held
+
+    def _keep_checkpoint(self, size: int, document: bytes) -> None:
+        self._checkpoints[size] = document
+        while len(self._checkpoints) > CHECKPOINT_CACHE:
+            del self._checkpoints[next(iter(self._checkpoints))]
+
     def checkpoint_at(self, size: int) -> str | None:
         """The JSON text of this worker's latest checkpoint if it is of ``size`` (None: it is not), made once per
         checkpoint: a log page ending at ``size`` carries it, so a node checks its root without asking (§8.3)."""
@@ -417,12 +463,15 @@ class HubService:
         checkpoint = self._sign_checkpoint(self.size + len(rows), frontier) if rows else None
         now = self.clock()
         positions = await tx.append(rows, rejected, now, size=self.size, nodes=nodes,
-                                    checkpoint=checkpoint[0] if checkpoint else None, bounds=self.quarantine_bounds)
+                                    checkpoint=checkpoint[0] if checkpoint else None, bounds=self.quarantine_bounds,
+                                    cosigned=[p.cosignature for p in batch if p.cosignature is not None])
 
         def settle() -> None:
             self.heads = heads
             if checkpoint:
                 self.frontier, self.checkpoint = frontier, checkpoint[1]
+                self._keep_nodes(((lv, ix), h) for lv, ix, h in nodes)
+                self._keep_checkpoint(checkpoint[0].size, checkpoint[0].document)
             if positions:
                 self.size = positions[-1]
                 if not self.store.shared:

@@ -254,6 +254,32 @@ class CheckpointRow:
     document: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class CosignatureRow:
+    """A member's co-signature (its JWS signature entry) of the checkpoint of ``size``, by the key ``kid``."""
+
+    size: int
+    kid: str
+    member: str
+    protected: str
+    signature: str
+
+
+async def _add_cosignatures(conn: AsyncConnection, rows: Sequence[CosignatureRow], now: datetime) -> None:
+    """Keep co-signatures: the first one per key and size (re-sending is harmless; in a batch, the first wins)."""
+    fresh: dict[tuple[int, str], CosignatureRow] = {}
+    for row in rows:
+        fresh.setdefault((row.size, row.kid), row)
+    held = await conn.execute(sa.select(cosignatures.c.size, cosignatures.c.kid).where(
+        sa.tuple_(cosignatures.c.size, cosignatures.c.kid).in_(list(fresh))))
+    for key in held:
+        fresh.pop((key.size, key.kid), None)
+    if fresh:
+        await conn.execute(cosignatures.insert(), [
+            {"size": r.size, "kid": r.kid, "member": r.member, "protected": r.protected, "signature": r.signature,
+             "received_at": now} for r in fresh.values()])
+
+
 def _aware(when: datetime) -> datetime:
     """SQLite hands back naive UTC times; compare them as UTC."""
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when
@@ -355,10 +381,12 @@ class LogTransaction(LogReads):
     async def append(self, rows: Sequence[LogRow], rejected: Sequence[QuarantineRow], now: datetime, *,
                      size: int, nodes: Sequence[tuple[int, int, bytes]] = (),
                      checkpoint: CheckpointRow | None = None, bounds: QuarantineBounds | None = None,
-                     received: Sequence[datetime] | None = None) -> list[int]:
+                     received: Sequence[datetime] | None = None,
+                     cosigned: Sequence[CosignatureRow] = ()) -> list[int]:
         """Append ``rows`` after position ``size``, their Merkle nodes and the checkpoint that covers them, and
-        keep ``rejected`` within the quarantine's ``bounds``; the new positions. Each row is received at ``now``,
-        or at its time in ``received`` (a log imported from another hub keeps its receipt times, §8.3).
+        keep ``rejected`` within the quarantine's ``bounds`` and the co-signatures ``cosigned``; the new positions.
+        Each row is received at ``now``, or at its time in ``received`` (a log imported from another hub keeps its
+        receipt times, §8.3).
 
         Raises:
             LogConflictError: the log does not end at ``size`` (a writer that ignored the lock; nothing is
@@ -384,6 +412,8 @@ class LogTransaction(LogReads):
                 await conn.execute(_NOTIFY, {"c": LOG_CHANNEL, "s": str(positions[-1])})
         if rejected:
             await _keep_refused(conn, rejected, now, bounds or QuarantineBounds())
+        if cosigned:
+            await _add_cosignatures(conn, cosigned, now)
         return positions
 
 
@@ -473,14 +503,11 @@ class HubStore(LogReads):
             return held[1], [{"protected": r.protected, "signature": r.signature} for r in rows]
 
     async def add_cosignature(self, size: int, kid: str, member: str, entry: dict[str, str], now: datetime) -> None:
-        """Keep a member's co-signature (the first one per key and size; re-sending is harmless)."""
+        """Keep a member's co-signature (the first one per key and size; re-sending is harmless). A running hub's
+        come through its writer (HubService.add_cosignature), in the log's group commit."""
         async with self.engine.begin() as conn:
-            held = (await conn.execute(sa.select(cosignatures.c.kid).where(
-                cosignatures.c.size == size, cosignatures.c.kid == kid))).first()
-            if held is None:
-                await conn.execute(cosignatures.insert().values(
-                    size=size, kid=kid, member=member, protected=entry["protected"], signature=entry["signature"],
-                    received_at=now))
+            await _add_cosignatures(conn, [CosignatureRow(size, kid, member, entry["protected"], entry["signature"])],
+                                    now)
 
     async def latest_cosigned(self) -> dict[str, int]:
         """Per member, the largest checkpoint size it co-signed (its last witnessed checkpoint)."""

@@ -483,6 +483,50 @@ class TestVerifiableLog:
         fetched = parse_checkpoint(await (await hub.get("/api/v1/log/checkpoint")).json())
         assert fetched.verify(reg.hub_public_keys(), reg.member_keys()) == ["KR"]
 
+    async def test_cosignatures_kept_in_the_logs_group_commit(self, hub: Any, members: dict[str, Member],
+                                                              body: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Co-signatures (every member's, each second) are kept by the log's writer in its group commit with the
+        pushes, never in a transaction of their own (an fsync each, and a wait for SQLite's one writer); the
+        checkpoint and the proofs they and the nodes ask for are answered from memory, the checkpoint of each
+        commit and its Merkle nodes being final."""
+        qa, kr = members["QA"], members["KR"]
+        _, doc = await push(hub, qa, [qa.publish(body) for _ in range(3)])
+        _, later = await push(hub, qa, [qa.publish(body) for _ in range(2)])
+        store = hub.server.app[SERVICE].store
+
+        async def no_read(*_: Any) -> Any:
+            raise AssertionError("read from the database")
+
+        monkeypatch.setattr(store, "add_cosignature", no_read)
+        monkeypatch.setattr(store, "nodes", no_read)
+        monkeypatch.setattr(store, "checkpoint", no_read)
+        cosigned: list[Any] = []
+        append = LogTransaction.append
+
+        async def counted(tx: LogTransaction, *args: Any, **kw: Any) -> Any:
+            cosigned.append(len(kw.get("cosigned", ())))
+            return await append(tx, *args, **kw)
+
+        monkeypatch.setattr(LogTransaction, "append", counted)
+        signed = parse_checkpoint(doc["checkpoint"])
+        sends = []
+        for i, member in enumerate((qa, kr)):
+            data = json.dumps({"size": 3, "signature": cosign(signed, member.key)}).encode()
+            headers = {"Content-Type": "application/json", **httpsig.sign_request(
+                "POST", HUB_URL + "/api/v1/log/cosignatures", {"Content-Type": "application/json"}, data,
+                private_key=member.key.key, keyid=member.key.kid, created=int(time.time()), nonce=f"g{i}")}
+            sends.append(hub.post("/api/v1/log/cosignatures", data=data, headers=headers))
+        assert [r.status for r in await asyncio.gather(*sends)] == [201, 201]
+        assert sum(cosigned) == 2 and len(cosigned) <= 2
+        proof = await (await hub.get("/api/v1/log/proof/consistency", params={"from": 3, "to": 5})).json()
+        b = parse_checkpoint(later["checkpoint"]).checkpoint
+        merkle.verify_consistency(3, 5, signed.checkpoint.root_bytes, b.root_bytes,
+                                  [bytes.fromhex(h) for h in proof["proof"]])
+        monkeypatch.undo()
+        reg = hub.server.app[SERVICE].registry.registry
+        fetched = parse_checkpoint(await (await hub.get("/api/v1/log/checkpoint", params={"size": 3})).json())
+        assert sorted(fetched.verify(reg.hub_public_keys(), reg.member_keys())) == ["KR", "QA"]
+
     async def test_cosignature_by_other_key_refused(self, hub: Any, members: dict[str, Member], body: dict) -> None:
         """A member cannot file a co-signature made with another member's (or no member's) key."""
         qa, kr = members["QA"], members["KR"]
