@@ -138,11 +138,11 @@ class OwnKeys:
     def signing_key(self, registry: Registry, when: datetime) -> SigningKey | None:
         """The own key to sign with at ``when``: the newest one the registry shows valid then and no rotation
         this node started has replaced by then; None if there is none."""
-        entries = self._entries(registry)
+        listed = registry.member_keys()  # built once per registry version: every signed request asks (a pull too)
         for i in reversed(range(len(self._keys))):
             key = self._keys[i]
-            entry = entries.get(key.kid)
-            if entry is None or not entry.public(self.member).valid_at(when):
+            public = listed.get(key.kid)
+            if public is None or public.member != self.member or not public.valid_at(when):
                 continue
             if any(r is not None and parse_time(r.effective) <= when
                    and r.state(registry, self.member) is not RotationState.VOID for r in self._rotations[i + 1:]):

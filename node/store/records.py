@@ -361,8 +361,11 @@ async def _current_versions(conn: AsyncConnection, record_ids: Sequence[str]) ->
 
 
 class NodeStore:
-    def __init__(self, engine: AsyncEngine, member: str) -> None:
+    def __init__(self, engine: AsyncEngine, member: str, *, relaxed: AsyncEngine | None = None) -> None:
         self.engine = engine
+        # Where applied pages are written: the same database, committing without waiting for the disk (a page
+        # lost to a power cut is pulled again; docs/adr/0033). The engine itself when not given.
+        self.relaxed = relaxed or engine
         self.member = member  # the node's own origin: its outbox holds only these envelopes
         # One store per table group, on the one engine.
         self.outbox = OutboxStore(engine, member)
@@ -378,10 +381,12 @@ class NodeStore:
     async def open(cls, url: str, member: str) -> NodeStore:
         engine = db.make_engine(url)
         await db.migrate(engine, MIGRATIONS, VERSION_TABLE)
-        return cls(engine, member)
+        return cls(engine, member, relaxed=db.make_engine(url, durable=False))
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self.relaxed is not self.engine:
+            await self.relaxed.dispose()
 
     # -- chains --------------------------------------------------------------------------------------
 
@@ -582,9 +587,10 @@ class NodeStore:
             self.webhooks.queued.set()
 
     async def apply(self, changes: Changes, now: datetime) -> None:
-        """Write one applied page of the log and move the cursor, all or nothing."""
+        """Write one applied page of the log and move the cursor, all or nothing; committed without waiting for the
+        disk (``relaxed``): the next durable commit of this database makes it durable too."""
         now = utc(now)
-        async with self.engine.begin() as conn:
+        async with self.relaxed.begin() as conn:
             if changes.envelopes:
                 await conn.execute(_INSERT_ENVELOPES, [
                     _envelope_values(e, now, pos, changes.logged_at.get(pos), changes.marks.get(e.hash))

@@ -87,6 +87,12 @@ def make_engine(url: str, *, durable: bool = True) -> AsyncEngine:
 
     ``durable`` (the default) sets ``synchronous=FULL``: a commit survives power loss, which is what
     an acknowledgement promises. Group commit keeps the fsync cost per batch, not per envelope.
+
+    ``durable=False`` is for writes that can be made again (a node's applied pages, pulled again after a crash):
+    the commit does not wait for the disk (SQLite ``synchronous=NORMAL`` in WAL mode, PostgreSQL
+    ``synchronous_commit=off``). A power cut may lose such commits, the last ones only (the log is written in
+    order, and a durable commit after them makes them durable too), never corrupt the database or lose a durable
+    commit (docs/adr/0033).
     """
     if url.startswith("sqlite"):
         path = sqlite_path(url)
@@ -102,7 +108,8 @@ def make_engine(url: str, *, durable: bool = True) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    relaxed = {} if durable else {"connect_args": {"server_settings": {"synchronous_commit": "off"}}}
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **relaxed)
 
 
 def _alembic_config(script_location: Path, version_table: str) -> Config:
