@@ -65,7 +65,8 @@ def _in_order(page: Any, selector: str, text: str) -> bool:
     return all(a < b for a, b in itertools.pairwise(lefts))
 
 
-def _tour(browser: Any, lang: str, f: Federation, rid: str, problems: list[str], shots: Path) -> None:
+def _tour(browser: Any, lang: str, f: Federation, rid: str, problems: list[str], shots: Path,
+          postponed: str = "") -> None:
     """Every page, in one language, at both widths: signed in on the way as a person would."""
     qa, hub = f.url("QA"), f.hub_url
     page = browser.new_page(viewport={"width": WIDTHS[0], "height": 844},
@@ -139,6 +140,10 @@ def _tour(browser: Any, lang: str, f: Federation, rid: str, problems: list[str],
     visit("hub-throughput", hub + "/dashboard/throughput")
     visit("node-status", qa + "/status")
     visit("event", qa + f"/events/{rid}")
+    if postponed:  # a reason beside the status (cultural-event/v2), in the reader's language and direction
+        visit("event-reason", qa + f"/events/{postponed}")
+        reason = page.locator("dd.reason")
+        assert (reason.get_attribute("lang"), reason.get_attribute("dir")) == (lang, "rtl" if lang == "ar" else "ltr")
     visit("portal-home", qa + "/")
     page.close()
 
@@ -152,6 +157,9 @@ def test_every_page_fits_a_phone_in_arabic_and_english_and_axe_finds_no_violatio
     shots = tmp_path / "shots"
     shots.mkdir()
     problems: list[str] = []
+    # QA writes reasons (docs/adr/0031): its cancel page takes a public reason, a postponed event shows one.
+    toml = tmp_path / "QA" / "node.toml"
+    toml.write_text("status_reasons = true\n" + toml.read_text(encoding="utf-8"), encoding="utf-8")
     try:
         f.start_all()
         # An event to come, so that the portal's home has one to show (published first: the record the tour
@@ -159,6 +167,10 @@ def test_every_page_fits_a_phone_in_arabic_and_english_and_axe_finds_no_violatio
         coming = example_bodies("cultural-event")[1]
         f.publish("QA", "cultural-event", {**coming, "status": "scheduled", "start": "2027-01-20T09:30:00+03:00",
                                            "end": "2027-01-20T13:30:00+03:00"})
+        postponed = f.publish("QA", "cultural-event", {
+            **coming, "status": "postponed", "start": "2027-02-10T09:30:00+03:00", "end": "2027-02-10T13:30:00+03:00",
+            "status_reason": {"en": "The hall is being repaired; the new date follows.",
+                              "ar": "القاعة قيد الصيانة، وسيُعلن الموعد الجديد لاحقًا."}})
         body = example_bodies("cultural-event")[0]
         event = f.publish("QA", "cultural-event", body)
         # A second version, so that the history shows changes (a title, a time, a choice, a tag added).
@@ -171,7 +183,7 @@ def test_every_page_fits_a_phone_in_arabic_and_english_and_axe_finds_no_violatio
         refuse_one(f, "QA")
         with chromium() as browser:
             for lang in ("ar", "en"):
-                _tour(browser, lang, f, event["record_id"], problems, shots)
+                _tour(browser, lang, f, event["record_id"], problems, shots, postponed["record_id"])
     finally:
         f.close()
     assert problems == [], "\n".join(problems)
