@@ -165,7 +165,8 @@ def _pool(size: int) -> list[tuple[bytes, Envelope, dict[str, Any], str]]:
         code, body = CODES[i % 4], bodies[i % len(bodies)]
         title = {lang: f"{t} {rng.choice(_WORDS)} {rng.choice(_WORDS)} {i}" for lang, t in body["title"].items()}
         seq = i // 4 + 1  # its place is the held record's, whatever chain it is copied into
-        env = _signed(keys[code], code, seq, None if seq == 1 else "0" * 64, f"{code}:p{i}", 1, {**body, "title": title})
+        prev = None if seq == 1 else "0" * 64
+        env = _signed(keys[code], code, seq, prev, f"{code}:p{i}", 1, {**body, "title": title})
         values = record_values(env, now)
         out.append((env.to_bytes(), env, values, values.pop("search")))
     return out
@@ -216,6 +217,8 @@ def _insert_held(path: str, size: int, pool: list[tuple[bytes, Envelope, dict[st
                                [{k: v.strftime(_TIME) if isinstance(v, datetime) else v for k, v in r.items()}
                                 for r in rows])
             db.executemany("INSERT INTO records_fts (rowid, search) VALUES (?, ?)", [x for x in texts if x[1]])
+    with db:  # one segment, as migration 0012 leaves the index (its large transactions left large level-0 ones)
+        db.execute("INSERT INTO records_fts (records_fts) VALUES ('optimize')")
     db.close()
 
 

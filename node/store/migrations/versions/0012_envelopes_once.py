@@ -8,8 +8,9 @@ probes instead of a scan of the whole index.
   its indexes made again;
 - the full-text index ``records_fts`` is made again from each record's envelope with the live function
   (node.store.records.stored_search_text, as the store derives it): on SQLite a contentless FTS5 table
-  (rowid = records.id, ``columnsize=0``: no ranking is asked of it), on PostgreSQL a table
-  (rowid, search tsvector stripped of positions: queries are plainto_tsquery conjunctions) with a GIN index.
+  (rowid = records.id, ``columnsize=0``: no ranking is asked of it; merged into one segment at the end), on
+  PostgreSQL a table (rowid, search tsvector stripped of positions: queries are plainto_tsquery conjunctions)
+  with a GIN index.
 
 The space the old copies took is free for reuse inside the database file; ``VACUUM`` (SQLite) or
 ``VACUUM FULL records`` (PostgreSQL) gives it back to the file system (docs/operating-node.md).
@@ -125,6 +126,8 @@ def upgrade() -> None:
         rows = [{"id": i, "search": t} for i, t in batch if t or not sqlite]  # SQLite: a tombstone has no row
         if rows:
             conn.execute(insert, rows)
+    if sqlite:  # one segment: the updates that follow merge among their own small segments, not into a large one
+        op.execute("INSERT INTO records_fts (records_fts) VALUES ('optimize')")
 
 
 def _copies(envelope: bytes) -> dict[str, Any]:
