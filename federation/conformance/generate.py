@@ -131,6 +131,8 @@ def at(text: str) -> datetime:
 ORGANIZER = {"name": {"en": "Cultural Village Foundation (Katara)"}, "country": "QA", "url": "https://www.katara.net"}
 RIGHTS = "https://creativecommons.org/licenses/by/4.0/"
 EVENT_SCHEMA = "https://schemas.ipdn.network/cultural-event/v1"
+EVENT_SCHEMA_V2 = "https://schemas.ipdn.network/cultural-event/v2"
+REASON = {"en": "The hall is closed for repairs.", "ar": "القاعة مغلقة للصيانة."}
 PROGRAMME_SCHEMA = "https://schemas.ipdn.network/capacity-programme/v1"
 
 
@@ -471,6 +473,16 @@ def envelope_cases() -> list[dict[str, Any]]:
           signed(payload(body=event_body(end="2026-12-10T17:00:00+03:00"))), "schema-invalid"),
         c("unknown-timezone-refused", "rule:unknown-timezone.",
           signed(payload(body=event_body(timezone="Mars/Olympus_Mons"))), "schema-invalid"),
+        # cultural-event/v2 (PROTOCOL.md §4, docs/adr/0031): a verifier holds every version and validates the pinned one
+        c("event-v2-with-reason-accepted", "A cancellation with its reason (status_reason), pinned to v2.",
+          signed(payload(schema=EVENT_SCHEMA_V2, body=event_body(status="cancelled", status_reason=REASON)))),
+        c("event-v2-without-reason-accepted", "A v1 body pinned to v2 (every v1 body is a valid v2 body).",
+          signed(payload(schema=EVENT_SCHEMA_V2))),
+        c("reason-under-v1-refused", "status_reason in a body pinned to v1, which has no such field (no other "
+                                     "version may be substituted).",
+          signed(payload(body=event_body(status="cancelled", status_reason=REASON))), "schema-invalid"),
+        c("reason-with-scheduled-status-refused", "A reason on an event that goes ahead as planned.",
+          signed(payload(schema=EVENT_SCHEMA_V2, body=event_body(status_reason=REASON))), "schema-invalid"),
     ]
 
 
