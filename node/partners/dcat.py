@@ -70,7 +70,9 @@ THEME = URIRef(EU + "data-theme/EDUC")  # Education, culture and sport
 CONTINUOUS = URIRef(EU + "frequency/UPDATE_CONT")
 JSON_FILE = URIRef(EU + "file-type/JSON")
 IANA = "https://www.iana.org/assignments/media-types/"
-SCHEMAS = ("https://schemas.ipdn.network/cultural-event/v1", "https://schemas.ipdn.network/capacity-programme/v1")
+# Every record schema version a member's records may pin (PROTOCOL.md §4: the oldest that holds the body).
+SCHEMAS = ("https://schemas.ipdn.network/cultural-event/v1", "https://schemas.ipdn.network/cultural-event/v2",
+           "https://schemas.ipdn.network/capacity-programme/v1")
 STANDARDS = {  # what each distribution follows, with the name people know it by
     "ics": ("https://www.rfc-editor.org/rfc/rfc5545", "iCalendar (RFC 5545)"),
     "jsonfeed": ("https://jsonfeed.org/version/1.1", "JSON Feed 1.1"),
