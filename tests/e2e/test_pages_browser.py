@@ -26,7 +26,7 @@ PASSWORD = "correct horse battery staple"
 WIDTHS = (390, 1280)
 # The pages whose Arabic phone screenshot the docs show.
 SHOWN = {"author-list", "author-new", "author-form-errors", "author-record", "author-import-report", "hub-member",
-         "hub-refusal", "node-status", "event", "portal-home"}
+         "hub-refusal", "node-status", "event", "event-reason", "portal-home"}
 BAD_ROW = ('katara-bad,cultural-event,Broken row,صف معطوب,,,workshop,scheduled,2026-05-01T19:00:00+03:00,'
            '2026-05-01T18:00:00+03:00,Asia/Qatar,offline,,,,,,,,,,,,http//no-scheme,,,\n')
 
