@@ -23,8 +23,6 @@ from tests.support import release_db
 from tests.support.factories import Member, example_bodies
 from tests.support.search_index import index_and_rebuild
 
-pytestmark = pytest.mark.empty_db  # the database starts as release 0010 made it, not at head
-
 pytestmark = pytest.mark.empty_db  # each test makes the release's database from an empty one
 FIXTURE = Path(__file__).with_name("release-0010.json")
 UPGRADE = "0012"
