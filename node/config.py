@@ -128,7 +128,9 @@ class NodeConfig:
     # -- witnessing: other nodes whose accepted checkpoint this node compares with its own -----------------
     peers: str = ""  # comma-separated base URLs, e.g. "https://ipdn.kr.example, https://ipdn.tr.example"
     peer_interval: float = 60.0  # seconds between comparisons
-    checkpoint_interval: float = 0.5  # seconds between checkpoint checks while entries keep arriving
+    # Seconds between acceptances of a checkpoint (a consistency proof and a write; every page's root is checked as it
+    # comes) and between asking a hub for it that does not send it in the page, while entries keep arriving.
+    checkpoint_interval: float = 1.0
     witness_interval: float = 1.0  # seconds between co-signatures (each co-signs the latest checkpoint)
     # One log line per pulled page with the wall-clock times it arrived and was applied (the latency benchmark
     # reads them, tests/bench/bench_latency.py); off by default: it costs a line per page.

@@ -136,6 +136,7 @@ class SyncEngine:
         self._verified: tuple[SignedCheckpoint, bytes] | None = None
         self._verified_ready = asyncio.Event()
         self._accepting = asyncio.Lock()  # one acceptance at a time: the accepted checkpoint only grows
+        self._accepted: tuple[SignedCheckpoint | None] | None = None  # the last one accepted, once read or made here
         # Pulled pages are verified in worker processes when large (catching up), and the next page is fetched and
         # verified while the one before is applied: (its `after`, the task) (node/sync/verifier.py).
         self.verifier = PageVerifier(service.schemas, config.verify_workers)
@@ -383,7 +384,7 @@ class SyncEngine:
             return False
         signed, raw = self._verified
         async with self._accepting:
-            accepted = logtrust.stored_checkpoint((await self.store.trust.log_view()).checkpoint)
+            accepted = await self.accepted_checkpoint()
             if accepted is not None:
                 old = accepted.checkpoint.size
                 if signed.checkpoint.size < old or accepted.payload == signed.payload:
@@ -392,6 +393,7 @@ class SyncEngine:
                     if old < signed.checkpoint.size else []
                 logtrust.check_consistent(accepted, signed, proof, raw)
             await self.store.trust.accept_checkpoint(raw)
+            self._accepted = (signed,)
             if self._verified is not None and self._verified[0] is signed:
                 self._verified = None
         self._cosign_wanted.set()
@@ -441,8 +443,16 @@ class SyncEngine:
             proof = await self._hub.consistency_proof(old, cp.size) if old < cp.size else []
             logtrust.check_consistent(accepted, signed, proof, raw)
         await self.store.trust.accept_checkpoint(raw)
+        self._accepted = (signed,)
         self._cosign_wanted.set()
         return True
+
+    async def accepted_checkpoint(self) -> SignedCheckpoint | None:
+        """The last checkpoint this node accepted: read from the store once, then kept as this engine accepts
+        (only this engine accepts; the checkpoint and witness loops ask each time)."""
+        if self._accepted is None:
+            self._accepted = (logtrust.stored_checkpoint((await self.store.trust.log_view()).checkpoint),)
+        return self._accepted[0]
 
     async def resume_after_rollback(self) -> bool:
         """Resume applying once a hub that rolled back has recovered (PROTOCOL.md §11.1); True if it resumed.
@@ -482,7 +492,7 @@ class SyncEngine:
         Raises:
             HubError.
         """
-        signed = logtrust.stored_checkpoint((await self.store.trust.log_view()).checkpoint)
+        signed = await self.accepted_checkpoint()
         if signed is None or self.state.cosigned_size == signed.checkpoint.size:
             return False
         key = await self.service.signing_key(self.service.clock())

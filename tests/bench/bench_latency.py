@@ -71,7 +71,7 @@ class Regime:
 def regimes(members: Sequence[str], quick: bool) -> list[Regime]:
     peers = len(members) - 1
     paced = 4 if quick else 60
-    seconds = 0.5 if quick else 15.0
+    seconds = 0.5 if quick else 10.0
     five = list(members[:5])
     return [
         Regime("paced", "one record every 0.5 s, at each node in turn",
@@ -102,6 +102,19 @@ class Run:
     streamed: dict[tuple[str, str], float]  # (peer, record_id) -> wall clock the event was read
     gets: int  # GETs of records sent
     refused: int  # of them answered 429 (must be 0: the key is not rate-limited)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per process (and the client) in the regime
+
+
+def cpu_seconds(fed: Federation) -> dict[str, float]:
+    """User + system CPU seconds so far of each process of ``fed`` and of this one (the client), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, proc in fed.procs.items():
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        out[name] = (int(fields[11]) + int(fields[12])) / tick
+    t = os.times()
+    out["client"] = t.user + t.system
+    return out
 
 
 async def hub_round_trips(root: Path, n: int) -> list[float]:
@@ -189,6 +202,7 @@ async def drive(fed: Federation, session: aiohttp.ClientSession, keys: dict[str,
 
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.1
+    cpu = cpu_seconds(fed)
 
     async def publish(i: int, at: float, member: str) -> Published:
         await asyncio.sleep(max(0.0, start + at - loop.time()))
@@ -215,7 +229,8 @@ async def drive(fed: Federation, session: aiohttp.ClientSession, keys: dict[str,
         task.cancel()
         if resp is not None:
             resp.close()
-    return Run(regime, list(published), streamed, counts["gets"], counts["refused"])
+    used = {k: v - cpu[k] for k, v in cpu_seconds(fed).items()}
+    return Run(regime, list(published), streamed, counts["gets"], counts["refused"], used)
 
 
 def traces(fed: Federation, member: str) -> tuple[list[int], list[tuple[float, float]]]:
@@ -274,6 +289,23 @@ def stages(fed: Federation, run: Run) -> Stages:
     return out
 
 
+def _cpu(r: Run) -> str:
+    """CPU milliseconds per record published: the hub, the nodes (mean; the publishers' apart when not all are),
+    the client, and all of them together (what two cores have to give at the regime's rate)."""
+    n = len(r.published)
+    publishers = {p.member for p in r.published}
+    nodes = [k for k in r.cpu if k not in ("hub", "client")]
+    others = [k for k in nodes if k not in publishers] or nodes
+
+    def per(keys: list[str]) -> float:
+        return sum(r.cpu[k] for k in keys) / len(keys) / n * 1e3
+
+    mine = [k for k in nodes if k in publishers]
+    pub = f", each publisher {per(mine):.1f}" if mine and len(mine) < len(nodes) else ""
+    return (f"hub {r.cpu['hub'] / n * 1e3:.1f} ms, each node {per(others):.1f} ms{pub}, client "
+            f"{r.cpu['client'] / n * 1e3:.1f} ms; {sum(r.cpu.values()) / n * 1e3:.0f} ms in all")
+
+
 def _pct(xs: list[float]) -> str:
     if not xs:
         return "-"
@@ -309,7 +341,8 @@ async def run(ctx: Context) -> list[Figure]:
                 f"before the regimes. "
                 f"From the POST's start, p50 / p99 ms: POST answered {_pct(s.answered)}, in the hub's log "
                 f"{_pct(s.at_hub)}, pulled at a peer {_pct(s.pulled)}, applied {_pct(s.applied)}, readable (GET 200) "
-                f"{_pct(s.readable)}, streamed {_pct(s.streamed)}; the client began POSTs {_pct(s.late)} late")
+                f"{_pct(s.readable)}, streamed {_pct(s.streamed)}; the client began POSTs {_pct(s.late)} late. "
+                f"CPU per record: {_cpu(r)}")
         for what, xs in (("readable", s.readable), ("streamed", s.streamed)):
             ms = [x * 1e3 for x in xs]
             p50, p99 = percentile(ms, 50), percentile(ms, 99)
