@@ -321,9 +321,12 @@ _WITH_ENVELOPE = records.join(envelopes, sa.and_(envelopes.c.origin == records.c
 _SELECT_RECORDS = sa.select(*_RECORD).select_from(_WITH_ENVELOPE)
 _VERSIONS = sa.select(records.c.record_id, records.c.version, records.c.hash).where(
     records.c.record_id.in_(sa.bindparam("ids", expanding=True)))
-# The records held among those a write replaces, with the envelope their index row was made from (SQLite).
-_REPLACED = sa.select(records.c.id, records.c.record_id, envelopes.c.envelope).select_from(_WITH_ENVELOPE).where(
+# The records held among those a write replaces, as they are (an update sets only the columns that change: setting
+# one rewrites each index over it, at a random place of a large table), with the envelope their index row was made
+# from (SQLite: the index holds no text).
+_REPLACED = {dialect: sa.select(*records.c, *extra).select_from(_WITH_ENVELOPE).where(
     records.c.record_id.in_(sa.bindparam("ids", expanding=True)))
+    for dialect, extra in (("sqlite", [envelopes.c.envelope]), ("postgresql", []))}
 _INSERT_ENVELOPES = envelopes.insert()
 _INSERT_RECORD = records.insert()
 _UPDATE_RECORD = records.update().where(records.c.record_id == sa.bindparam("b_record_id"))
@@ -522,22 +525,24 @@ class NodeStore:
             return
         texts = [{"rid": r["record_id"], "search": r.pop("search")} for r in rows]
         ids = sorted({r["record_id"] for r in rows})
-        replaced: dict[str, Any]  # the records held among them
+        replaced = {r.record_id: r for r in await conn.execute(_REPLACED[conn.dialect.name], {"ids": ids})}
         if conn.dialect.name == "sqlite":
-            replaced = {r.record_id: (r.id, r.envelope) for r in await conn.execute(_REPLACED, {"ids": ids})}
             # The index holds no text: a row is taken out by giving the text it was made from again, derived from
             # the envelope still current (a tombstone's empty text was never indexed).
-            old = [{"id": i, "search": t} for i, env in replaced.values() if (t := stored_search_text(env))]
+            old = [{"id": r.id, "search": t} for r in replaced.values() if (t := stored_search_text(r.envelope))]
             if old:
                 await conn.execute(_SQLITE_UNINDEX, old)
             index, texts = _SQLITE_INDEX, [t for t in texts if t["search"]]
         else:
-            replaced = await _current_versions(conn, ids)
             index = _PG_INDEX
-        held = [r for r in rows if r["record_id"] in replaced]
-        if held:
-            await conn.execute(_UPDATE_RECORD, [{**r, "b_record_id": r["record_id"]} for r in held])
-        if len(held) < len(rows):
+        updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}  # by the columns they set: one executemany each
+        for r in rows:
+            if (held := replaced.get(r["record_id"])) is not None:
+                changed = {c: v for c, v in r.items() if c != "record_id" and v != getattr(held, c)}
+                updates.setdefault(tuple(changed), []).append({**changed, "b_record_id": r["record_id"]})
+        for batch in updates.values():
+            await conn.execute(_UPDATE_RECORD, batch)
+        if len(replaced) < len(rows):
             await conn.execute(_INSERT_RECORD, [r for r in rows if r["record_id"] not in replaced])
         if texts:
             await conn.execute(index, texts)
