@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import recurring_ical_events
+from dateutil.rrule import rrulestr
 from icalendar import Calendar, Event, vRecur
 
 FOREVER = "9999-12-31"  # the last day of a series without COUNT or UNTIL (a day string sorts after every other)
@@ -135,7 +136,42 @@ def occurrences(body: Mapping[str, Any] | None, first: date, last: date) -> list
 
 def last_day(body: Mapping[str, Any] | None) -> str | None:
     """The last local day of the record's last occurrence (YYYY-MM-DD; FOREVER for an endless series): what the
-    store's date filters compare ``from`` with. None for a body without dates."""
+    store's date filters compare ``from`` with. None for a body without dates.
+
+    A recurring event's is found by dateutil's rrule directly (:func:`_last_day_by_rrule`), the way
+    recurring_ical_events expands the series, without building a calendar for it: 2 ms an event with the library
+    (as much as verifying ten envelopes: every record a node applies pays it), a tenth of that without.
+    :func:`last_day_reference` is the definition, and tests hold the two to the same answers."""
+    if body and "start_date" not in body and isinstance(body.get("recurrence"), str):
+        span = _event_span(body)
+        if span is not None and (fast := _last_day_by_rrule(body["recurrence"], *span)) is not None:
+            return fast
+    return last_day_reference(body)
+
+
+def _last_day_by_rrule(value: str, start: datetime, end: datetime, zone: tzinfo) -> str | None:
+    """:func:`last_day_reference` of an event starting at ``start`` (ending at ``end``) in ``zone`` that recurs by
+    ``value``, as recurring_ical_events computes it (its rule set: the rule from DTSTART, and DTSTART itself unless
+    after UNTIL; each occurrence lasting as the first, in wall-clock time); None when the rule is not read here (the
+    reference decides)."""
+    try:
+        rule = rrule(value, zone)
+        if not rule.get("COUNT") and not rule.get("UNTIL"):
+            return FOREVER
+        until = rule["UNTIL"][0] if rule.get("UNTIL") else None
+        found = list(islice(rrulestr(rule.to_ical().decode(), dtstart=start), MAX_OCCURRENCES + 1))
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None
+    if (until is None or start <= until) and start not in found:
+        found.append(start)
+    if not found or len(found) > MAX_OCCURRENCES:
+        return FOREVER if found else Occurrence(start, end, None).last_day.isoformat()
+    final = max(found)
+    return Occurrence(_local(final, zone), _local(final + (end - start), zone), None).last_day.isoformat()
+
+
+def last_day_reference(body: Mapping[str, Any] | None) -> str | None:
+    """:func:`last_day` by recurring_ical_events: the definition."""
     if not body:
         return None
     if "start_date" in body:

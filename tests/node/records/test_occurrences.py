@@ -4,12 +4,12 @@ last day of a series that the store's date filters use."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from node.records.occurrences import FOREVER, last_day, occurrences
+from node.records.occurrences import FOREVER, MAX_OCCURRENCES, last_day, last_day_reference, occurrences
 from tests.support.factories import example_bodies
 
 FILM = example_bodies("cultural-event")[6]  # Thursdays 19:00-21:30 Budapest, six of them from 2020-02-06
@@ -112,3 +112,39 @@ def test_a_programme_is_its_days() -> None:
 def test_an_unknown_zone_is_read_in_utc() -> None:
     (o,) = occurrences(event("2026-05-01T10:00:00+03:00", None, "Mars/Olympus"), date(2026, 5, 1), date(2026, 5, 1))
     assert o.zone == "UTC" and o.start == datetime.fromisoformat("2026-05-01T07:00:00+00:00")
+
+
+RULES = ["FREQ=DAILY;COUNT=3", "FREQ=WEEKLY;COUNT=6;BYDAY=TH", "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,WE;COUNT=5",
+         "FREQ=MONTHLY;BYMONTHDAY=31;COUNT=4", "FREQ=MONTHLY;BYDAY=-1FR;COUNT=3", "FREQ=YEARLY;COUNT=2",
+         "FREQ=HOURLY;INTERVAL=7;COUNT=30", "FREQ=DAILY;UNTIL=20211102", "FREQ=WEEKLY;UNTIL=20211101T090000",
+         "FREQ=DAILY;UNTIL=20211101T090000Z", "FREQ=DAILY;UNTIL=20200101", "FREQ=DAILY",
+         "FREQ=NOPE;COUNT=2", "COUNT=3", "FREQ=MINUTELY;INTERVAL=90;COUNT=40"]
+
+
+def outcome(f: Any, body: dict[str, Any]) -> Any:
+    """What ``f`` answers, or the type of error it raises (a rule neither path reads fails alike)."""
+    try:
+        return f(body)
+    except Exception as e:  # the comparison is the point
+        return type(e)
+
+
+@pytest.mark.parametrize("zone", ["Europe/Budapest", "America/New_York", "Asia/Qatar", "Australia/Lord_Howe"])
+def test_last_day_by_rrule_is_the_reference(zone: str) -> None:
+    """The fast path (dateutil's rrule directly) gives recurring_ical_events' answer for every rule, across the DST
+    changes (starts in a gap and in a fold), at midnight and across it, for events of no length and of more than a
+    day, ending before UNTIL or after, with a start the rule itself would not produce, and for rules neither reads."""
+    starts = ["2021-03-28T02:30:00", "2021-10-31T02:30:00", "2021-03-14T02:30:00", "2021-11-07T01:30:00",
+              "2021-10-30T23:30:00", "2021-10-29T00:00:00"]
+    checked = 0
+    for start in starts:
+        begin = datetime.fromisoformat(start)
+        for hours in (None, 1, 3, 25):
+            end = None if hours is None else (begin + timedelta(hours=hours)).isoformat()
+            for rule in RULES:
+                body = event(start, end, zone, rule)
+                assert outcome(last_day, body) == outcome(last_day_reference, body), (start, hours, rule)
+                checked += 1
+    assert checked == len(starts) * 4 * len(RULES)
+    longest = event(starts[0], None, zone, f"FREQ=HOURLY;COUNT={MAX_OCCURRENCES + 1}")  # taken as endless
+    assert last_day(longest) == last_day_reference(longest) == FOREVER
