@@ -131,11 +131,12 @@ class Envelope:
 
     jws: jws.SignedDocument
     payload: Payload
+    # SHA-256 (lower-case hex) of the payload bytes as signed: the chain link and identity. Hashed once: a node
+    # applying an envelope reads it about ten times (its chain, its record, its row, its mark).
+    hash: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def hash(self) -> str:
-        """SHA-256 (lower-case hex) of the payload bytes as signed: the chain link and identity."""
-        return sha256_hex(self.jws.payload)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hash", sha256_hex(self.jws.payload))
 
     @property
     def kid(self) -> str:

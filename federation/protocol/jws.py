@@ -19,7 +19,7 @@ from federation.protocol.keys import PublicKey, SigningKey, b64u_decode, b64u_en
 
 ALG = "EdDSA"
 _MEMBERS = frozenset({"protected", "payload", "signature"})
-_HEADER_LIMITS = strictjson.JsonLimits(max_bytes=2048, max_depth=2)
+HEADER_LIMITS = strictjson.JsonLimits(max_bytes=2048, max_depth=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +72,7 @@ def parse(obj: Any, typ: str) -> SignedDocument:
     except (ValueError, TypeError) as e:
         raise EnvelopeFormatError(f"JWS member is not base64url: {e}") from e
     try:
-        header = strictjson.loads(protected, _HEADER_LIMITS)
+        header = strictjson.loads(protected, HEADER_LIMITS)
     except StrictJsonError as e:
         raise EnvelopeFormatError(f"protected header: {e.message}", reason=e.reason) from e
     if not isinstance(header, dict):

@@ -27,10 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from federation.protocol import jws, merkle
-from federation.protocol.envelope import TYP as ENVELOPE_TYP
+from federation.protocol import merkle
 from federation.protocol.envelope import Envelope
-from federation.protocol.errors import IpdnError
 from federation.protocol.schemas import SchemaSet
 from federation.protocol.verify import REVOKED_AFTER_REASON, ChainHead, Failure, check_chain, judge_logged_key
 from node.errors import HubProtocolError
@@ -38,7 +36,7 @@ from node.store.records import Changes, NodeStore, QuarantineRow
 from node.sync import logtrust
 from node.sync.registry import RegistryFollower
 from node.sync.trust import LogTrust
-from node.sync.verifier import CheckedPage, check_entries, envelope_of
+from node.sync.verifier import CheckedPage, check_entries, envelope_of, header_of
 
 log = logging.getLogger("ipdn.node")
 
@@ -86,11 +84,10 @@ class LogApplier:
         the caller should fetch the registry before applying, or the envelope would be refused)."""
         keys = self.registry.current.registry.member_keys()
         for _, obj in entries:
-            try:
-                if jws.parse(obj, ENVELOPE_TYP).kid not in keys:
-                    return True
-            except IpdnError:
-                continue  # malformed: refused when applied, whatever the registry says
+            protected = obj.get("protected") if isinstance(obj, dict) else None
+            header = header_of(protected) if isinstance(protected, str) else None
+            if header is not None and isinstance(header.get("kid"), str) and header["kid"] not in keys:
+                return True  # (malformed: refused when applied, whatever the registry says)
         return False
 
     async def apply_log(self, after: int, entries: Sequence[tuple[int, Any]],
@@ -120,7 +117,7 @@ class LogApplier:
         objs = [obj for _, obj in entries]
         if checked is None or checked.registry != self.registry.current.hash or len(checked.items) != len(objs):
             checked = self._check(objs)
-        parsed = [(position, envelope_of(obj, c.parts) if c.parts is not None else None, obj)
+        parsed = [(position, envelope_of(obj, c.fields) if c.fields is not None else None, obj)
                   for (position, obj), c in zip(entries, checked.items, strict=True)]
         envs = [e for _, e, _ in parsed if e is not None]
         async with self._write:

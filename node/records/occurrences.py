@@ -159,7 +159,8 @@ def _last_day_by_rrule(value: str, start: datetime, end: datetime, zone: tzinfo)
         if not rule.get("COUNT") and not rule.get("UNTIL"):
             return FOREVER
         until = rule["UNTIL"][0] if rule.get("UNTIL") else None
-        found = list(islice(rrulestr(rule.to_ical().decode(), dtstart=start), MAX_OCCURRENCES + 1))
+        text = rule.to_ical().decode()  # type: ignore[no-untyped-call]
+        found = list(islice(rrulestr(text, dtstart=start), MAX_OCCURRENCES + 1))
     except (ValueError, TypeError, KeyError, IndexError):
         return None
     if (until is None or start <= until) and start not in found:

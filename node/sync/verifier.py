@@ -22,6 +22,7 @@ dataclass pickles at several hundred microseconds an envelope, more than parsing
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import multiprocessing
 import os
@@ -31,10 +32,11 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from federation.protocol import merkle
+from federation.protocol import merkle, strictjson
 from federation.protocol.envelope import Envelope, Payload, leaf_bytes
 from federation.protocol.errors import IpdnError
-from federation.protocol.jws import SignedDocument
+from federation.protocol.jws import HEADER_LIMITS, SignedDocument
+from federation.protocol.keys import b64u_decode
 from federation.protocol.registry import SignedRegistry, parse_registry
 from federation.protocol.schemas import SchemaSet
 from federation.protocol.verify import Failure, verify_envelope
@@ -49,8 +51,9 @@ class Checked(NamedTuple):
 
     failures: tuple[Failure, ...]  # intake (alone) or key, time, signature, schema; never chain
     leaf: bytes | None  # the Merkle leaf hash; None: the entry is no JWS (the applier raises log-entry-malformed)
-    # What rebuilds the envelope in the node's process without parsing it again (None: it did not parse).
-    parts: tuple[bytes, dict[str, Any], bytes, tuple[Any, ...]] | None = None  # signature, header, payload, fields
+    # The payload's fields (None: the entry did not parse), which rebuild the envelope in the node's process with
+    # the entry's own members: its bytes travel once, to the worker.
+    fields: tuple[Any, ...] | None = None
     derived: dict[str, Any] | None = None  # the record's search columns (node.store.records.search_values)
 
 
@@ -83,18 +86,32 @@ def check_entries(registry: SignedRegistry, schemas: SchemaSet, objs: Sequence[A
             out.append(Checked((Failure("intake", e.reason, e.message),), leaf))
             continue
         result = verify_envelope(env, keys=keys, schemas=schemas, now=now, max_future_skew=skew)
-        p, d = env.payload, env.jws
+        p = env.payload
         fields = (p.origin, p.seq, p.prev, p.record_id, p.version, p.kind, p.schema, p.op, p.issued_at, p.body)
-        out.append(Checked(tuple(result.failures), leaf, (d.signature, d.header, d.payload, fields),
-                           search_values(p.body)))
+        out.append(Checked(tuple(result.failures), leaf, fields, search_values(p.body)))
     return out
 
 
-def envelope_of(obj: dict[str, str], parts: tuple[bytes, dict[str, Any], bytes, tuple[Any, ...]]) -> Envelope:
-    """The envelope :func:`check_entries` parsed from ``obj``, rebuilt from its parts (the payload's rules are
-    checked again by its constructor: cheap, and nothing is taken on trust from the pipe)."""
-    signature, header, payload, fields = parts
-    return Envelope(SignedDocument(obj["protected"], obj["payload"], signature, header, payload), Payload(*fields))
+@functools.lru_cache(maxsize=1024)
+def header_of(protected: str) -> dict[str, Any] | None:
+    """A JWS protected header (base64url) parsed, or None: a node sees a handful (one per key), each thousands of
+    times."""
+    try:
+        header = strictjson.loads(b64u_decode(protected), HEADER_LIMITS)
+    except (ValueError, TypeError, IpdnError):
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def envelope_of(obj: dict[str, str], fields: tuple[Any, ...]) -> Envelope:
+    """The envelope :func:`check_entries` parsed from ``obj`` (a JWS it accepted), rebuilt from the entry and the
+    payload's fields (their rules are checked again by the constructor: cheap, and nothing is taken on trust)."""
+    header = header_of(obj["protected"])
+    if header is None:
+        raise ValueError("the entry's header does not parse: it was not checked")
+    doc = SignedDocument(obj["protected"], obj["payload"], b64u_decode(obj["signature"]), header,
+                         b64u_decode(obj["payload"]))
+    return Envelope(doc, Payload(*fields))
 
 
 # -- in a worker process -------------------------------------------------------------------------------------

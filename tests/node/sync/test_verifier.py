@@ -158,5 +158,5 @@ def test_in_process_verdicts_name_each_failure(members: dict[str, Member], hub_k
     out = check_entries(registry, default_schemas(), entries, NOW)
     assert [[f.reason for f in c.failures] for c in out] == [[], ["bad-signature"], ["malformed-envelope"]]
     assert [c.leaf is not None for c in out] == [True, True, False]
-    assert out[0].parts is not None and out[2].parts is None
+    assert out[0].fields is not None and out[2].fields is None
     assert out[0].derived is not None and out[0].derived["search"]
