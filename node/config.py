@@ -112,9 +112,11 @@ class NodeConfig:
     # -- sync with the hub -----------------------------------------------------------------------------
     push_batch: int = 100  # envelopes per push (also capped by the registry's max_batch)
     pull_limit: int = 500  # log entries asked for per pull
-    # Processes verifying pulled pages while the node applies the page before (node/sync/verifier.py, ADR 32): both
-    # cores of a small server work when catching up; started at the first large page. 0: verify in-process.
-    verify_workers: int = field(default_factory=lambda: min(os.cpu_count() or 1, 4) if (os.cpu_count() or 1) > 1 else 0)
+    # Processes verifying pulled pages while this one applies the page before (node/sync/verifier.py, ADR 32): the
+    # cores but the writer's, up to 4 (one on a server of two cores); started at the first large page. 0: verify
+    # in-process (a single core).
+    verify_workers: int = field(default_factory=lambda: min((os.cpu_count() or 1) - 1, 4))
+    pull_ahead: int = 3  # pages fetched and verified ahead while catching up (with verify workers)
     long_poll_wait: int = 25  # seconds the hub may hold a pull (the hub allows at most 30)
     min_poll_interval: float = 1.0  # seconds between empty pulls, should the hub not hold them
     registry_refresh: float = 60.0  # seconds between registry fetches

@@ -137,10 +137,10 @@ class SyncEngine:
         self._verified_ready = asyncio.Event()
         self._accepting = asyncio.Lock()  # one acceptance at a time: the accepted checkpoint only grows
         self._accepted: tuple[SignedCheckpoint | None] | None = None  # the last one accepted, once read or made here
-        # Pulled pages are verified in worker processes when large (catching up), and the next page is fetched and
-        # verified while the one before is applied: (its `after`, the task) (node/sync/verifier.py).
+        # Pulled pages are verified in worker processes when large (catching up), and the next pages are fetched and
+        # verified while the one before is applied: `after` -> its task (node/sync/verifier.py).
         self.verifier = PageVerifier(service.schemas, config.verify_workers)
-        self._ahead: tuple[int, asyncio.Task[tuple[LogPage, CheckedPage]]] | None = None
+        self._ahead: dict[int, asyncio.Task[tuple[LogPage, CheckedPage]]] = {}
         # Push answers whose inclusion proofs are still to check: (checkpoint, batch, acknowledged).
         self._inclusions: asyncio.Queue[tuple[bytes | None, list[OutboxRow], list[tuple[int, int]]]] = asyncio.Queue()
 
@@ -165,9 +165,9 @@ class SyncEngine:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        if self._ahead is not None:
-            self._ahead[1].cancel()
-            self._ahead = None
+        for ahead in self._ahead.values():
+            ahead.cancel()
+        self._ahead = {}
         await self.verifier.stop()
         if self._session is not None:
             await self._session.close()
@@ -305,21 +305,24 @@ class SyncEngine:
 
     async def _next_page(self, after: int, wait: int) -> tuple[LogPage, CheckedPage | None]:
         """The page after ``after`` and its verdicts: the page fetched ahead if it is that one, else fetched now. When
-        a full page says more follow (catching up), the next is fetched and verified meanwhile, in worker processes,
-        while this one is applied: at most two pages are held."""
-        ahead, self._ahead = self._ahead, None
+        a full page says more follow (catching up), the next ``pull_ahead`` pages are fetched and verified meanwhile,
+        in worker processes, while this one is applied (so that the workers never wait for the writer, nor it for
+        them): at most ``pull_ahead`` + 1 pages are held."""
+        task = self._ahead.pop(after, None)
+        for stale in [a for a in self._ahead if a < after]:  # the cursor moved otherwise (a page failed)
+            self._ahead.pop(stale).cancel()
         got = None
-        if ahead is not None and ahead[0] == after:
+        if task is not None:
             with contextlib.suppress(HubError):  # fetched again below, where a failure counts
-                got = await ahead[1]
-        elif ahead is not None:
-            ahead[1].cancel()  # the cursor moved otherwise (a page failed): that page is not the next
+                got = await task
         page, checked = got if got is not None else (await self._hub.log(after, self.config.pull_limit, wait), None)
-        end = after + len(page.entries)
-        if self.verifier.workers and len(page.entries) >= self.config.pull_limit and end < (page.size or 0):
-            task = asyncio.create_task(self._fetch_checked(end), name="ipdn-node-pull-ahead")
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failure is met when awaited
-            self._ahead = (end, task)
+        limit, end = self.config.pull_limit, after + len(page.entries)
+        if self.verifier.workers and len(page.entries) >= limit:
+            for start in range(end, min(page.size or 0, end + self.config.pull_ahead * limit), limit):
+                if start not in self._ahead:
+                    ahead = asyncio.create_task(self._fetch_checked(start), name="ipdn-node-pull-ahead")
+                    ahead.add_done_callback(lambda t: t.cancelled() or t.exception())  # met when awaited
+                    self._ahead[start] = ahead
         if checked is None and self.verifier.workers:
             checked = await self.verifier.check(self.service.registry, [obj for _, obj in page.entries],
                                                 self.service.clock())

@@ -32,6 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--pg", default=PG_ADMIN, help="PostgreSQL admin URL (a scratch database is made per run)")
     ap.add_argument("--no-pg", action="store_true", help="skip the PostgreSQL configurations")
     ap.add_argument("--biglog", type=int, help="entries already in the log for biglog (default 1,000,000)")
+    ap.add_argument("--catchup", type=int, default=0, metavar="N",
+                    help="catchup also on a log of N envelopes (say 1000000; beside 10,000 and 100,000)")
     args = ap.parse_args(argv)
     if unknown := [b for b in args.benches if b not in BENCHES]:
         ap.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHES)}")
@@ -53,7 +55,7 @@ async def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ipdn-bench-") as tmp:
         for name in names:
             ctx = Context(root=Path(tmp) / name, quick=args.quick, rounds=args.rounds or (1 if args.quick else 3),
-                          pg=pg, biglog=args.biglog or (1_000 if args.quick else 1_000_000))
+                          pg=pg, biglog=args.biglog or (1_000 if args.quick else 1_000_000), catchup=args.catchup)
             ctx.root.mkdir()
             module: Any = importlib.import_module(BENCHES[name])
             print(f"\n[{name}] {module.__doc__.strip().splitlines()[0]}", flush=True)

@@ -72,6 +72,7 @@ class Context:
     rounds: int
     pg: str | None  # PostgreSQL admin URL, None when unreachable or not wanted
     biglog: int  # entries already in the log for the large-log ingest benchmark
+    catchup: int = 0  # a log size the catch-up benchmark also measures, beyond 100,000 (0: none)
 
     def size(self, full: N, quick: N) -> N:
         """``full``, or ``quick`` for a smoke-sized run."""
