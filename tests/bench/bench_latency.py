@@ -20,7 +20,8 @@ records do). **Streamed** is until the partner's stream at a peer
 record. The stages, from the same start (wall clock: one machine): the POST answered; in the hub's log
 (``log.received_at``, taken in the hub's group commit); pulled (the page arrived at the peer) and applied (its apply
 transaction committed), from the line each node logs per page with ``sync_trace`` on (node/sync/engine.py; off by
-default).
+default). Each node verifies in its own process (``verify_workers`` 0, see ``NODE_ENV``). The CPU each process
+spent per record in each regime is printed too (from /proc): what two cores must give at the regime's rate.
 
 The bare baseline, measured in the same run on a separate hub process without nodes: the hub's own push and
 pull round trip, i.e. one signed push of one pre-signed envelope while a client holds a long-poll
@@ -57,7 +58,11 @@ GOAL_P50, GOAL_P99 = 15.0, 50.0  # ms, as a client sees it (issue 20)
 POLL = 0.002  # seconds between a client's GETs of one record at one peer, at first ...
 SLOWER = 0.1  # ... then this part of the time since the POST began (a slow record costs few GETs: error <= 10 %)
 RATE = 10**9  # the partner key's requests a minute: unlimited in practice
-TRACE_ENV = {"IPDN_NODE_SYNC_TRACE": "true"}
+PATIENCE = 300.0  # seconds a record may take to reach a peer before the run fails (past capacity, queues grow)
+# Each node logs its pulled pages (sync_trace) and verifies them in its own process: ten nodes sharing two cores would
+# otherwise each start two verifier processes once they fall behind (pages of 64 or more, ADR 32), which measures
+# where the nodes are put, not the path (five members at 20/s: readable p50 36.6 s with them, 8.5 s without).
+NODE_ENV = {"IPDN_NODE_SYNC_TRACE": "true", "IPDN_NODE_VERIFY_WORKERS": "0"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,8 +191,8 @@ async def drive(fed: Federation, session: aiohttp.ClientSession, keys: dict[str,
     async def readable(peer: str, rid: str, t0: float, out: dict[str, float]) -> None:
         url = fed.url(peer) + "/api/v1/records/" + quote(rid, safe="")
         auth = {"Authorization": f"Bearer {keys[peer]}"}
-        await asyncio.wait_for(logged.setdefault(rid, asyncio.Event()).wait(), 60)
-        deadline = time.monotonic() + 60
+        await asyncio.wait_for(logged.setdefault(rid, asyncio.Event()).wait(), PATIENCE)
+        deadline = time.monotonic() + PATIENCE
         while True:
             async with session.get(url, headers=auth) as r:
                 counts["gets"] += 1
@@ -197,7 +202,7 @@ async def drive(fed: Federation, session: aiohttp.ClientSession, keys: dict[str,
                     return
                 counts["refused"] += r.status == 429
                 assert r.status in (404, 429), (r.status, await r.text())
-            assert time.monotonic() < deadline, f"{rid} not readable at {peer} within 60 s"
+            assert time.monotonic() < deadline, f"{rid} not readable at {peer} within {PATIENCE} s"
             await asyncio.sleep(max(POLL, SLOWER * (time.time() - t0)))
 
     loop = asyncio.get_running_loop()
@@ -220,10 +225,10 @@ async def drive(fed: Federation, session: aiohttp.ClientSession, keys: dict[str,
         return p
 
     published = await asyncio.gather(*(publish(i, at, m) for i, (at, m) in enumerate(regime.schedule)))
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + PATIENCE
     want = {(m, p.record_id) for p in published for m in members if m != p.member}
     while not want <= streamed.keys():
-        assert time.monotonic() < deadline, f"{len(want - streamed.keys())} stream events missing after 60 s"
+        assert time.monotonic() < deadline, f"{len(want - streamed.keys())} stream events missing after {PATIENCE} s"
         await asyncio.sleep(0.05)
     for resp, task in readers:
         task.cancel()
@@ -321,7 +326,7 @@ async def run(ctx: Context) -> list[Figure]:
         fed.init()
         keys = partner_keys(fed)
         fed.start("hub")
-        fed.start_many(fed.members, TRACE_ENV)
+        fed.start_many(fed.members, NODE_ENV)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
             await drive(fed, session, keys, Regime("warm-up", "", [(i * 0.1, m) for i, m in enumerate(fed.members)],
                                                    len(fed.members) - 1))
