@@ -22,7 +22,7 @@ from federation.protocol.registry import genesis
 from federation.protocol.schemas import default_schemas
 from node.store.tables import envelopes, quarantine, records
 from node.sync.engine import SyncEngine
-from node.sync.verifier import check_entries
+from node.sync.verifier import check_entries, envelope_of
 from tests.support.factories import Member, example_bodies
 from tests.support.fakehub import FakeHub
 from tests.support.nodes import driven_engine, make_config
@@ -159,4 +159,6 @@ def test_in_process_verdicts_name_each_failure(members: dict[str, Member], hub_k
     assert [[f.reason for f in c.failures] for c in out] == [[], ["bad-signature"], ["malformed-envelope"]]
     assert [c.leaf is not None for c in out] == [True, True, False]
     assert out[0].fields is not None and out[2].fields is None
+    assert envelope_of(entries[0], out[0].fields) == Envelope.from_dict(entries[0])  # what the applier holds
+    assert envelope_of(entries[0], out[0].fields).payload.issued == good.payload.issued
     assert out[0].derived is not None and out[0].derived["search"]
