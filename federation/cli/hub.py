@@ -27,7 +27,6 @@ from aiohttp import web
 
 from federation.cli import backup as backupcli
 from federation.cli.errors import UsageError
-from federation.hub.app import create_app, prepare, recover_offline
 from federation.hub.config import HubConfig
 from federation.hub.handover import import_hub
 from federation.hub.recovery import report_text
@@ -113,6 +112,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # (aiohttp arms it at connect): a client trickling headers byte by byte is cut after idle_timeout.
     # lingering_time: after an early answer (408, 413), read what the client still sends for at most 2 s
     # (so that it sees the answer), not aiohttp's 10.
+    from federation.hub.app import create_app  # the web app only where it is served (federation/cli/main.py)
+
     web.run_app(create_app(cfg), host=cfg.host, port=cfg.port, print=None, access_log=None,
                 shutdown_timeout=5, reuse_port=args.reuse_port, ssl_context=served,
                 keepalive_timeout=cfg.idle_timeout, lingering_time=2.0)
@@ -123,6 +124,8 @@ def _supervise(hub_dir: Path, cfg: HubConfig) -> int:
     """``workers`` hub processes on one address (SO_REUSEPORT: the kernel spreads connections), sharing the
     PostgreSQL log. Migrations and first-start work run once here, before any worker starts; a worker that
     dies is started again; SIGTERM/SIGINT stop them all."""
+    from federation.hub.app import prepare
+
     asyncio.run(prepare(cfg))
     command = [sys.executable, "-m", "federation", "hub", "serve", "--dir", str(hub_dir), "--host", cfg.host,
                "--port", str(cfg.port), "--workers", "1", "--reuse-port"]
@@ -189,6 +192,8 @@ def cmd_recover(args: argparse.Namespace) -> int:
             raise UsageError(f"the hub refused: {e.code} {e.read()[:300].decode('utf-8', 'replace')}") from e
     else:
         print(f"the hub does not answer at {url}: recovering on its database directly", file=sys.stderr)
+        from federation.hub.app import recover_offline
+
         report = asyncio.run(recover_offline(cfg, only=only, endpoints=endpoints, dry_run=args.dry_run,
                                              force=args.force)).to_dict()
     print(report_text(report))

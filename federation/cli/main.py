@@ -12,12 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from federation import audit
-from federation.cli.conformance import register as register_conformance
 from federation.cli.errors import UsageError
-from federation.cli.governance import register as register_governance
-from federation.cli.hub import register as register_hub
-from federation.cli.node import register as register_node
 from federation.progress import add_argument as add_progress_argument
 from federation.progress import reporter
 from federation.protocol import strictjson
@@ -29,6 +24,8 @@ from federation.protocol.schemas import default_schemas
 from federation.protocol.verify import Failure, keys_resolver, verify_envelope
 
 FILE_LIMITS = strictjson.JsonLimits(max_bytes=512 * 1024 * 1024, max_depth=40)
+# The command groups (see build_parser): each is imported and registered only when it is the command asked for.
+GROUPS = ("hub", "governance", "node", "conformance")
 
 
 # -- reading documents ---------------------------------------------------------------------------------
@@ -276,6 +273,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    from federation import audit  # its HTTP client only here
+
     try:
         fetch = audit.HttpFetcher(args.hub)
     except ValueError as e:
@@ -299,7 +298,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 # -- parser --------------------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; ``command`` (the first word of the command line), when one of :data:`GROUPS`, registers that group
+    alone, and when another known command, no group (None or an unknown word: every group, for the full help)."""
     p = argparse.ArgumentParser(prog="ipdn", description="IPDN Exchange: signed cultural records, federated.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="examples:\n  ipdn keygen --member QA --out keys/\n"
@@ -361,15 +362,29 @@ def build_parser() -> argparse.ArgumentParser:
     add_progress_argument(a)
     a.set_defaults(func=cmd_audit)
 
-    register_hub(sub)
-    register_governance(sub)
-    register_node(sub)
-    register_conformance(sub)
+    # A group's module is imported only when it is the command asked for (every group for the full help or an
+    # unknown command): the node's and hub's modules import their web apps and database layers, about a second of a
+    # command's start, which `ipdn keygen`, `sign` or `verify` need none of. (The command line is the top of the
+    # house, imported by nothing: an import in its functions cannot hide a cycle; tests/test_architecture.py.)
+    every = command is None or command not in {*sub.choices, *GROUPS}
+    if every or command == "hub":
+        from federation.cli import hub
+        hub.register(sub)
+    if every or command == "governance":
+        from federation.cli import governance
+        governance.register(sub)
+    if every or command == "node":
+        from federation.cli import node
+        node.register(sub)
+    if every or command == "conformance":
+        from federation.cli import conformance
+        conformance.register(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(words[0] if words and not words[0].startswith("-") else None).parse_args(words)
     try:
         return int(args.func(args))
     except UsageError as e:

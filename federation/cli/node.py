@@ -32,7 +32,6 @@ from federation.server.db import backup
 from federation.server.logs import configure as configure_logging
 from federation.server.ui.i18n import Catalog
 from federation.server.ui.totp import provisioning_uri
-from node.app import create_app
 from node.config import CONFIG_FILE, REGISTRY_FILE, TOKEN_FILE, load_config
 from node.errors import ConfigError
 from node.own_keys import MAX_EFFECTIVE_IN, OwnKeys
@@ -40,7 +39,6 @@ from node.partners import access as partners
 from node.records.service import NodeService
 from node.staff import bulk
 from node.staff.service import ALL_OR_NOTHING, DRY_RUN, VALID_ONLY, StaffService
-from node.staff.web import CATALOG, DOMAIN
 from node.store.records import MIGRATIONS, VERSION_TABLE, NodeStore
 from node.webhooks.events import load_or_create_key
 
@@ -106,6 +104,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     served = config.ssl_context()
     config.hub_ssl_context()  # a bad hub_ca or client certificate fails here, on one line, not in the sync loop
     # keepalive_timeout also cuts a client trickling its headers (docs/adr/0012-faults-and-abuse.md).
+    from node.app import create_app  # the web app only where it is served (GROUPS in federation/cli/main.py)
+
     web.run_app(create_app(config), host=config.host, port=config.port, print=None, access_log=None,
                 ssl_context=served, keepalive_timeout=config.idle_timeout, lingering_time=2.0)
     return 0
@@ -202,6 +202,8 @@ def cmd_partner_revoke(args: argparse.Namespace) -> int:
 @contextlib.asynccontextmanager
 async def _staff(node_dir: Path) -> AsyncIterator[StaffService]:
     """The node's staff service over its database, without serving (keys and registry as the node has them)."""
+    from node.staff.web import CATALOG, DOMAIN  # the staff pages' catalogue: their module imports the web layer
+
     config = load_config(node_dir)
     store = await NodeStore.open(config.db_url, config.member)
     try:

@@ -73,3 +73,19 @@ class TestFailures:
         assert main(["hub", "serve", "--dir", str(tmp_path / "hub")]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "missing.pem" in err and err.startswith("ipdn: bad-config")
+
+
+def test_light_commands_start_without_the_web_and_database_layers() -> None:
+    """`ipdn keygen`, `sign`, `verify` register no command group: the node's and hub's modules (web apps, SQLAlchemy,
+    about a second of every start, paid by each member's key generation) are not imported; `ipdn node` imports its
+    own group only, and not the web app it serves (imported by `serve` itself)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from federation.cli.main import build_parser; p = build_parser({!r}); "
+             "print(sorted(m for m in ('node.app', 'federation.hub.app', 'sqlalchemy', 'federation.cli.node', "
+             "'federation.cli.hub', 'aiohttp.web') if m in sys.modules))")
+    node = ["aiohttp.web", "federation.cli.node", "sqlalchemy"]
+    for command, loaded in (("keygen", []), ("verify", []), ("node", node)):
+        out = subprocess.run([sys.executable, "-c", probe.format(command)], capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == str(loaded), (command, out.stdout, out.stderr)
