@@ -138,3 +138,27 @@ def test_chain_heads_read_without_scanning_an_origins_history() -> None:
 
     small, large = steps(50), steps(20_000)
     assert large <= small + 50, (small, large)
+
+
+async def test_marked_counts_read_the_marked_envelopes_only(store: NodeStore, qa: Member,
+                                                            event: dict[str, Any]) -> None:
+    """The status page counts marked envelopes at every call: on SQLite the plan searches the partial index of the
+    marked rows (revision 0013) instead of reading every envelope held (600 ms at 1,000,000); and the counts hold."""
+    import sqlalchemy as sa
+
+    from node.store.records import _MARKED_COUNTS
+
+    envs = [qa.publish(event) for _ in range(3)]
+    for env in envs:
+        await store.author(env, datetime.now(UTC))
+    assert await store.mark([envs[1].hash], "key-revoked-after-the-fact") == 1
+    assert await store.marked_counts() == {"key-revoked-after-the-fact": 1}
+    async with store.engine.connect() as conn:
+        if conn.dialect.name != "sqlite":
+            names = {r[0] for r in await conn.execute(sa.text(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'envelopes'"))}
+            assert "ix_envelopes_marked" in names
+            return
+        sql = str(_MARKED_COUNTS.compile(conn.sync_connection, compile_kwargs={"literal_binds": True}))
+        plan = " ".join(str(r[-1]) for r in await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+    assert "ix_envelopes_marked" in plan and "SCAN envelopes" not in plan, plan
