@@ -381,7 +381,9 @@ async def _slowloris(f: Federation, member: Member, n: int, every: float
                 pass
             return loop.time() - opened, first
         except (ConnectionError, TimeoutError):
-            return (loop.time() - opened if answer.done() else None), answer.result() if answer.done() else b""
+            # Cut: by a reset the first read may itself have failed (no answer read), which is a cut all the same.
+            answered = answer.done() and not answer.cancelled() and answer.exception() is None
+            return (loop.time() - opened if answer.done() else None), answer.result() if answered else b""
         finally:
             writer.transport.abort()
 
