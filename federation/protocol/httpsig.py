@@ -3,7 +3,8 @@
 A member node signs each push to the hub with its Ed25519 key; the hub verifies the signature, the
 body's digest, the signature's age and that it has not been seen before. Everything here is pure:
 strings, bytes and an injected clock in, values or typed errors out. RFC 8941 Structured Fields are
-parsed and serialized by ``http_sf``.
+parsed and serialized by ``http_sf``, except the sf-strings and sf-integers of signature parameters
+and component names, serialized by an equivalent that the tests check against ``http_sf``.
 
 What is covered
     Derived components ``@method``, ``@target-uri``, ``@authority``, ``@scheme``, ``@path`` and
@@ -37,6 +38,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, TypeAlias, cast
 
 import http_sf
@@ -162,6 +164,38 @@ def _parse_dictionary(text: str) -> dict[str, _Member]:
     return {key: _member(value) for key, value in cast(DictionaryType, parsed).items()}
 
 
+# Serializing only: http_sf checks a string a character at a time in Python, and signing serializes
+# the same few strings and integers several times; a regex does the same check. Parsing stays with
+# http_sf alone, so a verifier never reads a field differently from the reference parser.
+_SF_STRING = re.compile(r"[\x20-\x7e]*")  # RFC 8941 §4.1.6: printable ASCII only
+_SF_INTEGER_MAX = 999_999_999_999_999  # RFC 8941 §4.1.4: at most 15 digits
+
+
+def _sf_string(value: str) -> str:
+    """``http_sf.ser(value)`` for a str; raises ``ValueError`` where it does."""
+    if not _SF_STRING.fullmatch(value):
+        raise ValueError("String contains disallowed characters")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _sf_integer(value: int) -> str:
+    """``http_sf.ser(value)`` for an int; raises ``ValueError`` where it does, and for a bool."""
+    if isinstance(value, bool):  # http_sf.ser would write an sf-boolean ("?1"), not an integer
+        raise ValueError("a bool is not an sf-integer")
+    if not -_SF_INTEGER_MAX <= value <= _SF_INTEGER_MAX:
+        raise ValueError("Input is out of Integer range.")
+    return str(value)
+
+
+def _ser_bare(value: BareItemType) -> str:
+    """``http_sf.ser(value)``, faster for an exact str or int (subclasses and the rest go to http_sf)."""
+    if type(value) is str:
+        return _sf_string(value)
+    if type(value) is int:
+        return _sf_integer(value)
+    return http_sf.ser(value)
+
+
 # -- RFC 9530 Content-Digest --------------------------------------------------------------------------
 
 _DIGESTS = {"sha-256": "sha256", "sha-512": "sha512"}  # RFC 9530 algorithm key -> hashlib name
@@ -235,14 +269,19 @@ class SignatureParams:
                 raise ValueError(f"signature parameter {name} must be a string")
         if self.order and sorted(self.order) != sorted(self._present()):
             raise ValueError(f"order {self.order!r} does not name exactly the present parameters")
-        self.serialize()  # http_sf refuses integers of more than 15 digits and non-printable strings
+        self.serialize()  # refuses integers of more than 15 digits and non-printable strings
 
     def _present(self) -> tuple[str, ...]:
         return tuple(n for n in _PARAM_NAMES if getattr(self, n) is not None)
 
+    @cached_property
+    def _serialized(self) -> str:
+        # Computed once, when constructed; the dataclass is frozen, so it cannot go stale.
+        return "".join(f";{name}={_ser_bare(getattr(self, name))}" for name in self.order or self._present())
+
     def serialize(self) -> str:
         """The parameters as they follow the inner list: ``;created=1618884473;keyid="k"``."""
-        return "".join(f";{name}={http_sf.ser(getattr(self, name))}" for name in self.order or self._present())
+        return self._serialized
 
 
 _DERIVED = frozenset({"@method", "@target-uri", "@authority", "@scheme", "@path", "@query"})
@@ -316,7 +355,7 @@ def _check_component(name: str) -> None:
 
 
 def _signature_params_value(components: Sequence[str], params: SignatureParams) -> str:
-    return "(" + " ".join(http_sf.ser(c) for c in components) + ")" + params.serialize()
+    return "(" + " ".join(_ser_bare(c) for c in components) + ")" + params.serialize()
 
 
 def signature_base(

@@ -83,7 +83,7 @@ def url_parts(url: str) -> dict[str, Any]:
 
 def make_engine(url: str, *, durable: bool = True) -> AsyncEngine:
     """An async engine; SQLite gets WAL, foreign keys, a busy timeout and fsync at commit, through
-    :mod:`federation.server.db.sqlite_driver` (one thread hop per statement).
+    :mod:`federation.server.db.sqlite_driver` (statements on the event loop unless they must wait: ADR 34).
 
     ``durable`` (the default) sets ``synchronous=FULL``: a commit survives power loss, which is what
     an acknowledgement promises. Group commit keeps the fsync cost per batch, not per envelope.

@@ -1,16 +1,20 @@
-"""aiosqlite with one thread hop per statement (ADR 15).
+"""aiosqlite with statements on the event loop unless they must wait (ADR 15, ADR 34).
 
 aiosqlite runs every call on the connection's own thread, and SQLAlchemy's adapter makes four such calls per
 SELECT (open a cursor, execute, fetch the rows, close the cursor), three per INSERT or UPDATE, and a rollback
 each time a connection goes back to the pool. On the small VMs nodes run on, one hop (queue to the thread, wake
-the event loop from it) costs about 120 us of CPU, several times the statement itself: a node's pull of one
-envelope took about 36 hops.
+the event loop from it) costs about 120 us of CPU, several times the statement itself, and on a busy machine
+much more wall time: each hop waits for the scheduler twice (ADR 34 measured ~1 ms a hop with ten nodes on two
+cores).
 
-Here only what can wait goes to the thread: the statement, with up to ``READ_AHEAD`` of its rows read in the
-same call (SQLAlchemy reads every row of a result right after executing it); the rest of the rows, a commit, a
-real rollback. Opening and closing a cursor, and a rollback outside any transaction (SQLite's own no-op), run
-on the event loop: none touches the disk or waits on a lock. A connection is still used by one task at a time
-(SQLAlchemy's pool), so the two threads never use it at once.
+So a statement runs on the event loop, with SQLite's busy timeout at 0: it either runs at once or fails with
+SQLITE_BUSY before it changed anything, and is then run again on the thread, where SQLite's own busy handler
+waits for the lock as long as the connection's ``timeout`` (a write lock held by another process, an import or
+a backup, blocks one task, never the server). What can be slow for another reason stays on the thread: a
+commit (an fsync, a checkpoint), ``executemany`` (many rows), the rows of a result beyond the first
+``READ_AHEAD``, a real rollback. Opening and closing a cursor, and a rollback outside any transaction (SQLite's
+own no-op), run on the event loop. A connection is still used by one task at a time (SQLAlchemy's pool), so
+the two threads never use it at once.
 """
 
 from __future__ import annotations
@@ -27,17 +31,18 @@ READ_AHEAD = 512  # rows read with the statement; a larger result is read in a s
 
 
 class Cursor(aiosqlite.Cursor):
-    def __init__(self, conn: aiosqlite.Connection, cursor: sqlite3.Cursor) -> None:
+    def __init__(self, conn: Connection, cursor: sqlite3.Cursor) -> None:
         super().__init__(conn, cursor)
+        self._owner = conn
         self._ahead: list[Any] = []
         self._done = True  # no rows left in SQLite's cursor beyond _ahead
 
     async def _hop(self, fn: Any, *args: Any) -> Any:
-        """Run ``fn`` on the connection's thread (the one hop)."""
+        """Run ``fn`` on the connection's thread."""
         return await self._execute(fn, *args)  # type: ignore[no-untyped-call]
 
     def _run(self, sql: str, parameters: Any) -> tuple[list[Any], bool]:
-        """In the connection's thread: execute, then read ahead."""
+        """Execute, then read ahead."""
         self._cursor.execute(sql, parameters)
         if self._cursor.description is None:
             return [], True
@@ -45,7 +50,13 @@ class Cursor(aiosqlite.Cursor):
         return rows, len(rows) < READ_AHEAD
 
     async def execute(self, sql: str, parameters: Any = None) -> Cursor:
-        self._ahead, self._done = await self._hop(self._run, sql, () if parameters is None else parameters)
+        args = (sql, () if parameters is None else parameters)
+        try:
+            self._ahead, self._done = self._owner.at_once(self._run, *args)
+        except sqlite3.OperationalError as e:
+            if e.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+            self._ahead, self._done = await self._hop(self._run, *args)  # nothing was done: wait on the thread
         return self
 
     async def executemany(self, sql: str, parameters: Any) -> Cursor:
@@ -80,6 +91,28 @@ class Cursor(aiosqlite.Cursor):
 
 
 class Connection(aiosqlite.Connection):
+    def __init__(self, connector: Any, iter_chunk_size: int, patience: float) -> None:
+        super().__init__(connector, iter_chunk_size)
+        self._patience = f"PRAGMA busy_timeout={int(patience * 1000)}"
+        self._hasty = False  # the busy timeout is 0 (a statement ran at once), until the next call on the thread
+
+    def at_once(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn`` here, on the event loop, with a busy timeout of 0: a lock held elsewhere fails it at once."""
+        if not self._hasty:
+            self._conn.execute("PRAGMA busy_timeout=0")
+            self._hasty = True
+        return fn(*args)
+
+    async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._hasty:  # the thread may wait for a lock: the connection's own timeout again
+            return await super()._execute(self._patient, partial(fn, *args, **kwargs))  # type: ignore[no-untyped-call]
+        return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+    def _patient(self, call: Any) -> Any:
+        self._conn.execute(self._patience)
+        self._hasty = False
+        return call()
+
     @contextmanager
     async def cursor(self) -> aiosqlite.Cursor:
         return Cursor(self, self._conn.cursor())
@@ -89,10 +122,12 @@ class Connection(aiosqlite.Connection):
             await super().rollback()
 
 
-def connect(path: Path, **kwargs: Any) -> Connection:
-    """A connection to the SQLite file ``path`` (``kwargs`` for sqlite3.connect), for ``async_creator``."""
-    # check_same_thread: cursors are opened and closed on the event loop, statements run on the worker thread.
-    conn = Connection(partial(sqlite3.connect, str(path), check_same_thread=False, **kwargs), 64)
+def connect(path: Path, timeout: float = 5.0, **kwargs: Any) -> Connection:
+    """A connection to the SQLite file ``path`` (``timeout`` and ``kwargs`` as for sqlite3.connect), for
+    ``async_creator``."""
+    # check_same_thread: statements run on the event loop or on the worker thread, one at a time.
+    conn = Connection(partial(sqlite3.connect, str(path), timeout=timeout, check_same_thread=False, **kwargs), 64,
+                      timeout)
     # As SQLAlchemy does for aiosqlite's own connections: a connection never closed (its task cancelled at
     # shutdown) must not keep the process alive after the event loop has stopped.
     conn._thread.daemon = True

@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
+import enum
 import hashlib
 import json
+import random
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+import http_sf
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
@@ -34,6 +37,9 @@ from federation.protocol.httpsig import (
     SignatureParams,
     UnknownKeyError,
     VerifiedSignature,
+    _ser_bare,
+    _sf_integer,
+    _sf_string,
     content_digest,
     format_signature_headers,
     sign_request,
@@ -282,6 +288,83 @@ class TestSignatureParams:
         """The dataclass fields are exactly the RFC 9421 §2.3 parameters (plus ``order``)."""
         names = {f.name for f in fields(SignatureParams)} - {"order"}
         assert names == {"created", "expires", "nonce", "alg", "keyid", "tag"}
+
+
+def _outcome(serialize: Callable[[Any], str], value: Any) -> str | type[ValueError]:
+    """What ``serialize`` makes of ``value``: its output, or ValueError if it refuses it."""
+    try:
+        return serialize(value)
+    except ValueError:
+        return ValueError
+
+
+class _Int(enum.IntEnum):
+    SEVEN = 7
+
+
+class _Str(str):  # http_sf serializes a str subclass from its value, not its __str__
+    def __str__(self) -> str:
+        return "overridden"
+
+
+_MAX_INT = 999_999_999_999_999
+_PRINTABLE = "".join(map(chr, range(0x20, 0x7F)))
+
+
+class TestFastSerializers:
+    """The fast sf-string and sf-integer serializers agree with ``http_sf.ser``, the reference."""
+
+    TABLE = (
+        "", "k", '"', "\\", '"\\"', 'a"b\\c', _PRINTABLE, _PRINTABLE * 300, "x" * 100_000, "ed25519",
+        "@method", "content-digest", " ", "~",
+        "\x00", "\t", "\n", "\r", "\x1f", "\x7f", "\x80", "é", "\u2028", "\ud800", "\U0001f600", "ok\n",
+        0, 1, -1, 42, _MAX_INT, -_MAX_INT, _MAX_INT + 1, -_MAX_INT - 1, 10**16, -(10**16), 10**100,
+        True, False, _Int.SEVEN, _Str("a\"b"), _Str("é"), b"\x00\xff", 1.5,
+    )
+
+    @pytest.mark.parametrize("value", TABLE, ids=lambda v: repr(v)[:30])
+    def test_table_agrees_with_http_sf(self, value: Any) -> None:
+        """Same output, or both refuse with ValueError, over the edge cases of RFC 8941 §4.1.4 and §4.1.6."""
+        assert _outcome(_ser_bare, value) == _outcome(http_sf.ser, value)
+        if type(value) is str:
+            assert _outcome(_sf_string, value) == _outcome(http_sf.ser, value)
+        if type(value) is int:
+            assert _outcome(_sf_integer, value) == _outcome(http_sf.ser, value)
+
+    def test_seeded_random_sample_agrees(self) -> None:
+        """A fixed random sample of near-printable strings and integers near the 15-digit limit agree."""
+        rng = random.Random(9421)
+        alphabet = _PRINTABLE + '"\\' * 10 + "\x00\x1f\x7f\x80é"
+        for _ in range(2000):
+            text = "".join(rng.choices(alphabet, k=rng.randrange(40)))
+            number = rng.choice([1, -1]) * rng.randrange(_MAX_INT - 1000, _MAX_INT + 1000)
+            for value in (text, number, rng.randrange(-(10**17), 10**17)):
+                assert _outcome(_ser_bare, value) == _outcome(http_sf.ser, value)
+
+    @settings(max_examples=500, deadline=None)
+    @given(value=st.text() | st.text(alphabet=st.sampled_from(_PRINTABLE)) | st.text(st.sampled_from('ab"\\')))
+    def test_strings_agree(self, value: str) -> None:
+        """Any string: the regex check and escaping give what http_sf's character-by-character check gives."""
+        assert _outcome(_sf_string, value) == _outcome(http_sf.ser, value)
+
+    @settings(max_examples=500, deadline=None)
+    @given(value=st.integers() | st.integers(-_MAX_INT - 9, -_MAX_INT + 9) | st.integers(_MAX_INT - 9, _MAX_INT + 9))
+    def test_integers_agree(self, value: int) -> None:
+        """Any integer, including both sides of the ±999,999,999,999,999 limit."""
+        assert _outcome(_sf_integer, value) == _outcome(http_sf.ser, value)
+
+    def test_bool_is_not_an_integer(self) -> None:
+        """http_sf writes a bool as an sf-boolean; the fast integer path refuses it rather than write 1."""
+        assert http_sf.ser(True) == _ser_bare(True) == "?1"
+        with pytest.raises(ValueError, match="bool"):
+            _sf_integer(True)
+
+    def test_params_serialized_once(self) -> None:
+        """SignatureParams serializes at construction and reuses the result (it is frozen)."""
+        p = SignatureParams(created=1, keyid='k"\\', nonce="n")
+        assert p.serialize() is p.serialize()
+        expected = "".join(f";{name}={http_sf.ser(getattr(p, name))}" for name in ("created", "keyid", "nonce"))
+        assert p.serialize() == expected
 
 
 class TestSignatureBase:

@@ -1,10 +1,13 @@
-"""federation/server/db/sqlite_driver.py: aiosqlite with one thread hop per statement, held to aiosqlite's results."""
+"""federation/server/db/sqlite_driver.py: statements on the event loop unless they must wait, held to aiosqlite's
+results."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +64,10 @@ async def test_same_results_as_aiosqlite(tmp_path: Path) -> None:
         await fast.close()
 
 
-async def test_one_thread_hop_per_statement(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The reason the driver exists: through SQLAlchemy, a SELECT on a pooled connection is one call to the
-    connection's thread (aiosqlite's own: open cursor, execute, fetch, close, rollback on release), a write
-    transaction one per statement and one for the commit."""
+async def test_only_what_can_wait_goes_to_the_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reason the driver exists (ADR 15, 34): through SQLAlchemy, a SELECT on a pooled connection makes no call
+    to the connection's thread (aiosqlite's own: open cursor, execute, fetch, close, rollback on release); a write
+    transaction one for the commit and one for a statement of many rows."""
     engine = db.make_engine(db.sqlite_url(tmp_path / "t.db"))
     try:
         async with engine.begin() as conn:
@@ -79,14 +82,53 @@ async def test_one_thread_hop_per_statement(tmp_path: Path, monkeypatch: pytest.
         monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
         async with engine.connect() as conn:
             assert (await conn.execute(sa.text("SELECT v FROM kv WHERE k = 'x'"))).first() is None
-        assert len(hops) == 1, hops
-        hops.clear()
+        assert hops == []
         async with engine.begin() as conn:
             await conn.execute(sa.text("INSERT INTO kv VALUES ('a', '1')"))
             await conn.execute(sa.text("INSERT INTO kv VALUES (:k, :v)"), [{"k": "b", "v": "2"}, {"k": "c", "v": "3"}])
-        assert len(hops) == 3, hops
+        assert len(hops) == 2, hops
+        async with engine.connect() as conn:
+            assert (await conn.execute(sa.text("SELECT count(*) FROM kv"))).scalar() == 3
     finally:
         await engine.dispose()
+
+
+async def test_a_write_lock_held_elsewhere_does_not_stall_the_event_loop(tmp_path: Path) -> None:
+    """Another process (an import, a backup, the CLI) holds the write lock: a write waits for it on the
+    connection's thread while the event loop goes on serving; a read runs at once (WAL); the write lands once the
+    lock is released, and the next statements run on the event loop again."""
+    path = tmp_path / "t.db"
+    setup = sqlite3.connect(path)
+    setup.execute("PRAGMA journal_mode=WAL")
+    setup.execute("CREATE TABLE t (v TEXT)")
+    setup.close()
+    conn = await sqlite_driver.connect(path, timeout=90)
+    impatient = await sqlite_driver.connect(path, timeout=0.05)
+    holder = sqlite3.connect(path, check_same_thread=False)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # the write lock, as another process would hold it
+        cur = await conn.cursor()
+        await cur.execute("SELECT count(*) FROM t")
+        assert await cur.fetchall() == [(0,)]
+        write = asyncio.create_task(cur.execute("INSERT INTO t VALUES ('x')"))
+        began = time.monotonic()
+        for _ in range(100):  # the loop runs on: the write is waiting on the thread, not here
+            await asyncio.sleep(0)
+        assert not write.done()
+        assert time.monotonic() - began < 60  # a write waiting here would have held the loop for its 90 s
+        holder.commit()
+        await asyncio.wait_for(write, 30)
+        await conn.commit()
+        await cur.execute("SELECT v FROM t")
+        assert await cur.fetchall() == [("x",)]
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError, match="locked"):  # the thread's wait has the connection's limit
+            await (await impatient.cursor()).execute("INSERT INTO t VALUES ('y')")
+        holder.rollback()
+    finally:
+        holder.close()
+        await conn.close()
+        await impatient.close()
 
 
 def test_connection_left_open_does_not_keep_the_process_alive(tmp_path: Path) -> None:
