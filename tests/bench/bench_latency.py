@@ -233,8 +233,12 @@ async def drive(fed: Federation, session: aiohttp.ClientSession, keys: dict[str,
     while not want <= streamed.keys():
         assert time.monotonic() < deadline, f"{len(want - streamed.keys())} stream events missing after {PATIENCE} s"
         await asyncio.sleep(0.05)
-    for resp, task in readers:
+    for _, task in readers:
         task.cancel()
+    # Ended before their streams close: a reader woken by data while cancelled could otherwise meet the closed
+    # connection first and end with "Connection closed" (a RuntimeError that asyncio prints at exit).
+    await asyncio.gather(*(task for _, task in readers), return_exceptions=True)
+    for resp, _ in readers:
         if resp is not None:
             resp.close()
     used = {k: v - cpu[k] for k, v in cpu_seconds(fed).items()}
