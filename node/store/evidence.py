@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from federation.protocol import merkle
+from federation.server.db import direct
 from node.store.tables import checkpoint_evidence, envelopes, quarantine, sync_state, utc
 
 CURSOR_KEY = "cursor"
@@ -71,12 +72,12 @@ def _upsert_state(dialect: str) -> Any:
 
 async def _set_states(conn: AsyncConnection, values: dict[str, str]) -> None:
     """Set these sync_state keys, in one statement."""
-    await conn.execute(_upsert_state(conn.dialect.name), [{"key": k, "value": v} for k, v in values.items()])
+    await direct.run(conn, _upsert_state(conn.dialect.name), [{"key": k, "value": v} for k, v in values.items()])
 
 
 async def read_view(conn: AsyncConnection) -> LogView:
     """The cursor, the frontier and the last accepted checkpoint, on ``conn``."""
-    state = {r.key: r.value for r in await conn.execute(_LOG_VIEW)}
+    state = {r.key: r.value for r in await direct.rows(conn, _LOG_VIEW)}
     frontier = state.get(FRONTIER_KEY)
     checkpoint = state.get(CHECKPOINT_KEY)
     received = state.get(RECEIPT_KEY)

@@ -14,6 +14,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from federation.server.db import direct
 from node.store.tables import envelopes, outbox, utc
 
 PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
@@ -52,13 +53,13 @@ async def accept_own(conn: AsyncConnection, member: str, positions: Sequence[tup
     hub's receipt time) when they were seen in its log, kept to serve the log back as it was (§11.1)."""
     if positions:
         if logged_at:
-            await conn.execute(_POSITION_OWN_LOGGED, [
+            await direct.run(conn, _POSITION_OWN_LOGGED, [
                 {"b_origin": member, "b_seq": seq, "b_position": position, "b_logged_at": utc(logged_at[position])
                  if position in logged_at else None} for seq, position in positions])
         else:
-            await conn.execute(_POSITION_OWN, [{"b_origin": member, "b_seq": seq, "b_position": position}
+            await direct.run(conn, _POSITION_OWN, [{"b_origin": member, "b_seq": seq, "b_position": position}
                                                for seq, position in positions])
-        await conn.execute(_ACCEPT_OWN, [{"b_seq": seq, "b_position": position} for seq, position in positions])
+        await direct.run(conn, _ACCEPT_OWN, [{"b_seq": seq, "b_position": position} for seq, position in positions])
 
 
 async def state_counts(conn: AsyncConnection) -> dict[str, int]:

@@ -39,6 +39,7 @@ from federation.protocol import merkle
 from federation.protocol.envelope import Envelope
 from federation.protocol.verify import ChainHead
 from federation.server.broadcast import Broadcast
+from federation.server.db import direct
 from federation.server.db import engine as db
 from node.records.occurrences import last_day
 from node.records.text import normalise
@@ -358,7 +359,7 @@ async def _chains(conn: AsyncConnection, keys: Sequence[tuple[str, int]],
     held: dict[tuple[str, int], str] = {}
     heads: dict[str, ChainHead] = {}
     origins_ = sorted(every)
-    rows = await conn.execute(_chains_query(len(origins_)), {
+    rows = await direct.rows(conn, _chains_query(len(origins_)), {
         "origins": origins_, "seqs": sorted({s for _, s in wanted}), **{f"o{i}": o for i, o in enumerate(origins_)}})
     for r in rows:
         if (r.origin, r.seq) in wanted:
@@ -371,7 +372,8 @@ async def _chains(conn: AsyncConnection, keys: Sequence[tuple[str, int]],
 async def _current_versions(conn: AsyncConnection, record_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
     if not record_ids:
         return {}
-    return {r.record_id: (r.version, r.hash) for r in await conn.execute(_VERSIONS, {"ids": sorted(set(record_ids))})}
+    held = await direct.rows(conn, _VERSIONS, {"ids": sorted(set(record_ids))})
+    return {r.record_id: (r.version, r.hash) for r in held}
 
 
 class NodeStore:
@@ -536,13 +538,12 @@ class NodeStore:
             return
         texts = [{"rid": r["record_id"], "search": r.pop("search")} for r in rows]
         ids = sorted({r["record_id"] for r in rows})
-        replaced = {r.record_id: r for r in await conn.execute(_REPLACED[conn.dialect.name], {"ids": ids})}
+        replaced = {r.record_id: r for r in await direct.rows(conn, _REPLACED[conn.dialect.name], {"ids": ids})}
         if conn.dialect.name == "sqlite":
             # The index holds no text: a row is taken out by giving the text it was made from again, derived from
             # the envelope still current (a tombstone's empty text was never indexed).
             old = [{"id": r.id, "search": t} for r in replaced.values() if (t := stored_search_text(r.envelope))]
-            if old:
-                await conn.execute(_SQLITE_UNINDEX, old)
+            await direct.run(conn, _SQLITE_UNINDEX, old)
             index, texts = _SQLITE_INDEX, [t for t in texts if t["search"]]
         else:
             index = _PG_INDEX
@@ -552,11 +553,9 @@ class NodeStore:
                 changed = {c: v for c, v in r.items() if c != "record_id" and v != getattr(held, c)}
                 updates.setdefault(tuple(changed), []).append({**changed, "b_record_id": r["record_id"]})
         for batch in updates.values():
-            await conn.execute(_UPDATE_RECORD, batch)
-        if len(replaced) < len(rows):
-            await conn.execute(_INSERT_RECORD, [r for r in rows if r["record_id"] not in replaced])
-        if texts:
-            await conn.execute(index, texts)
+            await direct.run(conn, _UPDATE_RECORD, batch)
+        await direct.run(conn, _INSERT_RECORD, [r for r in rows if r["record_id"] not in replaced])
+        await direct.run(conn, index, texts)
 
     async def logged_since(self, origin: str, since: datetime) -> list[tuple[str, bytes, datetime]]:
         """(hash, bytes, the hub's receipt time or else this node's) of the envelopes held from ``origin`` logged
@@ -590,7 +589,7 @@ class NodeStore:
         (``by``) who published it and the import source id it answers to, all in one transaction."""
         now = utc(now)
         async with self.engine.begin() as conn:
-            await conn.execute(_INSERT_ENVELOPES, _envelope_values(env, now, None))
+            await direct.run(conn, _INSERT_ENVELOPES, _envelope_values(env, now, None))
             queued = await self._queue_webhooks(conn, [env], now)
             await self._put_records(conn, [env], now)
             await outbox.enqueue(conn, env.payload.seq)
@@ -605,10 +604,9 @@ class NodeStore:
         disk (``relaxed``): the next durable commit of this database makes it durable too."""
         now = utc(now)
         async with self.relaxed.begin() as conn:
-            if changes.envelopes:
-                await conn.execute(_INSERT_ENVELOPES, [
-                    _envelope_values(e, now, pos, changes.logged_at.get(pos), changes.marks.get(e.hash))
-                    for e, pos in changes.envelopes])
+            await direct.run(conn, _INSERT_ENVELOPES, [
+                _envelope_values(e, now, pos, changes.logged_at.get(pos), changes.marks.get(e.hash))
+                for e, pos in changes.envelopes])
             queued = await self._queue_webhooks(conn, changes.events, now)
             await self._put_records(conn, list(changes.records.values()), now, changes.marks, changes.derived)
             await outbox.accept_own(conn, self.member, changes.own_positions, changes.logged_at)

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from federation.protocol.webhooks import MESSAGE_PREFIX, new_id
+from federation.server.db import direct
 from node.webhooks.events import EventFilter
 
 meta = sa.MetaData()
@@ -159,7 +160,7 @@ _ACTIVE = sa.select(subscriptions).where(subscriptions.c.state == ACTIVE).order_
 
 async def active_subscriptions(conn: AsyncConnection) -> list[Subscription]:
     """Read for every applied page (a statement built once: ADR 15)."""
-    return [Subscription.from_row(r) for r in await conn.execute(_ACTIVE)]
+    return [Subscription.from_row(r) for r in await direct.rows(conn, _ACTIVE)]
 
 
 async def add_event(conn: AsyncConnection, type_: str, *, record_id: str, origin: str, version: int, body: bytes,

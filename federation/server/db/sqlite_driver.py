@@ -11,8 +11,8 @@ So a statement runs on the event loop, with SQLite's busy timeout at 0: it eithe
 SQLITE_BUSY before it changed anything, and is then run again on the thread, where SQLite's own busy handler
 waits for the lock as long as the connection's ``timeout`` (a write lock held by another process, an import or
 a backup, blocks one task, never the server). What can be slow for another reason stays on the thread: a
-commit (an fsync, a checkpoint), ``executemany`` (many rows), the rows of a result beyond the first
-``READ_AHEAD``, a real rollback. Opening and closing a cursor, and a rollback outside any transaction (SQLite's
+commit (an fsync, a checkpoint), ``executemany`` of more than ``FEW`` rows, the rows of a result beyond the
+first ``READ_AHEAD``, a real rollback. Opening and closing a cursor, and a rollback outside any transaction (SQLite's
 own no-op), run on the event loop. A connection is still used by one task at a time (SQLAlchemy's pool), so
 the two threads never use it at once.
 """
@@ -28,6 +28,10 @@ import aiosqlite
 from aiosqlite.context import contextmanager
 
 READ_AHEAD = 512  # rows read with the statement; a larger result is read in a second hop (streaming stays bounded)
+# Rows an executemany may write on the event loop (a node's applied page moves its cursor and frontier in one of three
+# rows; a catch-up's page of 500 envelopes goes to the thread). A statement that fails SQLITE_BUSY wrote nothing: the
+# lock is taken at the first row's write, and the rows after it cannot meet a lock again in the same transaction.
+FEW = 16
 
 
 class Cursor(aiosqlite.Cursor):
@@ -61,7 +65,15 @@ class Cursor(aiosqlite.Cursor):
 
     async def executemany(self, sql: str, parameters: Any) -> Cursor:
         self._ahead, self._done = [], True
-        await self._hop(self._cursor.executemany, sql, parameters)
+        rows = parameters if isinstance(parameters, list | tuple) else list(parameters)
+        if len(rows) <= FEW:
+            try:
+                self._owner.at_once(self._cursor.executemany, sql, rows)
+                return self
+            except sqlite3.OperationalError as e:
+                if e.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                    raise
+        await self._hop(self._cursor.executemany, sql, rows)
         return self
 
     async def fetchall(self) -> list[Any]:

@@ -67,7 +67,7 @@ async def test_same_results_as_aiosqlite(tmp_path: Path) -> None:
 async def test_only_what_can_wait_goes_to_the_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The reason the driver exists (ADR 15, 34): through SQLAlchemy, a SELECT on a pooled connection makes no call
     to the connection's thread (aiosqlite's own: open cursor, execute, fetch, close, rollback on release); a write
-    transaction one for the commit and one for a statement of many rows."""
+    transaction one for the commit, and one for a statement of many rows (more than FEW), not of a few."""
     engine = db.make_engine(db.sqlite_url(tmp_path / "t.db"))
     try:
         async with engine.begin() as conn:
@@ -86,14 +86,19 @@ async def test_only_what_can_wait_goes_to_the_thread(tmp_path: Path, monkeypatch
         async with engine.begin() as conn:
             await conn.execute(sa.text("INSERT INTO kv VALUES ('a', '1')"))
             await conn.execute(sa.text("INSERT INTO kv VALUES (:k, :v)"), [{"k": "b", "v": "2"}, {"k": "c", "v": "3"}])
-        assert len(hops) == 2, hops
+        assert len(hops) == 1, hops
+        many = [{"k": f"m{i}", "v": str(i)} for i in range(sqlite_driver.FEW + 1)]
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("INSERT INTO kv VALUES (:k, :v)"), many)
+        assert len(hops) == 3, hops
         async with engine.connect() as conn:
-            assert (await conn.execute(sa.text("SELECT count(*) FROM kv"))).scalar() == 3
+            assert (await conn.execute(sa.text("SELECT count(*) FROM kv"))).scalar() == 3 + len(many)
     finally:
         await engine.dispose()
 
 
-async def test_a_write_lock_held_elsewhere_does_not_stall_the_event_loop(tmp_path: Path) -> None:
+@pytest.mark.parametrize("many", [False, True], ids=["a statement", "a statement of a few rows"])
+async def test_a_write_lock_held_elsewhere_does_not_stall_the_event_loop(tmp_path: Path, many: bool) -> None:
     """Another process (an import, a backup, the CLI) holds the write lock: a write waits for it on the
     connection's thread while the event loop goes on serving; a read runs at once (WAL); the write lands once the
     lock is released, and the next statements run on the event loop again."""
@@ -110,7 +115,8 @@ async def test_a_write_lock_held_elsewhere_does_not_stall_the_event_loop(tmp_pat
         cur = await conn.cursor()
         await cur.execute("SELECT count(*) FROM t")
         assert await cur.fetchall() == [(0,)]
-        write = asyncio.create_task(cur.execute("INSERT INTO t VALUES ('x')"))
+        write = asyncio.create_task(cur.executemany("INSERT INTO t VALUES (?)", [("x",), ("x",)]) if many
+                                    else cur.execute("INSERT INTO t VALUES ('x')"))
         began = time.monotonic()
         await asyncio.sleep(0)  # one turn of the loop: the write starts, meets the lock and goes to the thread
         assert not write.done()
@@ -119,7 +125,7 @@ async def test_a_write_lock_held_elsewhere_does_not_stall_the_event_loop(tmp_pat
         await asyncio.wait_for(write, 30)
         await conn.commit()
         await cur.execute("SELECT v FROM t")
-        assert await cur.fetchall() == [("x",)]
+        assert await cur.fetchall() == [("x",)] * (2 if many else 1)
         holder.execute("BEGIN IMMEDIATE")
         with pytest.raises(sqlite3.OperationalError, match="locked"):  # the thread's wait has the connection's limit
             await (await impatient.cursor()).execute("INSERT INTO t VALUES ('y')")
