@@ -75,12 +75,15 @@ _UNSET = object()
 
 
 _plans: dict[tuple[int, str, tuple[str, ...] | None], _Plan] = {}
+PLANS = 256  # the statements given are built once (module constants); a statement built per call only recompiles
 
 
 def _plan(stmt: ClauseElement, dialect: Dialect, keys: tuple[str, ...] | None) -> _Plan:
     key = (id(stmt), dialect.name, keys)
     plan = _plans.get(key)
     if plan is None or plan.stmt is not stmt:
+        if len(_plans) >= PLANS:
+            _plans.clear()
         compiled: Any = stmt.compile(dialect=dialect, column_keys=list(keys) if keys is not None else None)
         binds = {name: p for bp, name in compiled.bind_names.items()
                  if (p := bp.type.dialect_impl(dialect).bind_processor(dialect)) is not None}
