@@ -1,0 +1,62 @@
+"""Statements run beneath SQLAlchemy on SQLite's driver (federation/server/db/direct.py, ADR 35) give what
+SQLAlchemy's own execution gives: values, types, IN lists, literals, errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from federation.server.db import direct
+from federation.server.db import engine as db
+
+meta = sa.MetaData()
+things = sa.Table("things", meta, sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(20)),
+                  sa.Column("at", sa.DateTime(timezone=True)), sa.Column("on", sa.Boolean), sa.Column("blob", db.Blob))
+AT = datetime(2026, 12, 7, 18, 0, 0, 123456, tzinfo=UTC)
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    e = db.make_engine(db.sqlite_url(tmp_path / "t.db"))
+    async with e.begin() as conn:
+        await conn.run_sync(meta.create_all)
+    yield e
+    await e.dispose()
+
+
+async def test_rows_and_writes_agree_with_sqlalchemys(engine: AsyncEngine) -> None:
+    rows = [{"id": i, "name": f"n{i}", "at": AT, "on": i % 2 == 0, "blob": bytes([i])} for i in range(1, 4)]
+    async with engine.begin() as conn:
+        await direct.run(conn, things.insert(), rows[:1])  # one row: a statement
+        await direct.run(conn, things.insert(), rows[1:])  # two: executemany
+    query = sa.select(things).where(things.c.id.in_(sa.bindparam("ids", expanding=True)), things.c.name != "zz")
+    ref = direct.reference(engine)
+    async with engine.connect() as fast_conn, ref.connect() as ref_conn:
+        got = await direct.rows(fast_conn, query, {"ids": [1, 3]})
+        want = await direct.rows(ref_conn, query, {"ids": [1, 3]})
+    assert [tuple(r) for r in got] == [tuple(r) for r in want]
+    assert [(r.id, r.on, r.blob) for r in got] == [(1, False, b"\x01"), (3, False, b"\x03")]
+    assert got[0].at == AT.replace(tzinfo=None)  # SQLite keeps no offset, on either path
+
+
+async def test_errors_are_sqlalchemys_and_a_missing_value_is_refused(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await direct.run(conn, things.insert(), {"id": 1, "name": "a"})
+    with pytest.raises(sa.exc.IntegrityError):
+        async with engine.begin() as conn:
+            await direct.run(conn, things.insert(), {"id": 1, "name": "again"})
+    with pytest.raises(KeyError, match="b_id"):
+        async with engine.begin() as conn:
+            await direct.run(conn, things.update().where(things.c.id == sa.bindparam("b_id")), {"name": "x"})
+
+
+async def test_statements_built_per_call_do_not_grow_the_plans(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        for i in range(direct.PLANS + 10):
+            await direct.rows(conn, sa.select(things.c.id).where(things.c.id == i))
+    assert len(direct._plans) <= direct.PLANS
