@@ -31,6 +31,7 @@ REFERENCE = "ipdn_reference"  # the execution option that keeps an engine's stat
 _DRIVER = "ipdn_driver"  # where a pooled connection keeps its driver connection (its info dict lives as long)
 
 Params = Mapping[str, Any]
+_UNSET = object()  # a parameter without a literal value: the caller must give it
 
 
 def reference(engine: AsyncEngine) -> AsyncEngine:
@@ -69,9 +70,6 @@ class _Plan:
         if self.results is None:
             return self.row._make(raw)
         return self.row._make([v if p is None or v is None else p(v) for p, v in zip(self.results, raw, strict=True)])
-
-
-_UNSET = object()
 
 
 _plans: dict[tuple[int, str, tuple[str, ...] | None], _Plan] = {}
@@ -143,6 +141,8 @@ async def run(conn: AsyncConnection, stmt: Any, params: Params | Sequence[Params
         return
     plan = _plan(stmt, conn.dialect, tuple(many[0]))
     bound = [plan.bound(p) for p in many]
+    if any(sql != bound[0][0] for sql, _ in bound):  # IN lists of different lengths: not one executemany
+        raise ValueError("each parameter set of one executemany must render the same SQL")
     cursor = await driver.cursor()
     try:
         if len(bound) == 1:
