@@ -19,6 +19,7 @@ the two threads never use it at once.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from functools import partial
 from pathlib import Path
@@ -40,10 +41,15 @@ class Cursor(aiosqlite.Cursor):
         self._owner = conn
         self._ahead: list[Any] = []
         self._done = True  # no rows left in SQLite's cursor beyond _ahead
+        self._left = False  # a call on the thread was cancelled while it ran: the thread may still use the cursor
 
     async def _hop(self, fn: Any, *args: Any) -> Any:
         """Run ``fn`` on the connection's thread."""
-        return await self._execute(fn, *args)  # type: ignore[no-untyped-call]
+        try:
+            return await self._execute(fn, *args)  # type: ignore[no-untyped-call]
+        except asyncio.CancelledError:
+            self._left = True
+            raise
 
     def _run(self, sql: str, parameters: Any) -> tuple[list[Any], bool]:
         """Execute, then read ahead."""
@@ -99,7 +105,10 @@ class Cursor(aiosqlite.Cursor):
 
     async def close(self) -> None:
         self._ahead, self._done = [], True
-        self._cursor.close()  # resets the statement: no disk, no lock
+        if self._left:  # closed after the thread is done with it (a write waiting for a lock, when a server stops)
+            self._owner.later(self._cursor.close)
+        else:
+            self._cursor.close()  # resets the statement: no disk, no lock
 
 
 class Connection(aiosqlite.Connection):
@@ -114,6 +123,10 @@ class Connection(aiosqlite.Connection):
             self._conn.execute("PRAGMA busy_timeout=0")
             self._hasty = True
         return fn(*args)
+
+    def later(self, fn: Any) -> None:
+        """Queue ``fn`` on the connection's thread, after what is queued there, without waiting for it."""
+        self._tx.put_nowait((asyncio.get_running_loop().create_future(), fn))
 
     async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         if self._hasty:  # the thread may wait for a lock: the connection's own timeout again

@@ -3,6 +3,8 @@ SQLAlchemy's own execution gives: values, types, IN lists, literals, errors."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,3 +62,34 @@ async def test_statements_built_per_call_do_not_grow_the_plans(engine: AsyncEngi
         for i in range(direct.PLANS + 10):
             await direct.rows(conn, sa.select(things.c.id).where(things.c.id == i))
     assert len(direct._plans) <= direct.PLANS
+
+
+async def test_a_write_cancelled_while_it_waits_for_a_lock_is_cancelled(engine: AsyncEngine, tmp_path: Path) -> None:
+    """A write that meets a lock held elsewhere waits on the connection's thread; a node stopping cancels it. The
+    cancellation reaches the caller (a ProgrammingError from closing the cursor the thread still used had replaced
+    it, and the node's pull loop, which carries on after errors, never stopped), the write is rolled back, and
+    the engine writes again."""
+    holder = sqlite3.connect(tmp_path / "t.db", check_same_thread=False)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+
+        async def write() -> None:
+            async with engine.begin() as conn:
+                await direct.run(conn, things.insert(), {"id": 1, "name": "waits"})
+
+        task = asyncio.create_task(write())
+        for _ in range(100):  # until it waits on the thread (its try on the event loop met the lock at once)
+            await asyncio.sleep(0)
+        assert not task.done()
+        task.cancel()
+        for _ in range(100):  # the cancellation is delivered while the thread still waits for the lock ...
+            await asyncio.sleep(0)
+        holder.rollback()  # ... which is then released: the thread's statement and the rollback after it go on
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
+    finally:
+        holder.close()
+    async with engine.begin() as conn:
+        await direct.run(conn, things.insert(), {"id": 2, "name": "after"})
+    async with engine.connect() as conn:
+        assert [r.name for r in await direct.rows(conn, sa.select(things.c.name))] == ["after"]
