@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from federation.server.db import direct
 from node.store.tables import partner_keys, utc
 from node.webhooks import store as webhook_store
 
@@ -30,6 +31,9 @@ class PartnerKeyRow:
                    r.revoked_at and utc(r.revoked_at), r.last_used_at and utc(r.last_used_at))
 
 
+_KEY = sa.select(partner_keys).where(partner_keys.c.key_id == sa.bindparam("key_id"))
+
+
 class PartnerStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -41,9 +45,10 @@ class PartnerStore:
                 rate_per_minute=row.rate_per_minute, created_at=utc(row.created_at)))
 
     async def key(self, key_id: str) -> PartnerKeyRow | None:
+        """The key's row (every partner request reads it)."""
         async with self.engine.connect() as conn:
-            r = (await conn.execute(sa.select(partner_keys).where(partner_keys.c.key_id == key_id))).first()
-        return PartnerKeyRow.from_row(r) if r else None
+            rows = await direct.rows(conn, _KEY, {"key_id": key_id})
+        return PartnerKeyRow.from_row(rows[0]) if rows else None
 
     async def keys(self) -> list[PartnerKeyRow]:
         q = sa.select(partner_keys).order_by(partner_keys.c.name, partner_keys.c.created_at)

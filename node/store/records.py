@@ -329,6 +329,13 @@ _RECORD = [*(records.c[n] for n in ("record_id", "origin", "kind", "version", "o
 _WITH_ENVELOPE = records.join(envelopes, sa.and_(envelopes.c.origin == records.c.origin,
                                                  envelopes.c.seq == records.c.seq))
 _SELECT_RECORDS = sa.select(*_RECORD).select_from(_WITH_ENVELOPE)
+_ONE_RECORD = _SELECT_RECORDS.where(records.c.record_id == sa.bindparam("rid"))
+# A page of records in (updated_at, record_id) order, first or after a key; list_records adds the filters.
+_LIST = _SELECT_RECORDS.order_by(records.c.updated_at, records.c.record_id).limit(
+    sa.bindparam("limit", type_=sa.Integer))
+_AT = sa.bindparam("at", type_=records.c.updated_at.type)
+_LIST_AFTER = _LIST.where(sa.or_(records.c.updated_at > _AT,
+                                 sa.and_(records.c.updated_at == _AT, records.c.record_id > sa.bindparam("rid"))))
 _VERSIONS = sa.select(records.c.record_id, records.c.version, records.c.hash).where(
     records.c.record_id.in_(sa.bindparam("ids", expanding=True)))
 # The records held among those a write replaces, as they are (an update sets only the columns that change: setting
@@ -437,8 +444,8 @@ class NodeStore:
 
     async def get_record(self, record_id: str) -> StoredRecord | None:
         async with self.engine.connect() as conn:
-            row = (await conn.execute(_SELECT_RECORDS.where(records.c.record_id == record_id))).first()
-        return StoredRecord.from_row(row) if row is not None else None
+            rows = await direct.rows(conn, _ONE_RECORD, {"rid": record_id})
+        return StoredRecord.from_row(rows[0]) if rows else None
 
     async def list_records(self, *, kind: str | None = None, origin: str | None = None,
                            updated_since: datetime | None = None, after: tuple[datetime, str] | None = None,
@@ -452,7 +459,10 @@ class NodeStore:
         first occurrence's first day to the last occurrence's last day, for a recurring event);
         ``q`` matches records whose titles or descriptions hold every word of it (any language).
         """
-        q_ = _SELECT_RECORDS.order_by(records.c.updated_at, records.c.record_id).limit(limit)
+        params: dict[str, Any] = {"limit": limit}
+        q_ = _LIST_AFTER if after is not None else _LIST
+        if after is not None:
+            params.update(at=utc(after[0]), rid=after[1])
         if kind is not None:
             q_ = q_.where(records.c.kind == kind)
         if origin is not None:
@@ -477,12 +487,10 @@ class NodeStore:
             q_ = q_.where(records.c.start_day <= date_to)
         if q is not None:
             q_ = q_.where(self._matches(q))
-        if after is not None:
-            at, rid = utc(after[0]), after[1]
-            q_ = q_.where(sa.or_(records.c.updated_at > at,
-                                 sa.and_(records.c.updated_at == at, records.c.record_id > rid)))
         async with self.engine.connect() as conn:
-            return [StoredRecord.from_row(r) for r in await conn.execute(q_)]
+            if q_ is _LIST or q_ is _LIST_AFTER:  # unfiltered (every stream reads after every commit): built once
+                return [StoredRecord.from_row(r) for r in await direct.rows(conn, q_, params)]
+            return [StoredRecord.from_row(r) for r in await conn.execute(q_, params)]
 
     async def last_key(self) -> tuple[datetime, str] | None:
         """The (updated_at, record_id) key of the record listed last (None: no record held)."""

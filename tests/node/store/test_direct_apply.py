@@ -16,6 +16,7 @@ from sqlalchemy import event as sa_event
 from federation.server.db import direct
 from federation.server.db.engine import sqlite_url
 from node.store import evidence
+from node.store.partners import PartnerKeyRow
 from node.store.records import Changes, NodeStore, QuarantineRow
 from node.store.tables import meta
 from node.webhooks.events import EventFilter
@@ -96,12 +97,26 @@ def _pages(qa: Member, kr: Member, tr: Member, event: dict[str, Any]) -> list[tu
             (NOW + timedelta(minutes=3), back)]
 
 
+async def _reads(store: NodeStore) -> dict[str, Any]:
+    """Every record paged two at a time (after each page's last key, as the stream reads after each commit), each
+    record by its id, and a partner key."""
+    pages, after = [], None
+    while page := await store.list_records(after=after, limit=2):
+        pages.append(page)
+        after = (page[-1].updated_at, page[-1].record_id)
+    pages.append(await store.list_records(kind="cultural-event", limit=10))  # filtered: SQLAlchemy on both
+    ids = [r.record_id for p in pages[:-1] for r in p]
+    return {"pages": pages, "one": [await store.get_record(i) for i in [*ids, "XX:none"]],
+            "key": await store.partners.key("k1")}
+
+
 async def test_direct_statements_write_what_sqlalchemy_writes(
         stores: tuple[NodeStore, NodeStore], qa: Member, kr: Member, event: dict[str, Any]) -> None:
     fast, ref = stores
     seen = {"direct": _counted(fast), "reference": _counted(ref)}
     steps = _pages(qa, kr, Member("TR"), event)
     for store in (fast, ref):
+        await store.partners.add(PartnerKeyRow("k1", "partner", "ab" * 32, frozenset({"read"}), 60, NOW, None, None))
         await store.webhooks.add_subscription(Subscription(  # wants every event: the queue is written too
             "sub-1", "partner", "https://partner.example/hook", EventFilter(), "s" * 32, ACTIVE, NOW))
         for at, step in steps:
@@ -109,6 +124,9 @@ async def test_direct_statements_write_what_sqlalchemy_writes(
     assert await fast.heads(["KR", "TR", "QA"]) == await ref.heads(["KR", "TR", "QA"])
     assert await _everything(fast) == await _everything(ref)
     assert [r.record_id for r in await fast.list_records(q="renamed", limit=5)] == ["KR:a"]
+    read = {id(store): await _reads(store) for store in (fast, ref)}  # the reads a record's path makes, too
+    assert read[id(fast)] == read[id(ref)]
+    assert sum(len(p) for p in read[id(fast)]["pages"][:-1]) == 5  # QA:own, KR:a, KR:b, TR:c, TR:d
     for store in (fast, ref):  # an error is SQLAlchemy's on both paths
         with pytest.raises(sa.exc.IntegrityError, match="UNIQUE"):
             await store.apply(Changes(cursor=11, envelopes=[(steps[1][1].envelopes[0][0], 11)]), NOW)
