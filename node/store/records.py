@@ -460,9 +460,9 @@ class NodeStore:
         ``q`` matches records whose titles or descriptions hold every word of it (any language).
         """
         params: dict[str, Any] = {"limit": limit}
-        q_ = _LIST_AFTER if after is not None else _LIST
+        q_ = _LIST
         if after is not None:
-            params.update(at=utc(after[0]), rid=after[1])
+            q_, params["at"], params["rid"] = _LIST_AFTER, utc(after[0]), after[1]
         if kind is not None:
             q_ = q_.where(records.c.kind == kind)
         if origin is not None:

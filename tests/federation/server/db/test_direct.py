@@ -8,12 +8,13 @@ import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from federation.server.db import direct
+from federation.server.db import direct, sqlite_driver
 from federation.server.db import engine as db
 
 meta = sa.MetaData()
@@ -64,11 +65,26 @@ async def test_statements_built_per_call_do_not_grow_the_plans(engine: AsyncEngi
     assert len(direct._plans) <= direct.PLANS
 
 
-async def test_a_write_cancelled_while_it_waits_for_a_lock_is_cancelled(engine: AsyncEngine, tmp_path: Path) -> None:
+async def test_a_write_cancelled_while_it_waits_for_a_lock_is_cancelled(engine: AsyncEngine, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A write that meets a lock held elsewhere waits on the connection's thread; a node stopping cancels it. The
     cancellation reaches the caller (a ProgrammingError from closing the cursor the thread still used had replaced
     it, and the node's pull loop, which carries on after errors, never stopped), the write is rolled back, and
     the engine writes again."""
+    on_thread, cancelled = asyncio.Event(), asyncio.Event()
+    hop, loop = sqlite_driver.Cursor._hop, asyncio.get_running_loop()
+
+    async def watched(self: sqlite_driver.Cursor, fn: Any, *args: Any) -> Any:
+        # SQLite calls the trace callback on the thread once the statement runs (the cursor in use), before its
+        # busy handler waits for the lock.
+        self._owner._conn.set_trace_callback(lambda sql: loop.call_soon_threadsafe(on_thread.set))
+        try:
+            return await hop(self, fn, *args)
+        except asyncio.CancelledError:
+            cancelled.set()  # the task goes on at once to close the cursor, then waits for the rollback
+            raise
+
+    monkeypatch.setattr(sqlite_driver.Cursor, "_hop", watched)
     holder = sqlite3.connect(tmp_path / "t.db", check_same_thread=False)
     try:
         holder.execute("BEGIN IMMEDIATE")
@@ -78,12 +94,9 @@ async def test_a_write_cancelled_while_it_waits_for_a_lock_is_cancelled(engine: 
                 await direct.run(conn, things.insert(), {"id": 1, "name": "waits"})
 
         task = asyncio.create_task(write())
-        for _ in range(100):  # until it waits on the thread (its try on the event loop met the lock at once)
-            await asyncio.sleep(0)
-        assert not task.done()
+        await asyncio.wait_for(on_thread.wait(), 30)  # its try on the event loop met the lock: the thread waits
         task.cancel()
-        for _ in range(100):  # the cancellation is delivered while the thread still waits for the lock ...
-            await asyncio.sleep(0)
+        await asyncio.wait_for(cancelled.wait(), 30)  # delivered while the thread still waits for the lock ...
         holder.rollback()  # ... which is then released: the thread's statement and the rollback after it go on
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(task, 30)
