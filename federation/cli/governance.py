@@ -179,10 +179,11 @@ def register(sub: Any) -> None:
     p.add_argument("--effective", help="RFC 3339 time the new key takes over (default: now)")
 
     p = cmd("revoke", cmd_revoke, "end one of a member's keys from a time on (signed by a key of the member)",
-            "ipdn governance revoke --hub URL --member KR --key keys/KR.key.pem --kid KID")
+            "ipdn governance revoke --hub URL --member KR --key keys/KR.key.pem --kid=KID")
     p.add_argument("--member", required=True)
     p.add_argument("--key", required=True, type=Path)
-    p.add_argument("--kid", required=True)
+    # A kid is base64url and may begin with "-", which argparse would read as an option: written --kid=KID.
+    p.add_argument("--kid", required=True, help="the key's kid; write it --kid=KID (a kid may begin with '-')")
     p.add_argument("--effective", help="RFC 3339 time (default: now)")
 
     p = cmd("handover", cmd_handover, "the outgoing hub proposes a new hub and chair (members then vote)",

@@ -89,3 +89,14 @@ def test_light_commands_start_without_the_web_and_database_layers() -> None:
     for command, loaded in (("keygen", []), ("verify", []), ("node", node)):
         out = subprocess.run([sys.executable, "-c", probe.format(command)], capture_output=True, text=True, check=True)
         assert out.stdout.strip() == str(loaded), (command, out.stdout, out.stderr)
+
+
+def test_a_kid_beginning_with_a_dash_is_taken_as_written_in_the_help() -> None:
+    """A kid is base64url, so one key in 64 has a kid beginning with "-", which argparse reads as an option when it
+    is its own argument; the help's form, --kid=KID, takes it."""
+    args = build_parser().parse_args(["governance", "revoke", "--hub", "http://hub", "--member", "KR",
+                                      "--key", "KR.key.pem", "--kid=-3fQx"])
+    assert args.kid == "-3fQx"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["governance", "revoke", "--hub", "http://hub", "--member", "KR",
+                                   "--key", "KR.key.pem", "--kid", "-3fQx"])
