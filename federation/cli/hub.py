@@ -35,6 +35,7 @@ from federation.progress import add_argument as add_progress_argument
 from federation.progress import reporter
 from federation.protocol.keys import PublicKey, SigningKey, load_public_jwk
 from federation.protocol.registry import genesis
+from federation.server.aio import keep_for_life
 from federation.server.db import backup
 from federation.server.logs import configure as configure_logging
 from federation.server.ui.passwords import hash_password
@@ -114,7 +115,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # (so that it sees the answer), not aiohttp's 10.
     from federation.hub.app import create_app  # the web app only where it is served (federation/cli/main.py)
 
-    web.run_app(create_app(cfg), host=cfg.host, port=cfg.port, print=None, access_log=None,
+    app = create_app(cfg)
+    app.on_startup.append(keep_for_life)  # after the services started (the cleanup context's startup runs first)
+    web.run_app(app, host=cfg.host, port=cfg.port, print=None, access_log=None,
                 shutdown_timeout=5, reuse_port=args.reuse_port, ssl_context=served,
                 keepalive_timeout=cfg.idle_timeout, lingering_time=2.0)
     return 0

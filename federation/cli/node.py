@@ -28,6 +28,7 @@ from federation.cli.errors import UsageError
 from federation.protocol.keys import SigningKey
 from federation.protocol.registry import load_registry, parse_registry
 from federation.protocol.webhooks import public_key_text
+from federation.server.aio import keep_for_life
 from federation.server.db import backup
 from federation.server.logs import configure as configure_logging
 from federation.server.ui.i18n import Catalog
@@ -106,7 +107,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # keepalive_timeout also cuts a client trickling its headers (docs/adr/0012-faults-and-abuse.md).
     from node.app import create_app  # the web app only where it is served (GROUPS in federation/cli/main.py)
 
-    web.run_app(create_app(config), host=config.host, port=config.port, print=None, access_log=None,
+    app = create_app(config)
+    app.on_startup.append(keep_for_life)  # after the services started (the cleanup context's startup runs first)
+    web.run_app(app, host=config.host, port=config.port, print=None, access_log=None,
                 ssl_context=served, keepalive_timeout=config.idle_timeout, lingering_time=2.0)
     return 0
 

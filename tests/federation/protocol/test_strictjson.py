@@ -143,6 +143,17 @@ class TestFastPathAgreesWithReference:
         data = (ws + text + ws).encode()
         assert outcome(strictjson.loads, data) == outcome(strictjson.loads_reference, data)
 
+    @given(text=_texts, ws=st.sampled_from(["", " ", "\n"]))
+    @settings(max_examples=1500, deadline=None)
+    def test_a_document_accepted_parses_again_the_same(self, text: str, ws: str) -> None:
+        """``loads_accepted`` (a node parsing again what its verify worker accepted) gives ``loads``'s value."""
+        data = (ws + text + ws).encode()
+        try:
+            value = strictjson.loads(data)
+        except StrictJsonError:
+            return
+        assert typed(strictjson.loads_accepted(data)) == typed(value)
+
     @given(text=_texts, at=st.integers(min_value=0), byte=st.integers(0, 255))
     @settings(max_examples=1500, deadline=None)
     def test_mutated_documents(self, text: str, at: int, byte: int) -> None:
