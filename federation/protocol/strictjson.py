@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jiter
+import orjson
 
 from federation.protocol.errors import StrictJsonError
 
@@ -178,11 +179,12 @@ def loads(data: bytes, limits: JsonLimits = DEFAULT_LIMITS) -> Any:
 
 
 def loads_accepted(data: bytes) -> Any:
-    """:func:`loads` of bytes it accepted before, again: the same value, without the walk for numbers and depth,
+    """:func:`loads` of bytes it accepted before, again: the same value, by orjson (half jiter's time; it takes the
+    last of duplicate names, which an accepted document has none of), without the walk for numbers and depth,
     which gave its verdict then. (A node parses again the payloads its verify worker accepted.)"""
     try:
-        return jiter.from_json(data, allow_inf_nan=False, catch_duplicate_keys=True, cache_mode="none")
-    except ValueError:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
         return loads(data)  # a document only the reference parser takes
 
 

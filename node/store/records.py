@@ -348,8 +348,8 @@ _INSERT_ENVELOPES = envelopes.insert()
 _INSERT_RECORD = records.insert()
 _UPDATE_RECORD = records.update().where(records.c.record_id == sa.bindparam("b_record_id"))
 # The index row of a record, keyed by its id: each an index probe, never a scan (ADR 30).
-_SQLITE_INDEX = sa.text("INSERT INTO records_fts (rowid, search) SELECT id, :search FROM records "
-                        "WHERE record_id = :rid")
+_SQLITE_INDEX = sa.text("INSERT INTO records_fts (rowid, search) VALUES (:id, :search)")
+_LAST_ID = sa.select(sa.func.max(records.c.id).label("last"))  # the rowid's b-tree's last entry: one probe
 _SQLITE_UNINDEX = sa.text("INSERT INTO records_fts (records_fts, rowid, search) VALUES ('delete', :id, :search)")
 _PG_INDEX = sa.text("INSERT INTO records_fts (rowid, search) SELECT id, strip(to_tsvector('simple', :search)) "
                     "FROM records WHERE record_id = :rid ON CONFLICT (rowid) DO UPDATE SET search = excluded.search")
@@ -552,7 +552,16 @@ class NodeStore:
             # the envelope still current (a tombstone's empty text was never indexed).
             old = [{"id": r.id, "search": t} for r in replaced.values() if (t := stored_search_text(r.envelope))]
             await direct.run(conn, _SQLITE_UNINDEX, old)
-            index, texts = _SQLITE_INDEX, [t for t in texts if t["search"]]
+            # A new record's id is given here, the next after the last (as SQLite would choose it; this transaction
+            # wrote its envelopes already, so no other writer is between), so that its index row is written by
+            # VALUES: FTS5 takes an INSERT ... SELECT five times slower (about 0.1 ms a row).
+            fresh = [r for r in rows if r["record_id"] not in replaced]
+            if fresh:
+                last = (await direct.rows(conn, _LAST_ID))[0].last or 0
+                for n, r in enumerate(fresh, last + 1):
+                    r["id"] = n
+            by_id = {**{rid: r.id for rid, r in replaced.items()}, **{r["record_id"]: r["id"] for r in fresh}}
+            index, texts = _SQLITE_INDEX, [{"id": by_id[t["rid"]], "search": t["search"]} for t in texts if t["search"]]
         else:
             index = _PG_INDEX
         updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}  # by the columns they set: one executemany each
