@@ -20,7 +20,7 @@ PACKAGES = ("federation", "node")
 
 # What the pure protocol core may import besides the standard library and itself: its own pure dependencies.
 PROTOCOL_THIRD_PARTY = frozenset({
-    "cryptography", "nacl", "pybase64", "jsonschema", "jsonschema_rs", "jiter", "rfc8785",
+    "cryptography", "nacl", "pybase64", "jsonschema", "jsonschema_rs", "jiter", "orjson", "rfc8785",
     "http_message_signatures", "http_sf", "tzdata", "referencing",
     "schemas",  # the repository's own JSON Schema documents (data), loaded by federation/protocol/schemas.py
 })
