@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from federation.protocol.keys import SigningKey
-from node.config import load_config
+from node.config import default_verify_workers, load_config
 from node.errors import ConfigError
 from tests.support import paths
 from tests.support.cli import ipdn
@@ -88,6 +88,12 @@ class TestNodeInit:
 
 
 class TestNodeConfig:
+    @pytest.mark.parametrize(("cores", "workers"), [(1, 0), (2, 2), (3, 2), (4, 3), (5, 4), (64, 4)])
+    def test_verify_workers_by_cores(self, cores: int, workers: int) -> None:
+        """None on one core (verified in-process); two on two cores (the writer leaves part of its core idle);
+        then the cores but the writer's, at most four."""
+        assert default_verify_workers(cores) == workers
+
     def test_environment_overrides_file(self, tmp_path: Path, files: tuple[Path, Path]) -> None:
         """IPDN_NODE_<KEY> wins over node.toml; values are converted to the field's type."""
         key, reg = files
