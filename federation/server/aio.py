@@ -23,7 +23,6 @@ async def wait_event(event: asyncio.Event, seconds: float) -> bool:
     return True
 
 
-
 async def keep_for_life(app: Any) -> None:
     """An ``on_startup`` handler of a served application (``ipdn hub serve``, ``ipdn node serve``), after its
     services started: put every object alive now out of the garbage collector's sight for good (``gc.freeze``).
