@@ -1,5 +1,4 @@
-"""``ipdn hub operator add|list|disable|enable``: dashboard accounts, hashed, in the hub's database; what ``ipdn hub
-serve`` hands aiohttp."""
+"""``ipdn hub operator add|list|disable|enable``: dashboard accounts, hashed, in the hub's database."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ import pytest
 from federation.hub.config import HubConfig
 from federation.hub.store.log import HubStore
 from federation.server.ui.passwords import verify_password
-from tests.support.cli import ipdn, run
+from tests.support.cli import run
 
 
 @pytest.fixture
@@ -96,18 +95,3 @@ def test_totp_enrol_prints_the_authenticator_uri_keeps_the_secret_and_remove(
     assert run(capsys, "hub", "operator", "totp", "amal", "--remove", "--dir", str(hub_dir))[0] == 0
     stored = account(hub_dir, "amal")
     assert stored is not None and stored["totp_secret"] is None
-
-
-def test_serve_freezes_the_heap_once_its_services_started(hub_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``ipdn hub serve`` freezes the heap (keep_for_life) at startup, after its cleanup context started the store
-    and the services (as ``ipdn node serve`` does: tests/federation/cli/test_node.py)."""
-    from aiohttp import web
-
-    from federation.cli import hub as hub_cli
-    from federation.server.aio import keep_for_life
-
-    served: list[web.Application] = []
-    monkeypatch.setattr(hub_cli.web, "run_app", lambda app, **_: served.append(app))
-    assert ipdn("hub", "serve", "--dir", str(hub_dir)) == 0
-    handlers = list(served[-1].on_startup)
-    assert handlers.index(keep_for_life) > handlers.index(served[-1].cleanup_ctx._on_startup)

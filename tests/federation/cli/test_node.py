@@ -150,27 +150,6 @@ def _free_port() -> int:
 
 
 class TestNodeServe:
-    def test_serve_freezes_the_heap_once_its_services_started(self, tmp_path: Path, files: tuple[Path, Path],
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-        """The served application freezes the heap (keep_for_life) at startup, after its cleanup context started the
-        store, the sync engine and the rest; an application made otherwise (a test's) does not."""
-        from aiohttp import web
-
-        from federation.cli import node as node_cli
-        from federation.server.aio import keep_for_life
-
-        key, reg = files
-        assert ipdn("node", "init", "--dir", str(tmp_path / "qa"), "--member", "QA", "--key", str(key),
-                    "--registry", str(reg)) == 0
-        served: list[web.Application] = []
-        monkeypatch.setattr(node_cli.web, "run_app", lambda app, **_: served.append(app))
-        assert ipdn("node", "serve", "--dir", str(tmp_path / "qa")) == 0
-        handlers = list(served[0].on_startup)
-        assert keep_for_life in handlers
-        assert handlers.index(keep_for_life) > handlers.index(served[0].cleanup_ctx._on_startup)
-        from node.app import create_app
-        assert keep_for_life not in create_app(load_config(tmp_path / "qa", env={})).on_startup
-
     def test_serve_answers_and_stops_on_sigterm(self, tmp_path: Path, qa: Member, hub_key: SigningKey) -> None:
         """``ipdn node serve`` answers /api/v1/status and exits cleanly on SIGTERM (hub unreachable)."""
         key, reg = tmp_path / "QA.key.pem", tmp_path / "registry.json"
