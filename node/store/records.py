@@ -41,6 +41,7 @@ from federation.protocol.verify import ChainHead
 from federation.server.broadcast import Broadcast
 from federation.server.db import direct
 from federation.server.db import engine as db
+from federation.server.db.checkpoint import Checkpointer
 from node.records.occurrences import last_day
 from node.records.text import normalise
 from node.store import evidence, outbox, staff
@@ -390,6 +391,7 @@ class NodeStore:
         # lost to a power cut is pulled again; docs/adr/0033). The engine itself when not given.
         self.relaxed = relaxed or engine
         self.member = member  # the node's own origin: its outbox holds only these envelopes
+        self.checkpoints: Checkpointer | None = None  # SQLite's log copied back in a thread (set by ``open``)
         # One store per table group, on the one engine.
         self.outbox = OutboxStore(engine, member)
         self.trust = TrustStore(engine)
@@ -402,14 +404,27 @@ class NodeStore:
 
     @classmethod
     async def open(cls, url: str, member: str) -> NodeStore:
-        engine = db.make_engine(url)
-        await db.migrate(engine, MIGRATIONS, VERSION_TABLE)
-        return cls(engine, member, relaxed=db.make_engine(url, durable=False))
+        path = db.sqlite_path(url)
+        # Updates of a large node write index pages at random: copying them back is done beside the apply (ADR 36).
+        checkpoints = Checkpointer(path) if path is not None else None
+        engine = db.make_engine(url, checkpoints=checkpoints)
+        try:
+            await db.migrate(engine, MIGRATIONS, VERSION_TABLE)
+        except BaseException:
+            await engine.dispose()
+            if checkpoints is not None:
+                checkpoints.stop()
+            raise
+        store = cls(engine, member, relaxed=db.make_engine(url, durable=False, checkpoints=checkpoints))
+        store.checkpoints = checkpoints
+        return store
 
     async def close(self) -> None:
         await self.engine.dispose()
         if self.relaxed is not self.engine:
             await self.relaxed.dispose()
+        if self.checkpoints is not None:
+            self.checkpoints.stop()
 
     # -- chains --------------------------------------------------------------------------------------
 

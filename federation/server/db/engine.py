@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from federation.server.db import sqlite_driver
+from federation.server.db.checkpoint import BACKSTOP, Checkpointer
 
 
 class Blob(sa.LargeBinary):
@@ -81,7 +82,7 @@ def url_parts(url: str) -> dict[str, Any]:
             "database": parsed.database}
 
 
-def make_engine(url: str, *, durable: bool = True) -> AsyncEngine:
+def make_engine(url: str, *, durable: bool = True, checkpoints: Checkpointer | None = None) -> AsyncEngine:
     """An async engine; SQLite gets WAL, foreign keys, a busy timeout and fsync at commit, through
     :mod:`federation.server.db.sqlite_driver` (statements on the event loop unless they must wait: ADR 34).
 
@@ -93,11 +94,18 @@ def make_engine(url: str, *, durable: bool = True) -> AsyncEngine:
     ``synchronous_commit=off``). A power cut may lose such commits, the last ones only (the log is written in
     order, and a durable commit after them makes them durable too), never corrupt the database or lose a durable
     commit (docs/adr/0033).
+
+    ``checkpoints`` (SQLite) copies the log back into the database after this engine's commits, in its own
+    thread; the commits themselves then checkpoint only past ``BACKSTOP`` pages (docs/adr/0036).
     """
     if url.startswith("sqlite"):
         path = sqlite_path(url)
-        engine = (create_async_engine(url, async_creator=partial(sqlite_driver.connect, path, timeout=30))
-                  if path is not None else create_async_engine(url, connect_args={"timeout": 30}))
+        if path is None:
+            engine = create_async_engine(url, connect_args={"timeout": 30})
+            checkpoints = None  # in memory: no file, no log
+        else:
+            engine = create_async_engine(url, async_creator=partial(
+                sqlite_driver.connect, path, timeout=30, after_commit=checkpoints.wake if checkpoints else None))
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -105,6 +113,8 @@ def make_engine(url: str, *, durable: bool = True) -> AsyncEngine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             cur.execute("PRAGMA foreign_keys=ON")
+            if checkpoints is not None:
+                cur.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP}")
             cur.close()
 
         return engine

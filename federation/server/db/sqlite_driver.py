@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -112,10 +113,12 @@ class Cursor(aiosqlite.Cursor):
 
 
 class Connection(aiosqlite.Connection):
-    def __init__(self, connector: Any, iter_chunk_size: int, patience: float) -> None:
+    def __init__(self, connector: Any, iter_chunk_size: int, patience: float,
+                 after_commit: Callable[[], None] | None = None) -> None:
         super().__init__(connector, iter_chunk_size)
         self._patience = f"PRAGMA busy_timeout={int(patience * 1000)}"
         self._hasty = False  # the busy timeout is 0 (a statement ran at once), until the next call on the thread
+        self._after_commit = after_commit
 
     def at_once(self, fn: Any, *args: Any) -> Any:
         """Run ``fn`` here, on the event loop, with a busy timeout of 0: a lock held elsewhere fails it at once."""
@@ -142,17 +145,23 @@ class Connection(aiosqlite.Connection):
     async def cursor(self) -> aiosqlite.Cursor:
         return Cursor(self, self._conn.cursor())
 
+    async def commit(self) -> None:
+        await super().commit()
+        if self._after_commit is not None:
+            self._after_commit()
+
     async def rollback(self) -> None:
         if self._conn.in_transaction:  # else sqlite3's rollback does nothing either
             await super().rollback()
 
 
-def connect(path: Path, timeout: float = 5.0, **kwargs: Any) -> Connection:
+def connect(path: Path, timeout: float = 5.0, *, after_commit: Callable[[], None] | None = None,
+            **kwargs: Any) -> Connection:
     """A connection to the SQLite file ``path`` (``timeout`` and ``kwargs`` as for sqlite3.connect), for
-    ``async_creator``."""
+    ``async_creator``; ``after_commit`` is called after each of its commits."""
     # check_same_thread: statements run on the event loop or on the worker thread, one at a time.
     conn = Connection(partial(sqlite3.connect, str(path), timeout=timeout, check_same_thread=False, **kwargs), 64,
-                      timeout)
+                      timeout, after_commit)
     # As SQLAlchemy does for aiosqlite's own connections: a connection never closed (its task cancelled at
     # shutdown) must not keep the process alive after the event loop has stopped.
     conn._thread.daemon = True

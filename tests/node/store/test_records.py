@@ -11,6 +11,7 @@ from node.store.outbox import ACCEPTED, PENDING, REJECTED
 from node.store.records import Changes, NodeStore, QuarantineRow
 from tests.support.factories import Member
 from tests.support.search_index import index_and_rebuild
+from tests.support.timing import eventually
 
 NOW = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
 
@@ -24,6 +25,22 @@ class TestNodeStore:
         again = await NodeStore.open(config.db_url, "QA")
         assert await again.trust.cursor() == 7
         await again.close()
+
+    async def test_the_log_is_checkpointed_beside_the_writer(self, config: NodeConfig) -> None:
+        """On SQLite the store's commits wake a checkpointer of its own (ADR 36), stopped with the store;
+        PostgreSQL has none."""
+        store = await NodeStore.open(config.db_url, "QA")
+        checkpoints = store.checkpoints
+        try:
+            await store.apply(Changes(cursor=7), NOW)
+            if store.engine.dialect.name == "sqlite":
+                assert checkpoints is not None
+                await eventually(lambda: checkpoints.done >= 1)
+            else:
+                assert checkpoints is None
+        finally:
+            await store.close()
+        assert checkpoints is None or not checkpoints.running
 
     async def test_authored_envelope_round_trips(self, store: NodeStore, qa: Member, event: dict[str, Any]) -> None:
         """An own envelope comes back as record, chain head and pending outbox entry, bytes unchanged."""
