@@ -8,8 +8,10 @@ that copy is most of what an update costs more at 1,000,000 records than at 10,0
 Here the writers' own checkpoint is only a backstop (``BACKSTOP`` pages, should this thread fall behind or not
 be running), and a thread with a connection of its own runs a PASSIVE checkpoint (it takes no lock a writer or
 a reader waits for) a moment after each commit: ``spacing`` seconds after the commit's wake-up, so that the
-commit is done and the commits of that moment are copied in one pass. On a machine of two cores the thread
-copies while the writer goes on; sqlite3 releases the GIL while SQLite works.
+commits of that moment are copied in one pass. While the log stays short (under ``QUIET`` pages), the next
+checkpoint waits ``rest`` seconds: a node applying a record now and then syncs the disk once a second, not at
+each commit. On a machine of two cores the thread copies while the writer goes on; sqlite3 releases the GIL
+while SQLite works.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 BACKSTOP = 10_000  # pages (40 MiB of log at 4 KiB a page): the writers' own automatic checkpoint
 SPACING = 0.1  # seconds from a commit's wake-up to the checkpoint; at most ten checkpoints a second
+QUIET, REST = 1_000, 1.0  # a log of fewer pages than SQLite's own threshold waits a second for the next checkpoint
 
 log = logging.getLogger("ipdn.db")
 
@@ -28,9 +31,9 @@ log = logging.getLogger("ipdn.db")
 class Checkpointer:
     """Checkpoints the database at ``path`` after commits; ``wake`` after each commit, ``stop`` at close."""
 
-    def __init__(self, path: Path, *, spacing: float = SPACING) -> None:
+    def __init__(self, path: Path, *, spacing: float = SPACING, rest: float = REST) -> None:
         self.path = path
-        self.spacing = spacing
+        self.spacing, self.rest = spacing, rest
         self.done = 0  # checkpoints run (for tests and diagnostics)
         self._due = threading.Event()
         self._stopping = threading.Event()
@@ -61,11 +64,15 @@ class Checkpointer:
             while not self._stopping.wait(self.spacing):
                 self._due.clear()  # a commit woken from now on asks for another pass
                 try:
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    _busy, logged, _copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error as e:  # the next commit asks again; the backstop meanwhile
                     log.warning("checkpoint of %s failed: %s", self.path, e)
+                    logged = 0
                 else:
                     self.done += 1
+                # A short log costs little to keep: checkpoints (each syncs the disk twice) at most once a rest.
+                if logged < QUIET and self._stopping.wait(self.rest):
+                    return
                 self._due.wait()
         finally:
             db.close()

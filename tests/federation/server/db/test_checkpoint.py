@@ -39,7 +39,7 @@ async def write(engine: sa.ext.asyncio.AsyncEngine) -> None:
 
 async def test_the_log_is_copied_back_by_the_thread(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite"
-    checkpoints = Checkpointer(path, spacing=0)
+    checkpoints = Checkpointer(path, spacing=0, rest=0)
     engine = db.make_engine(db.sqlite_url(path), checkpoints=checkpoints)
     try:
         await write(engine)
