@@ -21,6 +21,7 @@ for every subscription that wants it.
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import functools
 import json
@@ -424,7 +425,7 @@ class NodeStore:
         if self.relaxed is not self.engine:
             await self.relaxed.dispose()
         if self.checkpoints is not None:
-            self.checkpoints.stop()
+            await asyncio.to_thread(self.checkpoints.stop)  # a checkpoint under way ends first, off the event loop
 
     # -- chains --------------------------------------------------------------------------------------
 
