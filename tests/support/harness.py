@@ -35,10 +35,36 @@ IPDN = str(Path(sys.executable).parent / "ipdn")
 TEST_ENV = {"IPDN_NODE_ANONYMOUS_RATE_PER_MINUTE": "1000000"}
 
 
+_LOWEST = 10_000
+_next_port = 0  # this process's place in its slice of ports
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port that no other process of the run will take before the caller's server binds it.
+
+    A port asked of the kernel (bind to 0) and released is handed out again: to a test server elsewhere that binds
+    0, or to an outgoing connection. A federation started on it then met another test's server (CI saw a hub's
+    start answered 404). So ports come from below the kernel's ephemeral range, where neither takes theirs, each
+    pytest-xdist worker from a slice of its own, each tried by binding before it is given."""
+    global _next_port
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral = int(f.read().split()[0])
+    except OSError:  # not Linux: the range IANA names
+        ephemeral = 49152
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    size = (ephemeral - _LOWEST) // max(workers, 1)
+    for _ in range(size):
+        port = _LOWEST + worker * size + _next_port % size
+        _next_port += 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # in use (or lingering): the next one
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_LOWEST + worker * size}..{_LOWEST + (worker + 1) * size - 1}")
 
 
 def http(method: str, url: str, body: Any = None, *, token: str | None = None, data: bytes | None = None,

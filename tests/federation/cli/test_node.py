@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tomllib
@@ -21,7 +20,7 @@ from node.errors import ConfigError
 from tests.support import paths
 from tests.support.cli import ipdn
 from tests.support.factories import Member
-from tests.support.harness import http, wait_for
+from tests.support.harness import free_port, http, wait_for
 from tests.support.nodes import HUB_URL, make_registry
 
 ROOT = paths.ROOT
@@ -143,12 +142,6 @@ class TestNodeConfig:
             load_config(tmp_path / "nothing", env={})
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class TestNodeServe:
     def test_serve_answers_and_stops_on_sigterm(self, tmp_path: Path, qa: Member, hub_key: SigningKey) -> None:
         """``ipdn node serve`` answers /api/v1/status and exits cleanly on SIGTERM (hub unreachable)."""
@@ -157,7 +150,7 @@ class TestNodeServe:
         reg.write_bytes(make_registry(hub_key, HUB_URL, qa).to_bytes())
         assert ipdn("node", "init", "--dir", str(tmp_path / "qa"), "--member", "QA", "--key", str(key),
                     "--registry", str(reg)) == 0
-        port = _free_port()
+        port = free_port()
         proc = subprocess.Popen([sys.executable, "-m", "federation", "node", "serve", "--dir", str(tmp_path / "qa"),
                                  "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONPATH": str(ROOT)})

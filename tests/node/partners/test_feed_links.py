@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from node.partners.feeds import ATOM_PATH, ENVELOPE_REL, ICS_PATH, JSON_FEED_PAT
 from node.partners.oaipmh import record_id_of
 from node.records.service import NodeService
 from tests.support.factories import Member, example_bodies
+from tests.support.harness import free_port
 from tests.support.nodes import bearer, issue, make_config
 
 HTML, JSON, JOSE = "text/html", "application/json", "application/jose+json"
@@ -40,9 +40,7 @@ NO_PROXY = {"http": None, "https": None}  # loopback only, whatever the environm
 async def listening_node(aiohttp_server: Any, tmp_path: Path, qa: Member, registry: SignedRegistry,
                          db_url: str) -> TestServer:
     """QA's node on a loopback port that is also its public_url: every absolute link can be requested as given."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # known before the app is made: the node's public_url names it
     app = create_app(make_config(tmp_path, qa, registry, db_url=db_url, public_url=f"http://127.0.0.1:{port}"),
                      sync=False)
     return await aiohttp_server(app, port=port)

@@ -9,7 +9,6 @@ import copy
 import dataclasses
 import io
 import json
-import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,7 @@ from node.records.service import NodeService
 from node.store.records import StoredRecord
 from tests.support import paths
 from tests.support.factories import Member, example_bodies, example_paths
+from tests.support.harness import free_port
 from tests.support.nodes import make_config
 
 VECTORS = paths.VECTORS / "oai-pmh"
@@ -146,9 +146,7 @@ class Node:
 async def node(aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path, qa: Member, kr: Member,
                registry: SignedRegistry, db_url: str, oai_schema: xmlschema.XMLSchema) -> Node:
     """QA's node with OAI-PMH on a loopback port, three records per page (SQLite, then PostgreSQL)."""
-    with socket.socket() as s:  # a free port, known before the app is made: the node's public_url names it
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # known before the app is made: the node's public_url names it
     app = create_app(make_config(tmp_path, qa, registry, db_url=db_url, page_size=PAGE,
                                  public_url=f"http://127.0.0.1:{port}"), sync=False)
     server = await aiohttp_server(app, port=port)
