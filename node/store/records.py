@@ -386,13 +386,14 @@ async def _current_versions(conn: AsyncConnection, record_ids: Sequence[str]) ->
 
 
 class NodeStore:
-    def __init__(self, engine: AsyncEngine, member: str, *, relaxed: AsyncEngine | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, member: str, *, relaxed: AsyncEngine | None = None,
+                 checkpoints: Checkpointer | None = None) -> None:
         self.engine = engine
         # Where applied pages are written: the same database, committing without waiting for the disk (a page
         # lost to a power cut is pulled again; docs/adr/0033). The engine itself when not given.
         self.relaxed = relaxed or engine
         self.member = member  # the node's own origin: its outbox holds only these envelopes
-        self.checkpoints: Checkpointer | None = None  # SQLite's log copied back in a thread (set by ``open``)
+        self.checkpoints = checkpoints  # SQLite's log copied back in a thread of its own (ADR 36), stopped at close
         # One store per table group, on the one engine.
         self.outbox = OutboxStore(engine, member)
         self.trust = TrustStore(engine)
@@ -412,13 +413,10 @@ class NodeStore:
         try:
             await db.migrate(engine, MIGRATIONS, VERSION_TABLE)
         except BaseException:
-            await engine.dispose()
-            if checkpoints is not None:
-                checkpoints.stop()
+            await cls(engine, member, checkpoints=checkpoints).close()
             raise
-        store = cls(engine, member, relaxed=db.make_engine(url, durable=False, checkpoints=checkpoints))
-        store.checkpoints = checkpoints
-        return store
+        return cls(engine, member, relaxed=db.make_engine(url, durable=False, checkpoints=checkpoints),
+                   checkpoints=checkpoints)
 
     async def close(self) -> None:
         await self.engine.dispose()
