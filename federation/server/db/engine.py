@@ -105,7 +105,8 @@ def make_engine(url: str, *, durable: bool = True, checkpoints: Checkpointer | N
             checkpoints = None  # in memory: no file, no log
         else:
             engine = create_async_engine(url, async_creator=partial(
-                sqlite_driver.connect, path, timeout=30, after_commit=checkpoints.wake if checkpoints else None))
+                sqlite_driver.connect, path, timeout=30, after_commit=checkpoints.wake if checkpoints else None,
+                quick_commits=not durable))
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:

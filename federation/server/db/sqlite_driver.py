@@ -13,8 +13,11 @@ waits for the lock as long as the connection's ``timeout`` (a write lock held by
 a backup, blocks one task, never the server). What can be slow for another reason stays on the thread: a
 commit (an fsync, a checkpoint), ``executemany`` of more than ``FEW`` rows, the rows of a result beyond the
 first ``READ_AHEAD``, a real rollback. Opening and closing a cursor, and a rollback outside any transaction (SQLite's
-own no-op), run on the event loop. A connection is still used by one task at a time (SQLAlchemy's pool), so
-the two threads never use it at once.
+own no-op), run on the event loop. A connection whose commits do not wait for the disk (``quick_commits``:
+``synchronous=NORMAL`` in WAL mode, which syncs only at a checkpoint) commits a transaction of at most ``FEW``
+changed rows on the event loop too: it appends a few pages to the log, where the hop to the thread and back was
+half of a node's commit of one applied record (ADR 37). A connection is still used by one task at a time
+(SQLAlchemy's pool), so the two threads never use it at once.
 """
 
 from __future__ import annotations
@@ -114,11 +117,13 @@ class Cursor(aiosqlite.Cursor):
 
 class Connection(aiosqlite.Connection):
     def __init__(self, connector: Any, iter_chunk_size: int, patience: float,
-                 after_commit: Callable[[], None] | None = None) -> None:
+                 after_commit: Callable[[], None] | None = None, quick_commits: bool = False) -> None:
         super().__init__(connector, iter_chunk_size)
         self._patience = f"PRAGMA busy_timeout={int(patience * 1000)}"
         self._hasty = False  # the busy timeout is 0 (a statement ran at once), until the next call on the thread
         self._after_commit = after_commit
+        self._quick = quick_commits
+        self._ended: int | None = None  # SQLite's count of rows changed when the last transaction ended
 
     def at_once(self, fn: Any, *args: Any) -> Any:
         """Run ``fn`` here, on the event loop, with a busy timeout of 0: a lock held elsewhere fails it at once."""
@@ -146,22 +151,33 @@ class Connection(aiosqlite.Connection):
         return Cursor(self, self._conn.cursor())
 
     async def commit(self) -> None:
-        await super().commit()
+        if self._quick and self._ended is not None and self._conn.total_changes - self._ended <= FEW:
+            try:
+                self.at_once(self._conn.commit)
+            except sqlite3.OperationalError as e:
+                if e.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                    raise
+                await super().commit()
+        else:
+            await super().commit()
+        self._ended = self._conn.total_changes
         if self._after_commit is not None:
             self._after_commit()
 
     async def rollback(self) -> None:
         if self._conn.in_transaction:  # else sqlite3's rollback does nothing either
             await super().rollback()
+        self._ended = self._conn.total_changes
 
 
 def connect(path: Path, timeout: float = 5.0, *, after_commit: Callable[[], None] | None = None,
-            **kwargs: Any) -> Connection:
+            quick_commits: bool = False, **kwargs: Any) -> Connection:
     """A connection to the SQLite file ``path`` (``timeout`` and ``kwargs`` as for sqlite3.connect), for
-    ``async_creator``; ``after_commit`` is called after each of its commits."""
+    ``async_creator``; ``after_commit`` is called after each of its commits; ``quick_commits``: its commits do not
+    wait for the disk, and a small one runs on the event loop."""
     # check_same_thread: statements run on the event loop or on the worker thread, one at a time.
     conn = Connection(partial(sqlite3.connect, str(path), timeout=timeout, check_same_thread=False, **kwargs), 64,
-                      timeout, after_commit)
+                      timeout, after_commit, quick_commits)
     # As SQLAlchemy does for aiosqlite's own connections: a connection never closed (its task cancelled at
     # shutdown) must not keep the process alive after the event loop has stopped.
     conn._thread.daemon = True

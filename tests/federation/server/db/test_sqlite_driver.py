@@ -97,6 +97,46 @@ async def test_only_what_can_wait_goes_to_the_thread(tmp_path: Path, monkeypatch
         await engine.dispose()
 
 
+async def test_a_small_commit_that_does_not_wait_for_the_disk_stays_on_the_event_loop(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ADR 37: an engine whose commits do not wait for the disk (``durable=False``, a node's applied pages) commits a
+    transaction of at most FEW changed rows on the event loop, and one of more on the thread; a durable engine's
+    commit (an fsync) always goes to the thread. What the loop committed is committed: another connection reads it."""
+    url = db.sqlite_url(tmp_path / "t.db")
+    durable, relaxed = db.make_engine(url), db.make_engine(url, durable=False)
+    try:
+        for engine in (durable, relaxed):  # each pooled connection's first commit goes to the thread (its baseline)
+            async with engine.begin() as conn:
+                await conn.execute(sa.text("CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT)"))
+        hops: list[Any] = []
+        real = aiosqlite.Connection._execute
+
+        async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            hops.append(getattr(fn, "__name__", fn))
+            return await real(self, fn, *args, **kwargs)
+
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+        few = [{"k": f"f{i}", "v": str(i)} for i in range(sqlite_driver.FEW)]
+        async with relaxed.begin() as conn:
+            await conn.execute(sa.text("INSERT INTO kv VALUES (:k, :v)"), few[:3])
+            await conn.execute(sa.text("UPDATE kv SET v = 'x' WHERE k = 'f0'"))
+        assert hops == []
+        async with durable.connect() as conn:
+            assert (await conn.execute(sa.text("SELECT v FROM kv WHERE k = 'f0'"))).scalar() == "x"
+        async with relaxed.begin() as conn:
+            await conn.execute(sa.text("INSERT INTO kv VALUES (:k, :v)"), [{**r, "k": r["k"] + "'"} for r in few])
+            await conn.execute(sa.text("INSERT INTO kv VALUES ('one', 'more')"))  # FEW + 1 rows
+        assert len(hops) == 1, hops  # the commit
+        async with durable.begin() as conn:
+            await conn.execute(sa.text("INSERT INTO kv VALUES ('d', '1')"))
+        assert len(hops) == 2, hops
+        async with relaxed.connect() as conn:
+            assert (await conn.execute(sa.text("SELECT count(*) FROM kv"))).scalar() == 3 + sqlite_driver.FEW + 2
+    finally:
+        await durable.dispose()
+        await relaxed.dispose()
+
+
 @pytest.mark.parametrize("many", [False, True], ids=["a statement", "a statement of a few rows"])
 async def test_a_write_lock_held_elsewhere_does_not_stall_the_event_loop(tmp_path: Path, many: bool) -> None:
     """Another process (an import, a backup, the CLI) holds the write lock: a write waits for it on the
