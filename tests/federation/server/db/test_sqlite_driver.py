@@ -64,6 +64,19 @@ async def test_same_results_as_aiosqlite(tmp_path: Path) -> None:
         await fast.close()
 
 
+def _hops_counted(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """From now on, each call made on a connection's thread, by the name of what it ran."""
+    hops: list[Any] = []
+    real = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(getattr(fn, "__name__", fn))
+        return await real(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    return hops
+
+
 async def test_only_what_can_wait_goes_to_the_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The reason the driver exists (ADR 15, 34): through SQLAlchemy, a SELECT on a pooled connection makes no call
     to the connection's thread (aiosqlite's own: open cursor, execute, fetch, close, rollback on release); a write
@@ -72,14 +85,7 @@ async def test_only_what_can_wait_goes_to_the_thread(tmp_path: Path, monkeypatch
     try:
         async with engine.begin() as conn:
             await conn.execute(sa.text("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT)"))
-        hops: list[Any] = []
-        real = aiosqlite.Connection._execute
-
-        async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
-            hops.append(getattr(fn, "__name__", fn))
-            return await real(self, fn, *args, **kwargs)
-
-        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+        hops = _hops_counted(monkeypatch)
         async with engine.connect() as conn:
             assert (await conn.execute(sa.text("SELECT v FROM kv WHERE k = 'x'"))).first() is None
         assert hops == []
@@ -108,14 +114,7 @@ async def test_a_small_commit_that_does_not_wait_for_the_disk_stays_on_the_event
         for engine in (durable, relaxed):  # each pooled connection's first commit goes to the thread (its baseline)
             async with engine.begin() as conn:
                 await conn.execute(sa.text("CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT)"))
-        hops: list[Any] = []
-        real = aiosqlite.Connection._execute
-
-        async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
-            hops.append(getattr(fn, "__name__", fn))
-            return await real(self, fn, *args, **kwargs)
-
-        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+        hops = _hops_counted(monkeypatch)
         few = [{"k": f"f{i}", "v": str(i)} for i in range(sqlite_driver.FEW)]
         async with relaxed.begin() as conn:
             await conn.execute(sa.text("INSERT INTO kv VALUES (:k, :v)"), few[:3])
